@@ -1,0 +1,120 @@
+"""The async face: every store as an asyncio driver.
+
+Example:
+    ```python
+    from proxystore import aio
+
+    store = aio.init_store("file", name="my-store", store_dir="/tmp/ps")
+    p = await store.aproxy([1, 2, 3])
+    assert await aio.resolve(p) == [1, 2, 3]
+    ```
+
+Store classes are imported on first use, so a missing optional extra (say
+``redis``) only matters to code that uses that store.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from proxystore import registry
+from proxystore.aio.resolve import resolve, resolve_all
+from proxystore.exceptions import StoreNotFoundError
+from proxystore.proxy import Proxy, get_factory
+from proxystore.registry import STORES
+from proxystore.store.factory import StoreFactory
+
+if TYPE_CHECKING:
+    from proxystore.aio.base import Store
+    from proxystore.aio.endpoint import EndpointStore
+    from proxystore.aio.file import FileStore
+    from proxystore.aio.globus import GlobusStore
+    from proxystore.aio.local import LocalStore
+    from proxystore.aio.redis import RedisStore
+
+__all__ = [
+    "STORES",
+    "EndpointStore",
+    "FileStore",
+    "GlobusStore",
+    "LocalStore",
+    "RedisStore",
+    "Store",
+    "get_store",
+    "init_store",
+    "register_store",
+    "resolve",
+    "resolve_all",
+    "unregister_store",
+]
+
+_LAZY = {
+    "Store": "proxystore.aio.base",
+    "LocalStore": "proxystore.aio.local",
+    "FileStore": "proxystore.aio.file",
+    "RedisStore": "proxystore.aio.redis",
+    "GlobusStore": "proxystore.aio.globus",
+    "EndpointStore": "proxystore.aio.endpoint",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'proxystore.aio' has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)
+
+
+def init_store(
+    store_type: str | STORES | type[Store[Any]], name: str, **kwargs: Any
+) -> Store[Any]:
+    """Create an async store and register it under `name`.
+
+    The same as `proxystore.store.init_store`, for the async face. Creating a
+    store does no I/O, so this is a plain function.
+
+    Raises:
+        UnknownStoreTypeError: If `store_type` names no store.
+        StoreExistsError: If `name` is registered with another configuration.
+    """
+    cls = registry.resolve_store_type(store_type, "async")
+    store: Store[Any] = cls(name=name, **kwargs)
+    try:
+        existing = registry.lookup(name, "async")
+    except StoreNotFoundError:
+        existing = None
+    if existing is not None and existing.store_config == store.store_config:
+        return existing  # type: ignore[no-any-return]
+    registry.register(store, "async", exist_ok=False)
+    return store
+
+
+def get_store(name_or_proxy: str | Proxy[Any]) -> Store[Any]:
+    """Return the async face of a registered store, or of the store a proxy uses.
+
+    Raises:
+        StoreNotFoundError: If no store has this name.
+    """
+    if isinstance(name_or_proxy, Proxy):
+        factory = get_factory(name_or_proxy)
+        if not isinstance(factory, StoreFactory):
+            raise StoreNotFoundError(
+                f"<proxy whose factory is {type(factory).__name__}>"
+            )
+        return registry.lookup_or_build(factory.config, "async")  # type: ignore[no-any-return]
+    return registry.lookup(name_or_proxy, "async")  # type: ignore[no-any-return]
+
+
+def register_store(store: Store[Any], exist_ok: bool = False) -> None:
+    """Register an async store instance under its name.
+
+    Raises:
+        StoreExistsError: If the name is taken and not `exist_ok`.
+    """
+    registry.register(store, "async", exist_ok=exist_ok)
+
+
+def unregister_store(name: str) -> None:
+    """Forget the store registered under `name`, both faces (no-op if unknown)."""
+    registry.unregister(name)

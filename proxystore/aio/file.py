@@ -1,0 +1,103 @@
+"""`FileStore`: objects as files in a directory, shared by processes and hosts.
+
+Every write goes to a temporary file in the same directory that is renamed
+into place, so a reader sees a whole object or none. Keys are plain file names:
+anything that could leave the directory is refused.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+from typing import Any
+
+from proxystore._shared import new_object_id
+from proxystore.aio._compat import open_file
+from proxystore.aio.base import Store
+from proxystore.exceptions import ConfigurationError, InvalidKeyError
+from proxystore.serialize import Buffer, Payload
+
+_IS_SYNC = False
+
+_KEY_PATTERN = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,199}")
+_TEMP_PREFIX = ".tmp-"
+
+
+class FileStore(Store[str]):
+    """A store of files in a directory.
+
+    Args:
+        name: The store's name.
+        store_dir: The directory; created if missing. Every process that
+            resolves this store's proxies must see it at the same path.
+        cache_size: How many deserialized objects to keep.
+        metrics: Record per-operation metrics.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        store_dir: str | os.PathLike[str],
+        *,
+        cache_size: int = 16,
+        metrics: bool = True,
+    ) -> None:
+        super().__init__(name, cache_size=cache_size, metrics=metrics)
+        self.store_dir = os.path.abspath(os.fspath(store_dir))
+        try:
+            os.makedirs(self.store_dir, exist_ok=True)
+        except OSError as err:
+            raise ConfigurationError(
+                f"cannot create store_dir {self.store_dir!r} for store {name!r}: {err}"
+            ) from err
+
+    def config(self) -> dict[str, Any]:
+        """Return the keyword arguments that rebuild this store anywhere."""
+        return {**super().config(), "store_dir": self.store_dir}
+
+    def _validate_key(self, key: Any) -> str:
+        if type(key) is not str:
+            raise InvalidKeyError(key, "FileStore keys are str")
+        if _KEY_PATTERN.fullmatch(key) is None:
+            raise InvalidKeyError(
+                key,
+                "FileStore keys are 1-200 characters of letters, digits, '.', '_' "
+                "and '-', not starting with '.'; no separators or absolute paths",
+            )
+        return key
+
+    def _path(self, key: str) -> str:
+        return os.path.join(self.store_dir, key)
+
+    async def _aset_bytes(self, payload: Payload) -> str:
+        key = new_object_id()
+        temp = self._path(f"{_TEMP_PREFIX}{key}")
+        try:
+            async with open_file(temp, "wb") as file:
+                for part in payload:
+                    await file.write(part)
+            os.replace(temp, self._path(key))
+        except BaseException:
+            _remove(temp)
+            raise
+        return key
+
+    async def _aget_bytes(self, key: str) -> Buffer | None:
+        try:
+            async with open_file(self._path(key), "rb") as file:
+                data: bytes = await file.read()
+        except FileNotFoundError:
+            return None
+        return data
+
+    async def _aexists(self, key: str) -> bool:
+        return os.path.exists(self._path(key))
+
+    async def _aevict(self, key: str) -> None:
+        _remove(self._path(key))
+
+
+def _remove(path: str) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        os.remove(path)

@@ -1,0 +1,35 @@
+"""Resolving proxies from async code without blocking the event loop."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any, TypeVar
+
+from proxystore.proxy import Proxy, _set_target, extract, get_factory, is_resolved
+
+T = TypeVar("T")
+
+
+async def resolve(proxy: Proxy[T]) -> T:
+    """Resolve a proxy through its factory's async path and return the target.
+
+    A proxy already resolved returns at once. Factories without
+    `resolve_async` are called in a worker thread.
+
+    Raises:
+        Whatever the factory raises (`MissingKeyError`, a connection error...).
+    """
+    if not is_resolved(proxy):
+        factory = get_factory(proxy)
+        resolve_async = getattr(factory, "resolve_async", None)
+        if resolve_async is not None:
+            target = await resolve_async()
+        else:
+            target = await asyncio.to_thread(factory)
+        _set_target(proxy, target)
+    return extract(proxy)
+
+
+async def resolve_all(*proxies: Proxy[Any]) -> list[Any]:
+    """Resolve several proxies concurrently and return their targets in order."""
+    return list(await asyncio.gather(*(resolve(proxy) for proxy in proxies)))

@@ -1,0 +1,92 @@
+"""Factories: picklable callables that produce a proxy's target.
+
+A `Proxy` calls its factory once, on first use. Any zero-argument callable
+works; the classes here add `resolve()` and an awaitable `resolve_async()` so
+async code can resolve without blocking its event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any, Generic, TypeVar
+
+T = TypeVar("T")
+
+
+class Factory(Generic[T]):
+    """Base class of factories.
+
+    Subclasses implement `resolve`; `resolve_async` defaults to running
+    `resolve` in a worker thread. Factories must be picklable: they travel
+    inside pickled proxies.
+    """
+
+    def __call__(self) -> T:
+        """Return the target (same as `resolve`)."""
+        return self.resolve()
+
+    def resolve(self) -> T:
+        """Produce the target object."""
+        raise NotImplementedError
+
+    async def resolve_async(self) -> T:
+        """Produce the target object without blocking the running event loop."""
+        return await asyncio.to_thread(self.resolve)
+
+
+class SimpleFactory(Factory[T]):
+    """A factory that returns an object it holds (and pickles with it).
+
+    Args:
+        obj: The object to return.
+    """
+
+    def __init__(self, obj: T) -> None:
+        self._obj = obj
+
+    def resolve(self) -> T:
+        """Return the held object."""
+        return self._obj
+
+    async def resolve_async(self) -> T:
+        """Return the held object."""
+        return self._obj
+
+    def __repr__(self) -> str:
+        return f"SimpleFactory({type(self._obj).__name__})"
+
+
+class LambdaFactory(Factory[T]):
+    """A factory that calls a function with fixed arguments.
+
+    Args:
+        function: Called as ``function(*args, **kwargs)`` to produce the
+            target. May be a coroutine function, in which case `resolve`
+            runs it to completion in a fresh event loop.
+        args: Positional arguments for `function`.
+        kwargs: Keyword arguments for `function`.
+    """
+
+    def __init__(self, function: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
+        self._function = function
+        self._args = args
+        self._kwargs = kwargs
+
+    def resolve(self) -> T:
+        """Call the function and return its result."""
+        result = self._function(*self._args, **self._kwargs)
+        if asyncio.iscoroutine(result):
+            result = asyncio.run(result)
+        return result  # type: ignore[no-any-return]
+
+    async def resolve_async(self) -> T:
+        """Call the function (awaiting it if it is a coroutine function)."""
+        if asyncio.iscoroutinefunction(self._function):
+            result = await self._function(*self._args, **self._kwargs)
+            return result  # type: ignore[no-any-return]
+        return await asyncio.to_thread(self.resolve)
+
+    def __repr__(self) -> str:
+        name = getattr(self._function, "__qualname__", repr(self._function))
+        return f"LambdaFactory({name})"

@@ -1,0 +1,105 @@
+"""The blocking store API: `init_store`, `get_store` and the sync stores.
+
+The store classes in this package (`proxystore.store.base.Store`,
+`proxystore.store.local.LocalStore`, `proxystore.store.file.FileStore`,
+`proxystore.store.redis.RedisStore`...) are generated from `proxystore.aio`
+by ``scripts/generate_sync.py``; this module and `utils` are hand-written.
+
+Example:
+    ```python
+    import proxystore as ps
+
+    store = ps.store.init_store("file", name="my-store", store_dir="/tmp/ps")
+    p = store.proxy([1, 2, 3])
+    assert p == [1, 2, 3]
+    ```
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from proxystore import registry
+from proxystore.exceptions import StoreNotFoundError
+from proxystore.proxy import Proxy, get_factory
+from proxystore.registry import STORES
+from proxystore.store.factory import StoreFactory
+
+if TYPE_CHECKING:
+    from proxystore.store.base import Store
+
+__all__ = [
+    "STORES",
+    "StoreFactory",
+    "get_store",
+    "init_store",
+    "register_store",
+    "unregister_store",
+]
+
+
+def init_store(
+    store_type: str | STORES | type[Store[Any]], name: str, **kwargs: Any
+) -> Store[Any]:
+    """Create a store and register it under `name`.
+
+    Calling it again with the same type, name and arguments returns the store
+    already registered.
+
+    Args:
+        store_type: A type name (``'local'``, ``'file'``, ``'redis'``,
+            ``'globus'``, ``'endpoint'``), a `STORES` member, or a `Store`
+            subclass.
+        name: The name to register the store under.
+        kwargs: The store's own arguments (see each store class).
+
+    Returns:
+        The (sync) store.
+
+    Raises:
+        UnknownStoreTypeError: If `store_type` names no store.
+        StoreExistsError: If `name` is registered with another configuration.
+    """
+    cls = registry.resolve_store_type(store_type, "sync")
+    store: Store[Any] = cls(name=name, **kwargs)
+    try:
+        existing = registry.lookup(name, "sync")
+    except StoreNotFoundError:
+        existing = None
+    if existing is not None and existing.store_config == store.store_config:
+        return existing  # type: ignore[no-any-return]
+    registry.register(store, "sync", exist_ok=False)
+    return store
+
+
+def get_store(name_or_proxy: str | Proxy[Any]) -> Store[Any]:
+    """Return the registered store with this name, or the store a proxy uses.
+
+    For a proxy whose store this process has not seen yet, the store is
+    rebuilt from the configuration the proxy carries and registered.
+
+    Raises:
+        StoreNotFoundError: If no store has this name.
+    """
+    if isinstance(name_or_proxy, Proxy):
+        factory = get_factory(name_or_proxy)
+        if not isinstance(factory, StoreFactory):
+            raise StoreNotFoundError(
+                f"<proxy whose factory is {type(factory).__name__}>"
+            )
+        return registry.lookup_or_build(factory.config, "sync")  # type: ignore[no-any-return]
+    return registry.lookup(name_or_proxy, "sync")  # type: ignore[no-any-return]
+
+
+def register_store(store: Store[Any], exist_ok: bool = False) -> None:
+    """Register a store instance under its name.
+
+    Raises:
+        StoreExistsError: If the name is taken and not `exist_ok`.
+    """
+    registry.register(store, "sync", exist_ok=exist_ok)
+
+
+def unregister_store(name: str) -> None:
+    """Forget the store registered under `name`, both faces (no-op if unknown)."""
+    registry.unregister(name)

@@ -1,0 +1,385 @@
+# Generated from proxystore/aio/base.py by scripts/generate_sync.py: DO NOT EDIT.
+"""The async `Store`: every store's public API over a small byte-level driver.
+
+Drivers subclass `Store` and implement `_set_bytes`, `_get_bytes`,
+`_exists`, `_evict`, `_close`, `_validate_key` and `config`. Everything
+else (serialization, the cache of deserialized objects, metrics, proxies,
+batches) lives here once, for every driver and for both faces.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Sequence
+from types import TracebackType
+from typing import Any, Generic, TypeVar
+
+from proxystore.store._compat import gather
+from proxystore.cache import MISSING, LRUCache
+from proxystore.exceptions import (
+    ConfigurationError,
+    MissingKeyError,
+    StoreClosedError,
+)
+from proxystore.metrics import StoreMetrics
+from proxystore.proxy import Proxy
+from proxystore.registry import StoreConfig, kind_of
+from proxystore.serialize import Buffer, Payload, deserialize, serialize_parts
+from proxystore.store.factory import StoreFactory
+
+_IS_SYNC = True
+
+KeyT = TypeVar("KeyT")
+T = TypeVar("T")
+
+Serializer = Callable[[Any], bytes]
+Deserializer = Callable[[bytes], Any]
+
+_clock = time.perf_counter
+
+
+class Store(Generic[KeyT]):
+    """An object store that hands out proxies.
+
+    Args:
+        name: The name the store is registered under. Proxies carry it, so a
+            consumer process finds (or rebuilds) the same store.
+        cache_size: How many deserialized objects to keep (LRU); 0 disables
+            caching.
+        metrics: Record per-operation counts, times and bytes in `metrics`.
+
+    Example:
+        ```python
+        with LocalStore("example") as store:
+            key = store.set([1, 2, 3])
+            assert store.get(key) == [1, 2, 3]
+            proxy = store.proxy([1, 2, 3])
+        ```
+    """
+
+    def __init__(
+        self, name: str, *, cache_size: int = 16, metrics: bool = True
+    ) -> None:
+        if not isinstance(name, str) or not name:
+            raise ConfigurationError(
+                f"store name must be a non-empty str, got {name!r}"
+            )
+        if not isinstance(cache_size, int) or cache_size < 0:
+            raise ConfigurationError(
+                f"cache_size must be an int >= 0, got {cache_size!r}"
+            )
+        self.name = name
+        self.cache_size = cache_size
+        self._cache: LRUCache[KeyT] = LRUCache(cache_size)
+        self.metrics: StoreMetrics | None = StoreMetrics() if metrics else None
+        self._closed = False
+        self._store_config: StoreConfig | None = None
+
+    # -- what a driver implements ------------------------------------------
+
+    def config(self) -> dict[str, Any]:
+        """Return the keyword arguments that rebuild this store anywhere."""
+        return {
+            "name": self.name,
+            "cache_size": self.cache_size,
+            "metrics": self.metrics is not None,
+        }
+
+    def _validate_key(self, key: Any) -> KeyT:
+        """Return `key` if this store could have made it, else raise InvalidKeyError."""
+        raise NotImplementedError
+
+    def _set_bytes(self, payload: Payload) -> KeyT:
+        """Store a new object's payload and return its key."""
+        raise NotImplementedError
+
+    def _set_bytes_batch(self, payloads: Sequence[Payload]) -> list[KeyT]:
+        """Store several payloads; drivers override this with one round trip."""
+        return gather(*[self._set_bytes(payload) for payload in payloads])
+
+    def _get_bytes(self, key: KeyT) -> Buffer | None:
+        """Return the payload stored under `key`, or None if there is none."""
+        raise NotImplementedError
+
+    def _get_bytes_batch(self, keys: Sequence[KeyT]) -> list[Buffer | None]:
+        """Fetch several payloads; drivers override this with one round trip."""
+        return gather(*[self._get_bytes(key) for key in keys])
+
+    def _exists(self, key: KeyT) -> bool:
+        """Return whether an object is stored under `key`."""
+        raise NotImplementedError
+
+    def _evict(self, key: KeyT) -> None:
+        """Delete the object under `key`; a missing key is not an error."""
+        raise NotImplementedError
+
+    def _close(self) -> None:
+        """Release the driver's clients and tasks."""
+
+    # -- public API --------------------------------------------------------
+
+    @property
+    def store_config(self) -> StoreConfig:
+        """The configuration proxies carry to rebuild this store elsewhere."""
+        if self._store_config is None:
+            self._store_config = StoreConfig(
+                kind_of(type(self)), self.name, self.config()
+            )
+        return self._store_config
+
+    @property
+    def closed(self) -> bool:
+        """Whether `close` was called."""
+        return self._closed
+
+    def is_cached(self, key: KeyT) -> bool:
+        """Return whether the deserialized object for `key` is in the cache."""
+        return key in self._cache
+
+    def set(self, obj: Any, *, serializer: Serializer | None = None) -> KeyT:
+        """Store an object and return its key.
+
+        Args:
+            obj: The object.
+            serializer: Turns `obj` into bytes instead of the default
+                serialization; read it back with the matching deserializer.
+
+        Raises:
+            SerializationError: If the object cannot be serialized.
+        """
+        self._check_open()
+        payload = _payload(obj, serializer)
+        start = _clock()
+        key = self._set_bytes(payload)
+        self._record("set", start, payload)
+        return key
+
+    def set_batch(
+        self, objs: Iterable[Any], *, serializer: Serializer | None = None
+    ) -> list[KeyT]:
+        """Store several objects (one round trip where the driver allows it).
+
+        Returns:
+            Their keys, in order.
+        """
+        self._check_open()
+        payloads = [_payload(obj, serializer) for obj in objs]
+        start = _clock()
+        keys = self._set_bytes_batch(payloads)
+        if self.metrics is not None:
+            nbytes = sum(_nbytes(payload) for payload in payloads)
+            self.metrics.record("set_batch", _clock() - start, nbytes)
+        return keys
+
+    def get(
+        self,
+        key: KeyT,
+        *,
+        deserializer: Deserializer | None = None,
+        default: Any = None,
+    ) -> Any:
+        """Return the object stored under `key`, or `default` if there is none.
+
+        Raises:
+            InvalidKeyError: If `key` is malformed for this store.
+            SerializationError: If the stored payload is corrupt.
+        """
+        obj = self._fetch(self._validate_key(key), deserializer)
+        return default if obj is MISSING else obj
+
+    def get_batch(
+        self,
+        keys: Sequence[KeyT],
+        *,
+        deserializer: Deserializer | None = None,
+        default: Any = None,
+    ) -> list[Any]:
+        """Return the objects stored under several keys, `default` for missing ones.
+
+        Drivers that can fetch several keys in one round trip do so.
+        """
+        self._check_open()
+        keys = [self._validate_key(key) for key in keys]
+        results: list[Any] = [self._cache.get(key) for key in keys]
+        wanted = [
+            key for key, value in zip(keys, results, strict=True) if value is MISSING
+        ]
+        if wanted:
+            start = _clock()
+            payloads = self._get_bytes_batch(wanted)
+            if self.metrics is not None:
+                nbytes = sum(memoryview(p).nbytes for p in payloads if p is not None)
+                self.metrics.record("get_batch", _clock() - start, nbytes)
+            fetched = dict(zip(wanted, payloads, strict=True))
+            for index, key in enumerate(keys):
+                if results[index] is MISSING:
+                    data = fetched[key]
+                    if data is not None:
+                        results[index] = self._load(key, data, deserializer)
+        return [default if value is MISSING else value for value in results]
+
+    def exists(self, key: KeyT) -> bool:
+        """Return whether an object is stored under `key`."""
+        self._check_open()
+        key = self._validate_key(key)
+        start = _clock()
+        exists = self._exists(key)
+        if not exists:
+            self._cache.pop(key)
+        self._record("exists", start)
+        return exists
+
+    def evict(self, key: KeyT) -> None:
+        """Delete the object under `key` (a missing key is not an error)."""
+        self._check_open()
+        key = self._validate_key(key)
+        start = _clock()
+        self._cache.pop(key)
+        self._evict(key)
+        self._record("evict", start)
+
+    def proxy(
+        self,
+        obj: T,
+        *,
+        evict: bool = False,
+        serializer: Serializer | None = None,
+        deserializer: Deserializer | None = None,
+        prefetch: bool = False,
+    ) -> Proxy[T]:
+        """Store an object and return a proxy that resolves to it.
+
+        Args:
+            obj: The object.
+            evict: Delete the object from the store when the proxy resolves.
+            serializer: Custom serializer (needs `deserializer`).
+            deserializer: Custom deserializer, carried by the proxy.
+            prefetch: Start fetching as soon as the proxy is unpickled in a
+                consumer, so first use finds the object there.
+        """
+        key = self.set(obj, serializer=serializer)
+        return self._make_proxy(key, evict, deserializer, prefetch)
+
+    def proxy_batch(
+        self,
+        objs: Iterable[T],
+        *,
+        evict: bool = False,
+        serializer: Serializer | None = None,
+        deserializer: Deserializer | None = None,
+        prefetch: bool = False,
+    ) -> list[Proxy[T]]:
+        """Store several objects and return a proxy for each, in order."""
+        keys = self.set_batch(objs, serializer=serializer)
+        return [self._make_proxy(key, evict, deserializer, prefetch) for key in keys]
+
+    def proxy_from_key(
+        self,
+        key: KeyT,
+        *,
+        evict: bool = False,
+        deserializer: Deserializer | None = None,
+        prefetch: bool = False,
+    ) -> Proxy[Any]:
+        """Return a proxy for an object already in the store (no I/O)."""
+        self._check_open()
+        return self._make_proxy(self._validate_key(key), evict, deserializer, prefetch)
+
+    def close(self) -> None:
+        """Release the store's connections; later operations raise StoreClosedError."""
+        if self._closed:
+            return
+        self._closed = True
+        self._cache.clear()
+        self._close()
+
+    def __enter__(self) -> Store[KeyT]:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(name={self.name!r})"
+
+    # -- used by StoreFactory ------------------------------------------------
+
+    def _resolve(
+        self, key: KeyT, deserializer: Deserializer | None, evict: bool
+    ) -> Any:
+        obj = self._fetch(key, deserializer)
+        if obj is MISSING:
+            raise MissingKeyError(key, self.name)
+        if evict:
+            self.evict(key)
+        return obj
+
+    # -- internals ---------------------------------------------------------
+
+    def _fetch(self, key: KeyT, deserializer: Deserializer | None) -> Any:
+        self._check_open()
+        obj = self._cache.get(key)
+        if obj is not MISSING:
+            if self.metrics is not None:
+                self.metrics.record("cache_hit", 0.0)
+            return obj
+        start = _clock()
+        data = self._get_bytes(key)
+        if data is None:
+            self._record("get", start)
+            return MISSING
+        obj = self._load(key, data, deserializer)
+        if self.metrics is not None:
+            self.metrics.record("get", _clock() - start, memoryview(data).nbytes)
+        return obj
+
+    def _load(self, key: KeyT, data: Buffer, deserializer: Deserializer | None) -> Any:
+        obj = deserialize(data) if deserializer is None else deserializer(bytes(data))
+        self._cache.put(key, obj)
+        return obj
+
+    def _make_proxy(
+        self,
+        key: KeyT,
+        evict: bool,
+        deserializer: Deserializer | None,
+        prefetch: bool,
+    ) -> Proxy[Any]:
+        factory: StoreFactory[Any] = StoreFactory(
+            self.store_config,
+            key,
+            evict=evict,
+            deserializer=deserializer,
+            prefetch=prefetch,
+        )
+        return Proxy(factory)
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise StoreClosedError(self.name)
+
+    def _record(self, operation: str, start: float, payload: Payload = ()) -> None:
+        if self.metrics is not None:
+            self.metrics.record(operation, _clock() - start, _nbytes(payload))
+
+
+def _payload(obj: Any, serializer: Serializer | None) -> Payload:
+    if serializer is None:
+        return serialize_parts(obj)
+    data = serializer(obj)
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise TypeError(
+            f"custom serializer returned {type(data).__name__}, expected bytes"
+        )
+    return [data]
+
+
+def _nbytes(payload: Payload) -> int:
+    if len(payload) == 1:
+        return memoryview(payload[0]).nbytes
+    return sum(memoryview(part).nbytes for part in payload)

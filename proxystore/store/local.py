@@ -1,0 +1,53 @@
+# Generated from proxystore/aio/local.py by scripts/generate_sync.py: DO NOT EDIT.
+"""`LocalStore`: objects kept in this process's memory.
+
+Useful for development, tests, and threads or tasks of one process. Both
+faces of one store name share the same objects. Proxies resolve only in this
+process (or in a child forked after the object was stored).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from proxystore._shared import local_objects, new_object_id
+from proxystore.store.base import Store
+from proxystore.exceptions import InvalidKeyError
+from proxystore.serialize import Buffer, Payload, join
+
+_IS_SYNC = True
+
+
+class LocalStore(Store[str]):
+    """An in-process store.
+
+    Args:
+        name: The store's name.
+        cache_size: How many deserialized objects to keep.
+        metrics: Record per-operation metrics.
+    """
+
+    def __init__(
+        self, name: str, *, cache_size: int = 16, metrics: bool = True
+    ) -> None:
+        super().__init__(name, cache_size=cache_size, metrics=metrics)
+        self._objects: dict[str, bytes] = local_objects(name)
+
+    def _validate_key(self, key: Any) -> str:
+        if type(key) is not str or not key:
+            raise InvalidKeyError(key, "LocalStore keys are non-empty str")
+        return key
+
+    def _set_bytes(self, payload: Payload) -> str:
+        key = new_object_id()
+        self._objects[key] = join(payload)
+        return key
+
+    def _get_bytes(self, key: str) -> Buffer | None:
+        return self._objects.get(key)
+
+    def _exists(self, key: str) -> bool:
+        return key in self._objects
+
+    def _evict(self, key: str) -> None:
+        self._objects.pop(key, None)
