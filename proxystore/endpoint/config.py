@@ -1,0 +1,259 @@
+"""Endpoint configuration: where it lives on disk, and reading and writing it.
+
+Each endpoint owns a directory ``$PROXYSTORE_HOME/endpoints/NAME/`` holding its
+configuration (``endpoint.json``), its pid file while running, and its log.
+``$PROXYSTORE_HOME`` defaults to ``$XDG_DATA_HOME/proxystore`` (itself
+defaulting to ``~/.local/share``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import re
+import shutil
+import socket
+import uuid
+from pathlib import Path
+from typing import Any
+
+from proxystore.exceptions import ConfigurationError
+
+CONFIG_FILE = "endpoint.json"
+PID_FILE = "endpoint.pid"
+LOG_FILE = "endpoint.log"
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_MAX_OBJECT_SIZE = 1024**3
+DEFAULT_PEER_TIMEOUT = 30.0
+
+_NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+
+
+def home_dir() -> Path:
+    """Return the per-user proxystore data directory.
+
+    ``$PROXYSTORE_HOME`` wins; otherwise ``$XDG_DATA_HOME/proxystore``, with
+    ``XDG_DATA_HOME`` defaulting to ``~/.local/share`` as the XDG spec says.
+    """
+    explicit = os.environ.get("PROXYSTORE_HOME")
+    if explicit:
+        return Path(explicit).expanduser()
+    xdg = os.environ.get("XDG_DATA_HOME")
+    base = Path(xdg).expanduser() if xdg else Path.home() / ".local" / "share"
+    return base / "proxystore"
+
+
+def endpoints_dir() -> Path:
+    """Return the directory holding one subdirectory per configured endpoint."""
+    return home_dir() / "endpoints"
+
+
+def validate_name(name: str) -> str:
+    """Return ``name`` if it is usable as an endpoint name (and directory name).
+
+    Raises:
+        ConfigurationError: If the name is empty, too long, or has characters
+            outside ``A-Z a-z 0-9 _ . -`` (or starts with one of ``_.-``).
+    """
+    if not _NAME_PATTERN.fullmatch(name):
+        raise ConfigurationError(
+            f"invalid endpoint name {name!r}: use 1-64 characters from "
+            "A-Z a-z 0-9 _ . - starting with a letter or digit"
+        )
+    return name
+
+
+def endpoint_dir(name: str) -> Path:
+    """Return the directory of the endpoint called ``name``."""
+    return endpoints_dir() / validate_name(name)
+
+
+def free_port(host: str = DEFAULT_HOST) -> int:
+    """Return a TCP port on ``host`` that is free right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@dataclasses.dataclass(frozen=True)
+class EndpointConfig:
+    """Everything an endpoint needs to start.
+
+    Attributes:
+        name: Human-friendly name, unique on this host.
+        uuid: Identity of the endpoint among its peers; created once at
+            configure time and kept for the endpoint's life.
+        host: Address the HTTP server listens on.
+        port: Port the HTTP server listens on.
+        signaling_server: ``ws://`` URL of the signaling server used to find
+            peers, or ``None`` to serve only local objects.
+        secret: Shared secret presented to the signaling server; endpoints
+            that peer must share it.
+        max_memory: Bytes of objects kept in memory before new objects spill
+            to ``spill_dir`` (``None``: no limit).
+        spill_dir: Directory for objects beyond ``max_memory``.
+        max_object_size: Largest request body accepted, in bytes.
+        peer_timeout: Seconds to wait for a peer to answer a request.
+        fast_path: Let peers on reachable hosts use direct TCP instead of a
+            WebRTC data channel.
+    """
+
+    name: str
+    uuid: str
+    host: str = DEFAULT_HOST
+    port: int = 0
+    signaling_server: str | None = None
+    secret: str | None = None
+    max_memory: int | None = None
+    spill_dir: str | None = None
+    max_object_size: int = DEFAULT_MAX_OBJECT_SIZE
+    peer_timeout: float = DEFAULT_PEER_TIMEOUT
+    fast_path: bool = True
+
+    def __post_init__(self) -> None:
+        validate_name(self.name)
+        try:
+            uuid.UUID(self.uuid)
+        except ValueError as err:
+            raise ConfigurationError(
+                f"endpoint {self.name!r} has an invalid uuid {self.uuid!r}"
+            ) from err
+        if not 0 <= self.port <= 65535:
+            raise ConfigurationError(f"port {self.port} is not in 0-65535")
+        if self.max_memory is not None and self.max_memory < 0:
+            raise ConfigurationError(f"max_memory {self.max_memory} is negative")
+        if self.max_object_size <= 0:
+            raise ConfigurationError(
+                f"max_object_size {self.max_object_size} must be positive"
+            )
+        if self.peer_timeout <= 0:
+            raise ConfigurationError(
+                f"peer_timeout {self.peer_timeout} must be positive"
+            )
+
+    @property
+    def url(self) -> str:
+        """HTTP URL of the endpoint's server."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
+
+    def to_json(self) -> dict[str, Any]:
+        """Return the configuration as a JSON-friendly dict."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> EndpointConfig:
+        """Build a configuration from :meth:`to_json` output.
+
+        Raises:
+            ConfigurationError: If fields are missing, unknown, or invalid.
+        """
+        known = {field.name for field in dataclasses.fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise ConfigurationError(
+                f"unknown endpoint configuration fields: {sorted(unknown)}"
+            )
+        try:
+            return cls(**data)
+        except TypeError as err:
+            raise ConfigurationError(f"bad endpoint configuration: {err}") from err
+
+
+def new_config(name: str, **options: Any) -> EndpointConfig:
+    """Return a configuration with a fresh uuid and, if not given, a free port."""
+    host = options.get("host") or DEFAULT_HOST
+    options["host"] = host
+    if not options.get("port"):
+        options["port"] = free_port(host)
+    return EndpointConfig(name=name, uuid=str(uuid.uuid4()), **options)
+
+
+def write_config(config: EndpointConfig) -> Path:
+    """Write ``config`` to its endpoint directory; return the file written.
+
+    The file is readable by its owner only since it holds the peering secret.
+    """
+    directory = endpoint_dir(config.name)
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / CONFIG_FILE
+    temp = path.with_suffix(".tmp")
+    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as file:
+        json.dump(config.to_json(), file, indent=2)
+    os.replace(temp, path)
+    return path
+
+
+def read_config(name: str) -> EndpointConfig:
+    """Read the configuration of the endpoint called ``name``.
+
+    Raises:
+        ConfigurationError: If no endpoint of that name is configured or its
+            file is unreadable.
+    """
+    path = endpoint_dir(name) / CONFIG_FILE
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError as err:
+        raise ConfigurationError(
+            f"no endpoint named {name!r} is configured (looked for {path})"
+        ) from err
+    except (OSError, ValueError) as err:
+        raise ConfigurationError(f"cannot read endpoint config {path}: {err}") from err
+    if not isinstance(data, dict):
+        raise ConfigurationError(f"endpoint config {path} is not a JSON object")
+    return EndpointConfig.from_json(data)
+
+
+def list_configs() -> list[EndpointConfig]:
+    """Return the configurations of every endpoint under :func:`endpoints_dir`.
+
+    Directories without a readable configuration are skipped.
+    """
+    root = endpoints_dir()
+    if not root.is_dir():
+        return []
+    configs = []
+    for directory in sorted(root.iterdir()):
+        if (directory / CONFIG_FILE).is_file():
+            try:
+                configs.append(read_config(directory.name))
+            except ConfigurationError:
+                continue
+    return configs
+
+
+def find_config(name_or_uuid: str) -> EndpointConfig:
+    """Return the configuration of an endpoint given its name or uuid.
+
+    Raises:
+        ConfigurationError: If no configured endpoint matches.
+    """
+    if (
+        _NAME_PATTERN.fullmatch(name_or_uuid)
+        and (endpoint_dir(name_or_uuid) / CONFIG_FILE).is_file()
+    ):
+        return read_config(name_or_uuid)
+    for config in list_configs():
+        if config.uuid == name_or_uuid:
+            return config
+    raise ConfigurationError(
+        f"no endpoint with name or uuid {name_or_uuid!r} is configured "
+        f"under {endpoints_dir()}"
+    )
+
+
+def remove_config(name: str) -> None:
+    """Delete the directory of the endpoint called ``name``.
+
+    Raises:
+        ConfigurationError: If no endpoint of that name is configured.
+    """
+    directory = endpoint_dir(name)
+    if not (directory / CONFIG_FILE).is_file():
+        raise ConfigurationError(f"no endpoint named {name!r} is configured")
+    shutil.rmtree(directory)

@@ -1,0 +1,187 @@
+"""The endpoint: local object storage plus requests to peers for their objects.
+
+Every object belongs to one endpoint, named by the endpoint's uuid. An
+operation on an object owned by this endpoint touches the local storage; one
+on an object owned by another endpoint becomes a request to that peer over
+the peer manager (JSON header + raw bytes body), which the peer answers from
+its own storage with :meth:`Endpoint.handle_peer_request`.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any, Protocol
+
+from proxystore.endpoint.errors import error_from_json, error_to_json
+from proxystore.endpoint.keys import validate_endpoint_uuid, validate_object_id
+from proxystore.endpoint.storage import Data, ObjectStorage
+from proxystore.exceptions import (
+    PeerConnectionError,
+    ProxyStoreError,
+    StoreOperationError,
+)
+
+if TYPE_CHECKING:
+    from proxystore.p2p.messages import PeerMessage
+
+logger = logging.getLogger(__name__)
+
+OPERATIONS = ("get", "set", "exists", "evict")
+
+
+class PeerRequester(Protocol):
+    """The part of `proxystore.p2p.manager.PeerManager` an endpoint uses."""
+
+    async def request(
+        self, peer_uuid: str, message: PeerMessage, timeout: float | None = ...
+    ) -> PeerMessage:
+        """Send ``message`` to ``peer_uuid`` and return its answer."""
+        ...
+
+
+class Endpoint:
+    """Objects stored here, and the way to reach objects stored at peers.
+
+    Args:
+        uuid: This endpoint's uuid; objects owned by it are served locally.
+        name: This endpoint's name, for messages.
+        storage: Where this endpoint's own objects live.
+        peers: How to reach other endpoints, or ``None`` for a standalone
+            endpoint (requests for other owners then fail with
+            `PeerConnectionError`).
+        peer_timeout: Default seconds to wait for a peer's answer.
+    """
+
+    def __init__(
+        self,
+        uuid: str,
+        name: str,
+        storage: ObjectStorage,
+        peers: PeerRequester | None = None,
+        peer_timeout: float = 30.0,
+    ) -> None:
+        self.uuid = validate_endpoint_uuid(uuid)
+        self.name = name
+        self.storage = storage
+        self.peers = peers
+        self.peer_timeout = peer_timeout
+
+    def is_local(self, owner: str | None) -> bool:
+        """Return whether objects owned by ``owner`` live here.
+
+        Raises:
+            InvalidKeyError: If ``owner`` is not a UUID.
+        """
+        return owner is None or validate_endpoint_uuid(owner) == self.uuid
+
+    async def get(
+        self, object_id: str, owner: str | None = None, timeout: float | None = None
+    ) -> Data | None:
+        """Return the object, or ``None`` if its owner does not have it."""
+        validate_object_id(object_id)
+        if self.is_local(owner):
+            return await self.storage.get(object_id)
+        assert owner is not None
+        header, body = await self._request_peer(owner, "get", object_id, timeout)
+        return body if header.get("found") else None
+
+    async def set(
+        self,
+        object_id: str,
+        data: Data,
+        owner: str | None = None,
+        timeout: float | None = None,
+    ) -> None:
+        """Store ``data`` under ``object_id`` at its owner."""
+        validate_object_id(object_id)
+        if self.is_local(owner):
+            await self.storage.set(object_id, data)
+            return
+        assert owner is not None
+        await self._request_peer(owner, "set", object_id, timeout, data)
+
+    async def exists(
+        self, object_id: str, owner: str | None = None, timeout: float | None = None
+    ) -> bool:
+        """Return whether the owner holds an object under ``object_id``."""
+        validate_object_id(object_id)
+        if self.is_local(owner):
+            return await self.storage.exists(object_id)
+        assert owner is not None
+        header, _ = await self._request_peer(owner, "exists", object_id, timeout)
+        return bool(header.get("exists"))
+
+    async def evict(
+        self, object_id: str, owner: str | None = None, timeout: float | None = None
+    ) -> None:
+        """Remove the object from its owner; a missing object is no error."""
+        validate_object_id(object_id)
+        if self.is_local(owner):
+            await self.storage.evict(object_id)
+            return
+        assert owner is not None
+        await self._request_peer(owner, "evict", object_id, timeout)
+
+    async def handle_peer_request(
+        self, peer_uuid: str, request: PeerMessage
+    ) -> PeerMessage:
+        """Answer a peer's request for an object this endpoint owns.
+
+        Peers only ever ask about our own objects, so a request is served
+        from local storage and never forwarded (no request loops).
+        """
+        from proxystore.p2p.messages import PeerMessage
+
+        op = request.header.get("op")
+        object_id = request.header.get("key")
+        try:
+            if op not in OPERATIONS:
+                raise StoreOperationError(f"unknown peer operation {op!r}")
+            object_id = validate_object_id(object_id)
+            if op == "get":
+                data = await self.storage.get(object_id)
+                if data is None:
+                    return PeerMessage({"ok": True, "found": False})
+                return PeerMessage({"ok": True, "found": True}, data)
+            if op == "set":
+                await self.storage.set(object_id, request.body)
+                return PeerMessage({"ok": True})
+            if op == "exists":
+                found = await self.storage.exists(object_id)
+                return PeerMessage({"ok": True, "exists": found})
+            await self.storage.evict(object_id)
+            return PeerMessage({"ok": True})
+        except ProxyStoreError as err:
+            logger.info("peer %s: %s %r failed: %s", peer_uuid, op, object_id, err)
+            return PeerMessage({"ok": False, "error": error_to_json(err)})
+
+    async def _request_peer(
+        self,
+        owner: str,
+        op: str,
+        object_id: str,
+        timeout: float | None,
+        body: Data = b"",
+    ) -> tuple[dict[str, Any], Data]:
+        owner = validate_endpoint_uuid(owner)
+        if self.peers is None:
+            raise PeerConnectionError(
+                owner,
+                f"endpoint {self.name!r} has no signaling server configured, "
+                "so it cannot reach other endpoints",
+            )
+        from proxystore.p2p.messages import PeerMessage
+
+        wait = self.peer_timeout if timeout is None else min(timeout, self.peer_timeout)
+        message = PeerMessage({"op": op, "key": object_id}, body)
+        try:
+            response = await self.peers.request(owner, message, timeout=wait)
+        except ProxyStoreError:
+            raise
+        except Exception as err:
+            raise PeerConnectionError(owner, f"{op} {object_id!r}: {err!r}") from err
+        header = response.header
+        if not header.get("ok"):
+            error = header.get("error")
+            raise error_from_json(error if isinstance(error, dict) else {})
+        return header, response.body

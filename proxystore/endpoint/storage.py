@@ -1,0 +1,124 @@
+"""Byte storage of an endpoint: memory first, then an optional spill directory."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from proxystore.endpoint.keys import validate_object_id
+from proxystore.exceptions import StoreOperationError
+
+Data = bytes | bytearray | memoryview
+
+
+class ObjectStorage:
+    """Objects by id, kept in memory up to a limit and spilled to files beyond it.
+
+    Args:
+        max_memory: Bytes of objects to hold in memory (``None``: no limit).
+        spill_dir: Directory under which objects that do not fit in memory are
+            written, one file each. A private subdirectory is created in it
+            and removed by :meth:`close`, since spilled objects are as
+            short-lived as the in-memory ones.
+
+    Objects that fit go to memory; an object that would take memory past
+    ``max_memory`` goes to the spill directory, or is refused with
+    `StoreOperationError` when there is none.
+    """
+
+    def __init__(
+        self, max_memory: int | None = None, spill_dir: str | Path | None = None
+    ) -> None:
+        self.max_memory = max_memory
+        self._memory: dict[str, bytes] = {}
+        self._memory_bytes = 0
+        self._spilled: set[str] = set()
+        self._spill_path: Path | None = None
+        if spill_dir is not None:
+            base = Path(spill_dir)
+            base.mkdir(parents=True, exist_ok=True)
+            self._spill_path = Path(tempfile.mkdtemp(prefix="objects-", dir=base))
+
+    @property
+    def memory_bytes(self) -> int:
+        """Bytes of objects currently held in memory."""
+        return self._memory_bytes
+
+    def __len__(self) -> int:
+        return len(self._memory) + len(self._spilled)
+
+    def is_spilled(self, object_id: str) -> bool:
+        """Return whether the object is held in the spill directory."""
+        return object_id in self._spilled
+
+    async def set(self, object_id: str, data: Data) -> None:
+        """Store ``data`` under ``object_id``, replacing any previous object.
+
+        Raises:
+            InvalidKeyError: If ``object_id`` is not a valid object id.
+            StoreOperationError: If the object does not fit in memory and no
+                spill directory is configured.
+        """
+        validate_object_id(object_id)
+        size = memoryview(data).nbytes
+        await self.evict(object_id)
+        fits = self.max_memory is None or self._memory_bytes + size <= self.max_memory
+        if fits:
+            self._memory[object_id] = bytes(data)
+            self._memory_bytes += size
+            return
+        if self._spill_path is None:
+            raise StoreOperationError(
+                f"object {object_id!r} of {size} bytes does not fit in the "
+                f"endpoint's memory limit of {self.max_memory} bytes "
+                f"({self._memory_bytes} in use) and no spill directory is set"
+            )
+        await asyncio.to_thread(_write_atomic, self._file(object_id), data)
+        self._spilled.add(object_id)
+
+    async def get(self, object_id: str) -> bytes | None:
+        """Return the object stored under ``object_id``, or ``None`` if missing."""
+        validate_object_id(object_id)
+        found = self._memory.get(object_id)
+        if found is not None:
+            return found
+        if object_id in self._spilled:
+            return await asyncio.to_thread(self._file(object_id).read_bytes)
+        return None
+
+    async def exists(self, object_id: str) -> bool:
+        """Return whether an object is stored under ``object_id``."""
+        validate_object_id(object_id)
+        return object_id in self._memory or object_id in self._spilled
+
+    async def evict(self, object_id: str) -> None:
+        """Remove the object under ``object_id``; a missing object is no error."""
+        validate_object_id(object_id)
+        found = self._memory.pop(object_id, None)
+        if found is not None:
+            self._memory_bytes -= len(found)
+        if object_id in self._spilled:
+            self._spilled.discard(object_id)
+            await asyncio.to_thread(self._file(object_id).unlink, missing_ok=True)
+
+    async def close(self) -> None:
+        """Drop every object and delete the private spill directory."""
+        self._memory.clear()
+        self._memory_bytes = 0
+        self._spilled.clear()
+        if self._spill_path is not None:
+            await asyncio.to_thread(shutil.rmtree, self._spill_path, True)
+
+    def _file(self, object_id: str) -> Path:
+        assert self._spill_path is not None
+        return self._spill_path / object_id
+
+
+def _write_atomic(path: Path, data: Data) -> None:
+    temp = path.with_name(f".{path.name}.tmp")
+    with open(temp, "wb") as file:
+        file.write(data)
+    os.replace(temp, path)

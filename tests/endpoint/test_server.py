@@ -1,0 +1,129 @@
+"""The endpoint HTTP API, served in-process without peers."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from proxystore.endpoint.config import EndpointConfig
+from proxystore.endpoint.server import EndpointServer
+
+pytestmark = pytest.mark.timeout(30)
+
+MAX_OBJECT_SIZE = 64 * 1024
+
+
+@pytest.fixture
+async def server(tmp_path: Path) -> AsyncIterator[EndpointServer]:
+    config = EndpointConfig(
+        name="solo",
+        uuid=str(uuid.uuid4()),
+        port=0,
+        max_memory=1024,
+        spill_dir=str(tmp_path / "spill"),
+        max_object_size=MAX_OBJECT_SIZE,
+    )
+    async with EndpointServer(config) as running:
+        yield running
+
+
+@pytest.fixture
+async def client(server: EndpointServer) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(base_url=server.url, timeout=10) as http:
+        yield http
+
+
+async def test_describe_names_the_endpoint(
+    server: EndpointServer, client: httpx.AsyncClient
+) -> None:
+    response = await client.get("/endpoint")
+    assert response.status_code == 200
+    assert response.json() == {
+        "uuid": server.config.uuid,
+        "name": "solo",
+        "max_object_size": MAX_OBJECT_SIZE,
+        "peering": False,
+    }
+
+
+@pytest.mark.parametrize("size", [0, 1, 1024, 4096])
+async def test_put_get_exists_delete(
+    server: EndpointServer, client: httpx.AsyncClient, size: int
+) -> None:
+    data = bytes(range(256)) * (size // 256) + b"x" * (size % 256)
+    owner = {"endpoint": server.config.uuid}
+    assert (
+        await client.put("/objects/k1", content=data, params=owner)
+    ).status_code == 204
+    got = await client.get("/objects/k1", params=owner)
+    assert got.status_code == 200
+    assert got.content == data
+    assert (await client.get("/objects/k1/exists")).json() == {"exists": True}
+    assert (await client.delete("/objects/k1")).status_code == 204
+    assert (await client.delete("/objects/k1")).status_code == 204
+    assert (await client.get("/objects/k1/exists")).json() == {"exists": False}
+    missing = await client.get("/objects/k1")
+    assert missing.status_code == 404
+    assert missing.json()["error"] == "MissingKey"
+
+
+async def test_bad_key_is_400_naming_the_reason(client: httpx.AsyncClient) -> None:
+    response = await client.put("/objects/a%20b", content=b"x")
+    assert response.status_code == 400
+    assert response.json()["error"] == "InvalidKeyError"
+    assert "A-Z a-z 0-9" in response.json()["message"]
+    long_key = "k" * 200
+    response = await client.get(f"/objects/{long_key}")
+    assert response.status_code == 400
+    assert "1-128 characters" in response.json()["message"]
+
+
+async def test_bad_owner_uuid_is_400(client: httpx.AsyncClient) -> None:
+    response = await client.get("/objects/k", params={"endpoint": "not-a-uuid"})
+    assert response.status_code == 400
+    assert "endpoint uuid is not a UUID" in response.json()["message"]
+
+
+async def test_other_owner_without_peering_is_502(client: httpx.AsyncClient) -> None:
+    other = str(uuid.uuid4())
+    response = await client.get("/objects/k", params={"endpoint": other})
+    assert response.status_code == 502
+    body = response.json()
+    assert body["error"] == "PeerConnectionError"
+    assert "no signaling server configured" in body["message"]
+
+
+@pytest.mark.parametrize("size", [MAX_OBJECT_SIZE + 1, 8 * 1024 * 1024])
+async def test_oversized_body_is_413_with_clear_message(
+    client: httpx.AsyncClient, size: int
+) -> None:
+    response = await client.put("/objects/big", content=b"x" * size)
+    assert response.status_code == 413
+    message = response.json()["message"]
+    assert f"{size} bytes" in message
+    assert f"max_object_size of {MAX_OBJECT_SIZE}" in message
+    assert (await client.get("/objects/big/exists")).json() == {"exists": False}
+
+
+async def test_oversized_chunked_body_is_413(client: httpx.AsyncClient) -> None:
+    async def chunks() -> AsyncIterator[bytes]:
+        for _ in range(4):
+            yield b"x" * MAX_OBJECT_SIZE
+
+    response = await client.put("/objects/big", content=chunks())
+    assert response.status_code == 413
+    assert "max_object_size" in response.json()["message"]
+
+
+async def test_objects_beyond_memory_spill_and_read_back(
+    server: EndpointServer, client: httpx.AsyncClient
+) -> None:
+    data = b"s" * 4096
+    assert (await client.put("/objects/spilled", content=data)).status_code == 204
+    assert (await client.get("/objects/spilled")).content == data
+    spill = Path(server.config.spill_dir or "")
+    assert [p.name for p in spill.rglob("*") if p.is_file()] == ["spilled"]

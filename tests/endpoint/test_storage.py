@@ -1,0 +1,63 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from proxystore.endpoint.storage import ObjectStorage
+from proxystore.exceptions import InvalidKeyError, StoreOperationError
+
+
+async def test_set_get_exists_evict_in_memory() -> None:
+    storage = ObjectStorage()
+    await storage.set("k", memoryview(b"value"))
+    assert await storage.get("k") == b"value"
+    assert await storage.exists("k")
+    assert storage.memory_bytes == 5
+    await storage.evict("k")
+    await storage.evict("k")
+    assert await storage.get("k") is None
+    assert not await storage.exists("k")
+    assert storage.memory_bytes == 0
+
+
+async def test_overwrite_accounts_memory_once() -> None:
+    storage = ObjectStorage(max_memory=10)
+    await storage.set("k", b"x" * 8)
+    await storage.set("k", b"y" * 9)
+    assert storage.memory_bytes == 9
+    assert await storage.get("k") == b"y" * 9
+
+
+async def test_objects_beyond_memory_limit_spill_to_files(tmp_path: Path) -> None:
+    storage = ObjectStorage(max_memory=10, spill_dir=tmp_path)
+    await storage.set("small", b"a" * 6)
+    await storage.set("big", b"b" * 6)
+    assert not storage.is_spilled("small")
+    assert storage.is_spilled("big")
+    assert storage.memory_bytes == 6
+    assert await storage.get("big") == b"b" * 6
+    assert await storage.exists("big")
+    spilled = [p for p in tmp_path.rglob("*") if p.is_file()]
+    assert [p.name for p in spilled] == ["big"]
+    await storage.evict("big")
+    assert not await storage.exists("big")
+    assert not [p for p in tmp_path.rglob("*") if p.is_file()]
+    await storage.set("big2", b"c" * 20)
+    await storage.close()
+    assert list(tmp_path.iterdir()) == []
+
+
+async def test_memory_limit_without_spill_dir_refuses_clearly() -> None:
+    storage = ObjectStorage(max_memory=4)
+    with pytest.raises(StoreOperationError, match="memory limit of 4 bytes"):
+        await storage.set("k", b"12345")
+    assert not await storage.exists("k")
+
+
+async def test_unsafe_object_id_never_reaches_the_file_system(tmp_path: Path) -> None:
+    storage = ObjectStorage(max_memory=0, spill_dir=tmp_path / "spill")
+    with pytest.raises(InvalidKeyError):
+        await storage.set("../escape", b"x")
+    assert not (tmp_path / "escape").exists()
+    await storage.close()
