@@ -1,0 +1,83 @@
+"""The async face over LocalStore and FileStore."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from proxystore import aio
+from proxystore.aio.base import Store
+from proxystore.exceptions import InvalidKeyError, MissingKeyError
+from proxystore.proxy import is_resolved
+from proxystore.store.utils import get_key
+
+
+@pytest.fixture(params=["local", "file"])
+async def store(
+    request: pytest.FixtureRequest, store_name: str, tmp_path: Path
+) -> AsyncIterator[Store[Any]]:
+    if request.param == "local":
+        store: Store[Any] = aio.init_store("local", name=store_name)
+    else:
+        store = aio.init_store("file", name=store_name, store_dir=tmp_path)
+    async with store:
+        yield store
+
+
+async def test_set_get_exists_evict(store: Store[Any]) -> None:
+    key = await store.aset({"a": 1})
+    assert await store.aexists(key)
+    assert await store.aget(key) == {"a": 1}
+    await store.aevict(key)
+    assert not await store.aexists(key)
+    assert await store.aget(key) is None
+
+
+async def test_aproxy_and_aio_resolve(store: Store[Any]) -> None:
+    p = await store.aproxy(np.arange(1_000_000))
+    assert not is_resolved(p)
+    target = await aio.resolve(p)
+    assert is_resolved(p)
+    assert int(target.sum()) == int(np.arange(1_000_000).sum())
+    assert isinstance(p, np.ndarray)
+
+
+async def test_resolve_all_and_batches(store: Store[Any]) -> None:
+    proxies = await store.aproxy_batch([[i] for i in range(5)])
+    assert await aio.resolve_all(*proxies) == [[i] for i in range(5)]
+    keys = await store.aset_batch(["a", "b"])
+    assert await store.aget_batch(keys) == ["a", "b"]
+
+
+async def test_aio_resolve_missing_key(store: Store[Any]) -> None:
+    p = await store.aproxy("x")
+    await store.aevict(get_key(p))
+    with pytest.raises(MissingKeyError):
+        await aio.resolve(p)
+
+
+async def test_many_tasks_share_one_store(store: Store[Any]) -> None:
+    async def work(i: int) -> int:
+        key = await store.aset(i)
+        value = await store.aget(key)
+        await store.aevict(key)
+        return value  # type: ignore[no-any-return]
+
+    results = await asyncio.gather(*(work(i) for i in range(200)))
+    assert results == list(range(200))
+
+
+async def test_invalid_key(store: Store[Any]) -> None:
+    with pytest.raises(InvalidKeyError):
+        await store.aget("")
+
+
+async def test_sync_face_resolves_async_made_proxy(store: Store[Any]) -> None:
+    p = await store.aproxy([1, 2])
+    # Touching the proxy uses the sync face of the same name.
+    assert await asyncio.to_thread(lambda: list(p)) == [1, 2]

@@ -1,0 +1,21 @@
+"""Fixtures shared by the whole suite."""
+
+from __future__ import annotations
+
+import itertools
+import os
+from collections.abc import Iterator
+
+import pytest
+
+from proxystore import registry
+
+_names = itertools.count()
+
+
+@pytest.fixture
+def store_name() -> Iterator[str]:
+    """A store name no other test uses; unregistered afterwards."""
+    name = f"test-store-{os.getpid()}-{next(_names)}"
+    yield name
+    registry.unregister(name)

@@ -1,0 +1,212 @@
+"""The sync face (generated from aio/base.py) over LocalStore and FileStore."""
+
+from __future__ import annotations
+
+import pickle
+import threading
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+import proxystore as ps
+from proxystore.exceptions import (
+    InvalidKeyError,
+    MissingKeyError,
+    SerializationError,
+    StoreClosedError,
+)
+from proxystore.proxy import is_resolved
+from proxystore.store.base import Store
+from proxystore.store.file import FileStore
+from proxystore.store.local import LocalStore
+from proxystore.store.utils import get_key
+
+
+@pytest.fixture(params=["local", "file"])
+def store(
+    request: pytest.FixtureRequest, store_name: str, tmp_path: Path
+) -> Iterator[Store[Any]]:
+    if request.param == "local":
+        store: Store[Any] = ps.store.init_store("local", name=store_name)
+    else:
+        store = ps.store.init_store(
+            "file", name=store_name, store_dir=tmp_path / "objects"
+        )
+    yield store
+    store.close()
+
+
+@pytest.mark.parametrize(
+    "obj", [b"bytes", "str", 42, None, [1, 2], {"a": np.arange(3)}]
+)
+def test_set_get_exists_evict(store: Store[Any], obj: object) -> None:
+    key = store.set(obj)
+    assert store.exists(key)
+    got = store.get(key)
+    if isinstance(obj, dict):
+        np.testing.assert_array_equal(got["a"], obj["a"])
+    else:
+        assert got == obj
+    store.evict(key)
+    assert not store.exists(key)
+    assert store.get(key, default="gone") == "gone"
+
+
+def test_get_missing_returns_default(store: Store[Any]) -> None:
+    key = store.set(1)
+    store.evict(key)
+    assert store.get(key) is None
+
+
+def test_stored_none_is_not_a_missing_key(store: Store[Any]) -> None:
+    p = store.proxy(None)
+    assert p == None  # noqa: E711 - the proxy forwards ==
+    assert not bool(p)
+
+
+def test_proxy_resolves_to_the_object_and_is_instance(store: Store[Any]) -> None:
+    p = store.proxy([1, 2, 3])
+    assert not is_resolved(p)
+    assert isinstance(p, list)
+    assert p == [1, 2, 3]
+    assert is_resolved(p)
+
+
+def test_proxy_of_evicted_key_names_key_and_store(store: Store[Any]) -> None:
+    p = store.proxy("value")
+    key = get_key(p)
+    store.evict(key)
+    with pytest.raises(MissingKeyError) as info:
+        len(p)
+    assert info.value.key == key
+    assert info.value.store == store.name
+    assert store.name in str(info.value)
+
+
+def test_proxy_with_evict_removes_object_once_resolved(store: Store[Any]) -> None:
+    p = store.proxy({"x": 1}, evict=True)
+    key = get_key(p)
+    assert p["x"] == 1
+    assert not store.exists(key)
+
+
+def test_pickled_proxy_is_small_whatever_the_target(store: Store[Any]) -> None:
+    p = store.proxy(np.zeros(10_000_000, dtype=np.uint8))
+    assert len(pickle.dumps(p)) <= 400
+    restored = pickle.loads(pickle.dumps(p))
+    assert not is_resolved(restored)
+    assert restored.shape == (10_000_000,)
+
+
+def test_batch_operations(store: Store[Any]) -> None:
+    keys = store.set_batch([1, "two", b"three"])
+    assert store.get_batch(keys) == [1, "two", b"three"]
+    proxies = store.proxy_batch([[1], [2]])
+    assert [list(p) for p in proxies] == [[1], [2]]
+    store.evict(keys[0])
+    assert store.get_batch(keys, default="none") == ["none", "two", b"three"]
+
+
+def test_proxy_from_key(store: Store[Any]) -> None:
+    key = store.set({"k": "v"})
+    p = store.proxy_from_key(key)
+    assert p["k"] == "v"
+
+
+def test_custom_serializer(store: Store[Any]) -> None:
+    p = store.proxy(
+        "abc",
+        serializer=lambda s: s.encode()[::-1],
+        deserializer=lambda b: b[::-1].decode(),
+    )
+    assert p == "abc"
+
+
+def test_cache_keeps_recent_objects_and_metrics_count(store: Store[Any]) -> None:
+    key = store.set([1])
+    assert not store.is_cached(key)
+    store.get(key)
+    assert store.is_cached(key)
+    store.get(key)
+    assert store.metrics is not None
+    assert store.metrics["get"].count == 1
+    assert store.metrics["cache_hit"].count == 1
+    assert store.metrics["set"].count == 1
+    assert store.metrics["set"].bytes > 0
+    store.evict(key)
+    assert not store.is_cached(key)
+
+
+def test_cache_size_zero_disables_cache(store_name: str) -> None:
+    store = LocalStore(store_name, cache_size=0)
+    key = store.set([1])
+    store.get(key)
+    assert not store.is_cached(key)
+
+
+def test_corrupt_payload_raises_serialization_error(store: Store[Any]) -> None:
+    key = store.set(b"x", serializer=lambda obj: b"\x80garbage")
+    with pytest.raises(SerializationError):
+        store.get(key)
+    with pytest.raises(SerializationError):
+        store.proxy_from_key(key) + 1
+
+
+@pytest.mark.parametrize("key", ["", 5, None, ("a",)])
+def test_invalid_keys_raise_invalid_key_error(store: Store[Any], key: object) -> None:
+    with pytest.raises(InvalidKeyError):
+        store.get(key)
+
+
+def test_closed_store_raises(store_name: str) -> None:
+    store = LocalStore(store_name)
+    with store:
+        store.set(1)
+    with pytest.raises(StoreClosedError, match=store_name):
+        store.set(1)
+
+
+def test_threads_share_one_store(store: Store[Any]) -> None:
+    barrier = threading.Barrier(8)
+
+    def work(index: int) -> list[int]:
+        barrier.wait(timeout=10)
+        keys = [store.set([index, i]) for i in range(50)]
+        values = [store.get(key) for key in keys]
+        for key in keys:
+            store.evict(key)
+        return [value[1] for value in values if value[0] == index]
+
+    with ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(work, range(8)))
+    assert all(result == list(range(50)) for result in results)
+
+
+def test_file_store_rejects_keys_that_leave_the_directory(
+    store_name: str, tmp_path: Path
+) -> None:
+    store = FileStore(store_name, tmp_path / "d")
+    (tmp_path / "secret").write_bytes(b"B" + b"secret")
+    for key in ["../secret", "/etc/passwd", "a/b", "a\\b", ".hidden", "..", "x" * 201]:
+        with pytest.raises(InvalidKeyError):
+            store.get(key)
+        with pytest.raises(InvalidKeyError):
+            store.evict(key)
+
+
+def test_file_store_writes_atomically(store_name: str, tmp_path: Path) -> None:
+    store = FileStore(store_name, tmp_path)
+    key = store.set(b"x" * 1000)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [key]
+
+
+def test_local_store_proxy_does_not_carry_store_contents(store_name: str) -> None:
+    store = LocalStore(store_name)
+    for _ in range(10):
+        store.set(b"x" * 1_000_000)
+    p = store.proxy(b"y")
+    assert len(pickle.dumps(p)) < 400

@@ -1,0 +1,92 @@
+from __future__ import annotations
+
+import pickle
+
+import numpy as np
+import pytest
+
+from proxystore.exceptions import SerializationError
+from proxystore.serialize import deserialize, join, serialize, serialize_parts
+
+
+@pytest.mark.parametrize(
+    "obj",
+    [
+        b"",
+        b"raw bytes",
+        "",
+        "text \u2603",
+        0,
+        1.5,
+        None,
+        [1, "a"],
+        {"k": (1, 2)},
+        {1, 2},
+    ],
+)
+def test_round_trip(obj: object) -> None:
+    assert deserialize(serialize(obj)) == obj
+    assert type(deserialize(serialize(obj))) is type(obj)
+
+
+def test_bytes_and_str_pass_through_with_one_byte_tag() -> None:
+    assert serialize(b"abc") == b"B" + b"abc"
+    assert serialize("abc") == b"S" + b"abc"
+
+
+def test_lambda_and_closure_fall_back_to_dill() -> None:
+    offset = 3
+    fn = deserialize(serialize(lambda x: x + offset))
+    assert fn(1) == 4
+
+
+def test_unserializable_object_raises_serialization_error() -> None:
+    generator = (i for i in range(3))
+    with pytest.raises(SerializationError, match="generator"):
+        serialize(generator)
+
+
+def test_large_array_stays_out_of_band_without_copies() -> None:
+    array = np.arange(1_000_000, dtype=np.float64)
+    parts = serialize_parts(array)
+    views = [part for part in parts if isinstance(part, memoryview)]
+    assert len(views) == 1
+    assert np.shares_memory(np.frombuffer(views[0], dtype=np.float64), array)
+    restored = deserialize(join(parts))
+    np.testing.assert_array_equal(restored, array)
+
+
+def test_out_of_band_arrays_come_back_aligned_and_read_only() -> None:
+    arrays = [np.ones(100_001, dtype=np.uint8), np.arange(50_000, dtype=np.int64)]
+    restored = deserialize(bytearray(serialize(arrays)))
+    for original, copy in zip(arrays, restored, strict=True):
+        np.testing.assert_array_equal(original, copy)
+        assert copy.ctypes.data % 64 == 0 or copy.dtype == np.uint8
+        assert not copy.flags.writeable
+
+
+def test_small_buffers_stay_in_band() -> None:
+    small = np.arange(10)
+    assert serialize(small)[:1] == b"P"
+    np.testing.assert_array_equal(deserialize(serialize(small)), small)
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [b"", b"Z123", b"P" + b"not a pickle", b"O\x01\x00", b"D\x00\x01"],
+    ids=["empty", "unknown-tag", "bad-pickle", "truncated-oob", "bad-dill"],
+)
+def test_corrupt_payload_raises_serialization_error(payload: bytes) -> None:
+    with pytest.raises(SerializationError):
+        deserialize(payload)
+
+
+def test_truncated_array_payload_is_detected() -> None:
+    data = serialize(np.arange(100_000))
+    with pytest.raises(SerializationError):
+        deserialize(data[: len(data) // 2])
+
+
+def test_foreign_pickle_is_rejected_by_tag() -> None:
+    with pytest.raises(SerializationError, match="tag"):
+        deserialize(pickle.dumps([1, 2]))
