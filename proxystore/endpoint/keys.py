@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import uuid
+from typing import NamedTuple
 
 from proxystore.exceptions import InvalidKeyError
 
@@ -43,3 +44,37 @@ def validate_endpoint_uuid(endpoint_uuid: object) -> str:
         return str(uuid.UUID(endpoint_uuid))
     except ValueError as err:
         raise InvalidKeyError(endpoint_uuid, "endpoint uuid is not a UUID") from err
+
+
+class EndpointKey(NamedTuple):
+    """Key of an object in an endpoint store.
+
+    One class for both store faces, so a key made by either resolves in the
+    other.
+
+    Attributes:
+        object_id: Id of the object at its endpoint.
+        endpoint_id: Uuid of the endpoint that owns (stores) the object.
+    """
+
+    object_id: str
+    endpoint_id: str
+
+
+def validate_endpoint_key(key: object) -> EndpointKey:
+    """Return ``key`` as an `EndpointKey` if it is a well-formed one.
+
+    Accepts any 2-tuple of strings (a key that went through a format that
+    does not keep the class) and returns it as an `EndpointKey`.
+
+    Raises:
+        InvalidKeyError: If it is not a pair of a valid object id and a
+            valid endpoint uuid.
+    """
+    if not isinstance(key, tuple) or len(key) != 2:
+        raise InvalidKeyError(key, "endpoint keys are (object_id, endpoint_id) pairs")
+    object_id, endpoint_id = key
+    validate_object_id(object_id)
+    if validate_endpoint_uuid(endpoint_id) != endpoint_id:
+        raise InvalidKeyError(key, "endpoint_id must be a canonical lower-case UUID")
+    return key if isinstance(key, EndpointKey) else EndpointKey(object_id, endpoint_id)

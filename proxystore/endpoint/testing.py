@@ -1,0 +1,209 @@
+"""Running real signaling servers and endpoints as processes on this host.
+
+For tests, benchmarks and examples: every process started here is a real
+``proxystore-endpoint`` or signaling server, driven through its command line
+with ``PROXYSTORE_HOME`` pointing at a directory of the caller's choosing
+(one per simulated site), and is stopped by process id.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import proxystore.endpoint
+from proxystore.endpoint.config import CONFIG_FILE, EndpointConfig, free_port
+from proxystore.exceptions import StoreTimeoutError
+
+_SOURCE_ROOT = Path(proxystore.endpoint.__file__).resolve().parents[2]
+_POLL_INTERVAL = 0.02
+
+
+def site_env(home: Path | str | None) -> dict[str, str]:
+    """Return an environment for a process of the site whose home is ``home``.
+
+    The source tree this module comes from goes first on ``PYTHONPATH`` so
+    the child runs the same proxystore as the parent.
+    """
+    env = dict(os.environ)
+    if home is not None:
+        env["PROXYSTORE_HOME"] = str(home)
+    path = env.get("PYTHONPATH")
+    env["PYTHONPATH"] = (
+        f"{_SOURCE_ROOT}{os.pathsep}{path}" if path else str(_SOURCE_ROOT)
+    )
+    return env
+
+
+def run_cli(
+    home: Path | str, *args: str, timeout: float = 60.0
+) -> subprocess.CompletedProcess[str]:
+    """Run ``proxystore-endpoint ARGS`` to completion and return its result."""
+    return subprocess.run(
+        [sys.executable, "-m", "proxystore.endpoint.cli", *args],
+        env=site_env(home),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def wait_for_port(host: str, port: int, timeout: float) -> None:
+    """Return once ``host:port`` accepts TCP connections.
+
+    Raises:
+        StoreTimeoutError: If it does not within ``timeout`` seconds.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with socket.create_connection((host, port), timeout=1.0):
+                return
+        except OSError:
+            if time.monotonic() >= deadline:
+                raise StoreTimeoutError(f"{host}:{port}", timeout, "connect") from None
+            time.sleep(_POLL_INTERVAL)
+
+
+def stop_process(process: subprocess.Popen[bytes], timeout: float = 10.0) -> None:
+    """Stop ``process`` with SIGTERM, then SIGKILL if it outlives ``timeout``."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout)
+
+
+@dataclasses.dataclass
+class SignalingServer:
+    """A signaling server process."""
+
+    host: str
+    port: int
+    secret: str
+    process: subprocess.Popen[bytes]
+
+    @property
+    def url(self) -> str:
+        """WebSocket URL endpoints register at."""
+        return f"ws://{self.host}:{self.port}"
+
+    def stop(self) -> None:
+        """Stop the process."""
+        stop_process(self.process)
+
+
+def start_signaling_server(
+    secret: str,
+    port: int | None = None,
+    host: str = "127.0.0.1",
+    log: Path | None = None,
+    wait: float | None = 30.0,
+) -> SignalingServer:
+    """Start a signaling server and (unless ``wait`` is None) wait for its port."""
+    port = port or free_port(host)
+    command = [
+        sys.executable,
+        "-c",
+        "import sys; from proxystore.p2p.signaling import main; "
+        "sys.exit(main(sys.argv[1:]))",
+        "--host",
+        host,
+        "--port",
+        str(port),
+        "--secret",
+        secret,
+    ]
+    output = open(log, "ab") if log is not None else subprocess.DEVNULL  # noqa: SIM115
+    try:
+        process = subprocess.Popen(
+            command, env=site_env(None), stdout=output, stderr=output
+        )
+    finally:
+        if log is not None:
+            output.close()  # type: ignore[union-attr]
+    server = SignalingServer(host, port, secret, process)
+    if wait is not None:
+        try:
+            wait_for_port(host, port, wait)
+        except BaseException:
+            server.stop()
+            raise
+    return server
+
+
+@dataclasses.dataclass
+class EndpointProcess:
+    """An endpoint configured in its own site home and run by ``start``."""
+
+    home: Path
+    config: EndpointConfig
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def name(self) -> str:
+        """The endpoint's name."""
+        return self.config.name
+
+    @property
+    def uuid(self) -> str:
+        """The endpoint's uuid."""
+        return self.config.uuid
+
+    @property
+    def url(self) -> str:
+        """The endpoint's HTTP URL."""
+        return self.config.url
+
+    def start(self, wait: float = 30.0) -> None:
+        """Run ``proxystore-endpoint start NAME`` and wait for its port."""
+        if self.process is not None and self.process.poll() is None:
+            return
+        log = open(self.home / f"{self.name}.out", "ab")  # noqa: SIM115
+        with log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "proxystore.endpoint.cli", "start", self.name],
+                env=site_env(self.home),
+                stdout=log,
+                stderr=log,
+            )
+        try:
+            wait_for_port(self.config.host, self.config.port, wait)
+        except BaseException:
+            self.stop()
+            raise
+
+    def stop(self) -> None:
+        """Stop the endpoint process (SIGTERM, then SIGKILL)."""
+        if self.process is not None:
+            stop_process(self.process)
+
+    def kill(self) -> None:
+        """Kill the endpoint process at once (SIGKILL), as a crash would."""
+        if self.process is not None:
+            self.process.kill()
+            self.process.wait(10.0)
+
+
+def configure_endpoint(home: Path, name: str, *options: str) -> EndpointProcess:
+    """Run ``proxystore-endpoint configure NAME OPTIONS`` in site ``home``.
+
+    Raises:
+        RuntimeError: If the command fails (its stderr is in the message).
+    """
+    home.mkdir(parents=True, exist_ok=True)
+    result = run_cli(home, "configure", name, *options)
+    if result.returncode != 0:
+        raise RuntimeError(f"configure {name} failed: {result.stderr}")
+    path = home / "endpoints" / name / CONFIG_FILE
+    return EndpointProcess(home, EndpointConfig.from_json(json.loads(path.read_text())))

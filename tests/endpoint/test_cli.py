@@ -1,0 +1,121 @@
+"""The proxystore-endpoint command line, run as real processes."""
+
+from __future__ import annotations
+
+import json
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from proxystore.endpoint.cli import main
+from proxystore.endpoint.process import is_alive
+from proxystore.endpoint.testing import configure_endpoint, run_cli, wait_for_port
+
+pytestmark = pytest.mark.timeout(60)
+
+
+def _describe(url: str) -> dict[str, object]:
+    with urllib.request.urlopen(f"{url}/endpoint", timeout=5) as response:
+        data: dict[str, object] = json.loads(response.read())
+    return data
+
+
+def test_configure_list_start_stop_remove_round_trip(tmp_path: Path) -> None:
+    site = configure_endpoint(tmp_path, "site-a", "--max-memory", "1M")
+    config_file = tmp_path / "endpoints" / "site-a" / "endpoint.json"
+    assert json.loads(config_file.read_text())["max_memory"] == 1024 * 1024
+
+    listed = run_cli(tmp_path, "list")
+    assert listed.returncode == 0
+    assert "site-a" in listed.stdout
+    assert site.uuid in listed.stdout
+    assert f"127.0.0.1:{site.config.port}" in listed.stdout
+    assert "stopped" in listed.stdout
+
+    site.start()
+    try:
+        assert _describe(site.url)["uuid"] == site.uuid
+        listed = run_cli(tmp_path, "list")
+        assert f"running (pid {site.process.pid})" in listed.stdout  # type: ignore[union-attr]
+
+        again = run_cli(tmp_path, "start", "site-a")
+        assert again.returncode == 1
+        assert "already running" in again.stderr
+
+        busy = run_cli(tmp_path, "remove", "site-a")
+        assert busy.returncode == 1
+        assert "stop it first" in busy.stderr
+
+        stopped = run_cli(tmp_path, "stop", "site-a")
+        assert stopped.returncode == 0, stopped.stderr
+        assert site.process is not None
+        assert site.process.wait(10) == 0
+    finally:
+        site.stop()
+    assert not (tmp_path / "endpoints" / "site-a" / "endpoint.pid").exists()
+    log = (tmp_path / "endpoints" / "site-a" / "endpoint.log").read_text()
+    assert "listening on" in log
+
+    assert run_cli(tmp_path, "stop", "site-a").stdout.strip() == (
+        "endpoint site-a is not running"
+    )
+    removed = run_cli(tmp_path, "remove", "site-a")
+    assert removed.returncode == 0
+    assert not (tmp_path / "endpoints" / "site-a").exists()
+    assert "no endpoints configured" in run_cli(tmp_path, "list").stdout
+
+
+def test_uuid_persists_across_restarts(tmp_path: Path) -> None:
+    site = configure_endpoint(tmp_path, "site-b")
+    for _ in range(2):
+        site.start()
+        try:
+            assert _describe(site.url)["uuid"] == site.uuid
+        finally:
+            site.stop()
+
+
+def test_detach_then_stop(tmp_path: Path) -> None:
+    site = configure_endpoint(tmp_path, "bg")
+    started = run_cli(tmp_path, "start", "bg", "--detach", "--timeout", "30")
+    assert started.returncode == 0, started.stderr
+    pid = int((tmp_path / "endpoints" / "bg" / "endpoint.pid").read_text())
+    try:
+        wait_for_port(site.config.host, site.config.port, 10)
+        assert _describe(site.url)["name"] == "bg"
+    finally:
+        stopped = run_cli(tmp_path, "stop", "bg", "--timeout", "10")
+    assert stopped.returncode == 0, stopped.stderr
+    assert not is_alive(pid)
+
+
+def test_errors_are_reported_not_raised(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("PROXYSTORE_HOME", str(tmp_path))
+    assert main(["configure", "dup", "--port", "0"]) == 0
+    assert main(["configure", "dup"]) == 1
+    assert "already configured" in capsys.readouterr().err
+    assert main(["start", "ghost"]) == 1
+    assert "no endpoint named 'ghost'" in capsys.readouterr().err
+    assert main(["configure", "../evil"]) == 1
+    assert "invalid endpoint name" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["configure", "x", "--max-memory", "lots"])
+    assert "not a byte size" in capsys.readouterr().err
+
+
+def test_start_on_a_taken_port_fails_cleanly(tmp_path: Path) -> None:
+    first = configure_endpoint(tmp_path / "a", "first")
+    second = configure_endpoint(
+        tmp_path / "b", "second", "--port", str(first.config.port)
+    )
+    first.start()
+    try:
+        result = run_cli(second.home, "start", "second")
+        assert result.returncode == 1
+        assert "could not start" in result.stderr
+        assert not (second.home / "endpoints" / "second" / "endpoint.pid").exists()
+    finally:
+        first.stop()
