@@ -1,0 +1,277 @@
+"""One WebRTC connection to a peer, carrying framed requests and responses."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from aiortc import RTCDataChannel, RTCPeerConnection
+
+from proxystore.exceptions import (
+    PeerConnectionError,
+    PeerError,
+    SerializationError,
+)
+from proxystore.p2p.fastpath import FastPathServer, FastPathTicket, fetch
+from proxystore.p2p.framing import (
+    DEFAULT_CHUNK_SIZE,
+    Envelope,
+    FramingError,
+    Reassembler,
+    encode_abort,
+    encode_frames,
+)
+from proxystore.p2p.messages import Handler, PeerMessage
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_HIGH_WATER = 4 * 1024 * 1024
+DEFAULT_LOW_WATER = 1024 * 1024
+DEFAULT_FAST_PATH_THRESHOLD = 1024 * 1024
+
+
+class PeerConnection:
+    """A data channel to one peer with request multiplexing and flow control.
+
+    Requests and responses are framed (`proxystore.p2p.framing`) and matched
+    by message id, so any number can be in flight at once. Sending pauses
+    while the channel's ``bufferedAmount`` is above ``high_water`` and resumes
+    on the channel's ``bufferedamountlow`` event. Bodies of at least
+    ``fast_path_threshold`` bytes travel over the TCP fast path when both
+    sides enabled it.
+
+    Args:
+        peer_uuid: UUID of the remote endpoint.
+        pc: The connected peer connection (owned: closed by `aclose`).
+        channel: Its open data channel.
+        handler: Answers the peer's requests.
+        on_lost: Called once when the connection stops working.
+        timeout: Longest wait for buffer space, a fast-path fetch step, or
+            closing.
+        fast_path: Our fast-path listener, or None when we must not use it.
+        peer_fast_path: Whether the peer accepts fast-path tickets.
+        fast_path_threshold: Smallest body sent over the fast path.
+        chunk_size: Largest data channel message.
+        high_water: Buffered bytes above which sending waits.
+        low_water: Buffered bytes at which sending resumes.
+    """
+
+    def __init__(
+        self,
+        peer_uuid: str,
+        pc: RTCPeerConnection,
+        channel: RTCDataChannel,
+        handler: Handler,
+        on_lost: Callable[[PeerConnection], None],
+        *,
+        timeout: float = 30.0,
+        fast_path: FastPathServer | None = None,
+        peer_fast_path: bool = False,
+        fast_path_threshold: int = DEFAULT_FAST_PATH_THRESHOLD,
+        chunk_size: int = DEFAULT_CHUNK_SIZE,
+        high_water: int = DEFAULT_HIGH_WATER,
+        low_water: int = DEFAULT_LOW_WATER,
+    ) -> None:
+        self.peer_uuid = peer_uuid
+        self._pc = pc
+        self._channel = channel
+        self._handler = handler
+        self._on_lost = on_lost
+        self._timeout = timeout
+        self._fast_path = fast_path if peer_fast_path else None
+        self._fast_path_threshold = fast_path_threshold
+        self._chunk_size = chunk_size
+        self._high_water = high_water
+        self._reassembler = Reassembler()
+        self._ids = itertools.count(1)
+        self._pending: dict[int, asyncio.Future[Envelope]] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._writable = asyncio.Event()
+        self._error: PeerConnectionError | None = None
+        self._target = f"peer {peer_uuid}"
+
+        channel.bufferedAmountLowThreshold = low_water
+        channel.on("bufferedamountlow", self._writable.set)
+        channel.on("message", self._on_message)
+        channel.on("close", lambda: self.lose("data channel closed"))
+        pc.on("connectionstatechange", self._on_state_change)
+
+    @property
+    def is_open(self) -> bool:
+        """Whether requests can be sent."""
+        return self._error is None and self._channel.readyState == "open"
+
+    async def request(self, message: PeerMessage) -> PeerMessage:
+        """Send a request and wait for the peer handler's response.
+
+        The caller bounds the wait (the manager wraps this in its timeout).
+
+        Raises:
+            PeerConnectionError: If the connection is or gets lost.
+            PeerError: If the peer's handler failed.
+            SerializationError: If the header is not JSON-serializable.
+        """
+        self._check_open()
+        message_id = next(self._ids)
+        future: asyncio.Future[Envelope] = asyncio.get_running_loop().create_future()
+        self._pending[message_id] = future
+        try:
+            await self._send(
+                message_id, False, {"header": message.header}, message.body
+            )
+            envelope = await future
+        finally:
+            self._pending.pop(message_id, None)
+        error = envelope.fields.get("error")
+        if error is not None:
+            raise PeerError(
+                f"peer {self.peer_uuid} failed to handle the request: {error}"
+            )
+        return await self._to_message(envelope)
+
+    def lose(self, reason: str) -> None:
+        """Mark the connection broken and fail every request waiting on it."""
+        if self._error is not None:
+            return
+        self._error = PeerConnectionError(self._target, reason)
+        logger.debug("connection to %s lost: %s", self.peer_uuid, reason)
+        for future in self._pending.values():
+            if not future.done():
+                future.set_exception(self._error)
+        self._writable.set()
+        self._on_lost(self)
+
+    async def aclose(self) -> None:
+        """Close the data channel and peer connection and stop serving requests."""
+        self.lose("connection closed")
+        for task in list(self._tasks):
+            task.cancel()
+        if self._tasks:
+            await asyncio.wait(self._tasks, timeout=self._timeout)
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self._pc.close(), self._timeout)
+
+    def _check_open(self) -> None:
+        if self._error is not None:
+            raise self._error
+        if self._channel.readyState != "open":
+            self.lose(f"data channel is {self._channel.readyState}")
+            assert self._error is not None
+            raise self._error
+
+    def _on_state_change(self) -> None:
+        if self._pc.connectionState in ("failed", "closed"):
+            self.lose(f"peer connection {self._pc.connectionState}")
+
+    def _spawn(self, coro: Any) -> None:
+        task: asyncio.Task[None] = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _send(
+        self,
+        message_id: int,
+        is_response: bool,
+        fields: dict[str, Any],
+        body: bytes | bytearray | memoryview,
+    ) -> None:
+        ticket: FastPathTicket | None = None
+        if self._fast_path is not None and len(body) >= self._fast_path_threshold:
+            ticket = self._fast_path.offer(body, ttl=self._timeout)
+            fields = {**fields, "fast_path": ticket.to_json()}
+            body = b""
+        finished = started = False
+        try:
+            for frame in encode_frames(
+                message_id,
+                is_response=is_response,
+                fields=fields,
+                body=body,
+                chunk_size=self._chunk_size,
+            ):
+                await self._wait_writable()
+                self._channel.send(frame)
+                started = True
+            finished = True
+        finally:
+            if not finished:
+                if ticket is not None and self._fast_path is not None:
+                    self._fast_path.withdraw(ticket)
+                if started and self.is_open:
+                    # Let the peer free what it buffered of the unfinished message.
+                    self._channel.send(
+                        encode_abort(message_id, is_response=is_response)
+                    )
+
+    async def _wait_writable(self) -> None:
+        while True:
+            self._check_open()
+            if self._channel.bufferedAmount <= self._high_water:
+                return
+            self._writable.clear()
+            try:
+                await asyncio.wait_for(self._writable.wait(), self._timeout)
+            except asyncio.TimeoutError as err:
+                self.lose(f"data channel stalled for {self._timeout:g}s")
+                raise PeerConnectionError(self._target, "data channel stalled") from err
+
+    def _on_message(self, data: bytes | str) -> None:
+        if isinstance(data, str):
+            self._protocol_error("text message on a binary channel")
+            return
+        try:
+            envelope = self._reassembler.feed(data)
+        except FramingError as err:
+            self._protocol_error(str(err))
+            return
+        if envelope is None:
+            return
+        if envelope.is_response:
+            future = self._pending.get(envelope.message_id)
+            if future is None or future.done():
+                logger.debug(
+                    "dropping late response %d from %s",
+                    envelope.message_id,
+                    self.peer_uuid,
+                )
+            else:
+                future.set_result(envelope)
+        else:
+            self._spawn(self._serve_request(envelope))
+
+    def _protocol_error(self, reason: str) -> None:
+        logger.warning("closing connection to %s: %s", self.peer_uuid, reason)
+        self.lose(f"protocol error: {reason}")
+
+    async def _to_message(self, envelope: Envelope) -> PeerMessage:
+        header = envelope.fields.get("header")
+        if not isinstance(header, dict):
+            raise FramingError(f"message from {self.peer_uuid} has no header object")
+        body: bytearray = envelope.body
+        if "fast_path" in envelope.fields:
+            ticket = FastPathTicket.from_json(envelope.fields["fast_path"])
+            body = await fetch(ticket, timeout=self._timeout)
+        return PeerMessage(header, body)
+
+    async def _serve_request(self, envelope: Envelope) -> None:
+        fields: dict[str, Any]
+        body: bytes | bytearray | memoryview = b""
+        try:
+            request = await self._to_message(envelope)
+            response = await self._handler(self.peer_uuid, request)
+            fields, body = {"header": response.header}, response.body
+        except Exception as err:
+            logger.exception("handler failed on a request from %s", self.peer_uuid)
+            fields = {"header": {}, "error": f"{type(err).__name__}: {err}"}
+        try:
+            try:
+                await self._send(envelope.message_id, True, fields, body)
+            except SerializationError as err:
+                error = {"header": {}, "error": f"unsendable response: {err}"}
+                await self._send(envelope.message_id, True, error, b"")
+        except PeerError as err:
+            logger.debug("could not answer %s: %s", self.peer_uuid, err)

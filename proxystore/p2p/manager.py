@@ -1,0 +1,502 @@
+"""`PeerManager`: an endpoint's connections to every other endpoint."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+from collections.abc import Coroutine
+from typing import Any
+
+from aiortc import (
+    RTCConfiguration,
+    RTCDataChannel,
+    RTCPeerConnection,
+    RTCSessionDescription,
+)
+
+from proxystore.exceptions import (
+    PeerConnectionError,
+    PeerError,
+    PeerUnknownError,
+    StoreTimeoutError,
+)
+from proxystore.p2p.connection import DEFAULT_FAST_PATH_THRESHOLD, PeerConnection
+from proxystore.p2p.fastpath import FastPathServer
+from proxystore.p2p.framing import DEFAULT_CHUNK_SIZE
+from proxystore.p2p.messages import Handler, PeerMessage
+from proxystore.p2p.signaling_client import SignalingClient
+
+logger = logging.getLogger(__name__)
+
+CHANNEL_LABEL = "proxystore"
+
+
+class PeerManager:
+    """Sends requests to other endpoints and answers theirs with ``handler``.
+
+    The manager registers with the signaling server in the background and
+    opens one WebRTC connection per peer on first use, shared by every request
+    to that peer (concurrent first requests share one attempt). Bodies of at
+    least ``fast_path_threshold`` bytes move over a direct TCP stream when
+    both sides have ``fast_path`` enabled.
+
+    Args:
+        uuid: This endpoint's UUID.
+        name: This endpoint's name, shown to peers.
+        signaling_url: ``ws://`` URL of the signaling server.
+        secret: Shared secret of the signaling server.
+        handler: Answers requests from peers.
+        timeout: Default request timeout, and the bound on every internal
+            wait (connecting, buffer space, fast-path steps).
+        fast_path: Whether to move large bodies over direct TCP.
+        fast_path_host: Interface the fast-path listener binds to; peers
+            connect to it, so it must be reachable by them.
+        fast_path_threshold: Smallest body sent over the fast path.
+        chunk_size: Largest data channel message (64 KiB is safe with any
+            WebRTC implementation).
+        reconnect_max_delay: Longest pause between signaling reconnects.
+
+    Example:
+        ```
+        manager = PeerManager(uuid, "site-a", "ws://host:8765", secret, handler)
+        await manager.start()
+        reply = await manager.request(other_uuid, PeerMessage({"op": "get"}))
+        await manager.close()
+        ```
+    """
+
+    def __init__(
+        self,
+        uuid: str,
+        name: str,
+        signaling_url: str,
+        secret: str,
+        handler: Handler,
+        *,
+        timeout: float = 30.0,
+        fast_path: bool = True,
+        fast_path_host: str = "127.0.0.1",
+        fast_path_threshold: int = DEFAULT_FAST_PATH_THRESHOLD,
+        chunk_size: int = DEFAULT_CHUNK_SIZE,
+        reconnect_max_delay: float = 2.0,
+    ) -> None:
+        self.uuid = uuid
+        self.name = name
+        self._handler = handler
+        self._timeout = timeout
+        self._fast_path_enabled = fast_path
+        self._fast_path_host = fast_path_host
+        self._fast_path_threshold = fast_path_threshold
+        self._chunk_size = chunk_size
+        self._signaling = SignalingClient(
+            signaling_url,
+            uuid,
+            name,
+            secret,
+            self._on_signal,
+            timeout=timeout,
+            reconnect_max_delay=reconnect_max_delay,
+        )
+        self._fast_path: FastPathServer | None = None
+        self._connections: dict[str, PeerConnection] = {}
+        # Futures every request to a not-yet-connected peer waits on; resolved
+        # by whichever attempt (our offer or the peer's) connects first.
+        self._connecting: dict[str, asyncio.Future[PeerConnection]] = {}
+        self._dialing: dict[str, asyncio.Task[None]] = {}
+        self._accepting: dict[str, asyncio.Task[None]] = {}
+        self._answers: dict[str, tuple[str, asyncio.Future[dict[str, Any]]]] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._started = False
+        self._closed = False
+
+    @property
+    def connected_to_signaling(self) -> bool:
+        """Whether the manager is registered with the signaling server now."""
+        return self._signaling.connected
+
+    @property
+    def fast_path_server(self) -> FastPathServer | None:
+        """The fast-path listener, when enabled and started."""
+        return self._fast_path
+
+    async def wait_for_signaling(self, timeout: float) -> bool:
+        """Wait until registered with the signaling server.
+
+        Returns:
+            Whether the manager was registered within ``timeout`` seconds.
+        """
+        return await self._signaling.wait_connected(timeout)
+
+    @property
+    def peers(self) -> list[str]:
+        """UUIDs of peers with an open connection."""
+        return [uuid for uuid, conn in self._connections.items() if conn.is_open]
+
+    async def start(self) -> None:
+        """Start the fast-path listener and connect to signaling in the background.
+
+        Returns promptly: an unreachable signaling server is retried with
+        backoff, and peering starts once it answers.
+        """
+        if self._started:
+            return
+        self._started = True
+        if self._fast_path_enabled:
+            server = FastPathServer(self._fast_path_host, timeout=self._timeout)
+            try:
+                await server.start()
+            except PeerConnectionError as err:
+                logger.warning("fast path disabled: %s", err)
+            else:
+                self._fast_path = server
+        self._signaling.start()
+
+    async def request(
+        self, peer_uuid: str, message: PeerMessage, timeout: float | None = None
+    ) -> PeerMessage:
+        """Send ``message`` to a peer and return its handler's response.
+
+        Args:
+            peer_uuid: UUID of the endpoint to ask.
+            message: The request.
+            timeout: Seconds to wait for the whole exchange, connecting
+                included (default: the manager's timeout).
+
+        Returns:
+            The peer handler's response.
+
+        Raises:
+            PeerUnknownError: If no endpoint with that UUID is registered.
+            PeerConnectionError: If the peer cannot be reached, refuses us or
+                goes away before answering.
+            StoreTimeoutError: If no response arrives within ``timeout``.
+            PeerError: If the peer's handler raised.
+            SerializationError: If the header is not JSON-serializable.
+        """
+        if self._closed or not self._started:
+            raise PeerConnectionError(
+                f"peer {peer_uuid}", "the peer manager is not running"
+            )
+        timeout = self._timeout if timeout is None else timeout
+        try:
+            return await asyncio.wait_for(
+                self._request(peer_uuid, message, timeout), timeout
+            )
+        except StoreTimeoutError:
+            raise
+        except asyncio.TimeoutError as err:
+            raise StoreTimeoutError(f"peer {peer_uuid}", timeout, "request") from err
+
+    async def close(self) -> None:
+        """Close all peer connections, the fast-path listener and the signaling link."""
+        if self._closed:
+            return
+        self._closed = True
+        await self._signaling.close()
+        closed = PeerConnectionError(f"endpoint {self.uuid}", "peer manager closed")
+        for future in self._connecting.values():
+            if not future.done():
+                future.set_exception(closed)
+        self._connecting.clear()
+        for _, answer in self._answers.values():
+            if not answer.done():
+                answer.set_exception(closed)
+        for task in list(self._tasks):
+            task.cancel()
+        if self._tasks:
+            await asyncio.wait(list(self._tasks), timeout=self._timeout)
+        connections = list(self._connections.values())
+        self._connections.clear()
+        await asyncio.gather(*(conn.aclose() for conn in connections))
+        if self._fast_path is not None:
+            await self._fast_path.close()
+
+    async def __aenter__(self) -> PeerManager:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    async def _request(
+        self, peer_uuid: str, message: PeerMessage, timeout: float
+    ) -> PeerMessage:
+        if peer_uuid == self.uuid:
+            return await self._handler(self.uuid, message)
+        connection = await self._connection_to(peer_uuid, timeout)
+        return await connection.request(message)
+
+    async def _connection_to(self, peer_uuid: str, timeout: float) -> PeerConnection:
+        connection = self._connections.get(peer_uuid)
+        if connection is not None and connection.is_open:
+            return connection
+        future = self._connecting.get(peer_uuid)
+        if future is None:
+            future = asyncio.get_running_loop().create_future()
+            # Nobody may await a failed attempt; retrieving keeps asyncio quiet.
+            future.add_done_callback(lambda f: None if f.cancelled() else f.exception())
+            self._connecting[peer_uuid] = future
+            if peer_uuid not in self._accepting:
+                self._dialing[peer_uuid] = self._spawn(
+                    self._dial_and_adopt(peer_uuid, timeout)
+                )
+        return await asyncio.shield(future)
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    def _new_peer_connection(self) -> RTCPeerConnection:
+        # No STUN/TURN: peers reach each other by host candidates only.
+        return RTCPeerConnection(RTCConfiguration(iceServers=[]))
+
+    def _adopt(
+        self,
+        peer_uuid: str,
+        pc: RTCPeerConnection,
+        channel: RTCDataChannel,
+        peer_fast_path: bool,
+    ) -> None:
+        connection = PeerConnection(
+            peer_uuid,
+            pc,
+            channel,
+            self._handler,
+            self._on_connection_lost,
+            timeout=self._timeout,
+            fast_path=self._fast_path,
+            peer_fast_path=peer_fast_path,
+            fast_path_threshold=self._fast_path_threshold,
+            chunk_size=self._chunk_size,
+        )
+        previous = self._connections.get(peer_uuid)
+        self._connections[peer_uuid] = connection
+        if previous is not None:
+            previous.lose("replaced by a new connection")
+        future = self._connecting.pop(peer_uuid, None)
+        if future is not None and not future.done():
+            future.set_result(connection)
+        logger.info("%s connected to peer %s", self.uuid, peer_uuid)
+
+    def _fail_attempt(self, peer_uuid: str, error: BaseException) -> None:
+        if peer_uuid in self._dialing or peer_uuid in self._accepting:
+            return  # another attempt is still running and will settle the waiters
+        future = self._connecting.pop(peer_uuid, None)
+        if future is not None and not future.done():
+            future.set_exception(error)
+
+    def _on_connection_lost(self, connection: PeerConnection) -> None:
+        if self._connections.get(connection.peer_uuid) is connection:
+            del self._connections[connection.peer_uuid]
+        if not self._closed:
+            self._spawn(connection.aclose())
+
+    async def _dial_and_adopt(self, peer_uuid: str, timeout: float) -> None:
+        task = asyncio.current_task()
+        error: BaseException | None = None
+        try:
+            await asyncio.wait_for(self._dial(peer_uuid), timeout)
+        except PeerError as err:
+            error = err
+        except asyncio.TimeoutError as err:
+            error = StoreTimeoutError(f"peer {peer_uuid}", timeout, "connect")
+            error.__cause__ = err
+        except Exception as err:
+            error = PeerConnectionError(
+                f"peer {peer_uuid}", f"connecting failed: {err!r}"
+            )
+            error.__cause__ = err
+        finally:
+            if self._dialing.get(peer_uuid) is task:
+                del self._dialing[peer_uuid]
+        if error is not None:
+            self._fail_attempt(peer_uuid, error)
+
+    async def _dial(self, peer_uuid: str) -> None:
+        # Wait out the first connection attempt only: once one has failed,
+        # report the outage now rather than at the request's timeout.
+        if not self._signaling.connected and (
+            self._signaling.last_error is not None
+            or not await self._signaling.wait_connected(self._timeout)
+        ):
+            raise PeerConnectionError(
+                self._signaling.url,
+                f"not connected to the signaling server ({self._signaling.last_error})",
+            )
+        loop = asyncio.get_running_loop()
+        session = secrets.token_hex(8)
+        answer: asyncio.Future[dict[str, Any]] = loop.create_future()
+        opened: asyncio.Future[None] = loop.create_future()
+        self._answers[session] = (peer_uuid, answer)
+        pc = self._new_peer_connection()
+        try:
+            channel = pc.createDataChannel(CHANNEL_LABEL, ordered=True)
+            channel.on("open", lambda: _settle(opened))
+            _fail_on_disconnect(pc, opened, peer_uuid)
+            await pc.setLocalDescription(await pc.createOffer())
+            await self._signaling.send(
+                {
+                    "type": "relay",
+                    "target": peer_uuid,
+                    "payload": {
+                        "kind": "offer",
+                        "session": session,
+                        "sdp": pc.localDescription.sdp,
+                        "fast_path": self._fast_path is not None,
+                    },
+                }
+            )
+            reply = await answer
+            sdp = reply.get("sdp")
+            if not isinstance(sdp, str):
+                raise PeerConnectionError(f"peer {peer_uuid}", "answer without SDP")
+            await pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="answer"))
+            await opened
+        except BaseException:
+            await _close_quietly(pc, self._timeout)
+            raise
+        finally:
+            self._answers.pop(session, None)
+        self._adopt(peer_uuid, pc, channel, bool(reply.get("fast_path")))
+
+    async def _accept_and_adopt(self, peer_uuid: str, offer: dict[str, Any]) -> None:
+        task = asyncio.current_task()
+        error: BaseException | None = None
+        try:
+            await asyncio.wait_for(self._accept(peer_uuid, offer), self._timeout)
+        except asyncio.TimeoutError as err:
+            error = StoreTimeoutError(f"peer {peer_uuid}", self._timeout, "accept")
+            error.__cause__ = err
+        except Exception as err:
+            logger.warning("could not accept a connection from %s: %r", peer_uuid, err)
+            error = PeerConnectionError(
+                f"peer {peer_uuid}", f"accepting failed: {err!r}"
+            )
+            error.__cause__ = err
+        finally:
+            if self._accepting.get(peer_uuid) is task:
+                del self._accepting[peer_uuid]
+        if error is not None:
+            self._fail_attempt(peer_uuid, error)
+
+    async def _accept(self, peer_uuid: str, offer: dict[str, Any]) -> None:
+        session, sdp = offer.get("session"), offer.get("sdp")
+        if not isinstance(session, str) or not isinstance(sdp, str):
+            raise PeerConnectionError(f"peer {peer_uuid}", "malformed offer")
+        loop = asyncio.get_running_loop()
+        channel_ready: asyncio.Future[RTCDataChannel] = loop.create_future()
+        pc = self._new_peer_connection()
+
+        def on_datachannel(channel: RTCDataChannel) -> None:
+            if not channel_ready.done():
+                channel_ready.set_result(channel)
+
+        pc.on("datachannel", on_datachannel)
+        _fail_on_disconnect(pc, channel_ready, peer_uuid)
+        try:
+            await pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
+            await pc.setLocalDescription(await pc.createAnswer())
+            await self._signaling.send(
+                {
+                    "type": "relay",
+                    "target": peer_uuid,
+                    "payload": {
+                        "kind": "answer",
+                        "session": session,
+                        "sdp": pc.localDescription.sdp,
+                        "fast_path": self._fast_path is not None,
+                    },
+                }
+            )
+            channel = await channel_ready
+            if channel.readyState != "open":
+                opened: asyncio.Future[None] = loop.create_future()
+                channel.on("open", lambda: _settle(opened))
+                _fail_on_disconnect(pc, opened, peer_uuid)
+                await opened
+        except BaseException:
+            await _close_quietly(pc, self._timeout)
+            raise
+        self._adopt(peer_uuid, pc, channel, bool(offer.get("fast_path")))
+
+    def _on_signal(self, message: dict[str, Any]) -> None:
+        kind = message["type"]
+        if kind == "relay":
+            source, payload = message.get("source"), message.get("payload")
+            if isinstance(source, str) and isinstance(payload, dict):
+                self._on_relay(source, payload)
+        elif kind == "unknown_peer":
+            payload = message.get("payload")
+            session = payload.get("session") if isinstance(payload, dict) else None
+            pending = self._answers.get(session) if isinstance(session, str) else None
+            if pending is not None and not pending[1].done():
+                pending[1].set_exception(PeerUnknownError(pending[0]))
+        elif kind == "peer_gone":
+            uuid = message.get("uuid")
+            if isinstance(uuid, str):
+                self._on_peer_gone(uuid)
+
+    def _on_relay(self, source: str, payload: dict[str, Any]) -> None:
+        kind = payload.get("kind")
+        if kind == "answer":
+            session = payload.get("session")
+            pending = self._answers.get(session) if isinstance(session, str) else None
+            if pending is not None and pending[0] == source and not pending[1].done():
+                pending[1].set_result(payload)
+        elif kind == "offer" and not self._closed:
+            if source in self._dialing and self.uuid > source:
+                # Both sides dialed at once: the larger UUID's offer wins, so
+                # the peer drops its own attempt and answers ours.
+                return
+            for attempts in (self._dialing, self._accepting):
+                superseded = attempts.pop(source, None)
+                if superseded is not None:
+                    superseded.cancel()
+            self._accepting[source] = self._spawn(
+                self._accept_and_adopt(source, payload)
+            )
+
+    def _on_peer_gone(self, uuid: str) -> None:
+        gone = PeerConnectionError(
+            f"peer {uuid}", "disconnected from the signaling server"
+        )
+        connection = self._connections.get(uuid)
+        if connection is not None:
+            connection.lose(str(gone))
+        for attempts in (self._dialing, self._accepting):
+            task = attempts.pop(uuid, None)
+            if task is not None:
+                task.cancel()
+        self._fail_attempt(uuid, gone)
+
+
+def _fail_on_disconnect(
+    pc: RTCPeerConnection, future: asyncio.Future[Any], peer_uuid: str
+) -> None:
+    """Fail ``future`` as soon as ``pc`` fails or closes, instead of at timeout."""
+
+    def on_state_change() -> None:
+        if pc.connectionState in ("failed", "closed") and not future.done():
+            future.set_exception(
+                PeerConnectionError(
+                    f"peer {peer_uuid}", f"connection {pc.connectionState}"
+                )
+            )
+            # Mark retrieved: the attempt may already have given up on it.
+            future.exception()
+
+    pc.on("connectionstatechange", on_state_change)
+
+
+def _settle(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
+
+
+async def _close_quietly(pc: RTCPeerConnection, timeout: float) -> None:
+    with contextlib.suppress(Exception):
+        await asyncio.wait_for(pc.close(), timeout)

@@ -1,0 +1,299 @@
+"""The signaling server endpoints use to find each other and exchange SDP.
+
+Endpoints keep one websocket open to the server, register under their UUID
+after proving they know the shared secret, and relay JSON payloads (SDP
+offers and answers) to each other by UUID. The server never sees peer data:
+bodies flow over WebRTC or the fast path. See
+`proxystore.p2p.signaling_protocol` for the messages.
+
+Example:
+    ```
+    async with await serve("127.0.0.1", 8765, secret="s3cret") as server:
+        await server.serve_forever()
+    ```
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import os
+import secrets
+import signal
+import sys
+from types import TracebackType
+
+import websockets
+from websockets.asyncio.server import Server, ServerConnection
+from websockets.exceptions import ConnectionClosed
+
+from proxystore.exceptions import ConfigurationError, StoreConnectionError
+from proxystore.p2p import signaling_protocol as protocol
+
+logger = logging.getLogger(__name__)
+
+SECRET_ENV = "PROXYSTORE_SIGNALING_SECRET"
+
+
+class SignalingServer:
+    """A running signaling server; close it or use it as an async context manager.
+
+    Created by `serve`.
+    """
+
+    def __init__(self, secret: str, *, auth_timeout: float) -> None:
+        self._secret = secret
+        self._auth_timeout = auth_timeout
+        self._clients: dict[str, ServerConnection] = {}
+        self._names: dict[str, str] = {}
+        self._server: Server | None = None
+
+    @property
+    def host(self) -> str:
+        """The address the server listens on."""
+        return str(self._socket_name()[0])
+
+    @property
+    def port(self) -> int:
+        """The port the server listens on (useful after asking for port 0)."""
+        return int(self._socket_name()[1])
+
+    @property
+    def url(self) -> str:
+        """The ``ws://`` URL endpoints connect to."""
+        return f"ws://{self.host}:{self.port}"
+
+    @property
+    def registered(self) -> dict[str, str]:
+        """Registered endpoints, UUID to name."""
+        return dict(self._names)
+
+    def _socket_name(self) -> tuple[str, int]:
+        if self._server is None:
+            raise StoreConnectionError("signaling server", "not started")
+        host, port = next(iter(self._server.sockets)).getsockname()[:2]
+        return host, port
+
+    async def _start(self, host: str, port: int, ping_interval: float) -> None:
+        try:
+            self._server = await websockets.serve(
+                self._handle,
+                host,
+                port,
+                ping_interval=ping_interval,
+                ping_timeout=ping_interval,
+                compression=None,
+            )
+        except OSError as err:
+            raise StoreConnectionError(f"{host}:{port}", str(err)) from err
+
+    async def serve_forever(self) -> None:
+        """Serve until the server is closed or the task is cancelled."""
+        if self._server is not None:
+            await self._server.serve_forever()
+
+    async def close(self) -> None:
+        """Close every connection and stop listening."""
+        if self._server is None:
+            return
+        self._server.close()
+        await self._server.wait_closed()
+        self._server = None
+
+    async def __aenter__(self) -> SignalingServer:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def _handle(self, websocket: ServerConnection) -> None:
+        uuid = await self._register(websocket)
+        if uuid is None:
+            return
+        try:
+            async for raw in websocket:
+                await self._dispatch(websocket, uuid, raw)
+        except ConnectionClosed:
+            pass
+        finally:
+            if self._clients.get(uuid) is websocket:
+                del self._clients[uuid]
+                del self._names[uuid]
+                logger.info("endpoint %s disconnected", uuid)
+                websockets.broadcast(
+                    self._clients.values(),
+                    protocol.encode({"type": "peer_gone", "uuid": uuid}),
+                )
+
+    async def _register(self, websocket: ServerConnection) -> str | None:
+        nonce = secrets.token_hex(16)
+        try:
+            await websocket.send(protocol.encode({"type": "challenge", "nonce": nonce}))
+            raw = await asyncio.wait_for(websocket.recv(), self._auth_timeout)
+            message = protocol.decode(raw)
+            uuid = protocol.require_str(message, "uuid")
+            proof = protocol.require_str(message, "auth")
+            name = message.get("name")
+            name = name if isinstance(name, str) else ""
+            accepted = message["type"] == "register" and protocol.verify_auth(
+                self._secret, nonce, uuid, proof
+            )
+        except (ConnectionClosed, asyncio.TimeoutError):
+            return None
+        except protocol.SignalingProtocolError as err:
+            await self._refuse(websocket, protocol.CLOSE_PROTOCOL_ERROR, str(err))
+            return None
+        if not accepted:
+            logger.warning(
+                "refused endpoint %s from %s: bad secret",
+                uuid,
+                websocket.remote_address,
+            )
+            await self._refuse(
+                websocket, protocol.CLOSE_AUTH_FAILED, "authentication failed"
+            )
+            return None
+
+        previous = self._clients.get(uuid)
+        self._clients[uuid] = websocket
+        self._names[uuid] = name
+        if previous is not None:
+            # The same UUID registering again is a restarted endpoint: the old
+            # link is stale, and peers must drop connections to the old process.
+            await previous.close(protocol.CLOSE_REPLACED, "replaced by a new login")
+            websockets.broadcast(
+                [c for c in self._clients.values() if c is not websocket],
+                protocol.encode({"type": "peer_gone", "uuid": uuid}),
+            )
+        logger.info("endpoint %s (%s) registered", uuid, name)
+        try:
+            await websocket.send(protocol.encode({"type": "registered"}))
+        except ConnectionClosed:
+            return None
+        return uuid
+
+    async def _refuse(
+        self, websocket: ServerConnection, code: int, reason: str
+    ) -> None:
+        with contextlib.suppress(ConnectionClosed):
+            await websocket.send(protocol.encode({"type": "error", "reason": reason}))
+            await websocket.close(code, reason)
+
+    async def _dispatch(
+        self, websocket: ServerConnection, uuid: str, raw: str | bytes
+    ) -> None:
+        try:
+            message = protocol.decode(raw)
+            if message["type"] != "relay":
+                raise protocol.SignalingProtocolError(
+                    f"unexpected signaling message {message['type']!r}"
+                )
+            target = protocol.require_str(message, "target")
+            payload = message.get("payload")
+            if not isinstance(payload, dict):
+                raise protocol.SignalingProtocolError("relay payload is not an object")
+        except protocol.SignalingProtocolError as err:
+            await websocket.send(protocol.encode({"type": "error", "reason": str(err)}))
+            return
+        peer = self._clients.get(target)
+        if peer is not None:
+            forward = {
+                "type": "relay",
+                "source": uuid,
+                "source_name": self._names.get(uuid, ""),
+                "payload": payload,
+            }
+            with contextlib.suppress(ConnectionClosed):
+                await peer.send(protocol.encode(forward))
+                return
+        await websocket.send(
+            protocol.encode(
+                {"type": "unknown_peer", "target": target, "payload": payload}
+            )
+        )
+
+
+async def serve(
+    host: str,
+    port: int,
+    secret: str,
+    *,
+    auth_timeout: float = 10.0,
+    ping_interval: float = 20.0,
+) -> SignalingServer:
+    """Start a signaling server.
+
+    Args:
+        host: Address to listen on.
+        port: Port to listen on; 0 picks a free one (see `SignalingServer.port`).
+        secret: Shared secret endpoints must prove they know.
+        auth_timeout: Seconds a new connection has to register.
+        ping_interval: Seconds between websocket keepalive pings; a client
+            silent for as long again is dropped and reported gone to peers.
+
+    Returns:
+        The running server.
+
+    Raises:
+        ConfigurationError: If ``secret`` is empty.
+        StoreConnectionError: If the address cannot be bound.
+    """
+    if not secret:
+        raise ConfigurationError("the signaling server needs a non-empty secret")
+    server = SignalingServer(secret, auth_timeout=auth_timeout)
+    await server._start(host, port, ping_interval)
+    return server
+
+
+async def _run(host: str, port: int, secret: str) -> None:
+    async with await serve(host, port, secret) as server:
+        print(f"signaling server listening on {server.url}", flush=True)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, stop.set)
+        await stop.wait()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the signaling server until SIGINT or SIGTERM (`signaling-server`).
+
+    Args:
+        argv: Command line arguments (default: ``sys.argv[1:]``).
+
+    Returns:
+        The process exit code.
+    """
+    parser = argparse.ArgumentParser(
+        prog="signaling-server", description="ProxyStore endpoint signaling server."
+    )
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    parser.add_argument("--port", type=int, default=8765, help="port to listen on")
+    parser.add_argument(
+        "--secret",
+        default=os.environ.get(SECRET_ENV),
+        help=f"shared secret endpoints must know (default: ${SECRET_ENV})",
+    )
+    parser.add_argument("--log-level", default="INFO", help="logging level")
+    args = parser.parse_args(argv)
+    if not args.secret:
+        print(f"error: pass --secret or set {SECRET_ENV}", file=sys.stderr)
+        return 2
+    logging.basicConfig(level=args.log_level.upper())
+    try:
+        asyncio.run(_run(args.host, args.port, args.secret))
+    except StoreConnectionError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,205 @@
+"""An endpoint's link to the signaling server, kept up in the background."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+from collections.abc import Callable
+from typing import Any
+
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
+from websockets.uri import parse_uri
+
+from proxystore.exceptions import ConfigurationError, PeerConnectionError
+from proxystore.p2p import signaling_protocol as protocol
+
+logger = logging.getLogger(__name__)
+
+MessageCallback = Callable[[dict[str, Any]], None]
+
+
+class SignalingClient:
+    """Registers with the signaling server and relays messages, reconnecting on loss.
+
+    The link is owned by one background task started by `start`. While the
+    server is unreachable the client retries with exponential backoff
+    (jittered, capped at ``reconnect_max_delay``) and `connected` is false.
+
+    Args:
+        url: ``ws://`` or ``wss://`` URL of the signaling server.
+        uuid: UUID this endpoint registers under.
+        name: Human-readable endpoint name.
+        secret: Shared secret used to answer the server's challenge.
+        on_message: Called with every message the server sends after
+            registration (relays, unknown peers, departures).
+        timeout: Longest wait for the websocket handshake and registration.
+        reconnect_max_delay: Longest pause between connection attempts.
+
+    Raises:
+        ConfigurationError: If ``url`` is not a websocket URL.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        uuid: str,
+        name: str,
+        secret: str,
+        on_message: MessageCallback,
+        *,
+        timeout: float = 30.0,
+        reconnect_max_delay: float = 2.0,
+    ) -> None:
+        try:
+            parse_uri(url)
+        except InvalidURI as err:
+            raise ConfigurationError(
+                f"signaling URL {url!r} is not a ws:// URL"
+            ) from err
+        self.url = url
+        self._uuid = uuid
+        self._name = name
+        self._secret = secret
+        self._on_message = on_message
+        self._timeout = timeout
+        self._reconnect_max_delay = reconnect_max_delay
+        self._websocket: ClientConnection | None = None
+        self._connected = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self.last_error: str | None = None
+
+    @property
+    def connected(self) -> bool:
+        """Whether the client is registered with the server right now."""
+        return self._websocket is not None
+
+    def start(self) -> None:
+        """Start connecting in the background; returns immediately."""
+        if self._task is None:
+            self._task = asyncio.create_task(
+                self._run(), name=f"signaling-client-{self._uuid}"
+            )
+
+    async def wait_connected(self, timeout: float) -> bool:
+        """Wait until registered; return whether that happened within ``timeout``."""
+        try:
+            await asyncio.wait_for(self._connected.wait(), timeout)
+        except asyncio.TimeoutError:
+            return False
+        return True
+
+    async def send(self, message: dict[str, Any]) -> None:
+        """Send one message to the server.
+
+        Raises:
+            PeerConnectionError: If the client is not registered right now.
+        """
+        websocket = self._websocket
+        if websocket is None:
+            raise PeerConnectionError(
+                self.url, f"not connected to the signaling server ({self.last_error})"
+            )
+        try:
+            await asyncio.wait_for(
+                websocket.send(protocol.encode(message)), self._timeout
+            )
+        except (ConnectionClosed, asyncio.TimeoutError) as err:
+            raise PeerConnectionError(self.url, f"signaling link lost: {err}") from err
+
+    async def close(self) -> None:
+        """Stop reconnecting and close the link."""
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def _run(self) -> None:
+        delay = 0.05
+        while True:
+            replaced = False
+            try:
+                async with connect(
+                    self.url,
+                    open_timeout=self._timeout,
+                    close_timeout=min(self._timeout, 2.0),
+                    compression=None,
+                    proxy=None,
+                ) as websocket:
+                    await self._register(websocket)
+                    delay = 0.05
+                    self.last_error = None
+                    self._websocket = websocket
+                    self._connected.set()
+                    logger.info("%s registered with %s", self._uuid, self.url)
+                    async for raw in websocket:
+                        self._dispatch(raw)
+                    replaced = websocket.close_code == protocol.CLOSE_REPLACED
+                    self.last_error = f"server closed the link ({websocket.close_code})"
+            except ConnectionClosed as err:
+                replaced = (
+                    err.rcvd is not None and err.rcvd.code == protocol.CLOSE_REPLACED
+                )
+                self.last_error = f"connection closed: {err}"
+            except (
+                OSError,
+                asyncio.TimeoutError,
+                InvalidHandshake,
+                protocol.SignalingProtocolError,
+            ) as err:
+                self.last_error = f"{type(err).__name__}: {err}"
+            finally:
+                self._websocket = None
+                self._connected.clear()
+            if replaced:
+                logger.error(
+                    "another endpoint registered as %s at %s; this one stops "
+                    "signaling (duplicate UUID?)",
+                    self._uuid,
+                    self.url,
+                )
+                self.last_error = "replaced by another endpoint with the same UUID"
+                return
+            logger.debug("signaling link to %s down: %s", self.url, self.last_error)
+            # Jitter keeps endpoints restarted together from reconnecting in step.
+            await asyncio.sleep(delay * (0.5 + random.random()))
+            delay = min(delay * 2, self._reconnect_max_delay)
+
+    async def _register(self, websocket: ClientConnection) -> None:
+        challenge = protocol.decode(
+            await asyncio.wait_for(websocket.recv(), self._timeout)
+        )
+        if challenge["type"] != "challenge":
+            raise protocol.SignalingProtocolError(
+                f"expected a challenge, got {challenge['type']!r}"
+            )
+        nonce = protocol.require_str(challenge, "nonce")
+        await websocket.send(
+            protocol.encode(
+                {
+                    "type": "register",
+                    "uuid": self._uuid,
+                    "name": self._name,
+                    "auth": protocol.auth_digest(self._secret, nonce, self._uuid),
+                }
+            )
+        )
+        reply = protocol.decode(await asyncio.wait_for(websocket.recv(), self._timeout))
+        if reply["type"] != "registered":
+            raise protocol.SignalingProtocolError(
+                f"registration refused: {reply.get('reason', reply['type'])}"
+            )
+
+    def _dispatch(self, raw: str | bytes) -> None:
+        try:
+            message = protocol.decode(raw)
+        except protocol.SignalingProtocolError as err:
+            logger.warning("ignoring signaling message: %s", err)
+            return
+        if message["type"] == "error":
+            logger.warning("signaling server: %s", message.get("reason"))
+            return
+        self._on_message(message)

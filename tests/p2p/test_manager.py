@@ -1,0 +1,219 @@
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import time
+import uuid
+
+import pytest
+
+from proxystore.exceptions import (
+    PeerConnectionError,
+    PeerError,
+    PeerUnknownError,
+    StoreTimeoutError,
+)
+from proxystore.p2p import PeerManager, PeerMessage
+from proxystore.p2p.signaling import SignalingServer, serve
+
+from .conftest import SECRET, WAIT, ManagerFactory
+
+MiB = 1024 * 1024
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("fast_path", [False, True], ids=["webrtc", "fastpath"])
+@pytest.mark.parametrize("size", [1, 1024, 10 * MiB], ids=["1B", "1KiB", "10MiB"])
+async def test_request_round_trip(
+    signaling: SignalingServer,
+    make_manager: ManagerFactory,
+    fast_path: bool,
+    size: int,
+) -> None:
+    a = await make_manager(signaling.url, fast_path=fast_path)
+    b = await make_manager(signaling.url, fast_path=fast_path)
+    body = os.urandom(size)
+
+    reply = await asyncio.wait_for(
+        a.request(b.uuid, PeerMessage({"op": "echo", "n": size}, body)), WAIT * 2
+    )
+
+    assert reply.header == {"echo": {"op": "echo", "n": size}, "from": a.uuid}
+    assert bytes(reply.body) == body
+    assert a.peers == [b.uuid]
+    assert b.peers == [a.uuid]
+    big = size >= MiB
+    served = [m.fast_path_server.served if m.fast_path_server else 0 for m in (a, b)]
+    # One fast-path body each way for big bodies; none otherwise.
+    assert served == ([1, 1] if fast_path and big else [0, 0])
+
+
+async def test_fast_path_only_when_both_sides_enable_it(
+    signaling: SignalingServer, make_manager: ManagerFactory
+) -> None:
+    a = await make_manager(signaling.url, fast_path=True)
+    b = await make_manager(signaling.url, fast_path=False)
+    body = os.urandom(2 * MiB)
+    reply = await asyncio.wait_for(a.request(b.uuid, PeerMessage({}, body)), WAIT)
+    assert bytes(reply.body) == body
+    assert a.fast_path_server is not None
+    assert a.fast_path_server.served == 0
+
+
+async def test_connection_is_reused(pair: tuple[PeerManager, PeerManager]) -> None:
+    a, b = pair
+    for i in range(3):
+        reply = await asyncio.wait_for(a.request(b.uuid, PeerMessage({"i": i})), WAIT)
+        assert reply.header["echo"] == {"i": i}
+    # The reverse direction uses the connection a opened.
+    reply = await asyncio.wait_for(b.request(a.uuid, PeerMessage({"back": 1})), WAIT)
+    assert reply.header["from"] == b.uuid
+    assert a.peers == [b.uuid]
+    assert b.peers == [a.uuid]
+
+
+async def test_unknown_peer_fails_fast(pair: tuple[PeerManager, PeerManager]) -> None:
+    a, _ = pair
+    start = time.monotonic()
+    with pytest.raises(PeerUnknownError) as info:
+        await a.request(str(uuid.uuid4()), PeerMessage({}), timeout=WAIT)
+    assert time.monotonic() - start < WAIT / 2
+    assert "registered" in str(info.value)
+
+
+async def test_concurrent_requests_are_multiplexed(
+    signaling: SignalingServer, make_manager: ManagerFactory
+) -> None:
+    async def slow_first(peer: str, request: PeerMessage) -> PeerMessage:
+        # The first request answers last, so replies must be matched by id.
+        if request.header["i"] == 0:
+            await asyncio.wait_for(all_others_done.wait(), WAIT)
+        return PeerMessage({"i": request.header["i"]}, request.body)
+
+    all_others_done = asyncio.Event()
+    a = await make_manager(signaling.url, fast_path=False)
+    b = await make_manager(signaling.url, fast_path=False, handler=slow_first)
+    bodies = [os.urandom(n) for n in [10, 3 * MiB, 0, 200_000, *range(1, 17)]]
+
+    async def ask(i: int) -> None:
+        reply = await a.request(b.uuid, PeerMessage({"i": i}, bodies[i]))
+        assert reply.header == {"i": i}
+        assert bytes(reply.body) == bodies[i]
+
+    first = asyncio.create_task(ask(0))
+    await asyncio.wait_for(
+        asyncio.gather(*(ask(i) for i in range(1, len(bodies)))), WAIT
+    )
+    assert not first.done()
+    all_others_done.set()
+    await asyncio.wait_for(first, WAIT)
+    assert a.peers == [b.uuid]
+    assert b.peers == [a.uuid]
+
+
+async def test_simultaneous_dial_converges_on_one_connection(
+    pair: tuple[PeerManager, PeerManager],
+) -> None:
+    a, b = pair
+    replies = await asyncio.wait_for(
+        asyncio.gather(
+            a.request(b.uuid, PeerMessage({"from": "a"})),
+            b.request(a.uuid, PeerMessage({"from": "b"})),
+        ),
+        WAIT,
+    )
+    assert [r.header["echo"] for r in replies] == [{"from": "a"}, {"from": "b"}]
+    assert a.peers == [b.uuid]
+    assert b.peers == [a.uuid]
+
+
+async def test_request_to_self_calls_own_handler(
+    pair: tuple[PeerManager, PeerManager],
+) -> None:
+    a, _ = pair
+    reply = await asyncio.wait_for(a.request(a.uuid, PeerMessage({"x": 1}, b"b")), WAIT)
+    assert reply.header == {"echo": {"x": 1}, "from": a.uuid}
+
+
+async def test_handler_error_is_reported(
+    signaling: SignalingServer, make_manager: ManagerFactory
+) -> None:
+    async def broken(peer: str, request: PeerMessage) -> PeerMessage:
+        raise KeyError("no such object")
+
+    a = await make_manager(signaling.url)
+    b = await make_manager(signaling.url, handler=broken)
+    with pytest.raises(PeerError, match="no such object"):
+        await a.request(b.uuid, PeerMessage({}), timeout=WAIT)
+    # The connection survives a failed handler.
+    with pytest.raises(PeerError, match="no such object"):
+        await a.request(b.uuid, PeerMessage({}), timeout=WAIT)
+    assert a.peers == [b.uuid]
+
+
+async def test_timeout_when_handler_never_answers(
+    signaling: SignalingServer, make_manager: ManagerFactory
+) -> None:
+    never = asyncio.Event()
+
+    async def stuck(peer: str, request: PeerMessage) -> PeerMessage:
+        await never.wait()
+        raise AssertionError("unreachable")
+
+    a = await make_manager(signaling.url)
+    b = await make_manager(signaling.url, handler=stuck)
+    await asyncio.wait_for(a.request(a.uuid, PeerMessage({})), WAIT)
+    start = time.monotonic()
+    with pytest.raises(StoreTimeoutError, match="within 1s"):
+        await a.request(b.uuid, PeerMessage({}), timeout=1.0)
+    assert time.monotonic() - start < 1.0 + WAIT / 2
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+async def test_signaling_down_at_start_then_up(make_manager: ManagerFactory) -> None:
+    port = _free_port()
+    url = f"ws://127.0.0.1:{port}"
+    start = time.monotonic()
+    a = await make_manager(url, reconnect_max_delay=0.5)
+    b = await make_manager(url, reconnect_max_delay=0.5)
+    assert time.monotonic() - start < 1.0
+    assert not a.connected_to_signaling
+    with pytest.raises(PeerConnectionError, match="signaling"):
+        await a.request(b.uuid, PeerMessage({}), timeout=WAIT)
+    # Local requests keep working while signaling is down.
+    assert (await a.request(a.uuid, PeerMessage({"x": 1}))).header["echo"] == {"x": 1}
+
+    async with await serve("127.0.0.1", port, SECRET):
+        assert await a.wait_for_signaling(WAIT)
+        assert await b.wait_for_signaling(WAIT)
+        reply = await asyncio.wait_for(a.request(b.uuid, PeerMessage({"up": 1})), WAIT)
+        assert reply.header["echo"] == {"up": 1}
+
+
+async def test_wrong_secret_never_registers(
+    signaling: SignalingServer, make_manager: ManagerFactory
+) -> None:
+    good = await make_manager(signaling.url)
+    bad = await make_manager(signaling.url, secret="wrong")
+    assert await good.wait_for_signaling(WAIT)
+    assert not await bad.wait_for_signaling(0.5)
+    assert bad.uuid not in signaling.registered
+    with pytest.raises(PeerConnectionError, match="authentication failed"):
+        await bad.request(good.uuid, PeerMessage({}), timeout=WAIT)
+
+
+async def test_closed_manager_refuses_requests(
+    pair: tuple[PeerManager, PeerManager],
+) -> None:
+    a, b = pair
+    await asyncio.wait_for(a.request(b.uuid, PeerMessage({})), WAIT)
+    await a.close()
+    assert not a.connected_to_signaling
+    with pytest.raises(PeerConnectionError, match="not running"):
+        await a.request(b.uuid, PeerMessage({}))
