@@ -78,6 +78,9 @@ class _Offer:
     body: memoryview
     expiry: asyncio.TimerHandle
 
+    def expired(self) -> bool:
+        return asyncio.get_running_loop().time() >= self.expiry.when()
+
 
 class FastPathServer:
     """A TCP listener that hands out registered bodies against one-time tokens.
@@ -191,7 +194,7 @@ class FastPathServer:
                 reader.readexactly(TOKEN_SIZE), self._timeout
             )
             offer = self._offers.pop(token, None)
-            if offer is None:
+            if offer is None or offer.expired():
                 logger.warning(
                     "fast path refused a connection from %s: unknown or used token",
                     writer.get_extra_info("peername"),
