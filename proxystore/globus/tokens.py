@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from globus_sdk import OAuthTokenResponse
 from globus_sdk.token_storage import JSONTokenStorage, TokenStorageData
@@ -65,7 +67,8 @@ class TokenFile:
         """Store (or update) the tokens of a login or refresh response.
 
         Also used as the ``on_refresh`` callback of a
-        `globus_sdk.RefreshTokenAuthorizer`, so refreshed access tokens persist.
+        `globus_sdk.RefreshTokenAuthorizer`, so refreshed access tokens persist;
+        a response without a refresh token keeps the stored one.
 
         Raises:
             ConfigurationError: If an existing token file is not one this
@@ -75,7 +78,14 @@ class TokenFile:
         # default mode, finds a directory only the user can enter.
         self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         try:
-            _storage(self.path).store_token_response(response)
+            storage = _storage(self.path)
+            stored = storage.get_token_data_by_resource_server()
+            storage.store_token_data_by_resource_server(
+                {
+                    server: _token_data(tokens, stored.get(server))
+                    for server, tokens in response.by_resource_server.items()
+                }
+            )
         except ValueError as err:
             raise ConfigurationError(
                 f"cannot update Globus token file {self.path} ({err}); "
@@ -118,3 +128,21 @@ class TokenFile:
         except FileNotFoundError:
             return False
         return True
+
+
+def _token_data(
+    tokens: Mapping[str, Any], stored: TokenStorageData | None
+) -> TokenStorageData:
+    refresh_token = tokens.get("refresh_token")
+    if not refresh_token and stored is not None:
+        # Refresh grant responses may omit the (unchanged) refresh token.
+        refresh_token = stored.refresh_token
+    return TokenStorageData(
+        resource_server=tokens["resource_server"],
+        identity_id=stored.identity_id if stored is not None else None,
+        scope=tokens["scope"],
+        access_token=tokens["access_token"],
+        refresh_token=refresh_token,
+        expires_at_seconds=tokens["expires_at_seconds"],
+        token_type=tokens.get("token_type"),
+    )
