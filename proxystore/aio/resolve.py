@@ -13,8 +13,10 @@ T = TypeVar("T")
 async def resolve(proxy: Proxy[T]) -> T:
     """Resolve a proxy through its factory's async path and return the target.
 
-    A proxy already resolved returns at once. Factories without
-    `resolve_async` are called in a worker thread.
+    A proxy already resolved returns at once. A store proxy whose fetch is
+    pending in the background (``prefetch=True``, or
+    `proxystore.store.utils.prefetch`) awaits that fetch instead of starting
+    another. Factories without `resolve_async` are called in a worker thread.
 
     Raises:
         Whatever the factory raises (`MissingKeyError`, a connection error...).
@@ -26,10 +28,21 @@ async def resolve(proxy: Proxy[T]) -> T:
             target = await resolve_async()
         else:
             target = await asyncio.to_thread(factory)
-        _set_target(proxy, target)
+        if not is_resolved(proxy):
+            _set_target(proxy, target)
     return extract(proxy)
 
 
 async def resolve_all(*proxies: Proxy[Any]) -> list[Any]:
-    """Resolve several proxies concurrently and return their targets in order."""
-    return list(await asyncio.gather(*(resolve(proxy) for proxy in proxies)))
+    """Resolve several proxies concurrently and return their targets in order.
+
+    If one fails, the others still finish (none is left running) and the
+    first error in argument order is raised.
+    """
+    results = await asyncio.gather(
+        *(resolve(proxy) for proxy in proxies), return_exceptions=True
+    )
+    for result in results:
+        if isinstance(result, BaseException):
+            raise result
+    return list(results)

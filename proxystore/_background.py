@@ -1,0 +1,236 @@
+"""The process-wide background event loop that runs prefetches.
+
+One daemon thread runs one event loop, started on the first `submit`. A forked
+child forgets the parent's loop (its thread does not exist in the child) and
+starts its own on first need. At interpreter exit the pending tasks are
+cancelled, the loop is stopped and the thread joined with a timeout.
+
+Work submitted under a store name runs under that store's semaphore, so at
+most `max_concurrency` fetches from one store are in flight at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import concurrent.futures
+import os
+import threading
+from collections.abc import Coroutine
+from typing import Any, TypeVar
+
+from proxystore.exceptions import ConfigurationError
+
+T = TypeVar("T")
+
+DEFAULT_MAX_CONCURRENCY = 8
+"""Fetches from one store in flight at once, unless configured otherwise."""
+
+DEFAULT_WAIT_TIMEOUT = 300.0
+"""Seconds a sync first use waits for a pending prefetch before giving up."""
+
+_START_TIMEOUT = 10.0
+_STOP_TIMEOUT = 5.0
+
+_config_lock = threading.Lock()
+_default_limit = DEFAULT_MAX_CONCURRENCY
+_store_limits: dict[str, int] = {}
+_wait_timeout = DEFAULT_WAIT_TIMEOUT
+
+
+class _Runner:
+    """The loop, its thread, and the per-store semaphores (touched only on the loop)."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.semaphores: dict[str, tuple[int, asyncio.Semaphore]] = {}
+        self.pid = os.getpid()
+        self._ready = threading.Event()
+        self.thread = threading.Thread(
+            target=self._run, name="proxystore-background", daemon=True
+        )
+        self.thread.start()
+        if not self._ready.wait(_START_TIMEOUT):
+            raise RuntimeError(
+                f"proxystore background loop did not start within {_START_TIMEOUT}s"
+            )
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self.loop)
+        self.loop.call_soon(self._ready.set)
+        try:
+            self.loop.run_forever()
+        finally:
+            try:
+                self.loop.run_until_complete(self.loop.shutdown_asyncgens())
+                self.loop.run_until_complete(self.loop.shutdown_default_executor())
+            finally:
+                self.loop.close()
+
+    def semaphore(self, store: str) -> asyncio.Semaphore:
+        limit = max_concurrency(store)
+        entry = self.semaphores.get(store)
+        if entry is None or entry[0] != limit:
+            # A changed limit applies to fetches that start from now on;
+            # those holding the old semaphore release it as they finish.
+            entry = self.semaphores[store] = (limit, asyncio.Semaphore(limit))
+        return entry[1]
+
+    async def bounded(
+        self,
+        store: str | None,
+        limiter: asyncio.Semaphore | None,
+        coro: Coroutine[Any, Any, T],
+    ) -> T:
+        # The caller's limiter first, so a task waiting on it holds no store slot.
+        if limiter is not None:
+            async with limiter:
+                return await self.bounded(store, None, coro)
+        if store is not None:
+            async with self.semaphore(store):
+                return await coro
+        return await coro
+
+    async def cancel_pending(self) -> None:
+        current = asyncio.current_task()
+        tasks = [task for task in asyncio.all_tasks() if task is not current]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    def stop(self, timeout: float) -> None:
+        if not self.thread.is_alive():
+            return
+        cancelled = asyncio.run_coroutine_threadsafe(self.cancel_pending(), self.loop)
+        concurrent.futures.wait([cancelled], timeout)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(timeout)
+
+
+_lock = threading.Lock()
+_runner: _Runner | None = None
+# Loops inherited through fork: unusable in the child, kept referenced so that
+# collecting them does not try to close a loop whose thread never existed here.
+_orphans: list[_Runner] = []
+
+
+def _get_runner() -> _Runner:
+    global _runner
+    runner = _runner
+    if runner is not None:
+        return runner
+    with _lock:
+        if _runner is None:
+            _runner = _Runner()
+        return _runner
+
+
+def submit(
+    coro: Coroutine[Any, Any, T],
+    *,
+    store: str | None = None,
+    limiter: asyncio.Semaphore | None = None,
+) -> concurrent.futures.Future[T]:
+    """Run a coroutine on the background loop and return its future.
+
+    Args:
+        coro: The coroutine to run.
+        store: Run it under this store's concurrency limit.
+        limiter: Run it under this semaphore too (used only on the
+            background loop), to bound one batch of work.
+
+    Returns:
+        A future that is safe to wait on from any thread except the
+        background loop's own (see `in_background_thread`).
+    """
+    runner = _get_runner()
+    if store is not None or limiter is not None:
+        coro = runner.bounded(store, limiter, coro)
+    return asyncio.run_coroutine_threadsafe(coro, runner.loop)
+
+
+def in_background_thread() -> bool:
+    """Return whether the caller runs on the background loop's thread."""
+    runner = _runner
+    return runner is not None and threading.current_thread() is runner.thread
+
+
+def max_concurrency(store: str) -> int:
+    """Return how many fetches from `store` may be in flight at once."""
+    return _store_limits.get(store, _default_limit)
+
+
+def wait_timeout() -> float:
+    """Return the seconds a sync first use waits for a pending prefetch."""
+    return _wait_timeout
+
+
+def configure(
+    *,
+    max_concurrency: int | None = None,
+    store: str | None = None,
+    wait_timeout: float | None = None,
+) -> None:
+    """Change the background fetch limits.
+
+    Args:
+        max_concurrency: Fetches in flight at once, per store. Applies to
+            `store` only if given, else to every store without its own limit.
+        store: The store name `max_concurrency` applies to.
+        wait_timeout: Seconds a sync first use waits for a pending prefetch.
+
+    Raises:
+        ConfigurationError: If a limit is not a positive number.
+    """
+    global _default_limit, _wait_timeout
+    if max_concurrency is not None and (
+        not isinstance(max_concurrency, int) or max_concurrency < 1
+    ):
+        raise ConfigurationError(
+            f"max_concurrency must be an int >= 1, got {max_concurrency!r}"
+        )
+    if wait_timeout is not None and not wait_timeout > 0:
+        raise ConfigurationError(f"wait_timeout must be > 0, got {wait_timeout!r}")
+    with _config_lock:
+        if max_concurrency is not None:
+            if store is None:
+                _default_limit = max_concurrency
+            else:
+                _store_limits[store] = max_concurrency
+        if wait_timeout is not None:
+            _wait_timeout = wait_timeout
+
+
+def reset_configuration() -> None:
+    """Restore the default limits and timeout."""
+    global _default_limit, _wait_timeout
+    with _config_lock:
+        _default_limit = DEFAULT_MAX_CONCURRENCY
+        _store_limits.clear()
+        _wait_timeout = DEFAULT_WAIT_TIMEOUT
+
+
+def shutdown(timeout: float = _STOP_TIMEOUT) -> None:
+    """Cancel pending work, stop the background loop and join its thread.
+
+    A later `submit` starts a new loop. Called at interpreter exit.
+    """
+    global _runner
+    with _lock:
+        runner, _runner = _runner, None
+    if runner is not None and runner.pid == os.getpid():
+        runner.stop(timeout)
+
+
+def _forget_after_fork() -> None:
+    global _config_lock, _lock, _runner
+    # The parent's locks may have been held by another thread at fork time.
+    _config_lock = threading.Lock()
+    _lock = threading.Lock()
+    if _runner is not None:
+        _orphans.append(_runner)
+    _runner = None
+
+
+os.register_at_fork(after_in_child=_forget_after_fork)
+atexit.register(shutdown)

@@ -1,0 +1,345 @@
+"""Prefetching proxies: background fetches started on unpickle, taken at first use."""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import gc
+import logging
+import multiprocessing
+import os
+import pickle
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from proxystore import _background, aio
+from proxystore.aio.local import LocalStore as AsyncLocalStore
+from proxystore.exceptions import MissingKeyError, SerializationError, StoreTimeoutError
+from proxystore.proxy import Proxy, get_factory, is_resolved
+from proxystore.serialize import Buffer
+from proxystore.store.factory import StoreFactory
+from proxystore.store.file import FileStore
+from proxystore.store.local import LocalStore
+from proxystore.store.utils import configure_prefetch, get_key, prefetch
+
+TIMEOUT = 10.0
+
+
+@pytest.fixture(autouse=True)
+def _default_limits() -> Iterator[None]:
+    yield
+    _background.reset_configuration()
+
+
+def _roundtrip(proxy: Proxy[Any]) -> Proxy[Any]:
+    """What a consumer gets: the proxy pickled and unpickled (starts a prefetch)."""
+    copy: Proxy[Any] = pickle.loads(pickle.dumps(proxy))
+    return copy
+
+
+def _factory(proxy: Proxy[Any]) -> StoreFactory[Any]:
+    factory = get_factory(proxy)
+    assert isinstance(factory, StoreFactory)
+    return factory
+
+
+def _async_gets(store_name: str) -> int:
+    """Fetches made through the store's async face, where prefetches run."""
+    metrics = aio.get_store(store_name).metrics
+    assert metrics is not None
+    return metrics["get"].count
+
+
+def _wait_prefetch(proxy: Proxy[Any]) -> None:
+    pending = _factory(proxy)._pending
+    assert pending is not None
+    concurrent.futures.wait([pending], TIMEOUT)
+    assert pending.done()
+
+
+async def _hold(gate: asyncio.Event) -> None:
+    await gate.wait()
+
+
+async def _open(gate: asyncio.Event) -> None:
+    gate.set()
+
+
+async def _noop() -> None:
+    pass
+
+
+class _StoreSlot:
+    """Occupies the only background fetch slot of a store until released.
+
+    Fetches from the store queue behind it, so a prefetch stays pending for
+    as long as a test needs, without timing anything.
+    """
+
+    def __init__(self, store_name: str) -> None:
+        configure_prefetch(max_concurrency=1, store=store_name)
+        self.gate = asyncio.Event()
+        self.held = _background.submit(_hold(self.gate), store=store_name)
+
+    def release(self) -> None:
+        _background.submit(_open(self.gate)).result(TIMEOUT)
+        self.held.result(TIMEOUT)
+
+
+def test_prefetch_then_first_use_is_one_fetch(store_name: str) -> None:
+    store = LocalStore(store_name, metrics=True)
+    proxy = store.proxy(np.arange(1000), prefetch=True)
+    consumer = _roundtrip(proxy)
+    assert int(np.asarray(consumer).sum()) == 499500
+    assert _async_gets(store_name) == 1
+    assert store.metrics is not None
+    assert store.metrics["get"].count == 0
+
+
+def test_producer_proxy_does_not_prefetch(store_name: str) -> None:
+    store = LocalStore(store_name, metrics=True)
+    proxy = store.proxy([1, 2], prefetch=True)
+    assert _factory(proxy)._pending is None
+    assert proxy == [1, 2]
+
+
+def test_missing_key_surfaces_at_first_use(
+    store_name: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    store = FileStore(store_name, tmp_path)
+    proxy = store.proxy([1, 2, 3], prefetch=True)
+    blob = pickle.dumps(proxy)
+    store.evict(get_key(proxy))
+    consumer = pickle.loads(blob)
+    _wait_prefetch(consumer)
+    with pytest.raises(MissingKeyError) as info:
+        len(consumer)
+    assert info.value.key == get_key(proxy)
+    assert info.value.store == store_name
+    if sys.version_info >= (3, 11):
+        assert any("background prefetch" in note for note in info.value.__notes__)
+    # The failed fetch is reported once: the next use tries again.
+    with pytest.raises(MissingKeyError):
+        len(consumer)
+    del consumer, info
+    gc.collect()
+    assert "never retrieved" not in caplog.text
+
+
+def test_driver_error_keeps_its_cause(store_name: str, tmp_path: Path) -> None:
+    store = FileStore(store_name, tmp_path)
+    proxy = store.proxy({"a": 1}, prefetch=True)
+    (tmp_path / get_key(proxy)).write_bytes(b"Pnot a pickle")
+    consumer = _roundtrip(proxy)
+    with pytest.raises(SerializationError) as info:
+        consumer["a"]
+    assert isinstance(info.value.__cause__, pickle.UnpicklingError)
+
+
+def test_failed_prefetch_never_used_is_not_logged(
+    store_name: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    store = LocalStore(store_name, metrics=True)
+    proxy = store.proxy([1], prefetch=True)
+    blob = pickle.dumps(proxy)
+    store.evict(get_key(proxy))
+    consumer = pickle.loads(blob)
+    _wait_prefetch(consumer)
+    with caplog.at_level(logging.DEBUG, logger="asyncio"):
+        del consumer
+        gc.collect()
+        _background.submit(_noop()).result(TIMEOUT)
+    assert caplog.records == []
+
+
+async def test_touched_synchronously_inside_a_coroutine(store_name: str) -> None:
+    store = LocalStore(store_name, metrics=True)
+    consumer = _roundtrip(store.proxy(np.ones(100), prefetch=True))
+    # Sync use on the caller's running loop: the fetch runs on another loop.
+    assert float(np.asarray(consumer).sum()) == 100.0
+    assert _async_gets(store_name) == 1
+
+
+def test_resolves_in_a_thread_pool_worker(store_name: str) -> None:
+    store = LocalStore(store_name, metrics=True)
+    consumers = [_roundtrip(store.proxy([i] * 10, prefetch=True)) for i in range(8)]
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        sums = list(pool.map(sum, consumers, timeout=TIMEOUT))
+    assert sums == [i * 10 for i in range(8)]
+    assert _async_gets(store_name) == 8
+
+
+def test_touched_on_the_background_thread_does_not_deadlock(store_name: str) -> None:
+    store = LocalStore(store_name, metrics=True)
+    slot = _StoreSlot(store_name)
+    consumer = _roundtrip(store.proxy([4, 5], prefetch=True))
+
+    async def touch() -> int:
+        return sum(consumer)
+
+    try:
+        assert _background.submit(touch()).result(TIMEOUT) == 9
+    finally:
+        slot.release()
+
+
+def _use_in_forked_child(consumer: Proxy[Any], blob: bytes, out: Any) -> None:
+    # `consumer` came through fork with a prefetch pending in the parent's
+    # background thread, which does not exist here.
+    inherited = sum(consumer)
+    unpickled = sum(pickle.loads(blob))
+    out.send((inherited, unpickled))
+    out.close()
+
+
+def test_forked_child_never_waits_on_the_parents_fetch(store_name: str) -> None:
+    store = LocalStore(store_name, metrics=True)
+    proxy = store.proxy([1, 2, 3], prefetch=True)
+    slot = _StoreSlot(store_name)
+    try:
+        consumer = _roundtrip(proxy)
+        assert not _factory(consumer)._pending.done()  # type: ignore[union-attr]
+        ctx = multiprocessing.get_context("fork")
+        receive, send = ctx.Pipe(duplex=False)
+        child = ctx.Process(
+            target=_use_in_forked_child, args=(consumer, pickle.dumps(proxy), send)
+        )
+        child.start()
+        send.close()
+        assert receive.poll(TIMEOUT), "forked child did not resolve its proxies"
+        assert receive.recv() == (6, 6)
+        child.join(TIMEOUT)
+        assert child.exitcode == 0
+    finally:
+        slot.release()
+    assert sum(consumer) == 6
+
+
+def test_pickling_a_proxy_mid_prefetch(store_name: str) -> None:
+    store = LocalStore(store_name, metrics=True)
+    proxy = store.proxy(np.arange(100_000), prefetch=True)
+    slot = _StoreSlot(store_name)
+    try:
+        consumer = _roundtrip(proxy)
+        pending = _factory(consumer)._pending
+        assert pending is not None
+        assert not pending.done()
+        blob = pickle.dumps(consumer)
+        assert len(blob) < 600
+        assert not is_resolved(consumer)
+        onward = pickle.loads(blob)
+        assert _factory(onward)._pending is not pending
+    finally:
+        slot.release()
+    assert int(np.asarray(onward).sum()) == int(np.asarray(consumer).sum())
+
+
+def test_first_use_times_out_with_a_clear_error(store_name: str) -> None:
+    store = LocalStore(store_name, metrics=True)
+    slot = _StoreSlot(store_name)
+    try:
+        consumer = _roundtrip(store.proxy([1], prefetch=True))
+        configure_prefetch(timeout=0.05)
+        with pytest.raises(StoreTimeoutError) as info:
+            len(consumer)
+        assert store_name in str(info.value)
+        assert "prefetch" in str(info.value)
+    finally:
+        slot.release()
+    assert len(consumer) == 1
+
+
+class GatedStore(AsyncLocalStore):
+    """A LocalStore whose fetches wait at a gate and count how many are in flight."""
+
+    def __init__(self, name: str, *, expected: int) -> None:
+        super().__init__(name, metrics=True)
+        self.expected = expected
+        self.in_flight = 0
+        self.max_in_flight = 0
+        self.full = threading.Event()
+        self.gate = asyncio.Event()
+
+    async def _aget_bytes(self, key: str) -> Buffer | None:
+        self.in_flight += 1
+        self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        if self.in_flight >= self.expected:
+            self.full.set()
+        await self.gate.wait()
+        self.in_flight -= 1
+        return await super()._aget_bytes(key)
+
+
+async def _gated_proxies(
+    store: GatedStore, count: int, *, flag: bool
+) -> list[Proxy[Any]]:
+    aio.register_store(store)
+    return await store.aproxy_batch(list(range(count)), prefetch=flag)
+
+
+def _check_bounded(store: GatedStore, consumers: list[Proxy[Any]]) -> None:
+    assert store.full.wait(TIMEOUT), "fewer fetches started than the limit"
+    # Every queued fetch has had its turn to run before this no-op does.
+    _background.submit(_noop()).result(TIMEOUT)
+    assert store.max_in_flight == store.expected
+    _background.submit(_open(store.gate)).result(TIMEOUT)
+    assert [int(c) for c in consumers] == list(range(len(consumers)))
+    assert store.max_in_flight == store.expected
+    assert store.metrics is not None
+    assert store.metrics["get"].count == len(consumers)
+
+
+async def test_prefetches_are_bounded_per_store(store_name: str) -> None:
+    store = GatedStore(store_name, expected=3)
+    proxies = await _gated_proxies(store, 12, flag=True)
+    configure_prefetch(max_concurrency=3, store=store_name)
+    consumers = [_roundtrip(p) for p in proxies]
+    await asyncio.to_thread(_check_bounded, store, consumers)
+
+
+async def test_prefetch_call_bounds_its_own_batch(store_name: str) -> None:
+    store = GatedStore(store_name, expected=2)
+    proxies = await _gated_proxies(store, 10, flag=False)
+    consumers = [_roundtrip(p) for p in proxies]
+    assert all(_factory(c)._pending is None for c in consumers)
+    prefetch(*consumers, max_concurrency=2)
+    await asyncio.to_thread(_check_bounded, store, consumers)
+
+
+def test_background_loop_restarts_after_shutdown(store_name: str) -> None:
+    store = LocalStore(store_name, metrics=True)
+    _background.shutdown()
+    assert sum(_roundtrip(store.proxy([1, 2], prefetch=True))) == 3
+
+
+def test_interpreter_exits_cleanly_with_fetches_pending(tmp_path: Path) -> None:
+    script = f"""
+import pickle
+from proxystore.store.file import FileStore
+from proxystore.store.utils import configure_prefetch
+store = FileStore("exit-test", {str(tmp_path)!r})
+configure_prefetch(max_concurrency=1)
+blobs = [pickle.dumps(store.proxy(list(range(1000)), prefetch=True)) for _ in range(50)]
+consumers = [pickle.loads(blob) for blob in blobs]
+print(sum(consumers[0]))
+"""
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])}
+    done = subprocess.run(
+        [sys.executable, "-X", "dev", "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == str(sum(range(1000)))
+    assert "Traceback" not in done.stderr
+    assert "never retrieved" not in done.stderr
