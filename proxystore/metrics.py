@@ -6,7 +6,7 @@ import threading
 from dataclasses import dataclass, field
 
 
-@dataclass
+@dataclass(slots=True)
 class OperationMetrics:
     """What one kind of operation (``get``, ``set``...) has done so far.
 
@@ -39,13 +39,15 @@ class StoreMetrics:
 
     def record(self, operation: str, elapsed: float, nbytes: int = 0) -> None:
         """Add one call of `operation` that took `elapsed` seconds."""
-        with self._lock:
-            metrics = self.operations.get(operation)
-            if metrics is None:
-                metrics = self.operations[operation] = OperationMetrics()
-            metrics.count += 1
-            metrics.total_time += elapsed
-            metrics.bytes += nbytes
+        metrics = self.operations.get(operation)
+        if metrics is None:
+            metrics = self.operations.setdefault(operation, OperationMetrics())
+        lock = self._lock
+        lock.acquire()
+        metrics.count += 1
+        metrics.total_time += elapsed
+        metrics.bytes += nbytes
+        lock.release()
 
     def __getitem__(self, operation: str) -> OperationMetrics:
         return self.operations.get(operation) or OperationMetrics()

@@ -41,6 +41,7 @@ _STR = b"S"
 _PICKLE = b"P"
 _OUT_OF_BAND = b"O"
 _DILL = b"D"
+_BYTES_TAG, _STR_TAG, _PICKLE_TAG, _OUT_OF_BAND_TAG, _DILL_TAG = b"BSPOD"
 
 _ALIGN = 64
 _OOB_MIN_BYTES = 64 * 1024
@@ -141,29 +142,30 @@ def deserialize(data: Buffer) -> Any:
         SerializationError: If the payload is empty, has an unknown tag or is
             corrupt.
     """
-    view = memoryview(data)
-    if view.nbytes == 0:
+    if type(data) is not bytes:
+        data = memoryview(data).cast("B")
+    if not data:
         raise SerializationError("cannot deserialize an empty payload")
-    tag = bytes(view[:1])
+    tag = data[0]
     try:
-        if tag == _BYTES:
-            return bytes(view[1:])
-        if tag == _STR:
-            return str(view[1:], "utf-8", "surrogatepass")
-        if tag == _PICKLE:
-            return pickle.loads(view[1:])
-        if tag == _OUT_OF_BAND:
-            return _out_of_band_loads(view)
-        if tag == _DILL:
-            return dill.loads(view[1:].tobytes())
+        if tag == _BYTES_TAG:
+            return bytes(data[1:])
+        if tag == _STR_TAG:
+            return str(data[1:], "utf-8", "surrogatepass")
+        if tag == _PICKLE_TAG:
+            return pickle.loads(memoryview(data)[1:])
+        if tag == _OUT_OF_BAND_TAG:
+            return _out_of_band_loads(memoryview(data))
+        if tag == _DILL_TAG:
+            return dill.loads(bytes(data[1:]))
     except SerializationError:
         raise
     except Exception as err:
         raise SerializationError(
-            f"corrupt payload ({view.nbytes} bytes, tag {tag!r}): {err!r}"
+            f"corrupt payload ({len(data)} bytes, tag {bytes([tag])!r}): {err!r}"
         ) from err
     raise SerializationError(
-        f"payload has unknown tag {tag!r}; it was not written by proxystore"
+        f"payload has unknown tag {bytes([tag])!r}; it was not written by proxystore"
     )
 
 
@@ -190,8 +192,8 @@ def _out_of_band_loads(view: memoryview) -> Any:
 
 
 def payload_size(payload: Payload) -> int:
-    """Return the total number of bytes in a payload's parts."""
-    return sum(memoryview(part).nbytes for part in payload)
+    """Return the total number of bytes in a payload's parts (flat byte buffers)."""
+    return sum(map(len, payload))
 
 
 def join(payload: Payload) -> bytes:

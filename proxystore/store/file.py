@@ -42,7 +42,7 @@ class FileStore(Store[str]):
         store_dir: str | os.PathLike[str],
         *,
         cache_size: int = 16,
-        metrics: bool = True,
+        metrics: bool = False,
     ) -> None:
         super().__init__(name, cache_size=cache_size, metrics=metrics)
         self.store_dir = os.path.abspath(os.fspath(store_dir))

@@ -28,7 +28,7 @@ class LocalStore(Store[str]):
     """
 
     def __init__(
-        self, name: str, *, cache_size: int = 16, metrics: bool = True
+        self, name: str, *, cache_size: int = 16, metrics: bool = False
     ) -> None:
         super().__init__(name, cache_size=cache_size, metrics=metrics)
         self._objects: dict[str, bytes] = local_objects(name)

@@ -126,7 +126,8 @@ def test_custom_serializer(store: Store[Any]) -> None:
     assert p == "abc"
 
 
-def test_cache_keeps_recent_objects_and_metrics_count(store: Store[Any]) -> None:
+def test_cache_keeps_recent_objects_and_metrics_count(store_name: str) -> None:
+    store = LocalStore(store_name, metrics=True)
     key = store.set([1])
     assert not store.is_cached(key)
     store.get(key)
@@ -139,6 +140,11 @@ def test_cache_keeps_recent_objects_and_metrics_count(store: Store[Any]) -> None
     assert store.metrics["set"].bytes > 0
     store.evict(key)
     assert not store.is_cached(key)
+
+
+def test_metrics_are_off_by_default(store: Store[Any]) -> None:
+    store.set(1)
+    assert store.metrics is None
 
 
 def test_cache_size_zero_disables_cache(store_name: str) -> None:
