@@ -174,7 +174,7 @@ class GlobusStore(Store[GlobusKey]):
         filenames: list[str] = []
         try:
             for payload in payloads:
-                filenames.append(await self._awrite(payload))
+                filenames.append(await self._write_file(payload))
             task_ids = await run_blocking(
                 submit_copies,
                 self._client,
@@ -193,7 +193,7 @@ class GlobusStore(Store[GlobusKey]):
         task_id = ",".join(task_ids)
         return [GlobusKey(filename, task_id) for filename in filenames]
 
-    async def _awrite(self, payload: Payload) -> str:
+    async def _write_file(self, payload: Payload) -> str:
         filename = new_object_id()
         temp = self._path(f"{_TEMP_PREFIX}{filename}")
         try:
@@ -207,7 +207,7 @@ class GlobusStore(Store[GlobusKey]):
         return filename
 
     async def _aget_bytes(self, key: GlobusKey) -> Buffer | None:
-        await self._await_transfer(key)
+        await self._wait_for_transfer(key)
         try:
             async with open_file(self._path(key.filename), "rb") as file:
                 data: bytes = await file.read()
@@ -216,7 +216,7 @@ class GlobusStore(Store[GlobusKey]):
         return data
 
     async def _aexists(self, key: GlobusKey) -> bool:
-        await self._await_transfer(key)
+        await self._wait_for_transfer(key)
         return os.path.exists(self._path(key.filename))
 
     async def _aevict(self, key: GlobusKey) -> None:
@@ -234,7 +234,7 @@ class GlobusStore(Store[GlobusKey]):
         if self._owns_client:
             self._client.close()
 
-    async def _await_transfer(self, key: GlobusKey) -> None:
+    async def _wait_for_transfer(self, key: GlobusKey) -> None:
         """Wait until the key's Transfer task to this endpoint has SUCCEEDED.
 
         Tasks copying to other endpoints are not waited for.

@@ -41,7 +41,7 @@ from tests.globus.harness import TRANSFER_SCOPE, two_endpoints, write_login
 
 pytestmark = pytest.mark.timeout(60)
 
-FAST = {"polling_interval": 0.02, "timeout": 10.0}
+FAST: dict[str, Any] = {"polling_interval": 0.02, "timeout": 10.0}
 
 
 @pytest.fixture
@@ -106,7 +106,10 @@ async def test_set_on_a_get_on_b(
     pair: tuple[GlobusStore, GlobusStore], emulator: TransferEmulator
 ) -> None:
     a, b = pair
-    value = {"array": np.arange(100_000, dtype=np.float64), "text": "hello"}
+    value: dict[str, Any] = {
+        "array": np.arange(100_000, dtype=np.float64),
+        "text": "hello",
+    }
     key = await a.aset(value)
 
     assert local_file(a, key).is_file()
@@ -216,11 +219,19 @@ async def test_batch_shares_one_task(
 
 async def test_invalid_keys(pair: tuple[GlobusStore, GlobusStore]) -> None:
     a, _ = pair
-    for bad in ["name", ("../etc/passwd", ""), (".hidden", ""), ("f", "a b"), ("f", 1)]:
+    bad_keys: list[Any] = [
+        "name",
+        ("../etc/passwd", ""),
+        (".hidden", ""),
+        ("f", "a b"),
+        ("f", 1),
+    ]
+    for bad in bad_keys:
         with pytest.raises(InvalidKeyError):
             await a.aget(bad)
     key = await a.aset("ok")
-    assert await a.aget(tuple(key)) == "ok"
+    plain: Any = tuple(key)
+    assert await a.aget(plain) == "ok"
 
 
 def test_config_rebuilds_on_another_host(
@@ -283,7 +294,7 @@ def test_endpoints_from_mapping_or_json(
     path = tmp_path / "endpoints.json"
     path.write_text(json.dumps(endpoints.to_dict()))
     for spec in (endpoints.to_dict(), str(path), path, list(endpoints)):
-        store = GlobusStore("s", spec, hostname="host-b")  # type: ignore[arg-type]
+        store = GlobusStore("s", spec, hostname="host-b")
         assert store.endpoints == endpoints
 
 
@@ -396,7 +407,8 @@ async def test_revoked_login_asks_to_log_in_again(
 ) -> None:
     TokenFile(home / "globus-tokens.json").save(_expired_login())
     load_response("auth.oauth2_exchange_code_for_tokens", case="invalid_grant")
-    async with GlobusStore("s", endpoints, hostname="host-a") as store:
+    store = GlobusStore("s", endpoints, hostname="host-a")
+    async with store:
         with pytest.raises(ConfigurationError, match="proxystore-globus-auth"):
             await store.aset("x")
     assert list(Path(store.endpoint.local_path).iterdir()) == []

@@ -52,6 +52,7 @@ def sent_json() -> dict[str, Any]:
     request = get_last_request()
     assert request is not None
     assert request.body is not None
+    assert isinstance(request.body, (str, bytes))
     return json.loads(request.body)  # type: ignore[no-any-return]
 
 
