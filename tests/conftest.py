@@ -19,3 +19,18 @@ def store_name() -> Iterator[str]:
     name = f"test-store-{os.getpid()}-{next(_names)}"
     yield name
     registry.unregister(name)
+
+
+# --- Redis: a private redis-server per session (tests/redis_server.py) ---------
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[object]:
+    """A `redis-server` on a free loopback port, stopped by pid at the end."""
+    from tests.redis_server import RedisServer
+
+    with RedisServer() as server:
+        yield server
+
+
+# --- end Redis -------------------------------------------------------------------

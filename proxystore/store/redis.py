@@ -1,0 +1,565 @@
+# Generated from proxystore/aio/redis.py by scripts/generate_sync.py: DO NOT EDIT.
+"""`RedisStore`: objects in a Redis (or Redis-compatible) server.
+
+One `set` and one uncached `get` are one round trip each. A payload whose
+parts are large goes out as ``SET`` of its head and ``APPEND`` of each large
+part inside one ``MULTI``/``EXEC``, so the client never joins them into one
+buffer and no reader sees a partial value.
+
+Values larger than `chunk_size` (Redis refuses a single bulk value over its
+``proto-max-bulk-len``, 512 MB by default) are split across chunk keys
+``<key>:chunk:<i>``; the main key then holds a small manifest naming the
+chunk count, written last in the same ``MULTI``/``EXEC`` as the chunks, so a
+half-written object is never readable. `get`, `exists` and `evict` treat the
+chunks and the manifest as one object.
+
+A store keeps one connection pool per event loop (an asyncio connection is
+bound to the loop that opened it; the async face may be used from the
+user's loop and from the background prefetch loop) and builds it on first
+use, so constructing a store does no I/O. A forked child builds its own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import threading
+from collections.abc import Sequence
+from typing import Any, Literal, cast
+from urllib.parse import unquote, urlsplit
+
+import redis as redis
+from redis import exceptions as redis_errors
+from redis.retry import Retry
+from redis.backoff import NoBackoff
+
+from proxystore._shared import new_object_id
+from proxystore.store.base import Store
+from proxystore.exceptions import (
+    ConfigurationError,
+    InvalidKeyError,
+    ProxyStoreError,
+    StoreConnectionError,
+    StoreOperationError,
+    StoreTimeoutError,
+)
+from proxystore.serialize import Buffer, Payload
+
+_IS_SYNC = True
+
+MiB = 1 << 20
+DEFAULT_CHUNK_SIZE = 256 * MiB
+"""Largest value stored under one Redis key (half of Redis's 512 MB default)."""
+
+_MANIFEST_MAGIC = b"\x00proxystore:chunked:"
+_MANIFEST_MAX_BYTES = 64
+# Parts at least this large are sent as their own APPEND instead of being
+# copied into one buffer with their neighbours.
+_ZERO_COPY_MIN_BYTES = 1 * MiB
+_MAX_KEY_LENGTH = 1024
+
+_CertReqs = Literal["required", "optional", "none"]
+_Command = tuple[str, str, Buffer]
+_Owner = asyncio.AbstractEventLoop | None
+
+
+class RedisStore(Store[str]):
+    """A store backed by a Redis server.
+
+    Args:
+        name: The store's name.
+        hostname: The server's host name or address.
+        port: The server's port.
+        url: A ``redis://`` or ``rediss://`` URL
+            (``redis://[user:password@]host[:port][/db]``); its parts
+            override `hostname`, `port`, `db`, `username`, `password` and
+            `ssl`.
+        db: The database index.
+        username: The ACL user name (Redis 6+).
+        password: The password (``requirepass`` or the user's).
+        ssl: Connect with TLS.
+        ssl_ca_certs: CA bundle to verify the server with.
+        ssl_certfile: Client certificate, for mutual TLS.
+        ssl_keyfile: Client certificate's key.
+        ssl_cert_reqs: Whether the server's certificate is ``"required"``,
+            ``"optional"`` or not checked (``"none"``).
+        ssl_check_hostname: Check that the certificate matches `hostname`.
+        socket_timeout: Seconds to wait on a reply before
+            `StoreTimeoutError`; also the longest wait for a free connection.
+        socket_connect_timeout: Seconds to wait for a connection before
+            `StoreConnectionError`.
+        max_connections: Connections per pool (per event loop, per process).
+        chunk_size: Values larger than this are split across several keys;
+            at most the server's ``proto-max-bulk-len``.
+        cache_size: How many deserialized objects to keep.
+        metrics: Record per-operation metrics.
+
+    Raises:
+        ConfigurationError: If an argument cannot work (bad URL, port, db,
+            timeout or chunk size).
+
+    Example:
+        ```python
+        with RedisStore("example", "localhost", 6379) as store:
+            key = store.set([1, 2, 3])
+            assert store.get(key) == [1, 2, 3]
+        ```
+    """
+
+    def __init__(
+        self,
+        name: str,
+        hostname: str = "localhost",
+        port: int = 6379,
+        *,
+        url: str | None = None,
+        db: int = 0,
+        username: str | None = None,
+        password: str | None = None,
+        ssl: bool = False,
+        ssl_ca_certs: str | None = None,
+        ssl_certfile: str | None = None,
+        ssl_keyfile: str | None = None,
+        ssl_cert_reqs: _CertReqs = "required",
+        ssl_check_hostname: bool = True,
+        socket_timeout: float = 30.0,
+        socket_connect_timeout: float = 5.0,
+        max_connections: int = 64,
+        chunk_size: int = DEFAULT_CHUNK_SIZE,
+        cache_size: int = 16,
+        metrics: bool = True,
+    ) -> None:
+        super().__init__(name, cache_size=cache_size, metrics=metrics)
+        if url is not None:
+            hostname, port, db, username, password, ssl = _parse_url(
+                url, hostname, port, db, username, password, ssl
+            )
+        _check_positive_int("port", port, upper=65535)
+        _check_positive_int("max_connections", max_connections)
+        _check_positive_int("chunk_size", chunk_size)
+        if not isinstance(db, int) or isinstance(db, bool) or db < 0:
+            raise ConfigurationError(f"db must be an int >= 0, got {db!r}")
+        for option, timeout in (
+            ("socket_timeout", socket_timeout),
+            ("socket_connect_timeout", socket_connect_timeout),
+        ):
+            if not isinstance(timeout, (int, float)) or not timeout > 0:
+                raise ConfigurationError(f"{option} must be > 0, got {timeout!r}")
+        if ssl_cert_reqs not in ("required", "optional", "none"):
+            raise ConfigurationError(
+                "ssl_cert_reqs must be 'required', 'optional' or 'none', "
+                f"got {ssl_cert_reqs!r}"
+            )
+        self.hostname = hostname
+        self.port = port
+        self.db = db
+        self.username = username
+        self.password = password
+        self.ssl = ssl
+        self.ssl_ca_certs = ssl_ca_certs
+        self.ssl_certfile = ssl_certfile
+        self.ssl_keyfile = ssl_keyfile
+        self.ssl_cert_reqs: _CertReqs = ssl_cert_reqs
+        self.ssl_check_hostname = ssl_check_hostname
+        self.socket_timeout = float(socket_timeout)
+        self.socket_connect_timeout = float(socket_connect_timeout)
+        self.max_connections = max_connections
+        self.chunk_size = chunk_size
+        self._target = f"{hostname}:{port}"
+        self._clients: dict[_Owner, redis.Redis] = {}
+        self._clients_lock = threading.Lock()
+        self._pid = os.getpid()
+        self._inherited: list[redis.Redis] = []
+
+    def config(self) -> dict[str, Any]:
+        """Return the keyword arguments that rebuild this store anywhere.
+
+        The password is included (a consumer needs it to connect), so treat
+        pickled proxies of a password-protected store as secrets.
+        """
+        return {
+            **super().config(),
+            "hostname": self.hostname,
+            "port": self.port,
+            "db": self.db,
+            "username": self.username,
+            "password": self.password,
+            "ssl": self.ssl,
+            "ssl_ca_certs": self.ssl_ca_certs,
+            "ssl_certfile": self.ssl_certfile,
+            "ssl_keyfile": self.ssl_keyfile,
+            "ssl_cert_reqs": self.ssl_cert_reqs,
+            "ssl_check_hostname": self.ssl_check_hostname,
+            "socket_timeout": self.socket_timeout,
+            "socket_connect_timeout": self.socket_connect_timeout,
+            "max_connections": self.max_connections,
+            "chunk_size": self.chunk_size,
+        }
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(name={self.name!r}, "
+            f"target={self._target!r}, db={self.db})"
+        )
+
+    def _validate_key(self, key: Any) -> str:
+        if type(key) is not str or not key:
+            raise InvalidKeyError(key, "RedisStore keys are non-empty str")
+        if len(key) > _MAX_KEY_LENGTH:
+            raise InvalidKeyError(
+                key, f"RedisStore keys are at most {_MAX_KEY_LENGTH} characters"
+            )
+        return key
+
+    # -- the byte-level driver ----------------------------------------------
+
+    def _set_bytes(self, payload: Payload) -> str:
+        key = new_object_id()
+        self._awrite(self._write_commands(key, payload), "set")
+        return key
+
+    def _set_bytes_batch(self, payloads: Sequence[Payload]) -> list[str]:
+        keys = [new_object_id() for _ in payloads]
+        commands: list[_Command] = []
+        for key, payload in zip(keys, payloads, strict=True):
+            commands += self._write_commands(key, payload)
+        self._awrite(commands, "set_batch")
+        return keys
+
+    def _awrite(self, commands: list[_Command], operation: str) -> None:
+        """Run write commands in one round trip, atomically if more than one."""
+        try:
+            if len(commands) == 1:
+                _, key, value = commands[0]
+                self._client().set(key, value)
+                return
+            with self._client().pipeline(transaction=True) as pipe:
+                _queue(pipe, commands)
+                pipe.execute()
+        except _DRIVER_ERRORS as err:
+            error = self._error(err, operation)
+            if isinstance(error, StoreConnectionError):
+                # The server drops the connection on a value longer than its
+                # proto-max-bulk-len: say so instead of "cannot reach".
+                error = self._aexplain_dropped_write(error, commands, operation)
+            if len(commands) > 1:
+                # EXEC runs every queued command even if one of them fails
+                # (an APPEND past the server's size limit): undo the rest.
+                self._evict_quietly([key for _, key, _ in commands])
+            raise error from err
+
+    def _aexplain_dropped_write(
+        self, error: ProxyStoreError, commands: list[_Command], operation: str
+    ) -> ProxyStoreError:
+        largest = max(len(value) for _, _, value in commands)
+        try:
+            reply: dict[Any, Any] = self._client().config_get(
+                "proto-max-bulk-len"
+            )
+            value = reply.get("proto-max-bulk-len") or reply[b"proto-max-bulk-len"]
+            limit = int(value)
+        except (*_DRIVER_ERRORS, KeyError, ValueError):
+            return error  # server gone, or CONFIG disabled: nothing to add
+        if largest <= limit:
+            return error
+        return StoreOperationError(
+            f"{operation} on {self._target} (store {self.name!r}) failed: "
+            f"a {largest}-byte value is larger than the server's "
+            f"proto-max-bulk-len ({limit}); lower chunk_size "
+            f"(now {self.chunk_size})"
+        )
+
+    def _evict_quietly(self, keys: list[str]) -> None:
+        with contextlib.suppress(*_DRIVER_ERRORS):
+            self._client().delete(*set(keys))
+
+    def _get_bytes(self, key: str) -> Buffer | None:
+        try:
+            data = cast("bytes | None", self._client().get(key))
+            if data is not None and data.startswith(_MANIFEST_MAGIC):
+                return (self._fetch_chunks([(key, data)]))[0]
+        except _DRIVER_ERRORS as err:
+            raise self._error(err, "get") from err
+        return data
+
+    def _get_bytes_batch(self, keys: Sequence[str]) -> list[Buffer | None]:
+        try:
+            values = cast("list[bytes | None]", self._client().mget(list(keys)))
+            manifests = [
+                index
+                for index, value in enumerate(values)
+                if value is not None and value.startswith(_MANIFEST_MAGIC)
+            ]
+            if manifests:
+                joined = self._fetch_chunks(
+                    [(keys[i], values[i] or b"") for i in manifests]
+                )
+                for index, value in zip(manifests, joined, strict=True):
+                    values[index] = value
+        except _DRIVER_ERRORS as err:
+            raise self._error(err, "get_batch") from err
+        return list(values)
+
+    def _exists(self, key: str) -> bool:
+        try:
+            count: int = self._client().exists(key)
+        except _DRIVER_ERRORS as err:
+            raise self._error(err, "exists") from err
+        return count > 0
+
+    def _evict(self, key: str) -> None:
+        try:
+            with self._client().pipeline(transaction=False) as pipe:
+                # Reading only the head: the value may be hundreds of MB.
+                pipe.getrange(key, 0, _MANIFEST_MAX_BYTES - 1)
+                pipe.delete(key)
+                head, _ = pipe.execute()
+            if head and head.startswith(_MANIFEST_MAGIC):
+                count, _ = _parse_manifest(head)
+                self._client().delete(*_chunk_keys(key, count))
+        except _DRIVER_ERRORS as err:
+            raise self._error(err, "evict") from err
+
+    def _close(self) -> None:
+        with self._clients_lock:
+            clients, self._clients = self._clients, {}
+        if self._pid != os.getpid():
+            return
+        current = None if _IS_SYNC else asyncio.get_running_loop()
+        for owner, client in clients.items():
+            if owner is current:
+                client.close()
+            elif owner is not None:
+                _close_in_loop(owner, client)
+
+    # -- helpers --------------------------------------------------------------
+
+    def _client(self) -> redis.Redis:
+        owner = None if _IS_SYNC else asyncio.get_running_loop()
+        client = self._clients.get(owner)
+        if client is None or self._pid != os.getpid():
+            client = self._new_client(owner)
+        return client
+
+    def _new_client(self, owner: _Owner) -> redis.Redis:
+        with self._clients_lock:
+            if self._pid != os.getpid():
+                # The parent's sockets are not ours to close; keeping them
+                # referenced stops their finalizers from closing them here.
+                self._inherited.extend(self._clients.values())
+                self._clients = {}
+                self._pid = os.getpid()
+            for loop in [
+                loop for loop in self._clients if loop is not None and loop.is_closed()
+            ]:
+                del self._clients[loop]
+            client = self._clients.get(owner)
+            if client is None:
+                client = self._clients[owner] = redis.Redis.from_pool(self._pool())
+            return client
+
+    def _pool(self) -> redis.BlockingConnectionPool:
+        options: dict[str, Any] = {}
+        if self.ssl:
+            options = {
+                "connection_class": redis.SSLConnection,
+                "ssl_ca_certs": self.ssl_ca_certs,
+                "ssl_certfile": self.ssl_certfile,
+                "ssl_keyfile": self.ssl_keyfile,
+                "ssl_cert_reqs": self.ssl_cert_reqs,
+                "ssl_check_hostname": self.ssl_check_hostname,
+            }
+        # Typed `Any`: the sync twin's constructor is unannotated.
+        pool_class: Any = redis.BlockingConnectionPool
+        pool: redis.BlockingConnectionPool = pool_class(
+            host=self.hostname,
+            port=self.port,
+            db=self.db,
+            username=self.username,
+            password=self.password,
+            socket_timeout=self.socket_timeout,
+            socket_connect_timeout=self.socket_connect_timeout,
+            max_connections=self.max_connections,
+            timeout=self.socket_timeout,
+            # One immediate retry replaces a pooled connection the server
+            # dropped (restart, idle timeout); writes are safe to repeat
+            # because every key is new.
+            retry=Retry(NoBackoff(), 1, (redis_errors.ConnectionError,)),
+            **options,
+        )
+        return pool
+
+    def _write_commands(self, key: str, payload: Payload) -> list[_Command]:
+        pieces = _pieces(payload)
+        total = sum(len(piece) for piece in pieces)
+        if total <= self.chunk_size:
+            return _set_commands(key, pieces)
+        chunks = _split(pieces, self.chunk_size)
+        commands: list[_Command] = []
+        for chunk_key, chunk in zip(_chunk_keys(key, len(chunks)), chunks, strict=True):
+            commands += _set_commands(chunk_key, chunk)
+        manifest = _MANIFEST_MAGIC + f"{len(chunks)}:{total}".encode()
+        commands.append(("set", key, manifest))
+        return commands
+
+    def _fetch_chunks(
+        self, manifests: list[tuple[str, bytes]]
+    ) -> list[bytes | None]:
+        """Join the chunks of several chunked values in one round trip."""
+        counts = [_parse_manifest(manifest)[0] for _, manifest in manifests]
+        keys = [
+            chunk_key
+            for (key, _), count in zip(manifests, counts, strict=True)
+            for chunk_key in _chunk_keys(key, count)
+        ]
+        chunks = cast("list[bytes | None]", self._client().mget(keys))
+        values: list[bytes | None] = []
+        start = 0
+        for count in counts:
+            parts = chunks[start : start + count]
+            start += count
+            # A chunk evicted behind our back leaves the object unreadable.
+            values.append(None if None in parts else b"".join(parts))  # type: ignore[arg-type]
+        return values
+
+    def _error(self, err: BaseException, operation: str) -> ProxyStoreError:
+        if isinstance(err, redis_errors.AuthenticationError):
+            return StoreConnectionError(
+                self._target,
+                f"authentication failed for user {self.username or 'default'!r} "
+                f"(check username and password): {err}",
+            )
+        if isinstance(err, redis_errors.ResponseError) and "DB index" in str(err):
+            return ConfigurationError(
+                f"db {self.db} does not exist on {self._target}: {err}"
+            )
+        if "bulk length" in str(err) or "proto-max-bulk-len" in str(err):
+            return StoreOperationError(
+                f"{operation} on {self._target} (store {self.name!r}) failed: "
+                f"a value is larger than the server's proto-max-bulk-len; "
+                f"lower chunk_size (now {self.chunk_size}): {err}"
+            )
+        if isinstance(err, (redis_errors.TimeoutError, TimeoutError)):
+            connecting = "connect" in str(err).lower()
+            timeout = self.socket_connect_timeout if connecting else self.socket_timeout
+            return StoreTimeoutError(self._target, timeout, operation)
+        if isinstance(err, (redis_errors.ConnectionError, OSError)):
+            return StoreConnectionError(self._target, f"{operation} failed: {err}")
+        return StoreOperationError(
+            f"{operation} on {self._target} (store {self.name!r}) failed: {err}"
+        )
+
+
+_DRIVER_ERRORS = (redis_errors.RedisError, OSError, asyncio.TimeoutError)
+
+
+def _queue(pipe: Any, commands: list[_Command]) -> None:
+    for command, key, value in commands:
+        if command == "set":
+            pipe.set(key, value)
+        else:
+            pipe.append(key, value)
+
+
+def _pieces(payload: Payload) -> list[Buffer]:
+    """Coalesce small parts into bytes; keep large parts as byte views."""
+    pieces: list[Buffer] = []
+    small: list[Buffer] = []
+    for part in payload:
+        view = memoryview(part)
+        if view.nbytes >= _ZERO_COPY_MIN_BYTES:
+            if small:
+                pieces.append(b"".join(small))
+                small = []
+            pieces.append(view.cast("B") if view.format != "B" else view)
+        elif view.nbytes:
+            small.append(part)
+    if small:
+        pieces.append(
+            b"".join(small)
+            if len(small) > 1 or type(small[0]) is not bytes
+            else small[0]
+        )
+    return pieces or [b""]
+
+
+def _set_commands(key: str, pieces: Sequence[Buffer]) -> list[_Command]:
+    commands: list[_Command] = [("set", key, pieces[0])]
+    commands += [("append", key, piece) for piece in pieces[1:]]
+    return commands
+
+
+def _split(pieces: list[Buffer], size: int) -> list[list[Buffer]]:
+    """Split pieces into chunks of at most `size` bytes, slicing without copies."""
+    chunks: list[list[Buffer]] = [[]]
+    room = size
+    for piece in pieces:
+        view = memoryview(piece)
+        while view.nbytes:
+            if room == 0:
+                chunks.append([])
+                room = size
+            taken = view[:room]
+            chunks[-1].append(taken)
+            room -= taken.nbytes
+            view = view[taken.nbytes :]
+    return chunks
+
+
+def _chunk_keys(key: str, count: int) -> list[str]:
+    return [f"{key}:chunk:{index}" for index in range(count)]
+
+
+def _parse_manifest(manifest: bytes) -> tuple[int, int]:
+    count, total = manifest[len(_MANIFEST_MAGIC) :].split(b":")
+    return int(count), int(total)
+
+
+def _close_in_loop(loop: asyncio.AbstractEventLoop, client: Any) -> None:
+    """Close a client owned by another event loop, in that loop."""
+    if not loop.is_closed():
+        # The loop may close meanwhile; its sockets then went with it.
+        with contextlib.suppress(RuntimeError):
+            asyncio.run_coroutine_threadsafe(client.close(), loop)
+
+
+def _check_positive_int(option: str, value: Any, upper: int | None = None) -> None:
+    if (
+        not isinstance(value, int)
+        or isinstance(value, bool)
+        or value <= 0
+        or (upper is not None and value > upper)
+    ):
+        bound = f" and <= {upper}" if upper is not None else ""
+        raise ConfigurationError(f"{option} must be an int > 0{bound}, got {value!r}")
+
+
+def _parse_url(
+    url: str,
+    hostname: str,
+    port: int,
+    db: int,
+    username: str | None,
+    password: str | None,
+    ssl: bool,
+) -> tuple[str, int, int, str | None, str | None, bool]:
+    parts = urlsplit(url)
+    if parts.scheme not in ("redis", "rediss"):
+        raise ConfigurationError(
+            f"redis url must start with redis:// or rediss://, got {parts.scheme!r}"
+        )
+    try:
+        port = parts.port or port
+        path = parts.path.strip("/")
+        db = int(path) if path else db
+    except ValueError as err:
+        raise ConfigurationError(f"malformed redis url: {err}") from err
+    return (
+        parts.hostname or hostname,
+        port,
+        db,
+        unquote(parts.username) if parts.username else username,
+        unquote(parts.password) if parts.password else password,
+        ssl or parts.scheme == "rediss",
+    )

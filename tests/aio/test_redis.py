@@ -1,0 +1,401 @@
+"""The async RedisStore against a real, private redis-server."""
+
+from __future__ import annotations
+
+import asyncio
+import pickle
+import threading
+import time
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import numpy as np
+import pytest
+import redis
+
+from proxystore import aio
+from proxystore.aio.redis import RedisStore
+from proxystore.exceptions import (
+    ConfigurationError,
+    InvalidKeyError,
+    MissingKeyError,
+    SerializationError,
+    StoreConnectionError,
+    StoreOperationError,
+    StoreTimeoutError,
+)
+from proxystore.store.utils import get_key
+from tests.redis_server import RedisServer, unused_address
+
+pytestmark = pytest.mark.timeout(30)
+
+MiB = 1 << 20
+
+
+@pytest.fixture
+def raw(redis_server: RedisServer) -> Iterator[redis.Redis]:
+    client = redis_server.client()
+    yield client
+    client.close()
+
+
+@pytest.fixture
+async def store(
+    redis_server: RedisServer, store_name: str
+) -> AsyncIterator[RedisStore]:
+    store = RedisStore(store_name, redis_server.host, redis_server.port)
+    yield store
+    await store.aclose()
+
+
+@pytest.fixture
+def small_bulk_limit(raw: redis.Redis) -> Iterator[int]:
+    """Lower the server's proto-max-bulk-len to 1 MiB for one test."""
+    old = raw.config_get("proto-max-bulk-len")["proto-max-bulk-len"]
+    raw.config_set("proto-max-bulk-len", "1mb")
+    yield MiB
+    raw.config_set("proto-max-bulk-len", old)
+
+
+def commands_processed(raw: redis.Redis) -> int:
+    """Commands the server ran so far, not counting this INFO call."""
+    return int(raw.info("stats")["total_commands_processed"])
+
+
+def same(a: Any, b: Any) -> bool:
+    if isinstance(b, np.ndarray):
+        return bool(np.array_equal(a, b))
+    return bool(a == b)
+
+
+@pytest.mark.parametrize(
+    "obj",
+    [
+        b"bytes",
+        b"",
+        "str \u2603",
+        42,
+        None,
+        [1, {"a": (2, 3)}],
+        np.arange(10),
+        np.arange(400_000, dtype=np.float64),  # out-of-band, sent without a join
+        b"x" * (3 * MiB),
+    ],
+)
+async def test_set_get_exists_evict(store: RedisStore, obj: Any) -> None:
+    key = await store.aset(obj)
+    assert await store.aexists(key)
+    store._cache.clear()
+    assert same(await store.aget(key), obj)
+    await store.aevict(key)
+    assert not await store.aexists(key)
+    assert await store.aget(key, default="gone") == "gone"
+
+
+async def test_one_round_trip_and_no_side_keys(
+    store: RedisStore, raw: redis.Redis
+) -> None:
+    await store.aset("warm the pool")
+    keys_before = raw.dbsize()
+    before = commands_processed(raw)
+    key = await store.aset([1, 2, 3])
+    store._cache.clear()
+    assert await store.aget(key) == [1, 2, 3]
+    # SET, GET and the first INFO.
+    assert commands_processed(raw) - before == 3
+    assert raw.dbsize() == keys_before + 1
+
+
+async def test_batches_are_one_round_trip(store: RedisStore, raw: redis.Redis) -> None:
+    objs = [1, "two", b"three", np.arange(5)]
+    await store.aexists("warm the pool")
+    before = commands_processed(raw)
+    keys = await store.aset_batch(objs)
+    # MULTI, four SETs, EXEC, and the first INFO.
+    assert commands_processed(raw) - before == 7
+    store._cache.clear()
+    missing = "0" * 24
+    before = commands_processed(raw)
+    got = await store.aget_batch([*keys, missing], default="missing")
+    assert commands_processed(raw) - before == 2  # MGET and INFO
+    assert got[:3] == objs[:3]
+    np.testing.assert_array_equal(got[3], objs[3])
+    assert got[4] == "missing"
+
+
+async def test_proxy_resolves_and_evict_flag(store: RedisStore) -> None:
+    proxy = await store.aproxy({"a": 1}, evict=True)
+    assert len(pickle.dumps(proxy)) < 1000
+    assert await aio.resolve(proxy) == {"a": 1}
+    assert not await store.aexists(get_key(proxy))
+
+
+async def test_proxy_after_evict_names_key_and_store(store: RedisStore) -> None:
+    proxy = await store.aproxy([1, 2])
+    key = get_key(proxy)
+    await store.aevict(key)
+    with pytest.raises(MissingKeyError) as info:
+        await aio.resolve(proxy)
+    assert key in str(info.value)
+    assert store.name in str(info.value)
+
+
+async def test_chunked_value_round_trip_and_evict(
+    redis_server: RedisServer,
+    raw: redis.Redis,
+    store_name: str,
+    small_bulk_limit: int,
+) -> None:
+    store = RedisStore(
+        store_name, redis_server.host, redis_server.port, chunk_size=small_bulk_limit
+    )
+    keys_before = raw.dbsize()
+    array = np.random.default_rng(0).random(500_000)  # 4 MB: 4 chunks
+    data = bytes(range(256)) * (10 * 4096)  # 10 MiB + tag: 11 chunks
+    key_array = await store.aset(array)
+    key_data = await store.aset(data)
+    assert raw.dbsize() == keys_before + 2 + 4 + 11
+    assert len(raw.keys(f"{key_data}:chunk:*")) == 11
+    store._cache.clear()
+    np.testing.assert_array_equal(await store.aget(key_array), array)
+    assert await store.aget(key_data) == data
+    store._cache.clear()
+    got = await store.aget_batch([key_data, key_array])
+    assert got[0] == data
+    np.testing.assert_array_equal(got[1], array)
+    assert await store.aexists(key_data)
+    await store.aevict(key_data)
+    await store.aevict(key_array)
+    assert raw.dbsize() == keys_before
+    await store.aclose()
+
+
+async def test_chunked_value_with_lost_chunk_is_missing(
+    redis_server: RedisServer,
+    raw: redis.Redis,
+    store_name: str,
+    small_bulk_limit: int,
+) -> None:
+    store = RedisStore(
+        store_name, redis_server.host, redis_server.port, chunk_size=small_bulk_limit
+    )
+    proxy = await store.aproxy(b"y" * (3 * MiB))
+    key = get_key(proxy)
+    raw.delete(f"{key}:chunk:1")
+    with pytest.raises(MissingKeyError):
+        await aio.resolve(proxy)
+    await store.aevict(key)
+    assert raw.keys(f"{key}*") == []
+    await store.aclose()
+
+
+async def test_value_over_server_limit_leaves_nothing_readable(
+    redis_server: RedisServer,
+    raw: redis.Redis,
+    store_name: str,
+    small_bulk_limit: int,
+) -> None:
+    # chunk_size above the server's limit: a misconfiguration the store can
+    # only learn about from the server.
+    store = RedisStore(
+        store_name, redis_server.host, redis_server.port, chunk_size=8 * MiB
+    )
+    keys_before = raw.dbsize()
+    # One part over the limit: the server drops the connection mid-MULTI.
+    with pytest.raises(StoreOperationError, match="proto-max-bulk-len"):
+        await store.aset(b"z" * (3 * MiB))
+    assert raw.dbsize() == keys_before
+    # Parts under the limit whose sum is over it: EXEC runs the SET and the
+    # first APPEND before the second APPEND fails; the store removes them.
+    arrays = [np.ones(100_000), np.ones(100_000)]  # 0.8 MB each
+    with pytest.raises(StoreOperationError, match="proto-max-bulk-len"):
+        await store.aset(arrays)
+    assert raw.dbsize() == keys_before
+    # The store still works for values that fit.
+    assert await store.aget(await store.aset([1])) == [1]
+    await store.aclose()
+
+
+async def test_no_server_is_a_connection_error_naming_the_address(
+    store_name: str,
+) -> None:
+    host, port = unused_address()
+    store = RedisStore(store_name, host, port, socket_connect_timeout=1.0)
+    start = time.monotonic()
+    with pytest.raises(StoreConnectionError, match=f"{host}:{port}"):
+        await store.aset(1)
+    with pytest.raises(StoreConnectionError, match=f"{host}:{port}"):
+        await store.aget("somekey")
+    assert time.monotonic() - start < 2.0
+    await store.aclose()
+
+
+async def test_unroutable_host_fails_within_connect_timeout(store_name: str) -> None:
+    # A TEST-NET-1 address (RFC 5737): connecting hangs until the timeout.
+    store = RedisStore(store_name, "192.0.2.1", 6379, socket_connect_timeout=0.3)
+    start = time.monotonic()
+    with pytest.raises((StoreConnectionError, StoreTimeoutError), match="192.0.2.1"):
+        await store.aexists("somekey")
+    assert time.monotonic() - start < 2.0
+    await store.aclose()
+
+
+async def test_server_outage_then_recovery_with_same_store(store_name: str) -> None:
+    with RedisServer() as server:
+        store = RedisStore(
+            store_name, server.host, server.port, socket_connect_timeout=1.0
+        )
+        key = await store.aset("before")
+        store._cache.clear()
+        server.kill()
+        target = f"{server.host}:{server.port}"
+        with pytest.raises(StoreConnectionError, match=target):
+            await store.aget(key)
+        with pytest.raises(StoreConnectionError, match=target):
+            await store.aset("during")
+        server.restart()
+        # No persistence: the old key is gone, the store works again.
+        assert await store.aget(key) is None
+        assert await store.aget(await store.aset("after")) == "after"
+        await store.aclose()
+
+
+async def test_read_timeout_is_a_timeout_error(
+    store: RedisStore, raw: redis.Redis, redis_server: RedisServer, store_name: str
+) -> None:
+    slow = RedisStore(
+        f"{store_name}-slow",
+        redis_server.host,
+        redis_server.port,
+        socket_timeout=0.2,
+    )
+    await slow.aexists("warm")
+    raw.execute_command("CLIENT", "PAUSE", "1000", "ALL")
+    try:
+        start = time.monotonic()
+        with pytest.raises(StoreTimeoutError, match="did not finish within 0.2s"):
+            await slow.aexists("somekey")
+        assert time.monotonic() - start < 1.0
+    finally:
+        raw.execute_command("CLIENT", "UNPAUSE")
+    assert not await slow.aexists("somekey")
+    await slow.aclose()
+
+
+async def test_wrong_password_is_an_authentication_error(store_name: str) -> None:
+    with RedisServer(password="right") as server:
+        for password in ("wrong", None):
+            store = RedisStore(store_name, server.host, server.port, password=password)
+            with pytest.raises(StoreConnectionError, match="authentication failed"):
+                await store.aset(1)
+            await store.aclose()
+        store = RedisStore(store_name, server.host, server.port, password="right")
+        assert await store.aget(await store.aset(1)) == 1
+        assert "right" not in repr(store)
+        await store.aclose()
+
+
+async def test_wrong_db_index_is_a_configuration_error(
+    redis_server: RedisServer, store_name: str
+) -> None:
+    store = RedisStore(store_name, redis_server.host, redis_server.port, db=999)
+    with pytest.raises(ConfigurationError, match="db 999"):
+        await store.aset(1)
+    await store.aclose()
+
+
+async def test_garbage_value_is_a_serialization_error(
+    store: RedisStore, raw: redis.Redis
+) -> None:
+    raw.set("not-ours", b"\x80garbage that is no payload")
+    with pytest.raises(SerializationError):
+        await store.aget("not-ours")
+    raw.set("not-ours", b"P\x80\x05truncated pickle")
+    with pytest.raises(SerializationError):
+        await store.aget("not-ours")
+    raw.delete("not-ours")
+
+
+@pytest.mark.parametrize("key", ["", 42, None, "k" * 2000])
+async def test_invalid_keys(store: RedisStore, key: Any) -> None:
+    with pytest.raises(InvalidKeyError):
+        await store.aget(key)
+
+
+async def test_thousand_concurrent_tasks(store: RedisStore) -> None:
+    objs = [(i, b"v" * (i % 50)) for i in range(1000)]
+    keys = await asyncio.gather(*(store.aset(obj) for obj in objs))
+    store._cache.clear()
+    got = await asyncio.gather(*(store.aget(key) for key in keys))
+    assert got == objs
+
+
+async def test_used_from_two_event_loops(store: RedisStore) -> None:
+    key = await store.aset("shared")
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    try:
+        store._cache.clear()
+        other = asyncio.run_coroutine_threadsafe(store.aget(key), loop)
+        assert await asyncio.wrap_future(other) == "shared"
+        assert len(store._clients) == 2
+        closed = asyncio.run_coroutine_threadsafe(store.aclose(), loop)
+        await asyncio.wait_for(asyncio.wrap_future(closed), timeout=5)
+        assert store._clients == {}
+    finally:
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(timeout=5)
+        loop.close()
+
+
+async def test_construction_does_no_io(store_name: str) -> None:
+    host, port = unused_address()
+    store = RedisStore(store_name, host, port)
+    assert store._clients == {}
+    await store.aclose()
+
+
+def test_config_rebuilds_an_equal_store(store_name: str) -> None:
+    store = RedisStore(
+        store_name,
+        url="rediss://alice:s3cret@example.org:6380/3",
+        chunk_size=4 * MiB,
+        socket_timeout=5,
+    )
+    assert (store.hostname, store.port, store.db) == ("example.org", 6380, 3)
+    assert (store.username, store.password, store.ssl) == ("alice", "s3cret", True)
+    assert RedisStore(**store.config()).config() == store.config()
+    assert "s3cret" not in repr(store)
+    assert "example.org:6380" in repr(store)
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"port": 0},
+        {"port": 70000},
+        {"db": -1},
+        {"chunk_size": 0},
+        {"socket_timeout": 0},
+        {"max_connections": 0},
+        {"url": "http://host"},
+        {"url": "redis://host/notanumber"},
+        {"ssl_cert_reqs": "maybe"},
+    ],
+)
+def test_bad_configuration(store_name: str, options: dict[str, Any]) -> None:
+    with pytest.raises(ConfigurationError):
+        RedisStore(store_name, **options)
+
+
+async def test_registered_by_type_name(
+    redis_server: RedisServer, store_name: str
+) -> None:
+    store = aio.init_store(
+        "redis", name=store_name, hostname=redis_server.host, port=redis_server.port
+    )
+    assert isinstance(store, RedisStore)
+    assert aio.get_store(store_name) is store
+    assert await store.aget(await store.aset(b"x")) == b"x"
+    await store.aclose()
