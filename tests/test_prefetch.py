@@ -24,9 +24,9 @@ from proxystore.aio.local import LocalStore as AsyncLocalStore
 from proxystore.exceptions import MissingKeyError, SerializationError, StoreTimeoutError
 from proxystore.proxy import Proxy, get_factory, is_resolved
 from proxystore.serialize import Buffer
+from proxystore.store import init_store
 from proxystore.store.factory import StoreFactory
 from proxystore.store.file import FileStore
-from proxystore.store.local import LocalStore
 from proxystore.store.utils import configure_prefetch, get_key, prefetch
 
 TIMEOUT = 10.0
@@ -94,7 +94,7 @@ class _StoreSlot:
 
 
 def test_prefetch_then_first_use_is_one_fetch(store_name: str) -> None:
-    store = LocalStore(store_name, metrics=True)
+    store = init_store("local", store_name, metrics=True)
     proxy = store.proxy(np.arange(1000), prefetch=True)
     consumer = _roundtrip(proxy)
     assert int(np.asarray(consumer).sum()) == 499500
@@ -104,7 +104,7 @@ def test_prefetch_then_first_use_is_one_fetch(store_name: str) -> None:
 
 
 def test_producer_proxy_does_not_prefetch(store_name: str) -> None:
-    store = LocalStore(store_name, metrics=True)
+    store = init_store("local", store_name, metrics=True)
     proxy = store.proxy([1, 2], prefetch=True)
     assert _factory(proxy)._pending is None
     assert proxy == [1, 2]
@@ -146,7 +146,7 @@ def test_driver_error_keeps_its_cause(store_name: str, tmp_path: Path) -> None:
 def test_failed_prefetch_never_used_is_not_logged(
     store_name: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    store = LocalStore(store_name, metrics=True)
+    store = init_store("local", store_name, metrics=True)
     proxy = store.proxy([1], prefetch=True)
     blob = pickle.dumps(proxy)
     store.evict(get_key(proxy))
@@ -160,7 +160,7 @@ def test_failed_prefetch_never_used_is_not_logged(
 
 
 async def test_touched_synchronously_inside_a_coroutine(store_name: str) -> None:
-    store = LocalStore(store_name, metrics=True)
+    store = init_store("local", store_name, metrics=True)
     consumer = _roundtrip(store.proxy(np.ones(100), prefetch=True))
     # Sync use on the caller's running loop: the fetch runs on another loop.
     assert float(np.asarray(consumer).sum()) == 100.0
@@ -168,7 +168,7 @@ async def test_touched_synchronously_inside_a_coroutine(store_name: str) -> None
 
 
 def test_resolves_in_a_thread_pool_worker(store_name: str) -> None:
-    store = LocalStore(store_name, metrics=True)
+    store = init_store("local", store_name, metrics=True)
     consumers = [_roundtrip(store.proxy([i] * 10, prefetch=True)) for i in range(8)]
     with concurrent.futures.ThreadPoolExecutor(4) as pool:
         sums = list(pool.map(sum, consumers, timeout=TIMEOUT))
@@ -177,7 +177,7 @@ def test_resolves_in_a_thread_pool_worker(store_name: str) -> None:
 
 
 def test_touched_on_the_background_thread_does_not_deadlock(store_name: str) -> None:
-    store = LocalStore(store_name, metrics=True)
+    store = init_store("local", store_name, metrics=True)
     slot = _StoreSlot(store_name)
     consumer = _roundtrip(store.proxy([4, 5], prefetch=True))
 
@@ -200,7 +200,7 @@ def _use_in_forked_child(consumer: Proxy[Any], blob: bytes, out: Any) -> None:
 
 
 def test_forked_child_never_waits_on_the_parents_fetch(store_name: str) -> None:
-    store = LocalStore(store_name, metrics=True)
+    store = init_store("local", store_name, metrics=True)
     proxy = store.proxy([1, 2, 3], prefetch=True)
     slot = _StoreSlot(store_name)
     try:
@@ -223,7 +223,7 @@ def test_forked_child_never_waits_on_the_parents_fetch(store_name: str) -> None:
 
 
 def test_pickling_a_proxy_mid_prefetch(store_name: str) -> None:
-    store = LocalStore(store_name, metrics=True)
+    store = init_store("local", store_name, metrics=True)
     proxy = store.proxy(np.arange(100_000), prefetch=True)
     slot = _StoreSlot(store_name)
     try:
@@ -242,7 +242,7 @@ def test_pickling_a_proxy_mid_prefetch(store_name: str) -> None:
 
 
 def test_first_use_times_out_with_a_clear_error(store_name: str) -> None:
-    store = LocalStore(store_name, metrics=True)
+    store = init_store("local", store_name, metrics=True)
     slot = _StoreSlot(store_name)
     try:
         consumer = _roundtrip(store.proxy([1], prefetch=True))
@@ -314,7 +314,7 @@ async def test_prefetch_call_bounds_its_own_batch(store_name: str) -> None:
 
 
 def test_background_loop_restarts_after_shutdown(store_name: str) -> None:
-    store = LocalStore(store_name, metrics=True)
+    store = init_store("local", store_name, metrics=True)
     _background.shutdown()
     assert sum(_roundtrip(store.proxy([1, 2], prefetch=True))) == 3
 
