@@ -3,7 +3,8 @@
 Routes (``OWNER`` is the optional ``endpoint`` query parameter naming the
 uuid of the endpoint that owns the object; it defaults to this endpoint):
 
-- ``GET /endpoint``: ``{"uuid", "name", "max_object_size", "peering"}``.
+- ``GET /endpoint``: ``{"uuid", "name", "max_object_size", "peering",
+  "signaling"}`` (``signaling``: registered with the signaling server now).
 - ``PUT /objects/{key}?endpoint=OWNER``: store the raw request body.
 - ``GET /objects/{key}?endpoint=OWNER``: the raw bytes, or 404.
 - ``GET /objects/{key}/exists?endpoint=OWNER``: ``{"exists": bool}``.
@@ -20,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
@@ -37,6 +38,9 @@ from proxystore.exceptions import (
     StoreTimeoutError,
 )
 
+if TYPE_CHECKING:
+    from proxystore.p2p.manager import PeerManager
+
 logger = logging.getLogger(__name__)
 
 TIMEOUT_HEADER = "X-Proxystore-Timeout"
@@ -44,6 +48,7 @@ MISSING_KEY = "MissingKey"
 
 _ENDPOINT_KEY = web.AppKey("endpoint", Endpoint)
 _MAX_SIZE_KEY = web.AppKey("max_object_size", int)
+_SIGNALING_KEY: web.AppKey[Callable[[], bool]] = web.AppKey("signaling")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -110,6 +115,7 @@ async def _describe(request: web.Request) -> web.Response:
             "name": endpoint.name,
             "max_object_size": request.app[_MAX_SIZE_KEY],
             "peering": endpoint.peers is not None,
+            "signaling": request.app[_SIGNALING_KEY](),
         }
     )
 
@@ -155,18 +161,25 @@ async def _evict(request: web.Request) -> web.Response:
     return web.Response(status=204)
 
 
-def create_app(endpoint: Endpoint, max_object_size: int) -> web.Application:
+def create_app(
+    endpoint: Endpoint,
+    max_object_size: int,
+    signaling: Callable[[], bool] = lambda: False,
+) -> web.Application:
     """Return the aiohttp application serving ``endpoint``.
 
     Args:
         endpoint: The endpoint whose objects are served.
         max_object_size: Largest request body accepted; larger ones get 413.
+        signaling: Tells whether the endpoint is registered with its
+            signaling server right now (reported by ``GET /endpoint``).
     """
     app = web.Application(
         client_max_size=max_object_size, middlewares=[_errors_as_json]
     )
     app[_ENDPOINT_KEY] = endpoint
     app[_MAX_SIZE_KEY] = max_object_size
+    app[_SIGNALING_KEY] = signaling
     app.router.add_get("/endpoint", _describe)
     app.router.add_put("/objects/{key}", _put)
     app.router.add_get("/objects/{key}", _get)
@@ -193,7 +206,7 @@ class EndpointServer:
     def __init__(self, config: EndpointConfig) -> None:
         self.config = config
         self._runner: web.AppRunner | None = None
-        self._peers: Any = None
+        self._peers: PeerManager | None = None
         self._storage: ObjectStorage | None = None
         self._port = config.port
 
@@ -234,7 +247,7 @@ class EndpointServer:
             endpoint.peers = self._peers
             await self._peers.start()
         self._runner = web.AppRunner(
-            create_app(endpoint, config.max_object_size),
+            create_app(endpoint, config.max_object_size, self._is_signaling),
             handle_signals=False,
             access_log=None,
         )
@@ -245,6 +258,9 @@ class EndpointServer:
         logger.info(
             "endpoint %s (%s) listening on %s", config.name, config.uuid, self.url
         )
+
+    def _is_signaling(self) -> bool:
+        return self._peers is not None and self._peers.connected_to_signaling
 
     async def close(self) -> None:
         """Stop serving, close peer connections, and drop stored objects."""

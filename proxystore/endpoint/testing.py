@@ -16,7 +16,9 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
+from typing import Any
 
 import proxystore.endpoint
 from proxystore.endpoint.config import CONFIG_FILE, EndpointConfig, free_port
@@ -165,8 +167,13 @@ class EndpointProcess:
         """The endpoint's HTTP URL."""
         return self.config.url
 
-    def start(self, wait: float = 30.0) -> None:
-        """Run ``proxystore-endpoint start NAME`` and wait for its port."""
+    def start(self, wait: float | None = 30.0) -> None:
+        """Run ``proxystore-endpoint start NAME`` and wait for its port.
+
+        Args:
+            wait: Seconds to wait for the port; ``None`` returns at once
+                (then call :meth:`wait_ready`).
+        """
         if self.process is not None and self.process.poll() is None:
             return
         log = open(self.home / f"{self.name}.out", "ab")  # noqa: SIM115
@@ -177,11 +184,21 @@ class EndpointProcess:
                 stdout=log,
                 stderr=log,
             )
+        if wait is not None:
+            self.wait_ready(wait)
+
+    def wait_ready(self, timeout: float) -> None:
+        """Wait for the endpoint's port; stop the process if it never opens."""
         try:
-            wait_for_port(self.config.host, self.config.port, wait)
+            wait_for_port(self.config.host, self.config.port, timeout)
         except BaseException:
             self.stop()
             raise
+
+    @property
+    def pid(self) -> int | None:
+        """Process id of the running endpoint, if started here."""
+        return self.process.pid if self.process is not None else None
 
     def stop(self) -> None:
         """Stop the endpoint process (SIGTERM, then SIGKILL)."""
@@ -207,3 +224,28 @@ def configure_endpoint(home: Path, name: str, *options: str) -> EndpointProcess:
         raise RuntimeError(f"configure {name} failed: {result.stderr}")
     path = home / "endpoints" / name / CONFIG_FILE
     return EndpointProcess(home, EndpointConfig.from_json(json.loads(path.read_text())))
+
+
+def describe_endpoint(url: str, timeout: float = 5.0) -> dict[str, Any]:
+    """Return the endpoint's ``GET /endpoint`` description."""
+    with urllib.request.urlopen(f"{url}/endpoint", timeout=timeout) as response:
+        data: dict[str, Any] = json.loads(response.read())
+    return data
+
+
+def wait_until_registered(url: str, timeout: float) -> None:
+    """Return once the endpoint at ``url`` is registered with its signaling server.
+
+    Raises:
+        StoreTimeoutError: If it is not within ``timeout`` seconds.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if describe_endpoint(url, timeout=1.0).get("signaling"):
+                return
+        except OSError:
+            pass
+        if time.monotonic() >= deadline:
+            raise StoreTimeoutError(url, timeout, "signaling registration")
+        time.sleep(_POLL_INTERVAL)

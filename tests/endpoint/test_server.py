@@ -47,6 +47,7 @@ async def test_describe_names_the_endpoint(
         "name": "solo",
         "max_object_size": MAX_OBJECT_SIZE,
         "peering": False,
+        "signaling": False,
     }
 
 
