@@ -21,7 +21,9 @@ Example:
 Known limits: operations Python looks up on the *type* make every proxy
 look like it supports them to `collections.abc` checks (`callable(p)` is
 always true, `isinstance(p, Awaitable)` too), and `sys.getsizeof(p)` is the
-size of the proxy itself.
+size of the proxy itself. `cloudpickle` asks `isinstance(p, FunctionType)`
+before pickling, which resolves the proxy (the pickle still carries only the
+factory); `pickle` and `dill` do not resolve it.
 """
 
 from __future__ import annotations
@@ -151,10 +153,10 @@ class Proxy(Generic[T]):
     # --- pickling, copying, representation ---------------------------------
 
     def __reduce__(self) -> tuple[Any, ...]:
-        return Proxy, (_get_factory(self),)
+        return type(self), (_get_factory(self),)
 
     def __reduce_ex__(self, protocol: SupportsIndex) -> tuple[Any, ...]:
-        return Proxy, (_get_factory(self),)
+        return type(self), (_get_factory(self),)
 
     def __copy__(self) -> Proxy[T]:
         """Return a new proxy over the same factory.
@@ -162,7 +164,7 @@ class Proxy(Generic[T]):
         An unresolved proxy is copied without resolving it. A resolved one
         yields a proxy whose target is `copy.copy` of this proxy's target.
         """
-        clone: Proxy[T] = Proxy(_get_factory(self))
+        clone: Proxy[T] = type(self)(_get_factory(self))
         if (target := _peek_target(self)) is not _UNRESOLVED:
             _set_target_slot(clone, copy.copy(target))
         return clone
@@ -177,8 +179,8 @@ class Proxy(Generic[T]):
         factory whose target is `copy.deepcopy` of this proxy's target.
         """
         if (target := _peek_target(self)) is _UNRESOLVED:
-            return Proxy(_DeepCopyingFactory(_get_factory(self)))
-        clone: Proxy[T] = Proxy(_get_factory(self))
+            return type(self)(_DeepCopyingFactory(_get_factory(self)))
+        clone: Proxy[T] = type(self)(_get_factory(self))
         _set_target_slot(clone, copy.deepcopy(target, memo))
         return clone
 
@@ -843,6 +845,17 @@ def _peek_target(proxy: Proxy[Any]) -> Any:
 # Guards only the creation of per-proxy locks, so proxies that are never
 # touched by two threads at once never allocate a lock of their own.
 _LOCK_CREATION = threading.Lock()
+
+
+def _reset_lock_creation_after_fork() -> None:
+    # A fork while another thread held the lock would leave it held forever
+    # in the child.
+    global _LOCK_CREATION
+    _LOCK_CREATION = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_reset_lock_creation_after_fork)
 
 
 def _resolve(proxy: Proxy[T]) -> T:

@@ -1,9 +1,11 @@
 from __future__ import annotations
 
 import asyncio
+import collections.abc
 import copy
 import functools
 import math
+import multiprocessing
 import operator
 import os
 import pathlib
@@ -71,6 +73,10 @@ class Raising:
         if self.calls <= self.failures:
             raise self.error
         return "recovered"
+
+
+class SubProxy(Proxy[Any]):
+    __slots__ = ()
 
 
 def proxy_of(value: Any) -> Proxy[Any]:
@@ -224,6 +230,19 @@ def test_transparent_over_builtin_types(value: Any) -> None:
             assert item in p
     if hasattr(value, "__reversed__"):
         assert list(reversed(p)) == list(reversed(value))
+
+
+def test_abstract_base_classes_see_the_target_type() -> None:
+    assert isinstance(proxy_of([1]), collections.abc.Sequence)
+    assert isinstance(proxy_of({}), collections.abc.Mapping)
+    assert not isinstance(proxy_of({}), collections.abc.Sequence)
+
+
+def test_subclass_survives_pickle_and_copy() -> None:
+    p = SubProxy(Value(1))
+    assert type(pickle.loads(pickle.dumps(p))) is SubProxy
+    assert type(copy.copy(p)) is SubProxy
+    assert type(copy.deepcopy(p)) is SubProxy
 
 
 def test_proxy_is_usable_as_dict_key_and_set_member() -> None:
@@ -507,6 +526,32 @@ def test_pickle_carries_only_the_factory(protocol: int, resolved: bool) -> None:
     assert len(copy_of_p) == BIG
     assert get_factory(copy_of_p).calls == calls_pickled + 1
     assert factory.calls == (1 if resolved else 0)
+
+
+def report_in_child(inbox: Any, outbox: Any) -> None:
+    p = inbox.get(timeout=10)
+    before = is_resolved(p)
+    outbox.put((before, len(p), get_factory(p).calls))
+
+
+def test_unpickled_proxy_resolves_in_another_process() -> None:
+    context = multiprocessing.get_context("fork")
+    inbox, outbox = context.Queue(), context.Queue()
+    child = context.Process(target=report_in_child, args=(inbox, outbox))
+    child.start()
+    try:
+        factory = BigBytes(BIG)
+        inbox.put(Proxy(factory))
+        assert outbox.get(timeout=10) == (False, BIG, 1)
+        assert factory.calls == 0
+    finally:
+        child.join(timeout=10)
+        if child.is_alive():
+            child.kill()
+        for queue in (inbox, outbox):
+            queue.close()
+            queue.join_thread()
+    assert child.exitcode == 0
 
 
 def test_dill_pickles_without_resolving() -> None:
