@@ -25,7 +25,7 @@ from proxystore._shared import new_object_id
 from proxystore.aio._compat import open_file, run_blocking, sleep
 from proxystore.aio.base import Store
 from proxystore.exceptions import ConfigurationError, StoreTimeoutError, describe
-from proxystore.globus.client import transfer_client_from_login
+from proxystore.globus.client import native_app_client, transfer_client_from_login
 from proxystore.globus.endpoints import GlobusEndpoint, GlobusEndpoints
 from proxystore.globus.key import GlobusKey, validate_key
 from proxystore.globus.tokens import TokenFile
@@ -60,6 +60,12 @@ class GlobusStore(Store[GlobusKey]):
 
     Needs a Globus login made once per system with ``proxystore-globus-auth``
     (or an injected ``transfer_client`` / ``authorizer``).
+
+    Consistency: `evict` removes the local file at once but only submits
+    delete tasks for the other endpoints, so another host may still see the
+    object until its delete task runs. Evicting while the object's Transfer
+    task is still running can leave a copy behind on the destination, since
+    Globus does not order tasks.
 
     Args:
         name: The store's name.
@@ -135,17 +141,22 @@ class GlobusStore(Store[GlobusKey]):
                 f"cannot create local_path {self.endpoint.local_path!r} of Globus "
                 f"endpoint {self.endpoint.uuid} for store {name!r}: {err}"
             ) from err
-        self._owns_client = transfer_client is None
+        # Clients this store created, closed by aclose; an injected one is
+        # the caller's to close.
+        self._owned: list[globus_sdk.BaseClient] = []
         if transfer_client is not None:
             self._client = transfer_client
         elif authorizer is not None:
             self._client = globus_sdk.TransferClient(
                 authorizer=authorizer, base_url=base_url
             )
+            self._owned.append(self._client)
         else:
+            auth_client = native_app_client()
             self._client = transfer_client_from_login(
-                TokenFile(self.token_file), base_url=base_url
+                TokenFile(self.token_file), base_url=base_url, auth_client=auth_client
             )
+            self._owned += [self._client, auth_client]
         self._settled: set[str] = set()
 
     def config(self) -> dict[str, Any]:
@@ -171,6 +182,8 @@ class GlobusStore(Store[GlobusKey]):
         return keys[0]
 
     async def _aset_bytes_batch(self, payloads: Sequence[Payload]) -> list[GlobusKey]:
+        if not payloads:
+            return []
         filenames: list[str] = []
         try:
             for payload in payloads:
@@ -231,8 +244,8 @@ class GlobusStore(Store[GlobusKey]):
             )
 
     async def _aclose(self) -> None:
-        if self._owns_client:
-            self._client.close()
+        for client in self._owned:
+            client.close()
 
     async def _wait_for_transfer(self, key: GlobusKey) -> None:
         """Wait until the key's Transfer task to this endpoint has SUCCEEDED.

@@ -215,6 +215,8 @@ async def test_batch_shares_one_task(
     assert len({key.task_id for key in keys}) == 1
     assert len(emulator.tasks) == 1
     assert await b.aget_batch(keys) == [b"one", "two", [3]]
+    assert await a.aset_batch([]) == []
+    assert len(emulator.tasks) == 1
 
 
 async def test_invalid_keys(pair: tuple[GlobusStore, GlobusStore]) -> None:
