@@ -50,7 +50,7 @@ async def raw_data_channel(size: int, message_size: int) -> float:
 
     receiver_pc.on("datachannel", on_datachannel)
     channel = sender_pc.createDataChannel("raw", ordered=True)
-    channel.on("open", lambda: opened.done() or opened.set_result(None))
+    channel.on("open", lambda: None if opened.done() else opened.set_result(None))
     await sender_pc.setLocalDescription(await sender_pc.createOffer())
     await receiver_pc.setRemoteDescription(sender_pc.localDescription)
     await receiver_pc.setLocalDescription(await receiver_pc.createAnswer())

@@ -6,16 +6,17 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 
 from proxystore.exceptions import PeerConnectionError
-from proxystore.p2p import PeerMessage
+from proxystore.p2p import PeerManager, PeerMessage
 from proxystore.p2p.signaling import SignalingServer
 
-from .conftest import SECRET, WAIT, ManagerFactory
-
+SECRET = "test-secret"  # the conftest fixtures' secret
+WAIT = 10.0
+ManagerFactory = Callable[..., Awaitable[PeerManager]]
 PEER_SCRIPT = pathlib.Path(__file__).with_name("peer_process.py")
 REQUEST_TIMEOUT = 20.0
 
@@ -90,7 +91,7 @@ async def test_peer_killed_mid_transfer_then_restarted(
     await first.expect("SENDING")
     first.process.kill()
     killed_at = time.monotonic()
-    with pytest.raises(PeerConnectionError, match="disconnected|closed|failed"):
+    with pytest.raises(PeerConnectionError, match=r"disconnected|closed|failed"):
         await asyncio.wait_for(big, REQUEST_TIMEOUT + WAIT)
     # Noticed through the link going down, not by waiting out the timeout.
     assert time.monotonic() - killed_at < REQUEST_TIMEOUT / 2

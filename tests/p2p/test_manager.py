@@ -5,6 +5,7 @@ import os
 import socket
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 
 import pytest
 
@@ -17,12 +18,20 @@ from proxystore.exceptions import (
 from proxystore.p2p import PeerManager, PeerMessage
 from proxystore.p2p.signaling import SignalingServer, serve
 
-from .conftest import SECRET, WAIT, ManagerFactory
+SECRET = "test-secret"  # the conftest fixtures' secret
+WAIT = 10.0
+ManagerFactory = Callable[..., Awaitable[PeerManager]]
+
 
 MiB = 1024 * 1024
 
 
-@pytest.mark.timeout(60)
+# The data channel moves only a few MB/s on a loaded machine: 10 MiB each way
+# gets a generous bound.
+BULK_WAIT = 60.0
+
+
+@pytest.mark.timeout(90)
 @pytest.mark.parametrize("fast_path", [False, True], ids=["webrtc", "fastpath"])
 @pytest.mark.parametrize("size", [1, 1024, 10 * MiB], ids=["1B", "1KiB", "10MiB"])
 async def test_request_round_trip(
@@ -31,12 +40,12 @@ async def test_request_round_trip(
     fast_path: bool,
     size: int,
 ) -> None:
-    a = await make_manager(signaling.url, fast_path=fast_path)
-    b = await make_manager(signaling.url, fast_path=fast_path)
+    a = await make_manager(signaling.url, fast_path=fast_path, timeout=BULK_WAIT)
+    b = await make_manager(signaling.url, fast_path=fast_path, timeout=BULK_WAIT)
     body = os.urandom(size)
 
     reply = await asyncio.wait_for(
-        a.request(b.uuid, PeerMessage({"op": "echo", "n": size}, body)), WAIT * 2
+        a.request(b.uuid, PeerMessage({"op": "echo", "n": size}, body)), BULK_WAIT
     )
 
     assert reply.header == {"echo": {"op": "echo", "n": size}, "from": a.uuid}
@@ -88,12 +97,14 @@ async def test_concurrent_requests_are_multiplexed(
     async def slow_first(peer: str, request: PeerMessage) -> PeerMessage:
         # The first request answers last, so replies must be matched by id.
         if request.header["i"] == 0:
-            await asyncio.wait_for(all_others_done.wait(), WAIT)
+            await asyncio.wait_for(all_others_done.wait(), BULK_WAIT)
         return PeerMessage({"i": request.header["i"]}, request.body)
 
     all_others_done = asyncio.Event()
-    a = await make_manager(signaling.url, fast_path=False)
-    b = await make_manager(signaling.url, fast_path=False, handler=slow_first)
+    a = await make_manager(signaling.url, fast_path=False, timeout=BULK_WAIT)
+    b = await make_manager(
+        signaling.url, fast_path=False, handler=slow_first, timeout=BULK_WAIT
+    )
     bodies = [os.urandom(n) for n in [10, 3 * MiB, 0, 200_000, *range(1, 17)]]
 
     async def ask(i: int) -> None:
@@ -102,9 +113,8 @@ async def test_concurrent_requests_are_multiplexed(
         assert bytes(reply.body) == bodies[i]
 
     first = asyncio.create_task(ask(0))
-    await asyncio.wait_for(
-        asyncio.gather(*(ask(i) for i in range(1, len(bodies)))), WAIT
-    )
+    others = (ask(i) for i in range(1, len(bodies)))
+    await asyncio.wait_for(asyncio.gather(*others), BULK_WAIT)
     assert not first.done()
     all_others_done.set()
     await asyncio.wait_for(first, WAIT)

@@ -16,7 +16,8 @@ from proxystore.exceptions import ConfigurationError
 from proxystore.p2p import signaling_protocol as protocol
 from proxystore.p2p.signaling import SECRET_ENV, SignalingServer, main, serve
 
-from .conftest import SECRET, WAIT
+SECRET = "test-secret"  # the conftest fixtures' secret
+WAIT = 10.0
 
 
 async def recv(ws: ClientConnection) -> dict[str, Any]:
