@@ -32,7 +32,7 @@ from proxystore.exceptions import (
     StoreOperationError,
     StoreTimeoutError,
 )
-from proxystore.globus.endpoints import GlobusEndpoints
+from proxystore.globus.endpoints import GlobusEndpoint, GlobusEndpoints
 from proxystore.globus.key import GlobusKey
 from proxystore.globus.tokens import TokenFile
 from tests.globus import hosts
@@ -420,3 +420,30 @@ def _expired_login() -> globus_sdk.OAuthTokenResponse:
     from tests.globus.harness import token_response
 
     return token_response(access_token="stale-access", expires_in=-60)
+
+
+async def test_three_endpoints_wait_only_for_the_local_copy(
+    login: TokenFile, tmp_path: Path, store_name: str
+) -> None:
+    endpoints, roots = two_endpoints(tmp_path / "ab")
+    third = GlobusEndpoint(
+        uuid="0b9b3c4e-1a1a-4a4a-8a8a-00000000000c",
+        endpoint_path="/proxystore",
+        local_path=str(tmp_path / "fs-c" / "proxystore"),
+        host_regex="host-c",
+    )
+    endpoints = GlobusEndpoints([*endpoints, third])
+    roots[third.uuid] = tmp_path / "fs-c"
+    with TransferEmulator(roots, outcome="hang") as emulator:
+        kwargs: dict[str, Any] = {"base_url": emulator.base_url, **FAST}
+        a = GlobusStore(store_name, endpoints, hostname="host-a", **kwargs)
+        b = GlobusStore(store_name, endpoints, hostname="host-b", **kwargs)
+        async with a, b:
+            key = await a.aset("three")
+            assert len(key.task_ids) == 2
+            by_destination = {
+                emulator.tasks[task].destination: task for task in key.task_ids
+            }
+            emulator.release(by_destination[b.endpoint.uuid])
+            assert await b.aget(key) == "three"
+            assert emulator.tasks[by_destination[third.uuid]].status == "ACTIVE"
