@@ -1,0 +1,167 @@
+"""Throughput and latency of endpoint-to-endpoint gets on loopback.
+
+Starts a signaling server and two pairs of endpoint processes through the
+CLIs (one pair with the TCP fast path, one WebRTC-only via --no-fast-path),
+then measures over HTTP, as `EndpointStore` does:
+  (a) raw loopback TCP: one process-local socket transfer (the ceiling),
+  (b) a local get: the object is owned by the endpoint we ask (HTTP only),
+  (c) a remote get through the fast-path pair,
+  (d) a remote get through the WebRTC-only pair,
+  (e) median latency of sequential 1 KiB gets, local and remote.
+
+    python benchmarks/bench_endpoint.py [--mb 100] [--webrtc-mb 100] [--repeat 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import socket
+import statistics
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import httpx
+
+from proxystore.endpoint.testing import (
+    EndpointProcess,
+    configure_endpoint,
+    start_signaling_server,
+    wait_until_registered,
+)
+
+MB = 1_000_000
+SECRET = "bench"
+
+
+def raw_tcp(size: int) -> float:
+    """Return MB/s of one transfer over a loopback TCP socket."""
+    payload = memoryview(bytes(size))
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        port = server.getsockname()[1]
+
+        def send() -> None:
+            connection, _ = server.accept()
+            with connection:
+                connection.sendall(payload)
+
+        sender = threading.Thread(target=send)
+        sender.start()
+        buffer = bytearray(size)
+        view = memoryview(buffer)
+        start = time.perf_counter()
+        with socket.create_connection(("127.0.0.1", port)) as client:
+            received = 0
+            while received < size:
+                received += client.recv_into(view[received:])
+        elapsed = time.perf_counter() - start
+        sender.join()
+    return size / MB / elapsed
+
+
+def timed_get(http: httpx.Client, url: str, key: str, owner: str) -> float:
+    """Return seconds taken by one GET of ``key`` owned by ``owner``."""
+    start = time.perf_counter()
+    response = http.get(f"{url}/objects/{key}", params={"endpoint": owner})
+    elapsed = time.perf_counter() - start
+    response.raise_for_status()
+    return elapsed
+
+
+def put(http: httpx.Client, site: EndpointProcess, key: str, data: bytes) -> None:
+    """Store ``data`` at ``site`` under ``key``."""
+    http.put(f"{site.url}/objects/{key}", content=data).raise_for_status()
+
+
+def throughput(
+    http: httpx.Client, via: EndpointProcess, owner: EndpointProcess, size: int, n: int
+) -> float:
+    """Return the median MB/s of ``n`` gets of a ``size`` object through ``via``."""
+    key = f"bulk-{size}"
+    put(http, owner, key, bytes(size))
+    times = [timed_get(http, via.url, key, owner.uuid) for _ in range(n)]
+    return size / MB / statistics.median(times)
+
+
+def latency(
+    http: httpx.Client, via: EndpointProcess, owner: EndpointProcess, n: int = 100
+) -> float:
+    """Return the median seconds of ``n`` sequential 1 KiB gets through ``via``."""
+    put(http, owner, "small", bytes(1024))
+    timed_get(http, via.url, "small", owner.uuid)
+    return statistics.median(
+        timed_get(http, via.url, "small", owner.uuid) for _ in range(n)
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--mb", type=int, default=100, help="object size, MB")
+    parser.add_argument("--webrtc-mb", type=int, default=100)
+    parser.add_argument("--repeat", type=int, default=3)
+    args = parser.parse_args()
+    size, webrtc_size = args.mb * MB, args.webrtc_mb * MB
+
+    with tempfile.TemporaryDirectory() as temp:
+        root = Path(temp)
+        signaling = start_signaling_server(SECRET)
+        common = ["--server", signaling.url, "--secret", SECRET]
+        large = ["--max-object-size", str(2 * max(size, webrtc_size))]
+        sites = {
+            name: configure_endpoint(root / name, name, *common, *large, *extra)
+            for name, extra in [
+                ("fast-a", []),
+                ("fast-b", []),
+                ("rtc-a", ["--no-fast-path"]),
+                ("rtc-b", ["--no-fast-path"]),
+            ]
+        }
+        try:
+            for site in sites.values():
+                site.start(wait=None)
+            for site in sites.values():
+                site.wait_ready(30)
+                wait_until_registered(site.url, 30)
+            with httpx.Client(timeout=300, trust_env=False) as http:
+                fast_a, fast_b = sites["fast-a"], sites["fast-b"]
+                rtc_a, rtc_b = sites["rtc-a"], sites["rtc-b"]
+                raw = statistics.median(raw_tcp(size) for _ in range(args.repeat))
+                local = throughput(http, fast_a, fast_a, size, args.repeat)
+                fast = throughput(http, fast_b, fast_a, size, args.repeat)
+                rtc = throughput(http, rtc_b, rtc_a, webrtc_size, 1)
+                local_lat = latency(http, fast_a, fast_a)
+                fast_lat = latency(http, fast_b, fast_a)
+                rtc_lat = latency(http, rtc_b, rtc_a)
+        finally:
+            for site in sites.values():
+                site.stop()
+            signaling.stop()
+
+    print(f"{args.mb} MB get, median of {args.repeat} (WebRTC-only: 1 run):")
+    print(f"  raw loopback TCP socket       {raw:9.1f} MB/s  (1.00x)")
+    print(
+        f"  local get (HTTP only)         {local:9.1f} MB/s  ({local / raw:.2f}x raw)"
+    )
+    print(
+        f"  remote get, fast path         {fast:9.1f} MB/s  ({fast / raw:.2f}x raw, "
+        f"{fast / local:.2f}x local)"
+    )
+    print(
+        f"  remote get, WebRTC only       {rtc:9.1f} MB/s  ({rtc / raw:.3f}x raw, "
+        f"{rtc / local:.3f}x local)  [{args.webrtc_mb} MB]"
+    )
+    print("median latency of 100 sequential 1 KiB gets:")
+    print(f"  local get                     {local_lat * 1e3:9.2f} ms  (1.00x)")
+    print(
+        f"  remote get, fast path pair    {fast_lat * 1e3:9.2f} ms  "
+        f"({fast_lat / local_lat:.1f}x local)"
+    )
+    print(
+        f"  remote get, WebRTC-only pair  {rtc_lat * 1e3:9.2f} ms  "
+        f"({rtc_lat / local_lat:.1f}x local)"
+    )
+
+
+if __name__ == "__main__":
+    main()
