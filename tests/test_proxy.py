@@ -734,6 +734,13 @@ def test_failed_resolution_is_not_cached() -> None:
     assert factory.calls == 2
 
 
+def test_factory_touching_its_own_proxy_fails_instead_of_deadlocking() -> None:
+    p: Proxy[int] = Proxy(lambda: len(p))
+    with pytest.raises(RecursionError):
+        len(p)
+    assert not is_resolved(p)
+
+
 def test_attribute_error_in_factory_becomes_resolve_error() -> None:
     cause = AttributeError("'NoneType' object has no attribute 'get'")
     p = Proxy(Raising(cause))
