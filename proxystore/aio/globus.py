@@ -94,6 +94,15 @@ class GlobusStore(Store[GlobusKey]):
     Raises:
         ConfigurationError: For invalid arguments, when no endpoint matches
             this host, or when there is no Globus login.
+
+    Example:
+        ```python
+        # On a host matched by one endpoint's host_regex:
+        store = GlobusStore("globus", endpoints="/path/to/endpoints.json")
+        proxy = await store.aproxy(data)
+        # The pickled proxy resolves on a host of another endpoint once the
+        # Transfer task has copied the object there.
+        ```
     """
 
     def __init__(

@@ -5,6 +5,7 @@ generated twin `proxystore.store.globus.GlobusStore` (blocking).
 """
 
 from proxystore.globus.endpoints import GlobusEndpoint, GlobusEndpoints
+from proxystore.globus.key import GlobusKey
 from proxystore.globus.tokens import TokenFile
 
-__all__ = ["GlobusEndpoint", "GlobusEndpoints", "TokenFile"]
+__all__ = ["GlobusEndpoint", "GlobusEndpoints", "GlobusKey", "TokenFile"]
