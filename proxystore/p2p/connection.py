@@ -42,7 +42,9 @@ class PeerConnection:
     while the channel's ``bufferedAmount`` is above ``high_water`` and resumes
     on the channel's ``bufferedamountlow`` event. Bodies of at least
     ``fast_path_threshold`` bytes travel over the TCP fast path when both
-    sides enabled it.
+    sides enabled it; when the receiver cannot reach the sender's listener it
+    asks for the body over the data channel instead, and the sender stops
+    offering the fast path to this peer.
 
     Args:
         peer_uuid: UUID of the remote endpoint.
@@ -82,7 +84,8 @@ class PeerConnection:
         self._handler = handler
         self._on_lost = on_lost
         self._timeout = timeout
-        self._fast_path = fast_path if peer_fast_path else None
+        self._fast_path = fast_path
+        self._offer_fast_path = fast_path is not None and peer_fast_path
         self._fast_path_threshold = fast_path_threshold
         self._chunk_size = chunk_size
         self._high_water = high_water
@@ -178,9 +181,16 @@ class PeerConnection:
         is_response: bool,
         fields: dict[str, Any],
         body: bytes | bytearray | memoryview,
+        *,
+        inline: bool = False,
     ) -> None:
         ticket: FastPathTicket | None = None
-        if self._fast_path is not None and len(body) >= self._fast_path_threshold:
+        if (
+            not inline
+            and self._offer_fast_path
+            and self._fast_path is not None
+            and len(body) >= self._fast_path_threshold
+        ):
             ticket = self._fast_path.offer(body, ttl=self._timeout)
             fields = {**fields, "fast_path": ticket.to_json()}
             body = b""
@@ -230,7 +240,9 @@ class PeerConnection:
             return
         if envelope is None:
             return
-        if envelope.is_response:
+        if "fallback" in envelope.fields and not envelope.is_response:
+            self._spawn(self._serve_fallback(envelope))
+        elif envelope.is_response:
             future = self._pending.get(envelope.message_id)
             if future is None or future.done():
                 logger.debug(
@@ -254,8 +266,54 @@ class PeerConnection:
         body: bytearray = envelope.body
         if "fast_path" in envelope.fields:
             ticket = FastPathTicket.from_json(envelope.fields["fast_path"])
-            body = await fetch(ticket, timeout=self._timeout)
+            try:
+                body = await fetch(ticket, timeout=self._timeout)
+            except PeerConnectionError as err:
+                self._check_open()
+                logger.warning(
+                    "fast path to %s failed (%s); using the data channel",
+                    self.peer_uuid,
+                    err,
+                )
+                body = await self._fetch_inline(ticket)
         return PeerMessage(header, body)
+
+    async def _fetch_inline(self, ticket: FastPathTicket) -> bytearray:
+        message_id = next(self._ids)
+        future: asyncio.Future[Envelope] = asyncio.get_running_loop().create_future()
+        self._pending[message_id] = future
+        try:
+            await self._send(message_id, False, {"fallback": ticket.token}, b"")
+            try:
+                envelope = await asyncio.wait_for(future, self._timeout)
+            except asyncio.TimeoutError as err:
+                raise PeerConnectionError(
+                    self._target, "no answer to a fast-path fallback"
+                ) from err
+        finally:
+            self._pending.pop(message_id, None)
+        if "error" in envelope.fields:
+            raise PeerConnectionError(
+                self._target, f"fast-path fallback refused: {envelope.fields['error']}"
+            )
+        return envelope.body
+
+    async def _serve_fallback(self, envelope: Envelope) -> None:
+        # The peer cannot reach our listener: stop offering it the fast path.
+        self._offer_fast_path = False
+        token = envelope.fields["fallback"]
+        body = None
+        if self._fast_path is not None and isinstance(token, str):
+            body = self._fast_path.reclaim(token)
+        fields: dict[str, Any] = {"header": {}}
+        if body is None:
+            fields["error"] = "unknown or expired fast-path token"
+        try:
+            await self._send(
+                envelope.message_id, True, fields, body or b"", inline=True
+            )
+        except PeerError as err:
+            logger.debug("could not resend a body to %s: %s", self.peer_uuid, err)
 
     async def _serve_request(self, envelope: Envelope) -> None:
         fields: dict[str, Any]

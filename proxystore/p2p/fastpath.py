@@ -91,6 +91,8 @@ class FastPathServer:
         timeout: Longest wait for a client to present its token and for each
             write to drain.
         chunk_size: Bytes written per ``drain()``.
+        advertised_host: Address put in tickets, when peers must use another
+            address than ``host`` (listening on 0.0.0.0, NAT, containers).
     """
 
     def __init__(
@@ -100,8 +102,10 @@ class FastPathServer:
         *,
         timeout: float = 30.0,
         chunk_size: int = DEFAULT_STREAM_CHUNK,
+        advertised_host: str | None = None,
     ) -> None:
         self._host = host
+        self._advertised_host = advertised_host
         self._port = port
         self._timeout = timeout
         self._chunk_size = chunk_size
@@ -153,6 +157,7 @@ class FastPathServer:
             ttl: Seconds the token stays valid (default: the server timeout).
         """
         host, port = self.address
+        host = self._advertised_host or host
         token = secrets.token_bytes(TOKEN_SIZE)
         view = memoryview(body).cast("B")
         expiry = asyncio.get_running_loop().call_later(
@@ -163,9 +168,23 @@ class FastPathServer:
 
     def withdraw(self, ticket: FastPathTicket) -> None:
         """Invalidate a ticket that will not be fetched."""
-        offer = self._offers.pop(bytes.fromhex(ticket.token), None)
-        if offer is not None:
-            offer.expiry.cancel()
+        self.reclaim(ticket.token)
+
+    def reclaim(self, token: str) -> memoryview | None:
+        """Invalidate a token and return its body, if it was still valid.
+
+        Used when the receiver cannot reach the listener and asks for the
+        body another way.
+        """
+        try:
+            key = bytes.fromhex(token)
+        except ValueError:
+            return None
+        offer = self._offers.pop(key, None)
+        if offer is None:
+            return None
+        offer.expiry.cancel()
+        return None if offer.expired() else offer.body
 
     async def close(self) -> None:
         """Stop listening, drop every offer and abort transfers in progress."""

@@ -53,6 +53,9 @@ class PeerManager:
         fast_path: Whether to move large bodies over direct TCP.
         fast_path_host: Interface the fast-path listener binds to; peers
             connect to it, so it must be reachable by them.
+        fast_path_advertised_host: Address peers are told to connect to, when
+            it differs from ``fast_path_host`` (e.g. binding 0.0.0.0). A peer
+            that cannot connect gets the body over WebRTC instead.
         fast_path_threshold: Smallest body sent over the fast path.
         chunk_size: Largest data channel message (64 KiB is safe with any
             WebRTC implementation).
@@ -78,6 +81,7 @@ class PeerManager:
         timeout: float = 30.0,
         fast_path: bool = True,
         fast_path_host: str = "127.0.0.1",
+        fast_path_advertised_host: str | None = None,
         fast_path_threshold: int = DEFAULT_FAST_PATH_THRESHOLD,
         chunk_size: int = DEFAULT_CHUNK_SIZE,
         reconnect_max_delay: float = 2.0,
@@ -88,6 +92,7 @@ class PeerManager:
         self._timeout = timeout
         self._fast_path_enabled = fast_path
         self._fast_path_host = fast_path_host
+        self._fast_path_advertised_host = fast_path_advertised_host
         self._fast_path_threshold = fast_path_threshold
         self._chunk_size = chunk_size
         self._signaling = SignalingClient(
@@ -144,7 +149,11 @@ class PeerManager:
             return
         self._started = True
         if self._fast_path_enabled:
-            server = FastPathServer(self._fast_path_host, timeout=self._timeout)
+            server = FastPathServer(
+                self._fast_path_host,
+                timeout=self._timeout,
+                advertised_host=self._fast_path_advertised_host,
+            )
             try:
                 await server.start()
             except PeerConnectionError as err:

@@ -70,6 +70,17 @@ async def test_expired_and_withdrawn_tokens_are_refused(server: FastPathServer) 
             await fetch(ticket, timeout=WAIT)
 
 
+async def test_reclaim_returns_the_body_once(server: FastPathServer) -> None:
+    ticket = server.offer(b"body")
+    reclaimed = server.reclaim(ticket.token)
+    assert reclaimed is not None
+    assert bytes(reclaimed) == b"body"
+    assert server.reclaim(ticket.token) is None
+    assert server.reclaim("not hex") is None
+    with pytest.raises(PeerConnectionError, match="token refused"):
+        await fetch(ticket, timeout=WAIT)
+
+
 async def test_unreachable_listener(server: FastPathServer) -> None:
     ticket = server.offer(b"x")
     await server.close()

@@ -70,6 +70,22 @@ async def test_fast_path_only_when_both_sides_enable_it(
     assert a.fast_path_server.served == 0
 
 
+async def test_unreachable_fast_path_falls_back_to_data_channel(
+    signaling: SignalingServer, make_manager: ManagerFactory
+) -> None:
+    # 127.0.0.2 is loopback too, but nothing listens there: connecting fails.
+    a = await make_manager(signaling.url, fast_path_advertised_host="127.0.0.2")
+    b = await make_manager(signaling.url, fast_path_advertised_host="127.0.0.2")
+    for _ in range(2):
+        body = os.urandom(2 * MiB)
+        reply = await asyncio.wait_for(a.request(b.uuid, PeerMessage({}, body)), WAIT)
+        assert bytes(reply.body) == body
+    for manager in (a, b):
+        assert manager.fast_path_server is not None
+        assert manager.fast_path_server.served == 0
+        assert manager.fast_path_server.pending_offers == 0
+
+
 async def test_connection_is_reused(pair: tuple[PeerManager, PeerManager]) -> None:
     a, b = pair
     for i in range(3):
