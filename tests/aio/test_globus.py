@@ -447,3 +447,28 @@ async def test_three_endpoints_wait_only_for_the_local_copy(
             emulator.release(by_destination[b.endpoint.uuid])
             assert await b.aget(key) == "three"
             assert emulator.tasks[by_destination[third.uuid]].status == "ACTIVE"
+
+
+async def test_refused_submission_leaves_no_file(
+    login: TokenFile, endpoints: GlobusEndpoints, tmp_path: Path, store_name: str
+) -> None:
+    only_a = {endpoints.local("host-a").uuid: tmp_path / "fs-a"}
+    with TransferEmulator(only_a) as emulator:
+        a = GlobusStore(
+            store_name, endpoints, hostname="host-a", base_url=emulator.base_url
+        )
+        async with a:
+            with pytest.raises(StoreOperationError, match="EndpointNotFound"):
+                await a.aset("x")
+        assert list(Path(a.endpoint.local_path).iterdir()) == []
+
+
+def test_unusable_local_path(
+    login: TokenFile, endpoints: GlobusEndpoints, tmp_path: Path
+) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    data = endpoints.to_dict()
+    data[endpoints.local("host-a").uuid]["local_path"] = str(blocker / "sub")
+    with pytest.raises(ConfigurationError, match="cannot create local_path"):
+        GlobusStore("s", data, hostname="host-a")
