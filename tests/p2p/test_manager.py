@@ -196,6 +196,30 @@ async def test_timeout_when_handler_never_answers(
     assert time.monotonic() - start < 1.0 + WAIT / 2
 
 
+async def test_peer_closing_fails_requests_in_flight(
+    signaling: SignalingServer, make_manager: ManagerFactory
+) -> None:
+    entered = asyncio.Event()
+    never = asyncio.Event()
+
+    async def stuck(peer: str, request: PeerMessage) -> PeerMessage:
+        entered.set()
+        await never.wait()
+        raise AssertionError("unreachable")
+
+    a = await make_manager(signaling.url)
+    b = await make_manager(signaling.url, handler=stuck)
+    pending = asyncio.create_task(a.request(b.uuid, PeerMessage({}), timeout=WAIT))
+    await asyncio.wait_for(entered.wait(), WAIT)
+    start = time.monotonic()
+    await b.close()
+    with pytest.raises(PeerConnectionError):
+        await asyncio.wait_for(pending, WAIT)
+    assert time.monotonic() - start < WAIT / 2
+    with pytest.raises(PeerUnknownError):
+        await a.request(b.uuid, PeerMessage({}), timeout=WAIT)
+
+
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
