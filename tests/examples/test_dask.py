@@ -25,6 +25,10 @@ def run_example(script: str, *args: str, timeout: float) -> dict[str, Any]:
     env["PYTHONPATH"] = os.pathsep.join(
         filter(None, [str(REPO), env.get("PYTHONPATH")])
     )
+    # Engines start helper scripts from PATH (Parsl's interchange.py...).
+    env["PATH"] = os.pathsep.join(
+        filter(None, [os.path.dirname(sys.executable), env.get("PATH")])
+    )
     completed = subprocess.run(
         [sys.executable, str(REPO / "examples" / script), *args],
         cwd=REPO,
