@@ -13,6 +13,8 @@ from collections.abc import Callable, Iterable, Sequence
 from types import TracebackType
 from typing import Any, Generic, TypeVar
 
+from typing_extensions import Self
+
 from proxystore.aio._compat import gather
 from proxystore.cache import MISSING, LRUCache
 from proxystore.exceptions import (
@@ -307,7 +309,7 @@ class Store(Generic[KeyT]):
         self._cache.clear()
         await self._aclose()
 
-    async def __aenter__(self) -> Store[KeyT]:
+    async def __aenter__(self) -> Self:
         return self
 
     async def __aexit__(

@@ -14,6 +14,8 @@ from collections.abc import Callable, Iterable, Sequence
 from types import TracebackType
 from typing import Any, Generic, TypeVar
 
+from typing_extensions import Self
+
 from proxystore.store._compat import gather
 from proxystore.cache import MISSING, LRUCache
 from proxystore.exceptions import (
@@ -308,7 +310,7 @@ class Store(Generic[KeyT]):
         self._cache.clear()
         self._close()
 
-    def __enter__(self) -> Store[KeyT]:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(
