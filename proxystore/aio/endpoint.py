@@ -8,13 +8,16 @@ another with no shared file system.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import os
+import threading
 from collections.abc import Sequence
 from typing import Any
 
 import httpx
 
 from proxystore._shared import new_object_id
-from proxystore.aio._compat import Lock
 from proxystore.aio.base import Store
 from proxystore.endpoint.config import endpoints_dir, find_config
 from proxystore.endpoint.errors import error_from_json
@@ -85,10 +88,15 @@ class EndpointStore(Store[EndpointKey]):
             raise ConfigurationError(f"timeout must be positive, got {timeout!r}")
         self.url = url.rstrip("/") if url is not None else None
         self.timeout = timeout
-        self._client: httpx.AsyncClient | None = None
+        # One client per event loop: an async connection belongs to the loop
+        # that opened it, and the async face may serve both the user's loop
+        # and the background prefetch loop. The sync face keys its one
+        # client by None.
+        self._clients: dict[asyncio.AbstractEventLoop | None, httpx.AsyncClient] = {}
+        self._clients_lock = threading.Lock()
+        self._pid = os.getpid()
         self._endpoint_url = ""
         self._endpoint_uuid = ""
-        self._lock = Lock()
 
     def config(self) -> dict[str, Any]:
         """Return the keyword arguments that rebuild this store anywhere."""
@@ -108,21 +116,32 @@ class EndpointStore(Store[EndpointKey]):
         return self._endpoint_uuid or None
 
     async def _connected(self) -> httpx.AsyncClient:
-        if self._client is not None:
-            return self._client
-        async with self._lock:
-            if self._client is None:
+        client = self._http_client()
+        if not self._endpoint_uuid:
+            # Concurrent first calls may both look the endpoint up; they find
+            # the same one, so no lock is held across the network wait.
+            url, uuid = await self._find_endpoint(client)
+            self._endpoint_url, self._endpoint_uuid = url, uuid
+        return client
+
+    def _http_client(self) -> httpx.AsyncClient:
+        owner = None if _IS_SYNC else asyncio.get_running_loop()
+        with self._clients_lock:
+            if self._pid != os.getpid():
+                # A forked child must not share the parent's sockets.
+                self._clients = {}
+                self._pid = os.getpid()
+            for loop in [
+                loop for loop in self._clients if loop is not None and loop.is_closed()
+            ]:
+                del self._clients[loop]
+            client = self._clients.get(owner)
+            if client is None:
                 client = httpx.AsyncClient(
                     timeout=self.timeout, trust_env=False, follow_redirects=False
                 )
-                try:
-                    url, uuid = await self._find_endpoint(client)
-                except BaseException:
-                    await client.aclose()
-                    raise
-                self._endpoint_url, self._endpoint_uuid = url, uuid
-                self._client = client
-        return self._client
+                self._clients[owner] = client
+            return client
 
     async def _find_endpoint(self, client: httpx.AsyncClient) -> tuple[str, str]:
         if self.url is not None:
@@ -263,9 +282,25 @@ class EndpointStore(Store[EndpointKey]):
         self._raise_for_error(response, self._endpoint_url)
 
     async def _aclose(self) -> None:
-        if self._client is not None:
-            await self._client.aclose()
-            self._client = None
+        with self._clients_lock:
+            clients, self._clients = self._clients, {}
+        if self._pid != os.getpid():
+            return
+        current = None if _IS_SYNC else asyncio.get_running_loop()
+        for owner, client in clients.items():
+            if owner is current:
+                await client.aclose()
+            elif owner is not None:
+                _close_in_loop(owner, client)
+
+
+def _close_in_loop(loop: asyncio.AbstractEventLoop, client: Any) -> None:
+    """Close a client owned by another event loop, in that loop."""
+    if loop.is_closed():
+        return
+    # The loop may close meanwhile; its sockets then went with it.
+    with contextlib.suppress(RuntimeError):
+        asyncio.run_coroutine_threadsafe(client.aclose(), loop)
 
 
 def _host_port(url: str) -> str:

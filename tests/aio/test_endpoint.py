@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import multiprocessing
 import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -342,3 +344,38 @@ async def test_signaling_down_at_start(tmp_path: Path) -> None:
             site.stop()
         if signaling is not None:
             signaling.stop()
+
+
+def test_async_face_serves_several_event_loops(cluster: Cluster) -> None:
+    store = EndpointStore("loops", url=cluster.a.url, timeout=20, cache_size=0)
+    key = asyncio.run(store.aset(b"one"))
+    assert asyncio.run(store.aget(key)) == b"one"
+    background = asyncio.new_event_loop()
+    thread = threading.Thread(target=background.run_forever, daemon=True)
+    thread.start()
+    try:
+        fetched = asyncio.run_coroutine_threadsafe(store.aget(key), background)
+        assert fetched.result(20) == b"one"
+        assert asyncio.run(store.aexists(key))
+        asyncio.run(store.aclose())
+    finally:
+        background.call_soon_threadsafe(background.stop)
+        thread.join(10)
+        background.close()
+
+
+def _get_in_child(store: SyncEndpointStore, key: EndpointKey) -> None:
+    sys.exit(0 if store.get(key) == b"shared" else 3)
+
+
+def test_sync_face_works_in_a_forked_child(cluster: Cluster) -> None:
+    with SyncEndpointStore("forked", url=cluster.b.url, timeout=20) as store:
+        key = store.set(b"shared")
+        store.get(key)
+        child = multiprocessing.get_context("fork").Process(
+            target=_get_in_child, args=(store, key)
+        )
+        child.start()
+        child.join(30)
+        assert child.exitcode == 0
+        assert store.exists(key)
