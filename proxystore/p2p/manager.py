@@ -113,6 +113,8 @@ class PeerManager:
         self._accepting: dict[str, asyncio.Task[None]] = {}
         self._answers: dict[str, tuple[str, asyncio.Future[dict[str, Any]]]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        # Closing lost connections is never cancelled, only awaited.
+        self._closers: set[asyncio.Task[None]] = set()
         self._started = False
         self._closed = False
 
@@ -190,9 +192,7 @@ class PeerManager:
             )
         timeout = self._timeout if timeout is None else timeout
         try:
-            return await asyncio.wait_for(
-                self._request(peer_uuid, message, timeout), timeout
-            )
+            return await asyncio.wait_for(self._request(peer_uuid, message), timeout)
         except StoreTimeoutError:
             raise
         except asyncio.TimeoutError as err:
@@ -219,6 +219,8 @@ class PeerManager:
         connections = list(self._connections.values())
         self._connections.clear()
         await asyncio.gather(*(conn.aclose() for conn in connections))
+        if self._closers:
+            await asyncio.wait(list(self._closers), timeout=self._timeout)
         if self._fast_path is not None:
             await self._fast_path.close()
 
@@ -229,15 +231,13 @@ class PeerManager:
     async def __aexit__(self, *exc_info: object) -> None:
         await self.close()
 
-    async def _request(
-        self, peer_uuid: str, message: PeerMessage, timeout: float
-    ) -> PeerMessage:
+    async def _request(self, peer_uuid: str, message: PeerMessage) -> PeerMessage:
         if peer_uuid == self.uuid:
             return await self._handler(self.uuid, message)
-        connection = await self._connection_to(peer_uuid, timeout)
+        connection = await self._connection_to(peer_uuid)
         return await connection.request(message)
 
-    async def _connection_to(self, peer_uuid: str, timeout: float) -> PeerConnection:
+    async def _connection_to(self, peer_uuid: str) -> PeerConnection:
         connection = self._connections.get(peer_uuid)
         if connection is not None and connection.is_open:
             return connection
@@ -248,8 +248,10 @@ class PeerManager:
             future.add_done_callback(lambda f: None if f.cancelled() else f.exception())
             self._connecting[peer_uuid] = future
             if peer_uuid not in self._accepting:
+                # The attempt is shared, so it gets the manager's timeout
+                # rather than that of whichever request happened to start it.
                 self._dialing[peer_uuid] = self._spawn(
-                    self._dial_and_adopt(peer_uuid, timeout)
+                    self._dial_and_adopt(peer_uuid, self._timeout)
                 )
         return await asyncio.shield(future)
 
@@ -301,8 +303,11 @@ class PeerManager:
     def _on_connection_lost(self, connection: PeerConnection) -> None:
         if self._connections.get(connection.peer_uuid) is connection:
             del self._connections[connection.peer_uuid]
-        if not self._closed:
-            self._spawn(connection.aclose())
+        if self._closed:
+            return  # close() closes every connection itself
+        task = asyncio.get_running_loop().create_task(connection.aclose())
+        self._closers.add(task)
+        task.add_done_callback(self._closers.discard)
 
     async def _dial_and_adopt(self, peer_uuid: str, timeout: float) -> None:
         task = asyncio.current_task()
