@@ -8,10 +8,11 @@ buffer and no reader sees a partial value.
 
 Values larger than `chunk_size` (Redis refuses a single bulk value over its
 ``proto-max-bulk-len``, 512 MB by default) are split across chunk keys
-``<key>:chunk:<i>``; the main key then holds a small manifest naming the
-chunk count, written last in the same ``MULTI``/``EXEC`` as the chunks, so a
-half-written object is never readable. `get`, `exists` and `evict` treat the
-chunks and the manifest as one object.
+``<key>:<i>``. The main key, ``<id>:chunked:<count>``, names the chunk count
+and holds a small manifest written last in the same ``MULTI``/``EXEC`` as the
+chunks, so a half-written object is never readable. Because the key carries
+the count, `get` (``MGET`` of manifest and chunks), `exists` and `evict`
+(``DEL`` of all of them) stay one command each.
 
 A store keeps one connection pool per event loop (an asyncio connection is
 bound to the loop that opened it; the async face may be used from the
@@ -53,11 +54,12 @@ DEFAULT_CHUNK_SIZE = 256 * MiB
 """Largest value stored under one Redis key (half of Redis's 512 MB default)."""
 
 _MANIFEST_MAGIC = b"\x00proxystore:chunked:"
-_MANIFEST_MAX_BYTES = 64
+_CHUNKED_MARK = ":chunked:"
 # Parts at least this large are sent as their own APPEND instead of being
 # copied into one buffer with their neighbours.
 _ZERO_COPY_MIN_BYTES = 1 * MiB
 _MAX_KEY_LENGTH = 1024
+_MAX_CHUNKS = 1_000_000
 
 _CertReqs = Literal["required", "optional", "none"]
 _Command = tuple[str, str, Buffer]
@@ -210,20 +212,26 @@ class RedisStore(Store[str]):
             raise InvalidKeyError(
                 key, f"RedisStore keys are at most {_MAX_KEY_LENGTH} characters"
             )
+        if _chunk_count(key) > _MAX_CHUNKS:
+            raise InvalidKeyError(
+                key, f"a chunked RedisStore key names at most {_MAX_CHUNKS} chunks"
+            )
         return key
 
     # -- the byte-level driver ----------------------------------------------
 
     def _set_bytes(self, payload: Payload) -> str:
-        key = new_object_id()
-        self._awrite(self._write_commands(key, payload), "set")
+        key, commands = self._write_commands(payload)
+        self._awrite(commands, "set")
         return key
 
     def _set_bytes_batch(self, payloads: Sequence[Payload]) -> list[str]:
-        keys = [new_object_id() for _ in payloads]
+        keys: list[str] = []
         commands: list[_Command] = []
-        for key, payload in zip(keys, payloads, strict=True):
-            commands += self._write_commands(key, payload)
+        for payload in payloads:
+            key, more = self._write_commands(payload)
+            keys.append(key)
+            commands += more
         self._awrite(commands, "set_batch")
         return keys
 
@@ -276,30 +284,32 @@ class RedisStore(Store[str]):
 
     def _get_bytes(self, key: str) -> Buffer | None:
         try:
-            data = cast("bytes | None", self._client().get(key))
-            if data is not None and data.startswith(_MANIFEST_MAGIC):
-                return (self._fetch_chunks([(key, data)]))[0]
+            if _CHUNKED_MARK not in key:
+                return cast("bytes | None", self._client().get(key))
+            keys = _object_keys(key)
+            values = cast("list[bytes | None]", self._client().mget(keys))
         except _DRIVER_ERRORS as err:
             raise self._error(err, "get") from err
-        return data
+        return _join_chunks(values)
 
     def _get_bytes_batch(self, keys: Sequence[str]) -> list[Buffer | None]:
+        wanted = [_object_keys(key) for key in keys]
         try:
-            values = cast("list[bytes | None]", self._client().mget(list(keys)))
-            manifests = [
-                index
-                for index, value in enumerate(values)
-                if value is not None and value.startswith(_MANIFEST_MAGIC)
-            ]
-            if manifests:
-                joined = self._fetch_chunks(
-                    [(keys[i], values[i] or b"") for i in manifests]
-                )
-                for index, value in zip(manifests, joined, strict=True):
-                    values[index] = value
+            values = cast(
+                "list[bytes | None]",
+                self._client().mget([k for group in wanted for k in group]),
+            )
         except _DRIVER_ERRORS as err:
             raise self._error(err, "get_batch") from err
-        return list(values)
+        results: list[Buffer | None] = []
+        start = 0
+        for group in wanted:
+            if len(group) == 1:
+                results.append(values[start])
+            else:
+                results.append(_join_chunks(values[start : start + len(group)]))
+            start += len(group)
+        return results
 
     def _exists(self, key: str) -> bool:
         try:
@@ -310,14 +320,7 @@ class RedisStore(Store[str]):
 
     def _evict(self, key: str) -> None:
         try:
-            with self._client().pipeline(transaction=False) as pipe:
-                # Reading only the head: the value may be hundreds of MB.
-                pipe.getrange(key, 0, _MANIFEST_MAX_BYTES - 1)
-                pipe.delete(key)
-                head, _ = pipe.execute()
-            if head and head.startswith(_MANIFEST_MAGIC):
-                count, _ = _parse_manifest(head)
-                self._client().delete(*_chunk_keys(key, count))
+            self._client().delete(*_object_keys(key))
         except _DRIVER_ERRORS as err:
             raise self._error(err, "evict") from err
 
@@ -390,38 +393,21 @@ class RedisStore(Store[str]):
         )
         return pool
 
-    def _write_commands(self, key: str, payload: Payload) -> list[_Command]:
+    def _write_commands(self, payload: Payload) -> tuple[str, list[_Command]]:
+        """Return a new key and the commands that store `payload` under it."""
         pieces = _pieces(payload)
         total = sum(len(piece) for piece in pieces)
         if total <= self.chunk_size:
-            return _set_commands(key, pieces)
+            key = new_object_id()
+            return key, _set_commands(key, pieces)
         chunks = _split(pieces, self.chunk_size)
+        key = f"{new_object_id()}{_CHUNKED_MARK}{len(chunks)}"
         commands: list[_Command] = []
-        for chunk_key, chunk in zip(_chunk_keys(key, len(chunks)), chunks, strict=True):
+        for chunk_key, chunk in zip(_object_keys(key)[1:], chunks, strict=True):
             commands += _set_commands(chunk_key, chunk)
         manifest = _MANIFEST_MAGIC + f"{len(chunks)}:{total}".encode()
         commands.append(("set", key, manifest))
-        return commands
-
-    def _fetch_chunks(
-        self, manifests: list[tuple[str, bytes]]
-    ) -> list[bytes | None]:
-        """Join the chunks of several chunked values in one round trip."""
-        counts = [_parse_manifest(manifest)[0] for _, manifest in manifests]
-        keys = [
-            chunk_key
-            for (key, _), count in zip(manifests, counts, strict=True)
-            for chunk_key in _chunk_keys(key, count)
-        ]
-        chunks = cast("list[bytes | None]", self._client().mget(keys))
-        values: list[bytes | None] = []
-        start = 0
-        for count in counts:
-            parts = chunks[start : start + count]
-            start += count
-            # A chunk evicted behind our back leaves the object unreadable.
-            values.append(None if None in parts else b"".join(parts))  # type: ignore[arg-type]
-        return values
+        return key, commands
 
     def _error(self, err: BaseException, operation: str) -> ProxyStoreError:
         if isinstance(err, redis_errors.AuthenticationError):
@@ -507,13 +493,30 @@ def _split(pieces: list[Buffer], size: int) -> list[list[Buffer]]:
     return chunks
 
 
-def _chunk_keys(key: str, count: int) -> list[str]:
-    return [f"{key}:chunk:{index}" for index in range(count)]
+def _chunk_count(key: str) -> int:
+    """Return how many chunks the object under `key` has (0: not chunked)."""
+    if _CHUNKED_MARK not in key:
+        return 0
+    _, _, count = key.rpartition(_CHUNKED_MARK)
+    return int(count) if count.isdigit() else 0
 
 
-def _parse_manifest(manifest: bytes) -> tuple[int, int]:
-    count, total = manifest[len(_MANIFEST_MAGIC) :].split(b":")
-    return int(count), int(total)
+def _object_keys(key: str) -> list[str]:
+    """Return the keys holding one object: the key, then its chunks if any."""
+    count = _chunk_count(key)
+    if not count:
+        return [key]
+    return [key, *(f"{key}:{index}" for index in range(count))]
+
+
+def _join_chunks(values: list[bytes | None]) -> bytes | None:
+    """Join the chunks after a manifest; None if any part is gone."""
+    if len(values) == 1:
+        return values[0]
+    # A manifest without a chunk (evicted behind our back) is no object.
+    if None in values:
+        return None
+    return b"".join(values[1:])  # type: ignore[arg-type]
 
 
 def _close_in_loop(loop: asyncio.AbstractEventLoop, client: Any) -> None:
