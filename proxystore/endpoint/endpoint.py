@@ -154,6 +154,12 @@ class Endpoint:
         except ProxyStoreError as err:
             logger.info("peer %s: %s %r failed: %s", peer_uuid, op, object_id, err)
             return PeerMessage({"ok": False, "error": error_to_json(err)})
+        except Exception as err:
+            logger.exception("peer %s: %s %r failed", peer_uuid, op, object_id)
+            failure = StoreOperationError(
+                f"endpoint {self.name!r} failed {op} of {object_id!r}: {err!r}"
+            )
+            return PeerMessage({"ok": False, "error": error_to_json(failure)})
 
     async def _request_peer(
         self,

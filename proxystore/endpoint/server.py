@@ -88,6 +88,17 @@ async def _errors_as_json(request: web.Request, handler: Handler) -> web.StreamR
                 "detail": err.text,
             },
         )
+    except web.HTTPException:
+        raise
+    except Exception as err:
+        logger.exception("%s %s failed", request.method, request.path)
+        return _error_response(
+            500,
+            {
+                "error": "StoreOperationError",
+                "message": f"{request.method} {request.path} failed: {err!r}",
+            },
+        )
 
 
 def _owner(request: web.Request) -> str | None:
@@ -223,6 +234,13 @@ class EndpointServer:
         A signaling server that is down at start is not an error: the peer
         manager keeps reconnecting while local objects are already served.
         """
+        try:
+            await self._start()
+        except BaseException:
+            await self.close()
+            raise
+
+    async def _start(self) -> None:
         config = self.config
         self._storage = ObjectStorage(config.max_memory, config.spill_dir)
         endpoint = Endpoint(

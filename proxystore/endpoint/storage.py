@@ -76,7 +76,13 @@ class ObjectStorage:
                 f"endpoint's memory limit of {self.max_memory} bytes "
                 f"({self._memory_bytes} in use) and no spill directory is set"
             )
-        await asyncio.to_thread(_write_atomic, self._file(object_id), data)
+        path = self._file(object_id)
+        try:
+            await asyncio.to_thread(_write_atomic, path, data)
+        except OSError as err:
+            raise StoreOperationError(
+                f"cannot spill object {object_id!r} of {size} bytes to {path}: {err}"
+            ) from err
         self._spilled.add(object_id)
 
     async def get(self, object_id: str) -> bytes | None:
@@ -119,6 +125,10 @@ class ObjectStorage:
 
 def _write_atomic(path: Path, data: Data) -> None:
     temp = path.with_name(f".{path.name}.tmp")
-    with open(temp, "wb") as file:
-        file.write(data)
-    os.replace(temp, path)
+    try:
+        with open(temp, "wb") as file:
+            file.write(data)
+        os.replace(temp, path)
+    except BaseException:
+        temp.unlink(missing_ok=True)
+        raise
