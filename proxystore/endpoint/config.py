@@ -121,6 +121,17 @@ class EndpointConfig:
             raise ConfigurationError(
                 f"endpoint {self.name!r} has an invalid uuid {self.uuid!r}"
             ) from err
+        if self.signaling_server is not None:
+            if not self.signaling_server.startswith(("ws://", "wss://")):
+                raise ConfigurationError(
+                    f"signaling server {self.signaling_server!r} must be a "
+                    "ws:// or wss:// URL"
+                )
+            if not self.secret:
+                raise ConfigurationError(
+                    f"endpoint {self.name!r} needs the signaling server's secret "
+                    "to peer (--secret)"
+                )
         if not 0 <= self.port <= 65535:
             raise ConfigurationError(f"port {self.port} is not in 0-65535")
         if self.max_memory is not None and self.max_memory < 0:

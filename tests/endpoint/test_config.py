@@ -65,6 +65,10 @@ def test_bad_names_are_refused(name: str, home: Path) -> None:
 def test_bad_values_are_refused() -> None:
     with pytest.raises(ConfigurationError, match="invalid uuid"):
         EndpointConfig(name="a", uuid="nope")
+    with pytest.raises(ConfigurationError, match="needs the signaling server's secret"):
+        new_config("a", signaling_server="ws://127.0.0.1:1")
+    with pytest.raises(ConfigurationError, match="ws:// or wss://"):
+        new_config("a", signaling_server="http://127.0.0.1:1", secret="s")
     with pytest.raises(ConfigurationError, match="unknown endpoint configuration"):
         EndpointConfig.from_json({"name": "a", "uuid": "x", "colour": "red"})
 
