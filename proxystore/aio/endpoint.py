@@ -22,6 +22,7 @@ from proxystore.aio.base import Store
 from proxystore.endpoint.config import endpoints_dir, find_config
 from proxystore.endpoint.errors import error_from_json
 from proxystore.endpoint.keys import EndpointKey, validate_endpoint_key
+from proxystore.endpoint.protocol import MISSING_KEY, OWNER_PARAM, TIMEOUT_HEADER
 from proxystore.endpoint.streams import PayloadStream
 from proxystore.exceptions import (
     ConfigurationError,
@@ -33,7 +34,6 @@ from proxystore.serialize import Buffer, Payload
 
 _IS_SYNC = False
 
-TIMEOUT_HEADER = "X-Proxystore-Timeout"
 # The endpoint gives up on a peer a little before we give up on the endpoint,
 # so its precise peer error reaches us instead of our own read timeout.
 _PEER_TIMEOUT_SHARE = 0.8
@@ -238,7 +238,7 @@ class EndpointStore(Store[EndpointKey]):
             "PUT",
             self._object_url(key),
             "set",
-            params={"endpoint": key.endpoint_id},
+            params={OWNER_PARAM: key.endpoint_id},
             stream=PayloadStream(payload),
         )
         self._raise_for_error(response, self._endpoint_url)
@@ -251,7 +251,7 @@ class EndpointStore(Store[EndpointKey]):
             "GET",
             self._object_url(key),
             "get",
-            params={"endpoint": key.endpoint_id},
+            params={OWNER_PARAM: key.endpoint_id},
         )
         if response.status_code == 404 and _is_missing(response):
             return None
@@ -265,7 +265,7 @@ class EndpointStore(Store[EndpointKey]):
             "GET",
             f"{self._object_url(key)}/exists",
             "exists",
-            params={"endpoint": key.endpoint_id},
+            params={OWNER_PARAM: key.endpoint_id},
         )
         self._raise_for_error(response, self._endpoint_url)
         return bool(response.json().get("exists"))
@@ -277,7 +277,7 @@ class EndpointStore(Store[EndpointKey]):
             "DELETE",
             self._object_url(key),
             "evict",
-            params={"endpoint": key.endpoint_id},
+            params={OWNER_PARAM: key.endpoint_id},
         )
         self._raise_for_error(response, self._endpoint_url)
 
@@ -313,4 +313,4 @@ def _is_missing(response: httpx.Response) -> bool:
         data = response.json()
     except ValueError:
         return False
-    return isinstance(data, dict) and data.get("error") == "MissingKey"
+    return isinstance(data, dict) and data.get("error") == MISSING_KEY

@@ -28,6 +28,7 @@ from aiohttp import web
 from proxystore.endpoint.config import EndpointConfig
 from proxystore.endpoint.endpoint import Endpoint
 from proxystore.endpoint.errors import error_to_json
+from proxystore.endpoint.protocol import MISSING_KEY, OWNER_PARAM, TIMEOUT_HEADER
 from proxystore.endpoint.storage import ObjectStorage
 from proxystore.exceptions import (
     InvalidKeyError,
@@ -42,9 +43,6 @@ if TYPE_CHECKING:
     from proxystore.p2p.manager import PeerManager
 
 logger = logging.getLogger(__name__)
-
-TIMEOUT_HEADER = "X-Proxystore-Timeout"
-MISSING_KEY = "MissingKey"
 
 _ENDPOINT_KEY = web.AppKey("endpoint", Endpoint)
 _MAX_SIZE_KEY = web.AppKey("max_object_size", int)
@@ -102,7 +100,7 @@ async def _errors_as_json(request: web.Request, handler: Handler) -> web.StreamR
 
 
 def _owner(request: web.Request) -> str | None:
-    return request.query.get("endpoint") or None
+    return request.query.get(OWNER_PARAM) or None
 
 
 def _timeout(request: web.Request) -> float | None:

@@ -22,6 +22,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from proxystore import aio
 from proxystore.aio.endpoint import EndpointStore
 from proxystore.endpoint.config import EndpointConfig, free_port
 from proxystore.endpoint.keys import EndpointKey
@@ -43,6 +44,7 @@ from proxystore.exceptions import (
     StoreOperationError,
     StoreTimeoutError,
 )
+from proxystore.store import init_store as sync_init_store
 from proxystore.store.endpoint import EndpointStore as SyncEndpointStore
 
 pytestmark = pytest.mark.timeout(60)
@@ -379,3 +381,14 @@ def test_sync_face_works_in_a_forked_child(cluster: Cluster) -> None:
         child.join(30)
         assert child.exitcode == 0
         assert store.exists(key)
+
+
+async def test_registry_builds_both_faces_by_type_name(
+    cluster: Cluster, store_name: str
+) -> None:
+    async_store = aio.init_store("endpoint", name=store_name, url=cluster.a.url)
+    assert isinstance(async_store, EndpointStore)
+    key = await async_store.aset({"via": "registry"})
+    sync_store = sync_init_store("endpoint", name=store_name, url=cluster.a.url)
+    assert isinstance(sync_store, SyncEndpointStore)
+    assert await asyncio.to_thread(sync_store.get, key) == {"via": "registry"}
