@@ -49,6 +49,7 @@ class SignalingServer:
         self._clients: dict[str, ServerConnection] = {}
         self._names: dict[str, str] = {}
         self._server: Server | None = None
+        self._closing = False
 
     @property
     def host(self) -> str:
@@ -98,6 +99,9 @@ class SignalingServer:
         """Close every connection and stop listening."""
         if self._server is None:
             return
+        # Endpoints dropped by our own shutdown are not gone: their peer
+        # connections stay valid while they wait for the server to return.
+        self._closing = True
         self._server.close()
         await self._server.wait_closed()
         self._server = None
@@ -127,10 +131,11 @@ class SignalingServer:
                 del self._clients[uuid]
                 del self._names[uuid]
                 logger.info("endpoint %s disconnected", uuid)
-                websockets.broadcast(
-                    self._clients.values(),
-                    protocol.encode({"type": "peer_gone", "uuid": uuid}),
-                )
+                if not self._closing:
+                    websockets.broadcast(
+                        self._clients.values(),
+                        protocol.encode({"type": "peer_gone", "uuid": uuid}),
+                    )
 
     async def _register(self, websocket: ServerConnection) -> str | None:
         nonce = secrets.token_hex(16)

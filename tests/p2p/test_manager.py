@@ -246,6 +246,30 @@ async def test_signaling_down_at_start_then_up(make_manager: ManagerFactory) -> 
         assert reply.header["echo"] == {"up": 1}
 
 
+async def test_connections_survive_a_signaling_restart(
+    make_manager: ManagerFactory,
+) -> None:
+    port = _free_port()
+    server = await serve("127.0.0.1", port, SECRET)
+    try:
+        a = await make_manager(server.url, reconnect_max_delay=0.5)
+        b = await make_manager(server.url, reconnect_max_delay=0.5)
+        assert await a.wait_for_signaling(WAIT)
+        assert await b.wait_for_signaling(WAIT)
+        await asyncio.wait_for(a.request(b.uuid, PeerMessage({"n": 1})), WAIT)
+    finally:
+        await server.close()
+    assert not a.connected_to_signaling
+    reply = await asyncio.wait_for(a.request(b.uuid, PeerMessage({"n": 2})), WAIT)
+    assert reply.header["echo"] == {"n": 2}
+    async with await serve("127.0.0.1", port, SECRET):
+        assert await a.wait_for_signaling(WAIT)
+        assert await b.wait_for_signaling(WAIT)
+        reply = await asyncio.wait_for(b.request(a.uuid, PeerMessage({"n": 3})), WAIT)
+        assert reply.header["echo"] == {"n": 3}
+    assert a.peers == [b.uuid]
+
+
 async def test_wrong_secret_never_registers(
     signaling: SignalingServer, make_manager: ManagerFactory
 ) -> None:
