@@ -65,6 +65,16 @@ _Command = tuple[str, str, Buffer]
 _Owner = asyncio.AbstractEventLoop | None
 
 
+class _Client:
+    """One pool's client and the slots bounding its concurrent operations."""
+
+    __slots__ = ("redis", "slots")
+
+    def __init__(self, client: redis.Redis, slots: Any) -> None:
+        self.redis = client
+        self.slots = slots
+
+
 class RedisStore(Store[str]):
     """A store backed by a Redis server.
 
@@ -87,10 +97,12 @@ class RedisStore(Store[str]):
             ``"optional"`` or not checked (``"none"``).
         ssl_check_hostname: Check that the certificate matches `hostname`.
         socket_timeout: Seconds to wait on a reply before
-            `StoreTimeoutError`; also the longest wait for a free connection.
+            `StoreTimeoutError`.
         socket_connect_timeout: Seconds to wait for a connection before
             `StoreConnectionError`.
-        max_connections: Connections per pool (per event loop, per process).
+        max_connections: Most operations in flight, hence connections, per
+            pool (one pool per event loop and process; the sync face has
+            one per process); more wait for a free slot.
         chunk_size: Values larger than this are split across several keys;
             at most the server's ``proto-max-bulk-len``.
         cache_size: How many deserialized objects to keep.
@@ -168,10 +180,10 @@ class RedisStore(Store[str]):
         self.max_connections = max_connections
         self.chunk_size = chunk_size
         self._target = f"{hostname}:{port}"
-        self._clients: dict[_Owner, redis.Redis] = {}
+        self._clients: dict[_Owner, _Client] = {}
         self._clients_lock = threading.Lock()
         self._pid = os.getpid()
-        self._inherited: list[redis.Redis] = []
+        self._inherited: list[_Client] = []
 
     def config(self) -> dict[str, Any]:
         """Return the keyword arguments that rebuild this store anywhere.
@@ -236,14 +248,16 @@ class RedisStore(Store[str]):
 
     async def _awrite(self, commands: list[_Command], operation: str) -> None:
         """Run write commands in one round trip, atomically if more than one."""
+        client = self._client()
         try:
-            if len(commands) == 1:
-                _, key, value = commands[0]
-                await self._client().set(key, value)
-                return
-            async with self._client().pipeline(transaction=True) as pipe:
-                _queue(pipe, commands)
-                await pipe.execute()
+            async with client.slots:
+                if len(commands) == 1:
+                    _, key, value = commands[0]
+                    await client.redis.set(key, value)
+                    return
+                async with client.redis.pipeline(transaction=True) as pipe:
+                    _queue(pipe, commands)
+                    await pipe.execute()
         except _DRIVER_ERRORS as err:
             error = self._error(err, operation)
             if isinstance(error, StoreConnectionError):
@@ -260,10 +274,12 @@ class RedisStore(Store[str]):
         self, error: ProxyStoreError, commands: list[_Command], operation: str
     ) -> ProxyStoreError:
         largest = max(len(value) for _, _, value in commands)
+        client = self._client()
         try:
-            reply: dict[Any, Any] = await self._client().config_get(
-                "proto-max-bulk-len"
-            )
+            async with client.slots:
+                reply: dict[Any, Any] = await client.redis.config_get(
+                    "proto-max-bulk-len"
+                )
             value = reply.get("proto-max-bulk-len") or reply[b"proto-max-bulk-len"]
             limit = int(value)
         except (*_DRIVER_ERRORS, KeyError, ValueError):
@@ -277,49 +293,56 @@ class RedisStore(Store[str]):
             f"(now {self.chunk_size})"
         )
 
-    async def _aevict_quietly(self, keys: list[str]) -> None:
-        with contextlib.suppress(*_DRIVER_ERRORS):
-            await self._client().delete(*set(keys))
+    async def _aevict_quietly(self, keys: list[str]) -> bool:
+        """Delete keys if the server lets us; return whether it did."""
+        client = self._client()
+        async with client.slots:
+            try:
+                await client.redis.delete(*set(keys))
+            except _DRIVER_ERRORS:
+                return False
+        return True
 
     async def _aget_bytes(self, key: str) -> Buffer | None:
+        client = self._client()
         try:
-            if _CHUNKED_MARK not in key:
-                return cast("bytes | None", await self._client().get(key))
-            keys = _object_keys(key)
-            values = cast("list[bytes | None]", await self._client().mget(keys))
+            async with client.slots:
+                if _CHUNKED_MARK not in key:
+                    return cast("bytes | None", await client.redis.get(key))
+                values = await client.redis.mget(_object_keys(key))
         except _DRIVER_ERRORS as err:
             raise self._error(err, "get") from err
         return _join_chunks(values)
 
     async def _aget_bytes_batch(self, keys: Sequence[str]) -> list[Buffer | None]:
         wanted = [_object_keys(key) for key in keys]
+        client = self._client()
         try:
-            values = cast(
-                "list[bytes | None]",
-                await self._client().mget([k for group in wanted for k in group]),
-            )
+            async with client.slots:
+                values = await client.redis.mget([k for group in wanted for k in group])
         except _DRIVER_ERRORS as err:
             raise self._error(err, "get_batch") from err
         results: list[Buffer | None] = []
         start = 0
         for group in wanted:
-            if len(group) == 1:
-                results.append(values[start])
-            else:
-                results.append(_join_chunks(values[start : start + len(group)]))
+            results.append(_join_chunks(values[start : start + len(group)]))
             start += len(group)
         return results
 
     async def _aexists(self, key: str) -> bool:
+        client = self._client()
         try:
-            count: int = await self._client().exists(key)
+            async with client.slots:
+                count: int = await client.redis.exists(key)
         except _DRIVER_ERRORS as err:
             raise self._error(err, "exists") from err
         return count > 0
 
     async def _aevict(self, key: str) -> None:
+        client = self._client()
         try:
-            await self._client().delete(*_object_keys(key))
+            async with client.slots:
+                await client.redis.delete(*_object_keys(key))
         except _DRIVER_ERRORS as err:
             raise self._error(err, "evict") from err
 
@@ -331,20 +354,20 @@ class RedisStore(Store[str]):
         current = None if _IS_SYNC else asyncio.get_running_loop()
         for owner, client in clients.items():
             if owner is current:
-                await client.aclose()
+                await client.redis.aclose()
             elif owner is not None:
-                _close_in_loop(owner, client)
+                _close_in_loop(owner, client.redis)
 
     # -- helpers --------------------------------------------------------------
 
-    def _client(self) -> redis.Redis:
+    def _client(self) -> _Client:
         owner = None if _IS_SYNC else asyncio.get_running_loop()
         client = self._clients.get(owner)
         if client is None or self._pid != os.getpid():
             client = self._new_client(owner)
         return client
 
-    def _new_client(self, owner: _Owner) -> redis.Redis:
+    def _new_client(self, owner: _Owner) -> _Client:
         with self._clients_lock:
             if self._pid != os.getpid():
                 # The parent's sockets are not ours to close; keeping them
@@ -358,10 +381,18 @@ class RedisStore(Store[str]):
                 del self._clients[loop]
             client = self._clients.get(owner)
             if client is None:
-                client = self._clients[owner] = redis.Redis.from_pool(self._pool())
+                client = self._clients[owner] = _Client(
+                    redis.Redis.from_pool(self._pool()),
+                    # Bounds connections per pool: a thousand concurrent tasks
+                    # share max_connections sockets. A semaphore is much
+                    # cheaper per command than redis-py's BlockingConnectionPool.
+                    threading.BoundedSemaphore(self.max_connections)
+                    if _IS_SYNC
+                    else asyncio.Semaphore(self.max_connections),
+                )
             return client
 
-    def _pool(self) -> redis.BlockingConnectionPool:
+    def _pool(self) -> redis.ConnectionPool:
         options: dict[str, Any] = {}
         if self.ssl:
             options = {
@@ -373,8 +404,8 @@ class RedisStore(Store[str]):
                 "ssl_check_hostname": self.ssl_check_hostname,
             }
         # Typed `Any`: the sync twin's constructor is unannotated.
-        pool_class: Any = redis.BlockingConnectionPool
-        pool: redis.BlockingConnectionPool = pool_class(
+        pool_class: Any = redis.ConnectionPool
+        pool: redis.ConnectionPool = pool_class(
             host=self.hostname,
             port=self.port,
             db=self.db,
@@ -382,8 +413,6 @@ class RedisStore(Store[str]):
             password=self.password,
             socket_timeout=self.socket_timeout,
             socket_connect_timeout=self.socket_connect_timeout,
-            max_connections=self.max_connections,
-            timeout=self.socket_timeout,
             # One immediate retry replaces a pooled connection the server
             # dropped (restart, idle timeout); writes are safe to repeat
             # because every key is new.
@@ -449,6 +478,11 @@ def _queue(pipe: Any, commands: list[_Command]) -> None:
 
 def _pieces(payload: Payload) -> list[Buffer]:
     """Coalesce small parts into bytes; keep large parts as byte views."""
+    if (
+        all(type(part) is bytes for part in payload)
+        and sum(len(part) for part in payload) < _ZERO_COPY_MIN_BYTES
+    ):
+        return [payload[0] if len(payload) == 1 else b"".join(payload)]
     pieces: list[Buffer] = []
     small: list[Buffer] = []
     for part in payload:
@@ -508,14 +542,14 @@ def _object_keys(key: str) -> list[str]:
     return [key, *(f"{key}:{index}" for index in range(count))]
 
 
-def _join_chunks(values: list[bytes | None]) -> bytes | None:
+def _join_chunks(values: list[Any]) -> bytes | None:
     """Join the chunks after a manifest; None if any part is gone."""
     if len(values) == 1:
-        return values[0]
+        return cast("bytes | None", values[0])
     # A manifest without a chunk (evicted behind our back) is no object.
     if None in values:
         return None
-    return b"".join(values[1:])  # type: ignore[arg-type]
+    return b"".join(values[1:])
 
 
 def _close_in_loop(loop: asyncio.AbstractEventLoop, client: Any) -> None:
