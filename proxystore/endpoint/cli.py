@@ -15,6 +15,7 @@ import argparse
 import asyncio
 import json
 import logging
+import os
 import signal
 import subprocess
 import sys
@@ -25,6 +26,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from proxystore.endpoint.config import (
+    CONFIG_FILE,
     LOG_FILE,
     EndpointConfig,
     endpoint_dir,
@@ -130,7 +132,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _configure(args: argparse.Namespace) -> int:
-    if (endpoint_dir(args.name) / "endpoint.json").exists():
+    if (endpoint_dir(args.name) / CONFIG_FILE).exists():
         raise ConfigurationError(
             f"endpoint {args.name!r} is already configured; "
             f"remove it first with: proxystore-endpoint remove {args.name}"
@@ -141,7 +143,8 @@ def _configure(args: argparse.Namespace) -> int:
         "signaling_server": args.server,
         "secret": args.secret,
         "max_memory": args.max_memory,
-        "spill_dir": args.spill_dir,
+        # Relative to where `configure` ran, not to where `start` will run.
+        "spill_dir": os.path.abspath(args.spill_dir) if args.spill_dir else None,
         "fast_path": not args.no_fast_path,
     }
     if args.max_object_size is not None:

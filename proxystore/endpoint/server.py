@@ -28,6 +28,7 @@ from aiohttp import web
 from proxystore.endpoint.config import EndpointConfig
 from proxystore.endpoint.endpoint import Endpoint
 from proxystore.endpoint.errors import error_to_json
+from proxystore.endpoint.keys import validate_object_id
 from proxystore.endpoint.protocol import MISSING_KEY, OWNER_PARAM, TIMEOUT_HEADER
 from proxystore.endpoint.storage import ObjectStorage
 from proxystore.exceptions import (
@@ -46,7 +47,10 @@ logger = logging.getLogger(__name__)
 
 _ENDPOINT_KEY = web.AppKey("endpoint", Endpoint)
 _MAX_SIZE_KEY = web.AppKey("max_object_size", int)
+_IDLE_TIMEOUT_KEY = web.AppKey("body_idle_timeout", float)
 _SIGNALING_KEY: web.AppKey[Callable[[], bool]] = web.AppKey("signaling")
+
+DEFAULT_BODY_IDLE_TIMEOUT = 60.0
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -142,18 +146,35 @@ async def _get(request: web.Request) -> web.Response:
 
 async def _put(request: web.Request) -> web.Response:
     endpoint = request.app[_ENDPOINT_KEY]
-    limit = request.app[_MAX_SIZE_KEY]
     key = request.match_info["key"]
     owner = _owner(request)
-    # Check the key and owner before reading a possibly large body.
+    # Refuse a bad key or owner before reading a possibly large body.
+    validate_object_id(key)
     endpoint.is_local(owner)
-    if request.content_length is not None and request.content_length > limit:
-        raise web.HTTPRequestEntityTooLarge(
-            max_size=limit, actual_size=request.content_length
-        )
-    data = await request.read()
+    data = await _read_body(request)
     await endpoint.set(key, data, owner, _timeout(request))
     return web.Response(status=204)
+
+
+async def _read_body(request: web.Request) -> bytearray:
+    limit = request.app[_MAX_SIZE_KEY]
+    idle = request.app[_IDLE_TIMEOUT_KEY]
+    length = request.content_length
+    if length is not None and length > limit:
+        raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=length)
+    body = bytearray()
+    while True:
+        try:
+            chunk = await asyncio.wait_for(request.content.readany(), idle)
+        except asyncio.TimeoutError as err:
+            raise StoreTimeoutError(
+                f"client {request.remote}", idle, f"request body of PUT {request.path}"
+            ) from err
+        if not chunk:
+            return body
+        body += chunk
+        if len(body) > limit:
+            raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=len(body))
 
 
 async def _exists(request: web.Request) -> web.Response:
@@ -174,6 +195,7 @@ def create_app(
     endpoint: Endpoint,
     max_object_size: int,
     signaling: Callable[[], bool] = lambda: False,
+    body_idle_timeout: float = DEFAULT_BODY_IDLE_TIMEOUT,
 ) -> web.Application:
     """Return the aiohttp application serving ``endpoint``.
 
@@ -182,6 +204,8 @@ def create_app(
         max_object_size: Largest request body accepted; larger ones get 413.
         signaling: Tells whether the endpoint is registered with its
             signaling server right now (reported by ``GET /endpoint``).
+        body_idle_timeout: Seconds a client may pause while sending a body
+            before the request fails.
     """
     app = web.Application(
         client_max_size=max_object_size, middlewares=[_errors_as_json]
@@ -189,6 +213,7 @@ def create_app(
     app[_ENDPOINT_KEY] = endpoint
     app[_MAX_SIZE_KEY] = max_object_size
     app[_SIGNALING_KEY] = signaling
+    app[_IDLE_TIMEOUT_KEY] = body_idle_timeout
     app.router.add_get("/endpoint", _describe)
     app.router.add_put("/objects/{key}", _put)
     app.router.add_get("/objects/{key}", _get)

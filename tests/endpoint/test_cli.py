@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from proxystore.endpoint.cli import main
+from proxystore.endpoint.config import read_config
 from proxystore.endpoint.process import is_alive
 from proxystore.endpoint.testing import configure_endpoint, run_cli, wait_for_port
 
@@ -94,7 +95,9 @@ def test_errors_are_reported_not_raised(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     monkeypatch.setenv("PROXYSTORE_HOME", str(tmp_path))
-    assert main(["configure", "dup", "--port", "0"]) == 0
+    monkeypatch.chdir(tmp_path)
+    assert main(["configure", "dup", "--port", "0", "--spill-dir", "spill"]) == 0
+    assert read_config("dup").spill_dir == str(tmp_path / "spill")
     assert main(["configure", "dup"]) == 1
     assert "already configured" in capsys.readouterr().err
     assert main(["start", "ghost"]) == 1

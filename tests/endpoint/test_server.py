@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
 import pytest
+from aiohttp import web
 
 from proxystore.endpoint.config import EndpointConfig
-from proxystore.endpoint.server import EndpointServer
+from proxystore.endpoint.endpoint import Endpoint
+from proxystore.endpoint.server import EndpointServer, create_app
+from proxystore.endpoint.storage import ObjectStorage
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -128,3 +133,38 @@ async def test_objects_beyond_memory_spill_and_read_back(
     assert (await client.get("/objects/spilled")).content == data
     spill = Path(server.config.spill_dir or "")
     assert [p.name for p in spill.rglob("*") if p.is_file()] == ["spilled"]
+
+
+async def test_stalled_request_body_times_out_with_504() -> None:
+    endpoint = Endpoint(str(uuid.uuid4()), "stalled", ObjectStorage())
+    runner = web.AppRunner(create_app(endpoint, 1024, body_idle_timeout=0.3))
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        port = runner.addresses[0][1]
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(
+            b"PUT /objects/slow HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n"
+            + b"x" * 10
+        )
+        await writer.drain()
+        status = await asyncio.wait_for(reader.readline(), 10)
+        assert status.startswith(b"HTTP/1.1 504")
+        headers = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+        length = next(
+            int(line.split(b":")[1])
+            for line in headers.split(b"\r\n")
+            if line.lower().startswith(b"content-length:")
+        )
+        body = await asyncio.wait_for(reader.readexactly(length), 10)
+        message = json.loads(body)["message"]
+        assert message == (
+            "request body of PUT /objects/slow on client 127.0.0.1 "
+            "did not finish within 0.3s"
+        )
+        writer.close()
+        await writer.wait_closed()
+        assert not await endpoint.exists("slow")
+    finally:
+        await runner.cleanup()
