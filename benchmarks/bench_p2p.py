@@ -31,11 +31,15 @@ SECRET = "bench"
 
 
 async def raw_data_channel(size: int, message_size: int) -> float:
-    """Return MB/s of one transfer over a bare aiortc data channel."""
+    """Return MB/s of one transfer over a bare aiortc data channel.
+
+    The answering side sends, as it does when a PeerManager answers (b).
+    """
     config = RTCConfiguration(iceServers=[])
-    sender_pc, receiver_pc = RTCPeerConnection(config), RTCPeerConnection(config)
+    offerer, answerer = RTCPeerConnection(config), RTCPeerConnection(config)
     loop = asyncio.get_running_loop()
-    opened: asyncio.Future[None] = loop.create_future()
+    offer_open: asyncio.Future[None] = loop.create_future()
+    answer_channel: asyncio.Future[RTCDataChannel] = loop.create_future()
     done: asyncio.Future[None] = loop.create_future()
     received = 0
 
@@ -45,17 +49,16 @@ async def raw_data_channel(size: int, message_size: int) -> float:
         if received >= size and not done.done():
             done.set_result(None)
 
-    def on_datachannel(channel: RTCDataChannel) -> None:
-        channel.on("message", on_message)
-
-    receiver_pc.on("datachannel", on_datachannel)
-    channel = sender_pc.createDataChannel("raw", ordered=True)
-    channel.on("open", lambda: None if opened.done() else opened.set_result(None))
-    await sender_pc.setLocalDescription(await sender_pc.createOffer())
-    await receiver_pc.setRemoteDescription(sender_pc.localDescription)
-    await receiver_pc.setLocalDescription(await receiver_pc.createAnswer())
-    await sender_pc.setRemoteDescription(receiver_pc.localDescription)
-    await asyncio.wait_for(opened, 30)
+    answerer.on("datachannel", answer_channel.set_result)
+    receiver = offerer.createDataChannel("raw", ordered=True)
+    receiver.on("message", on_message)
+    receiver.on("open", lambda: offer_open.set_result(None))
+    await offerer.setLocalDescription(await offerer.createOffer())
+    await answerer.setRemoteDescription(offerer.localDescription)
+    await answerer.setLocalDescription(await answerer.createAnswer())
+    await offerer.setRemoteDescription(answerer.localDescription)
+    await asyncio.wait_for(offer_open, 30)
+    channel = await asyncio.wait_for(answer_channel, 30)
 
     writable = asyncio.Event()
     channel.bufferedAmountLowThreshold = DEFAULT_LOW_WATER
@@ -71,8 +74,8 @@ async def raw_data_channel(size: int, message_size: int) -> float:
         sent += message_size
     await asyncio.wait_for(done, 600)
     elapsed = time.perf_counter() - start
-    await sender_pc.close()
-    await receiver_pc.close()
+    await offerer.close()
+    await answerer.close()
     return size / MB / elapsed
 
 

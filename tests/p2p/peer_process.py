@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import signal
 
 from proxystore.p2p import PeerManager, PeerMessage
@@ -17,10 +18,7 @@ async def handler(peer: str, request: PeerMessage) -> PeerMessage:
     if request.header.get("op") == "big":
         print("SENDING", flush=True)
         return PeerMessage({"op": "big"}, bytes(request.header["size"]))
-    return PeerMessage({"pong": request.header, "pid": _PID}, request.body)
-
-
-_PID = 0
+    return PeerMessage({"pong": request.header, "pid": os.getpid()}, request.body)
 
 
 async def run(args: argparse.Namespace) -> None:
@@ -44,10 +42,6 @@ async def run(args: argparse.Namespace) -> None:
 
 
 def main() -> None:
-    global _PID
-    import os
-
-    _PID = os.getpid()
     parser = argparse.ArgumentParser()
     parser.add_argument("--url", required=True)
     parser.add_argument("--uuid", required=True)
