@@ -51,6 +51,7 @@ _IDLE_TIMEOUT_KEY = web.AppKey("body_idle_timeout", float)
 _SIGNALING_KEY: web.AppKey[Callable[[], bool]] = web.AppKey("signaling")
 
 DEFAULT_BODY_IDLE_TIMEOUT = 60.0
+SHUTDOWN_TIMEOUT = 5.0
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -291,6 +292,9 @@ class EndpointServer:
             create_app(endpoint, config.max_object_size, self._is_signaling),
             handle_signals=False,
             access_log=None,
+            # Requests still waiting on a peer must not hold up a stop for
+            # the whole peer timeout.
+            shutdown_timeout=SHUTDOWN_TIMEOUT,
         )
         await self._runner.setup()
         site = web.TCPSite(self._runner, config.host, config.port)

@@ -317,10 +317,11 @@ async def test_peer_killed_mid_transfer_then_restarted(
 
 
 async def test_signaling_down_at_start(tmp_path: Path) -> None:
+    # These two peer over WebRTC only, so that path is covered too.
     port = free_port()
-    url = f"ws://127.0.0.1:{port}"
+    options = ["--server", f"ws://127.0.0.1:{port}", "--secret", SECRET]
     sites = [
-        configure_endpoint(tmp_path / name, name, "--server", url, "--secret", SECRET)
+        configure_endpoint(tmp_path / name, name, *options, "--no-fast-path")
         for name in ("early", "late")
     ]
     signaling = None
@@ -341,6 +342,8 @@ async def test_signaling_down_at_start(tmp_path: Path) -> None:
             for site in sites:
                 wait_until_registered(site.url, READY_TIMEOUT)
             assert await at_late.aget(key) == b"own object"
+            large = _data(1024**2)
+            assert await at_early.aget(await at_late.aset(large)) == large
     finally:
         for site in sites:
             site.stop()
