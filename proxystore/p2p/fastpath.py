@@ -275,16 +275,19 @@ async def fetch(
             raise PeerConnectionError(
                 target, f"announced {length} bytes, ticket said {ticket.length}"
             )
-        body = bytearray()
-        while len(body) < length:
+        # Filled in place: growing a multi-GB buffer would copy it repeatedly.
+        body = bytearray(length)
+        received = 0
+        while received < length:
             chunk = await asyncio.wait_for(
-                reader.read(min(chunk_size, length - len(body))), timeout
+                reader.read(min(chunk_size, length - received)), timeout
             )
             if not chunk:
                 raise PeerConnectionError(
-                    target, f"stream closed after {len(body)} of {length} bytes"
+                    target, f"stream closed after {received} of {length} bytes"
                 )
-            body += chunk
+            body[received : received + len(chunk)] = chunk
+            received += len(chunk)
         return body
     except PeerConnectionError:  # an OSError too: keep it from being rewrapped
         raise

@@ -9,7 +9,13 @@ from collections.abc import AsyncIterator
 import pytest
 
 from proxystore.exceptions import PeerConnectionError, PeerError
-from proxystore.p2p.fastpath import TOKEN_SIZE, FastPathServer, FastPathTicket, fetch
+from proxystore.p2p.fastpath import (
+    LENGTH,
+    TOKEN_SIZE,
+    FastPathServer,
+    FastPathTicket,
+    fetch,
+)
 
 WAIT = 10.0
 
@@ -79,6 +85,24 @@ async def test_reclaim_returns_the_body_once(server: FastPathServer) -> None:
     assert server.reclaim("not hex") is None
     with pytest.raises(PeerConnectionError, match="token refused"):
         await fetch(ticket, timeout=WAIT)
+
+
+async def test_stream_cut_mid_transfer() -> None:
+    async def truncating(
+        reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        await reader.readexactly(TOKEN_SIZE)
+        writer.write(LENGTH.pack(1000) + b"x" * 10)
+        await writer.drain()
+        writer.close()
+        await writer.wait_closed()
+
+    listener = await asyncio.start_server(truncating, "127.0.0.1", 0)
+    async with listener:
+        port = listener.sockets[0].getsockname()[1]
+        ticket = FastPathTicket("127.0.0.1", port, "00" * TOKEN_SIZE, 1000)
+        with pytest.raises(PeerConnectionError, match="after 10 of 1000 bytes"):
+            await fetch(ticket, timeout=WAIT)
 
 
 async def test_unreachable_listener(server: FastPathServer) -> None:
