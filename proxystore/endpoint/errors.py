@@ -12,6 +12,7 @@ from typing import Any
 from proxystore.exceptions import (
     InvalidKeyError,
     PeerConnectionError,
+    PeerError,
     PeerUnknownError,
     ProxyStoreError,
     StoreConnectionError,
@@ -58,6 +59,8 @@ def error_from_json(data: dict[str, Any]) -> ProxyStoreError:
             return error
         if kind == "InvalidKeyError":
             return InvalidKeyError(data["key"], str(data["reason"]))
+        if kind == "PeerError":
+            return PeerError(message)
     except (KeyError, TypeError, ValueError):
         pass
     return StoreOperationError(message)

@@ -6,6 +6,7 @@ from proxystore.endpoint.errors import error_from_json, error_to_json
 from proxystore.exceptions import (
     InvalidKeyError,
     PeerConnectionError,
+    PeerError,
     PeerUnknownError,
     ProxyStoreError,
     StoreConnectionError,
@@ -23,6 +24,7 @@ from proxystore.exceptions import (
         StoreTimeoutError("peer-1", 2.5, "get"),
         InvalidKeyError("a/b", "bad chars"),
         StoreOperationError("disk full"),
+        PeerError("handler of peer x failed"),
     ],
 )
 def test_round_trip_keeps_class_and_message(error: ProxyStoreError) -> None:
