@@ -7,6 +7,11 @@ proxies; each map task resolves its proxy on the worker, where the first use
 fetches the array from the store, and returns a small partial result. A
 reduce task sums the partials.
 
+Map tasks take *lists* of proxies. For comparison, the script then runs the
+same map-reduce with each proxy as a top-level argument, ``map_one(proxy)``,
+and counts the proxies Parsl resolved in this process while submitting
+(it checks each top-level argument with isinstance()).
+
 Run it:
 
     python examples/parsl_mapreduce.py --arrays 8 --size 1000000 --chunk 2
@@ -54,6 +59,16 @@ def map_sum(arrays: list[Any]) -> tuple[float, int, int]:
 
     proxies = sum(type(array) is Proxy for array in arrays)
     return float(sum(array.sum() for array in arrays)), proxies, os.getpid()
+
+
+@python_app
+def map_one(array: Any) -> tuple[float, int, int]:
+    """Sum one array passed as a top-level argument (the obvious way)."""
+    import os
+
+    from proxystore.proxy import Proxy
+
+    return float(array.sum()), int(type(array) is Proxy), os.getpid()
 
 
 @python_app
@@ -138,14 +153,23 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             result = map_reduce(chunks)
             result["resolved_on_submit_side"] = sum(map(is_resolved, proxies))
             result["pickled_proxy_bytes"] = len(pickle.dumps(chunks))
+
+            # The same with each proxy as a top-level argument, for comparison.
+            plain_proxies = [store.proxy(array) for array in arrays]
+            plain_partials = [map_one(proxy) for proxy in plain_proxies]
+            plain = {
+                "total": reduce_sum(*plain_partials).result(timeout=120),
+                "resolved_on_submit_side": sum(map(is_resolved, plain_proxies)),
+            }
         finally:
             dfk.cleanup()
             parsl.clear()
             store.close()
             ps.store.unregister_store(STORE_NAME)
 
-    if result["total"] != expected:
-        raise RuntimeError(f"reduce gave {result['total']}, expected {expected}")
+    for outcome in (result, plain):
+        if outcome["total"] != expected:
+            raise RuntimeError(f"reduce gave {outcome['total']}, expected {expected}")
 
     summary = {
         "arrays": args.arrays,
@@ -153,14 +177,17 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "expected": expected,
         "payload_bytes": payload,
         **result,
+        "plain": plain,
     }
     print(f"sum over {args.arrays} arrays ({payload:,} bytes): {result['total']}")
     print(
-        f"{len(chunks)} map tasks in {len(result['worker_pids'])} worker processes, "
+        f"{len(chunks)} map tasks in {len(result['worker_pids'])} worker process(es), "
         f"sent {summary['pickled_proxy_bytes']:,} bytes of pickled proxies"
     )
     print(
-        f"proxies resolved on the submitting side: {result['resolved_on_submit_side']}"
+        "proxies resolved on the submitting side: "
+        f"{result['resolved_on_submit_side']} in lists, "
+        f"{plain['resolved_on_submit_side']} as top-level arguments"
     )
     print(json.dumps(summary))
     return summary
