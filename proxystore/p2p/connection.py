@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import itertools
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 from aiortc import RTCDataChannel, RTCPeerConnection
@@ -94,7 +94,7 @@ class PeerConnection:
         self._pending: dict[int, asyncio.Future[Envelope]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._writable = asyncio.Event()
-        self._error: PeerConnectionError | None = None
+        self._lost_reason: str | None = None
         self._target = f"peer {peer_uuid}"
 
         channel.bufferedAmountLowThreshold = low_water
@@ -106,7 +106,7 @@ class PeerConnection:
     @property
     def is_open(self) -> bool:
         """Whether requests can be sent."""
-        return self._error is None and self._channel.readyState == "open"
+        return self._lost_reason is None and self._channel.readyState == "open"
 
     async def request(self, message: PeerMessage) -> PeerMessage:
         """Send a request and wait for the peer handler's response.
@@ -138,13 +138,13 @@ class PeerConnection:
 
     def lose(self, reason: str) -> None:
         """Mark the connection broken and fail every request waiting on it."""
-        if self._error is not None:
+        if self._lost_reason is not None:
             return
-        self._error = PeerConnectionError(self._target, reason)
+        self._lost_reason = reason
         logger.debug("connection to %s lost: %s", self.peer_uuid, reason)
         for future in self._pending.values():
             if not future.done():
-                future.set_exception(self._error)
+                future.set_exception(self._lost_error())
         self._writable.set()
         self._on_lost(self)
 
@@ -154,23 +154,26 @@ class PeerConnection:
         for task in list(self._tasks):
             task.cancel()
         if self._tasks:
-            await asyncio.wait(self._tasks, timeout=self._timeout)
+            await asyncio.wait(list(self._tasks), timeout=self._timeout)
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self._pc.close(), self._timeout)
 
+    def _lost_error(self) -> PeerConnectionError:
+        # A fresh instance per raise: one shared across waiters would pile up
+        # their tracebacks.
+        return PeerConnectionError(self._target, self._lost_reason or "lost")
+
     def _check_open(self) -> None:
-        if self._error is not None:
-            raise self._error
-        if self._channel.readyState != "open":
+        if self._lost_reason is None and self._channel.readyState != "open":
             self.lose(f"data channel is {self._channel.readyState}")
-            assert self._error is not None
-            raise self._error
+        if self._lost_reason is not None:
+            raise self._lost_error()
 
     def _on_state_change(self) -> None:
         if self._pc.connectionState in ("failed", "closed"):
             self.lose(f"peer connection {self._pc.connectionState}")
 
-    def _spawn(self, coro: Any) -> None:
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         task: asyncio.Task[None] = asyncio.get_running_loop().create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)

@@ -204,14 +204,15 @@ class PeerManager:
             return
         self._closed = True
         await self._signaling.close()
-        closed = PeerConnectionError(f"endpoint {self.uuid}", "peer manager closed")
-        for future in self._connecting.values():
+        for future in [
+            *self._connecting.values(),
+            *(a for _, a in self._answers.values()),
+        ]:
             if not future.done():
-                future.set_exception(closed)
+                future.set_exception(
+                    PeerConnectionError(f"endpoint {self.uuid}", "peer manager closed")
+                )
         self._connecting.clear()
-        for _, answer in self._answers.values():
-            if not answer.done():
-                answer.set_exception(closed)
         for task in list(self._tasks):
             task.cancel()
         if self._tasks:
