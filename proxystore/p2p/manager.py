@@ -204,10 +204,9 @@ class PeerManager:
             return
         self._closed = True
         await self._signaling.close()
-        for future in [
-            *self._connecting.values(),
-            *(a for _, a in self._answers.values()),
-        ]:
+        waiting: list[asyncio.Future[Any]] = [*self._connecting.values()]
+        waiting.extend(answer for _, answer in self._answers.values())
+        for future in waiting:
             if not future.done():
                 future.set_exception(
                     PeerConnectionError(f"endpoint {self.uuid}", "peer manager closed")
