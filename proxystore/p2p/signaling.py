@@ -50,6 +50,8 @@ class SignalingServer:
         self._names: dict[str, str] = {}
         self._server: Server | None = None
         self._closing = False
+        self.relayed = 0
+        """Number of messages relayed between endpoints so far."""
 
     @property
     def host(self) -> str:
@@ -217,6 +219,7 @@ class SignalingServer:
             }
             with contextlib.suppress(ConnectionClosed):
                 await peer.send(protocol.encode(forward))
+                self.relayed += 1
                 return
         await websocket.send(
             protocol.encode(

@@ -138,8 +138,21 @@ async def test_concurrent_requests_are_multiplexed(
     assert b.peers == [a.uuid]
 
 
+async def test_first_requests_share_one_connection_attempt(
+    signaling: SignalingServer, pair: tuple[PeerManager, PeerManager]
+) -> None:
+    a, b = pair
+    replies = await asyncio.wait_for(
+        asyncio.gather(*(a.request(b.uuid, PeerMessage({"i": i})) for i in range(10))),
+        WAIT,
+    )
+    assert [r.header["echo"] for r in replies] == [{"i": i} for i in range(10)]
+    assert signaling.relayed == 2  # one offer, one answer
+    assert a.peers == [b.uuid]
+
+
 async def test_simultaneous_dial_converges_on_one_connection(
-    pair: tuple[PeerManager, PeerManager],
+    signaling: SignalingServer, pair: tuple[PeerManager, PeerManager]
 ) -> None:
     a, b = pair
     replies = await asyncio.wait_for(
@@ -150,6 +163,8 @@ async def test_simultaneous_dial_converges_on_one_connection(
         WAIT,
     )
     assert [r.header["echo"] for r in replies] == [{"from": "a"}, {"from": "b"}]
+    # Two offers at most (the loser may cancel before sending) and one answer.
+    assert signaling.relayed <= 3
     assert a.peers == [b.uuid]
     assert b.peers == [a.uuid]
 
