@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -29,17 +31,25 @@ def run_example(script: str, *args: str, timeout: float) -> dict[str, Any]:
     env["PATH"] = os.pathsep.join(
         filter(None, [os.path.dirname(sys.executable), env.get("PATH")])
     )
-    completed = subprocess.run(
+    process = subprocess.Popen(
         [sys.executable, str(REPO / "examples" / script), *args],
         cwd=REPO,
         env=env,
-        capture_output=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
-        timeout=timeout,
-        check=False,
+        start_new_session=True,
     )
-    assert completed.returncode == 0, completed.stderr[-4000:]
-    summary: dict[str, Any] = json.loads(completed.stdout.strip().splitlines()[-1])
+    try:
+        stdout, stderr = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        # The engine's processes share the example's process group.
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        stdout, stderr = process.communicate()
+        pytest.fail(f"{script} did not finish in {timeout}s:\n{stderr[-4000:]}")
+    assert process.returncode == 0, stderr[-4000:]
+    summary: dict[str, Any] = json.loads(stdout.strip().splitlines()[-1])
     return summary
 
 
