@@ -1,10 +1,12 @@
 # Generated from proxystore/aio/redis.py by scripts/generate_sync.py: DO NOT EDIT.
 """`RedisStore`: objects in a Redis (or Redis-compatible) server.
 
-One `set` and one uncached `get` are one round trip each. A payload whose
-parts are large goes out as ``SET`` of its head and ``APPEND`` of each large
-part inside one ``MULTI``/``EXEC``, so the client never joins them into one
-buffer and no reader sees a partial value.
+One `set` and one uncached `get` are one round trip each. Writes are ``SET``
+commands this module encodes itself (RESP) and sends on a pooled redis-py
+connection: a payload's large parts (a numpy array's memory, a big `bytes`)
+go out by reference as pieces of one bulk value, never joined into a copy
+first (redis-py would need one buffer per argument). Several writes (a batch,
+a chunked value) go in one ``MULTI``/``EXEC``.
 
 Values larger than `chunk_size` (Redis refuses a single bulk value over its
 ``proto-max-bulk-len``, 512 MB by default) are split across chunk keys
@@ -55,14 +57,15 @@ DEFAULT_CHUNK_SIZE = 256 * MiB
 
 _MANIFEST_MAGIC = b"\x00proxystore:chunked:"
 _CHUNKED_MARK = ":chunked:"
-# Parts at least this large are sent as their own APPEND instead of being
-# copied into one buffer with their neighbours.
-_ZERO_COPY_MIN_BYTES = 1 * MiB
+# Parts at least this large are sent by reference; smaller ones are copied
+# together with their neighbours into one buffer (one send instead of many).
+_ZERO_COPY_MIN_BYTES = 256 * 1024
 _MAX_KEY_LENGTH = 1024
 _MAX_CHUNKS = 1_000_000
 
 _CertReqs = Literal["required", "optional", "none"]
-_Command = tuple[str, str, Buffer]
+_Write = tuple[str, list[Buffer]]
+"""One SET: the key and the pieces that make its value."""
 _Owner = asyncio.AbstractEventLoop | None
 
 
@@ -233,48 +236,61 @@ class RedisStore(Store[str]):
     # -- the byte-level driver ----------------------------------------------
 
     def _set_bytes(self, payload: Payload) -> str:
-        key, commands = self._write_commands(payload)
-        self._awrite(commands, "set")
+        key, writes = self._writes(payload)
+        self._awrite(writes, "set")
         return key
 
     def _set_bytes_batch(self, payloads: Sequence[Payload]) -> list[str]:
         keys: list[str] = []
-        commands: list[_Command] = []
+        writes: list[_Write] = []
         for payload in payloads:
-            key, more = self._write_commands(payload)
+            key, more = self._writes(payload)
             keys.append(key)
-            commands += more
-        self._awrite(commands, "set_batch")
+            writes += more
+        self._awrite(writes, "set_batch")
         return keys
 
-    def _awrite(self, commands: list[_Command], operation: str) -> None:
-        """Run write commands in one round trip, atomically if more than one."""
+    def _awrite(self, writes: list[_Write], operation: str) -> None:
+        """Send SETs in one round trip, in MULTI/EXEC if there are several."""
+        packed = _pack(writes)
+        replies = 1 if len(writes) == 1 else len(writes) + 2
         client = self._client()
+        # Typed `Any`: the sync pool's methods are unannotated.
+        pool: Any = client.redis.connection_pool
         try:
             with client.slots:
-                if len(commands) == 1:
-                    _, key, value = commands[0]
-                    client.redis.set(key, value)
-                    return
-                with client.redis.pipeline(transaction=True) as pipe:
-                    _queue(pipe, commands)
-                    pipe.execute()
+                connection = pool.get_connection()
+                try:
+                    connection.send_packed_command(packed, check_health=False)
+                    results = [connection.read_response() for _ in range(replies)]
+                except BaseException:
+                    # Unread replies or a half-sent command: never reuse it.
+                    connection.disconnect()
+                    raise
+                finally:
+                    pool.release(connection)
         except _DRIVER_ERRORS as err:
             error = self._error(err, operation)
             if isinstance(error, StoreConnectionError):
                 # The server drops the connection on a value longer than its
                 # proto-max-bulk-len: say so instead of "cannot reach".
-                error = self._aexplain_dropped_write(error, commands, operation)
-            if len(commands) > 1:
-                # EXEC runs every queued command even if one of them fails
-                # (an APPEND past the server's size limit): undo the rest.
-                self._evict_quietly([key for _, key, _ in commands])
+                error = self._aexplain_dropped_write(error, writes, operation)
             raise error from err
+        failed = (
+            [r for r in results[-1] if isinstance(r, Exception)] if replies > 1 else []
+        )
+        if failed:
+            # EXEC runs every queued command even if one of them fails.
+            self._evict_quietly([key for key, _ in writes])
+            raise StoreOperationError(
+                f"{operation} on {self._target} (store {self.name!r}) failed: "
+                f"{failed[0]}"
+            )
 
     def _aexplain_dropped_write(
-        self, error: ProxyStoreError, commands: list[_Command], operation: str
+        self, error: ProxyStoreError, writes: list[_Write], operation: str
     ) -> ProxyStoreError:
-        largest = max(len(value) for _, _, value in commands)
+        largest = max(_size(pieces) for _, pieces in writes)
         client = self._client()
         try:
             with client.slots:
@@ -422,21 +438,20 @@ class RedisStore(Store[str]):
         )
         return pool
 
-    def _write_commands(self, payload: Payload) -> tuple[str, list[_Command]]:
-        """Return a new key and the commands that store `payload` under it."""
+    def _writes(self, payload: Payload) -> tuple[str, list[_Write]]:
+        """Return a new key and the SETs that store `payload` under it."""
         pieces = _pieces(payload)
-        total = sum(len(piece) for piece in pieces)
+        total = _size(pieces)
         if total <= self.chunk_size:
             key = new_object_id()
-            return key, _set_commands(key, pieces)
+            return key, [(key, pieces)]
         chunks = _split(pieces, self.chunk_size)
         key = f"{new_object_id()}{_CHUNKED_MARK}{len(chunks)}"
-        commands: list[_Command] = []
-        for chunk_key, chunk in zip(_object_keys(key)[1:], chunks, strict=True):
-            commands += _set_commands(chunk_key, chunk)
+        writes = list(zip(_object_keys(key)[1:], chunks, strict=True))
+        # The manifest goes last: the object exists once all chunks do.
         manifest = _MANIFEST_MAGIC + f"{len(chunks)}:{total}".encode()
-        commands.append(("set", key, manifest))
-        return key, commands
+        writes.append((key, [manifest]))
+        return key, writes
 
     def _error(self, err: BaseException, operation: str) -> ProxyStoreError:
         if isinstance(err, redis_errors.AuthenticationError):
@@ -469,12 +484,40 @@ class RedisStore(Store[str]):
 _DRIVER_ERRORS = (redis_errors.RedisError, OSError, asyncio.TimeoutError)
 
 
-def _queue(pipe: Any, commands: list[_Command]) -> None:
-    for command, key, value in commands:
-        if command == "set":
-            pipe.set(key, value)
+_MULTI = b"*1\r\n$5\r\nMULTI\r\n"
+_EXEC = b"*1\r\n$4\r\nEXEC\r\n"
+
+
+def _pack(writes: list[_Write]) -> list[Buffer]:
+    """Encode SETs as RESP; large pieces stay by reference, the rest is joined."""
+    parts: list[Buffer] = [_MULTI] if len(writes) > 1 else []
+    for key, pieces in writes:
+        name = key.encode()
+        parts.append(
+            b"*3\r\n$3\r\nSET\r\n$%d\r\n%b\r\n$%d\r\n"
+            % (len(name), name, _size(pieces))
+        )
+        parts += pieces
+        parts.append(b"\r\n")
+    if len(writes) > 1:
+        parts.append(_EXEC)
+    packed: list[Buffer] = []
+    small: list[Buffer] = []
+    for part in parts:
+        if type(part) is memoryview and part.nbytes >= _ZERO_COPY_MIN_BYTES:
+            if small:
+                packed.append(b"".join(small))
+                small = []
+            packed.append(part)
         else:
-            pipe.append(key, value)
+            small.append(part)
+    if small:
+        packed.append(b"".join(small))
+    return packed
+
+
+def _size(pieces: list[Buffer]) -> int:
+    return sum(memoryview(piece).nbytes for piece in pieces)
 
 
 def _pieces(payload: Payload) -> list[Buffer]:
@@ -502,12 +545,6 @@ def _pieces(payload: Payload) -> list[Buffer]:
             else small[0]
         )
     return pieces or [b""]
-
-
-def _set_commands(key: str, pieces: Sequence[Buffer]) -> list[_Command]:
-    commands: list[_Command] = [("set", key, pieces[0])]
-    commands += [("append", key, piece) for piece in pieces[1:]]
-    return commands
 
 
 def _split(pieces: list[Buffer], size: int) -> list[list[Buffer]]:

@@ -205,8 +205,7 @@ async def test_value_over_server_limit_leaves_nothing_readable(
     with pytest.raises(StoreOperationError, match="proto-max-bulk-len"):
         await store.aset(b"z" * (3 * MiB))
     assert raw.dbsize() == keys_before
-    # Parts under the limit whose sum is over it: EXEC runs the SET and the
-    # first APPEND before the second APPEND fails; the store removes them.
+    # Parts under the limit whose sum is over it (sent as one value).
     arrays = [np.ones(100_000), np.ones(100_000)]  # 0.8 MB each
     with pytest.raises(StoreOperationError, match="proto-max-bulk-len"):
         await store.aset(arrays)
