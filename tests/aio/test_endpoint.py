@@ -351,6 +351,11 @@ async def test_signaling_down_at_start(tmp_path: Path) -> None:
             signaling.stop()
 
 
+async def _finish_tasks() -> None:
+    current = asyncio.current_task()
+    await asyncio.gather(*(task for task in asyncio.all_tasks() if task is not current))
+
+
 def test_async_face_serves_several_event_loops(cluster: Cluster) -> None:
     store = EndpointStore("loops", url=cluster.a.url, timeout=20, cache_size=0)
     key = asyncio.run(store.aset(b"one"))
@@ -363,6 +368,8 @@ def test_async_face_serves_several_event_loops(cluster: Cluster) -> None:
         assert fetched.result(20) == b"one"
         assert asyncio.run(store.aexists(key))
         asyncio.run(store.aclose())
+        # The background loop's client is closed in that loop; let it finish.
+        asyncio.run_coroutine_threadsafe(_finish_tasks(), background).result(10)
     finally:
         background.call_soon_threadsafe(background.stop)
         thread.join(10)
