@@ -17,7 +17,7 @@ import concurrent.futures
 import os
 import threading
 from collections.abc import Coroutine
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 from proxystore.exceptions import ConfigurationError
 
@@ -29,6 +29,15 @@ DEFAULT_MAX_CONCURRENCY = 8
 DEFAULT_WAIT_TIMEOUT = 300.0
 """Seconds a sync first use waits for a pending prefetch before giving up."""
 
+FetchFace = Literal["async", "sync"]
+"""How a background fetch reaches the store: its async face on the loop, or
+its sync face in a worker thread of the loop."""
+
+# Measured (benchmarks/bench_pipeline.py): for large objects the sync drivers
+# cost less CPU per byte than the async ones (redis.asyncio's reads, aiofiles'
+# thread hops), and a background fetch competes with the consumer's compute.
+DEFAULT_FETCH_FACE: FetchFace = "sync"
+
 _START_TIMEOUT = 10.0
 _STOP_TIMEOUT = 5.0
 
@@ -36,6 +45,7 @@ _config_lock = threading.Lock()
 _default_limit = DEFAULT_MAX_CONCURRENCY
 _store_limits: dict[str, int] = {}
 _wait_timeout = DEFAULT_WAIT_TIMEOUT
+_fetch_face: FetchFace = DEFAULT_FETCH_FACE
 
 
 class _Runner:
@@ -165,11 +175,17 @@ def wait_timeout() -> float:
     return _wait_timeout
 
 
+def fetch_face() -> FetchFace:
+    """Return which face of a store background fetches go through."""
+    return _fetch_face
+
+
 def configure(
     *,
     max_concurrency: int | None = None,
     store: str | None = None,
     wait_timeout: float | None = None,
+    face: FetchFace | None = None,
 ) -> None:
     """Change the background fetch limits.
 
@@ -178,11 +194,16 @@ def configure(
             `store` only if given, else to every store without its own limit.
         store: The store name `max_concurrency` applies to.
         wait_timeout: Seconds a sync first use waits for a pending prefetch.
+        face: Fetch through the store's ``"async"`` face on the loop, or its
+            ``"sync"`` face in a worker thread (faster for clients whose
+            async reads of large values are slow).
 
     Raises:
         ConfigurationError: If a limit is not a positive number.
     """
-    global _default_limit, _wait_timeout
+    global _default_limit, _fetch_face, _wait_timeout
+    if face is not None and face not in ("async", "sync"):
+        raise ConfigurationError(f"face must be 'async' or 'sync', got {face!r}")
     if max_concurrency is not None and (
         not isinstance(max_concurrency, int) or max_concurrency < 1
     ):
@@ -199,15 +220,18 @@ def configure(
                 _store_limits[store] = max_concurrency
         if wait_timeout is not None:
             _wait_timeout = wait_timeout
+        if face is not None:
+            _fetch_face = face
 
 
 def reset_configuration() -> None:
-    """Restore the default limits and timeout."""
-    global _default_limit, _wait_timeout
+    """Restore the default limits, timeout and face."""
+    global _default_limit, _fetch_face, _wait_timeout
     with _config_lock:
         _default_limit = DEFAULT_MAX_CONCURRENCY
         _store_limits.clear()
         _wait_timeout = DEFAULT_WAIT_TIMEOUT
+        _fetch_face = DEFAULT_FETCH_FACE
 
 
 def shutdown(timeout: float = _STOP_TIMEOUT) -> None:

@@ -24,7 +24,7 @@ from proxystore.aio.local import LocalStore as AsyncLocalStore
 from proxystore.exceptions import MissingKeyError, SerializationError, StoreTimeoutError
 from proxystore.proxy import Proxy, get_factory, is_resolved
 from proxystore.serialize import Buffer
-from proxystore.store import init_store
+from proxystore.store import get_store, init_store
 from proxystore.store.factory import StoreFactory
 from proxystore.store.file import FileStore
 from proxystore.store.utils import configure_prefetch, get_key, prefetch
@@ -50,11 +50,16 @@ def _factory(proxy: Proxy[Any]) -> StoreFactory[Any]:
     return factory
 
 
-def _async_gets(store_name: str) -> int:
-    """Fetches made through the store's async face, where prefetches run."""
-    metrics = aio.get_store(store_name).metrics
-    assert metrics is not None
-    return metrics["get"].count
+def _gets(store_name: str) -> dict[str, int]:
+    """Fetches made through each face of a store."""
+    counts = {}
+    for face, store in (
+        ("sync", get_store(store_name)),
+        ("async", aio.get_store(store_name)),
+    ):
+        assert store.metrics is not None
+        counts[face] = store.metrics["get"].count
+    return counts
 
 
 def _wait_prefetch(proxy: Proxy[Any]) -> None:
@@ -93,14 +98,15 @@ class _StoreSlot:
         self.held.result(TIMEOUT)
 
 
-def test_prefetch_then_first_use_is_one_fetch(store_name: str) -> None:
+@pytest.mark.parametrize("face", ["sync", "async"])
+def test_prefetch_then_first_use_is_one_fetch(face: str, store_name: str) -> None:
+    configure_prefetch(face=face)  # type: ignore[arg-type]
     store = init_store("local", store_name, metrics=True)
     proxy = store.proxy(np.arange(1000), prefetch=True)
     consumer = _roundtrip(proxy)
     assert int(np.asarray(consumer).sum()) == 499500
-    assert _async_gets(store_name) == 1
-    assert store.metrics is not None
-    assert store.metrics["get"].count == 0
+    other = "async" if face == "sync" else "sync"
+    assert _gets(store_name) == {face: 1, other: 0}
 
 
 def test_producer_proxy_does_not_prefetch(store_name: str) -> None:
@@ -164,7 +170,7 @@ async def test_touched_synchronously_inside_a_coroutine(store_name: str) -> None
     consumer = _roundtrip(store.proxy(np.ones(100), prefetch=True))
     # Sync use on the caller's running loop: the fetch runs on another loop.
     assert float(np.asarray(consumer).sum()) == 100.0
-    assert _async_gets(store_name) == 1
+    assert sum(_gets(store_name).values()) == 1
 
 
 def test_resolves_in_a_thread_pool_worker(store_name: str) -> None:
@@ -173,7 +179,7 @@ def test_resolves_in_a_thread_pool_worker(store_name: str) -> None:
     with concurrent.futures.ThreadPoolExecutor(4) as pool:
         sums = list(pool.map(sum, consumers, timeout=TIMEOUT))
     assert sums == [i * 10 for i in range(8)]
-    assert _async_gets(store_name) == 8
+    assert sum(_gets(store_name).values()) == 8
 
 
 def test_touched_on_the_background_thread_does_not_deadlock(store_name: str) -> None:

@@ -151,6 +151,12 @@ class StoreFactory(Factory[T]):
                     self._pending = None
             raise
 
+    def _has_sync_face(self) -> bool:
+        # A store class registered only as an async face (a user's driver
+        # without a generated twin) is fetched through that face instead.
+        cls = registry.import_class(self.config.face_kind("sync"))
+        return hasattr(cls, "_resolve")
+
     def _fetch(self) -> T:
         store = registry.lookup_or_build(self.config, "sync")
         result: T = store._resolve(self.key, self.deserializer, self.evict)
@@ -163,6 +169,8 @@ class StoreFactory(Factory[T]):
 
     async def _prefetch(self) -> T:
         try:
+            if _background.fetch_face() == "sync" and self._has_sync_face():
+                return await asyncio.to_thread(self._fetch)
             return await self._afetch()
         except Exception as err:
             add_note = getattr(err, "add_note", None)

@@ -6,6 +6,7 @@ import asyncio
 from typing import Any
 
 from proxystore import _background
+from proxystore._background import FetchFace
 from proxystore.exceptions import ConfigurationError, ProxyStoreError
 from proxystore.proxy import Proxy, get_factory, is_resolved
 from proxystore.store.factory import StoreFactory
@@ -76,6 +77,7 @@ def configure_prefetch(
     max_concurrency: int | None = None,
     store: str | None = None,
     timeout: float | None = None,
+    face: FetchFace | None = None,
 ) -> None:
     """Set the limits of background fetches in this process.
 
@@ -86,12 +88,16 @@ def configure_prefetch(
         store: The store name `max_concurrency` applies to.
         timeout: Seconds a proxy's sync first use waits for its pending
             fetch before raising `StoreTimeoutError` (default 300).
+        face: ``"sync"`` (default): fetch through the store's sync face in a
+            worker thread of the background loop (cheaper per byte for large
+            objects); ``"async"``: through its async face on the loop. A
+            store with no sync face is always fetched through its async one.
 
     Raises:
-        ConfigurationError: If a value is not positive.
+        ConfigurationError: If a value is not positive, or `face` is unknown.
     """
     _background.configure(
-        max_concurrency=max_concurrency, store=store, wait_timeout=timeout
+        max_concurrency=max_concurrency, store=store, wait_timeout=timeout, face=face
     )
 
 
