@@ -42,6 +42,7 @@ from distributed import Client, LocalCluster
 import proxystore as ps
 from proxystore.exceptions import StoreNotFoundError
 from proxystore.proxy import is_resolved
+from proxystore.store.base import Store
 
 STORE_NAME = "dask-example"
 
@@ -108,7 +109,7 @@ def run_round(
 
 def run_proxied_round(
     client: Client,
-    store: Any,
+    store: Store[Any],
     arrays: list[np.ndarray],
     submit: Callable[[Client, Any], Any],
 ) -> dict[str, Any]:
@@ -126,13 +127,15 @@ def run_proxied_round(
     return result
 
 
-def _fetches(store: Any) -> int:
+def _fetches(store: Store[Any]) -> int:
     metrics = store.metrics
-    return int(metrics["get"].count + metrics["cache_hit"].count)
+    if metrics is None:
+        raise RuntimeError(f"store {store.name!r} was built without metrics=True")
+    return metrics["get"].count + metrics["cache_hit"].count
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
-    """Run both rounds and return the summary printed as the last line."""
+    """Run the three rounds and return the summary printed as the last line."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tasks", type=int, default=4, help="number of arrays")
     parser.add_argument(
