@@ -95,7 +95,11 @@ def time_per_call(function: Callable[[Any], Any], obj: Any, calls: int) -> float
 
 
 def compare(
-    ours: Callable[[Any], Any], raw: Callable[[Any], Any], obj: Any, size: int, quick: bool
+    ours: Callable[[Any], Any],
+    raw: Callable[[Any], Any],
+    obj: Any,
+    size: int,
+    quick: bool,
 ) -> tuple[float, float]:
     calls = max(1, min(2000, 20_000_000 // max(size, 1)))
     runs = 5 if size >= 10_000_000 else (7 if quick else 15)
@@ -126,22 +130,30 @@ def main() -> int:
         f"{'store':6} {'kind':6} {'size':>7} {'store':>11} {'raw':>11} "
         f"{'ratio':>6} {'proxy pickle':>13}"
     )
-    with tempfile.TemporaryDirectory() as store_dir, tempfile.TemporaryDirectory() as raw_dir:
+    with (
+        tempfile.TemporaryDirectory() as store_dir,
+        tempfile.TemporaryDirectory() as raw_dir,
+    ):
         stores: dict[str, tuple[Store[Any], Callable[[Any], Any]]] = {
             "local": (LocalStore("bench-local"), raw_local()),
             "file": (FileStore("bench-file", store_dir), raw_file(raw_dir)),
         }
-        for (label, size), kind in itertools.product(SIZES.items(), ["dict", "bytes", "numpy"]):
+        for (label, size), kind in itertools.product(
+            SIZES.items(), ["dict", "bytes", "numpy"]
+        ):
             if size > args.max_mb * 1e6 or (kind == "dict" and size > 1_000_000):
                 continue
             obj = make(kind, size)
             for store_label, (store, raw) in stores.items():
-                ours_time, raw_time = compare(through_store(store), raw, obj, size, args.quick)
+                ours_time, raw_time = compare(
+                    through_store(store), raw, obj, size, args.quick
+                )
                 proxy = store.proxy(obj)
                 proxy_size = len(pickle.dumps(proxy))
                 print(
                     f"{store_label:6} {kind:6} {label:>7} {format_time(ours_time)} "
-                    f"{format_time(raw_time)} {ours_time / raw_time:6.2f} {proxy_size:>10} B",
+                    f"{format_time(raw_time)} {ours_time / raw_time:6.2f} "
+                    f"{proxy_size:>10} B",
                     flush=True,
                 )
             del obj
