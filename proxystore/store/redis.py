@@ -34,8 +34,6 @@ from urllib.parse import unquote, urlsplit
 
 import redis as redis
 from redis import exceptions as redis_errors
-from redis.retry import Retry
-from redis.backoff import NoBackoff
 
 from proxystore._shared import new_object_id
 from proxystore.store.base import Store
@@ -70,12 +68,13 @@ _Owner = asyncio.AbstractEventLoop | None
 
 
 class _Client:
-    """One pool's client and the slots bounding its concurrent operations."""
+    """A connection pool and the slots bounding its concurrent operations."""
 
-    __slots__ = ("redis", "slots")
+    __slots__ = ("pool", "slots")
 
-    def __init__(self, client: redis.Redis, slots: Any) -> None:
-        self.redis = client
+    def __init__(self, pool: redis.ConnectionPool, slots: Any) -> None:
+        # Typed `Any`: the sync pool's methods are unannotated.
+        self.pool: Any = pool
         self.slots = slots
 
 
@@ -252,23 +251,9 @@ class RedisStore(Store[str]):
 
     def _awrite(self, writes: list[_Write], operation: str) -> None:
         """Send SETs in one round trip, in MULTI/EXEC if there are several."""
-        packed = _pack(writes)
         replies = 1 if len(writes) == 1 else len(writes) + 2
-        client = self._client()
-        # Typed `Any`: the sync pool's methods are unannotated.
-        pool: Any = client.redis.connection_pool
         try:
-            with client.slots:
-                connection = pool.get_connection()
-                try:
-                    connection.send_packed_command(packed, check_health=False)
-                    results = [connection.read_response() for _ in range(replies)]
-                except BaseException:
-                    # Unread replies or a half-sent command: never reuse it.
-                    connection.disconnect()
-                    raise
-                finally:
-                    pool.release(connection)
+            results = self._aexecute(_pack(writes), replies)
         except _DRIVER_ERRORS as err:
             error = self._error(err, operation)
             if isinstance(error, StoreConnectionError):
@@ -291,15 +276,12 @@ class RedisStore(Store[str]):
         self, error: ProxyStoreError, writes: list[_Write], operation: str
     ) -> ProxyStoreError:
         largest = max(_size(pieces) for _, pieces in writes)
-        client = self._client()
         try:
-            with client.slots:
-                reply: dict[Any, Any] = client.redis.config_get(
-                    "proto-max-bulk-len"
-                )
-            value = reply.get("proto-max-bulk-len") or reply[b"proto-max-bulk-len"]
-            limit = int(value)
-        except (*_DRIVER_ERRORS, KeyError, ValueError):
+            command = _command("CONFIG", "GET", "proto-max-bulk-len")
+            (reply,) = self._aexecute([command], 1)
+            pairs = list(reply.items()) if isinstance(reply, dict) else [reply]
+            limit = int(pairs[0][1])
+        except (*_DRIVER_ERRORS, IndexError, TypeError, ValueError):
             return error  # server gone, or CONFIG disabled: nothing to add
         if largest <= limit:
             return error
@@ -312,31 +294,29 @@ class RedisStore(Store[str]):
 
     def _evict_quietly(self, keys: list[str]) -> bool:
         """Delete keys if the server lets us; return whether it did."""
-        client = self._client()
-        with client.slots:
-            try:
-                client.redis.delete(*set(keys))
-            except _DRIVER_ERRORS:
-                return False
+        try:
+            self._aexecute([_command("DEL", *set(keys))], 1)
+        except _DRIVER_ERRORS:
+            return False
         return True
 
     def _get_bytes(self, key: str) -> Buffer | None:
-        client = self._client()
+        command = (
+            _command("MGET", *_object_keys(key))
+            if _CHUNKED_MARK in key
+            else _command("GET", key)
+        )
         try:
-            with client.slots:
-                if _CHUNKED_MARK not in key:
-                    return cast("bytes | None", client.redis.get(key))
-                values = client.redis.mget(_object_keys(key))
+            (value,) = self._aexecute([command], 1)
         except _DRIVER_ERRORS as err:
             raise self._error(err, "get") from err
-        return _join_chunks(values)
+        return _join_chunks(value) if isinstance(value, list) else value
 
     def _get_bytes_batch(self, keys: Sequence[str]) -> list[Buffer | None]:
         wanted = [_object_keys(key) for key in keys]
-        client = self._client()
+        command = _command("MGET", *(k for group in wanted for k in group))
         try:
-            with client.slots:
-                values = client.redis.mget([k for group in wanted for k in group])
+            (values,) = self._aexecute([command], 1)
         except _DRIVER_ERRORS as err:
             raise self._error(err, "get_batch") from err
         results: list[Buffer | None] = []
@@ -347,19 +327,15 @@ class RedisStore(Store[str]):
         return results
 
     def _exists(self, key: str) -> bool:
-        client = self._client()
         try:
-            with client.slots:
-                count: int = client.redis.exists(key)
+            (count,) = self._aexecute([_command("EXISTS", key)], 1)
         except _DRIVER_ERRORS as err:
             raise self._error(err, "exists") from err
-        return count > 0
+        return bool(count)
 
     def _evict(self, key: str) -> None:
-        client = self._client()
         try:
-            with client.slots:
-                client.redis.delete(*_object_keys(key))
+            self._aexecute([_command("DEL", *_object_keys(key))], 1)
         except _DRIVER_ERRORS as err:
             raise self._error(err, "evict") from err
 
@@ -371,11 +347,31 @@ class RedisStore(Store[str]):
         current = None if _IS_SYNC else asyncio.get_running_loop()
         for owner, client in clients.items():
             if owner is current:
-                client.redis.close()
+                client.pool.close()
             elif owner is not None:
-                _close_in_loop(owner, client.redis)
+                _close_in_loop(owner, client.pool)
 
     # -- helpers --------------------------------------------------------------
+
+    def _aexecute(self, packed: list[Buffer], replies: int) -> list[Any]:
+        """Send packed commands on a pooled connection and read their replies.
+
+        redis-py's connection and parser (hiredis), without its client
+        layer: the store's commands need no reply callbacks, and large
+        values go out by reference.
+        """
+        client = self._client()
+        with client.slots:
+            connection = client.pool.get_connection()
+            try:
+                connection.send_packed_command(packed, check_health=False)
+                return [connection.read_response() for _ in range(replies)]
+            except BaseException:
+                # Unread replies or a half-sent command: never reuse it.
+                connection.disconnect()
+                raise
+            finally:
+                client.pool.release(connection)
 
     def _client(self) -> _Client:
         owner = None if _IS_SYNC else asyncio.get_running_loop()
@@ -399,7 +395,7 @@ class RedisStore(Store[str]):
             client = self._clients.get(owner)
             if client is None:
                 client = self._clients[owner] = _Client(
-                    redis.Redis.from_pool(self._pool()),
+                    self._pool(),
                     # Bounds connections per pool: a thousand concurrent tasks
                     # share max_connections sockets. A semaphore is much
                     # cheaper per command than redis-py's BlockingConnectionPool.
@@ -430,10 +426,6 @@ class RedisStore(Store[str]):
             password=self.password,
             socket_timeout=self.socket_timeout,
             socket_connect_timeout=self.socket_connect_timeout,
-            # One immediate retry replaces a pooled connection the server
-            # dropped (restart, idle timeout); writes are safe to repeat
-            # because every key is new.
-            retry=Retry(NoBackoff(), 1, (redis_errors.ConnectionError,)),
             **options,
         )
         return pool
@@ -482,6 +474,14 @@ class RedisStore(Store[str]):
 
 
 _DRIVER_ERRORS = (redis_errors.RedisError, OSError, asyncio.TimeoutError)
+
+
+def _command(*args: str) -> bytes:
+    """Encode one command as RESP (keys and arguments as UTF-8)."""
+    encoded = [arg.encode() for arg in args]
+    return b"*%d\r\n" % len(encoded) + b"".join(
+        b"$%d\r\n%b\r\n" % (len(arg), arg) for arg in encoded
+    )
 
 
 _MULTI = b"*1\r\n$5\r\nMULTI\r\n"
