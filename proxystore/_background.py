@@ -23,8 +23,13 @@ from proxystore.exceptions import ConfigurationError
 
 T = TypeVar("T")
 
-DEFAULT_MAX_CONCURRENCY = 8
-"""Fetches from one store in flight at once, unless configured otherwise."""
+DEFAULT_MAX_CONCURRENCY = 2
+"""Fetches from one store in flight at once, unless configured otherwise.
+
+Low on purpose: a consumer uses its items in order, and fetches running side
+by side share the CPU and the link, so each finishes later and the first item
+waits longest (see benchmarks/bench_pipeline.py). Raise it for stores whose
+fetches are dominated by latency rather than bytes."""
 
 DEFAULT_WAIT_TIMEOUT = 300.0
 """Seconds a sync first use waits for a pending prefetch before giving up."""

@@ -82,7 +82,7 @@ def configure_prefetch(
     """Set the limits of background fetches in this process.
 
     Args:
-        max_concurrency: Fetches in flight at once per store (default 8):
+        max_concurrency: Fetches in flight at once per store (default 2):
             for the store named `store`, or for every store without a
             limit of its own.
         store: The store name `max_concurrency` applies to.
