@@ -19,6 +19,8 @@ from proxystore.p2p.fastpath import (
 
 WAIT = 10.0
 
+pytestmark = pytest.mark.timeout(30)
+
 
 @pytest.fixture
 async def server() -> AsyncIterator[FastPathServer]:
@@ -32,6 +34,7 @@ async def server() -> AsyncIterator[FastPathServer]:
 async def test_fetch_returns_the_offered_body(
     server: FastPathServer, size: int
 ) -> None:
+
     body = os.urandom(size)
     ticket = server.offer(body)
     assert await asyncio.wait_for(fetch(ticket, timeout=WAIT), WAIT) == body

@@ -15,6 +15,8 @@ from proxystore.p2p.framing import (
     encode_frames,
 )
 
+pytestmark = pytest.mark.timeout(30)
+
 
 @pytest.mark.parametrize("size", [0, 1, 100, 1000, 65536, 300_001])
 @pytest.mark.parametrize("chunk_size", [64, 1024, 65536])

@@ -22,6 +22,8 @@ SECRET = "test-secret"  # the conftest fixtures' secret
 WAIT = 10.0
 ManagerFactory = Callable[..., Awaitable[PeerManager]]
 
+pytestmark = pytest.mark.timeout(60)
+
 
 MiB = 1024 * 1024
 
@@ -300,6 +302,7 @@ async def test_wrong_secret_never_registers(
 async def test_closed_manager_refuses_requests(
     pair: tuple[PeerManager, PeerManager],
 ) -> None:
+
     a, b = pair
     await asyncio.wait_for(a.request(b.uuid, PeerMessage({})), WAIT)
     await a.close()

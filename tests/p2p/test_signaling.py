@@ -19,6 +19,8 @@ from proxystore.p2p.signaling import SECRET_ENV, SignalingServer, main, serve
 SECRET = "test-secret"  # the conftest fixtures' secret
 WAIT = 10.0
 
+pytestmark = pytest.mark.timeout(30)
+
 
 async def recv(ws: ClientConnection) -> dict[str, Any]:
     message: dict[str, Any] = json.loads(await asyncio.wait_for(ws.recv(), WAIT))
@@ -55,6 +57,7 @@ async def test_registration_without_secret_is_refused(
 async def test_wrong_secret_and_malformed_registration_are_refused(
     signaling: SignalingServer,
 ) -> None:
+
     ws = await register(signaling, "a", secret="not-the-secret")
     assert (await recv(ws))["reason"] == "authentication failed"
     await ws.close()
