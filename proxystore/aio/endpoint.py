@@ -97,6 +97,7 @@ class EndpointStore(Store[EndpointKey]):
         self._pid = os.getpid()
         self._endpoint_url = ""
         self._endpoint_uuid = ""
+        self._max_object_size: int | None = None
 
     def config(self) -> dict[str, Any]:
         """Return the keyword arguments that rebuild this store anywhere."""
@@ -120,8 +121,10 @@ class EndpointStore(Store[EndpointKey]):
         if not self._endpoint_uuid:
             # Concurrent first calls may both look the endpoint up; they find
             # the same one, so no lock is held across the network wait.
-            url, uuid = await self._find_endpoint(client)
-            self._endpoint_url, self._endpoint_uuid = url, uuid
+            url, description = await self._find_endpoint(client)
+            size = description.get("max_object_size")
+            self._max_object_size = size if isinstance(size, int) else None
+            self._endpoint_url, self._endpoint_uuid = url, description["uuid"]
         return client
 
     def _http_client(self) -> httpx.AsyncClient:
@@ -143,7 +146,9 @@ class EndpointStore(Store[EndpointKey]):
                 self._clients[owner] = client
             return client
 
-    async def _find_endpoint(self, client: httpx.AsyncClient) -> tuple[str, str]:
+    async def _find_endpoint(
+        self, client: httpx.AsyncClient
+    ) -> tuple[str, dict[str, Any]]:
         if self.url is not None:
             return self.url, await self._describe(client, self.url, None)
         failures = []
@@ -153,11 +158,11 @@ class EndpointStore(Store[EndpointKey]):
             except ConfigurationError:
                 continue
             try:
-                uuid = await self._describe(client, config.url, config.uuid)
+                description = await self._describe(client, config.url, config.uuid)
             except (StoreConnectionError, StoreOperationError) as err:
                 failures.append(str(err))
                 continue
-            return config.url, uuid
+            return config.url, description
         if not failures:
             raise ConfigurationError(
                 f"none of the endpoints {self.endpoints} of store {self.name!r} "
@@ -170,11 +175,14 @@ class EndpointStore(Store[EndpointKey]):
 
     async def _describe(
         self, client: httpx.AsyncClient, url: str, expected: str | None
-    ) -> str:
+    ) -> dict[str, Any]:
         response = await self._send(client, "GET", f"{url}/endpoint", "describe")
         self._raise_for_error(response, url)
         try:
-            uuid = response.json()["uuid"]
+            description = response.json()
+            uuid = description["uuid"]
+            if not isinstance(uuid, str):
+                raise TypeError(uuid)
         except (ValueError, KeyError, TypeError) as err:
             raise StoreOperationError(
                 f"{url} answered GET /endpoint with something that is not an "
@@ -185,7 +193,7 @@ class EndpointStore(Store[EndpointKey]):
                 _host_port(url),
                 f"it is endpoint {uuid}, not the configured {expected}",
             )
-        return str(uuid)
+        return dict(description)
 
     async def _send(
         self,
@@ -233,13 +241,20 @@ class EndpointStore(Store[EndpointKey]):
     async def _aset_bytes(self, payload: Payload) -> EndpointKey:
         client = await self._connected()
         key = EndpointKey(new_object_id(), self._endpoint_uuid)
+        stream = PayloadStream(payload)
+        if self._max_object_size is not None and stream.nbytes > self._max_object_size:
+            raise StoreOperationError(
+                f"object of {stream.nbytes} bytes is larger than the "
+                f"max_object_size of {self._max_object_size} bytes of the endpoint "
+                f"at {_host_port(self._endpoint_url)}"
+            )
         response = await self._send(
             client,
             "PUT",
             self._object_url(key),
             "set",
             params={OWNER_PARAM: key.endpoint_id},
-            stream=PayloadStream(payload),
+            stream=stream,
         )
         self._raise_for_error(response, self._endpoint_url)
         return key
