@@ -1,9 +1,11 @@
 """The process-wide background event loop that runs prefetches.
 
-One daemon thread runs one event loop, started on the first `submit`. A forked
-child forgets the parent's loop (its thread does not exist in the child) and
-starts its own on first need. At interpreter exit the pending tasks are
-cancelled, the loop is stopped and the thread joined with a timeout.
+One daemon thread runs one event loop, started on the first `submit`, and a
+few daemon worker threads run blocking calls for it (`run_blocking`). A
+forked child forgets the parent's loop (its threads do not exist in the child)
+and starts its own on first need. At interpreter exit the pending tasks are
+cancelled, the loop is stopped and its thread joined with a timeout; a worker
+stuck in a blocking call never holds the exit up.
 
 Work submitted under a store name runs under that store's semaphore, so at
 most `max_concurrency` fetches from one store are in flight at once.
@@ -14,9 +16,11 @@ from __future__ import annotations
 import asyncio
 import atexit
 import concurrent.futures
+import contextlib
 import os
+import queue
 import threading
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Any, Literal, TypeVar
 
 from proxystore.exceptions import ConfigurationError
@@ -45,6 +49,7 @@ DEFAULT_FETCH_FACE: FetchFace = "sync"
 
 _START_TIMEOUT = 10.0
 _STOP_TIMEOUT = 5.0
+_WORKERS = 8
 
 _config_lock = threading.Lock()
 _default_limit = DEFAULT_MAX_CONCURRENCY
@@ -53,11 +58,80 @@ _wait_timeout = DEFAULT_WAIT_TIMEOUT
 _fetch_face: FetchFace = DEFAULT_FETCH_FACE
 
 
+_Job = tuple[Callable[[], Any], "asyncio.Future[Any]", asyncio.AbstractEventLoop]
+
+
+class _Workers:
+    """Daemon threads running blocking calls for the loop, started as needed.
+
+    Not a `ThreadPoolExecutor`: its threads are joined at interpreter exit,
+    so one blocking call that hangs would hang the exit too.
+    """
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        self.threads: list[threading.Thread] = []
+        self.idle = 0
+        self.lock = threading.Lock()
+
+    def run(self, loop: asyncio.AbstractEventLoop, function: Callable[[], T]) -> Any:
+        future: asyncio.Future[T] = loop.create_future()
+        with self.lock:
+            if self.idle == 0 and len(self.threads) < self.size:
+                thread = threading.Thread(
+                    target=self._work,
+                    name=f"proxystore-background-worker-{len(self.threads)}",
+                    daemon=True,
+                )
+                self.threads.append(thread)
+                thread.start()
+        self.jobs.put((function, future, loop))
+        return future
+
+    def _work(self) -> None:
+        _local.worker = True
+        while True:
+            with self.lock:
+                self.idle += 1
+            job = self.jobs.get()
+            with self.lock:
+                self.idle -= 1
+            if job is None:
+                return
+            function, future, loop = job
+            try:
+                outcome: tuple[bool, Any] = (True, function())
+            except BaseException as err:
+                outcome = (False, err)
+            # A loop closed meanwhile raises RuntimeError: nobody waits then.
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(_settle, future, outcome)
+
+    def stop(self) -> None:
+        for _ in self.threads:
+            self.jobs.put(None)
+
+
+def _settle(future: asyncio.Future[Any], outcome: tuple[bool, Any]) -> None:
+    if future.cancelled():
+        return
+    ok, value = outcome
+    if ok:
+        future.set_result(value)
+    else:
+        future.set_exception(value)
+
+
+_local = threading.local()
+
+
 class _Runner:
-    """The loop, its thread, and the per-store semaphores (touched only on the loop)."""
+    """The loop, its threads, and the per-store semaphores (used only on the loop)."""
 
     def __init__(self) -> None:
         self.loop = asyncio.new_event_loop()
+        self.workers = _Workers(_WORKERS)
         self.semaphores: dict[str, tuple[int, asyncio.Semaphore]] = {}
         self.pid = os.getpid()
         self._ready = threading.Event()
@@ -120,6 +194,7 @@ class _Runner:
         concurrent.futures.wait([cancelled], timeout)
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(timeout)
+        self.workers.stop()
 
 
 _lock = threading.Lock()
@@ -164,8 +239,24 @@ def submit(
     return asyncio.run_coroutine_threadsafe(coro, runner.loop)
 
 
+async def run_blocking(function: Callable[[], T]) -> T:
+    """Run a blocking call in a background worker thread and await its result.
+
+    Only for coroutines running on the background loop.
+    """
+    runner = _get_runner()
+    result: T = await runner.workers.run(runner.loop, function)
+    return result
+
+
 def in_background_thread() -> bool:
-    """Return whether the caller runs on the background loop's thread."""
+    """Return whether the caller runs on the background loop or one of its workers.
+
+    Such a caller must never block waiting on background work: the thread it
+    would block may be the one that work needs.
+    """
+    if getattr(_local, "worker", False):
+        return True
     runner = _runner
     return runner is not None and threading.current_thread() is runner.thread
 
@@ -252,10 +343,11 @@ def shutdown(timeout: float = _STOP_TIMEOUT) -> None:
 
 
 def _forget_after_fork() -> None:
-    global _config_lock, _lock, _runner
+    global _config_lock, _local, _lock, _runner
     # The parent's locks may have been held by another thread at fork time.
     _config_lock = threading.Lock()
     _lock = threading.Lock()
+    _local = threading.local()
     if _runner is not None:
         _orphans.append(_runner)
     _runner = None

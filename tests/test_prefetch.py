@@ -196,6 +196,36 @@ def test_touched_on_the_background_thread_does_not_deadlock(store_name: str) -> 
         slot.release()
 
 
+_INNER: list[Proxy[Any]] = []
+
+
+def _deserialize_touching_inner(data: bytes) -> Any:
+    # Runs inside a background fetch: touching a proxy whose own prefetch is
+    # queued behind this one must not wait for it.
+    return pickle.loads(data), sum(_INNER[0])
+
+
+def test_proxy_touched_inside_a_background_fetch_does_not_deadlock(
+    store_name: str,
+) -> None:
+    store = init_store("local", store_name)
+    outer = store.proxy(
+        "outer", serializer=pickle.dumps, deserializer=_deserialize_touching_inner
+    )
+    inner = store.proxy([1, 2, 3], prefetch=True)
+    configure_prefetch(timeout=TIMEOUT)
+    slot = _StoreSlot(store_name)
+    try:
+        outer_consumer = pickle.loads(pickle.dumps(outer))
+        factory = _factory(outer_consumer)
+        factory.start_prefetch()  # queued first, behind the held slot
+        _INNER[:] = [_roundtrip(inner)]  # queued behind it
+    finally:
+        slot.release()
+    assert outer_consumer == ("outer", 6)
+    _INNER.clear()
+
+
 def _use_in_forked_child(consumer: Proxy[Any], blob: bytes, out: Any) -> None:
     # `consumer` came through fork with a prefetch pending in the parent's
     # background thread, which does not exist here.
@@ -323,6 +353,32 @@ def test_background_loop_restarts_after_shutdown(store_name: str) -> None:
     store = init_store("local", store_name, metrics=True)
     _background.shutdown()
     assert sum(_roundtrip(store.proxy([1, 2], prefetch=True))) == 3
+
+
+def test_interpreter_exit_is_not_held_up_by_a_stuck_fetch() -> None:
+    script = """
+import pickle, threading
+from proxystore.store import init_store
+entered, never = threading.Event(), threading.Event()
+def stuck(data):
+    entered.set()
+    never.wait()
+store = init_store("local", "stuck")
+proxy = store.proxy("x", serializer=pickle.dumps, deserializer=stuck, prefetch=True)
+consumer = pickle.loads(pickle.dumps(proxy))
+assert entered.wait(10)
+print("stuck")
+"""
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])},
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "stuck"
 
 
 def test_interpreter_exits_cleanly_with_fetches_pending(tmp_path: Path) -> None:

@@ -170,7 +170,7 @@ class StoreFactory(Factory[T]):
     async def _prefetch(self) -> T:
         try:
             if _background.fetch_face() == "sync" and self._has_sync_face():
-                return await asyncio.to_thread(self._fetch)
+                return await _background.run_blocking(self._fetch)
             return await self._afetch()
         except Exception as err:
             add_note = getattr(err, "add_note", None)
