@@ -12,6 +12,9 @@ from proxystore import registry
 
 _names = itertools.count()
 
+# Keep WebRTC peers of the test suite (and the processes it starts) on loopback.
+os.environ.setdefault("PROXYSTORE_P2P_ICE_ADDRESSES", "127.0.0.1")
+
 
 @pytest.fixture
 def store_name() -> Iterator[str]:

@@ -25,6 +25,7 @@ from proxystore.exceptions import (
 from proxystore.p2p.connection import DEFAULT_FAST_PATH_THRESHOLD, PeerConnection
 from proxystore.p2p.fastpath import FastPathServer
 from proxystore.p2p.framing import DEFAULT_CHUNK_SIZE
+from proxystore.p2p.ice import apply_address_policy
 from proxystore.p2p.messages import Handler, PeerMessage
 from proxystore.p2p.signaling_client import SignalingClient
 
@@ -263,6 +264,7 @@ class PeerManager:
 
     def _new_peer_connection(self) -> RTCPeerConnection:
         # No STUN/TURN: peers reach each other by host candidates only.
+        apply_address_policy()
         return RTCPeerConnection(RTCConfiguration(iceServers=[]))
 
     def _adopt(
