@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import statistics
 import time
 import uuid
@@ -24,7 +25,12 @@ from aiortc import RTCConfiguration, RTCDataChannel, RTCPeerConnection
 from proxystore.p2p import PeerManager, PeerMessage
 from proxystore.p2p.connection import DEFAULT_HIGH_WATER, DEFAULT_LOW_WATER
 from proxystore.p2p.framing import DEFAULT_CHUNK_SIZE
+from proxystore.p2p.ice import ICE_ADDRESSES_ENV, apply_address_policy
 from proxystore.p2p.signaling import serve
+
+# A benchmark on one host: keep ICE, and so all peer traffic, on loopback.
+os.environ.setdefault(ICE_ADDRESSES_ENV, "127.0.0.1")
+apply_address_policy()
 
 MB = 1_000_000
 SECRET = "bench"
