@@ -44,6 +44,7 @@ RULES: list[tuple[str, str]] = [
     (r"\b__aexit__\b", "__exit__"),
     (rf"\b(_?)a({_COROUTINE_NAMES}\w*)\b", r"\1\2"),
     (r"\bproxystore\.aio\b", "proxystore.store"),
+    (r"\bhttpx\.AsyncClient\b", "httpx.Client"),
     (r"\bredis\.asyncio\b", "redis"),
 ]
 

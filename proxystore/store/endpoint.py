@@ -1,0 +1,332 @@
+# Generated from proxystore/aio/endpoint.py by scripts/generate_sync.py: DO NOT EDIT.
+"""`EndpointStore`: objects kept by proxystore endpoints, reachable from any site.
+
+The store talks HTTP to the endpoint running on this host. Objects it sets
+are owned by that endpoint; objects owned by another endpoint are fetched by
+the local endpoint from its peer, so a proxy made at one site resolves at
+another with no shared file system.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import threading
+from collections.abc import Sequence
+from typing import Any
+
+import httpx
+
+from proxystore._shared import new_object_id
+from proxystore.store.base import Store
+from proxystore.endpoint.config import endpoints_dir, find_config
+from proxystore.endpoint.errors import error_from_json
+from proxystore.endpoint.keys import EndpointKey, validate_endpoint_key
+from proxystore.endpoint.protocol import MISSING_KEY, OWNER_PARAM, TIMEOUT_HEADER
+from proxystore.endpoint.streams import PayloadStream
+from proxystore.exceptions import (
+    ConfigurationError,
+    StoreConnectionError,
+    StoreOperationError,
+    StoreTimeoutError,
+)
+from proxystore.serialize import Buffer, Payload
+
+_IS_SYNC = True
+
+# The endpoint gives up on a peer a little before we give up on the endpoint,
+# so its precise peer error reaches us instead of our own read timeout.
+_PEER_TIMEOUT_SHARE = 0.8
+
+
+class EndpointStore(Store[EndpointKey]):
+    """A store backed by proxystore endpoints.
+
+    Args:
+        name: The store's name.
+        endpoints: Names or uuids of endpoints this store may use. A process
+            uses the first one configured on its host (under
+            ``$PROXYSTORE_HOME``) that answers. Give every site's endpoint so
+            proxies resolve at each site.
+        url: URL of the endpoint to use instead of looking it up, e.g.
+            ``http://127.0.0.1:8765``. Proxies carry it, so give it only
+            when every consumer can use that endpoint.
+        timeout: Seconds to wait for each connection, read and write,
+            including the endpoint's wait on a peer.
+        cache_size: How many deserialized objects to keep.
+        metrics: Record per-operation metrics.
+
+    Raises:
+        ConfigurationError: If neither `endpoints` nor `url` is given.
+
+    Example:
+        ```python
+        store = EndpointStore("ep", endpoints=["site-a", "site-b"])
+        key = store.set(b"data")  # owned by this host's endpoint
+        ```
+    """
+
+    def __init__(
+        self,
+        name: str,
+        endpoints: Sequence[str] = (),
+        *,
+        url: str | None = None,
+        timeout: float = 30.0,
+        cache_size: int = 16,
+        metrics: bool = True,
+    ) -> None:
+        super().__init__(name, cache_size=cache_size, metrics=metrics)
+        if isinstance(endpoints, str):
+            endpoints = [endpoints]
+        self.endpoints = list(endpoints)
+        if not self.endpoints and url is None:
+            raise ConfigurationError(
+                f"EndpointStore {name!r} needs endpoints (names or uuids) or a url"
+            )
+        if timeout <= 0:
+            raise ConfigurationError(f"timeout must be positive, got {timeout!r}")
+        self.url = url.rstrip("/") if url is not None else None
+        self.timeout = timeout
+        # One client per event loop: an async connection belongs to the loop
+        # that opened it, and the async face may serve both the user's loop
+        # and the background prefetch loop. The sync face keys its one
+        # client by None.
+        self._clients: dict[asyncio.AbstractEventLoop | None, httpx.Client] = {}
+        self._clients_lock = threading.Lock()
+        self._pid = os.getpid()
+        self._endpoint_url = ""
+        self._endpoint_uuid = ""
+        self._max_object_size: int | None = None
+
+    def config(self) -> dict[str, Any]:
+        """Return the keyword arguments that rebuild this store anywhere."""
+        return {
+            **super().config(),
+            "endpoints": list(self.endpoints),
+            "url": self.url,
+            "timeout": self.timeout,
+        }
+
+    def _validate_key(self, key: Any) -> EndpointKey:
+        return validate_endpoint_key(key)
+
+    @property
+    def endpoint_uuid(self) -> str | None:
+        """Uuid of the endpoint this store talks to, once connected."""
+        return self._endpoint_uuid or None
+
+    def _connected(self) -> httpx.Client:
+        client = self._http_client()
+        if not self._endpoint_uuid:
+            # Concurrent first calls may both look the endpoint up; they find
+            # the same one, so no lock is held across the network wait.
+            url, description = self._find_endpoint(client)
+            size = description.get("max_object_size")
+            self._max_object_size = size if isinstance(size, int) else None
+            self._endpoint_url, self._endpoint_uuid = url, description["uuid"]
+        return client
+
+    def _http_client(self) -> httpx.Client:
+        owner = None if _IS_SYNC else asyncio.get_running_loop()
+        with self._clients_lock:
+            if self._pid != os.getpid():
+                # A forked child must not share the parent's sockets.
+                self._clients = {}
+                self._pid = os.getpid()
+            for loop in [
+                loop for loop in self._clients if loop is not None and loop.is_closed()
+            ]:
+                del self._clients[loop]
+            client = self._clients.get(owner)
+            if client is None:
+                client = httpx.Client(
+                    timeout=self.timeout, trust_env=False, follow_redirects=False
+                )
+                self._clients[owner] = client
+            return client
+
+    def _find_endpoint(
+        self, client: httpx.Client
+    ) -> tuple[str, dict[str, Any]]:
+        if self.url is not None:
+            return self.url, self._describe(client, self.url, None)
+        failures = []
+        for wanted in self.endpoints:
+            try:
+                config = find_config(wanted)
+            except ConfigurationError:
+                continue
+            try:
+                description = self._describe(client, config.url, config.uuid)
+            except (StoreConnectionError, StoreOperationError) as err:
+                failures.append(str(err))
+                continue
+            return config.url, description
+        if not failures:
+            raise ConfigurationError(
+                f"none of the endpoints {self.endpoints} of store {self.name!r} "
+                f"is configured on this host (under {endpoints_dir()})"
+            )
+        raise StoreConnectionError(
+            ", ".join(f"endpoint {wanted}" for wanted in self.endpoints),
+            "; ".join(failures),
+        )
+
+    def _describe(
+        self, client: httpx.Client, url: str, expected: str | None
+    ) -> dict[str, Any]:
+        response = self._send(client, "GET", f"{url}/endpoint", "describe")
+        self._raise_for_error(response, url)
+        try:
+            description = response.json()
+            uuid = description["uuid"]
+            if not isinstance(uuid, str):
+                raise TypeError(uuid)
+        except (ValueError, KeyError, TypeError) as err:
+            raise StoreOperationError(
+                f"{url} answered GET /endpoint with something that is not an "
+                f"endpoint description: {response.text[:200]!r}"
+            ) from err
+        if expected is not None and uuid != expected:
+            raise StoreConnectionError(
+                _host_port(url),
+                f"it is endpoint {uuid}, not the configured {expected}",
+            )
+        return dict(description)
+
+    def _send(
+        self,
+        client: httpx.Client,
+        method: str,
+        url: str,
+        operation: str,
+        params: dict[str, str] | None = None,
+        stream: PayloadStream | None = None,
+    ) -> httpx.Response:
+        headers = {TIMEOUT_HEADER: f"{self.timeout * _PEER_TIMEOUT_SHARE:g}"}
+        if stream is not None:
+            headers["Content-Length"] = str(stream.nbytes)
+        request = client.build_request(method, url, params=params, headers=headers)
+        if stream is not None:
+            request.stream = stream
+        try:
+            return client.send(request)
+        except httpx.TimeoutException as err:
+            raise StoreTimeoutError(
+                f"endpoint at {_host_port(url)}", self.timeout, operation
+            ) from err
+        except httpx.HTTPError as err:
+            raise StoreConnectionError(
+                f"endpoint at {_host_port(url)}", f"{operation}: {err!r}"
+            ) from err
+
+    def _raise_for_error(self, response: httpx.Response, url: str) -> None:
+        if response.is_success:
+            return
+        try:
+            data = response.json()
+        except ValueError:
+            data = None
+        if isinstance(data, dict) and "error" in data:
+            raise error_from_json(data)
+        raise StoreOperationError(
+            f"endpoint at {_host_port(url)} answered HTTP {response.status_code}: "
+            f"{response.text[:200]!r}"
+        )
+
+    def _object_url(self, key: EndpointKey) -> str:
+        return f"{self._endpoint_url}/objects/{key.object_id}"
+
+    def _set_bytes(self, payload: Payload) -> EndpointKey:
+        client = self._connected()
+        key = EndpointKey(new_object_id(), self._endpoint_uuid)
+        stream = PayloadStream(payload)
+        if self._max_object_size is not None and stream.nbytes > self._max_object_size:
+            raise StoreOperationError(
+                f"object of {stream.nbytes} bytes is larger than the "
+                f"max_object_size of {self._max_object_size} bytes of the endpoint "
+                f"at {_host_port(self._endpoint_url)}"
+            )
+        response = self._send(
+            client,
+            "PUT",
+            self._object_url(key),
+            "set",
+            params={OWNER_PARAM: key.endpoint_id},
+            stream=stream,
+        )
+        self._raise_for_error(response, self._endpoint_url)
+        return key
+
+    def _get_bytes(self, key: EndpointKey) -> Buffer | None:
+        client = self._connected()
+        response = self._send(
+            client,
+            "GET",
+            self._object_url(key),
+            "get",
+            params={OWNER_PARAM: key.endpoint_id},
+        )
+        if response.status_code == 404 and _is_missing(response):
+            return None
+        self._raise_for_error(response, self._endpoint_url)
+        return response.content
+
+    def _exists(self, key: EndpointKey) -> bool:
+        client = self._connected()
+        response = self._send(
+            client,
+            "GET",
+            f"{self._object_url(key)}/exists",
+            "exists",
+            params={OWNER_PARAM: key.endpoint_id},
+        )
+        self._raise_for_error(response, self._endpoint_url)
+        return bool(response.json().get("exists"))
+
+    def _evict(self, key: EndpointKey) -> None:
+        client = self._connected()
+        response = self._send(
+            client,
+            "DELETE",
+            self._object_url(key),
+            "evict",
+            params={OWNER_PARAM: key.endpoint_id},
+        )
+        self._raise_for_error(response, self._endpoint_url)
+
+    def _close(self) -> None:
+        with self._clients_lock:
+            clients, self._clients = self._clients, {}
+        if self._pid != os.getpid():
+            return
+        current = None if _IS_SYNC else asyncio.get_running_loop()
+        for owner, client in clients.items():
+            if owner is current:
+                client.close()
+            elif owner is not None:
+                _close_in_loop(owner, client)
+
+
+def _close_in_loop(loop: asyncio.AbstractEventLoop, client: Any) -> None:
+    """Close a client owned by another event loop, in that loop."""
+    if loop.is_closed():
+        return
+    # The loop may close meanwhile; its sockets then went with it.
+    with contextlib.suppress(RuntimeError):
+        asyncio.run_coroutine_threadsafe(client.close(), loop)
+
+
+def _host_port(url: str) -> str:
+    parsed = httpx.URL(url)
+    return f"{parsed.host}:{parsed.port}"
+
+
+def _is_missing(response: httpx.Response) -> bool:
+    try:
+        data = response.json()
+    except ValueError:
+        return False
+    return isinstance(data, dict) and data.get("error") == MISSING_KEY
