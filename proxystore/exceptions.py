@@ -71,7 +71,9 @@ class MissingKeyError(ProxyStoreError, LookupError):
     def __init__(self, key: object, store: str) -> None:
         self.key = key
         self.store = store
-        super().__init__(f"key {key!r} is not in store {store!r} (never set or evicted)")
+        super().__init__(
+            f"key {key!r} is not in store {store!r} (never set or evicted)"
+        )
 
 
 class ProxyResolveError(ProxyStoreError):
@@ -115,7 +117,9 @@ class PeerUnknownError(PeerError, LookupError):
 
     def __init__(self, peer: str) -> None:
         self.peer = peer
-        super().__init__(f"no endpoint {peer!r} is registered with the signaling server")
+        super().__init__(
+            f"no endpoint {peer!r} is registered with the signaling server"
+        )
 
 
 class PeerConnectionError(PeerError, StoreConnectionError):
