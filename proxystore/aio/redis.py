@@ -67,14 +67,20 @@ _Owner = asyncio.AbstractEventLoop | None
 
 
 class _Client:
-    """A connection pool and the slots bounding its concurrent operations."""
+    """A connection pool and the slots bounding its concurrent operations.
 
-    __slots__ = ("pool", "slots")
+    In the async face, gets that find every slot taken queue in `queued`
+    and go out together in one MGET sent by a `tasks` member.
+    """
+
+    __slots__ = ("pool", "queued", "slots", "tasks")
 
     def __init__(self, pool: redis.ConnectionPool, slots: Any) -> None:
         # Typed `Any`: the sync pool's methods are unannotated.
         self.pool: Any = pool
         self.slots = slots
+        self.queued: list[tuple[str, Any]] = []
+        self.tasks: set[Any] = set()
 
 
 class RedisStore(Store[str]):
@@ -300,6 +306,12 @@ class RedisStore(Store[str]):
         return True
 
     async def _aget_bytes(self, key: str) -> Buffer | None:
+        if not _IS_SYNC and _CHUNKED_MARK not in key:
+            client = self._client()
+            if client.slots.locked():
+                # Every connection is busy: wait for one together with the
+                # other gets queued meanwhile, as one MGET.
+                return await self._aget_queued(client, key)
         command = (
             _command("MGET", *_object_keys(key))
             if _CHUNKED_MARK in key
@@ -338,6 +350,51 @@ class RedisStore(Store[str]):
         except _DRIVER_ERRORS as err:
             raise self._error(err, "evict") from err
 
+    async def _aget_queued(self, client: _Client, key: str) -> Buffer | None:
+        """Async face only: join the next MGET of gets waiting for a connection."""
+        # Typed `Any` because the generated sync twin keeps this dead branch.
+        loop: Any = asyncio.get_running_loop()
+        future = loop.create_future()
+        client.queued.append((key, future))
+        if len(client.queued) == 1:
+            task = loop.create_task(self._afetch_queued(client))
+            client.tasks.add(task)
+            task.add_done_callback(client.tasks.discard)
+        value: Buffer | None = await future
+        return value
+
+    async def _afetch_queued(self, client: _Client) -> int:
+        """Send one MGET for every queued get once a connection is free.
+
+        Returns how many gets it answered. Every waiter sees a failure; the
+        task itself ends quietly unless cancelled.
+        """
+        try:
+            await client.slots.acquire()
+        except BaseException:
+            batch, client.queued = client.queued, []
+            _settle(batch, asyncio.CancelledError())
+            raise
+        try:
+            batch, client.queued = client.queued, []
+            command = _command("MGET", *(key for key, _ in batch))
+            try:
+                (values,) = await self._aexecute_on(client, [command], 1)
+            except _DRIVER_ERRORS as err:
+                error = self._error(err, "get")
+                error.__cause__ = err
+                _settle(batch, error)
+                return 0
+            except BaseException as err:
+                _settle(batch, err)
+                raise
+        finally:
+            client.slots.release()
+        for (_, future), value in zip(batch, values, strict=True):
+            if not future.done():
+                future.set_result(value)
+        return len(batch)
+
     async def _aclose(self) -> None:
         with self._clients_lock:
             clients, self._clients = self._clients, {}
@@ -345,6 +402,8 @@ class RedisStore(Store[str]):
             return
         current = None if _IS_SYNC else asyncio.get_running_loop()
         for owner, client in clients.items():
+            for task in list(client.tasks):
+                task.cancel()
             if owner is current:
                 await client.pool.aclose()
             elif owner is not None:
@@ -361,16 +420,22 @@ class RedisStore(Store[str]):
         """
         client = self._client()
         async with client.slots:
-            connection = await client.pool.get_connection()
-            try:
-                await connection.send_packed_command(packed, check_health=False)
-                return [await connection.read_response() for _ in range(replies)]
-            except BaseException:
-                # Unread replies or a half-sent command: never reuse it.
-                await connection.disconnect()
-                raise
-            finally:
-                await client.pool.release(connection)
+            return await self._aexecute_on(client, packed, replies)
+
+    async def _aexecute_on(
+        self, client: _Client, packed: list[Buffer], replies: int
+    ) -> list[Any]:
+        """`_aexecute` for a caller that holds one of the client's slots."""
+        connection = await client.pool.get_connection()
+        try:
+            await connection.send_packed_command(packed, check_health=False)
+            return [await connection.read_response() for _ in range(replies)]
+        except BaseException:
+            # Unread replies or a half-sent command: never reuse it.
+            await connection.disconnect()
+            raise
+        finally:
+            await client.pool.release(connection)
 
     def _client(self) -> _Client:
         owner = None if _IS_SYNC else asyncio.get_running_loop()
@@ -587,6 +652,17 @@ def _join_chunks(values: list[Any]) -> bytes | None:
     if None in values:
         return None
     return b"".join(values[1:])
+
+
+def _settle(batch: list[tuple[str, Any]], error: BaseException) -> None:
+    """Fail the futures of queued gets (cancel them if `error` is a cancel)."""
+    for _, future in batch:
+        if future.done():
+            continue
+        if isinstance(error, asyncio.CancelledError):
+            future.cancel()
+        else:
+            future.set_exception(error)
 
 
 def _close_in_loop(loop: asyncio.AbstractEventLoop, client: Any) -> None:

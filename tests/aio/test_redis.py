@@ -400,3 +400,59 @@ async def test_registered_by_type_name(
     assert aio.get_store(store_name) is store
     assert await store.aget(await store.aset(b"x")) == b"x"
     await store.aclose()
+
+
+async def test_gets_waiting_for_a_connection_share_one_mget(
+    redis_server: RedisServer, raw: redis.Redis, store_name: str
+) -> None:
+    store = RedisStore(
+        store_name, redis_server.host, redis_server.port, max_connections=1
+    )
+    keys = await store.aset_batch(list(range(200)))
+    store._cache.clear()
+    before = commands_processed(raw)
+    got = await asyncio.gather(*(store.aget(key) for key in keys))
+    assert got == list(range(200))
+    # One GET holds the only connection; the other 199 share a few MGETs.
+    assert commands_processed(raw) - before < 20
+    await store.aclose()
+
+
+async def test_cancelled_waiter_leaves_the_others_their_values(
+    redis_server: RedisServer, store_name: str
+) -> None:
+    store = RedisStore(
+        store_name, redis_server.host, redis_server.port, max_connections=1
+    )
+    keys = await store.aset_batch(list(range(20)))
+    store._cache.clear()
+    tasks = [asyncio.ensure_future(store.aget(key)) for key in keys]
+    # One pass of the loop (not a timed wait) runs each task to its first
+    # await: the first holds the connection, the others are queued.
+    await asyncio.sleep(0)
+    assert len(store._clients[asyncio.get_running_loop()].queued) == 19
+    tasks[5].cancel()
+    results = await asyncio.gather(*tasks, return_exceptions=True)
+    assert isinstance(results[5], asyncio.CancelledError)
+    assert [r for i, r in enumerate(results) if i != 5] == [
+        i for i in range(20) if i != 5
+    ]
+    await store.aclose()
+
+
+async def test_queued_gets_all_fail_clearly_when_the_server_dies(
+    store_name: str,
+) -> None:
+    with RedisServer() as server:
+        store = RedisStore(store_name, server.host, server.port, max_connections=1)
+        keys = await store.aset_batch(list(range(20)))
+        store._cache.clear()
+        server.kill()
+        results = await asyncio.gather(
+            *(store.aget(key) for key in keys), return_exceptions=True
+        )
+        assert all(isinstance(r, StoreConnectionError) for r in results)
+        assert all(f"{server.port}" in str(r) for r in results)
+        server.restart()
+        assert await store.aget(await store.aset("again")) == "again"
+        await store.aclose()
