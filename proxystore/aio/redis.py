@@ -19,6 +19,8 @@ A store keeps one connection pool per event loop (an asyncio connection is
 bound to the loop that opened it; the async face may be used from the
 user's loop and from the background prefetch loop) and builds it on first
 use, so constructing a store does no I/O. A forked child builds its own.
+At most `max_connections` operations per pool are in flight; in the async
+face, gets that find them all busy wait together and go out as one ``MGET``.
 """
 
 from __future__ import annotations
@@ -104,8 +106,8 @@ class RedisStore(Store[str]):
         ssl_cert_reqs: Whether the server's certificate is ``"required"``,
             ``"optional"`` or not checked (``"none"``).
         ssl_check_hostname: Check that the certificate matches `hostname`.
-        socket_timeout: Seconds to wait on a reply before
-            `StoreTimeoutError`.
+        socket_timeout: Seconds to wait on a reply (and, in the async face,
+            to send one request) before `StoreTimeoutError`.
         socket_connect_timeout: Seconds to wait for a connection before
             `StoreConnectionError`.
         max_connections: Most operations in flight, hence connections, per
@@ -119,6 +121,16 @@ class RedisStore(Store[str]):
     Raises:
         ConfigurationError: If an argument cannot work (bad URL, port, db,
             timeout or chunk size).
+
+    Operations raise `StoreConnectionError` (naming ``host:port``) when the
+    server cannot be reached, drops the connection or refuses the
+    credentials; `StoreTimeoutError` when it does not answer within
+    `socket_timeout`; `ConfigurationError` for a `db` the server does not
+    have; `StoreOperationError` when it refuses a command (say, a value
+    over its ``proto-max-bulk-len``). The redis-py error is the
+    ``__cause__``. Nothing is retried: a connection found dead when taken
+    from the pool is replaced, so the store recovers by itself once the
+    server is back.
 
     Example:
         ```python
@@ -261,9 +273,10 @@ class RedisStore(Store[str]):
             results = await self._aexecute(_pack(writes), replies)
         except _DRIVER_ERRORS as err:
             error = self._error(err, operation)
-            if isinstance(error, StoreConnectionError):
+            if isinstance(error, StoreConnectionError) and _size_over(writes, MiB):
                 # The server drops the connection on a value longer than its
-                # proto-max-bulk-len: say so instead of "cannot reach".
+                # proto-max-bulk-len (1 MiB at least): say so instead of
+                # "cannot reach".
                 error = await self._aexplain_dropped_write(error, writes, operation)
             raise error from err
         failed = (
@@ -402,12 +415,10 @@ class RedisStore(Store[str]):
             return
         current = None if _IS_SYNC else asyncio.get_running_loop()
         for owner, client in clients.items():
-            for task in list(client.tasks):
-                task.cancel()
             if owner is current:
-                await client.pool.aclose()
+                await _aclose_client(client)
             elif owner is not None:
-                _close_in_loop(owner, client.pool)
+                _close_in_loop(owner, _aclose_client, client)
 
     # -- helpers --------------------------------------------------------------
 
@@ -580,6 +591,10 @@ def _pack(writes: list[_Write]) -> list[Buffer]:
     return packed
 
 
+def _size_over(writes: list[_Write], limit: int) -> bool:
+    return any(_size(pieces) > limit for _, pieces in writes)
+
+
 def _size(pieces: list[Buffer]) -> int:
     return sum(memoryview(piece).nbytes for piece in pieces)
 
@@ -665,12 +680,19 @@ def _settle(batch: list[tuple[str, Any]], error: BaseException) -> None:
             future.set_exception(error)
 
 
-def _close_in_loop(loop: asyncio.AbstractEventLoop, client: Any) -> None:
-    """Close a client owned by another event loop, in that loop."""
+async def _aclose_client(client: _Client) -> None:
+    """Stop a client's queued-get tasks and close its pool (in its own loop)."""
+    for task in list(client.tasks):
+        task.cancel()
+    await client.pool.aclose()
+
+
+def _close_in_loop(loop: asyncio.AbstractEventLoop, close: Any, client: Any) -> None:
+    """Run `close(client)` in another event loop (the one owning the client)."""
     if not loop.is_closed():
         # The loop may close meanwhile; its sockets then went with it.
         with contextlib.suppress(RuntimeError):
-            asyncio.run_coroutine_threadsafe(client.aclose(), loop)
+            asyncio.run_coroutine_threadsafe(close(client), loop)
 
 
 def _check_positive_int(option: str, value: Any, upper: int | None = None) -> None:
