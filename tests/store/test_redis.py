@@ -22,7 +22,7 @@ from proxystore.exceptions import (
     StoreConnectionError,
 )
 from proxystore.store.redis import RedisStore
-from proxystore.store.utils import get_key
+from proxystore.store.utils import get_key, prefetch
 from tests.redis_server import RedisServer, unused_address
 
 pytestmark = pytest.mark.timeout(60)
@@ -92,6 +92,15 @@ def test_proxy_and_missing_key(store: RedisStore) -> None:
         len(gone)
     assert get_key(gone) in str(info.value)
     assert store.name in str(info.value)
+
+
+def test_prefetched_proxies_resolve(store: RedisStore) -> None:
+    proxies = [store.proxy((i, b"x" * i)) for i in range(50)]
+    store._cache.clear()
+    prefetch(*proxies)
+    assert [p[0] for p in proxies] == list(range(50))
+    marked = pickle.loads(pickle.dumps(store.proxy([7], prefetch=True)))
+    assert marked == [7]
 
 
 def test_chunked_round_trip(
