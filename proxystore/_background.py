@@ -7,8 +7,11 @@ and starts its own on first need. At interpreter exit the pending tasks are
 cancelled, the loop is stopped and its thread joined with a timeout; a worker
 stuck in a blocking call never holds the exit up.
 
-Work submitted under a store name runs under that store's semaphore, so at
-most `max_concurrency` fetches from one store are in flight at once.
+Work submitted under a store name runs under that store's semaphore. A
+prefetch (`submit_held`) keeps its slot after it finishes, until its result is
+used (`Ticket.release`): so at most `max_concurrency` objects per store are
+being fetched or waiting to be used, which bounds a consumer's memory however
+many proxies it receives, and fetches happen in the order proxies arrive.
 """
 
 from __future__ import annotations
@@ -28,12 +31,13 @@ from proxystore.exceptions import ConfigurationError
 T = TypeVar("T")
 
 DEFAULT_MAX_CONCURRENCY = 2
-"""Fetches from one store in flight at once, unless configured otherwise.
+"""Prefetches per store in flight or fetched and not yet used, unless configured.
 
-Low on purpose: a consumer uses its items in order, and fetches running side
-by side share the CPU and the link, so each finishes later and the first item
-waits longest (see benchmarks/bench_pipeline.py). Raise it for stores whose
-fetches are dominated by latency rather than bytes."""
+Low on purpose: a consumer uses its items in order, fetches running side by
+side share the CPU and the link (each finishes later, the first item waits
+longest), and every fetched object waiting to be used costs memory (see
+benchmarks/bench_pipeline.py). Raise it for stores whose fetches are
+dominated by latency rather than bytes."""
 
 DEFAULT_WAIT_TIMEOUT = 300.0
 """Seconds a sync first use waits for a pending prefetch before giving up."""
@@ -107,6 +111,8 @@ class _Workers:
             # A loop closed meanwhile raises RuntimeError: nobody waits then.
             with contextlib.suppress(RuntimeError):
                 loop.call_soon_threadsafe(_settle, future, outcome)
+            # An idle worker must not keep the last call's objects alive.
+            del job, function, future, loop, outcome
 
     def stop(self) -> None:
         for _ in self.threads:
@@ -180,6 +186,35 @@ class _Runner:
                 return await coro
         return await coro
 
+    async def held(
+        self,
+        ticket: Ticket,
+        store: str,
+        limiter: asyncio.Semaphore | None,
+        job: Callable[[], Coroutine[Any, Any, T]],
+    ) -> T | None:
+        acquired: list[asyncio.Semaphore] = []
+        try:
+            # The caller's limiter first, so a job waiting on it holds no
+            # store slot.
+            for semaphore in (limiter, self.semaphore(store)):
+                if semaphore is not None:
+                    await semaphore.acquire()
+                    acquired.append(semaphore)
+        except BaseException:
+            for semaphore in acquired:
+                semaphore.release()
+            raise
+        if not ticket._start(acquired, self.loop):
+            for semaphore in acquired:
+                semaphore.release()
+            return None
+        try:
+            return await job()
+        except BaseException:
+            ticket.release()
+            raise
+
     async def cancel_pending(self) -> None:
         current = asyncio.current_task()
         tasks = [task for task in asyncio.all_tasks() if task is not current]
@@ -195,6 +230,59 @@ class _Runner:
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(timeout)
         self.workers.stop()
+
+
+class Ticket:
+    """A held background job's claim on its concurrency slots.
+
+    The job waits for its slots (queued), runs, and keeps the slots after it
+    finishes until `release` is called, normally when its result is used. A
+    job still queued can be taken over by the caller (`claim`), which then
+    does the work itself; the job will never run.
+    """
+
+    _QUEUED, _RUNNING, _RELEASED = "queued", "running", "released"
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._state = self._QUEUED
+        self._held: list[asyncio.Semaphore] = []
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    @property
+    def started(self) -> bool:
+        """Whether the job got its slots and ran (or is running)."""
+        return self._state != self._QUEUED and self._loop is not None
+
+    def claim(self) -> bool:
+        """Take over a job that has not started: return True if it never will."""
+        with self._lock:
+            if self._state != self._QUEUED:
+                return False
+            self._state = self._RELEASED
+            return True
+
+    def release(self) -> None:
+        """Give the slots back (safe from any thread, and more than once)."""
+        with self._lock:
+            held, self._held = self._held, []
+            self._state = self._RELEASED
+            loop = self._loop
+        if held and loop is not None:
+            with contextlib.suppress(RuntimeError):  # the loop already closed
+                for semaphore in held:
+                    loop.call_soon_threadsafe(semaphore.release)
+
+    def _start(
+        self, held: list[asyncio.Semaphore], loop: asyncio.AbstractEventLoop
+    ) -> bool:
+        with self._lock:
+            if self._state != self._QUEUED:
+                return False
+            self._state = self._RUNNING
+            self._held = held
+            self._loop = loop
+            return True
 
 
 _lock = threading.Lock()
@@ -247,6 +335,33 @@ async def run_blocking(function: Callable[[], T]) -> T:
     runner = _get_runner()
     result: T = await runner.workers.run(runner.loop, function)
     return result
+
+
+def submit_held(
+    job: Callable[[], Coroutine[Any, Any, T]],
+    *,
+    store: str,
+    limiter: asyncio.Semaphore | None = None,
+) -> tuple[concurrent.futures.Future[T | None], Ticket]:
+    """Run `job()` under `store`'s limit, keeping its slot until released.
+
+    Args:
+        job: Makes the coroutine to run once the slots are free (it is never
+            made if the job is claimed before it starts).
+        store: The store whose limit applies.
+        limiter: Another semaphore to hold along with the store's.
+
+    Returns:
+        The job's future (None if the job was claimed instead of run) and
+        the ticket whose `release` frees the slots. The job releases them
+        itself if it fails.
+    """
+    runner = _get_runner()
+    ticket = Ticket()
+    future = asyncio.run_coroutine_threadsafe(
+        runner.held(ticket, store, limiter, job), runner.loop
+    )
+    return future, ticket
 
 
 def in_background_thread() -> bool:

@@ -27,7 +27,7 @@ from proxystore.serialize import Buffer
 from proxystore.store import get_store, init_store
 from proxystore.store.factory import StoreFactory
 from proxystore.store.file import FileStore
-from proxystore.store.utils import configure_prefetch, get_key, prefetch
+from proxystore.store.utils import configure_prefetch, get_key, prefetch, resolve_async
 
 TIMEOUT = 10.0
 
@@ -104,6 +104,7 @@ def test_prefetch_then_first_use_is_one_fetch(face: str, store_name: str) -> Non
     store = init_store("local", store_name, metrics=True)
     proxy = store.proxy(np.arange(1000), prefetch=True)
     consumer = _roundtrip(proxy)
+    _settled(consumer)  # else first use may take the fetch over itself
     assert int(np.asarray(consumer).sum()) == 499500
     other = "async" if face == "sync" else "sync"
     assert _gets(store_name) == {face: 1, other: 0}
@@ -277,19 +278,78 @@ def test_pickling_a_proxy_mid_prefetch(store_name: str) -> None:
     assert int(np.asarray(onward).sum()) == int(np.asarray(consumer).sum())
 
 
+_RELEASE_FETCH = threading.Event()
+
+
+def _deserialize_when_released(data: bytes) -> Any:
+    assert _RELEASE_FETCH.wait(TIMEOUT)
+    return pickle.loads(data)
+
+
 def test_first_use_times_out_with_a_clear_error(store_name: str) -> None:
-    store = init_store("local", store_name, metrics=True)
-    slot = _StoreSlot(store_name)
+    store = init_store("local", store_name)
+    proxy = store.proxy(
+        [1], serializer=pickle.dumps, deserializer=_deserialize_when_released
+    )
+    _RELEASE_FETCH.clear()
+    consumer = pickle.loads(pickle.dumps(proxy))
+    resolve_async(consumer)  # running, stuck in the deserializer
+    configure_prefetch(timeout=0.05)
     try:
-        consumer = _roundtrip(store.proxy([1], prefetch=True))
-        configure_prefetch(timeout=0.05)
         with pytest.raises(StoreTimeoutError) as info:
             len(consumer)
         assert store_name in str(info.value)
         assert "prefetch" in str(info.value)
     finally:
-        slot.release()
+        _RELEASE_FETCH.set()
     assert len(consumer) == 1
+
+
+def test_first_use_of_a_queued_prefetch_fetches_at_once(store_name: str) -> None:
+    store = init_store("local", store_name, metrics=True)
+    slot = _StoreSlot(store_name)
+    try:
+        consumer = _roundtrip(store.proxy("queued", prefetch=True))
+        pending = _factory(consumer)._pending
+        assert consumer == "queued"  # without waiting for the held slot
+    finally:
+        slot.release()
+    assert pending is not None
+    assert pending.result(TIMEOUT) is None  # the queued job never fetched
+    assert sum(_gets(store_name).values()) == 1
+
+
+def _settled(proxy: Proxy[Any]) -> None:
+    pending = _factory(proxy)._pending
+    assert pending is not None
+    assert pending.result(TIMEOUT) is not None
+
+
+def test_fetched_objects_wait_for_use_within_the_limit(store_name: str) -> None:
+    store = init_store("local", store_name, metrics=True)
+    configure_prefetch(max_concurrency=2, store=store_name)
+    consumers = [_roundtrip(store.proxy([i], prefetch=True)) for i in range(5)]
+    _settled(consumers[0])
+    _settled(consumers[1])
+    _background.submit(_noop()).result(TIMEOUT)
+    # Two fetched and unused: the third waits for one of them to be used.
+    assert sum(_gets(store_name).values()) == 2
+    assert consumers[0] == [0]
+    _settled(consumers[2])
+    assert sum(_gets(store_name).values()) == 3
+    assert [c[0] for c in consumers] == [0, 1, 2, 3, 4]
+    assert sum(_gets(store_name).values()) == 5
+
+
+def test_a_dropped_unused_proxy_gives_its_slot_back(store_name: str) -> None:
+    store = init_store("local", store_name)
+    configure_prefetch(max_concurrency=1, store=store_name)
+    dropped = _roundtrip(store.proxy("dropped", prefetch=True))
+    kept = _roundtrip(store.proxy("kept", prefetch=True))
+    _settled(dropped)
+    del dropped
+    gc.collect()
+    _settled(kept)
 
 
 class GatedStore(AsyncLocalStore):

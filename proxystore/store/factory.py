@@ -18,6 +18,7 @@ import asyncio
 import concurrent.futures
 import os
 import threading
+import weakref
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -44,6 +45,7 @@ class StoreFactory(Factory[T]):
     __slots__ = (
         "_pending",
         "_pending_pid",
+        "_ticket",
         "config",
         "deserializer",
         "evict",
@@ -65,25 +67,32 @@ class StoreFactory(Factory[T]):
         self.evict = evict
         self.deserializer = deserializer
         self.prefetch = prefetch
-        self._pending: concurrent.futures.Future[T] | None = None
+        self._pending: concurrent.futures.Future[T | None] | None = None
+        self._ticket: _background.Ticket | None = None
         self._pending_pid = 0
 
     def start_prefetch(self, limiter: asyncio.Semaphore | None = None) -> None:
         """Start fetching on the background loop, unless a fetch is pending.
 
-        Returns at once; the next `resolve` or `resolve_async` takes the result.
+        Returns at once. The fetch waits its turn under the store's limit
+        (`proxystore.store.utils.configure_prefetch`), and the next `resolve`
+        or `resolve_async` takes its result, or does the fetch itself if it
+        has not started yet.
 
         Args:
-            limiter: Also hold this semaphore while fetching (besides the
-                store's own concurrency limit).
+            limiter: Also hold this semaphore until the result is used.
         """
         with _pending_lock:
             if self._pending is not None and self._pending_pid == os.getpid():
                 return
-            self._pending = _background.submit(
-                self._prefetch(), store=self.config.name, limiter=limiter
+            self._pending, ticket = _background.submit_held(
+                self._prefetch, store=self.config.name, limiter=limiter
             )
+            self._ticket = ticket
             self._pending_pid = os.getpid()
+        # A proxy dropped before its first use must not keep the slot.
+        finalizer = weakref.finalize(self, ticket.release)
+        finalizer.atexit = False
 
     def resolve(self) -> T:
         """Return the object: the pending prefetch's result, or a fetch now.
@@ -92,64 +101,84 @@ class StoreFactory(Factory[T]):
 
         Raises:
             MissingKeyError: If the key is not in the store.
-            StoreTimeoutError: If a pending prefetch did not finish within
+            StoreTimeoutError: If a running prefetch did not finish within
                 the wait timeout (`proxystore.store.utils.configure_prefetch`).
         """
-        pending = self._take_pending()
-        # Waiting on the background loop's own thread would deadlock it.
-        if pending is not None and (
-            pending.done() or not _background.in_background_thread()
-        ):
-            done, _ = concurrent.futures.wait([pending], _background.wait_timeout())
-            if not done:
-                raise StoreTimeoutError(
-                    f"store {self.config.name!r}",
-                    _background.wait_timeout(),
-                    f"prefetch of key {self.key!r}",
-                )
-            if not pending.cancelled():
-                return self._result_of(pending)
-        return self._fetch()
+        pending, ticket = self._take_pending()
+        if pending is None or ticket is None:
+            return self._fetch()
+        if not pending.done() and self._has_sync_face() and ticket.claim():
+            # Still queued behind other prefetches: fetching now is sooner.
+            self._forget(pending)
+            return self._fetch()
+        if not pending.done() and _background.in_background_thread():
+            # The thread this would block may be the one the fetch needs.
+            return self._fetch()
+        done, _ = concurrent.futures.wait([pending], _background.wait_timeout())
+        if not done:
+            raise StoreTimeoutError(
+                f"store {self.config.name!r}",
+                _background.wait_timeout(),
+                f"prefetch of key {self.key!r}",
+            )
+        if pending.cancelled() or not ticket.started:
+            return self._fetch()
+        return self._result_of(pending, ticket)
 
     async def resolve_async(self) -> T:
         """Return the object without blocking the running event loop.
 
-        Awaits the pending prefetch if there is one, else fetches through
+        Awaits the pending prefetch if it has started, else fetches through
         the store's async face.
 
         Raises:
             MissingKeyError: If the key is not in the store.
         """
-        pending = self._take_pending()
-        if pending is not None:
-            try:
-                await asyncio.shield(asyncio.wrap_future(pending))
-            except asyncio.CancelledError:
-                if not pending.cancelled():
-                    raise
-            except Exception:
-                pass  # raised from `_result_of`, which also forgets the fetch
+        pending, ticket = self._take_pending()
+        if pending is None or ticket is None:
+            return await self._afetch()
+        if not pending.done() and ticket.claim():
+            self._forget(pending)
+            return await self._afetch()
+        try:
+            await asyncio.shield(asyncio.wrap_future(pending))
+        except asyncio.CancelledError:
             if not pending.cancelled():
-                return self._result_of(pending)
-        return await self._afetch()
+                raise
+        except Exception:
+            pass  # raised from `_result_of`, which also forgets the fetch
+        if pending.cancelled() or not ticket.started:
+            return await self._afetch()
+        return self._result_of(pending, ticket)
 
-    def _take_pending(self) -> concurrent.futures.Future[T] | None:
+    def _take_pending(
+        self,
+    ) -> tuple[concurrent.futures.Future[T | None] | None, _background.Ticket | None]:
         with _pending_lock:
             if self._pending is not None and self._pending_pid != os.getpid():
                 # Made before a fork: the thread that would finish it is
                 # not in this process.
-                self._pending = None
-            return self._pending
+                self._pending = self._ticket = None
+            return self._pending, self._ticket
 
-    def _result_of(self, pending: concurrent.futures.Future[T]) -> T:
+    def _forget(self, pending: concurrent.futures.Future[T | None]) -> None:
+        with _pending_lock:
+            if self._pending is pending:
+                self._pending = self._ticket = None
+
+    def _result_of(
+        self,
+        pending: concurrent.futures.Future[T | None],
+        ticket: _background.Ticket,
+    ) -> T:
         try:
-            return pending.result(0)
+            result = pending.result(0)
         except Exception:
             # A failed prefetch is reported once; the next use fetches again.
-            with _pending_lock:
-                if self._pending is pending:
-                    self._pending = None
+            self._forget(pending)
             raise
+        ticket.release()
+        return result  # type: ignore[return-value]
 
     def _has_sync_face(self) -> bool:
         # A store class registered only as an async face (a user's driver

@@ -40,12 +40,16 @@ def resolve_async(proxy: Proxy[Any]) -> None:
 def prefetch(*proxies: Proxy[Any], max_concurrency: int | None = None) -> None:
     """Start fetching several proxies' objects in the background.
 
-    Returns at once. Each store's own limit (`configure_prefetch`) always
-    applies; `max_concurrency` bounds these fetches further, together.
+    Returns at once. Fetches start in argument order as slots free up: each
+    store's own limit (`configure_prefetch`) always applies, and
+    `max_concurrency` bounds these proxies further, together. A slot is held
+    from the start of a fetch until its proxy is first used (or dropped), so
+    the limit also bounds how many fetched objects wait in memory.
 
     Args:
         proxies: Proxies made by stores. Resolved ones are skipped.
-        max_concurrency: At most this many of these fetches in flight at once.
+        max_concurrency: At most this many of these proxies fetching or
+            fetched and not yet used.
 
     Raises:
         ProxyStoreError: If a proxy was not made by a store (no fetch starts).
@@ -82,9 +86,10 @@ def configure_prefetch(
     """Set the limits of background fetches in this process.
 
     Args:
-        max_concurrency: Fetches in flight at once per store (default 2):
-            for the store named `store`, or for every store without a
-            limit of its own.
+        max_concurrency: Prefetches per store being fetched or fetched and
+            not yet used (default 2): for the store named `store`, or for
+            every store without a limit of its own. A proxy used before its
+            prefetch started is fetched at once by its user instead.
         store: The store name `max_concurrency` applies to.
         timeout: Seconds a proxy's sync first use waits for its pending
             fetch before raising `StoreTimeoutError` (default 300).
