@@ -540,6 +540,9 @@ class RedisStore(Store[str]):
         if isinstance(err, (redis_errors.TimeoutError, TimeoutError)):
             connecting = "connect" in str(err).lower()
             timeout = self.socket_connect_timeout if connecting else self.socket_timeout
+            if connecting and self.ssl:
+                # A plain-text server never answers a TLS handshake.
+                operation += " (TLS handshake: does the server serve TLS?)"
             return StoreTimeoutError(self._target, timeout, operation)
         if isinstance(err, (redis_errors.ConnectionError, OSError)):
             return StoreConnectionError(self._target, f"{operation} failed: {err}")

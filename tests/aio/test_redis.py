@@ -283,6 +283,24 @@ async def test_read_timeout_is_a_timeout_error(
     await slow.aclose()
 
 
+async def test_tls_to_a_plain_server_times_out_with_a_hint(
+    redis_server: RedisServer, store_name: str
+) -> None:
+    store = RedisStore(
+        store_name,
+        redis_server.host,
+        redis_server.port,
+        ssl=True,
+        ssl_cert_reqs="none",
+        socket_connect_timeout=0.3,
+    )
+    start = time.monotonic()
+    with pytest.raises(StoreTimeoutError, match="does the server serve TLS"):
+        await store.aexists("somekey")
+    assert time.monotonic() - start < 2.0
+    await store.aclose()
+
+
 async def test_wrong_password_is_an_authentication_error(store_name: str) -> None:
     with RedisServer(password="right") as server:
         for password in ("wrong", None):
