@@ -44,6 +44,8 @@ async def store(
     redis_server: RedisServer, store_name: str
 ) -> AsyncIterator[RedisStore]:
     store = RedisStore(store_name, redis_server.host, redis_server.port)
+    # Registered, so proxies resolve through this instance (closed below).
+    aio.register_store(store)
     yield store
     await store.aclose()
 
@@ -179,6 +181,7 @@ async def test_chunked_value_with_lost_chunk_is_missing(
     store = RedisStore(
         store_name, redis_server.host, redis_server.port, chunk_size=small_bulk_limit
     )
+    aio.register_store(store)
     proxy = await store.aproxy(b"y" * (3 * MiB))
     key = get_key(proxy)
     raw.delete(f"{key}:1")
