@@ -5,8 +5,8 @@ A payload starts with a one-byte tag saying how the rest was made:
 - ``b"B"``: the object is `bytes`; the payload is the tag and the bytes.
 - ``b"S"``: the object is `str`; the tag and its UTF-8 encoding.
 - ``b"P"``: pickle protocol 5 with every buffer in band.
-- ``b"O"``: pickle protocol 5 with out-of-band buffers (large numpy arrays and
-  the like): a header of buffer lengths, the pickle stream, then each buffer
+- ``b"O"``: pickle protocol 5 with out-of-band buffers (numpy arrays and the
+  like): a header of buffer lengths, the pickle stream, then each buffer
   padded to a 64-byte boundary so arrays come back aligned.
 - ``b"D"``: `dill`, for what pickle cannot take (lambdas, closures).
 
@@ -44,7 +44,6 @@ _DILL = b"D"
 _BYTES_TAG, _STR_TAG, _PICKLE_TAG, _OUT_OF_BAND_TAG, _DILL_TAG = b"BSPOD"
 
 _ALIGN = 64
-_OOB_MIN_BYTES = 64 * 1024
 _COUNT = struct.Struct("<I")
 _LENGTH = struct.Struct("<Q")
 _PADDING = bytes(_ALIGN)
@@ -71,8 +70,8 @@ def serialize(obj: Any) -> bytes:
 def serialize_parts(obj: Any) -> list[Buffer]:
     """Serialize an object into parts to be written back to back.
 
-    Large contiguous buffers (numpy arrays, `PickleBuffer` users) stay out of
-    band and are returned as views of the original memory, not copies.
+    Contiguous buffers (numpy arrays, `PickleBuffer` users) stay out of band
+    and are returned as views of the original memory, not copies.
 
     Args:
         obj: Any object pickle or dill can take.
@@ -93,13 +92,9 @@ def serialize_parts(obj: Any) -> list[Buffer]:
         stream = pickle.dumps(obj, protocol=5, buffer_callback=buffers.append)
     except Exception as pickle_error:
         return [_DILL + _dill_dumps(obj, pickle_error)]
-    views = [buffer.raw() for buffer in buffers]
-    if sum(view.nbytes for view in views) < _OOB_MIN_BYTES:
-        if not views:
-            return [_PICKLE + stream]
-        # Few small buffers: a plain in-band pickle is smaller and just as fast.
-        return [_PICKLE + pickle.dumps(obj, protocol=5)]
-    return _out_of_band_parts(stream, views)
+    if not buffers:
+        return [_PICKLE, stream]
+    return _out_of_band_parts(stream, [buffer.raw() for buffer in buffers])
 
 
 def _dill_dumps(obj: Any, pickle_error: Exception) -> bytes:

@@ -65,10 +65,19 @@ def test_out_of_band_arrays_come_back_aligned_and_read_only() -> None:
         assert not copy.flags.writeable
 
 
-def test_small_buffers_stay_in_band() -> None:
+def test_arrays_of_any_size_go_out_of_band_and_read_only() -> None:
     small = np.arange(10)
-    assert serialize(small)[:1] == b"P"
-    np.testing.assert_array_equal(deserialize(serialize(small)), small)
+    assert serialize(small)[:1] == b"O"
+    restored = deserialize(serialize(small))
+    np.testing.assert_array_equal(restored, small)
+    assert not restored.flags.writeable
+
+
+def test_plain_pickle_stream_is_a_separate_part() -> None:
+    obj = {"k": list(range(100))}
+    parts = serialize_parts(obj)
+    assert parts[0] == b"P"
+    assert deserialize(join(parts)) == obj
 
 
 @pytest.mark.parametrize(
