@@ -1,7 +1,7 @@
 """A multi-stage pipeline of worker processes passing large arrays as proxies.
 
-Run: python examples/pipeline.py [--size-mb 16] [--items 8] [--stages 3]
-     [--compute 0.05] [--mode all] [--store file | --store redis --port N]
+Run: python examples/pipeline.py [--size-mb 64] [--items 8] [--stages 3]
+     [--compute 0.03] [--mode all] [--store file | --store redis --port N]
 
 A source sends `--items` numpy arrays of `--size-mb` MB through `--stages`
 worker processes linked by pipes. Each stage reads every element of its
@@ -197,13 +197,13 @@ def run_mode(ctx: Any, spec: StoreSpec, mode: str, args: argparse.Namespace) -> 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--size-mb", type=int, default=16, help="array size (MB)")
+    parser.add_argument("--size-mb", type=int, default=64, help="array size (MB)")
     parser.add_argument("--items", type=int, default=8, help="arrays to send")
     parser.add_argument("--stages", type=int, default=3, help="worker processes")
     parser.add_argument(
         "--compute",
         type=float,
-        default=0.05,
+        default=0.03,
         help="simulated compute per item and stage (seconds)",
     )
     parser.add_argument("--mode", choices=(*MODES, "all"), default="all")
