@@ -48,5 +48,5 @@ def docs(session: nox.Session) -> None:
 
 @nox.session(python=False)
 def benchmarks(session: nox.Session) -> None:
-    """Run the benchmarks (prints ratios against raw clients measured in the same run)."""
+    """Run the store benchmark (ratios against raw clients, same run)."""
     session.run("python", "benchmarks/bench_stores.py", *session.posargs)
