@@ -75,7 +75,7 @@ class EndpointStore(Store[EndpointKey]):
         url: str | None = None,
         timeout: float = 30.0,
         cache_size: int = 16,
-        metrics: bool = True,
+        metrics: bool = False,
     ) -> None:
         super().__init__(name, cache_size=cache_size, metrics=metrics)
         if isinstance(endpoints, str):

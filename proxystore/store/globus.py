@@ -120,7 +120,7 @@ class GlobusStore(Store[GlobusKey]):
         authorizer: globus_sdk.authorizers.GlobusAuthorizer | None = None,
         hostname: str | None = None,
         cache_size: int = 16,
-        metrics: bool = True,
+        metrics: bool = False,
     ) -> None:
         super().__init__(name, cache_size=cache_size, metrics=metrics)
         self.endpoints = _as_endpoints(endpoints)

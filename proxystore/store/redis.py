@@ -162,7 +162,7 @@ class RedisStore(Store[str]):
         max_connections: int = 64,
         chunk_size: int = DEFAULT_CHUNK_SIZE,
         cache_size: int = 16,
-        metrics: bool = True,
+        metrics: bool = False,
     ) -> None:
         super().__init__(name, cache_size=cache_size, metrics=metrics)
         if url is not None:
