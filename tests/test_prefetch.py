@@ -278,10 +278,12 @@ def test_pickling_a_proxy_mid_prefetch(store_name: str) -> None:
     assert int(np.asarray(onward).sum()) == int(np.asarray(consumer).sum())
 
 
+_FETCH_ENTERED = threading.Event()
 _RELEASE_FETCH = threading.Event()
 
 
 def _deserialize_when_released(data: bytes) -> Any:
+    _FETCH_ENTERED.set()
     assert _RELEASE_FETCH.wait(TIMEOUT)
     return pickle.loads(data)
 
@@ -291,11 +293,13 @@ def test_first_use_times_out_with_a_clear_error(store_name: str) -> None:
     proxy = store.proxy(
         [1], serializer=pickle.dumps, deserializer=_deserialize_when_released
     )
+    _FETCH_ENTERED.clear()
     _RELEASE_FETCH.clear()
     consumer = pickle.loads(pickle.dumps(proxy))
-    resolve_async(consumer)  # running, stuck in the deserializer
-    configure_prefetch(timeout=0.05)
+    resolve_async(consumer)
     try:
+        assert _FETCH_ENTERED.wait(TIMEOUT)  # running, stuck in the deserializer
+        configure_prefetch(timeout=0.05)
         with pytest.raises(StoreTimeoutError) as info:
             len(consumer)
         assert store_name in str(info.value)

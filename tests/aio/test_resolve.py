@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import pickle
+import threading
 from typing import Any
 
 import pytest
@@ -61,18 +62,41 @@ async def test_resolve_of_a_failed_prefetch_raises_its_error(store_name: str) ->
     assert info.value.store == store_name
 
 
+_ENTERED = threading.Event()
+_RELEASE = threading.Event()
+
+
+def _deserialize_when_released(data: bytes) -> Any:
+    _ENTERED.set()
+    assert _RELEASE.wait(TIMEOUT)
+    return pickle.loads(data)
+
+
 async def test_cancelled_waiter_leaves_the_prefetch_running(store_name: str) -> None:
     store = init_store("local", store_name, metrics=True)
-    consumer = _consumer(store.proxy([7], prefetch=True))
-    waiter = asyncio.create_task(aio.resolve(consumer))
-    waiter.cancel()
-    with pytest.raises(asyncio.CancelledError):
-        await waiter
-    factory = get_factory(consumer)
-    assert isinstance(factory, StoreFactory)
-    assert factory._pending is not None
-    assert not factory._pending.cancelled()
-    assert await aio.resolve(consumer) == [7]
+    proxy = store.proxy(
+        [7],
+        serializer=pickle.dumps,
+        deserializer=_deserialize_when_released,
+        prefetch=True,
+    )
+    _ENTERED.clear()
+    _RELEASE.clear()
+    consumer = _consumer(proxy)
+    try:
+        assert await asyncio.to_thread(_ENTERED.wait, TIMEOUT)
+        waiter = asyncio.create_task(aio.resolve(consumer))
+        await asyncio.sleep(0)  # one loop turn: the waiter reaches its await
+        waiter.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await waiter
+        factory = get_factory(consumer)
+        assert isinstance(factory, StoreFactory)
+        assert factory._pending is not None
+        assert not factory._pending.cancelled()
+    finally:
+        _RELEASE.set()
+    assert await asyncio.wait_for(aio.resolve(consumer), TIMEOUT) == [7]
     assert sum(_gets(store)) == 1
 
 
