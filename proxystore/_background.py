@@ -248,6 +248,7 @@ class Ticket:
         self._state = self._QUEUED
         self._held: list[asyncio.Semaphore] = []
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._pid = os.getpid()
 
     @property
     def started(self) -> bool:
@@ -264,6 +265,8 @@ class Ticket:
 
     def release(self) -> None:
         """Give the slots back (safe from any thread, and more than once)."""
+        if self._pid != os.getpid():
+            return  # inherited through fork: the slots belong to the parent
         with self._lock:
             held, self._held = self._held, []
             self._state = self._RELEASED
