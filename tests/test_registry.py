@@ -7,7 +7,9 @@ import pytest
 
 import proxystore as ps
 from proxystore import aio, registry
+from proxystore.aio.local import LocalStore as AsyncLocalStore
 from proxystore.exceptions import (
+    ConfigurationError,
     StoreExistsError,
     StoreNotFoundError,
     UnknownStoreTypeError,
@@ -107,3 +109,15 @@ def test_threads_resolving_unregistered_store_do_not_race(
     assert results == {i: i for i in range(16)}
     faces = {id(ps.store.get_store(store_name))}
     assert len(faces) == 1
+
+
+class AsyncOnly(AsyncLocalStore):
+    """A user's async driver with no generated sync twin."""
+
+
+def test_async_only_store_has_no_sync_face(store_name: str) -> None:
+    store = AsyncOnly(store_name)
+    aio.register_store(store)
+    assert aio.get_store(store_name) is store
+    with pytest.raises(ConfigurationError, match="no sync face"):
+        ps.store.get_store(store_name)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable, Sequence
 from types import TracebackType
-from typing import Any, Generic, TypeVar
+from typing import Any, ClassVar, Generic, TypeVar
 
 from typing_extensions import Self
 
@@ -58,6 +58,9 @@ class Store(Generic[KeyT]):
             proxy = await store.aproxy([1, 2, 3])
         ```
     """
+
+    _IS_SYNC: ClassVar[bool] = _IS_SYNC
+    """Whether this class is a sync face (the registry builds faces by it)."""
 
     def __init__(
         self, name: str, *, cache_size: int = 16, metrics: bool = False
