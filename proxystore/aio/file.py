@@ -72,15 +72,7 @@ class FileStore(Store[str]):
 
     async def _aset_bytes(self, payload: Payload) -> str:
         key = new_object_id()
-        temp = self._path(f"{_TEMP_PREFIX}{key}")
-        try:
-            async with open_file(temp, "wb") as file:
-                for part in payload:
-                    await file.write(part)
-            os.replace(temp, self._path(key))
-        except BaseException:
-            _remove(temp)
-            raise
+        await write_file_atomically(self._path(key), payload)
         return key
 
     async def _aget_bytes(self, key: str) -> Buffer | None:
@@ -95,9 +87,28 @@ class FileStore(Store[str]):
         return os.path.exists(self._path(key))
 
     async def _aevict(self, key: str) -> None:
-        _remove(self._path(key))
+        remove_file(self._path(key))
 
 
-def _remove(path: str) -> None:
+async def write_file_atomically(path: str, payload: Payload) -> None:
+    """Write a payload's parts to `path` so readers see all of it or nothing.
+
+    The parts go to a hidden temporary file in the same directory, which is
+    then renamed over `path`; on any error the temporary file is removed.
+    """
+    directory, name = os.path.split(path)
+    temp = os.path.join(directory, f"{_TEMP_PREFIX}{name}")
+    try:
+        async with open_file(temp, "wb") as file:
+            for part in payload:
+                await file.write(part)
+        os.replace(temp, path)
+    except BaseException:
+        remove_file(temp)
+        raise
+
+
+def remove_file(path: str) -> None:
+    """Remove a file; a file that is already gone is not an error."""
     with contextlib.suppress(FileNotFoundError):
         os.remove(path)

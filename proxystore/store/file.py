@@ -73,15 +73,7 @@ class FileStore(Store[str]):
 
     def _set_bytes(self, payload: Payload) -> str:
         key = new_object_id()
-        temp = self._path(f"{_TEMP_PREFIX}{key}")
-        try:
-            with open_file(temp, "wb") as file:
-                for part in payload:
-                    file.write(part)
-            os.replace(temp, self._path(key))
-        except BaseException:
-            _remove(temp)
-            raise
+        write_file_atomically(self._path(key), payload)
         return key
 
     def _get_bytes(self, key: str) -> Buffer | None:
@@ -96,9 +88,28 @@ class FileStore(Store[str]):
         return os.path.exists(self._path(key))
 
     def _evict(self, key: str) -> None:
-        _remove(self._path(key))
+        remove_file(self._path(key))
 
 
-def _remove(path: str) -> None:
+def write_file_atomically(path: str, payload: Payload) -> None:
+    """Write a payload's parts to `path` so readers see all of it or nothing.
+
+    The parts go to a hidden temporary file in the same directory, which is
+    then renamed over `path`; on any error the temporary file is removed.
+    """
+    directory, name = os.path.split(path)
+    temp = os.path.join(directory, f"{_TEMP_PREFIX}{name}")
+    try:
+        with open_file(temp, "wb") as file:
+            for part in payload:
+                file.write(part)
+        os.replace(temp, path)
+    except BaseException:
+        remove_file(temp)
+        raise
+
+
+def remove_file(path: str) -> None:
+    """Remove a file; a file that is already gone is not an error."""
     with contextlib.suppress(FileNotFoundError):
         os.remove(path)

@@ -14,7 +14,6 @@ runs them in worker threads.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import time
 from collections.abc import Mapping, Sequence
@@ -25,6 +24,7 @@ import globus_sdk
 from proxystore._shared import new_object_id
 from proxystore.store._compat import open_file, run_blocking, sleep
 from proxystore.store.base import Store
+from proxystore.store.file import remove_file, write_file_atomically
 from proxystore.exceptions import ConfigurationError, StoreTimeoutError, describe
 from proxystore.globus.client import native_app_client, transfer_client_from_login
 from proxystore.globus.endpoints import GlobusEndpoint, GlobusEndpoints
@@ -42,7 +42,6 @@ from proxystore.serialize import Buffer, Payload
 
 _IS_SYNC = True
 
-_TEMP_PREFIX = ".tmp-"
 # Task ids known to need no more waiting here; forgotten past this many
 # (forgetting only costs one more status request).
 _MAX_SETTLED = 100_000
@@ -209,7 +208,7 @@ class GlobusStore(Store[GlobusKey]):
             )
         except BaseException:
             for filename in filenames:
-                _remove(self._path(filename))
+                remove_file(self._path(filename))
             raise
         # None of this store's own copies targets this endpoint.
         self._remember_settled(task_ids)
@@ -218,15 +217,7 @@ class GlobusStore(Store[GlobusKey]):
 
     def _write_file(self, payload: Payload) -> str:
         filename = new_object_id()
-        temp = self._path(f"{_TEMP_PREFIX}{filename}")
-        try:
-            with open_file(temp, "wb") as file:
-                for part in payload:
-                    file.write(part)
-            os.replace(temp, self._path(filename))
-        except BaseException:
-            _remove(temp)
-            raise
+        write_file_atomically(self._path(filename), payload)
         return filename
 
     def _get_bytes(self, key: GlobusKey) -> Buffer | None:
@@ -243,7 +234,7 @@ class GlobusStore(Store[GlobusKey]):
         return os.path.exists(self._path(key.filename))
 
     def _evict(self, key: GlobusKey) -> None:
-        _remove(self._path(key.filename))
+        remove_file(self._path(key.filename))
         if self._others:
             run_blocking(
                 submit_deletes,
@@ -326,8 +317,3 @@ def _is_positive(value: object) -> bool:
         and value > 0
         and value != float("inf")
     )
-
-
-def _remove(path: str) -> None:
-    with contextlib.suppress(FileNotFoundError):
-        os.remove(path)
