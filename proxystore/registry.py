@@ -217,6 +217,35 @@ def _face_of(entry: _Entry, face: Face) -> Any:
     return store
 
 
+def init_store(store_type: Any, name: str, face: Face, **kwargs: Any) -> Any:
+    """Create the `face` of a store and register it (see `proxystore.store.init_store`).
+
+    Calling it again with the same type, name and arguments returns the store
+    already registered.
+    """
+    store = resolve_store_type(store_type, face)(name=name, **kwargs)
+    entry = _entries.get(name)
+    if entry is not None and entry.config == store.store_config:
+        return lookup(name, face)
+    register(store, face, exist_ok=False)
+    return store
+
+
+def store_of_proxy(proxy: Any, face: Face) -> Any:
+    """Return the `face` of the store a proxy's factory names, building it if needed.
+
+    Raises:
+        StoreNotFoundError: If the proxy was not made by a store.
+    """
+    from proxystore.proxy import get_factory
+    from proxystore.store.factory import StoreFactory
+
+    factory = get_factory(proxy)
+    if not isinstance(factory, StoreFactory):
+        raise StoreNotFoundError(f"<proxy whose factory is {type(factory).__name__}>")
+    return lookup_or_build(factory.config, face)
+
+
 def registered_names() -> list[str]:
     """Return the names currently registered."""
     return list(_entries)

@@ -20,8 +20,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from proxystore import registry
-from proxystore.exceptions import StoreNotFoundError
-from proxystore.proxy import Proxy, get_factory
+from proxystore.proxy import Proxy
 from proxystore.registry import STORES
 from proxystore.store.factory import StoreFactory
 
@@ -60,15 +59,7 @@ def init_store(
         UnknownStoreTypeError: If `store_type` names no store.
         StoreExistsError: If `name` is registered with another configuration.
     """
-    cls = registry.resolve_store_type(store_type, "sync")
-    store: Store[Any] = cls(name=name, **kwargs)
-    try:
-        existing = registry.lookup(name, "sync")
-    except StoreNotFoundError:
-        existing = None
-    if existing is not None and existing.store_config == store.store_config:
-        return existing  # type: ignore[no-any-return]
-    registry.register(store, "sync", exist_ok=False)
+    store: Store[Any] = registry.init_store(store_type, name, "sync", **kwargs)
     return store
 
 
@@ -82,13 +73,10 @@ def get_store(name_or_proxy: str | Proxy[Any]) -> Store[Any]:
         StoreNotFoundError: If no store has this name.
     """
     if isinstance(name_or_proxy, Proxy):
-        factory = get_factory(name_or_proxy)
-        if not isinstance(factory, StoreFactory):
-            raise StoreNotFoundError(
-                f"<proxy whose factory is {type(factory).__name__}>"
-            )
-        return registry.lookup_or_build(factory.config, "sync")  # type: ignore[no-any-return]
-    return registry.lookup(name_or_proxy, "sync")  # type: ignore[no-any-return]
+        store: Store[Any] = registry.store_of_proxy(name_or_proxy, "sync")
+    else:
+        store = registry.lookup(name_or_proxy, "sync")
+    return store
 
 
 def register_store(store: Store[Any], exist_ok: bool = False) -> None:
