@@ -9,14 +9,12 @@ another with no shared file system.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import os
-import threading
 from collections.abc import Sequence
 from typing import Any
 
 import httpx
 
+from proxystore._clients import ClientsPerLoop
 from proxystore._shared import new_object_id
 from proxystore.aio.base import Store
 from proxystore.endpoint.config import endpoints_dir, find_config
@@ -88,13 +86,9 @@ class EndpointStore(Store[EndpointKey]):
             raise ConfigurationError(f"timeout must be positive, got {timeout!r}")
         self.url = url.rstrip("/") if url is not None else None
         self.timeout = timeout
-        # One client per event loop: an async connection belongs to the loop
-        # that opened it, and the async face may serve both the user's loop
-        # and the background prefetch loop. The sync face keys its one
-        # client by None.
-        self._clients: dict[asyncio.AbstractEventLoop | None, httpx.AsyncClient] = {}
-        self._clients_lock = threading.Lock()
-        self._pid = os.getpid()
+        self._clients: ClientsPerLoop[httpx.AsyncClient] = ClientsPerLoop(
+            self._new_http_client
+        )
         self._endpoint_url = ""
         self._endpoint_uuid = ""
         self._max_object_size: int | None = None
@@ -128,23 +122,14 @@ class EndpointStore(Store[EndpointKey]):
         return client
 
     def _http_client(self) -> httpx.AsyncClient:
-        owner = None if _IS_SYNC else asyncio.get_running_loop()
-        with self._clients_lock:
-            if self._pid != os.getpid():
-                # A forked child must not share the parent's sockets.
-                self._clients = {}
-                self._pid = os.getpid()
-            for loop in [
-                loop for loop in self._clients if loop is not None and loop.is_closed()
-            ]:
-                del self._clients[loop]
-            client = self._clients.get(owner)
-            if client is None:
-                client = httpx.AsyncClient(
-                    timeout=self.timeout, trust_env=False, follow_redirects=False
-                )
-                self._clients[owner] = client
-            return client
+        return self._clients.client_for(
+            None if _IS_SYNC else asyncio.get_running_loop()
+        )
+
+    def _new_http_client(self) -> httpx.AsyncClient:
+        return httpx.AsyncClient(
+            timeout=self.timeout, trust_env=False, follow_redirects=False
+        )
 
     async def _find_endpoint(
         self, client: httpx.AsyncClient
@@ -297,25 +282,11 @@ class EndpointStore(Store[EndpointKey]):
         self._raise_for_error(response, self._endpoint_url)
 
     async def _aclose(self) -> None:
-        with self._clients_lock:
-            clients, self._clients = self._clients, {}
-        if self._pid != os.getpid():
-            return
-        current = None if _IS_SYNC else asyncio.get_running_loop()
-        for owner, client in clients.items():
-            if owner is current:
-                await client.aclose()
-            elif owner is not None:
-                _close_in_loop(owner, client)
+        await self._clients.aclose_all(_aclose_http_client)
 
 
-def _close_in_loop(loop: asyncio.AbstractEventLoop, client: Any) -> None:
-    """Close a client owned by another event loop, in that loop."""
-    if loop.is_closed():
-        return
-    # The loop may close meanwhile; its sockets then went with it.
-    with contextlib.suppress(RuntimeError):
-        asyncio.run_coroutine_threadsafe(client.aclose(), loop)
+async def _aclose_http_client(client: httpx.AsyncClient) -> None:
+    await client.aclose()
 
 
 def _host_port(url: str) -> str:

@@ -10,14 +10,12 @@ another with no shared file system.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import os
-import threading
 from collections.abc import Sequence
 from typing import Any
 
 import httpx
 
+from proxystore._clients import ClientsPerLoop
 from proxystore._shared import new_object_id
 from proxystore.store.base import Store
 from proxystore.endpoint.config import endpoints_dir, find_config
@@ -89,13 +87,9 @@ class EndpointStore(Store[EndpointKey]):
             raise ConfigurationError(f"timeout must be positive, got {timeout!r}")
         self.url = url.rstrip("/") if url is not None else None
         self.timeout = timeout
-        # One client per event loop: an async connection belongs to the loop
-        # that opened it, and the async face may serve both the user's loop
-        # and the background prefetch loop. The sync face keys its one
-        # client by None.
-        self._clients: dict[asyncio.AbstractEventLoop | None, httpx.Client] = {}
-        self._clients_lock = threading.Lock()
-        self._pid = os.getpid()
+        self._clients: ClientsPerLoop[httpx.Client] = ClientsPerLoop(
+            self._new_http_client
+        )
         self._endpoint_url = ""
         self._endpoint_uuid = ""
         self._max_object_size: int | None = None
@@ -129,23 +123,14 @@ class EndpointStore(Store[EndpointKey]):
         return client
 
     def _http_client(self) -> httpx.Client:
-        owner = None if _IS_SYNC else asyncio.get_running_loop()
-        with self._clients_lock:
-            if self._pid != os.getpid():
-                # A forked child must not share the parent's sockets.
-                self._clients = {}
-                self._pid = os.getpid()
-            for loop in [
-                loop for loop in self._clients if loop is not None and loop.is_closed()
-            ]:
-                del self._clients[loop]
-            client = self._clients.get(owner)
-            if client is None:
-                client = httpx.Client(
-                    timeout=self.timeout, trust_env=False, follow_redirects=False
-                )
-                self._clients[owner] = client
-            return client
+        return self._clients.client_for(
+            None if _IS_SYNC else asyncio.get_running_loop()
+        )
+
+    def _new_http_client(self) -> httpx.Client:
+        return httpx.Client(
+            timeout=self.timeout, trust_env=False, follow_redirects=False
+        )
 
     def _find_endpoint(
         self, client: httpx.Client
@@ -298,25 +283,11 @@ class EndpointStore(Store[EndpointKey]):
         self._raise_for_error(response, self._endpoint_url)
 
     def _close(self) -> None:
-        with self._clients_lock:
-            clients, self._clients = self._clients, {}
-        if self._pid != os.getpid():
-            return
-        current = None if _IS_SYNC else asyncio.get_running_loop()
-        for owner, client in clients.items():
-            if owner is current:
-                client.close()
-            elif owner is not None:
-                _close_in_loop(owner, client)
+        self._clients.close_all(_close_http_client)
 
 
-def _close_in_loop(loop: asyncio.AbstractEventLoop, client: Any) -> None:
-    """Close a client owned by another event loop, in that loop."""
-    if loop.is_closed():
-        return
-    # The loop may close meanwhile; its sockets then went with it.
-    with contextlib.suppress(RuntimeError):
-        asyncio.run_coroutine_threadsafe(client.close(), loop)
+def _close_http_client(client: httpx.Client) -> None:
+    client.close()
 
 
 def _host_port(url: str) -> str:

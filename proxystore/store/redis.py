@@ -27,8 +27,6 @@ face, gets that find them all busy wait together and go out as one ``MGET``.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import os
 import threading
 from collections.abc import Sequence
 from typing import Any, Literal, cast
@@ -37,6 +35,7 @@ from urllib.parse import unquote, urlsplit
 import redis as redis
 from redis import exceptions as redis_errors
 
+from proxystore._clients import ClientsPerLoop
 from proxystore._shared import new_object_id
 from proxystore.store.base import Store
 from proxystore.exceptions import (
@@ -201,10 +200,7 @@ class RedisStore(Store[str]):
         self.max_connections = max_connections
         self.chunk_size = chunk_size
         self._target = f"{hostname}:{port}"
-        self._clients: dict[_Owner, _Client] = {}
-        self._clients_lock = threading.Lock()
-        self._pid = os.getpid()
-        self._inherited: list[_Client] = []
+        self._clients: ClientsPerLoop[_Client] = ClientsPerLoop(self._new_client)
 
     def config(self) -> dict[str, Any]:
         """Return the keyword arguments that rebuild this store anywhere.
@@ -410,16 +406,7 @@ class RedisStore(Store[str]):
         return len(batch)
 
     def _close(self) -> None:
-        with self._clients_lock:
-            clients, self._clients = self._clients, {}
-        if self._pid != os.getpid():
-            return
-        current = None if _IS_SYNC else asyncio.get_running_loop()
-        for owner, client in clients.items():
-            if owner is current:
-                _close_client(client)
-            elif owner is not None:
-                _close_in_loop(owner, _close_client, client)
+        self._clients.close_all(_close_client)
 
     # -- helpers --------------------------------------------------------------
 
@@ -450,36 +437,20 @@ class RedisStore(Store[str]):
             client.pool.release(connection)
 
     def _client(self) -> _Client:
-        owner = None if _IS_SYNC else asyncio.get_running_loop()
-        client = self._clients.get(owner)
-        if client is None or self._pid != os.getpid():
-            client = self._new_client(owner)
-        return client
+        return self._clients.client_for(
+            None if _IS_SYNC else asyncio.get_running_loop()
+        )
 
-    def _new_client(self, owner: _Owner) -> _Client:
-        with self._clients_lock:
-            if self._pid != os.getpid():
-                # The parent's sockets are not ours to close; keeping them
-                # referenced stops their finalizers from closing them here.
-                self._inherited.extend(self._clients.values())
-                self._clients = {}
-                self._pid = os.getpid()
-            for loop in [
-                loop for loop in self._clients if loop is not None and loop.is_closed()
-            ]:
-                del self._clients[loop]
-            client = self._clients.get(owner)
-            if client is None:
-                client = self._clients[owner] = _Client(
-                    self._pool(),
-                    # Bounds connections per pool: a thousand concurrent tasks
-                    # share max_connections sockets. A semaphore is much
-                    # cheaper per command than redis-py's BlockingConnectionPool.
-                    threading.BoundedSemaphore(self.max_connections)
-                    if _IS_SYNC
-                    else asyncio.Semaphore(self.max_connections),
-                )
-            return client
+    def _new_client(self) -> _Client:
+        return _Client(
+            self._pool(),
+            # Bounds connections per pool: a thousand concurrent tasks share
+            # max_connections sockets. A semaphore is much cheaper per
+            # command than redis-py's BlockingConnectionPool.
+            threading.BoundedSemaphore(self.max_connections)
+            if _IS_SYNC
+            else asyncio.Semaphore(self.max_connections),
+        )
 
     def _pool(self) -> redis.ConnectionPool:
         options: dict[str, Any] = {}
@@ -689,14 +660,6 @@ def _close_client(client: _Client) -> None:
     for task in list(client.tasks):
         task.cancel()
     client.pool.close()
-
-
-def _close_in_loop(loop: asyncio.AbstractEventLoop, close: Any, client: Any) -> None:
-    """Run `close(client)` in another event loop (the one owning the client)."""
-    if not loop.is_closed():
-        # The loop may close meanwhile; its sockets then went with it.
-        with contextlib.suppress(RuntimeError):
-            asyncio.run_coroutine_threadsafe(close(client), loop)
 
 
 def _check_positive_int(option: str, value: Any, upper: int | None = None) -> None:
