@@ -351,15 +351,7 @@ class Store(Generic[KeyT]):
             return obj
         if metrics is None:
             data = await self._aget_bytes(key)
-            if data is None:
-                return MISSING
-            obj = (
-                deserialize(data)
-                if deserializer is None
-                else _custom_load(data, deserializer)
-            )
-            self._cache.put(key, obj)
-            return obj
+            return MISSING if data is None else self._load(key, data, deserializer)
         start = _clock()
         data = await self._aget_bytes(key)
         if data is None:
