@@ -81,3 +81,27 @@ async def test_sync_face_resolves_async_made_proxy(store: Store[Any]) -> None:
     p = await store.aproxy([1, 2])
     # Touching the proxy uses the sync face of the same name.
     assert await asyncio.to_thread(lambda: list(p)) == [1, 2]
+
+
+async def test_threads_and_tasks_use_one_store_at_once(store: Store[Any]) -> None:
+    from proxystore import store as sync_api
+
+    sync_store = sync_api.get_store(store.name)
+    started = asyncio.Event()
+    loop = asyncio.get_running_loop()
+
+    def in_thread(index: int) -> list[Any]:
+        loop.call_soon_threadsafe(started.set)
+        keys = [sync_store.set((index, i)) for i in range(100)]
+        return [sync_store.get(key) for key in keys]
+
+    async def in_task(index: int) -> list[Any]:
+        await started.wait()
+        keys = [await store.aset((index, i)) for i in range(100)]
+        return [await store.aget(key) for key in keys]
+
+    threads = [asyncio.to_thread(in_thread, i) for i in range(4)]
+    tasks = [in_task(i) for i in range(4, 8)]
+    results = await asyncio.wait_for(asyncio.gather(*threads, *tasks), timeout=60)
+    for index, values in enumerate(results):
+        assert values == [(index, i) for i in range(100)]
