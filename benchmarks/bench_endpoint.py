@@ -15,6 +15,7 @@ then measures over HTTP, as `EndpointStore` does:
 from __future__ import annotations
 
 import argparse
+import os
 import socket
 import statistics
 import tempfile
@@ -30,6 +31,11 @@ from proxystore.endpoint.testing import (
     start_signaling_server,
     wait_until_registered,
 )
+from proxystore.p2p.ice import ICE_ADDRESSES_ENV
+
+# A benchmark on one host: keep ICE, and so all peer traffic, on loopback
+# (the endpoint processes inherit this environment).
+os.environ.setdefault(ICE_ADDRESSES_ENV, "127.0.0.1")
 
 MB = 1_000_000
 SECRET = "bench"
