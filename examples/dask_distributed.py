@@ -11,10 +11,10 @@ and sums the same numpy arrays three times:
 For each round it prints the bytes the client sent to the scheduler and the
 bytes the scheduler sent to the workers (distributed's own per-connection
 byte counters), and how often the proxies were fetched from the store in
-the client/scheduler process versus on the workers. The plain round shows
-the catch: dask's isinstance() checks on the client and the scheduler's
-re-pickling resolve the proxies there too (the wire still carries only the
-small proxies).
+the client/scheduler process versus on the workers. Both proxied rounds
+fetch only on the workers: store proxies answer dask's isinstance() checks
+and attribute probes from the class they recorded, and dask hashes them by
+store and key.
 
 Run it:
 
@@ -78,11 +78,10 @@ def total(array: np.ndarray) -> float:
 def submit_bound(client: Client, value: Any) -> Any:
     """Submit `np.sum(value)` so dask never inspects `value` outside a worker.
 
-    Dask checks plain task arguments with isinstance(), which a transparent
-    proxy can only answer by resolving; and the scheduler re-pickles a task
-    whose function came from ``__main__`` with a pickler that reads
-    ``obj.__class__`` of every object. Binding the value in a partial of an
-    importable function avoids both.
+    Needed only for proxies whose class is not known before they resolve
+    (made by ``proxy_from_key`` or with a custom deserializer): dask checks
+    plain task arguments with isinstance(), which such a proxy can only
+    answer by resolving.
     """
     return client.submit(functools.partial(np.sum, value), pure=False)
 

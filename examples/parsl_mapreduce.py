@@ -9,8 +9,9 @@ reduce task sums the partials.
 
 Map tasks take *lists* of proxies. For comparison, the script then runs the
 same map-reduce with each proxy as a top-level argument, ``map_one(proxy)``,
-and counts the proxies Parsl resolved in this process while submitting
-(it checks each top-level argument with isinstance()).
+and counts the proxies resolved in this process while submitting: Parsl
+checks each top-level argument with isinstance(), which store proxies answer
+from the class they recorded, without fetching.
 
 Run it:
 

@@ -18,12 +18,21 @@ Example:
     >>> len(p), isinstance(p, list), is_resolved(p)
     (3, True, True)
 
+A factory that knows its target's class without fetching it exposes it as
+``target_class`` (store proxies record it): then `isinstance` checks and
+probes of special names the class does not define (``__dask_future__``,
+``__dask_graph__``...) are answered from the class, so frameworks that
+inspect task arguments (Dask, cloudpickle's ``isinstance(p, FunctionType)``)
+do not fetch the object on the client. Special names set on an instance
+rather than its class are not seen before resolution. Dask hashes a proxy
+by its factory (``__dask_tokenize__``), never by its target.
+
 Known limits: operations Python looks up on the *type* make every proxy
 look like it supports them to `collections.abc` checks (`callable(p)` is
 always true, `isinstance(p, Awaitable)` too), and `sys.getsizeof(p)` is the
-size of the proxy itself. `cloudpickle` asks `isinstance(p, FunctionType)`
-before pickling, which resolves the proxy (the pickle still carries only the
-factory); `pickle` and `dill` do not resolve it.
+size of the proxy itself. Without a known class, `cloudpickle` resolves a
+proxy when it asks ``isinstance(p, FunctionType)`` (the pickle still carries
+only the factory); `pickle` and `dill` never resolve it.
 """
 
 from __future__ import annotations
@@ -70,6 +79,7 @@ _OWN_NAMES = frozenset(
         "__copy__",
         "__deepcopy__",
         "__orig_class__",
+        "__dask_tokenize__",
     }
 )
 
@@ -120,6 +130,17 @@ class Proxy(Generic[T]):
         try:
             target = _get_target(self)
         except AttributeError:
+            if name[:2] == "__" == name[-2:]:
+                known = _known_class(self)
+                if known is not None:
+                    if name == "__class__":
+                        return known
+                    # Protocol probes (Dask's __dask_future__...) are answered
+                    # by the class, as Python looks special names up.
+                    if not hasattr(known, name):
+                        raise AttributeError(
+                            f"{known.__name__!r} object has no attribute {name!r}"
+                        ) from None
             target = _resolve(self)
         return getattr(target, name)
 
@@ -157,6 +178,14 @@ class Proxy(Generic[T]):
 
     def __reduce_ex__(self, protocol: SupportsIndex) -> tuple[Any, ...]:
         return type(self), (_get_factory(self),)
+
+    def __dask_tokenize__(self) -> object:
+        # Dask hashes task arguments on the client; hashing the target would
+        # fetch it there. A proxy is identified by its factory instead.
+        factory = _get_factory(self)
+        tokenize = getattr(factory, "__dask_tokenize__", None)
+        token = tokenize() if tokenize is not None else id(factory)
+        return (type(self).__qualname__, token)
 
     def __copy__(self) -> Proxy[T]:
         """Return a new proxy over the same factory.
@@ -856,6 +885,12 @@ def _reset_lock_creation_after_fork() -> None:
 
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_reset_lock_creation_after_fork)
+
+
+def _known_class(proxy: Proxy[Any]) -> type | None:
+    """The target's class if the factory knows it without resolving."""
+    known = getattr(_get_factory(proxy), "target_class", None)
+    return known if isinstance(known, type) else None
 
 
 def _resolve(proxy: Proxy[T]) -> T:

@@ -803,3 +803,37 @@ def test_set_target_resolves_without_calling_factory() -> None:
 def test_helpers_reject_non_proxies(helper: Callable[[Any], Any]) -> None:
     with pytest.raises(TypeError, match="expected a Proxy, got an object of type list"):
         helper([1])
+
+
+class _KnownFactory:
+    """A factory that knows its target's class, like a store's factory."""
+
+    target_class = list
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def __call__(self) -> list[int]:
+        self.calls += 1
+        return [1, 2, 3]
+
+
+def test_known_class_answers_isinstance_and_absent_protocol_probes() -> None:
+    factory = _KnownFactory()
+    p = Proxy(factory)
+    assert isinstance(p, list)
+    assert not isinstance(p, dict)
+    assert getattr(p, "__dask_future__", False) is False
+    assert not hasattr(p, "__dask_graph__")
+    assert factory.calls == 0
+    assert hasattr(p, "__len__")  # the class has it: real use resolves
+    assert factory.calls == 1
+    assert p == [1, 2, 3]
+
+
+def test_dask_token_comes_from_the_factory() -> None:
+    factory = _KnownFactory()
+    p = Proxy(factory)
+    token = p.__dask_tokenize__()
+    assert token == Proxy(factory).__dask_tokenize__()
+    assert factory.calls == 0

@@ -26,7 +26,7 @@ from proxystore.metrics import StoreMetrics
 from proxystore.proxy import Proxy
 from proxystore.registry import StoreConfig, kind_of
 from proxystore.serialize import Buffer, Payload, deserialize, serialize_parts
-from proxystore.store.factory import StoreFactory
+from proxystore.store.factory import StoreFactory, type_path
 
 _IS_SYNC = False
 
@@ -277,7 +277,8 @@ class Store(Generic[KeyT]):
                 consumer, so first use finds the object there.
         """
         key = await self.aset(obj, serializer=serializer)
-        return self._make_proxy(key, evict, deserializer, prefetch)
+        target_type = type_path(obj) if deserializer is None else None
+        return self._make_proxy(key, evict, deserializer, prefetch, target_type)
 
     async def aproxy_batch(
         self,
@@ -289,8 +290,18 @@ class Store(Generic[KeyT]):
         prefetch: bool = False,
     ) -> list[Proxy[T]]:
         """Store several objects and return a proxy for each, in order."""
+        objs = list(objs)
         keys = await self.aset_batch(objs, serializer=serializer)
-        return [self._make_proxy(key, evict, deserializer, prefetch) for key in keys]
+        return [
+            self._make_proxy(
+                key,
+                evict,
+                deserializer,
+                prefetch,
+                type_path(obj) if deserializer is None else None,
+            )
+            for key, obj in zip(keys, objs, strict=True)
+        ]
 
     async def aproxy_from_key(
         self,
@@ -376,6 +387,7 @@ class Store(Generic[KeyT]):
         evict: bool,
         deserializer: Deserializer | None,
         prefetch: bool,
+        target_type: str | None = None,
     ) -> Proxy[Any]:
         factory: StoreFactory[Any] = StoreFactory(
             self.store_config,
@@ -383,6 +395,7 @@ class Store(Generic[KeyT]):
             evict=evict,
             deserializer=deserializer,
             prefetch=prefetch,
+            target_type=target_type,
         )
         return Proxy(factory)
 

@@ -27,7 +27,7 @@ from proxystore.metrics import StoreMetrics
 from proxystore.proxy import Proxy
 from proxystore.registry import StoreConfig, kind_of
 from proxystore.serialize import Buffer, Payload, deserialize, serialize_parts
-from proxystore.store.factory import StoreFactory
+from proxystore.store.factory import StoreFactory, type_path
 
 _IS_SYNC = True
 
@@ -278,7 +278,8 @@ class Store(Generic[KeyT]):
                 consumer, so first use finds the object there.
         """
         key = self.set(obj, serializer=serializer)
-        return self._make_proxy(key, evict, deserializer, prefetch)
+        target_type = type_path(obj) if deserializer is None else None
+        return self._make_proxy(key, evict, deserializer, prefetch, target_type)
 
     def proxy_batch(
         self,
@@ -290,8 +291,18 @@ class Store(Generic[KeyT]):
         prefetch: bool = False,
     ) -> list[Proxy[T]]:
         """Store several objects and return a proxy for each, in order."""
+        objs = list(objs)
         keys = self.set_batch(objs, serializer=serializer)
-        return [self._make_proxy(key, evict, deserializer, prefetch) for key in keys]
+        return [
+            self._make_proxy(
+                key,
+                evict,
+                deserializer,
+                prefetch,
+                type_path(obj) if deserializer is None else None,
+            )
+            for key, obj in zip(keys, objs, strict=True)
+        ]
 
     def proxy_from_key(
         self,
@@ -377,6 +388,7 @@ class Store(Generic[KeyT]):
         evict: bool,
         deserializer: Deserializer | None,
         prefetch: bool,
+        target_type: str | None = None,
     ) -> Proxy[Any]:
         factory: StoreFactory[Any] = StoreFactory(
             self.store_config,
@@ -384,6 +396,7 @@ class Store(Generic[KeyT]):
             evict=evict,
             deserializer=deserializer,
             prefetch=prefetch,
+            target_type=target_type,
         )
         return Proxy(factory)
 

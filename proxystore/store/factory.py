@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import importlib
 import os
 import threading
 import weakref
@@ -25,6 +26,7 @@ from typing import Any, TypeVar
 from proxystore import _background, registry
 from proxystore.exceptions import StoreTimeoutError
 from proxystore.factory import Factory
+from proxystore.proxy import Proxy
 from proxystore.registry import StoreConfig
 
 T = TypeVar("T")
@@ -40,17 +42,23 @@ class StoreFactory(Factory[T]):
         deserializer: Custom deserializer for the stored bytes, if the object
             was stored with a custom serializer.
         prefetch: Start fetching as soon as the factory is unpickled.
+        target_type: ``"module:qualname"`` of the stored object's class, so
+            `isinstance` checks on an unresolved proxy (by the consumer, or by
+            a framework such as Dask inspecting task arguments) answer
+            without fetching the object.
     """
 
     __slots__ = (
         "_pending",
         "_pending_pid",
+        "_target_class",
         "_ticket",
         "config",
         "deserializer",
         "evict",
         "key",
         "prefetch",
+        "target_type",
     )
 
     def __init__(
@@ -61,15 +69,26 @@ class StoreFactory(Factory[T]):
         evict: bool = False,
         deserializer: Callable[[bytes], Any] | None = None,
         prefetch: bool = False,
+        target_type: str | None = None,
     ) -> None:
         self.config = config
         self.key = key
         self.evict = evict
         self.deserializer = deserializer
         self.prefetch = prefetch
+        self.target_type = target_type
+        self._target_class: type | object | None = _NOT_IMPORTED
         self._pending: concurrent.futures.Future[T | None] | None = None
         self._ticket: _background.Ticket | None = None
         self._pending_pid = 0
+
+    @property
+    def target_class(self) -> type | None:
+        """The stored object's class, if it was recorded and imports here."""
+        cls = self._target_class
+        if cls is _NOT_IMPORTED:
+            cls = self._target_class = import_type(self.target_type)
+        return cls  # type: ignore[return-value]
 
     def start_prefetch(self, limiter: asyncio.Semaphore | None = None) -> None:
         """Start fetching on the background loop, unless a fetch is pending.
@@ -212,8 +231,12 @@ class StoreFactory(Factory[T]):
 
     def __reduce__(self) -> tuple[Any, ...]:
         config = self.config
-        flags = (self.evict, self.deserializer, self.prefetch)
+        flags = (self.evict, self.deserializer, self.prefetch, self.target_type)
         return (_rebuild, (config.kind, config.kwargs, self.key, flags))
+
+    def __dask_tokenize__(self) -> object:
+        """Identify the object by store and key (what Dask hashes for task keys)."""
+        return ("StoreFactory", self.config.name, repr(self.key), self.evict)
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, StoreFactory):
@@ -235,12 +258,17 @@ def _rebuild(
     kind: str,
     kwargs: dict[str, Any],
     key: Any,
-    flags: tuple[bool, Callable[[bytes], Any] | None, bool],
+    flags: tuple[bool, Callable[[bytes], Any] | None, bool, str | None],
 ) -> StoreFactory[Any]:
-    evict, deserializer, prefetch = flags
+    evict, deserializer, prefetch, target_type = flags
     config = StoreConfig(kind, kwargs["name"], kwargs)
     factory: StoreFactory[Any] = StoreFactory(
-        config, key, evict=evict, deserializer=deserializer, prefetch=prefetch
+        config,
+        key,
+        evict=evict,
+        deserializer=deserializer,
+        prefetch=prefetch,
+        target_type=target_type,
     )
     if prefetch:
         factory.start_prefetch()
@@ -248,6 +276,37 @@ def _rebuild(
 
 
 _pending_lock = threading.Lock()
+_NOT_IMPORTED = object()
+
+
+def type_path(obj: Any) -> str | None:
+    """Return ``"module:qualname"`` of an object's class, if importable by name.
+
+    None for classes defined inside functions, for proxies (whose class is
+    only known once resolved) and for objects that report another class
+    than their type.
+    """
+    cls = type(obj)
+    if cls is Proxy or obj.__class__ is not cls:
+        return None
+    qualname = cls.__qualname__
+    if "<locals>" in qualname:
+        return None
+    return f"{cls.__module__}:{qualname}"
+
+
+def import_type(path: str | None) -> type | None:
+    """Import a class from a `type_path` string; None if it does not import."""
+    if path is None:
+        return None
+    module_name, _, qualname = path.partition(":")
+    try:
+        found: Any = importlib.import_module(module_name)
+        for part in qualname.split("."):
+            found = getattr(found, part)
+    except Exception:
+        return None
+    return found if isinstance(found, type) else None
 
 
 def _new_lock_after_fork() -> None:

@@ -216,3 +216,37 @@ def test_local_store_proxy_does_not_carry_store_contents(store_name: str) -> Non
         store.set(b"x" * 1_000_000)
     p = store.proxy(b"y")
     assert len(pickle.dumps(p)) < 400
+
+
+class _Point:
+    def __init__(self, x: int) -> None:
+        self.x = x
+
+
+def test_isinstance_on_unresolved_proxy_does_not_fetch(store: Store[Any]) -> None:
+    p = pickle.loads(pickle.dumps(store.proxy(_Point(3))))
+    assert isinstance(p, _Point)
+    assert not isinstance(p, int)
+    assert p.__class__ is _Point
+    assert not is_resolved(p)
+    assert p.x == 3
+    assert is_resolved(p)
+
+
+def test_isinstance_resolves_when_the_class_is_not_known(store: Store[Any]) -> None:
+    p = store.proxy_from_key(store.set(_Point(1)))
+    assert isinstance(p, _Point)
+    assert is_resolved(p)
+    custom = store.proxy(
+        "abc", serializer=lambda s: s.encode(), deserializer=lambda b: b.decode()
+    )
+    assert isinstance(custom, str)
+    assert is_resolved(custom)
+
+
+def test_isinstance_of_evicted_proxy_answers_but_use_raises(store: Store[Any]) -> None:
+    p = store.proxy([1, 2])
+    store.evict(get_key(p))
+    assert isinstance(p, list)
+    with pytest.raises(MissingKeyError):
+        len(p)
