@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import enum
 import importlib
+import inspect
 import threading
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
@@ -87,6 +88,41 @@ class StoreConfig:
                 f"store {self.name!r} ({self.kind}) has no {face} face"
             )
         return cls(**self.kwargs)
+
+
+def config_of(store: Any) -> StoreConfig:
+    """Return a store's configuration, keeping only non-default arguments.
+
+    Arguments equal to their constructor default are left out: proxies stay
+    small (they carry the configuration), and two configurations that build
+    the same store compare equal however they were spelled.
+    """
+    cls = type(store)
+    defaults = _constructor_defaults(cls)
+    kwargs = {
+        key: value
+        for key, value in store.config().items()
+        if key == "name"
+        or key not in defaults
+        or type(value) is not type(defaults[key])
+        or value != defaults[key]
+    }
+    return StoreConfig(kind_of(cls), store.name, kwargs)
+
+
+_defaults: dict[type, dict[str, Any]] = {}
+
+
+def _constructor_defaults(cls: type) -> dict[str, Any]:
+    defaults = _defaults.get(cls)
+    if defaults is None:
+        parameters = inspect.signature(cls).parameters.values()
+        defaults = _defaults[cls] = {
+            parameter.name: parameter.default
+            for parameter in parameters
+            if parameter.default is not inspect.Parameter.empty
+        }
+    return defaults
 
 
 def kind_of(cls: type) -> str:

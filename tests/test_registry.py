@@ -121,3 +121,35 @@ def test_async_only_store_has_no_sync_face(store_name: str) -> None:
     assert aio.get_store(store_name) is store
     with pytest.raises(ConfigurationError, match="no sync face"):
         ps.store.get_store(store_name)
+
+
+def test_config_keeps_only_non_default_arguments(
+    store_name: str, tmp_path: Path
+) -> None:
+    store = FileStore(store_name, tmp_path, cache_size=16)
+    assert store.store_config.kwargs == {"name": store_name, "store_dir": str(tmp_path)}
+    bigger = FileStore(store_name, tmp_path, cache_size=32)
+    assert bigger.store_config.kwargs["cache_size"] == 32
+
+
+def test_explicit_defaults_name_the_same_store(store_name: str, tmp_path: Path) -> None:
+    first = ps.store.init_store("file", name=store_name, store_dir=tmp_path)
+    again = ps.store.init_store(
+        "file", name=store_name, store_dir=tmp_path, cache_size=16, metrics=False
+    )
+    assert again is first
+
+
+def test_proxy_of_a_fully_configured_store_stays_small(store_name: str) -> None:
+    import pickle
+
+    from proxystore.store.factory import StoreFactory
+    from proxystore.store.redis import RedisStore
+
+    store = RedisStore(
+        store_name, hostname="redis.example.org", port=6380, password="pw"
+    )
+    factory: StoreFactory[object] = StoreFactory(
+        store.store_config, "0123456789abcdef01234567", target_type="numpy:ndarray"
+    )
+    assert len(pickle.dumps(ps.Proxy(factory))) <= 400

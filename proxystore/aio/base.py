@@ -24,7 +24,7 @@ from proxystore.exceptions import (
 )
 from proxystore.metrics import StoreMetrics
 from proxystore.proxy import Proxy
-from proxystore.registry import StoreConfig, kind_of
+from proxystore.registry import StoreConfig, config_of
 from proxystore.serialize import Buffer, Payload, deserialize, serialize_parts
 from proxystore.store.factory import StoreFactory, type_path
 
@@ -127,9 +127,7 @@ class Store(Generic[KeyT]):
     def store_config(self) -> StoreConfig:
         """The configuration proxies carry to rebuild this store elsewhere."""
         if self._store_config is None:
-            self._store_config = StoreConfig(
-                kind_of(type(self)), self.name, self.config()
-            )
+            self._store_config = config_of(self)
         return self._store_config
 
     @property
