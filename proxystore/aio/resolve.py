@@ -19,7 +19,8 @@ async def resolve(proxy: Proxy[T]) -> T:
     another. Factories without `resolve_async` are called in a worker thread.
 
     Raises:
-        Whatever the factory raises (`MissingKeyError`, a connection error...).
+        MissingKeyError: If the key is not in the store; other errors raised
+            by the factory (a connection error...) pass through unchanged.
     """
     if not is_resolved(proxy):
         factory = get_factory(proxy)
