@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import enum
 import importlib
-import inspect
 import threading
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
@@ -116,6 +115,8 @@ _defaults: dict[type, dict[str, Any]] = {}
 def _constructor_defaults(cls: type) -> dict[str, Any]:
     defaults = _defaults.get(cls)
     if defaults is None:
+        import inspect  # only when a store first builds its configuration
+
         parameters = inspect.signature(cls).parameters.values()
         defaults = _defaults[cls] = {
             parameter.name: parameter.default
