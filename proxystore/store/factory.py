@@ -203,7 +203,7 @@ class StoreFactory(Factory[T]):
         # A store class registered only as an async face (a user's driver
         # without a generated twin) is fetched through that face instead.
         cls = registry.import_class(self.config.face_kind("sync"))
-        return hasattr(cls, "_resolve")
+        return bool(getattr(cls, "_IS_SYNC", False))
 
     def _fetch(self) -> T:
         store = registry.lookup_or_build(self.config, "sync")
