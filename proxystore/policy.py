@@ -270,6 +270,15 @@ def reset() -> None:
         _set(None)
 
 
+def _new_lock_after_fork() -> None:
+    global _lock
+    # Another thread of the parent may have held it at fork time.
+    _lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_new_lock_after_fork)
+
+
 def check(
     kind: str,
     name: str,

@@ -261,6 +261,21 @@ def test_malformed_flags_are_refused(
     _refused(loads, blob, "malformed flags")
 
 
+@LOADERS
+def test_proxy_inside_a_proxy_is_refused(
+    loads: Callable[[bytes], Any], store_name: str
+) -> None:
+    store = ps.store.init_store("local", store_name)
+    inner = store.proxy(b"inner")
+    kwargs = store.store_config.kwargs
+    as_key = crafted("proxystore.aio.local.LocalStore", kwargs, key=inner)
+    _refused(loads, as_key, "key of type Proxy")
+    as_deserializer = crafted(
+        "proxystore.aio.local.LocalStore", kwargs, deserializer=inner
+    )
+    _refused(loads, as_deserializer, "deserializer")
+
+
 def test_key_from_a_proxy_is_validated_before_any_read(
     store_name: str, tmp_path: Path
 ) -> None:
@@ -392,13 +407,22 @@ def test_init_store_other_identity_names_both(
     assert (ps.store if face == "sync" else aio).get_store(store_name) is replaced
 
 
-def test_seed_example_twice_in_one_process(tmp_path: Path) -> None:
+def test_seed_example_twice_in_one_process(redis_server: RedisServer) -> None:
+    REDIS_HOST, REDIS_PORT = redis_server.host, redis_server.port
+    stores = []
     for _ in range(2):
-        store = ps.store.init_store("file", name="my-store", store_dir=tmp_path)
+        store = ps.store.init_store(
+            "redis", name="my-store", hostname=REDIS_HOST, port=REDIS_PORT
+        )
         store = ps.store.get_store("my-store")
+        key = store.set([1, 2, 3])
+        assert store.get(key) == [1, 2, 3]
         p = store.proxy([1, 2, 3])
         assert sum(p) == 6
+        stores.append(store)
+    assert stores[0] is stores[1]
     ps.store.unregister_store("my-store")
+    stores[0].close()
 
 
 def test_register_store_other_identity_names_both(

@@ -276,6 +276,11 @@ def _rebuild(
     # before anything can build, import, connect or prefetch.
     config = _carried_config(kind, kwargs)
     evict, deserializer, prefetch, target_type = _carried_flags(flags, config.name)
+    if not _plain_key(key):
+        raise UntrustedProxyError(
+            f"a proxy of store {config.name!r} carries a key of type "
+            f"{type(key).__name__}, not a str, int, bytes or tuple of those"
+        )
     registry.admit(config)
     factory: StoreFactory[Any] = StoreFactory(
         config,
@@ -304,6 +309,21 @@ def _carried_config(kind: Any, kwargs: Any) -> StoreConfig:
     return StoreConfig(kind, name, kwargs)
 
 
+_KEY_PARTS = (str, int, bytes)
+
+
+def _plain_key(key: Any) -> bool:
+    # Keys are plain or tuples of plain parts (GlobusKey, EndpointKey).
+    kind = type(key)
+    if kind in _KEY_PARTS:
+        return True
+    return (
+        issubclass(kind, tuple)
+        and len(key) <= 8
+        and all(type(part) in _KEY_PARTS for part in key)
+    )
+
+
 def _carried_flags(
     flags: Any, name: str
 ) -> tuple[bool, Callable[[bytes], Any] | None, bool, str | None]:
@@ -320,7 +340,8 @@ def _carried_flags(
             f"{where} carries target type {describe(target_type)}, not a type path"
         )
     if deserializer is not None:
-        if not callable(deserializer):
+        # type(), not isinstance(): a proxy answers isinstance for its target.
+        if type(deserializer) is Proxy or not callable(deserializer):
             raise UntrustedProxyError(
                 f"{where} carries deserializer {describe(deserializer)}, "
                 "which is not callable"
