@@ -216,6 +216,7 @@ def neutral_kind(kind: str) -> str:
 
 _BUILTIN_KINDS = frozenset(member.value for member in STORES)
 _store_classes: dict[str, type] = {}
+_builtin_classes: dict[tuple[str, Face], type] = {}
 
 
 def register_store_class(cls: type) -> None:
@@ -250,7 +251,11 @@ def store_class(kind: str, face: Face) -> type:
     """
     neutral = neutral_kind(kind)
     if neutral in _BUILTIN_KINDS:
-        return import_class(StoreConfig(neutral, "", {}).face_kind(face))
+        cls = _builtin_classes.get((neutral, face))
+        if cls is None:
+            path = StoreConfig(neutral, "", {}).face_kind(face)
+            cls = _builtin_classes[neutral, face] = import_class(path)
+        return cls
     cls = _store_classes.get(neutral)
     if cls is None:
         raise UntrustedProxyError(
@@ -392,11 +397,13 @@ def admit(config: StoreConfig) -> None:
         ConfigurationError: If the policy's environment variables are malformed.
     """
     entry = _entries.get(config.name)
-    if entry is not None and (entry.config is config or entry.config == config):
-        return  # what this process registered (or already admitted)
+    if entry is not None and entry.config is config:
+        return
+    # Plain data first: comparing anything else could run its code.
     cls = _check_carried(config)
     if entry is not None:
-        _check_identity(entry, config)
+        if entry.config != config:
+            _check_identity(entry, config)
         return
     policy.check(
         neutral_kind(config.kind),

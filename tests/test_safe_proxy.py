@@ -276,6 +276,21 @@ def test_proxy_inside_a_proxy_is_refused(
     _refused(loads, as_deserializer, "deserializer")
 
 
+@LOADERS
+def test_proxy_in_the_configuration_is_refused_unresolved(
+    loads: Callable[[bytes], Any], store_name: str
+) -> None:
+    store = ps.store.init_store("local", store_name, metrics=True, cache_size=0)
+    inner = store.proxy("inner")
+    # The same arguments as the registered configuration, so that comparing
+    # them (were it done before checking them) would resolve `inner`.
+    kwargs = {**store.store_config.kwargs, "cache_size": inner}
+    blob = crafted("proxystore.aio.local.LocalStore", kwargs)
+    _refused(loads, blob, "cache_size.*not plain data")
+    assert store.metrics is not None
+    assert store.metrics["get"].count == 0
+
+
 def test_key_from_a_proxy_is_validated_before_any_read(
     store_name: str, tmp_path: Path
 ) -> None:
