@@ -65,42 +65,34 @@ class Policy:
 
     Attributes:
         mode: ``"open"`` or ``"strict"``.
-        allow: The allowlist entries, as given.
+        allow: The allowlist entries (``redis:HOST[:PORT]``, ``file:/DIR``,
+            ``endpoint:UUID_OR_NAME``).
         deserializers: Custom deserializers a proxy may carry under
             ``"strict"`` (under ``"open"`` any callable is accepted).
+
+    Raises:
+        ConfigurationError: If `mode` is not ``open``/``strict``, an
+            allowlist entry is malformed, or a deserializer is not callable.
     """
 
     mode: Mode = "open"
     allow: tuple[str, ...] = ()
     deserializers: frozenset[Callable[..., Any]] = frozenset()
     _redis: frozenset[tuple[str, int | None]] = field(
-        default=frozenset(), repr=False, compare=False
+        init=False, repr=False, compare=False
     )
-    _dirs: tuple[str, ...] = field(default=(), repr=False, compare=False)
-    _endpoints: frozenset[str] = field(default=frozenset(), repr=False, compare=False)
+    _dirs: tuple[str, ...] = field(init=False, repr=False, compare=False)
+    _endpoints: frozenset[str] = field(init=False, repr=False, compare=False)
 
-    @classmethod
-    def build(
-        cls,
-        mode: str,
-        allow: Iterable[str] = (),
-        deserializers: Iterable[Callable[..., Any]] = (),
-    ) -> Policy:
-        """Return a policy, checking every entry.
-
-        Raises:
-            ConfigurationError: If `mode` is not ``open``/``strict``, an
-                allowlist entry is malformed, or a deserializer is not callable.
-        """
-        if mode not in _MODES:
+    def __post_init__(self) -> None:
+        if self.mode not in _MODES:
             raise ConfigurationError(
-                f"proxy policy must be 'open' or 'strict', got {mode!r}"
+                f"proxy policy must be 'open' or 'strict', got {self.mode!r}"
             )
-        entries = tuple(allow)
         redis: set[tuple[str, int | None]] = set()
         dirs: list[str] = []
         endpoints: set[str] = set()
-        for entry in entries:
+        for entry in self.allow:
             kind, _, value = (
                 entry.partition(":") if isinstance(entry, str) else ("",) * 3
             )
@@ -115,18 +107,13 @@ class Policy:
                     f"proxy allowlist entry {entry!r} is not redis:HOST[:PORT], "
                     "file:/ABSOLUTE/DIR or endpoint:UUID_OR_NAME"
                 )
-        functions = frozenset(deserializers)
-        for function in functions:
+        for function in self.deserializers:
             if not callable(function):
                 raise ConfigurationError(f"deserializer {function!r} is not callable")
-        return cls(
-            mode,  # type: ignore[arg-type]
-            entries,
-            functions,
-            frozenset(redis),
-            tuple(dirs),
-            frozenset(endpoints),
-        )
+        # Frozen: the derived lookups are set once, here.
+        object.__setattr__(self, "_redis", frozenset(redis))
+        object.__setattr__(self, "_dirs", tuple(dirs))
+        object.__setattr__(self, "_endpoints", frozenset(endpoints))
 
     def allows(self, kind: str, arguments: Mapping[str, Any]) -> bool:
         """Return whether a proxy may build an unregistered store so configured.
@@ -226,7 +213,7 @@ def _from_environment() -> Policy:
         if entry.strip()
     ]
     try:
-        return Policy.build(mode, allow)
+        return Policy(mode, tuple(allow))  # type: ignore[arg-type]
     except ConfigurationError as err:
         raise ConfigurationError(f"{ALLOW_ENV}: {err}") from None
 
@@ -253,12 +240,15 @@ def configure(
     Raises:
         ConfigurationError: If an argument is malformed (nothing changes).
     """
+    for what, value in (("allow", allow), ("deserializers", deserializers)):
+        if isinstance(value, str):
+            raise ConfigurationError(f"{what} must be a list, not the str {value!r}")
     with _lock:
         base = _current if _current is not None else _from_environment()
-        policy = Policy.build(
+        policy = Policy(
             base.mode if mode is None else mode,
-            base.allow if allow is None else allow,
-            base.deserializers if deserializers is None else deserializers,
+            base.allow if allow is None else tuple(allow),
+            base.deserializers if deserializers is None else frozenset(deserializers),
         )
         _set(policy)
     return policy
