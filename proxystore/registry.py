@@ -5,6 +5,13 @@ arguments that rebuild it). Each face, sync (`proxystore.store`) and async
 (`proxystore.aio`), is an instance built from that configuration the first
 time it is asked for. `proxystore.store` and `proxystore.aio` wrap the
 functions here with their face fixed.
+
+A configuration's identity (class, name, the arguments its class lists in
+``_IDENTITY``) says which data it reaches: one name has one identity, and a
+configuration carried by a received proxy is checked (`admit`) against the
+registered store of its name, or against `proxystore.policy` for an unknown
+name, before anything is built. Only built-in store classes and classes
+registered with `register_store_class` are ever built.
 """
 
 from __future__ import annotations

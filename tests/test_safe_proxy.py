@@ -333,6 +333,10 @@ def test_target_type_module_is_never_imported(
     assert not isinstance(proxy, tuple)  # answered by resolving, not importing
     assert set(sys.modules) - modules == set()
     assert not marker_module.exists()
+    # Found once the application imports the module itself.
+    import ps_marker_module  # type: ignore[import-not-found]
+
+    assert _factory(proxy).target_class is ps_marker_module.Thing
     assert proxy == [1, 2]
 
 

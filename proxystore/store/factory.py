@@ -95,7 +95,10 @@ class StoreFactory(Factory[T]):
         """The stored object's class, if recorded and its module is already imported."""
         cls = self._target_class
         if cls is _NOT_IMPORTED:
-            cls = self._target_class = find_type(self.target_type)
+            cls = find_type(self.target_type)
+            if cls is not None or self.target_type is None:
+                # Not found is not cached: its module may be imported later.
+                self._target_class = cls
         return cls  # type: ignore[return-value]
 
     def start_prefetch(self, limiter: asyncio.Semaphore | None = None) -> None:
