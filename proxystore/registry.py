@@ -406,11 +406,14 @@ def admit(config: StoreConfig) -> None:
     entry = _entries.get(config.name)
     if entry is not None and entry.config is config:
         return
+    cls = store_class(config.kind, "async")
     # Plain data first: comparing anything else could run its code.
-    cls = _check_carried(config)
+    _check_plain(config, cls)
+    if entry is not None and entry.config == config:
+        return  # exactly what this process registered
+    _check_declared(config, cls)
     if entry is not None:
-        if entry.config != config:
-            _check_identity(entry, config)
+        _check_identity(entry, config)
         return
     policy.check(
         neutral_kind(config.kind),
@@ -432,13 +435,7 @@ _MAX_ITEMS = 4096
 _SCALARS = (str, int, float, bool, type(None))
 
 
-def _check_carried(config: StoreConfig) -> type:
-    """Check a carried configuration's class and arguments; return the class."""
-    cls = store_class(config.kind, "async")
-    _constructor_defaults(cls)
-    declared = _parameters[cls]
-    secrets = getattr(cls, "_SECRETS", ())
-    local = getattr(cls, "_PROCESS_LOCAL", ())
+def _check_plain(config: StoreConfig, cls: type) -> None:
     where = f"a proxy of store {config.name!r} ({cls.__name__})"
     if config.kwargs.get("name") != config.name:
         raise UntrustedProxyError(f"{where} carries a mismatched name argument")
@@ -446,6 +443,21 @@ def _check_carried(config: StoreConfig) -> type:
     for key, value in config.kwargs.items():
         if type(key) is not str:
             raise UntrustedProxyError(f"{where} carries argument {describe(key)}")
+        if not _plain(value, 0, budget):
+            raise UntrustedProxyError(
+                f"{where} carries argument {key!r} = {describe(value)}, which is "
+                "not plain data (str, int, float, bool, None, and lists, tuples "
+                f"and str-keyed dicts of those, at most {_MAX_DEPTH} deep)"
+            )
+
+
+def _check_declared(config: StoreConfig, cls: type) -> None:
+    _constructor_defaults(cls)
+    declared = _parameters[cls]
+    secrets = getattr(cls, "_SECRETS", ())
+    local = getattr(cls, "_PROCESS_LOCAL", ())
+    where = f"a proxy of store {config.name!r} ({cls.__name__})"
+    for key in config.kwargs:
         if key in secrets:
             raise UntrustedProxyError(
                 f"{where} carries the secret {key!r}; secrets never travel in "
@@ -456,13 +468,6 @@ def _check_carried(config: StoreConfig) -> type:
                 f"{where} carries argument {describe(key)}, which "
                 f"{cls.__name__} does not take from a proxy"
             )
-        if not _plain(value, 0, budget):
-            raise UntrustedProxyError(
-                f"{where} carries argument {key!r} = {describe(value)}, which is "
-                "not plain data (str, int, float, bool, None, and lists, tuples "
-                f"and str-keyed dicts of those, at most {_MAX_DEPTH} deep)"
-            )
-    return cls
 
 
 def _plain(value: Any, depth: int, budget: list[int]) -> bool:
