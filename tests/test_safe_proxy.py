@@ -387,6 +387,19 @@ def test_identity_checked_again_at_resolve(store_name: str, tmp_path: Path) -> N
         str(proxy)
 
 
+async def test_identity_checked_at_async_resolve(
+    store_name: str, tmp_path: Path
+) -> None:
+    blob = pickle.dumps(FileStore(store_name, tmp_path / "a").proxy("x"))
+    registry.unregister(store_name)
+    proxy = pickle.loads(blob)
+    aio.init_store("file", store_name, store_dir=tmp_path / "b")
+    with pytest.raises(StoreIdentityError, match="FileStore"):
+        await aio.resolve(proxy)
+    aio.init_store("file", store_name, store_dir=tmp_path / "a", replace=True)
+    assert await aio.resolve(proxy) == "x"
+
+
 def test_a_name_a_proxy_registered_yields_to_init_store(
     store_name: str, tmp_path: Path
 ) -> None:
