@@ -109,7 +109,15 @@ class StoreConfig:
             raise ConfigurationError(
                 f"store {self.name!r} ({self.kind}) has no {face} face"
             )
-        return cls(**self.kwargs, **(secrets or {}))
+        try:
+            return cls(**self.kwargs, **(secrets or {}))
+        except (TypeError, ValueError) as err:
+            if isinstance(err, ConfigurationError):
+                raise
+            # A carried configuration may hold values of the wrong type.
+            raise ConfigurationError(
+                f"cannot build store {self.name!r} as {self.describe()}: {err}"
+            ) from err
 
     def identity(self) -> Identity:
         """Return which data this configuration reaches (tuning left out).
@@ -512,8 +520,11 @@ def lookup_or_build(config: StoreConfig, face: Face) -> Any:
             admit(config)
             cls: Any = store_class(config.kind, "async")
             entry = _Entry(config, cls._environment_secrets(), provisional=True)
-            _entries[config.name] = entry
-        elif not (entry.config is config or entry.config == config):
+            store = entry.config.build(face, entry.secrets)
+            entry.faces[face] = store
+            _entries[config.name] = entry  # only once it built
+            return store
+        if not (entry.config is config or entry.config == config):
             _check_identity(entry, config)
         return _face_of(entry, face)
 

@@ -296,6 +296,14 @@ def test_proxy_in_the_configuration_is_refused_unresolved(
     assert store.metrics["get"].count == 0
 
 
+def test_badly_typed_argument_is_a_configuration_error(store_name: str) -> None:
+    kwargs = {"name": store_name, "store_dir": 123}
+    proxy = pickle.loads(crafted("proxystore.aio.file.FileStore", kwargs))
+    with pytest.raises(ConfigurationError, match=f"cannot build store '{store_name}'"):
+        str(proxy)
+    assert store_name not in registry.registered_names()
+
+
 def test_key_from_a_proxy_is_validated_before_any_read(
     store_name: str, tmp_path: Path
 ) -> None:
