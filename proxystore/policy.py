@@ -125,17 +125,25 @@ class Policy:
         if self.mode == "open":
             return True
         if kind == _REDIS:
-            host = str(arguments.get("hostname", "")).lower()
-            port = arguments.get("port")
+            host, port = arguments.get("hostname"), arguments.get("port")
+            if not isinstance(host, str) or type(port) is not int:
+                return False
+            host = host.lower()
             return (host, None) in self._redis or (host, port) in self._redis
         if kind == _FILE:
             return _under(arguments.get("store_dir"), self._dirs)
         if kind == _ENDPOINT:
             endpoints = arguments.get("endpoints") or ()
+            if isinstance(endpoints, str):
+                endpoints = [endpoints]  # as EndpointStore reads it
             return (
                 arguments.get("url") is None
+                and isinstance(endpoints, (list, tuple))
                 and bool(endpoints)
-                and all(endpoint in self._endpoints for endpoint in endpoints)
+                and all(
+                    isinstance(endpoint, str) and endpoint in self._endpoints
+                    for endpoint in endpoints
+                )
             )
         return False
 

@@ -564,7 +564,11 @@ def test_strict_policy_refuses_unregistered_local_and_endpoint_urls(
     _refused(
         pickle.loads, crafted("proxystore.aio.endpoint.EndpointStore", url), "strict"
     )
-    listed = {"name": store_name, "endpoints": ["site-a"]}
+    for endpoints in ([["site-a"]], "site-", ["site-a", 1], []):
+        carried = {"name": store_name, "endpoints": endpoints}
+        blob = crafted("proxystore.aio.endpoint.EndpointStore", carried)
+        _refused(pickle.loads, blob, "strict")
+    listed = {"name": store_name, "endpoints": "site-a"}
     proxy = pickle.loads(crafted("proxystore.aio.endpoint.EndpointStore", listed))
     assert _factory(proxy).config.name == store_name
 

@@ -347,7 +347,7 @@ def _carried_flags(
         if type(deserializer) is Proxy or not callable(deserializer):
             raise UntrustedProxyError(
                 f"{where} carries deserializer {describe(deserializer)}, "
-                "which is not callable"
+                "which is a proxy or not callable"
             )
         if not policy.current().allows_deserializer(deserializer):
             raise UntrustedProxyError(
