@@ -30,13 +30,61 @@ class UnknownStoreTypeError(ConfigurationError):
 
 
 class StoreExistsError(ProxyStoreError):
-    """A store with this name is already registered with another configuration."""
+    """A store with this name is already registered with another configuration.
 
-    def __init__(self, name: str) -> None:
+    Attributes:
+        name: The store name.
+        registered: The registered store's configuration, described.
+        requested: The configuration that was asked for, described.
+    """
+
+    def __init__(
+        self, name: str, registered: str | None = None, requested: str | None = None
+    ) -> None:
         self.name = name
+        self.registered = registered
+        self.requested = requested
+        if registered is None or requested is None:
+            message = f"a store named {name!r} is already registered"
+        else:
+            message = (
+                f"a store named {name!r} is already registered as {registered}, "
+                f"not {requested}"
+            )
         super().__init__(
-            f"a store named {name!r} is already registered; pick another name, "
-            "pass exist_ok=True, or unregister_store() it first"
+            f"{message}; pick another name, pass replace=True (init_store) or "
+            "exist_ok=True (register_store), or unregister_store() it first"
+        )
+
+
+class UntrustedProxyError(ProxyStoreError):
+    """A received proxy names something this process will not build, import or reach.
+
+    Raised while unpickling a store proxy (before anything is built, imported
+    or connected) when its store class is neither built in nor registered
+    with `register_store_class`, when its configuration carries an argument
+    the class does not declare, a secret, or anything but plain data, or when
+    the proxy policy (`proxystore.policy`) does not allow its configuration.
+    """
+
+
+class StoreIdentityError(UntrustedProxyError):
+    """A proxy names a store that differs from the one registered under its name.
+
+    Attributes:
+        name: The store name.
+        registered: The registered store's configuration, described.
+        carried: The configuration the proxy carries, described.
+    """
+
+    def __init__(self, name: str, registered: str, carried: str) -> None:
+        self.name = name
+        self.registered = registered
+        self.carried = carried
+        super().__init__(
+            f"a proxy names store {name!r} as {carried}, but this process "
+            f"registered {name!r} as {registered}; refusing to resolve it "
+            "through either (one owner per store name)"
         )
 
 

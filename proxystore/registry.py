@@ -5,6 +5,13 @@ arguments that rebuild it). Each face, sync (`proxystore.store`) and async
 (`proxystore.aio`), is an instance built from that configuration the first
 time it is asked for. `proxystore.store` and `proxystore.aio` wrap the
 functions here with their face fixed.
+
+A configuration's identity (class, name, the arguments its class lists in
+``_IDENTITY``) says which data it reaches: one name has one identity, and a
+configuration carried by a received proxy is checked (`admit`) against the
+registered store of its name, or against `proxystore.policy` for an unknown
+name, before anything is built. Only built-in store classes and classes
+registered with `register_store_class` are ever built.
 """
 
 from __future__ import annotations
@@ -12,14 +19,19 @@ from __future__ import annotations
 import enum
 import importlib
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
+from proxystore import policy
 from proxystore.exceptions import (
     ConfigurationError,
     StoreExistsError,
+    StoreIdentityError,
     StoreNotFoundError,
     UnknownStoreTypeError,
+    UntrustedProxyError,
+    describe,
 )
 
 if TYPE_CHECKING:
@@ -27,6 +39,8 @@ if TYPE_CHECKING:
     from proxystore.store.base import Store as SyncStore
 
 Face = Literal["sync", "async"]
+Identity = tuple[str, str, tuple[tuple[str, Any], ...]]
+"""(face-neutral kind, name, identity arguments): which data a store reaches."""
 
 _ASYNC_PACKAGE = "proxystore.aio."
 _SYNC_PACKAGE = "proxystore.store."
@@ -79,14 +93,60 @@ class StoreConfig:
             return _ASYNC_PACKAGE + self.kind[len(_SYNC_PACKAGE) :]
         return self.kind
 
-    def build(self, face: Face) -> Any:
-        """Construct a new store instance of this configuration for `face`."""
-        cls = import_class(self.face_kind(face))
+    def build(self, face: Face, secrets: Mapping[str, Any] | None = None) -> Any:
+        """Construct a new store instance of this configuration for `face`.
+
+        Args:
+            face: Which face to build.
+            secrets: Secret arguments (never part of a configuration) to add.
+
+        Raises:
+            UntrustedProxyError: If the class is neither built in nor registered.
+            ConfigurationError: If the class has no such face.
+        """
+        cls = store_class(self.kind, face)
         if getattr(cls, "_IS_SYNC", face == "sync") != (face == "sync"):
             raise ConfigurationError(
                 f"store {self.name!r} ({self.kind}) has no {face} face"
             )
-        return cls(**self.kwargs)
+        try:
+            return cls(**self.kwargs, **(secrets or {}))
+        except (TypeError, ValueError) as err:
+            if isinstance(err, ConfigurationError):
+                raise
+            # A carried configuration may hold values of the wrong type.
+            raise ConfigurationError(
+                f"cannot build store {self.name!r} as {self.describe()}: {err}"
+            ) from err
+
+    def identity(self) -> Identity:
+        """Return which data this configuration reaches (tuning left out).
+
+        Two configurations with the same identity are the same store: the
+        class (either face), the name, and the arguments the class lists in
+        ``_IDENTITY`` (defaults filled in).
+
+        Raises:
+            UntrustedProxyError: If the class is neither built in nor registered.
+        """
+        cls = store_class(self.kind, "async")
+        values = identity_arguments(cls, self.kwargs)
+        return (
+            neutral_kind(self.kind),
+            self.name,
+            tuple((key, _freeze(value)) for key, value in values.items()),
+        )
+
+    def describe(self) -> str:
+        """Return ``Class(identity arguments)``, for messages (no secrets)."""
+        try:
+            values = identity_arguments(store_class(self.kind, "async"), self.kwargs)
+        except UntrustedProxyError:
+            return describe(self.kind)
+        shown = ", ".join(
+            f"{key}={describe(value, 200)}" for key, value in values.items()
+        )
+        return f"{self.kind.rpartition('.')[2]}({shown})"
 
 
 def config_of(store: Any) -> StoreConfig:
@@ -94,22 +154,30 @@ def config_of(store: Any) -> StoreConfig:
 
     Arguments equal to their constructor default are left out: proxies stay
     small (they carry the configuration), and two configurations that build
-    the same store compare equal however they were spelled.
+    the same store compare equal however they were spelled. Secrets and
+    process-local arguments are never part of it. The store's class becomes
+    trusted (`register_store_class`): this process built an instance of it.
     """
     cls = type(store)
+    register_store_class(cls)
     defaults = _constructor_defaults(cls)
+    dropped = {*getattr(cls, "_SECRETS", ()), *getattr(cls, "_PROCESS_LOCAL", ())}
     kwargs = {
         key: value
         for key, value in store.config().items()
-        if key == "name"
-        or key not in defaults
-        or type(value) is not type(defaults[key])
-        or value != defaults[key]
+        if key not in dropped
+        and (
+            key == "name"
+            or key not in defaults
+            or type(value) is not type(defaults[key])
+            or value != defaults[key]
+        )
     }
     return StoreConfig(kind_of(cls), store.name, kwargs)
 
 
 _defaults: dict[type, dict[str, Any]] = {}
+_parameters: dict[type, frozenset[str]] = {}
 
 
 def _constructor_defaults(cls: type) -> dict[str, Any]:
@@ -123,19 +191,98 @@ def _constructor_defaults(cls: type) -> dict[str, Any]:
             for parameter in parameters
             if parameter.default is not inspect.Parameter.empty
         }
+        _parameters[cls] = frozenset(
+            parameter.name
+            for parameter in parameters
+            if parameter.kind
+            in (parameter.POSITIONAL_OR_KEYWORD, parameter.KEYWORD_ONLY)
+        )
     return defaults
+
+
+def identity_arguments(cls: type, kwargs: Mapping[str, Any]) -> dict[str, Any]:
+    """Return the identity arguments (``cls._IDENTITY``) of a store's kwargs."""
+    defaults = _constructor_defaults(cls)
+    return {
+        key: kwargs[key] if key in kwargs else defaults.get(key)
+        for key in getattr(cls, "_IDENTITY", ())
+    }
+
+
+def _freeze(value: Any) -> Any:
+    if isinstance(value, (list, tuple)):
+        return tuple(_freeze(item) for item in value)
+    if isinstance(value, dict):
+        return tuple(sorted((str(k), _freeze(v)) for k, v in value.items()))
+    return value
 
 
 def kind_of(cls: type) -> str:
     """Return the face-neutral kind (dotted path) of a store class."""
-    path = f"{cls.__module__}.{cls.__qualname__}"
-    if path.startswith(_SYNC_PACKAGE):
-        return _ASYNC_PACKAGE + path[len(_SYNC_PACKAGE) :]
-    return path
+    return neutral_kind(f"{cls.__module__}.{cls.__qualname__}")
+
+
+def neutral_kind(kind: str) -> str:
+    """Return a class path with the sync package replaced by the async one."""
+    if kind.startswith(_SYNC_PACKAGE):
+        return _ASYNC_PACKAGE + kind[len(_SYNC_PACKAGE) :]
+    return kind
+
+
+_BUILTIN_KINDS = frozenset(member.value for member in STORES)
+_store_classes: dict[str, type] = {}
+_builtin_classes: dict[tuple[str, Face], type] = {}
+
+
+def register_store_class(cls: type) -> None:
+    """Trust a store class: proxies naming it may build it in this process.
+
+    Built-in stores (`STORES`) are always trusted. A proxy carries its
+    store's class as a dotted path; unpickling it builds that class only if
+    it is built in or registered here, and never imports anything. A class
+    you pass to `init_store`, register an instance of, or instantiate is
+    registered for you; call this in a consumer that must rebuild your
+    store class from proxies before creating any instance of it.
+
+    Raises:
+        ConfigurationError: If `cls` is not a `Store` subclass (either face).
+    """
+    from proxystore.aio.base import Store as AsyncStore
+    from proxystore.store.base import Store as SyncStore
+
+    if not isinstance(cls, type) or not issubclass(cls, (AsyncStore, SyncStore)):
+        raise ConfigurationError(f"{cls!r} is not a Store class")
+    kind = kind_of(cls)
+    if kind not in _BUILTIN_KINDS and _store_classes.get(kind) is not cls:
+        with _lock:
+            _store_classes[kind] = cls
+
+
+def store_class(kind: str, face: Face) -> type:
+    """Return the class of a trusted kind for `face`; never imports anything else.
+
+    Raises:
+        UntrustedProxyError: If `kind` is neither built in nor registered.
+    """
+    neutral = neutral_kind(kind)
+    if neutral in _BUILTIN_KINDS:
+        cls = _builtin_classes.get((neutral, face))
+        if cls is None:
+            path = StoreConfig(neutral, "", {}).face_kind(face)
+            cls = _builtin_classes[neutral, face] = import_class(path)
+        return cls
+    cls = _store_classes.get(neutral)
+    if cls is None:
+        raise UntrustedProxyError(
+            f"store class {describe(kind)} is neither a built-in store "
+            "(proxystore.registry.STORES) nor registered in this process "
+            "(register_store_class); nothing was imported or built"
+        )
+    return cls
 
 
 def import_class(path: str) -> type:
-    """Import a class from its dotted path."""
+    """Import a class from its dotted path (only for paths this process trusts)."""
     module_name, _, class_name = path.rpartition(".")
     try:
         module = importlib.import_module(module_name)
@@ -166,15 +313,31 @@ def resolve_store_type(store_type: Any, face: Face) -> type:
 
 
 class _Entry:
-    __slots__ = ("config", "faces")
+    __slots__ = ("config", "faces", "identity", "provisional", "secrets")
 
-    def __init__(self, config: StoreConfig) -> None:
+    def __init__(
+        self,
+        config: StoreConfig,
+        secrets: dict[str, Any],
+        *,
+        provisional: bool = False,
+    ) -> None:
         self.config = config
+        self.identity = config.identity()
+        self.secrets = secrets
+        # Built from a proxy, not by this process: the application's own
+        # init_store or register_store replaces it.
+        self.provisional = provisional
         self.faces: dict[Face, Any] = {}
 
 
 _lock = threading.RLock()
 _entries: dict[str, _Entry] = {}
+
+
+def _entry_of(store: Any) -> _Entry:
+    secrets: dict[str, Any] = store._secret_kwargs()
+    return _Entry(store.store_config, secrets)
 
 
 def register(
@@ -189,18 +352,25 @@ def register(
             raising.
 
     Raises:
-        StoreExistsError: If the name is taken by a different configuration
+        StoreExistsError: If the name is taken by a store of another identity
             (or by another instance of the same face) and not `exist_ok`.
     """
     config = store.store_config
+    identity = config.identity()
     with _lock:
         entry = _entries.get(config.name)
-        if entry is not None and not exist_ok:
+        if entry is not None and not entry.provisional and not exist_ok:
+            if entry.identity != identity:
+                raise StoreExistsError(
+                    config.name, entry.config.describe(), config.describe()
+                )
             other = entry.faces.get(face)
-            if entry.config != config or (other is not None and other is not store):
+            if other is not None and other is not store:
                 raise StoreExistsError(config.name)
-        if entry is None or entry.config != config:
-            entry = _entries[config.name] = _Entry(config)
+        if entry is None or entry.provisional or entry.identity != identity:
+            entry = _entries[config.name] = _entry_of(store)
+        else:
+            entry.secrets = store._secret_kwargs() or entry.secrets
         entry.faces[face] = store
 
 
@@ -228,43 +398,163 @@ def lookup(name: str, face: Face) -> Any:
         return _face_of(entry, face)
 
 
+def admit(config: StoreConfig) -> None:
+    """Check a configuration a proxy carries; build, import and connect nothing.
+
+    The class must be built in or registered; every argument must be one
+    the class declares, not a secret nor process-local, and plain data. A
+    registered name must be registered with the same identity. An unknown
+    name must be allowed by the proxy policy (`proxystore.policy`).
+
+    Raises:
+        UntrustedProxyError: If the configuration is refused.
+        StoreIdentityError: If the name is registered with another identity.
+        ConfigurationError: If the policy's environment variables are malformed.
+    """
+    entry = _entries.get(config.name)
+    if entry is not None and entry.config is config:
+        return
+    cls = store_class(config.kind, "async")
+    # Plain data first: comparing anything else could run its code.
+    _check_plain(config, cls)
+    if entry is not None and entry.config == config:
+        return  # exactly what this process registered
+    _check_declared(config, cls)
+    if entry is not None:
+        _check_identity(entry, config)
+        return
+    policy.check(
+        neutral_kind(config.kind),
+        config.name,
+        {**_constructor_defaults(cls), **config.kwargs},
+        config.describe,
+    )
+
+
+def _check_identity(entry: _Entry, config: StoreConfig) -> None:
+    if entry.identity != config.identity():
+        raise StoreIdentityError(
+            config.name, entry.config.describe(), config.describe()
+        )
+
+
+_MAX_DEPTH = 8
+_MAX_ITEMS = 4096
+_SCALARS = (str, int, float, bool, type(None))
+
+
+def _check_plain(config: StoreConfig, cls: type) -> None:
+    where = f"a proxy of store {config.name!r} ({cls.__name__})"
+    if config.kwargs.get("name") != config.name:
+        raise UntrustedProxyError(f"{where} carries a mismatched name argument")
+    budget = [_MAX_ITEMS]
+    for key, value in config.kwargs.items():
+        if type(key) is not str:
+            raise UntrustedProxyError(f"{where} carries argument {describe(key)}")
+        if not _plain(value, 0, budget):
+            raise UntrustedProxyError(
+                f"{where} carries argument {key!r} = {describe(value)}, which is "
+                "not plain data (str, int, float, bool, None, and lists, tuples "
+                f"and str-keyed dicts of those, at most {_MAX_DEPTH} deep)"
+            )
+
+
+def _check_declared(config: StoreConfig, cls: type) -> None:
+    _constructor_defaults(cls)
+    declared = _parameters[cls]
+    secrets = getattr(cls, "_SECRETS", ())
+    local = getattr(cls, "_PROCESS_LOCAL", ())
+    where = f"a proxy of store {config.name!r} ({cls.__name__})"
+    for key in config.kwargs:
+        if key in secrets:
+            raise UntrustedProxyError(
+                f"{where} carries the secret {key!r}; secrets never travel in "
+                "proxies (a consumer takes them from its environment)"
+            )
+        if key in local or key not in declared:
+            raise UntrustedProxyError(
+                f"{where} carries argument {describe(key)}, which "
+                f"{cls.__name__} does not take from a proxy"
+            )
+
+
+def _plain(value: Any, depth: int, budget: list[int]) -> bool:
+    budget[0] -= 1
+    if budget[0] < 0 or depth > _MAX_DEPTH:
+        return False
+    kind = type(value)
+    if kind in _SCALARS:
+        return True
+    if kind is list or kind is tuple:
+        return all(_plain(item, depth + 1, budget) for item in value)
+    if kind is dict:
+        return all(
+            type(key) is str and _plain(item, depth + 1, budget)
+            for key, item in value.items()
+        )
+    return False
+
+
 def lookup_or_build(config: StoreConfig, face: Face) -> Any:
     """Return the `face` of the store a proxy names, building it if needed.
 
-    A name this process already knows wins over the carried configuration;
-    an unknown name is registered from it, so every proxy of the store
-    shares one instance.
+    A registered name is used only if the proxy names the same store (same
+    identity; its tuning and the secrets it lacks come from the registered
+    store). An unknown name is admitted (`admit`), built from the carried
+    configuration with secrets from this process's environment, and
+    registered provisionally, so every proxy of the store shares one
+    instance; the application's own `init_store` replaces it.
+
+    Raises:
+        StoreIdentityError: If the name is registered with another identity.
+        UntrustedProxyError: If an unknown name's configuration is refused.
     """
     entry = _entries.get(config.name)
-    if entry is not None:
+    if entry is not None and (entry.config is config or entry.config == config):
         store = entry.faces.get(face)
         if store is not None:
             return store
     with _lock:
         entry = _entries.get(config.name)
         if entry is None:
-            entry = _entries[config.name] = _Entry(config)
+            admit(config)
+            cls: Any = store_class(config.kind, "async")
+            entry = _Entry(config, cls._environment_secrets(), provisional=True)
+            store = entry.config.build(face, entry.secrets)
+            entry.faces[face] = store
+            _entries[config.name] = entry  # only once it built
+            return store
+        if not (entry.config is config or entry.config == config):
+            _check_identity(entry, config)
         return _face_of(entry, face)
 
 
 def _face_of(entry: _Entry, face: Face) -> Any:
     store = entry.faces.get(face)
     if store is None:
-        store = entry.faces[face] = entry.config.build(face)
+        store = entry.faces[face] = entry.config.build(face, entry.secrets)
     return store
 
 
-def init_store(store_type: Any, name: str, face: Face, **kwargs: Any) -> Any:
+def init_store(
+    store_type: Any, name: str, face: Face, *, replace: bool = False, **kwargs: Any
+) -> Any:
     """Create the `face` of a store and register it (see `proxystore.store.init_store`).
 
-    Calling it again with the same type, name and arguments returns the store
-    already registered.
+    On a taken name: a store of the same identity is returned (tuning
+    differences are ignored); another identity raises `StoreExistsError`
+    unless `replace`. A name only a received proxy registered is replaced.
     """
     store = resolve_store_type(store_type, face)(name=name, **kwargs)
-    entry = _entries.get(name)
-    if entry is not None and entry.config == store.store_config:
-        return lookup(name, face)
-    register(store, face, exist_ok=False)
+    config = store.store_config
+    with _lock:
+        entry = _entries.get(name)
+        if entry is not None and not entry.provisional and not replace:
+            if entry.identity == config.identity():
+                return _face_of(entry, face)
+            raise StoreExistsError(name, entry.config.describe(), config.describe())
+        entry = _entries[name] = _entry_of(store)
+        entry.faces[face] = store
     return store
 
 

@@ -65,7 +65,11 @@ def __getattr__(name: str) -> Any:
 
 
 def init_store(
-    store_type: str | STORES | type[Store[Any]], name: str, **kwargs: Any
+    store_type: str | STORES | type[Store[Any]],
+    name: str,
+    *,
+    replace: bool = False,
+    **kwargs: Any,
 ) -> Store[Any]:
     """Create an async store and register it under `name`.
 
@@ -74,9 +78,12 @@ def init_store(
 
     Raises:
         UnknownStoreTypeError: If `store_type` names no store.
-        StoreExistsError: If `name` is registered with another configuration.
+        StoreExistsError: If `name` is registered as another store (naming
+            both) and not `replace`.
     """
-    store: Store[Any] = registry.init_store(store_type, name, "async", **kwargs)
+    store: Store[Any] = registry.init_store(
+        store_type, name, "async", replace=replace, **kwargs
+    )
     return store
 
 
@@ -100,6 +107,20 @@ def register_store(store: Store[Any], exist_ok: bool = False) -> None:
         StoreExistsError: If the name is taken and not `exist_ok`.
     """
     registry.register(store, "async", exist_ok=exist_ok)
+
+
+def register_store_class(cls: type[Store[Any]]) -> None:
+    """Trust a store class: received proxies naming it may build it here.
+
+    Built-in stores are always trusted. Unpickling a proxy of any other
+    class raises `UntrustedProxyError` (and imports nothing) unless the class
+    was registered here, or this process passed it to `init_store`,
+    registered an instance of it or created one.
+
+    Raises:
+        ConfigurationError: If `cls` is not a store class.
+    """
+    registry.register_store_class(cls)
 
 
 def unregister_store(name: str) -> None:

@@ -64,6 +64,8 @@ class EndpointStore(Store[EndpointKey]):
         ```
     """
 
+    _IDENTITY = ("endpoints",)
+
     def __init__(
         self,
         name: str,

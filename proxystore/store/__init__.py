@@ -33,23 +33,33 @@ __all__ = [
     "get_store",
     "init_store",
     "register_store",
+    "register_store_class",
     "unregister_store",
 ]
 
 
 def init_store(
-    store_type: str | STORES | type[Store[Any]], name: str, **kwargs: Any
+    store_type: str | STORES | type[Store[Any]],
+    name: str,
+    *,
+    replace: bool = False,
+    **kwargs: Any,
 ) -> Store[Any]:
     """Create a store and register it under `name`.
 
-    Calling it again with the same type, name and arguments returns the store
-    already registered.
+    Calling it again for the same store (same type, name and identity
+    arguments: the server, directory or endpoints it reaches) returns the
+    store already registered, whatever the tuning arguments (cache size,
+    timeouts...). A store registered only because a received proxy named it
+    is replaced.
 
     Args:
         store_type: A type name (``'local'``, ``'file'``, ``'redis'``,
             ``'globus'``, ``'endpoint'``), a `STORES` member, or a `Store`
-            subclass.
+            subclass (which becomes trusted, see `register_store_class`).
         name: The name to register the store under.
+        replace: Register this store even if `name` is registered as another
+            store (the old one is not closed).
         kwargs: The store's own arguments (see each store class).
 
     Returns:
@@ -57,9 +67,12 @@ def init_store(
 
     Raises:
         UnknownStoreTypeError: If `store_type` names no store.
-        StoreExistsError: If `name` is registered with another configuration.
+        StoreExistsError: If `name` is registered as another store (naming
+            both) and not `replace`.
     """
-    store: Store[Any] = registry.init_store(store_type, name, "sync", **kwargs)
+    store: Store[Any] = registry.init_store(
+        store_type, name, "sync", replace=replace, **kwargs
+    )
     return store
 
 
@@ -86,6 +99,20 @@ def register_store(store: Store[Any], exist_ok: bool = False) -> None:
         StoreExistsError: If the name is taken and not `exist_ok`.
     """
     registry.register(store, "sync", exist_ok=exist_ok)
+
+
+def register_store_class(cls: type[Store[Any]]) -> None:
+    """Trust a store class: received proxies naming it may build it here.
+
+    Built-in stores are always trusted. Unpickling a proxy of any other
+    class raises `UntrustedProxyError` (and imports nothing) unless the class
+    was registered here, or this process passed it to `init_store`,
+    registered an instance of it or created one.
+
+    Raises:
+        ConfigurationError: If `cls` is not a store class.
+    """
+    registry.register_store_class(cls)
 
 
 def unregister_store(name: str) -> None:

@@ -9,6 +9,7 @@ batches) lives here once, for every driver and for both faces.
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable, Iterable, Sequence
 from types import TracebackType
@@ -62,6 +63,27 @@ class Store(Generic[KeyT]):
 
     _IS_SYNC: ClassVar[bool] = _IS_SYNC
     """Whether this class is a sync face (the registry builds faces by it)."""
+
+    _IDENTITY: ClassVar[tuple[str, ...]] = ()
+    """Constructor arguments that say *which* data the store reaches.
+
+    Two configurations of one class and name with equal identity arguments
+    are the same store; the other arguments are tuning. A proxy naming a
+    registered store must match its identity.
+    """
+
+    _SECRETS: ClassVar[tuple[str, ...]] = ("signing_keys",)
+    """Constructor arguments that are secrets: never in `config`, never in a
+    proxy, never in a repr. Their values are read from the attributes of the
+    same names (`_secret_kwargs`)."""
+
+    _SECRETS_FROM_ENV: ClassVar[tuple[tuple[str, str], ...]] = ()
+    """(argument, environment variable) pairs: where a store rebuilt from a
+    proxy takes its secrets."""
+
+    _PROCESS_LOCAL: ClassVar[tuple[str, ...]] = ()
+    """Constructor arguments that describe this process only (injected
+    clients, host names): never in a configuration, refused in a proxy."""
 
     def __init__(
         self, name: str, *, cache_size: int = 16, metrics: bool = False
@@ -123,6 +145,20 @@ class Store(Generic[KeyT]):
         """Release the driver's clients and tasks."""
 
     # -- public API --------------------------------------------------------
+
+    def _secret_kwargs(self) -> dict[str, Any]:
+        """Return this store's secret arguments that are set, by name."""
+        secrets = {name: getattr(self, name, None) for name in self._SECRETS}
+        return {name: value for name, value in secrets.items() if value is not None}
+
+    @classmethod
+    def _environment_secrets(cls) -> dict[str, Any]:
+        """Return the secret arguments this process's environment provides."""
+        return {
+            name: os.environ[variable]
+            for name, variable in cls._SECRETS_FROM_ENV
+            if os.environ.get(variable)
+        }
 
     @property
     def store_config(self) -> StoreConfig:
@@ -341,6 +377,8 @@ class Store(Generic[KeyT]):
     def _resolve(
         self, key: KeyT, deserializer: Deserializer | None, evict: bool
     ) -> Any:
+        # The key came with a proxy: check it before it reaches a driver.
+        key = self._validate_key(key)
         obj = self._fetch(key, deserializer)
         if obj is MISSING:
             raise MissingKeyError(key, self.name)

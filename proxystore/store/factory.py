@@ -10,21 +10,29 @@ background loop as soon as it is unpickled in a consumer; first use, sync or
 async, then takes that fetch's result (or its error) instead of fetching
 again. The pending fetch is never pickled, and a child forked while it was in
 flight fetches for itself.
+
+Unpickling a factory is the receiving side of an untrusted channel: it
+builds, imports and connects nothing until the carried configuration passed
+`proxystore.registry.admit` (a built-in or registered store class, declared
+plain-data arguments, the registered store's identity for a known name, the
+proxy policy for an unknown one), and looks the recorded target type up only
+among modules already imported. See ``docs/security/proxies.md``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import importlib
 import os
+import sys
 import threading
+import types
 import weakref
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from proxystore import _background, registry
-from proxystore.exceptions import StoreTimeoutError
+from proxystore import _background, policy, registry
+from proxystore.exceptions import StoreTimeoutError, UntrustedProxyError, describe
 from proxystore.factory import Factory
 from proxystore.proxy import Proxy
 from proxystore.registry import StoreConfig
@@ -84,10 +92,13 @@ class StoreFactory(Factory[T]):
 
     @property
     def target_class(self) -> type | None:
-        """The stored object's class, if it was recorded and imports here."""
+        """The stored object's class, if recorded and its module is already imported."""
         cls = self._target_class
         if cls is _NOT_IMPORTED:
-            cls = self._target_class = import_type(self.target_type)
+            cls = find_type(self.target_type)
+            if cls is not None or self.target_type is None:
+                # Not found is not cached: its module may be imported later.
+                self._target_class = cls
         return cls  # type: ignore[return-value]
 
     def start_prefetch(self, limiter: asyncio.Semaphore | None = None) -> None:
@@ -202,7 +213,7 @@ class StoreFactory(Factory[T]):
     def _has_sync_face(self) -> bool:
         # A store class registered only as an async face (a user's driver
         # without a generated twin) is fetched through that face instead.
-        cls = registry.import_class(self.config.face_kind("sync"))
+        cls = registry.store_class(self.config.kind, "sync")
         return bool(getattr(cls, "_IS_SYNC", False))
 
     def _fetch(self) -> T:
@@ -254,14 +265,26 @@ class StoreFactory(Factory[T]):
         return f"StoreFactory(store={self.config.name!r}, key={self.key!r})"
 
 
+_MAX_KIND_LENGTH = 512
+_MAX_TYPE_PATH_LENGTH = 1024
+
+
 def _rebuild(
     kind: str,
     kwargs: dict[str, Any],
     key: Any,
     flags: tuple[bool, Callable[[bytes], Any] | None, bool, str | None],
 ) -> StoreFactory[Any]:
-    evict, deserializer, prefetch, target_type = flags
-    config = StoreConfig(kind, kwargs["name"], kwargs)
+    # Everything here arrived from whoever sent the proxy: check it all
+    # before anything can build, import, connect or prefetch.
+    config = _carried_config(kind, kwargs)
+    evict, deserializer, prefetch, target_type = _carried_flags(flags, config.name)
+    if not _plain_key(key):
+        raise UntrustedProxyError(
+            f"a proxy of store {config.name!r} carries a key of type "
+            f"{type(key).__name__}, not a str, int, bytes or tuple of those"
+        )
+    registry.admit(config)
     factory: StoreFactory[Any] = StoreFactory(
         config,
         key,
@@ -273,6 +296,66 @@ def _rebuild(
     if prefetch:
         factory.start_prefetch()
     return factory
+
+
+def _carried_config(kind: Any, kwargs: Any) -> StoreConfig:
+    if type(kind) is not str or not 0 < len(kind) <= _MAX_KIND_LENGTH:
+        raise UntrustedProxyError(
+            f"a proxy names store class {describe(kind)}, not a dotted path"
+        )
+    name = kwargs.get("name") if type(kwargs) is dict else None
+    if type(name) is not str or not name:
+        raise UntrustedProxyError(
+            f"a proxy of store class {describe(kind)} carries configuration "
+            f"{describe(kwargs)}, not a dict with a str name"
+        )
+    return StoreConfig(kind, name, kwargs)
+
+
+_KEY_PARTS = (str, int, bytes)
+
+
+def _plain_key(key: Any) -> bool:
+    # Keys are plain or tuples of plain parts (GlobusKey, EndpointKey).
+    kind = type(key)
+    if kind in _KEY_PARTS:
+        return True
+    return (
+        issubclass(kind, tuple)
+        and len(key) <= 8
+        and all(type(part) in _KEY_PARTS for part in key)
+    )
+
+
+def _carried_flags(
+    flags: Any, name: str
+) -> tuple[bool, Callable[[bytes], Any] | None, bool, str | None]:
+    where = f"a proxy of store {name!r}"
+    if type(flags) is not tuple or len(flags) != 4:
+        raise UntrustedProxyError(f"{where} carries malformed flags {describe(flags)}")
+    evict, deserializer, prefetch, target_type = flags
+    if type(evict) is not bool or type(prefetch) is not bool:
+        raise UntrustedProxyError(f"{where} carries non-bool evict/prefetch flags")
+    if target_type is not None and (
+        type(target_type) is not str or len(target_type) > _MAX_TYPE_PATH_LENGTH
+    ):
+        raise UntrustedProxyError(
+            f"{where} carries target type {describe(target_type)}, not a type path"
+        )
+    if deserializer is not None:
+        # type(), not isinstance(): a proxy answers isinstance for its target.
+        if type(deserializer) is Proxy or not callable(deserializer):
+            raise UntrustedProxyError(
+                f"{where} carries deserializer {describe(deserializer)}, "
+                "which is a proxy or not callable"
+            )
+        if not policy.current().allows_deserializer(deserializer):
+            raise UntrustedProxyError(
+                f"{where} carries deserializer {describe(deserializer)}; the "
+                "strict proxy policy accepts only deserializers given to "
+                "proxystore.policy.configure(deserializers=...)"
+            )
+    return evict, deserializer, prefetch, target_type
 
 
 _pending_lock = threading.Lock()
@@ -295,17 +378,21 @@ def type_path(obj: Any) -> str | None:
     return f"{cls.__module__}:{qualname}"
 
 
-def import_type(path: str | None) -> type | None:
-    """Import a class from a `type_path` string; None if it does not import."""
-    if path is None:
+def find_type(path: str | None) -> type | None:
+    """Return the class a `type_path` string names, if its module is imported.
+
+    Only modules already in `sys.modules` are searched, through their and
+    their classes' namespaces (no module ``__getattr__``, no descriptor):
+    a received proxy never makes this process import anything.
+    """
+    if type(path) is not str:
         return None
     module_name, _, qualname = path.partition(":")
-    try:
-        found: Any = importlib.import_module(module_name)
-        for part in qualname.split("."):
-            found = getattr(found, part)
-    except Exception:
-        return None
+    found: Any = sys.modules.get(module_name)
+    for part in qualname.split("."):
+        if not isinstance(found, (types.ModuleType, type)):
+            return None
+        found = found.__dict__.get(part)
     return found if isinstance(found, type) else None
 
 

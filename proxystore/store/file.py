@@ -36,6 +36,8 @@ class FileStore(Store[str]):
         metrics: Record per-operation metrics.
     """
 
+    _IDENTITY = ("store_dir",)
+
     def __init__(
         self,
         name: str,

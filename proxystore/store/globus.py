@@ -105,6 +105,9 @@ class GlobusStore(Store[GlobusKey]):
         ```
     """
 
+    _IDENTITY = ("endpoints",)
+    _PROCESS_LOCAL = ("transfer_client", "authorizer", "hostname")
+
     def __init__(
         self,
         name: str,

@@ -54,6 +54,9 @@ MiB = 1 << 20
 DEFAULT_CHUNK_SIZE = 256 * MiB
 """Largest value stored under one Redis key (half of Redis's 512 MB default)."""
 
+PASSWORD_ENV = "PROXYSTORE_REDIS_PASSWORD"
+"""Where a store rebuilt from a proxy (which never carries the password) takes it."""
+
 _MANIFEST_MAGIC = b"\x00proxystore:chunked:"
 _CHUNKED_MARK = ":chunked:"
 # Parts at least this large are sent by reference; smaller ones are copied
@@ -98,7 +101,10 @@ class RedisStore(Store[str]):
             `ssl`.
         db: The database index.
         username: The ACL user name (Redis 6+).
-        password: The password (``requirepass`` or the user's).
+        password: The password (``requirepass`` or the user's). A secret:
+            never in `config()` nor in a proxy; a store rebuilt from a proxy
+            takes it from ``PROXYSTORE_REDIS_PASSWORD`` (or uses the
+            registered store of the same name and identity).
         ssl: Connect with TLS.
         ssl_ca_certs: CA bundle to verify the server with.
         ssl_certfile: Client certificate, for mutual TLS.
@@ -139,6 +145,11 @@ class RedisStore(Store[str]):
             assert store.get(key) == [1, 2, 3]
         ```
     """
+
+    _IDENTITY = ("hostname", "port", "db", "username", "ssl")
+    _SECRETS = (*Store._SECRETS, "password")
+    _SECRETS_FROM_ENV = (("password", PASSWORD_ENV),)
+    _PROCESS_LOCAL = ("url",)
 
     def __init__(
         self,
@@ -205,8 +216,9 @@ class RedisStore(Store[str]):
     def config(self) -> dict[str, Any]:
         """Return the keyword arguments that rebuild this store anywhere.
 
-        The password is included (a consumer needs it to connect), so treat
-        pickled proxies of a password-protected store as secrets.
+        The password is not included: a consumer takes it from its own
+        registered store of the same identity or from
+        ``PROXYSTORE_REDIS_PASSWORD``.
         """
         return {
             **super().config(),
@@ -214,7 +226,6 @@ class RedisStore(Store[str]):
             "port": self.port,
             "db": self.db,
             "username": self.username,
-            "password": self.password,
             "ssl": self.ssl,
             "ssl_ca_certs": self.ssl_ca_certs,
             "ssl_certfile": self.ssl_certfile,
