@@ -128,7 +128,7 @@ def main() -> None:
                 site.start(wait=None)
             for site in sites.values():
                 site.wait_ready(30)
-                wait_until_registered(site.url, 30)
+                wait_until_registered(site, 30)
             with httpx.Client(timeout=300, trust_env=False) as http:
                 fast_a, fast_b = sites["fast-a"], sites["fast-b"]
                 rtc_a, rtc_b = sites["rtc-a"], sites["rtc-b"]

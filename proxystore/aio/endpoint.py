@@ -42,6 +42,7 @@ from proxystore.endpoint.streams import PayloadStream
 from proxystore.exceptions import (
     AuthenticationError,
     ConfigurationError,
+    LimitExceededError,
     StoreConnectionError,
     StoreOperationError,
     StoreTimeoutError,
@@ -313,10 +314,11 @@ class EndpointStore(Store[EndpointKey]):
         key = EndpointKey(new_object_id(), self._endpoint_uuid)
         stream = PayloadStream(payload)
         if self._max_object_size is not None and stream.nbytes > self._max_object_size:
-            raise StoreOperationError(
+            raise LimitExceededError(
+                "max_object_size",
                 f"object of {stream.nbytes} bytes is larger than the "
                 f"max_object_size of {self._max_object_size} bytes of the endpoint "
-                f"at {_host_port(self._endpoint_url)}"
+                f"at {_host_port(self._endpoint_url)}",
             )
         response = await self._send(
             client,
