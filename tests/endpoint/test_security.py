@@ -143,6 +143,17 @@ def test_every_route_refuses_missing_and_wrong_tokens(
     assert got.content == SECRET_DATA
 
 
+@pytest.mark.parametrize(("method", "path"), [("GET", "/nope"), ("POST", "/objects/k")])
+def test_unknown_routes_are_refused_before_routing(
+    pair: Pair, http: httpx.Client, method: str, path: str
+) -> None:
+    assert http.request(method, f"{pair.a.url}{path}").status_code == 401
+    authorized = http.request(
+        method, f"{pair.a.url}{path}", headers=pair.a.auth_headers
+    )
+    assert authorized.status_code in (404, 405)
+
+
 def test_store_finds_the_token_without_being_given_it(
     pair: Pair, monkeypatch: pytest.MonkeyPatch
 ) -> None:
