@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from proxystore.endpoint.errors import error_from_json, error_to_json
 from proxystore.endpoint.keys import validate_endpoint_uuid, validate_object_id
+from proxystore.endpoint.limits import RateLimitedLog
 from proxystore.endpoint.storage import Data, ObjectStorage
 from proxystore.exceptions import (
     LimitExceededError,
@@ -71,6 +72,7 @@ class Endpoint:
         self.peers = peers
         self.peer_timeout = peer_timeout
         self.max_object_size = max_object_size
+        self._refusals = RateLimitedLog(logger)
 
     def is_local(self, owner: str | None) -> bool:
         """Return whether objects owned by ``owner`` live here.
@@ -159,7 +161,15 @@ class Endpoint:
             await self.storage.evict(object_id)
             return PeerMessage({"ok": True})
         except ProxyStoreError as err:
-            logger.info("peer %s: %s %r failed: %s", peer_uuid, op, object_id, err)
+            # Bounded: a peer sending bad or refused requests cannot flood the log.
+            self._refusals.warning(
+                f"peer-{type(err).__name__}",
+                "peer %s: %s %r refused: %s",
+                peer_uuid,
+                op,
+                object_id,
+                err,
+            )
             return PeerMessage({"ok": False, "error": error_to_json(err)})
         except Exception as err:
             logger.exception("peer %s: %s %r failed", peer_uuid, op, object_id)

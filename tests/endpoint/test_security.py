@@ -13,6 +13,7 @@ import pickle
 import re
 import socket
 import stat
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -371,11 +372,24 @@ def test_request_limit_answers_429_and_store_retries(
         store = SyncEndpointStore(
             "patient", url=site.url, token_file=str(site.token_file), timeout=WAIT
         )
+        results: list[object] = []
+
+        def set_and_get() -> None:
+            try:
+                key = store.set(b"after the wait")
+                results.append(store.get(key))
+            except Exception as err:
+                results.append(err)
+
         with store:
-            # The store retries while both slots are taken; one frees now.
-            stalled.pop().close()
-            key = store.set(b"after the wait")
-            assert store.get(key) == b"after the wait"
+            worker = threading.Thread(target=set_and_get)
+            worker.start()
+            # Refused at once, a store that did not retry would be done by now.
+            worker.join(1.0)
+            assert worker.is_alive(), results
+            stalled.pop().close()  # a slot frees: the next retry gets in
+            worker.join(WAIT)
+            assert results == [b"after the wait"]
     finally:
         for sock in stalled:
             sock.close()
