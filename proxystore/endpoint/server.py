@@ -95,7 +95,9 @@ class _Gate:
     max_requests: int | None
     log: RateLimitedLog
     guard: ConnectionGuard | None = None
+    body_budget: int | None = None
     in_flight: int = 0
+    body_bytes: int = 0
 
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -268,12 +270,46 @@ async def _put(request: web.Request) -> web.Response:
     # Refuse a bad key or owner before reading a possibly large body.
     validate_object_id(key)
     endpoint.is_local(owner)
-    data = await _read_body(request)
-    await endpoint.set(key, data, owner, _timeout(request))
+    reservation = _Reservation(request.app[_GATE_KEY])
+    try:
+        data = await _read_body(request, reservation)
+        await endpoint.set(key, data, owner, _timeout(request))
+    finally:
+        reservation.release()
     return web.Response(status=204)
 
 
-async def _read_body(request: web.Request) -> bytearray:
+class _Reservation:
+    """The bytes of one request body counted as in flight."""
+
+    def __init__(self, gate: _Gate) -> None:
+        self._gate = gate
+        self._held = 0
+
+    def grow(self, total: int) -> None:
+        """Hold ``total`` bytes in all, within the gate's body budget."""
+        more = total - self._held
+        gate = self._gate
+        if more <= 0:
+            return
+        if gate.body_budget is not None and gate.body_bytes + more > gate.body_budget:
+            raise LimitExceededError(
+                "max_memory",
+                f"request bodies being received would take more than the "
+                f"{gate.body_budget} bytes this endpoint allows in flight "
+                f"(max(max_memory, max_object_size); {gate.body_bytes} in "
+                "flight); retry later",
+            )
+        gate.body_bytes += more
+        self._held = total
+
+    def release(self) -> None:
+        """Give back everything held."""
+        self._gate.body_bytes -= self._held
+        self._held = 0
+
+
+async def _read_body(request: web.Request, reservation: _Reservation) -> bytearray:
     limit = request.app[_MAX_SIZE_KEY]
     idle = request.app[_IDLE_TIMEOUT_KEY]
     length = request.content_length
@@ -283,6 +319,9 @@ async def _read_body(request: web.Request) -> bytearray:
             f"request body of {length} bytes is larger than this endpoint's "
             f"max_object_size of {limit} bytes",
         )
+    # Reserved up front when announced, so concurrent uploads cannot together
+    # take more memory than the budget before any of them is refused.
+    reservation.grow(length or 0)
     body = bytearray()
     while True:
         try:
@@ -297,9 +336,10 @@ async def _read_body(request: web.Request) -> bytearray:
         if len(body) > limit:
             raise LimitExceededError(
                 "max_object_size",
-                f"request body of more than {len(body)} bytes is larger than "
+                f"request body of at least {len(body)} bytes is larger than "
                 f"this endpoint's max_object_size of {limit} bytes",
             )
+        reservation.grow(len(body))
 
 
 async def _exists(request: web.Request) -> web.Response:
@@ -325,6 +365,7 @@ def create_app(
     api_token: str,
     max_requests: int | None = None,
     guard: ConnectionGuard | None = None,
+    body_budget: int | None = None,
 ) -> web.Application:
     """Return the aiohttp application serving ``endpoint``.
 
@@ -339,12 +380,15 @@ def create_app(
         max_requests: Most requests served at once (``None``: no limit);
             more get 429.
         guard: Connection cap told which connections are busy, if any.
+        body_budget: Most bytes of request bodies held while being received
+            (``None``: no limit); more get 503 naming ``max_memory``.
     """
     gate = _Gate(
         api_token if _CHECK_API_TOKEN else None,
         max_requests,
         RateLimitedLog(logger),
         guard,
+        body_budget,
     )
     app = web.Application(
         client_max_size=max_object_size,
@@ -451,6 +495,9 @@ class EndpointServer:
             api_token=token,
             max_requests=config.max_requests,
             guard=guard,
+            # Bodies in flight get as much memory as stored objects (but room
+            # for one object of any accepted size, which may go to spill).
+            body_budget=max(max_memory, config.max_object_size),
         )
         self._runner = web.AppRunner(
             app,

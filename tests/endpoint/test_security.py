@@ -339,15 +339,47 @@ async def test_store_gets_a_clear_error_for_a_full_endpoint(tmp_path: Path) -> N
         site.stop()
 
 
-def _stall(site: EndpointProcess) -> socket.socket:
+def _stall(site: EndpointProcess, length: int = 100) -> socket.socket:
     """Start an authenticated PUT whose body never finishes (a busy request)."""
     sock = socket.create_connection((site.config.host, site.config.port), timeout=WAIT)
     sock.sendall(
-        b"PUT /objects/stalled HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n"
+        b"PUT /objects/stalled HTTP/1.1\r\nHost: x\r\n"
+        + f"Content-Length: {length}\r\n".encode()
         + f"Authorization: Bearer {site.api_token}\r\n\r\n".encode()
         + b"x"
     )
     return sock
+
+
+def test_bodies_in_flight_are_capped(tmp_path: Path, http: httpx.Client) -> None:
+    options = ["--max-memory", "1M", "--max-object-size", "1M"]
+    site = configure_endpoint(tmp_path, "uploads", *options)
+    site.start()
+    body = b"u" * 700_000
+    url, auth = f"{site.url}/objects/upload", site.auth_headers
+    stalled = _stall(site, len(body))
+    try:
+        deadline = time.monotonic() + WAIT
+        while True:  # until the stalled upload holds its share
+            response = http.put(url, content=body, headers=auth)
+            if response.status_code == 503 or time.monotonic() > deadline:
+                break
+            http.delete(url, headers=auth)
+        assert response.status_code == 503
+        assert response.json()["limit"] == "max_memory"
+        assert (
+            "1048576 bytes this endpoint allows in flight"
+            in (response.json()["message"])
+        )
+        assert http.put(url, content=b"small", headers=auth).status_code == 204
+        stalled.close()
+        deadline = time.monotonic() + WAIT
+        while http.put(url, content=body, headers=auth).status_code == 503:
+            assert time.monotonic() < deadline, "the stalled upload was never released"
+        assert http.get(url, headers=auth).content == body
+    finally:
+        stalled.close()
+        site.stop()
 
 
 def test_request_limit_answers_429_and_store_retries(
