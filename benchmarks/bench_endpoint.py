@@ -150,7 +150,7 @@ def auth_cost(
 
     Keys: ``local`` / ``remote`` (token checked, header sent) and
     ``local-unchecked`` / ``remote-unchecked`` (same build, check left out,
-    no header). Rounds alternate between the two so drift hits both alike.
+    no header). Gets of the four kinds alternate one by one.
     """
     common = ["--server", signaling.url, "--secret", SECRET]
     names = ["auth-a", "auth-b", "open-a", "open-b"]
@@ -178,11 +178,16 @@ def auth_cost(
                 for _ in range(20):
                     timed_get(http, url, "small", owner, headers)
             for _ in range(rounds):
-                for label, url, owner, headers in setups:
-                    times = [
-                        timed_get(http, url, "small", owner, headers) for _ in range(n)
-                    ]
-                    results.setdefault(label, []).append(statistics.median(times))
+                # One get of each kind in turn, so load from other processes
+                # on the host hits checked and unchecked gets alike.
+                times: dict[str, list[float]] = {label: [] for label, *_ in setups}
+                for _ in range(n):
+                    for label, url, owner, headers in setups:
+                        times[label].append(
+                            timed_get(http, url, "small", owner, headers)
+                        )
+                for label, samples in times.items():
+                    results.setdefault(label, []).append(statistics.median(samples))
         return results
     finally:
         for site in sites.values():
