@@ -2,8 +2,9 @@
 
 - `default_max_memory` and `default_max_spill`: what ``max_memory`` and
   ``max_spill`` mean when the configuration leaves them unset.
-- `RateLimitedLog`: at most one log line per kind of refusal per interval, so
-  nobody can flood the endpoint's log by sending bad requests.
+- `RateLimitedLog` (from `proxystore._ratelimit`): at most one log line per
+  kind of refusal per interval, so nobody can flood the endpoint's log by
+  sending bad requests.
 - `ConnectionGuard`: caps open HTTP connections. At the cap, a new connection
   closes the oldest *idle* one (connected but not inside an authenticated
   request), so sockets opened and left idle cannot lock legitimate clients
@@ -14,13 +15,12 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import logging
 import os
 import shutil
-import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+
+from proxystore._ratelimit import RateLimitedLog
 
 MEMORY_FRACTION = 4
 """Default ``max_memory`` is 1/MEMORY_FRACTION of physical memory."""
@@ -29,7 +29,15 @@ SPILL_FRACTION = 2
 FALLBACK_MAX_MEMORY = 1024**3
 """``max_memory`` when physical memory cannot be read."""
 DEFAULT_KEEPALIVE_TIMEOUT = 15.0
-DEFAULT_LOG_INTERVAL = 10.0
+"""Seconds an HTTP connection may stay idle (or send an incomplete request)."""
+
+__all__ = [
+    "ConnectionGuard",
+    "RateLimitedLog",
+    "default_max_memory",
+    "default_max_spill",
+    "physical_memory",
+]
 
 
 def physical_memory() -> int | None:
@@ -55,49 +63,6 @@ def default_max_spill(spill_dir: str | Path) -> int:
     directory = Path(spill_dir)
     directory.mkdir(parents=True, exist_ok=True)
     return shutil.disk_usage(directory).free // SPILL_FRACTION
-
-
-class RateLimitedLog:
-    """Logs at most one line per key every ``interval`` seconds.
-
-    Lines dropped in between are counted and reported with the next line of
-    the same key, so the log stays bounded yet still shows how much happened.
-
-    Args:
-        logger: Where lines go.
-        interval: Seconds between two lines of one key.
-        clock: Monotonic clock (for tests).
-    """
-
-    def __init__(
-        self,
-        logger: logging.Logger,
-        interval: float = DEFAULT_LOG_INTERVAL,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self._logger = logger
-        self._interval = interval
-        self._clock = clock
-        self._next: dict[str, float] = {}
-        self._suppressed: collections.Counter[str] = collections.Counter()
-
-    def warning(self, key: str, message: str, *args: Any) -> bool:
-        """Log ``message % args`` at WARNING unless ``key`` logged recently.
-
-        Returns:
-            Whether a line was written.
-        """
-        now = self._clock()
-        if now < self._next.get(key, 0.0):
-            self._suppressed[key] += 1
-            return False
-        self._next[key] = now + self._interval
-        dropped = self._suppressed.pop(key, 0)
-        if dropped:
-            message += " (%d more like this in the last %gs not logged)"
-            args = (*args, dropped, self._interval)
-        self._logger.warning(message, *args)
-        return True
 
 
 class ConnectionGuard:
