@@ -330,6 +330,12 @@ async def _read_body(request: web.Request, reservation: _Reservation) -> bytearr
             raise StoreTimeoutError(
                 f"client {request.remote}", idle, f"request body of PUT {request.path}"
             ) from err
+        except ConnectionError as err:
+            # A client that went away mid-upload is no server failure to log.
+            raise StoreConnectionError(
+                f"client {request.remote}",
+                f"closed the connection during the body of PUT {request.path}",
+            ) from err
         if not chunk:
             return body
         body += chunk

@@ -380,6 +380,9 @@ def test_bodies_in_flight_are_capped(tmp_path: Path, http: httpx.Client) -> None
     finally:
         stalled.close()
         site.stop()
+    # The abandoned upload stored nothing and is no server error.
+    assert "Traceback" not in _log(site)
+    assert "ERROR" not in _log(site)
 
 
 def test_request_limit_answers_429_and_store_retries(
