@@ -87,6 +87,7 @@ def encode_frames(
     fields: dict[str, Any],
     body: bytes | bytearray | memoryview = b"",
     chunk_size: int = DEFAULT_CHUNK_SIZE,
+    max_body_size: int = DEFAULT_MAX_BODY_SIZE,
 ) -> Iterator[bytes]:
     """Yield the frames of one message, each at most ``chunk_size`` bytes.
 
@@ -96,9 +97,12 @@ def encode_frames(
         fields: JSON-serializable envelope.
         body: Raw body sent inline after the envelope.
         chunk_size: Largest frame, headers included.
+        max_body_size: Largest body sent; the receiver refuses larger ones
+            (`Reassembler`), so they fail here, before anything is sent.
 
     Raises:
-        SerializationError: If ``fields`` is not JSON-serializable or too large.
+        SerializationError: If ``fields`` is not JSON-serializable or too
+            large, or ``body`` is larger than ``max_body_size``.
         ValueError: If ``chunk_size`` cannot hold a frame header.
     """
     if chunk_size <= FRAME_HEADER.size + START_HEADER.size:
@@ -115,6 +119,11 @@ def encode_frames(
             f"the limit is {MAX_ENVELOPE_SIZE}"
         )
     body_view = memoryview(body).cast("B")
+    if len(body_view) > max_body_size:
+        raise SerializationError(
+            f"message body of {len(body_view)} bytes is larger than the "
+            f"{max_body_size} bytes a peer accepts inline"
+        )
     total = len(envelope) + len(body_view)
     base_flags = FrameFlag.RESPONSE if is_response else FrameFlag(0)
 

@@ -196,3 +196,15 @@ def test_messages_in_progress_and_their_bytes_are_capped() -> None:
     assert fresh.feed(done) is not None
     assert fresh.buffered == 0
     assert fresh.in_progress == 0
+
+
+def test_sender_refuses_a_body_the_receiver_would_refuse() -> None:
+    frames = encode_frames(
+        1, is_response=False, fields={}, body=b"x" * 11, max_body_size=10
+    )
+    with pytest.raises(SerializationError, match="11 bytes is larger than the 10"):
+        next(frames)
+    (frame,) = encode_frames(
+        1, is_response=False, fields={}, body=b"x" * 10, max_body_size=10
+    )
+    assert Reassembler(max_body_size=10).feed(frame) is not None
