@@ -279,12 +279,14 @@ def test_owner_applies_its_object_size_to_writes_from_peers(
 
 
 def test_memory_and_spill_limits_refuse_with_503(
-    tmp_path: Path, http: httpx.Client
+    pair: Pair, tmp_path: Path, http: httpx.Client
 ) -> None:
     options = ["--max-memory", "1K", "--max-spill", "4K"]
-    site = configure_endpoint(tmp_path, "tight", *options)
+    peering = ["--server", pair.signaling.url, "--secret", SECRET]
+    site = configure_endpoint(tmp_path, "tight", *options, *peering)
     site.start()
     try:
+        wait_until_registered(site, READY)
         put = f"{site.url}/objects/{{}}"
         auth = site.auth_headers
         assert http.put(put.format("m"), content=b"m" * 1024, headers=auth).is_success
@@ -293,6 +295,15 @@ def test_memory_and_spill_limits_refuse_with_503(
         assert full.status_code == 503
         assert full.json()["limit"] == "max_spill"
         assert "max_spill of 4096 bytes (3000 in use)" in full.json()["message"]
+        # The owner's limits hold for writes forwarded by a peer too.
+        forwarded = http.put(
+            f"{pair.b.url}/objects/x",
+            params={"endpoint": site.uuid},
+            content=b"x" * 2000,
+            headers=pair.b.auth_headers,
+        )
+        assert forwarded.status_code == 503
+        assert forwarded.json()["limit"] == "max_spill"
         # Everyone else is still served; evicting frees room.
         assert http.get(put.format("s"), headers=auth).content == b"s" * 3000
         assert http.delete(put.format("s"), headers=auth).is_success
