@@ -229,6 +229,7 @@ def test_refused_requests_log_a_bounded_number_of_lines(
 ) -> None:
     site = configure_endpoint(tmp_path, "noisy")
     site.start()
+    start = time.monotonic()
     try:
         for _ in range(200):
             assert http.get(f"{site.url}/objects/k").status_code == 401
@@ -238,9 +239,10 @@ def test_refused_requests_log_a_bounded_number_of_lines(
         assert ok.status_code == 200
     finally:
         site.stop()
+    periods = int((time.monotonic() - start) // 10) + 1
     refusals = [line for line in _log(site).splitlines() if "refused" in line]
-    # One line per kind per 10 s; a slow machine may cross one boundary.
-    assert 2 <= len(refusals) <= 4, refusals
+    # At most one line per kind (missing, wrong token) per 10 s.
+    assert 2 <= len(refusals) <= 2 * periods, refusals
 
 
 # --- limits --------------------------------------------------------------------------
@@ -455,6 +457,7 @@ def test_idle_sockets_cannot_lock_clients_out(
     )
     site.start()
     idle: list[socket.socket] = []
+    begin = time.monotonic()
     try:
         for _ in range(200):
             idle.append(socket.create_connection(("127.0.0.1", site.config.port)))
@@ -475,5 +478,7 @@ def test_idle_sockets_cannot_lock_clients_out(
         for sock in idle:
             sock.close()
         site.stop()
+    periods = int((time.monotonic() - begin) // 10) + 1
     evictions = [line for line in _log(site).splitlines() if "idle connection" in line]
-    assert 1 <= len(evictions) <= 2
+    # 137 evictions, at most one line per 10 s.
+    assert 1 <= len(evictions) <= periods, evictions
