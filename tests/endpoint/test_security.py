@@ -240,7 +240,8 @@ def test_refused_requests_log_a_bounded_number_of_lines(
     finally:
         site.stop()
     periods = int((time.monotonic() - start) // 10) + 1
-    refusals = [line for line in _log(site).splitlines() if "refused" in line]
+    refusals = [line for line in _log(site).splitlines() if "WARNING" in line]
+    assert all(": refused GET " in line for line in refusals), refusals
     # At most one line per kind (missing, wrong token) per 10 s.
     assert 2 <= len(refusals) <= 2 * periods, refusals
 
@@ -479,6 +480,8 @@ def test_idle_sockets_cannot_lock_clients_out(
             sock.close()
         site.stop()
     periods = int((time.monotonic() - begin) // 10) + 1
-    evictions = [line for line in _log(site).splitlines() if "idle connection" in line]
+    warnings = [line for line in _log(site).splitlines() if "WARNING" in line]
+    evictions = [line for line in warnings if "closed an idle connection" in line]
+    assert evictions == warnings
     # 137 evictions, at most one line per 10 s.
     assert 1 <= len(evictions) <= periods, evictions
