@@ -40,8 +40,19 @@ __all__ = [
 ]
 
 
+_CGROUP_LIMITS = (
+    Path("/sys/fs/cgroup/memory.max"),  # cgroup v2
+    Path("/sys/fs/cgroup/memory/memory.limit_in_bytes"),  # cgroup v1
+)
+
+
 def physical_memory() -> int | None:
-    """Return the bytes of physical memory of this host, if the OS says."""
+    """Return the bytes of memory this process may use, if the OS says.
+
+    Physical memory (``os.sysconf``), or the memory limit of the process's
+    cgroup when that is lower (in a container, the host's memory is not
+    what the endpoint may use).
+    """
     try:
         pages = os.sysconf("SC_PHYS_PAGES")
         page_size = os.sysconf("SC_PAGE_SIZE")
@@ -49,7 +60,15 @@ def physical_memory() -> int | None:
         return None
     if pages <= 0 or page_size <= 0:
         return None
-    return int(pages * page_size)
+    total = int(pages * page_size)
+    for path in _CGROUP_LIMITS:
+        try:
+            limit = int(path.read_text().strip())
+        except (OSError, ValueError):  # absent, or "max": no limit
+            continue
+        if 0 < limit < total:
+            total = limit
+    return total
 
 
 def default_max_memory() -> int:
