@@ -7,9 +7,15 @@ then measures over HTTP, as `EndpointStore` does:
   (b) a local get: the object is owned by the endpoint we ask (HTTP only),
   (c) a remote get through the fast-path pair,
   (d) a remote get through the WebRTC-only pair,
-  (e) median latency of sequential 1 KiB gets, local and remote.
+  (e) median latency of sequential 1 KiB gets, local and remote,
+  (f) the cost of API authentication on those 1 KiB gets: a second fast-path
+      pair runs the same code with the server's token check left out (the
+      private `server._CHECK_API_TOKEN` hook, set in that endpoint process by
+      a launcher here, never by an option), and gets with and without the
+      Authorization header are timed in alternating rounds in the same run.
 
     python benchmarks/bench_endpoint.py [--mb 100] [--webrtc-mb 100] [--repeat 3]
+    python benchmarks/bench_endpoint.py --auth-only [--rounds 7]
 """
 
 from __future__ import annotations
@@ -18,6 +24,8 @@ import argparse
 import os
 import socket
 import statistics
+import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -27,7 +35,9 @@ import httpx
 
 from proxystore.endpoint.testing import (
     EndpointProcess,
+    SignalingServer,
     configure_endpoint,
+    site_env,
     start_signaling_server,
     wait_until_registered,
 )
@@ -66,10 +76,26 @@ def raw_tcp(size: int) -> float:
     return size / MB / elapsed
 
 
-def timed_get(http: httpx.Client, url: str, key: str, owner: str) -> float:
+# Runs `proxystore-endpoint start NAME` with the token check left out.
+_UNCHECKED_START = (
+    "import sys; from proxystore.endpoint import server; "
+    "server._CHECK_API_TOKEN = False; "
+    "from proxystore.endpoint.cli import main; sys.exit(main(sys.argv[1:]))"
+)
+
+
+def timed_get(
+    http: httpx.Client,
+    url: str,
+    key: str,
+    owner: str,
+    headers: dict[str, str] | None = None,
+) -> float:
     """Return seconds taken by one GET of ``key`` owned by ``owner``."""
     start = time.perf_counter()
-    response = http.get(f"{url}/objects/{key}", params={"endpoint": owner})
+    response = http.get(
+        f"{url}/objects/{key}", params={"endpoint": owner}, headers=headers
+    )
     elapsed = time.perf_counter() - start
     response.raise_for_status()
     return elapsed
@@ -77,7 +103,9 @@ def timed_get(http: httpx.Client, url: str, key: str, owner: str) -> float:
 
 def put(http: httpx.Client, site: EndpointProcess, key: str, data: bytes) -> None:
     """Store ``data`` at ``site`` under ``key``."""
-    http.put(f"{site.url}/objects/{key}", content=data).raise_for_status()
+    http.put(
+        f"{site.url}/objects/{key}", content=data, headers=site.auth_headers
+    ).raise_for_status()
 
 
 def throughput(
@@ -86,7 +114,8 @@ def throughput(
     """Return the median MB/s of ``n`` gets of a ``size`` object through ``via``."""
     key = f"bulk-{size}"
     put(http, owner, key, bytes(size))
-    times = [timed_get(http, via.url, key, owner.uuid) for _ in range(n)]
+    auth = via.auth_headers
+    times = [timed_get(http, via.url, key, owner.uuid, auth) for _ in range(n)]
     return size / MB / statistics.median(times)
 
 
@@ -95,10 +124,89 @@ def latency(
 ) -> float:
     """Return the median seconds of ``n`` sequential 1 KiB gets through ``via``."""
     put(http, owner, "small", bytes(1024))
-    timed_get(http, via.url, "small", owner.uuid)
+    auth = via.auth_headers
+    timed_get(http, via.url, "small", owner.uuid, auth)
     return statistics.median(
-        timed_get(http, via.url, "small", owner.uuid) for _ in range(n)
+        timed_get(http, via.url, "small", owner.uuid, auth) for _ in range(n)
     )
+
+
+def start_unchecked(site: EndpointProcess) -> None:
+    """Start ``site`` with the API token check left out of its server."""
+    log = open(site.home / f"{site.name}.out", "ab")  # noqa: SIM115
+    with log:
+        site.process = subprocess.Popen(
+            [sys.executable, "-c", _UNCHECKED_START, "start", site.name],
+            env=site_env(site.home),
+            stdout=log,
+            stderr=log,
+        )
+
+
+def auth_cost(
+    root: Path, signaling: SignalingServer, rounds: int, n: int = 200
+) -> dict[str, list[float]]:
+    """Return per-round median 1 KiB get latencies, checked vs. unchecked.
+
+    Keys: ``local`` / ``remote`` (token checked, header sent) and
+    ``local-unchecked`` / ``remote-unchecked`` (same build, check left out,
+    no header). Gets of the four kinds alternate one by one.
+    """
+    common = ["--server", signaling.url, "--secret", SECRET]
+    names = ["auth-a", "auth-b", "open-a", "open-b"]
+    sites = {name: configure_endpoint(root / name, name, *common) for name in names}
+    try:
+        for name, site in sites.items():
+            if name.startswith("open"):
+                start_unchecked(site)
+            else:
+                site.start(wait=None)
+        for site in sites.values():
+            site.wait_ready(30)
+            wait_until_registered(site, 30)
+        results: dict[str, list[float]] = {}
+        with httpx.Client(timeout=60, trust_env=False) as http:
+            setups = []
+            for prefix, suffix in (("auth", ""), ("open", "-unchecked")):
+                a, b = sites[f"{prefix}-a"], sites[f"{prefix}-b"]
+                put(http, a, "small", bytes(1024))
+                headers = a.auth_headers if prefix == "auth" else {}
+                remote_headers = b.auth_headers if prefix == "auth" else {}
+                setups.append((f"local{suffix}", a.url, a.uuid, headers))
+                setups.append((f"remote{suffix}", b.url, a.uuid, remote_headers))
+            for _label, url, owner, headers in setups:  # warm up connections
+                for _ in range(20):
+                    timed_get(http, url, "small", owner, headers)
+            for _ in range(rounds):
+                # One get of each kind in turn, so load from other processes
+                # on the host hits checked and unchecked gets alike.
+                times: dict[str, list[float]] = {label: [] for label, *_ in setups}
+                for _ in range(n):
+                    for label, url, owner, headers in setups:
+                        times[label].append(
+                            timed_get(http, url, "small", owner, headers)
+                        )
+                for label, samples in times.items():
+                    results.setdefault(label, []).append(statistics.median(samples))
+        return results
+    finally:
+        for site in sites.values():
+            site.stop()
+
+
+def report_auth_cost(results: dict[str, list[float]]) -> None:
+    """Print checked/unchecked latency ratios: median and spread over rounds."""
+    rounds = len(results["local"])
+    print(f"cost of API authentication, 1 KiB gets ({rounds} rounds x 200):")
+    for kind in ("local", "remote"):
+        checked, unchecked = results[kind], results[f"{kind}-unchecked"]
+        ratios = [c / u for c, u in zip(checked, unchecked, strict=True)]
+        print(
+            f"  {kind:6} get  checked {statistics.median(checked) * 1e3:7.3f} ms  "
+            f"unchecked {statistics.median(unchecked) * 1e3:7.3f} ms  "
+            f"ratio {statistics.median(ratios):.3f}x "
+            f"(spread {min(ratios):.3f}-{max(ratios):.3f})"
+        )
 
 
 def main() -> None:
@@ -106,8 +214,23 @@ def main() -> None:
     parser.add_argument("--mb", type=int, default=100, help="object size, MB")
     parser.add_argument("--webrtc-mb", type=int, default=100)
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument(
+        "--rounds", type=int, default=7, help="rounds of the authentication cost"
+    )
+    parser.add_argument(
+        "--auth-only", action="store_true", help="measure only (f), the auth cost"
+    )
     args = parser.parse_args()
     size, webrtc_size = args.mb * MB, args.webrtc_mb * MB
+
+    if args.auth_only:
+        with tempfile.TemporaryDirectory() as temp:
+            signaling = start_signaling_server(SECRET)
+            try:
+                report_auth_cost(auth_cost(Path(temp), signaling, args.rounds))
+            finally:
+                signaling.stop()
+        return
 
     with tempfile.TemporaryDirectory() as temp:
         root = Path(temp)
@@ -128,7 +251,7 @@ def main() -> None:
                 site.start(wait=None)
             for site in sites.values():
                 site.wait_ready(30)
-                wait_until_registered(site.url, 30)
+                wait_until_registered(site, 30)
             with httpx.Client(timeout=300, trust_env=False) as http:
                 fast_a, fast_b = sites["fast-a"], sites["fast-b"]
                 rtc_a, rtc_b = sites["rtc-a"], sites["rtc-b"]
@@ -139,6 +262,7 @@ def main() -> None:
                 local_lat = latency(http, fast_a, fast_a)
                 fast_lat = latency(http, fast_b, fast_a)
                 rtc_lat = latency(http, rtc_b, rtc_a)
+            auth = auth_cost(root / "auth", signaling, args.rounds)
         finally:
             for site in sites.values():
                 site.stop()
@@ -167,6 +291,7 @@ def main() -> None:
         f"  remote get, WebRTC-only pair  {rtc_lat * 1e3:9.2f} ms  "
         f"({rtc_lat / local_lat:.1f}x local)"
     )
+    report_auth_cost(auth)
 
 
 if __name__ == "__main__":

@@ -2,23 +2,22 @@
 
 from __future__ import annotations
 
-import itertools
 import os
-import secrets
 from typing import Any
 
-_prefix = secrets.token_hex(8)
-_counter = itertools.count()
 _local_objects: dict[str, dict[Any, Any]] = {}
 
 
 def new_object_id() -> str:
-    """Return an id unique across processes, hosts and calls.
+    """Return an unguessable id: 32 hex characters from the OS CSPRNG.
 
-    A random per-process prefix (drawn again in a forked child) plus a
-    counter: cheaper than a UUID per call and never repeats in a process.
+    Knowing any number of ids tells nothing about the others. ``os.urandom``
+    keeps no state in the process, so a forked child (even one forked by C
+    code that skips Python's fork hooks) never repeats its parent's ids. One
+    ``getrandom`` call: 0.3-0.7 us more than the counter it replaced, small
+    next to any store operation.
     """
-    return f"{_prefix}{next(_counter):08x}"
+    return os.urandom(16).hex()
 
 
 def local_objects(store_name: str) -> dict[Any, Any]:
@@ -27,12 +26,3 @@ def local_objects(store_name: str) -> dict[Any, Any]:
     if objects is None:
         objects = _local_objects.setdefault(store_name, {})
     return objects
-
-
-def _reset_after_fork() -> None:
-    global _prefix, _counter
-    _prefix = secrets.token_hex(8)
-    _counter = itertools.count()
-
-
-os.register_at_fork(after_in_child=_reset_after_fork)

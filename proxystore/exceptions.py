@@ -178,6 +178,24 @@ class StoreOperationError(ProxyStoreError):
     """The store's server refused or failed an operation (other than a missing key)."""
 
 
+class LimitExceededError(StoreOperationError):
+    """An endpoint refused an operation because it would pass one of its limits.
+
+    Attributes:
+        limit: Name of the limit (``max_object_size``, ``max_memory``,
+            ``max_spill``, ``max_requests``...), as in the endpoint's
+            configuration.
+    """
+
+    def __init__(self, limit: str, message: str) -> None:
+        self.limit = limit
+        super().__init__(message)
+
+
+class AuthenticationError(ProxyStoreError):
+    """A server refused our credentials, or we have none to present."""
+
+
 def describe(value: Any, limit: int = 80) -> str:
     """Return a short, safe repr of a value for use in error messages."""
     text = repr(value)

@@ -4,26 +4,45 @@ The store talks HTTP to the endpoint running on this host. Objects it sets
 are owned by that endpoint; objects owned by another endpoint are fetched by
 the local endpoint from its peer, so a proxy made at one site resolves at
 another with no shared file system.
+
+Every request carries the endpoint's API token, read from the ``api-token``
+file in the endpoint's configuration directory (never from the store's
+configuration, so it is never in a proxy).
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import httpx
 
 from proxystore._clients import ClientsPerLoop
 from proxystore._shared import new_object_id
+from proxystore.aio._compat import sleep
 from proxystore.aio.base import Store
-from proxystore.endpoint.config import endpoints_dir, find_config
+from proxystore.endpoint.config import (
+    endpoint_dir,
+    endpoints_dir,
+    find_config,
+    list_configs,
+)
+from proxystore.endpoint.credentials import (
+    authorization_header,
+    read_api_token,
+    token_path,
+)
 from proxystore.endpoint.errors import error_from_json
 from proxystore.endpoint.keys import EndpointKey, validate_endpoint_key
 from proxystore.endpoint.protocol import MISSING_KEY, OWNER_PARAM, TIMEOUT_HEADER
 from proxystore.endpoint.streams import PayloadStream
 from proxystore.exceptions import (
+    AuthenticationError,
     ConfigurationError,
+    LimitExceededError,
     StoreConnectionError,
     StoreOperationError,
     StoreTimeoutError,
@@ -35,6 +54,9 @@ _IS_SYNC = False
 # The endpoint gives up on a peer a little before we give up on the endpoint,
 # so its precise peer error reaches us instead of our own read timeout.
 _PEER_TIMEOUT_SHARE = 0.8
+# Pauses between retries of a request refused for the endpoint's max_requests.
+_FIRST_RETRY_DELAY = 0.005
+_MAX_RETRY_DELAY = 0.25
 
 
 class EndpointStore(Store[EndpointKey]):
@@ -48,9 +70,16 @@ class EndpointStore(Store[EndpointKey]):
             proxies resolve at each site.
         url: URL of the endpoint to use instead of looking it up, e.g.
             ``http://127.0.0.1:8765``. Proxies carry it, so give it only
-            when every consumer can use that endpoint.
+            when every consumer can use that endpoint. Its API token is
+            read from the endpoint configured on this host with that URL.
+        token_file: Path of the endpoint's ``api-token`` file, for a `url`
+            whose endpoint is not configured under this process's
+            ``$PROXYSTORE_HOME``. Only the path is kept (and carried by
+            proxies), never the token.
         timeout: Seconds to wait for each connection, read and write,
-            including the endpoint's wait on a peer.
+            including the endpoint's wait on a peer. A request refused
+            because the endpoint serves its ``max_requests`` is retried
+            within this time.
         cache_size: How many deserialized objects to keep.
         metrics: Record per-operation metrics.
 
@@ -72,6 +101,7 @@ class EndpointStore(Store[EndpointKey]):
         endpoints: Sequence[str] = (),
         *,
         url: str | None = None,
+        token_file: str | None = None,
         timeout: float = 30.0,
         cache_size: int = 16,
         metrics: bool = False,
@@ -87,12 +117,15 @@ class EndpointStore(Store[EndpointKey]):
         if timeout <= 0:
             raise ConfigurationError(f"timeout must be positive, got {timeout!r}")
         self.url = url.rstrip("/") if url is not None else None
+        self.token_file = str(token_file) if token_file is not None else None
         self.timeout = timeout
         self._clients: ClientsPerLoop[httpx.AsyncClient] = ClientsPerLoop(
             self._new_http_client
         )
         self._endpoint_url = ""
         self._endpoint_uuid = ""
+        self._api_token = ""
+        self._token_source = ""
         self._max_object_size: int | None = None
 
     def config(self) -> dict[str, Any]:
@@ -101,6 +134,7 @@ class EndpointStore(Store[EndpointKey]):
             **super().config(),
             "endpoints": list(self.endpoints),
             "url": self.url,
+            "token_file": self.token_file,
             "timeout": self.timeout,
         }
 
@@ -117,9 +151,10 @@ class EndpointStore(Store[EndpointKey]):
         if not self._endpoint_uuid:
             # Concurrent first calls may both look the endpoint up; they find
             # the same one, so no lock is held across the network wait.
-            url, description = await self._find_endpoint(client)
+            url, description, token = await self._find_endpoint(client)
             size = description.get("max_object_size")
             self._max_object_size = size if isinstance(size, int) else None
+            self._api_token, self._token_source = token
             self._endpoint_url, self._endpoint_uuid = url, description["uuid"]
         return client
 
@@ -135,21 +170,25 @@ class EndpointStore(Store[EndpointKey]):
 
     async def _find_endpoint(
         self, client: httpx.AsyncClient
-    ) -> tuple[str, dict[str, Any]]:
+    ) -> tuple[str, dict[str, Any], tuple[str, str]]:
         if self.url is not None:
-            return self.url, await self._describe(client, self.url, None)
+            token = self._token_for_url(self.url)
+            return self.url, await self._describe(client, self.url, None, token), token
         failures = []
         for wanted in self.endpoints:
             try:
                 config = find_config(wanted)
             except ConfigurationError:
                 continue
+            token = _read_token(token_path(endpoint_dir(config.name)))
             try:
-                description = await self._describe(client, config.url, config.uuid)
+                description = await self._describe(
+                    client, config.url, config.uuid, token
+                )
             except (StoreConnectionError, StoreOperationError) as err:
                 failures.append(str(err))
                 continue
-            return config.url, description
+            return config.url, description, token
         if not failures:
             raise ConfigurationError(
                 f"none of the endpoints {self.endpoints} of store {self.name!r} "
@@ -160,11 +199,29 @@ class EndpointStore(Store[EndpointKey]):
             "; ".join(failures),
         )
 
+    def _token_for_url(self, url: str) -> tuple[str, str]:
+        if self.token_file is not None:
+            return _read_token(Path(self.token_file))
+        for config in list_configs():
+            if config.url == url:
+                return _read_token(token_path(endpoint_dir(config.name)))
+        raise ConfigurationError(
+            f"no endpoint configured under {endpoints_dir()} listens at {url}, so "
+            f"store {self.name!r} has no API token for it; pass token_file= "
+            "(the endpoint's api-token file) or name the endpoint in endpoints="
+        )
+
     async def _describe(
-        self, client: httpx.AsyncClient, url: str, expected: str | None
+        self,
+        client: httpx.AsyncClient,
+        url: str,
+        expected: str | None,
+        token: tuple[str, str],
     ) -> dict[str, Any]:
-        response = await self._send(client, "GET", f"{url}/endpoint", "describe")
-        self._raise_for_error(response, url)
+        response = await self._send(
+            client, "GET", f"{url}/endpoint", "describe", token=token[0]
+        )
+        self._raise_for_error(response, url, token[1])
         try:
             description = response.json()
             uuid = description["uuid"]
@@ -190,13 +247,33 @@ class EndpointStore(Store[EndpointKey]):
         operation: str,
         params: dict[str, str] | None = None,
         stream: PayloadStream | None = None,
+        token: str | None = None,
     ) -> httpx.Response:
-        headers = {TIMEOUT_HEADER: f"{self.timeout * _PEER_TIMEOUT_SHARE:g}"}
+        headers = {
+            TIMEOUT_HEADER: f"{self.timeout * _PEER_TIMEOUT_SHARE:g}",
+            "Authorization": authorization_header(token or self._api_token),
+        }
         if stream is not None:
             headers["Content-Length"] = str(stream.nbytes)
-        request = client.build_request(method, url, params=params, headers=headers)
-        if stream is not None:
-            request.stream = stream
+        deadline = time.monotonic() + self.timeout
+        delay = _FIRST_RETRY_DELAY
+        while True:
+            request = client.build_request(method, url, params=params, headers=headers)
+            if stream is not None:
+                request.stream = stream
+            response = await self._send_once(client, request, url, operation)
+            if response.status_code != 429 or time.monotonic() + delay > deadline:
+                return response
+            await sleep(delay)
+            delay = min(delay * 2, _MAX_RETRY_DELAY)
+
+    async def _send_once(
+        self,
+        client: httpx.AsyncClient,
+        request: httpx.Request,
+        url: str,
+        operation: str,
+    ) -> httpx.Response:
         try:
             return await client.send(request)
         except httpx.TimeoutException as err:
@@ -208,13 +285,22 @@ class EndpointStore(Store[EndpointKey]):
                 f"endpoint at {_host_port(url)}", f"{operation}: {err!r}"
             ) from err
 
-    def _raise_for_error(self, response: httpx.Response, url: str) -> None:
+    def _raise_for_error(
+        self, response: httpx.Response, url: str, token_source: str = ""
+    ) -> None:
         if response.is_success:
             return
         try:
             data = response.json()
         except ValueError:
             data = None
+        if response.status_code in (401, 403):
+            message = data.get("message") if isinstance(data, dict) else None
+            raise AuthenticationError(
+                f"endpoint at {_host_port(url)} refused the API token from "
+                f"{token_source or self._token_source}: "
+                f"{message or response.reason_phrase}"
+            )
         if isinstance(data, dict) and "error" in data:
             raise error_from_json(data)
         raise StoreOperationError(
@@ -230,10 +316,11 @@ class EndpointStore(Store[EndpointKey]):
         key = EndpointKey(new_object_id(), self._endpoint_uuid)
         stream = PayloadStream(payload)
         if self._max_object_size is not None and stream.nbytes > self._max_object_size:
-            raise StoreOperationError(
+            raise LimitExceededError(
+                "max_object_size",
                 f"object of {stream.nbytes} bytes is larger than the "
                 f"max_object_size of {self._max_object_size} bytes of the endpoint "
-                f"at {_host_port(self._endpoint_url)}"
+                f"at {_host_port(self._endpoint_url)}",
             )
         response = await self._send(
             client,
@@ -289,6 +376,11 @@ class EndpointStore(Store[EndpointKey]):
 
 async def _aclose_http_client(client: httpx.AsyncClient) -> None:
     await client.aclose()
+
+
+def _read_token(path: Path) -> tuple[str, str]:
+    """Return the token in ``path`` and the path, for error messages."""
+    return read_api_token(path), str(path)
 
 
 def _host_port(url: str) -> str:

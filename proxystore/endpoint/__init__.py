@@ -19,7 +19,8 @@ Example:
 
 Modules: `config` (configuration on disk), `cli` (``proxystore-endpoint``),
 `server` (HTTP API and lifecycle), `endpoint` (routing by owner, answering
-peers), `storage` (memory with a spill directory), `keys`, `errors` and
+peers), `storage` (memory with a spill directory), `limits` (default limits,
+the connection cap), `credentials` (the API token), `keys`, `errors` and
 `protocol` (what client and server share), `testing` (real processes for
 tests and benchmarks). Importing this package loads no server dependencies.
 """

@@ -6,6 +6,7 @@ Example:
     $ proxystore-endpoint start site-a --detach
     $ proxystore-endpoint list
     $ proxystore-endpoint stop site-a
+    $ proxystore-endpoint rotate-token site-a   # then restart it
     ```
 """
 
@@ -35,6 +36,12 @@ from proxystore.endpoint.config import (
     read_config,
     remove_config,
     write_config,
+)
+from proxystore.endpoint.credentials import (
+    authorization_header,
+    create_api_token,
+    read_api_token,
+    token_path,
 )
 from proxystore.endpoint.process import (
     claim_pid_file,
@@ -101,6 +108,24 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="always use WebRTC data channels between peers, never direct TCP",
     )
+    configure.add_argument(
+        "--max-spill",
+        type=_size,
+        default=None,
+        help="bytes kept in the spill directory (default: half its free space)",
+    )
+    configure.add_argument(
+        "--max-connections",
+        type=int,
+        default=None,
+        help="most HTTP connections at once (default 256)",
+    )
+    configure.add_argument(
+        "--max-requests",
+        type=int,
+        default=None,
+        help="most HTTP requests served at once (default 128)",
+    )
 
     start = commands.add_parser("start", help="run an endpoint")
     start.add_argument("name")
@@ -123,6 +148,12 @@ def _parser() -> argparse.ArgumentParser:
 
     commands.add_parser("list", help="list configured endpoints")
 
+    rotate = commands.add_parser(
+        "rotate-token",
+        help="replace an endpoint's API token (restart the endpoint to use it)",
+    )
+    rotate.add_argument("name")
+
     remove = commands.add_parser("remove", help="delete an endpoint's configuration")
     remove.add_argument("name")
     remove.add_argument(
@@ -144,14 +175,22 @@ def _configure(args: argparse.Namespace) -> int:
         "secret": args.secret,
         "max_memory": args.max_memory,
         # Relative to where `configure` ran, not to where `start` will run.
-        "spill_dir": os.path.abspath(args.spill_dir) if args.spill_dir else None,
+        "spill_dir": os.path.abspath(
+            args.spill_dir or endpoint_dir(args.name) / "spill"
+        ),
         "fast_path": not args.no_fast_path,
+        "max_spill": args.max_spill,
     }
     if args.max_object_size is not None:
         options["max_object_size"] = args.max_object_size
     if args.peer_timeout is not None:
         options["peer_timeout"] = args.peer_timeout
+    if args.max_connections is not None:
+        options["max_connections"] = args.max_connections
+    if args.max_requests is not None:
+        options["max_requests"] = args.max_requests
     config = new_config(args.name, **options)
+    create_api_token(endpoint_dir(config.name))
     path = write_config(config)
     print(
         f"configured endpoint {config.name} ({config.uuid}) "
@@ -171,18 +210,20 @@ def _setup_logging(name: str, level: str) -> None:
     root.setLevel(level.upper())
 
 
-async def _run(config: EndpointConfig) -> None:
+async def _run(config: EndpointConfig, api_token: str) -> None:
     from proxystore.endpoint.server import serve
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
-    await serve(config, stop)
+    await serve(config, stop, api_token)
 
 
 def _start(args: argparse.Namespace) -> int:
     config = read_config(args.name)
+    # Refuse at once, before any pid file or log, when the token is unusable.
+    token = read_api_token(token_path(endpoint_dir(config.name)))
     if args.detach:
         return _start_detached(config, args.timeout, args.log_level)
     if not claim_pid_file(config.name):
@@ -193,7 +234,7 @@ def _start(args: argparse.Namespace) -> int:
         return 1
     try:
         _setup_logging(config.name, args.log_level)
-        asyncio.run(_run(config))
+        asyncio.run(_run(config, token))
     except OSError as err:
         logger.error("endpoint %s could not start: %s", config.name, err)
         return 1
@@ -204,8 +245,13 @@ def _start(args: argparse.Namespace) -> int:
 
 
 def _answers(config: EndpointConfig, timeout: float) -> bool:
+    token = read_api_token(token_path(endpoint_dir(config.name)))
+    request = urllib.request.Request(
+        f"{config.url}/endpoint",
+        headers={"Authorization": authorization_header(token)},
+    )
     try:
-        with urllib.request.urlopen(f"{config.url}/endpoint", timeout=timeout) as r:
+        with urllib.request.urlopen(request, timeout=timeout) as r:
             data = json.loads(r.read())
     except (OSError, ValueError, urllib.error.URLError):
         return False
@@ -261,6 +307,17 @@ def _stop(args: argparse.Namespace) -> int:
     return 0
 
 
+def _rotate_token(args: argparse.Namespace) -> int:
+    config = read_config(args.name)
+    path = create_api_token(endpoint_dir(config.name))
+    running = read_pid(config.name) is not None
+    print(
+        f"new API token for endpoint {config.name} in {path}"
+        + ("; restart the endpoint to use it" if running else "")
+    )
+    return 0
+
+
 def _list(args: argparse.Namespace) -> int:
     configs = list_configs()
     if not configs:
@@ -302,6 +359,7 @@ _COMMANDS = {
     "start": _start,
     "stop": _stop,
     "list": _list,
+    "rotate-token": _rotate_token,
     "remove": _remove,
 }
 

@@ -27,6 +27,8 @@ LOG_FILE = "endpoint.log"
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_MAX_OBJECT_SIZE = 1024**3
 DEFAULT_PEER_TIMEOUT = 30.0
+DEFAULT_MAX_CONNECTIONS = 256
+DEFAULT_MAX_REQUESTS = 128
 
 _NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
@@ -93,12 +95,21 @@ class EndpointConfig:
         secret: Shared secret presented to the signaling server; endpoints
             that peer must share it.
         max_memory: Bytes of objects kept in memory before new objects spill
-            to ``spill_dir`` (``None``: no limit).
-        spill_dir: Directory for objects beyond ``max_memory``.
+            to ``spill_dir`` (``None``: a quarter of physical memory, read
+            when the endpoint starts).
+        spill_dir: Directory for objects beyond ``max_memory`` (``None``:
+            objects beyond it are refused). ``configure`` sets it to
+            ``spill/`` in the endpoint's directory.
         max_object_size: Largest request body accepted, in bytes.
         peer_timeout: Seconds to wait for a peer to answer a request.
         fast_path: Let peers on reachable hosts use direct TCP instead of a
             WebRTC data channel.
+        max_spill: Bytes of objects kept in ``spill_dir`` (``None``: half the
+            free space of its file system when the endpoint starts).
+        max_connections: Most HTTP connections open at once; at the cap a new
+            connection closes the oldest idle one.
+        max_requests: Most HTTP requests served at once; more get 429. Must
+            be below ``max_connections``.
     """
 
     name: str
@@ -112,6 +123,9 @@ class EndpointConfig:
     max_object_size: int = DEFAULT_MAX_OBJECT_SIZE
     peer_timeout: float = DEFAULT_PEER_TIMEOUT
     fast_path: bool = True
+    max_spill: int | None = None
+    max_connections: int = DEFAULT_MAX_CONNECTIONS
+    max_requests: int = DEFAULT_MAX_REQUESTS
 
     def __post_init__(self) -> None:
         validate_name(self.name)
@@ -143,6 +157,15 @@ class EndpointConfig:
         if self.peer_timeout <= 0:
             raise ConfigurationError(
                 f"peer_timeout {self.peer_timeout} must be positive"
+            )
+        if self.max_spill is not None and self.max_spill < 0:
+            raise ConfigurationError(f"max_spill {self.max_spill} is negative")
+        if not 0 < self.max_requests < self.max_connections:
+            # Busy connections then never fill the cap, so a new connection
+            # can always be admitted by closing an idle one.
+            raise ConfigurationError(
+                f"max_requests {self.max_requests} must be positive and below "
+                f"max_connections {self.max_connections}"
             )
 
     @property

@@ -14,8 +14,10 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from proxystore.endpoint.errors import error_from_json, error_to_json
 from proxystore.endpoint.keys import validate_endpoint_uuid, validate_object_id
+from proxystore.endpoint.limits import RateLimitedLog
 from proxystore.endpoint.storage import Data, ObjectStorage
 from proxystore.exceptions import (
+    LimitExceededError,
     PeerConnectionError,
     ProxyStoreError,
     StoreOperationError,
@@ -50,6 +52,9 @@ class Endpoint:
             endpoint (requests for other owners then fail with
             `PeerConnectionError`).
         peer_timeout: Default seconds to wait for a peer's answer.
+        max_object_size: Largest object a peer may store here (``None``: no
+            limit). Writes from local clients are checked by the HTTP server
+            before their body is read.
     """
 
     def __init__(
@@ -59,12 +64,15 @@ class Endpoint:
         storage: ObjectStorage,
         peers: PeerRequester | None = None,
         peer_timeout: float = 30.0,
+        max_object_size: int | None = None,
     ) -> None:
         self.uuid = validate_endpoint_uuid(uuid)
         self.name = name
         self.storage = storage
         self.peers = peers
         self.peer_timeout = peer_timeout
+        self.max_object_size = max_object_size
+        self._refusals = RateLimitedLog(logger)
 
     def is_local(self, owner: str | None) -> bool:
         """Return whether objects owned by ``owner`` live here.
@@ -144,6 +152,7 @@ class Endpoint:
                     return PeerMessage({"ok": True, "found": False})
                 return PeerMessage({"ok": True, "found": True}, data)
             if op == "set":
+                self._check_size(len(request.body), peer_uuid)
                 await self.storage.set(object_id, request.body)
                 return PeerMessage({"ok": True})
             if op == "exists":
@@ -152,7 +161,15 @@ class Endpoint:
             await self.storage.evict(object_id)
             return PeerMessage({"ok": True})
         except ProxyStoreError as err:
-            logger.info("peer %s: %s %r failed: %s", peer_uuid, op, object_id, err)
+            # Bounded: a peer sending bad or refused requests cannot flood the log.
+            self._refusals.warning(
+                f"peer-{type(err).__name__}",
+                "peer %s: %s %r refused: %s",
+                peer_uuid,
+                op,
+                object_id,
+                err,
+            )
             return PeerMessage({"ok": False, "error": error_to_json(err)})
         except Exception as err:
             logger.exception("peer %s: %s %r failed", peer_uuid, op, object_id)
@@ -160,6 +177,15 @@ class Endpoint:
                 f"endpoint {self.name!r} failed {op} of {object_id!r}: {err!r}"
             )
             return PeerMessage({"ok": False, "error": error_to_json(failure)})
+
+    def _check_size(self, size: int, peer_uuid: str) -> None:
+        limit = self.max_object_size
+        if limit is not None and size > limit:
+            raise LimitExceededError(
+                "max_object_size",
+                f"object of {size} bytes from peer {peer_uuid} is larger than "
+                f"endpoint {self.name!r}'s max_object_size of {limit} bytes",
+            )
 
     async def _request_peer(
         self,

@@ -10,7 +10,9 @@ from __future__ import annotations
 from typing import Any
 
 from proxystore.exceptions import (
+    AuthenticationError,
     InvalidKeyError,
+    LimitExceededError,
     PeerConnectionError,
     PeerError,
     PeerUnknownError,
@@ -35,6 +37,8 @@ def error_to_json(error: BaseException) -> dict[str, Any]:
     elif isinstance(error, InvalidKeyError):
         data["key"] = str(error.key)
         data["reason"] = error.reason
+    elif isinstance(error, LimitExceededError):
+        data["limit"] = error.limit
     return data
 
 
@@ -61,6 +65,10 @@ def error_from_json(data: dict[str, Any]) -> ProxyStoreError:
             return InvalidKeyError(data["key"], str(data["reason"]))
         if kind == "PeerError":
             return PeerError(message)
+        if kind == "LimitExceededError":
+            return LimitExceededError(str(data["limit"]), message)
+        if kind == "AuthenticationError":
+            return AuthenticationError(message)
     except (KeyError, TypeError, ValueError):
         pass
     return StoreOperationError(message)

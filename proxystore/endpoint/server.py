@@ -10,29 +10,53 @@ uuid of the endpoint that owns the object; it defaults to this endpoint):
 - ``GET /objects/{key}/exists?endpoint=OWNER``: ``{"exists": bool}``.
 - ``DELETE /objects/{key}?endpoint=OWNER``: evict (missing is no error).
 
+Every request must carry ``Authorization: Bearer <token>`` with the token of
+the endpoint's ``api-token`` file (`proxystore.endpoint.credentials`):
+without it the answer is 401, with a wrong one 403, before anything else.
+
 Errors are JSON ``{"error": <exception class>, "message": ...}`` (see
 `proxystore.endpoint.errors`); a missing object is 404 with
-``{"error": "MissingKey"}``. A client may send ``X-Proxystore-Timeout``
-(seconds) to bound how long the server waits for a peer on its behalf.
+``{"error": "MissingKey"}``. Limits answer ``LimitExceededError`` naming the
+limit: 413 ``max_object_size``, 429 ``max_requests`` (with ``Retry-After``),
+503 ``max_memory`` / ``max_spill``. A client may send
+``X-Proxystore-Timeout`` (seconds) to bound how long the server waits for a
+peer on its behalf.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import dataclasses
 import logging
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
-from proxystore.endpoint.config import EndpointConfig
+from proxystore.endpoint.config import EndpointConfig, endpoint_dir
+from proxystore.endpoint.credentials import (
+    AUTHORIZATION_SCHEME,
+    presented_token,
+    read_api_token,
+    token_matches,
+    token_path,
+)
 from proxystore.endpoint.endpoint import Endpoint
 from proxystore.endpoint.errors import error_to_json
 from proxystore.endpoint.keys import validate_object_id
+from proxystore.endpoint.limits import (
+    DEFAULT_KEEPALIVE_TIMEOUT,
+    ConnectionGuard,
+    RateLimitedLog,
+    default_max_memory,
+    default_max_spill,
+)
 from proxystore.endpoint.protocol import MISSING_KEY, OWNER_PARAM, TIMEOUT_HEADER
 from proxystore.endpoint.storage import ObjectStorage
 from proxystore.exceptions import (
     InvalidKeyError,
+    LimitExceededError,
     PeerConnectionError,
     PeerUnknownError,
     ProxyStoreError,
@@ -49,14 +73,39 @@ _ENDPOINT_KEY = web.AppKey("endpoint", Endpoint)
 _MAX_SIZE_KEY = web.AppKey("max_object_size", int)
 _IDLE_TIMEOUT_KEY = web.AppKey("body_idle_timeout", float)
 _SIGNALING_KEY: web.AppKey[Callable[[], bool]] = web.AppKey("signaling")
+_GATE_KEY: web.AppKey[_Gate] = web.AppKey("gate")
 
 DEFAULT_BODY_IDLE_TIMEOUT = 60.0
 SHUTDOWN_TIMEOUT = 5.0
+RETRY_AFTER = 1
+"""Seconds a client refused for ``max_requests`` is told to wait."""
+_LIMIT_STATUS = {"max_object_size": 413, "max_requests": 429}
+
+# Private hook for benchmarks/bench_endpoint.py, which measures the cost of
+# authentication by running the same server with the check left out. Set only
+# from code in the endpoint's own process; there is no option or variable.
+_CHECK_API_TOKEN = True
+
+
+@dataclasses.dataclass
+class _Gate:
+    """What every request goes through: the token and the request limit."""
+
+    api_token: str | None
+    max_requests: int | None
+    log: RateLimitedLog
+    guard: ConnectionGuard | None = None
+    body_budget: int | None = None
+    in_flight: int = 0
+    body_bytes: int = 0
+
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 def _status_of(error: ProxyStoreError) -> int:
+    if isinstance(error, LimitExceededError):
+        return _LIMIT_STATUS.get(error.limit, 503)
     if isinstance(error, InvalidKeyError):
         return 400
     if isinstance(error, PeerUnknownError):
@@ -73,24 +122,93 @@ def _error_response(status: int, data: dict[str, Any]) -> web.Response:
 
 
 @web.middleware
+async def _authenticate(request: web.Request, handler: Handler) -> web.StreamResponse:
+    gate = request.app[_GATE_KEY]
+    if gate.api_token is not None:
+        presented = presented_token(request.headers.get("Authorization"))
+        if presented is None:
+            return _refuse(request, 401, "missing", "no Bearer token in Authorization")
+        if not token_matches(gate.api_token, presented):
+            return _refuse(request, 403, "wrong", "wrong API token")
+    return await handler(request)
+
+
+def _refuse(request: web.Request, status: int, kind: str, why: str) -> web.Response:
+    request.app[_GATE_KEY].log.warning(
+        f"auth-{kind}",
+        "refused %s %s from %s: %s",
+        request.method,
+        request.path,
+        request.remote,
+        why,
+    )
+    response = _error_response(
+        status,
+        {
+            "error": "AuthenticationError",
+            "message": (
+                f"{why}: every request to this endpoint needs the token of its "
+                "api-token file as 'Authorization: Bearer <token>'"
+            ),
+        },
+    )
+    if status == 401:
+        response.headers["WWW-Authenticate"] = (
+            f'{AUTHORIZATION_SCHEME} realm="proxystore-endpoint"'
+        )
+    # Close rather than read and discard a body nobody may send.
+    response.force_close()
+    return response
+
+
+@web.middleware
+async def _limit_requests(request: web.Request, handler: Handler) -> web.StreamResponse:
+    gate = request.app[_GATE_KEY]
+    if gate.max_requests is not None and gate.in_flight >= gate.max_requests:
+        raise LimitExceededError(
+            "max_requests",
+            f"the endpoint is serving its max_requests of {gate.max_requests} "
+            f"requests at once; retry in {RETRY_AFTER}s",
+        )
+    gate.in_flight += 1
+    transport = request.transport
+    if gate.guard is not None:
+        gate.guard.busy(transport)
+    try:
+        return await handler(request)
+    finally:
+        gate.in_flight -= 1
+        if gate.guard is not None:
+            gate.guard.idle(transport)
+
+
+@web.middleware
 async def _errors_as_json(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
         return await handler(request)
+    except LimitExceededError as err:
+        request.app[_GATE_KEY].log.warning(
+            f"limit-{err.limit}",
+            "refused %s %s from %s: %s",
+            request.method,
+            request.path,
+            request.remote,
+            err,
+        )
+        response = _error_response(_status_of(err), error_to_json(err))
+        if err.limit == "max_requests":
+            response.headers["Retry-After"] = str(RETRY_AFTER)
+        return response
     except ProxyStoreError as err:
         return _error_response(_status_of(err), error_to_json(err))
     except web.HTTPRequestEntityTooLarge as err:
         limit = request.app[_MAX_SIZE_KEY]
-        return _error_response(
-            413,
-            {
-                "error": "StoreOperationError",
-                "message": (
-                    f"request body of {request.content_length} bytes is larger "
-                    f"than this endpoint's max_object_size of {limit} bytes"
-                ),
-                "detail": err.text,
-            },
+        error = LimitExceededError(
+            "max_object_size",
+            f"request body is larger than this endpoint's max_object_size of "
+            f"{limit} bytes ({err.text})",
         )
+        return _error_response(413, error_to_json(error))
     except web.HTTPException:
         raise
     except Exception as err:
@@ -152,17 +270,58 @@ async def _put(request: web.Request) -> web.Response:
     # Refuse a bad key or owner before reading a possibly large body.
     validate_object_id(key)
     endpoint.is_local(owner)
-    data = await _read_body(request)
-    await endpoint.set(key, data, owner, _timeout(request))
+    reservation = _Reservation(request.app[_GATE_KEY])
+    try:
+        data = await _read_body(request, reservation)
+        await endpoint.set(key, data, owner, _timeout(request))
+    finally:
+        reservation.release()
     return web.Response(status=204)
 
 
-async def _read_body(request: web.Request) -> bytearray:
+class _Reservation:
+    """The bytes of one request body counted as in flight."""
+
+    def __init__(self, gate: _Gate) -> None:
+        self._gate = gate
+        self._held = 0
+
+    def grow(self, total: int) -> None:
+        """Hold ``total`` bytes in all, within the gate's body budget."""
+        more = total - self._held
+        gate = self._gate
+        if more <= 0:
+            return
+        if gate.body_budget is not None and gate.body_bytes + more > gate.body_budget:
+            raise LimitExceededError(
+                "max_memory",
+                f"request bodies being received would take more than the "
+                f"{gate.body_budget} bytes this endpoint allows in flight "
+                f"(max(max_memory, max_object_size); {gate.body_bytes} in "
+                "flight); retry later",
+            )
+        gate.body_bytes += more
+        self._held = total
+
+    def release(self) -> None:
+        """Give back everything held."""
+        self._gate.body_bytes -= self._held
+        self._held = 0
+
+
+async def _read_body(request: web.Request, reservation: _Reservation) -> bytearray:
     limit = request.app[_MAX_SIZE_KEY]
     idle = request.app[_IDLE_TIMEOUT_KEY]
     length = request.content_length
     if length is not None and length > limit:
-        raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=length)
+        raise LimitExceededError(
+            "max_object_size",
+            f"request body of {length} bytes is larger than this endpoint's "
+            f"max_object_size of {limit} bytes",
+        )
+    # Reserved up front when announced, so concurrent uploads cannot together
+    # take more memory than the budget before any of them is refused.
+    reservation.grow(length or 0)
     body = bytearray()
     while True:
         try:
@@ -171,11 +330,22 @@ async def _read_body(request: web.Request) -> bytearray:
             raise StoreTimeoutError(
                 f"client {request.remote}", idle, f"request body of PUT {request.path}"
             ) from err
+        except ConnectionError as err:
+            # A client that went away mid-upload is no server failure to log.
+            raise StoreConnectionError(
+                f"client {request.remote}",
+                f"closed the connection during the body of PUT {request.path}",
+            ) from err
         if not chunk:
             return body
         body += chunk
         if len(body) > limit:
-            raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=len(body))
+            raise LimitExceededError(
+                "max_object_size",
+                f"request body of at least {len(body)} bytes is larger than "
+                f"this endpoint's max_object_size of {limit} bytes",
+            )
+        reservation.grow(len(body))
 
 
 async def _exists(request: web.Request) -> web.Response:
@@ -197,6 +367,11 @@ def create_app(
     max_object_size: int,
     signaling: Callable[[], bool] = lambda: False,
     body_idle_timeout: float = DEFAULT_BODY_IDLE_TIMEOUT,
+    *,
+    api_token: str,
+    max_requests: int | None = None,
+    guard: ConnectionGuard | None = None,
+    body_budget: int | None = None,
 ) -> web.Application:
     """Return the aiohttp application serving ``endpoint``.
 
@@ -207,10 +382,25 @@ def create_app(
             signaling server right now (reported by ``GET /endpoint``).
         body_idle_timeout: Seconds a client may pause while sending a body
             before the request fails.
+        api_token: Token every request must present as a Bearer token.
+        max_requests: Most requests served at once (``None``: no limit);
+            more get 429.
+        guard: Connection cap told which connections are busy, if any.
+        body_budget: Most bytes of request bodies held while being received
+            (``None``: no limit); more get 503 naming ``max_memory``.
     """
-    app = web.Application(
-        client_max_size=max_object_size, middlewares=[_errors_as_json]
+    gate = _Gate(
+        api_token if _CHECK_API_TOKEN else None,
+        max_requests,
+        RateLimitedLog(logger),
+        guard,
+        body_budget,
     )
+    app = web.Application(
+        client_max_size=max_object_size,
+        middlewares=[_authenticate, _errors_as_json, _limit_requests],
+    )
+    app[_GATE_KEY] = gate
     app[_ENDPOINT_KEY] = endpoint
     app[_MAX_SIZE_KEY] = max_object_size
     app[_SIGNALING_KEY] = signaling
@@ -228,6 +418,9 @@ class EndpointServer:
 
     Args:
         config: The endpoint's configuration.
+        api_token: Token clients must present (default: read from the
+            ``api-token`` file in the endpoint's directory at start, which
+            must then exist and be private).
 
     Example:
         ```python
@@ -238,9 +431,11 @@ class EndpointServer:
         ```
     """
 
-    def __init__(self, config: EndpointConfig) -> None:
+    def __init__(self, config: EndpointConfig, *, api_token: str | None = None) -> None:
         self.config = config
+        self._api_token = api_token
         self._runner: web.AppRunner | None = None
+        self._listener: asyncio.Server | None = None
         self._peers: PeerManager | None = None
         self._storage: ObjectStorage | None = None
         self._port = config.port
@@ -266,12 +461,22 @@ class EndpointServer:
 
     async def _start(self) -> None:
         config = self.config
-        self._storage = ObjectStorage(config.max_memory, config.spill_dir)
+        token = self._api_token
+        if token is None:
+            token = read_api_token(token_path(endpoint_dir(config.name)))
+        max_memory = config.max_memory
+        if max_memory is None:
+            max_memory = default_max_memory()
+        max_spill = config.max_spill
+        if max_spill is None and config.spill_dir is not None:
+            max_spill = default_max_spill(config.spill_dir)
+        self._storage = ObjectStorage(max_memory, config.spill_dir, max_spill)
         endpoint = Endpoint(
             config.uuid,
             config.name,
             self._storage,
             peer_timeout=config.peer_timeout,
+            max_object_size=config.max_object_size,
         )
         if config.signaling_server is not None:
             from proxystore.p2p.manager import PeerManager
@@ -288,20 +493,47 @@ class EndpointServer:
             )
             endpoint.peers = self._peers
             await self._peers.start()
+        guard = ConnectionGuard(config.max_connections, RateLimitedLog(logger))
+        app = create_app(
+            endpoint,
+            config.max_object_size,
+            self._is_signaling,
+            api_token=token,
+            max_requests=config.max_requests,
+            guard=guard,
+            # Bodies in flight get as much memory as stored objects (but room
+            # for one object of any accepted size, which may go to spill).
+            body_budget=max(max_memory, config.max_object_size),
+        )
         self._runner = web.AppRunner(
-            create_app(endpoint, config.max_object_size, self._is_signaling),
+            app,
             handle_signals=False,
             access_log=None,
             # Requests still waiting on a peer must not hold up a stop for
             # the whole peer timeout.
             shutdown_timeout=SHUTDOWN_TIMEOUT,
+            keepalive_timeout=DEFAULT_KEEPALIVE_TIMEOUT,
         )
         await self._runner.setup()
-        site = web.TCPSite(self._runner, config.host, config.port)
-        await site.start()
-        self._port = self._runner.addresses[0][1]
+        assert self._runner.server is not None
+        # Our own listener instead of a TCPSite, so that every connection
+        # goes through the guard first.
+        self._listener = await asyncio.get_running_loop().create_server(
+            guard.wrap(self._runner.server), config.host, config.port
+        )
+        self._port = self._listener.sockets[0].getsockname()[1]
         logger.info(
             "endpoint %s (%s) listening on %s", config.name, config.uuid, self.url
+        )
+        logger.info(
+            "limits: max_object_size=%d max_memory=%d spill_dir=%s max_spill=%s "
+            "max_connections=%d max_requests=%d",
+            config.max_object_size,
+            max_memory,
+            config.spill_dir,
+            max_spill,
+            config.max_connections,
+            config.max_requests,
         )
 
     def _is_signaling(self) -> bool:
@@ -309,9 +541,15 @@ class EndpointServer:
 
     async def close(self) -> None:
         """Stop serving, close peer connections, and drop stored objects."""
+        if self._listener is not None:
+            self._listener.close()
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
+        if self._listener is not None:
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._listener.wait_closed(), SHUTDOWN_TIMEOUT)
+            self._listener = None
         if self._peers is not None:
             await self._peers.close()
             self._peers = None
@@ -327,7 +565,9 @@ class EndpointServer:
         await self.close()
 
 
-async def serve(config: EndpointConfig, stop: asyncio.Event) -> None:
+async def serve(
+    config: EndpointConfig, stop: asyncio.Event, api_token: str | None = None
+) -> None:
     """Run the endpoint described by ``config`` until ``stop`` is set."""
-    async with EndpointServer(config):
+    async with EndpointServer(config, api_token=api_token):
         await stop.wait()

@@ -9,7 +9,7 @@ import tempfile
 from pathlib import Path
 
 from proxystore.endpoint.keys import validate_object_id
-from proxystore.exceptions import StoreOperationError
+from proxystore.exceptions import LimitExceededError, StoreOperationError
 
 Data = bytes | bytearray | memoryview
 
@@ -23,19 +23,27 @@ class ObjectStorage:
             written, one file each. A private subdirectory is created in it
             and removed by :meth:`close`, since spilled objects are as
             short-lived as the in-memory ones.
+        max_spill: Bytes of objects to hold in the spill directory
+            (``None``: no limit).
 
     Objects that fit go to memory; an object that would take memory past
-    ``max_memory`` goes to the spill directory, or is refused with
-    `StoreOperationError` when there is none.
+    ``max_memory`` goes to the spill directory. One that fits in neither is
+    refused with `LimitExceededError` naming the limit; other objects are
+    untouched.
     """
 
     def __init__(
-        self, max_memory: int | None = None, spill_dir: str | Path | None = None
+        self,
+        max_memory: int | None = None,
+        spill_dir: str | Path | None = None,
+        max_spill: int | None = None,
     ) -> None:
         self.max_memory = max_memory
+        self.max_spill = max_spill
         self._memory: dict[str, bytes] = {}
         self._memory_bytes = 0
-        self._spilled: set[str] = set()
+        self._spilled: dict[str, int] = {}
+        self._spill_bytes = 0
         self._spill_path: Path | None = None
         if spill_dir is not None:
             base = Path(spill_dir)
@@ -46,6 +54,11 @@ class ObjectStorage:
     def memory_bytes(self) -> int:
         """Bytes of objects currently held in memory."""
         return self._memory_bytes
+
+    @property
+    def spill_bytes(self) -> int:
+        """Bytes of objects currently held in the spill directory."""
+        return self._spill_bytes
 
     def __len__(self) -> int:
         return len(self._memory) + len(self._spilled)
@@ -59,8 +72,10 @@ class ObjectStorage:
 
         Raises:
             InvalidKeyError: If ``object_id`` is not a valid object id.
-            StoreOperationError: If the object does not fit in memory and no
-                spill directory is configured.
+            LimitExceededError: If the object fits neither in memory
+                (``max_memory``) nor in the spill directory (``max_spill``, or
+                no spill directory).
+            StoreOperationError: If writing the spill file fails.
         """
         validate_object_id(object_id)
         size = memoryview(data).nbytes
@@ -71,19 +86,34 @@ class ObjectStorage:
             self._memory_bytes += size
             return
         if self._spill_path is None:
-            raise StoreOperationError(
+            raise LimitExceededError(
+                "max_memory",
                 f"object {object_id!r} of {size} bytes does not fit in the "
-                f"endpoint's memory limit of {self.max_memory} bytes "
-                f"({self._memory_bytes} in use) and no spill directory is set"
+                f"endpoint's max_memory of {self.max_memory} bytes "
+                f"({self._memory_bytes} in use) and no spill directory is set",
             )
+        if self.max_spill is not None and self._spill_bytes + size > self.max_spill:
+            raise LimitExceededError(
+                "max_spill",
+                f"object {object_id!r} of {size} bytes does not fit in the "
+                f"endpoint's max_memory of {self.max_memory} bytes "
+                f"({self._memory_bytes} in use) nor in its max_spill of "
+                f"{self.max_spill} bytes ({self._spill_bytes} in use)",
+            )
+        # Counted before the write so concurrent writes cannot overshoot.
+        self._spill_bytes += size
         path = self._file(object_id)
         try:
             await asyncio.to_thread(_write_atomic, path, data)
-        except OSError as err:
-            raise StoreOperationError(
-                f"cannot spill object {object_id!r} of {size} bytes to {path}: {err}"
-            ) from err
-        self._spilled.add(object_id)
+        except BaseException as err:
+            self._spill_bytes -= size
+            if isinstance(err, OSError):
+                raise StoreOperationError(
+                    f"cannot spill object {object_id!r} of {size} bytes to "
+                    f"{path}: {err}"
+                ) from err
+            raise
+        self._spilled[object_id] = size
 
     async def get(self, object_id: str) -> bytes | None:
         """Return the object stored under ``object_id``, or ``None`` if missing."""
@@ -106,8 +136,9 @@ class ObjectStorage:
         found = self._memory.pop(object_id, None)
         if found is not None:
             self._memory_bytes -= len(found)
-        if object_id in self._spilled:
-            self._spilled.discard(object_id)
+        size = self._spilled.pop(object_id, None)
+        if size is not None:
+            self._spill_bytes -= size
             await asyncio.to_thread(self._file(object_id).unlink, missing_ok=True)
 
     async def close(self) -> None:
@@ -115,6 +146,7 @@ class ObjectStorage:
         self._memory.clear()
         self._memory_bytes = 0
         self._spilled.clear()
+        self._spill_bytes = 0
         if self._spill_path is not None:
             await asyncio.to_thread(shutil.rmtree, self._spill_path, True)
 

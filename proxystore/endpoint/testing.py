@@ -16,13 +16,19 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import Any
 
 import proxystore.endpoint
 from proxystore.endpoint.config import CONFIG_FILE, EndpointConfig, free_port
-from proxystore.exceptions import StoreTimeoutError
+from proxystore.endpoint.credentials import (
+    authorization_header,
+    read_api_token,
+    token_path,
+)
+from proxystore.exceptions import AuthenticationError, StoreTimeoutError
 
 _SOURCE_ROOT = Path(proxystore.endpoint.__file__).resolve().parents[2]
 _POLL_INTERVAL = 0.02
@@ -167,6 +173,21 @@ class EndpointProcess:
         """The endpoint's HTTP URL."""
         return self.config.url
 
+    @property
+    def token_file(self) -> Path:
+        """The endpoint's ``api-token`` file."""
+        return token_path(self.home / "endpoints" / self.name)
+
+    @property
+    def api_token(self) -> str:
+        """The endpoint's API token (read from its file)."""
+        return read_api_token(self.token_file)
+
+    @property
+    def auth_headers(self) -> dict[str, str]:
+        """The ``Authorization`` header every request to the endpoint needs."""
+        return {"Authorization": authorization_header(self.api_token)}
+
     def start(self, wait: float | None = 30.0) -> None:
         """Run ``proxystore-endpoint start NAME`` and wait for its port.
 
@@ -226,23 +247,37 @@ def configure_endpoint(home: Path, name: str, *options: str) -> EndpointProcess:
     return EndpointProcess(home, EndpointConfig.from_json(json.loads(path.read_text())))
 
 
-def describe_endpoint(url: str, timeout: float = 5.0) -> dict[str, Any]:
-    """Return the endpoint's ``GET /endpoint`` description."""
-    with urllib.request.urlopen(f"{url}/endpoint", timeout=timeout) as response:
-        data: dict[str, Any] = json.loads(response.read())
+def describe_endpoint(url: str, token: str, timeout: float = 5.0) -> dict[str, Any]:
+    """Return the endpoint's ``GET /endpoint`` description.
+
+    Raises:
+        AuthenticationError: If the endpoint refuses ``token``.
+    """
+    request = urllib.request.Request(
+        f"{url}/endpoint", headers={"Authorization": authorization_header(token)}
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            data: dict[str, Any] = json.loads(response.read())
+    except urllib.error.HTTPError as err:
+        if err.code in (401, 403):
+            raise AuthenticationError(f"{url} refused the token: {err}") from err
+        raise
     return data
 
 
-def wait_until_registered(url: str, timeout: float) -> None:
-    """Return once the endpoint at ``url`` is registered with its signaling server.
+def wait_until_registered(site: EndpointProcess, timeout: float) -> None:
+    """Return once ``site`` is registered with its signaling server.
 
     Raises:
         StoreTimeoutError: If it is not within ``timeout`` seconds.
+        AuthenticationError: If the endpoint refuses its own token.
     """
+    url, token = site.url, site.api_token
     deadline = time.monotonic() + timeout
     while True:
         try:
-            if describe_endpoint(url, timeout=1.0).get("signaling"):
+            if describe_endpoint(url, token, timeout=1.0).get("signaling"):
                 return
         except OSError:
             pass

@@ -12,6 +12,11 @@ message limit and frames of different messages can interleave::
 
 The payload is the UTF-8 JSON envelope followed by the body. The last frame
 of a message carries the END flag. Nothing here is ever unpickled.
+
+Every length a peer sends is capped before anything is buffered for it (see
+`Reassembler`): a frame's size, a message's declared envelope and body
+lengths, the messages in progress at once and the bytes they hold. A peer
+that passes a cap is a protocol error (the connection is closed).
 """
 
 from __future__ import annotations
@@ -29,6 +34,14 @@ FRAME_HEADER = struct.Struct("!BBQ")
 START_HEADER = struct.Struct("!IQ")
 DEFAULT_CHUNK_SIZE = 64 * 1024
 MAX_ENVELOPE_SIZE = 16 * 1024 * 1024
+DEFAULT_MAX_FRAME_SIZE = 1024 * 1024
+"""Largest frame accepted (senders use `DEFAULT_CHUNK_SIZE`, far below)."""
+DEFAULT_MAX_BODY_SIZE = 1024**3
+"""Largest body sent inline (an endpoint's default ``max_object_size``)."""
+DEFAULT_MAX_IN_PROGRESS = 64
+"""Most messages started and not finished at once."""
+DEFAULT_MAX_BUFFERED = 2 * DEFAULT_MAX_BODY_SIZE
+"""Most bytes held at once by messages in progress."""
 
 
 class FrameType(enum.IntEnum):
@@ -74,6 +87,7 @@ def encode_frames(
     fields: dict[str, Any],
     body: bytes | bytearray | memoryview = b"",
     chunk_size: int = DEFAULT_CHUNK_SIZE,
+    max_body_size: int = DEFAULT_MAX_BODY_SIZE,
 ) -> Iterator[bytes]:
     """Yield the frames of one message, each at most ``chunk_size`` bytes.
 
@@ -83,9 +97,12 @@ def encode_frames(
         fields: JSON-serializable envelope.
         body: Raw body sent inline after the envelope.
         chunk_size: Largest frame, headers included.
+        max_body_size: Largest body sent; the receiver refuses larger ones
+            (`Reassembler`), so they fail here, before anything is sent.
 
     Raises:
-        SerializationError: If ``fields`` is not JSON-serializable or too large.
+        SerializationError: If ``fields`` is not JSON-serializable or too
+            large, or ``body`` is larger than ``max_body_size``.
         ValueError: If ``chunk_size`` cannot hold a frame header.
     """
     if chunk_size <= FRAME_HEADER.size + START_HEADER.size:
@@ -102,6 +119,11 @@ def encode_frames(
             f"the limit is {MAX_ENVELOPE_SIZE}"
         )
     body_view = memoryview(body).cast("B")
+    if len(body_view) > max_body_size:
+        raise SerializationError(
+            f"message body of {len(body_view)} bytes is larger than the "
+            f"{max_body_size} bytes a peer accepts inline"
+        )
     total = len(envelope) + len(body_view)
     base_flags = FrameFlag.RESPONSE if is_response else FrameFlag(0)
 
@@ -149,10 +171,36 @@ class Reassembler:
 
     Frames of one message arrive in order (the channel is ordered) but may
     interleave with frames of other messages.
+
+    Args:
+        max_frame_size: Largest frame accepted.
+        max_body_size: Largest body a START frame may declare.
+        max_in_progress: Most messages started and not finished at once.
+        max_buffered: Most bytes held by unfinished messages at once.
+
+    Nothing is allocated from a declared length: buffers grow only with
+    bytes actually received, so a lying header costs the receiver nothing.
     """
 
-    def __init__(self) -> None:
+    def __init__(
+        self,
+        *,
+        max_frame_size: int = DEFAULT_MAX_FRAME_SIZE,
+        max_body_size: int = DEFAULT_MAX_BODY_SIZE,
+        max_in_progress: int = DEFAULT_MAX_IN_PROGRESS,
+        max_buffered: int = DEFAULT_MAX_BUFFERED,
+    ) -> None:
         self._partials: dict[tuple[bool, int], _Partial] = {}
+        self.max_frame_size = max_frame_size
+        self.max_body_size = max_body_size
+        self.max_in_progress = max_in_progress
+        self.max_buffered = max_buffered
+        self._buffered = 0
+
+    @property
+    def buffered(self) -> int:
+        """Bytes held by messages started but not finished."""
+        return self._buffered
 
     @property
     def in_progress(self) -> int:
@@ -167,6 +215,11 @@ class Reassembler:
         """
         if len(frame) < FRAME_HEADER.size:
             raise FramingError(f"frame of {len(frame)} bytes is shorter than a header")
+        if len(frame) > self.max_frame_size:
+            raise FramingError(
+                f"frame of {len(frame)} bytes is larger than the limit of "
+                f"{self.max_frame_size}"
+            )
         raw_type, raw_flags, message_id = FRAME_HEADER.unpack_from(frame)
         try:
             frame_type = FrameType(raw_type)
@@ -178,7 +231,7 @@ class Reassembler:
         offset = FRAME_HEADER.size
 
         if frame_type is FrameType.ABORT:
-            self._partials.pop(key, None)
+            self._drop(key)
             return None
         if frame_type is FrameType.START:
             if key in self._partials:
@@ -188,6 +241,15 @@ class Reassembler:
             envelope_length, body_length = START_HEADER.unpack_from(frame, offset)
             if envelope_length > MAX_ENVELOPE_SIZE:
                 raise FramingError(f"envelope of {envelope_length} bytes is too large")
+            if body_length > self.max_body_size:
+                raise FramingError(
+                    f"message {message_id} declares a body of {body_length} bytes; "
+                    f"the limit is {self.max_body_size}"
+                )
+            if len(self._partials) >= self.max_in_progress:
+                raise FramingError(
+                    f"more than {self.max_in_progress} messages in progress at once"
+                )
             offset += START_HEADER.size
             partial = _Partial(envelope_length, body_length, bytearray(), bytearray())
             self._partials[key] = partial
@@ -198,18 +260,23 @@ class Reassembler:
             partial = found
 
         payload = memoryview(frame)[offset:]
+        if self._buffered + len(payload) > self.max_buffered:
+            raise FramingError(
+                f"messages in progress would hold more than {self.max_buffered} bytes"
+            )
+        self._buffered += len(payload)
         missing_envelope = partial.envelope_length - len(partial.envelope)
         if missing_envelope > 0:
             partial.envelope += payload[:missing_envelope]
             payload = payload[missing_envelope:]
         partial.body += payload
         if len(partial.body) > partial.body_length:
-            del self._partials[key]
+            self._drop(key)
             raise FramingError(f"message {message_id} overran its declared length")
 
         if not flags & FrameFlag.END:
             return None
-        del self._partials[key]
+        self._drop(key)
         if (
             len(partial.envelope) != partial.envelope_length
             or len(partial.body) != partial.body_length
@@ -222,3 +289,8 @@ class Reassembler:
         if not isinstance(fields, dict):
             raise FramingError(f"message {message_id} envelope is not a JSON object")
         return Envelope(message_id, is_response, fields, partial.body)
+
+    def _drop(self, key: tuple[bool, int]) -> None:
+        partial = self._partials.pop(key, None)
+        if partial is not None:
+            self._buffered -= len(partial.envelope) + len(partial.body)

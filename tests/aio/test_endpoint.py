@@ -25,6 +25,7 @@ import pytest
 from proxystore import aio
 from proxystore.aio.endpoint import EndpointStore
 from proxystore.endpoint.config import EndpointConfig, free_port
+from proxystore.endpoint.credentials import create_api_token, read_api_token
 from proxystore.endpoint.keys import EndpointKey
 from proxystore.endpoint.server import EndpointServer
 from proxystore.endpoint.testing import (
@@ -38,10 +39,10 @@ from proxystore.endpoint.testing import (
 from proxystore.exceptions import (
     ConfigurationError,
     InvalidKeyError,
+    LimitExceededError,
     PeerConnectionError,
     PeerUnknownError,
     StoreConnectionError,
-    StoreOperationError,
     StoreTimeoutError,
 )
 from proxystore.store import init_store as sync_init_store
@@ -67,13 +68,18 @@ class Cluster:
     c: EndpointProcess
 
 
+def _at(site: EndpointProcess) -> dict[str, str]:
+    """Store arguments for the endpoint of ``site`` (its URL and token file)."""
+    return {"url": site.url, "token_file": str(site.token_file)}
+
+
 def _start_all(sites: list[EndpointProcess]) -> None:
     for site in sites:
         site.start(wait=None)
     for site in sites:
         site.wait_ready(READY_TIMEOUT)
     for site in sites:
-        wait_until_registered(site.url, READY_TIMEOUT)
+        wait_until_registered(site, READY_TIMEOUT)
 
 
 @pytest.fixture(scope="module")
@@ -96,7 +102,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
 @pytest.fixture
 async def stores(cluster: Cluster) -> AsyncIterator[dict[str, EndpointStore]]:
     opened = {
-        site.name[-1]: EndpointStore(f"ep-{site.name}", url=site.url, timeout=20)
+        site.name[-1]: EndpointStore(f"ep-{site.name}", **_at(site), timeout=20)
         for site in (cluster.a, cluster.b, cluster.c)
     }
     yield opened
@@ -121,8 +127,8 @@ def test_sync_face_set_at_one_endpoint_get_through_another(
 ) -> None:
     data = _data(size)
     with (
-        SyncEndpointStore("sync-b", url=cluster.b.url, timeout=20) as at_b,
-        SyncEndpointStore("sync-c", url=cluster.c.url, timeout=20) as at_c,
+        SyncEndpointStore("sync-b", **_at(cluster.b), timeout=20) as at_b,
+        SyncEndpointStore("sync-c", **_at(cluster.c), timeout=20) as at_c,
     ):
         key = at_b.set(data)
         assert key.endpoint_id == cluster.b.uuid
@@ -151,9 +157,12 @@ async def test_set_for_another_owner_is_forwarded(cluster: Cluster) -> None:
             f"{cluster.b.url}/objects/forwarded",
             params={"endpoint": cluster.a.uuid},
             content=b"payload",
+            headers=cluster.b.auth_headers,
         )
         assert put.status_code == 204
-        got = await http.get(f"{cluster.a.url}/objects/forwarded")
+        got = await http.get(
+            f"{cluster.a.url}/objects/forwarded", headers=cluster.a.auth_headers
+        )
         assert got.content == b"payload"
 
 
@@ -239,7 +248,10 @@ async def test_store_finds_first_configured_endpoint_that_answers(
 
 async def test_endpoint_not_running_names_host_and_port(tmp_path: Path) -> None:
     port = free_port()
-    store = EndpointStore("nobody", url=f"http://127.0.0.1:{port}", timeout=2)
+    token_file = str(create_api_token(tmp_path))
+    store = EndpointStore(
+        "nobody", url=f"http://127.0.0.1:{port}", token_file=token_file, timeout=2
+    )
     start = time.monotonic()
     with pytest.raises(StoreConnectionError, match=f"127.0.0.1:{port}"):
         await store.aset(b"x")
@@ -262,14 +274,15 @@ async def test_configured_but_stopped_endpoint_is_a_connection_error(
     await unconfigured.aclose()
 
 
-async def test_oversized_object_is_refused_with_clear_error() -> None:
+async def test_oversized_object_is_refused_with_clear_error(tmp_path: Path) -> None:
     config = EndpointConfig(
         name="small", uuid=str(uuid.uuid4()), port=0, max_object_size=1024
     )
-    async with EndpointServer(config) as server:
-        store = EndpointStore("small", url=server.url, timeout=10)
+    token_file = str(create_api_token(tmp_path))
+    async with EndpointServer(config, api_token=read_api_token(token_file)) as server:
+        store = EndpointStore("small", url=server.url, token_file=token_file)
         try:
-            with pytest.raises(StoreOperationError, match="max_object_size of 1024"):
+            with pytest.raises(LimitExceededError, match="max_object_size of 1024"):
                 await store.aset(b"x" * 100_000)
             key = await store.aset(b"fits")
             assert await store.aget(key) == b"fits"
@@ -293,7 +306,7 @@ async def test_peer_killed_mid_transfer_then_restarted(
     assert receiver.pid is not None
     before = _resident_bytes(receiver.pid)
     timeout = 8.0
-    async with EndpointStore("impatient", url=receiver.url, timeout=timeout) as at_a:
+    async with EndpointStore("impatient", **_at(receiver), timeout=timeout) as at_a:
         start = time.monotonic()
         fetch = asyncio.create_task(at_a.aget(key))
         # Kill once the receiving endpoint holds part of the object in memory.
@@ -308,8 +321,8 @@ async def test_peer_killed_mid_transfer_then_restarted(
     victim.process.wait(10)
 
     victim.start(wait=READY_TIMEOUT)
-    wait_until_registered(victim.url, READY_TIMEOUT)
-    async with EndpointStore("after", url=victim.url, timeout=20) as at_c:
+    wait_until_registered(victim, READY_TIMEOUT)
+    async with EndpointStore("after", **_at(victim), timeout=20) as at_c:
         key = await at_c.aset(b"after restart")
         assert await stores["a"].aget(key) == b"after restart"
         from_a = await stores["a"].aset(b"from a")
@@ -332,15 +345,15 @@ async def test_signaling_down_at_start(tmp_path: Path) -> None:
             site.wait_ready(READY_TIMEOUT)
         early, late = sites
         async with (
-            EndpointStore("early", url=early.url, timeout=10) as at_early,
-            EndpointStore("late", url=late.url, timeout=10) as at_late,
+            EndpointStore("early", **_at(early), timeout=10) as at_early,
+            EndpointStore("late", **_at(late), timeout=10) as at_late,
         ):
             key = await at_early.aset(b"own object")
             assert await at_early.aget(key) == b"own object"
 
             signaling = start_signaling_server(SECRET, port=port)
             for site in sites:
-                wait_until_registered(site.url, READY_TIMEOUT)
+                wait_until_registered(site, READY_TIMEOUT)
             assert await at_late.aget(key) == b"own object"
             large = _data(1024**2)
             assert await at_early.aget(await at_late.aset(large)) == large
@@ -357,7 +370,7 @@ async def _finish_tasks() -> None:
 
 
 def test_async_face_serves_several_event_loops(cluster: Cluster) -> None:
-    store = EndpointStore("loops", url=cluster.a.url, timeout=20, cache_size=0)
+    store = EndpointStore("loops", **_at(cluster.a), timeout=20, cache_size=0)
     key = asyncio.run(store.aset(b"one"))
     assert asyncio.run(store.aget(key)) == b"one"
     background = asyncio.new_event_loop()
@@ -381,7 +394,7 @@ def _get_in_child(store: SyncEndpointStore, key: EndpointKey) -> None:
 
 
 def test_sync_face_works_in_a_forked_child(cluster: Cluster) -> None:
-    with SyncEndpointStore("forked", url=cluster.b.url, timeout=20) as store:
+    with SyncEndpointStore("forked", **_at(cluster.b), timeout=20) as store:
         key = store.set(b"shared")
         store.get(key)
         child = multiprocessing.get_context("fork").Process(
@@ -396,9 +409,9 @@ def test_sync_face_works_in_a_forked_child(cluster: Cluster) -> None:
 async def test_registry_builds_both_faces_by_type_name(
     cluster: Cluster, store_name: str
 ) -> None:
-    async_store = aio.init_store("endpoint", name=store_name, url=cluster.a.url)
+    async_store = aio.init_store("endpoint", name=store_name, **_at(cluster.a))
     assert isinstance(async_store, EndpointStore)
     key = await async_store.aset({"via": "registry"})
-    sync_store = sync_init_store("endpoint", name=store_name, url=cluster.a.url)
+    sync_store = sync_init_store("endpoint", name=store_name, **_at(cluster.a))
     assert isinstance(sync_store, SyncEndpointStore)
     assert await asyncio.to_thread(sync_store.get, key) == {"via": "registry"}

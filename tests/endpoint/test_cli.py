@@ -11,13 +11,19 @@ import pytest
 from proxystore.endpoint.cli import main
 from proxystore.endpoint.config import read_config
 from proxystore.endpoint.process import is_alive
-from proxystore.endpoint.testing import configure_endpoint, run_cli, wait_for_port
+from proxystore.endpoint.testing import (
+    EndpointProcess,
+    configure_endpoint,
+    run_cli,
+    wait_for_port,
+)
 
 pytestmark = pytest.mark.timeout(60)
 
 
-def _describe(url: str) -> dict[str, object]:
-    with urllib.request.urlopen(f"{url}/endpoint", timeout=5) as response:
+def _describe(site: EndpointProcess) -> dict[str, object]:
+    request = urllib.request.Request(f"{site.url}/endpoint", headers=site.auth_headers)
+    with urllib.request.urlopen(request, timeout=5) as response:
         data: dict[str, object] = json.loads(response.read())
     return data
 
@@ -36,7 +42,7 @@ def test_configure_list_start_stop_remove_round_trip(tmp_path: Path) -> None:
 
     site.start()
     try:
-        assert _describe(site.url)["uuid"] == site.uuid
+        assert _describe(site)["uuid"] == site.uuid
         listed = run_cli(tmp_path, "list")
         assert f"running (pid {site.process.pid})" in listed.stdout  # type: ignore[union-attr]
 
@@ -72,7 +78,7 @@ def test_uuid_persists_across_restarts(tmp_path: Path) -> None:
     for _ in range(2):
         site.start()
         try:
-            assert _describe(site.url)["uuid"] == site.uuid
+            assert _describe(site)["uuid"] == site.uuid
         finally:
             site.stop()
 
@@ -84,7 +90,7 @@ def test_detach_then_stop(tmp_path: Path) -> None:
     pid = int((tmp_path / "endpoints" / "bg" / "endpoint.pid").read_text())
     try:
         wait_for_port(site.config.host, site.config.port, 10)
-        assert _describe(site.url)["name"] == "bg"
+        assert _describe(site)["name"] == "bg"
     finally:
         stopped = run_cli(tmp_path, "stop", "bg", "--timeout", "10")
     assert stopped.returncode == 0, stopped.stderr

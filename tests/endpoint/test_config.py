@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from proxystore.endpoint.cli import main
 from proxystore.endpoint.config import (
     EndpointConfig,
     find_config,
@@ -80,3 +81,29 @@ def test_corrupt_config_file_is_reported(home: Path) -> None:
     with pytest.raises(ConfigurationError, match="cannot read endpoint config"):
         read_config("broken")
     assert list_configs() == []
+
+
+def test_limit_values_are_checked() -> None:
+    with pytest.raises(ConfigurationError, match="max_spill -1 is negative"):
+        new_config("a", max_spill=-1)
+    with pytest.raises(ConfigurationError, match="below max_connections 10"):
+        new_config("a", max_requests=10, max_connections=10)
+    with pytest.raises(ConfigurationError, match="max_requests 0 must be positive"):
+        new_config("a", max_requests=0)
+    config = new_config("a", max_spill=0, max_requests=1, max_connections=2)
+    assert EndpointConfig.from_json(config.to_json()) == config
+
+
+def test_configure_writes_limits_token_and_default_spill_dir(
+    home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    options = ["--max-spill", "2G", "--max-connections", "40", "--max-requests", "9"]
+    assert main(["configure", "lim", *options]) == 0
+    config = read_config("lim")
+    assert config.max_spill == 2 * 1024**3
+    assert (config.max_connections, config.max_requests) == (40, 9)
+    assert config.spill_dir == str(home / "endpoints" / "lim" / "spill")
+    assert (home / "endpoints" / "lim" / "api-token").stat().st_mode & 0o777 == 0o600
+    assert main(["configure", "bad", "--max-requests", "500"]) == 1
+    assert "below max_connections 256" in capsys.readouterr().err
+    assert not (home / "endpoints" / "bad").exists()

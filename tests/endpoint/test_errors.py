@@ -4,7 +4,9 @@ import pytest
 
 from proxystore.endpoint.errors import error_from_json, error_to_json
 from proxystore.exceptions import (
+    AuthenticationError,
     InvalidKeyError,
+    LimitExceededError,
     PeerConnectionError,
     PeerError,
     PeerUnknownError,
@@ -25,6 +27,8 @@ from proxystore.exceptions import (
         InvalidKeyError("a/b", "bad chars"),
         StoreOperationError("disk full"),
         PeerError("handler of peer x failed"),
+        LimitExceededError("max_spill", "full"),
+        AuthenticationError("wrong API token"),
     ],
 )
 def test_round_trip_keeps_class_and_message(error: ProxyStoreError) -> None:
@@ -40,3 +44,11 @@ def test_unknown_or_malformed_description_becomes_operation_error() -> None:
     rebuilt = error_from_json({"error": "PeerUnknownError", "message": "m"})
     assert isinstance(rebuilt, StoreOperationError)
     assert str(rebuilt) == "m"
+
+
+def test_limit_name_survives_the_round_trip() -> None:
+    rebuilt = error_from_json(error_to_json(LimitExceededError("max_requests", "m")))
+    assert isinstance(rebuilt, LimitExceededError)
+    assert rebuilt.limit == "max_requests"
+    malformed = error_from_json({"error": "LimitExceededError", "message": "m"})
+    assert type(malformed) is StoreOperationError

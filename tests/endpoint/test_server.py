@@ -20,6 +20,8 @@ from proxystore.endpoint.storage import ObjectStorage
 pytestmark = pytest.mark.timeout(30)
 
 MAX_OBJECT_SIZE = 64 * 1024
+TOKEN = "ab" * 32
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
 
 @pytest.fixture
@@ -32,13 +34,13 @@ async def server(tmp_path: Path) -> AsyncIterator[EndpointServer]:
         spill_dir=str(tmp_path / "spill"),
         max_object_size=MAX_OBJECT_SIZE,
     )
-    async with EndpointServer(config) as running:
+    async with EndpointServer(config, api_token=TOKEN) as running:
         yield running
 
 
 @pytest.fixture
 async def client(server: EndpointServer) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(base_url=server.url, timeout=10) as http:
+    async with httpx.AsyncClient(base_url=server.url, timeout=10, headers=AUTH) as http:
         yield http
 
 
@@ -137,7 +139,9 @@ async def test_objects_beyond_memory_spill_and_read_back(
 
 async def test_stalled_request_body_times_out_with_504() -> None:
     endpoint = Endpoint(str(uuid.uuid4()), "stalled", ObjectStorage())
-    runner = web.AppRunner(create_app(endpoint, 1024, body_idle_timeout=0.3))
+    runner = web.AppRunner(
+        create_app(endpoint, 1024, body_idle_timeout=0.3, api_token=TOKEN)
+    )
     await runner.setup()
     try:
         site = web.TCPSite(runner, "127.0.0.1", 0)
@@ -145,7 +149,8 @@ async def test_stalled_request_body_times_out_with_504() -> None:
         port = runner.addresses[0][1]
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         writer.write(
-            b"PUT /objects/slow HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n"
+            b"PUT /objects/slow HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n"
+            + f"Authorization: Bearer {TOKEN}\r\n\r\n".encode()
             + b"x" * 10
         )
         await writer.drain()

@@ -5,7 +5,11 @@ from pathlib import Path
 import pytest
 
 from proxystore.endpoint.storage import ObjectStorage
-from proxystore.exceptions import InvalidKeyError, StoreOperationError
+from proxystore.exceptions import (
+    InvalidKeyError,
+    LimitExceededError,
+    StoreOperationError,
+)
 
 
 async def test_set_get_exists_evict_in_memory() -> None:
@@ -50,9 +54,29 @@ async def test_objects_beyond_memory_limit_spill_to_files(tmp_path: Path) -> Non
 
 async def test_memory_limit_without_spill_dir_refuses_clearly() -> None:
     storage = ObjectStorage(max_memory=4)
-    with pytest.raises(StoreOperationError, match="memory limit of 4 bytes"):
+    with pytest.raises(LimitExceededError, match="max_memory of 4 bytes") as info:
         await storage.set("k", b"12345")
+    assert info.value.limit == "max_memory"
+    assert isinstance(info.value, StoreOperationError)
     assert not await storage.exists("k")
+
+
+async def test_spill_limit_refuses_and_frees_on_evict(tmp_path: Path) -> None:
+    storage = ObjectStorage(max_memory=4, spill_dir=tmp_path, max_spill=10)
+    await storage.set("mem", b"1234")
+    await storage.set("s1", b"x" * 6)
+    with pytest.raises(LimitExceededError, match="max_spill of 10 bytes") as info:
+        await storage.set("s2", b"y" * 6)
+    assert info.value.limit == "max_spill"
+    assert "(6 in use)" in str(info.value)
+    assert not await storage.exists("s2")
+    assert storage.spill_bytes == 6
+    await storage.evict("s1")
+    assert storage.spill_bytes == 0
+    await storage.set("s2", b"y" * 6)
+    assert await storage.get("s2") == b"y" * 6
+    assert await storage.get("mem") == b"1234"
+    await storage.close()
 
 
 async def test_unsafe_object_id_never_reaches_the_file_system(tmp_path: Path) -> None:

@@ -7,7 +7,12 @@ import pytest
 
 from proxystore.exceptions import SerializationError
 from proxystore.p2p.framing import (
+    DEFAULT_CHUNK_SIZE,
+    DEFAULT_MAX_FRAME_SIZE,
     FRAME_HEADER,
+    MAX_ENVELOPE_SIZE,
+    START_HEADER,
+    FrameFlag,
     FrameType,
     FramingError,
     Reassembler,
@@ -134,3 +139,72 @@ def test_length_mismatch_and_corrupt_envelope_are_rejected() -> None:
     with pytest.raises(FramingError, match="started twice"):
         reassembler.feed(partial[0])
     assert reassembler.feed(first) is not None
+
+
+def _start(message_id: int, envelope_length: int, body_length: int) -> bytes:
+    return FRAME_HEADER.pack(FrameType.START, 0, message_id) + START_HEADER.pack(
+        envelope_length, body_length
+    )
+
+
+def test_declared_lengths_beyond_the_caps_are_refused_before_buffering() -> None:
+    reassembler = Reassembler(max_body_size=1000)
+    with pytest.raises(FramingError, match="body of 1001 bytes; the limit is 1000"):
+        reassembler.feed(_start(1, 2, 1001))
+    with pytest.raises(FramingError, match="body of 18446744073709551615"):
+        Reassembler().feed(_start(1, 2, 2**64 - 1))
+    with pytest.raises(FramingError, match="envelope of"):
+        Reassembler().feed(_start(1, MAX_ENVELOPE_SIZE + 1, 0))
+    assert reassembler.in_progress == 0
+    assert reassembler.buffered == 0
+
+
+def test_oversized_frame_is_refused() -> None:
+    reassembler = Reassembler(max_frame_size=1024)
+    frames = list(
+        encode_frames(
+            1, is_response=False, fields={}, body=b"x" * 5000, chunk_size=2048
+        )
+    )
+    with pytest.raises(FramingError, match="frame of 2048 bytes is larger than"):
+        reassembler.feed(frames[0])
+    small = list(
+        encode_frames(
+            1, is_response=False, fields={}, body=b"x" * 5000, chunk_size=1024
+        )
+    )
+    assert [reassembler.feed(frame) for frame in small][-1] is not None
+    assert Reassembler().max_frame_size == DEFAULT_MAX_FRAME_SIZE > DEFAULT_CHUNK_SIZE
+
+
+def test_messages_in_progress_and_their_bytes_are_capped() -> None:
+    reassembler = Reassembler(max_in_progress=3, max_buffered=250)
+    for message_id in range(3):
+        assert reassembler.feed(_start(message_id, 2, 1000) + b"{}" + b"x" * 50) is None
+    assert reassembler.buffered == 3 * 52
+    with pytest.raises(FramingError, match="more than 3 messages in progress"):
+        reassembler.feed(_start(3, 2, 10))
+    reassembler.feed(encode_abort(0, is_response=False))
+    assert reassembler.buffered == 2 * 52
+    data = FRAME_HEADER.pack(FrameType.DATA, 0, 1) + b"x" * 200
+    with pytest.raises(FramingError, match="would hold more than 250 bytes"):
+        reassembler.feed(data)
+    # A finished message releases what it held.
+    done = FRAME_HEADER.pack(FrameType.DATA, FrameFlag.END, 2) + b"x" * 950
+    fresh = Reassembler(max_buffered=2000)
+    fresh.feed(_start(2, 2, 1000) + b"{}" + b"x" * 50)
+    assert fresh.feed(done) is not None
+    assert fresh.buffered == 0
+    assert fresh.in_progress == 0
+
+
+def test_sender_refuses_a_body_the_receiver_would_refuse() -> None:
+    frames = encode_frames(
+        1, is_response=False, fields={}, body=b"x" * 11, max_body_size=10
+    )
+    with pytest.raises(SerializationError, match="11 bytes is larger than the 10"):
+        next(frames)
+    (frame,) = encode_frames(
+        1, is_response=False, fields={}, body=b"x" * 10, max_body_size=10
+    )
+    assert Reassembler(max_body_size=10).feed(frame) is not None
