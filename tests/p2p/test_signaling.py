@@ -6,12 +6,14 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from typing import Any
 
 import pytest
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
+from proxystore.endpoint.identity import Identity
 from proxystore.exceptions import ConfigurationError
 from proxystore.p2p import signaling_protocol as protocol
 from proxystore.p2p.signaling import SECRET_ENV, SignalingServer, main, serve
@@ -27,15 +29,35 @@ async def recv(ws: ClientConnection) -> dict[str, Any]:
     return message
 
 
+IDS = {name: Identity.generate() for name in ("a", "b", "w")}
+U = {name: identity.uuid for name, identity in IDS.items()}
+
+
 async def register(
-    server: SignalingServer, uuid: str, secret: str = SECRET
+    server: SignalingServer,
+    identity: Identity,
+    secret: str = SECRET,
+    *,
+    uuid: str | None = None,
 ) -> ClientConnection:
+    """Register ``identity``, or claim ``uuid`` with ``identity``'s key."""
+    uuid = uuid or identity.uuid
     ws = await connect(server.url, open_timeout=WAIT, proxy=None)
     challenge = await recv(ws)
     assert challenge["type"] == "challenge"
     auth = protocol.auth_digest(secret, challenge["nonce"], uuid)
+    body = {"from": uuid, "to": "signaling", "nonce": challenge["nonce"]}
+    proof = identity.sign({**body, "ts": time.time(), "name": uuid})
     await ws.send(
-        json.dumps({"type": "register", "uuid": uuid, "name": uuid, "auth": auth})
+        json.dumps(
+            {
+                "type": "register",
+                "uuid": uuid,
+                "name": uuid,
+                "auth": auth,
+                "identity": proof,
+            }
+        )
     )
     return ws
 
@@ -58,7 +80,7 @@ async def test_wrong_secret_and_malformed_registration_are_refused(
     signaling: SignalingServer,
 ) -> None:
 
-    ws = await register(signaling, "a", secret="not-the-secret")
+    ws = await register(signaling, IDS["a"], secret="not-the-secret")
     assert (await recv(ws))["reason"] == "authentication failed"
     await ws.close()
     async with connect(signaling.url, open_timeout=WAIT, proxy=None) as ws:
@@ -69,17 +91,17 @@ async def test_wrong_secret_and_malformed_registration_are_refused(
 
 
 async def test_relay_unknown_peer_and_departure(signaling: SignalingServer) -> None:
-    a = await register(signaling, "a")
-    b = await register(signaling, "b")
+    a = await register(signaling, IDS["a"])
+    b = await register(signaling, IDS["b"])
     assert (await recv(a))["type"] == "registered"
     assert (await recv(b))["type"] == "registered"
-    assert signaling.registered == {"a": "a", "b": "b"}
+    assert signaling.registered == {U["a"]: U["a"], U["b"]: U["b"]}
 
-    await a.send(json.dumps({"type": "relay", "target": "b", "payload": {"k": 1}}))
+    await a.send(json.dumps({"type": "relay", "target": U["b"], "payload": {"k": 1}}))
     assert await recv(b) == {
         "type": "relay",
-        "source": "a",
-        "source_name": "a",
+        "source": U["a"],
+        "source_name": U["a"],
         "payload": {"k": 1},
     }
 
@@ -90,28 +112,28 @@ async def test_relay_unknown_peer_and_departure(signaling: SignalingServer) -> N
         "payload": {"s": 2},
     }
 
-    await a.send(json.dumps({"type": "relay", "target": "b"}))
+    await a.send(json.dumps({"type": "relay", "target": U["b"]}))
     assert (await recv(a))["type"] == "error"
 
     await b.close()
-    assert await recv(a) == {"type": "peer_gone", "uuid": "b"}
+    assert await recv(a) == {"type": "peer_gone", "uuid": U["b"]}
     await a.close()
 
 
-async def test_same_uuid_replaces_old_registration(signaling: SignalingServer) -> None:
-    watcher = await register(signaling, "w")
-    old = await register(signaling, "a")
+async def test_same_key_replaces_old_registration(signaling: SignalingServer) -> None:
+    watcher = await register(signaling, IDS["w"])
+    old = await register(signaling, IDS["a"])
     assert (await recv(watcher))["type"] == "registered"
     assert (await recv(old))["type"] == "registered"
-    new = await register(signaling, "a")
+    new = await register(signaling, IDS["a"])
     assert (await recv(new))["type"] == "registered"
     with pytest.raises(ConnectionClosed) as info:
         await asyncio.wait_for(old.recv(), WAIT)
     assert info.value.rcvd is not None
     assert info.value.rcvd.code == protocol.CLOSE_REPLACED
-    assert await recv(watcher) == {"type": "peer_gone", "uuid": "a"}
-    await watcher.send(json.dumps({"type": "relay", "target": "a", "payload": {}}))
-    assert (await recv(new))["source"] == "w"
+    assert await recv(watcher) == {"type": "peer_gone", "uuid": U["a"]}
+    await watcher.send(json.dumps({"type": "relay", "target": U["a"], "payload": {}}))
+    assert (await recv(new))["source"] == U["w"]
     await new.close()
     await watcher.close()
 
