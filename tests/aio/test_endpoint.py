@@ -168,7 +168,7 @@ async def test_unknown_endpoint_uuid_is_a_peer_error(
 ) -> None:
     stranger = str(uuid.uuid4())
     key = EndpointKey("abc", stranger)
-    with pytest.raises(PeerConnectionError, match="not in the peers.allow"):
+    with pytest.raises(PeerConnectionError, match=r"not in the peers\.allow"):
         await stores["a"].aget(key)
     cluster.a.allow(stranger)  # read by the running endpoint, no restart
     start = time.monotonic()

@@ -1,8 +1,8 @@
 """An endpoint's peer manager in its own process, driven by test_killed_peer.py.
 
 Its identity is read from ``--identity-dir`` and the signaling secret from
-``$PROXYSTORE_SIGNALING_SECRET``. Prints READY once registered and SENDING when it starts answering a "big"
-request, then serves until SIGTERM.
+``$PROXYSTORE_SIGNALING_SECRET``. Prints READY once registered and SENDING
+when it starts answering a "big" request, then serves until SIGTERM.
 """
 
 from __future__ import annotations

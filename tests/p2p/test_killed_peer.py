@@ -10,9 +10,9 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 
+from proxystore.endpoint.identity import write_identity
 from proxystore.exceptions import PeerConnectionError
 from proxystore.p2p import PeerManager, PeerMessage
-from proxystore.endpoint.identity import write_identity
 from proxystore.p2p.signaling import SECRET_ENV, SignalingServer
 
 SECRET = "test-secret"  # the conftest fixtures' secret
