@@ -269,7 +269,8 @@ class SignalingServer:
     ) -> None:
         with contextlib.suppress(ConnectionClosed):
             await websocket.send(protocol.encode({"type": "error", "reason": reason}))
-            await websocket.close(code, reason)
+            # A close frame's reason is limited to 123 bytes; the full one went above.
+            await websocket.close(code, reason.encode()[:120].decode(errors="ignore"))
 
     async def _dispatch(
         self, websocket: ServerConnection, uuid: str, raw: str | bytes
