@@ -32,7 +32,8 @@ def test_uuid_is_derived_from_the_public_key_as_documented() -> None:
     assert derived.variant == uuid.RFC_4122
     raw = derived.bytes
     # Only the version nibble and the variant bits differ from the hash.
-    assert raw[:6] == digest[:6] and raw[9:] == digest[9:16]
+    assert raw[:6] == digest[:6]
+    assert raw[9:] == digest[9:16]
     assert raw[6] & 0x0F == digest[6] & 0x0F
     assert raw[8] & 0x3F == digest[8] & 0x3F
     assert uuid_from_public_key(identity.public_bytes) == identity.uuid
@@ -133,7 +134,7 @@ def test_allowlist_file_defaults_to_nobody_and_reloads(tmp_path: Path) -> None:
     assert read_peers(path) == [peer, "*"]
     assert allow(str(uuid.uuid4()))
     path.write_text("not-a-uuid\n")
-    with pytest.raises(ConfigurationError, match="peers.allow:1"):
+    with pytest.raises(ConfigurationError, match=r"peers\.allow:1"):
         read_peers(path)
     # A broken edit keeps the last good list rather than opening up or crashing.
     assert allow(peer)
