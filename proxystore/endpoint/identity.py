@@ -56,6 +56,10 @@ class IdentityError(PeerError):
     """A signed message or identity does not check out."""
 
 
+class ReplayError(IdentityError):
+    """A signed message is not for us, outside the time window, or replayed."""
+
+
 def uuid_from_public_key(public: bytes) -> str:
     """Return the endpoint UUID of a raw 32-byte Ed25519 public key.
 
@@ -260,24 +264,24 @@ class ReplayGuard:
         """Accept ``body`` once if it is addressed to ``to`` and fresh.
 
         Raises:
-            IdentityError: If ``to`` differs, the time is outside the window,
+            ReplayError: If ``to`` differs, the time is outside the window,
                 or the nonce was already seen.
         """
         if body.get("to") != to:
-            raise IdentityError(f"message is addressed to {body.get('to')!r}")
+            raise ReplayError(f"message is addressed to {body.get('to')!r}")
         ts, nonce = body.get("ts"), body.get("nonce")
         if not isinstance(ts, (int, float)) or isinstance(ts, bool):
-            raise IdentityError("message has no numeric 'ts'")
+            raise ReplayError("message has no numeric 'ts'")
         if not isinstance(nonce, str) or not 16 <= len(nonce) <= 128:
-            raise IdentityError("message has no valid 'nonce'")
+            raise ReplayError("message has no valid 'nonce'")
         now = time.time()
         if abs(now - ts) > self._window:
-            raise IdentityError(
+            raise ReplayError(
                 f"message time is {now - ts:+.0f}s off (window {self._window:g}s)"
             )
         self._prune(now)
         if nonce in self._seen:
-            raise IdentityError("replayed message (nonce already seen)")
+            raise ReplayError("replayed message (nonce already seen)")
         self._seen[nonce] = float(ts)
 
     def _prune(self, now: float) -> None:

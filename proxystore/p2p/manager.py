@@ -19,6 +19,7 @@ from aiortc import (
 from proxystore.endpoint.identity import (
     Identity,
     IdentityError,
+    ReplayError,
     ReplayGuard,
     open_signed,
 )
@@ -533,13 +534,7 @@ class PeerManager:
             body, public = self._open_relay(source, payload)
         except IdentityError as err:
             logger.warning("refused a session message from %s: %s", source, err)
-            session = _session_of(payload)
-            if (
-                session is not None
-                and "not in peers.allow" in str(err)
-                and not self._closed
-            ):
-                self._spawn(self._refuse(source, session, "not in its peers.allow"))
+            self._on_invalid_relay(source, payload, err)
             return
         kind = body.get("kind")
         if kind in ("answer", "refused"):
@@ -559,6 +554,27 @@ class PeerManager:
             self._accepting[source] = self._spawn(
                 self._accept_and_adopt(source, body, public)
             )
+
+    def _on_invalid_relay(
+        self, source: str, payload: dict[str, Any], error: IdentityError
+    ) -> None:
+        # Fail fast rather than at the timeout: an attempt of ours whose answer
+        # does not verify fails now, and a peer whose offer we refuse is told
+        # so (signed, so only a real refusal by us fails its attempt).
+        session = _session_of(payload)
+        if session is None or self._closed:
+            return
+        pending = self._answers.get(session)
+        if pending is not None and pending[0] == source:
+            if not pending[1].done():
+                pending[1].set_exception(
+                    PeerConnectionError(
+                        f"peer {source}", f"invalid session description: {error}"
+                    )
+                )
+        elif _kind_of(payload) == "offer" and not isinstance(error, ReplayError):
+            # No answer to a replay: it would fail the genuine attempt.
+            self._spawn(self._refuse(source, session, str(error)))
 
     async def _refuse(self, peer_uuid: str, session: str, reason: str) -> None:
         with contextlib.suppress(PeerError):
@@ -598,12 +614,21 @@ def _fail_on_disconnect(
     pc.on("connectionstatechange", on_state_change)
 
 
-def _session_of(payload: object) -> str | None:
-    """Return the session id of a (possibly unverified) relayed payload."""
+def _unverified_field(payload: object, field: str) -> str | None:
     signed = payload.get("signed") if isinstance(payload, dict) else None
     body = signed.get("body") if isinstance(signed, dict) else None
-    session = body.get("session") if isinstance(body, dict) else None
-    return session if isinstance(session, str) and len(session) <= 64 else None
+    value = body.get(field) if isinstance(body, dict) else None
+    return value if isinstance(value, str) and len(value) <= 64 else None
+
+
+def _session_of(payload: object) -> str | None:
+    """Return the session id of a (possibly unverified) relayed payload."""
+    return _unverified_field(payload, "session")
+
+
+def _kind_of(payload: object) -> str | None:
+    """Return the kind of a (possibly unverified) relayed payload."""
+    return _unverified_field(payload, "kind")
 
 
 def _settle(future: asyncio.Future[None]) -> None:
