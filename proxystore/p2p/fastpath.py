@@ -323,7 +323,11 @@ class FastPathServer:
         finally:
             self._connections.discard(task)
             writer.close()
-            with contextlib.suppress(OSError, asyncio.TimeoutError):
+            # Cancelled by close() while saying goodbye: the task ends here
+            # anyway, and a cancelled stream handler makes asyncio log noise.
+            with contextlib.suppress(
+                OSError, asyncio.TimeoutError, asyncio.CancelledError
+            ):
                 await asyncio.wait_for(writer.wait_closed(), self._timeout)
 
 
