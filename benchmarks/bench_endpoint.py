@@ -112,10 +112,12 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as temp:
         root = Path(temp)
         signaling = start_signaling_server(SECRET)
-        common = ["--server", signaling.url, "--secret", SECRET]
+        common = ["--server", signaling.url]
         large = ["--max-object-size", str(2 * max(size, webrtc_size))]
         sites = {
-            name: configure_endpoint(root / name, name, *common, *large, *extra)
+            name: configure_endpoint(
+                root / name, name, *common, *large, *extra, secret=SECRET
+            )
             for name, extra in [
                 ("fast-a", []),
                 ("fast-b", []),
@@ -123,6 +125,9 @@ def main() -> None:
                 ("rtc-b", ["--no-fast-path"]),
             ]
         }
+        for a, b in (("fast-a", "fast-b"), ("rtc-a", "rtc-b")):
+            sites[a].allow(sites[b].uuid)
+            sites[b].allow(sites[a].uuid)
         try:
             for site in sites.values():
                 site.start(wait=None)
