@@ -276,3 +276,15 @@ def test_secret_from_file_or_env_never_argv(
     assert read_secret(None) == "from-env"
     assert main(["--port", "0", "--certfile", str(path)]) == 2
     assert "both --certfile and --keyfile" in capsys.readouterr().err
+
+
+async def test_plain_ws_server_off_loopback_warns(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    with caplog.at_level(logging.WARNING, logger="proxystore.p2p.signaling"):
+        async with await serve("127.0.0.1", 0, SECRET):
+            pass
+        assert "plain ws://" not in caplog.text
+        async with await serve("0.0.0.0", 0, SECRET) as server:
+            assert server.url.startswith("ws://")
+        assert "plain ws://" in caplog.text
