@@ -25,5 +25,6 @@ peers), `storage` (memory with a spill directory), `keys`, `errors` and
 `protocol` (what client and server share), `identity` (the endpoint's
 Ed25519 key, its UUID, signed messages), `peers` (the ``peers.allow``
 allowlist), `peering` (the peer manager of a configured endpoint), `testing`
-(real processes for tests and benchmarks). Importing this package loads no server dependencies.
+(real processes for tests and benchmarks). Importing this package loads no
+server dependencies.
 """
