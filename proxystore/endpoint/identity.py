@@ -44,6 +44,7 @@ IDENTITY_FILE = "identity.pem"
 PUBLIC_KEY_SIZE = 32
 SIGNATURE_SIZE = 64
 REPLAY_WINDOW = 120.0
+MAX_NONCES = 100_000
 MAX_SIGNED_MESSAGE = 64 * 1024
 """Largest signed message accepted (base64 and JSON overhead included)."""
 
@@ -254,10 +255,14 @@ class ReplayGuard:
 
     Args:
         window: Seconds a message stays valid either side of now.
+        max_nonces: Most messages remembered in one window; more are refused.
     """
 
-    def __init__(self, window: float = REPLAY_WINDOW) -> None:
+    def __init__(
+        self, window: float = REPLAY_WINDOW, max_nonces: int = MAX_NONCES
+    ) -> None:
         self._window = window
+        self._max_nonces = max_nonces
         self._seen: dict[str, float] = {}
 
     def check(self, body: Mapping[str, Any], *, to: str) -> None:
@@ -282,6 +287,12 @@ class ReplayGuard:
         self._prune(now)
         if nonce in self._seen:
             raise ReplayError("replayed message (nonce already seen)")
+        if len(self._seen) >= self._max_nonces:
+            # Fail closed: forgetting nonces still in the window would let
+            # their messages be replayed.
+            raise ReplayError(
+                f"over {self._max_nonces} signed messages in {self._window:g}s"
+            )
         self._seen[nonce] = float(ts)
 
     def _prune(self, now: float) -> None:

@@ -524,9 +524,10 @@ class PeerManager:
         body, public = open_signed(payload.get("signed"))
         if body["from"] != source:
             raise IdentityError(f"signed by {body['from']}, relayed as from {source}")
-        self._replay.check(body, to=self.uuid)
+        # Before the nonce cache, so only allowed peers can fill it.
         if not self._allow(source):
             raise IdentityError("sender is not in peers.allow")
+        self._replay.check(body, to=self.uuid)
         return body, public
 
     def _on_relay(self, source: str, payload: dict[str, Any]) -> None:

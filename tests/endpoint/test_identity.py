@@ -109,6 +109,15 @@ def test_replay_guard_refuses_wrong_recipient_stale_and_repeated() -> None:
         guard.check({**identity.new_body("me"), "nonce": ""}, to="me")
 
 
+def test_replay_guard_fails_closed_when_full() -> None:
+    identity = Identity.generate()
+    guard = ReplayGuard(window=120, max_nonces=3)
+    for _ in range(3):
+        guard.check(identity.new_body("me"), to="me")
+    with pytest.raises(IdentityError, match="over 3 signed messages"):
+        guard.check(identity.new_body("me"), to="me")
+
+
 def test_certificate_carries_the_identity_key() -> None:
     from cryptography import x509
     from cryptography.hazmat.primitives import serialization
