@@ -197,3 +197,11 @@ def test_start_refuses_a_uuid_its_key_does_not_prove(tmp_path: Path) -> None:
     assert result.returncode == 1
     assert "does not match its identity key" in result.stderr
     assert site.process is None
+
+
+def test_start_refuses_a_peering_endpoint_without_identity(tmp_path: Path) -> None:
+    configure_endpoint(tmp_path, "old", "--server", "ws://127.0.0.1:1", secret="s")
+    (tmp_path / "endpoints" / "old" / "identity.pem").unlink()
+    result = run_cli(tmp_path, "start", "old", timeout=30)
+    assert result.returncode == 1
+    assert "must be configured again" in result.stderr
