@@ -11,8 +11,9 @@ Measures, in one run, on loopback:
   (d) `EndpointStore.get` of an object owned by the endpoint asked (the HTTP
       leg alone), to show where (c) spends its time.
 
-Each is repeated; the median and the spread (min-max) are printed, with
-ratios against (a).
+Each round runs (a)-(d) once, so load from other processes weighs on all of
+them alike; the median and the spread (min-max) over the rounds are printed,
+with ratios against (a).
 
     python benchmarks/bench_fastpath_tls.py [--mb 100] [--repeat 5]
 """
@@ -110,7 +111,7 @@ def _serve_fast_path(
     pem: bytes,
     peer_public: bytes,
     size: int,
-    repeat: int,
+    requests: multiprocessing.Queue,  # type: ignore[type-arg]
     out: multiprocessing.Queue,  # type: ignore[type-arg]
 ) -> None:
     from cryptography.hazmat.primitives.serialization import load_pem_private_key
@@ -118,16 +119,16 @@ def _serve_fast_path(
     identity = Identity(load_pem_private_key(pem, None))  # type: ignore[arg-type]
     body = bytes(size)
 
-    async def main() -> None:
+    async def serve() -> None:
         server = FastPathServer(identity, timeout=120)
         await server.start()
-        for _ in range(repeat + 1):
+        loop = asyncio.get_running_loop()
+        # One ticket per request; None stops.
+        while await loop.run_in_executor(None, requests.get) is not None:
             out.put(server.offer(body, peer_public, ttl=600).to_json())
-        while server.served < repeat + 1:
-            await asyncio.sleep(0.05)
         await server.close()
 
-    asyncio.run(main())
+    asyncio.run(serve())
 
 
 def summarize(label: str, size: int, times: list[float], base: float | None) -> float:
@@ -141,37 +142,35 @@ def summarize(label: str, size: int, times: list[float], base: float | None) -> 
     return median
 
 
-async def timed(repeat: int, run: Callable[[], Awaitable[float]]) -> list[float]:
-    await run()  # warm-up
-    return [await run() for _ in range(repeat)]
-
-
 async def main_async(size: int, repeat: int) -> None:
+    from proxystore.aio.endpoint import EndpointStore
+
     ctx = multiprocessing.get_context("spawn")
     holder, fetcher = Identity.generate(), Identity.generate()
-
     ports: multiprocessing.Queue[int] = ctx.Queue()
-    raw_server = ctx.Process(
-        target=_serve_raw_tls, args=(holder.private_pem(), size, ports), daemon=True
-    )
-    raw_server.start()
+    requests: multiprocessing.Queue[int | None] = ctx.Queue()
+    tickets: multiprocessing.Queue[dict[str, object]] = ctx.Queue()
+    children = [
+        ctx.Process(
+            target=_serve_raw_tls,
+            args=(holder.private_pem(), size, ports),
+            daemon=True,
+        ),
+        ctx.Process(
+            target=_serve_fast_path,
+            args=(holder.private_pem(), fetcher.public_bytes, size, requests, tickets),
+            daemon=True,
+        ),
+    ]
+    for child in children:
+        child.start()
     port = ports.get(timeout=60)
 
     async def raw() -> float:
         return await raw_tls_get(port, size)
 
-    raw_times = await timed(repeat, raw)
-    raw_server.terminate()
-
-    tickets: multiprocessing.Queue[dict[str, object]] = ctx.Queue()
-    fast_server = ctx.Process(
-        target=_serve_fast_path,
-        args=(holder.private_pem(), fetcher.public_bytes, size, repeat, tickets),
-        daemon=True,
-    )
-    fast_server.start()
-
     async def fast() -> float:
+        requests.put(1)
         ticket = FastPathTicket.from_json(tickets.get(timeout=60))
         start = time.perf_counter()
         await fetch(
@@ -179,11 +178,7 @@ async def main_async(size: int, repeat: int) -> None:
         )
         return time.perf_counter() - start
 
-    fast_times = await timed(repeat, fast)
-    fast_server.join(30)
-
-    from proxystore.aio.endpoint import EndpointStore
-
+    times: dict[str, list[float]] = {"raw": [], "fast": [], "remote": [], "local": []}
     with tempfile.TemporaryDirectory() as temp:
         root = Path(temp)
         signaling = start_signaling_server(SECRET)
@@ -200,12 +195,11 @@ async def main_async(size: int, repeat: int) -> None:
                 site.start(wait=30)
             for site in sites:
                 wait_until_registered(site.url, 30)
-            payload = os.urandom(size)
             async with (
                 EndpointStore("own", url=owner.url, timeout=300, cache_size=0) as at_o,
                 EndpointStore("rd", url=reader.url, timeout=300, cache_size=0) as at_r,
             ):
-                key = await at_o.aset(payload)
+                key = await at_o.aset(os.urandom(size))
 
                 def getter(store: EndpointStore) -> Callable[[], Awaitable[float]]:
                     async def get() -> float:
@@ -218,20 +212,35 @@ async def main_async(size: int, repeat: int) -> None:
 
                     return get
 
-                remote_times = await timed(repeat, getter(at_r))
-                local_times = await timed(repeat, getter(at_o))
+                runs = {
+                    "raw": raw,
+                    "fast": fast,
+                    "remote": getter(at_r),
+                    "local": getter(at_o),
+                }
+                # Interleaved rounds, so load from other processes on the
+                # host weighs on every variant alike; round 0 is a warm-up.
+                for round_ in range(repeat + 1):
+                    for label, run in runs.items():
+                        elapsed = await run()
+                        if round_:
+                            times[label].append(elapsed)
         finally:
             for site in sites:
                 site.stop()
             signaling.stop()
+            requests.put(None)
+            for child in children:
+                child.terminate()
+                child.join(10)
 
-    print(f"{size // MB} MB, median of {repeat} (after one warm-up), loopback:")
+    print(f"{size // MB} MB, median of {repeat} interleaved rounds, loopback:")
     base = summarize(
-        "(a) raw asyncio TLS 1.3 stream, 2 processes", size, raw_times, None
+        "(a) raw asyncio TLS 1.3 stream, 2 processes", size, times["raw"], None
     )
-    summarize("(b) fast path fetch alone (TLS, pinned)", size, fast_times, base)
-    summarize("(c) EndpointStore.get, owned by the peer", size, remote_times, base)
-    summarize("(d) EndpointStore.get, owned locally (HTTP)", size, local_times, base)
+    summarize("(b) fast path fetch alone (TLS, pinned)", size, times["fast"], base)
+    summarize("(c) EndpointStore.get, owned by the peer", size, times["remote"], base)
+    summarize("(d) EndpointStore.get, owned locally (HTTP)", size, times["local"], base)
 
 
 def main() -> None:
