@@ -34,10 +34,11 @@ from proxystore.endpoint.testing import (
     SignalingServer,
     configure_endpoint,
     describe_endpoint,
+    run_cli,
     start_signaling_server,
     wait_until_registered,
 )
-from proxystore.exceptions import PeerConnectionError
+from proxystore.exceptions import PeerConnectionError, ProxyStoreError
 from proxystore.p2p import PeerManager, PeerMessage
 from proxystore.p2p import signaling_protocol as protocol
 from proxystore.p2p.signaling_client import SignalingClient
@@ -264,3 +265,21 @@ async def test_client_without_the_ca_cannot_register(sites: Sites) -> None:
         assert "CERTIFICATE_VERIFY_FAILED" in str(client.last_error)
     finally:
         await client.close()
+
+
+async def test_removing_a_peer_cuts_off_its_open_connection(sites: Sites) -> None:
+    async with (
+        EndpointStore("cut-a", url=sites.a.url, timeout=20) as at_a,
+        EndpointStore("cut-b", url=sites.b.url, timeout=20) as at_b,
+    ):
+        key = await at_a.aset(b"before")
+        assert await at_b.aget(key) == b"before"  # b holds a connection to a
+        removed = run_cli(sites.a.home, "peers", "remove", sites.a.name, sites.b.uuid)
+        assert removed.returncode == 0, removed.stderr
+        try:
+            with pytest.raises(ProxyStoreError, match="not allowed"):
+                await at_b.aget(await at_a.aset(b"after removal"))
+        finally:
+            sites.a.allow(sites.b.uuid)
+        # Allowed again: b reconnects.
+        assert await at_b.aget(await at_a.aset(b"again")) == b"again"
