@@ -40,6 +40,7 @@ logger = logging.getLogger(__name__)
 TOKEN_SIZE = 32
 SIGNATURE_SIZE = 64
 HELLO_SIZE = TOKEN_SIZE + SIGNATURE_SIZE
+PUBLIC_KEY_SIZE = 32
 LENGTH = struct.Struct("!Q")
 CONTEXT = b"proxystore-fastpath-v1\x00"
 DEFAULT_STREAM_CHUNK = 4 * 1024 * 1024
@@ -413,6 +414,9 @@ async def fetch(
     from proxystore.endpoint.identity import IdentityError, public_key_of_certificate
 
     target = f"fast path {ticket.host}:{ticket.port}"
+    if len(peer_public) != PUBLIC_KEY_SIZE:
+        # Never pin to nothing: an empty key would match a missing certificate.
+        raise PeerConnectionError(target, "no identity key to pin the listener to")
     loop = asyncio.get_running_loop()
     receiver = _Receiver(ticket.length)
     try:

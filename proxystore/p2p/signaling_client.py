@@ -97,6 +97,7 @@ class SignalingClient:
         self._reconnect_max_delay = reconnect_max_delay
         self._websocket: ClientConnection | None = None
         self._connected = asyncio.Event()
+        self._attempted = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self.last_error: str | None = None
 
@@ -116,6 +117,19 @@ class SignalingClient:
         """Wait until registered; return whether that happened within ``timeout``."""
         try:
             await asyncio.wait_for(self._connected.wait(), timeout)
+        except asyncio.TimeoutError:
+            return False
+        return True
+
+    async def wait_attempted(self, timeout: float) -> bool:
+        """Wait until a first connection attempt registered or failed.
+
+        Returns:
+            Whether an attempt finished within ``timeout``; then `connected`
+            and `last_error` tell how it went.
+        """
+        try:
+            await asyncio.wait_for(self._attempted.wait(), timeout)
         except asyncio.TimeoutError:
             return False
         return True
@@ -165,6 +179,7 @@ class SignalingClient:
                     self.last_error = None
                     self._websocket = websocket
                     self._connected.set()
+                    self._attempted.set()
                     logger.info("%s registered with %s", self._uuid, self.url)
                     async for raw in websocket:
                         self._dispatch(raw)
@@ -185,6 +200,7 @@ class SignalingClient:
             finally:
                 self._websocket = None
                 self._connected.clear()
+                self._attempted.set()
             if replaced:
                 logger.error(
                     "another process holding this endpoint's key registered as %s "

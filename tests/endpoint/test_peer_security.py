@@ -258,9 +258,7 @@ async def test_client_without_the_ca_cannot_register(sites: Sites) -> None:
     )
     client.start()
     try:
-        deadline = time.monotonic() + WAIT
-        while client.last_error is None and time.monotonic() < deadline:
-            await asyncio.sleep(0.02)
+        assert await client.wait_attempted(WAIT)
         assert not client.connected
         assert "CERTIFICATE_VERIFY_FAILED" in str(client.last_error)
     finally:

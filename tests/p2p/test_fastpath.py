@@ -96,6 +96,13 @@ async def test_listener_without_the_expected_identity_is_refused() -> None:
         await impostor.close()
 
 
+async def test_fetch_never_pins_to_an_empty_key(server: FastPathServer) -> None:
+    ticket = server.offer(b"payload", FETCHER.public_bytes)
+    with pytest.raises(PeerConnectionError, match="no identity key"):
+        await get(ticket, peer_public=b"")
+    assert server.pending_offers == 1
+
+
 async def test_plaintext_client_is_refused(server: FastPathServer) -> None:
     ticket = server.offer(b"payload", FETCHER.public_bytes)
     host, port = server.address
