@@ -71,7 +71,7 @@ def decode(raw: str | bytes) -> dict[str, Any]:
     """
     try:
         message = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as err:
         raise SignalingProtocolError("signaling message is not valid JSON") from err
     if not isinstance(message, dict) or not isinstance(message.get("type"), str):
         raise SignalingProtocolError("signaling message has no string 'type'")

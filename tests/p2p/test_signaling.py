@@ -288,3 +288,8 @@ async def test_plain_ws_server_off_loopback_warns(
         async with await serve("0.0.0.0", 0, SECRET) as server:
             assert server.url.startswith("ws://")
         assert "plain ws://" in caplog.text
+
+
+def test_deeply_nested_message_is_a_protocol_error() -> None:
+    with pytest.raises(protocol.SignalingProtocolError, match="not valid JSON"):
+        protocol.decode("[" * 100_000 + "]" * 100_000)
