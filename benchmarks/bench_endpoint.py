@@ -152,9 +152,14 @@ def auth_cost(
     ``local-unchecked`` / ``remote-unchecked`` (same build, check left out,
     no header). Gets of the four kinds alternate one by one.
     """
-    common = ["--server", signaling.url, "--secret", SECRET]
+    common = ["--server", signaling.url]
     names = ["auth-a", "auth-b", "open-a", "open-b"]
-    sites = {name: configure_endpoint(root / name, name, *common) for name in names}
+    sites = {
+        name: configure_endpoint(root / name, name, *common, secret=SECRET)
+        for name in names
+    }
+    for site in sites.values():
+        site.allow("*")
     try:
         for name, site in sites.items():
             if name.startswith("open"):
@@ -235,10 +240,12 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as temp:
         root = Path(temp)
         signaling = start_signaling_server(SECRET)
-        common = ["--server", signaling.url, "--secret", SECRET]
+        common = ["--server", signaling.url]
         large = ["--max-object-size", str(2 * max(size, webrtc_size))]
         sites = {
-            name: configure_endpoint(root / name, name, *common, *large, *extra)
+            name: configure_endpoint(
+                root / name, name, *common, *large, *extra, secret=SECRET
+            )
             for name, extra in [
                 ("fast-a", []),
                 ("fast-b", []),
@@ -246,6 +253,9 @@ def main() -> None:
                 ("rtc-b", ["--no-fast-path"]),
             ]
         }
+        for a, b in (("fast-a", "fast-b"), ("rtc-a", "rtc-b")):
+            sites[a].allow(sites[b].uuid)
+            sites[b].allow(sites[a].uuid)
         try:
             for site in sites.values():
                 site.start(wait=None)

@@ -18,10 +18,11 @@ import logging
 import os
 import statistics
 import time
-import uuid
 
 from aiortc import RTCConfiguration, RTCDataChannel, RTCPeerConnection
 
+from proxystore.endpoint.identity import Identity
+from proxystore.endpoint.peers import PeerAllowlist
 from proxystore.p2p import PeerManager, PeerMessage
 from proxystore.p2p.connection import DEFAULT_HIGH_WATER, DEFAULT_LOW_WATER
 from proxystore.p2p.framing import DEFAULT_CHUNK_SIZE
@@ -103,11 +104,12 @@ async def manager_rates(
         for fast_path, size in ((False, webrtc_size), (True, fast_size)):
             a, b = (
                 PeerManager(
-                    str(uuid.uuid4()),
+                    Identity.generate(),
                     name,
                     server.url,
                     SECRET,
                     handler,
+                    allow=PeerAllowlist.any(),
                     timeout=600,
                     fast_path=fast_path,
                 )

@@ -6,8 +6,10 @@ signaling server, so a proxy made at one site resolves at another.
 
 Example:
     ```
-    $ signaling-server --port 8700 --secret s &
-    $ proxystore-endpoint configure site-a --server ws://127.0.0.1:8700 --secret s
+    $ export PROXYSTORE_SIGNALING_SECRET="$(cat ~/.proxystore-signaling-secret)"
+    $ signaling-server --port 8700 &
+    $ proxystore-endpoint configure site-a --server ws://127.0.0.1:8700
+    $ proxystore-endpoint peers add site-a UUID-OF-SITE-B
     $ proxystore-endpoint start site-a --detach
     ```
     ```python
@@ -21,6 +23,9 @@ Modules: `config` (configuration on disk), `cli` (``proxystore-endpoint``),
 `server` (HTTP API and lifecycle), `endpoint` (routing by owner, answering
 peers), `storage` (memory with a spill directory), `limits` (default limits,
 the connection cap), `credentials` (the API token), `keys`, `errors` and
-`protocol` (what client and server share), `testing` (real processes for
-tests and benchmarks). Importing this package loads no server dependencies.
+`protocol` (what client and server share), `identity` (the endpoint's
+Ed25519 key, its UUID, signed messages), `peers` (the ``peers.allow``
+allowlist), `peering` (the peer manager of a configured endpoint), `testing`
+(real processes for tests and benchmarks). Importing this package loads no
+server dependencies.
 """

@@ -1,8 +1,10 @@
-"""The ``proxystore-endpoint`` command: configure, start, stop, list, remove.
+"""The ``proxystore-endpoint`` command: configure, start, stop, list, remove, peers.
 
 Example:
     ```
-    $ proxystore-endpoint configure site-a --server ws://127.0.0.1:8700 --secret s
+    $ export PROXYSTORE_SIGNALING_SECRET="$(cat ~/.signaling-secret)"
+    $ proxystore-endpoint configure site-a --server wss://signal.example.org:8700
+    $ proxystore-endpoint peers add site-a 5d3c...-site-b-uuid
     $ proxystore-endpoint start site-a --detach
     $ proxystore-endpoint list
     $ proxystore-endpoint stop site-a
@@ -43,6 +45,7 @@ from proxystore.endpoint.credentials import (
     read_api_token,
     token_path,
 )
+from proxystore.endpoint.peers import PEERS_FILE, parse_peer, read_peers, write_peers
 from proxystore.endpoint.process import (
     claim_pid_file,
     is_alive,
@@ -85,9 +88,25 @@ def _parser() -> argparse.ArgumentParser:
         "--port", type=int, default=0, help="port to listen on (default: a free one)"
     )
     configure.add_argument(
-        "--server", default=None, help="signaling server URL (ws://host:port)"
+        "--server", default=None, help="signaling server URL (wss://host:port)"
     )
-    configure.add_argument("--secret", default=None, help="secret shared by peers")
+    configure.add_argument(
+        "--secret-file",
+        default=None,
+        help="file holding the signaling secret shared by peers (mode 0600; "
+        "default: $PROXYSTORE_SIGNALING_SECRET)",
+    )
+    configure.add_argument(
+        "--secret",
+        default=None,
+        help="removed: use --secret-file or $PROXYSTORE_SIGNALING_SECRET",
+    )
+    configure.add_argument(
+        "--signaling-ca-file",
+        default=None,
+        help="CA certificates (PEM) trusted for a wss:// signaling server "
+        "(default: the system trust store)",
+    )
     configure.add_argument(
         "--max-memory", type=_size, default=None, help="bytes kept in memory"
     )
@@ -159,20 +178,46 @@ def _parser() -> argparse.ArgumentParser:
     remove.add_argument(
         "--force", action="store_true", help="stop the endpoint first if it runs"
     )
+
+    peers = commands.add_parser(
+        "peers", help="manage which endpoints this one peers with (peers.allow)"
+    )
+    peer_commands = peers.add_subparsers(dest="peers_command", required=True)
+    for action, text in (("add", "allow"), ("remove", "stop allowing")):
+        sub = peer_commands.add_parser(action, help=f"{text} peer endpoints")
+        sub.add_argument("name")
+        sub.add_argument("peer", nargs="+", help="endpoint uuid, or '*' for any")
+    peer_list = peer_commands.add_parser("list", help="list allowed peers")
+    peer_list.add_argument("name")
     return parser
 
 
 def _configure(args: argparse.Namespace) -> int:
-    if (endpoint_dir(args.name) / CONFIG_FILE).exists():
+    from proxystore.endpoint.identity import Identity, write_identity
+
+    if args.secret is not None:
+        raise ConfigurationError(
+            "--secret is no longer accepted (command lines are visible to every "
+            "local user): use --secret-file PATH or set PROXYSTORE_SIGNALING_SECRET"
+        )
+    directory = endpoint_dir(args.name)
+    if (directory / CONFIG_FILE).exists():
         raise ConfigurationError(
             f"endpoint {args.name!r} is already configured; "
             f"remove it first with: proxystore-endpoint remove {args.name}"
         )
+    secret = None
+    if args.server is not None:
+        from proxystore.p2p.signaling import read_secret
+
+        secret = read_secret(args.secret_file)
+    ca_file = args.signaling_ca_file
     options: dict[str, Any] = {
         "host": args.host,
         "port": args.port,
         "signaling_server": args.server,
-        "secret": args.secret,
+        "secret": secret,
+        "signaling_ca_file": os.path.abspath(ca_file) if ca_file else None,
         "max_memory": args.max_memory,
         # Relative to where `configure` ran, not to where `start` will run.
         "spill_dir": os.path.abspath(
@@ -189,13 +234,41 @@ def _configure(args: argparse.Namespace) -> int:
         options["max_connections"] = args.max_connections
     if args.max_requests is not None:
         options["max_requests"] = args.max_requests
-    config = new_config(args.name, **options)
+    identity = Identity.generate()
+    config = new_config(args.name, uuid=identity.uuid, **options)
+    (directory / "identity.pem").unlink(missing_ok=True)  # left by a failed run
+    write_identity(directory, identity)
     create_api_token(endpoint_dir(config.name))
     path = write_config(config)
     print(
         f"configured endpoint {config.name} ({config.uuid}) "
         f"at {config.host}:{config.port}; config in {path}"
     )
+    if config.signaling_server is not None:
+        print(
+            "it peers with no endpoint yet: allow peers with "
+            f"proxystore-endpoint peers add {config.name} UUID"
+        )
+    return 0
+
+
+def _peers(args: argparse.Namespace) -> int:
+    config = read_config(args.name)
+    path = endpoint_dir(config.name) / PEERS_FILE
+    current = read_peers(path)
+    if args.peers_command == "list":
+        if not current:
+            print(f"endpoint {config.name} peers with no endpoint")
+        for peer in current:
+            print(peer)
+        return 0
+    given = [parse_peer(peer) for peer in args.peer]
+    if args.peers_command == "add":
+        updated = current + [p for p in given if p not in current]
+    else:
+        updated = [p for p in current if p not in given]
+    write_peers(path, updated)
+    print(f"endpoint {config.name} peers with {len(updated)} entries in {path}")
     return 0
 
 
@@ -221,9 +294,12 @@ async def _run(config: EndpointConfig, api_token: str) -> None:
 
 
 def _start(args: argparse.Namespace) -> int:
+    from proxystore.endpoint.peering import endpoint_identity
+
     config = read_config(args.name)
     # Refuse at once, before any pid file or log, when the token is unusable.
     token = read_api_token(token_path(endpoint_dir(config.name)))
+    endpoint_identity(config)  # refuse a missing or mismatched identity now
     if args.detach:
         return _start_detached(config, args.timeout, args.log_level)
     if not claim_pid_file(config.name):
@@ -361,6 +437,7 @@ _COMMANDS = {
     "list": _list,
     "rotate-token": _rotate_token,
     "remove": _remove,
+    "peers": _peers,
 }
 
 

@@ -90,10 +90,13 @@ class EndpointConfig:
             configure time and kept for the endpoint's life.
         host: Address the HTTP server listens on.
         port: Port the HTTP server listens on.
-        signaling_server: ``ws://`` URL of the signaling server used to find
-            peers, or ``None`` to serve only local objects.
+        signaling_server: ``wss://`` (or, on loopback, ``ws://``) URL of the
+            signaling server used to find peers, or ``None`` to serve only
+            local objects.
         secret: Shared secret presented to the signaling server; endpoints
             that peer must share it.
+        signaling_ca_file: PEM file of the CA(s) trusted for a ``wss://``
+            signaling server (``None``: the system trust store).
         max_memory: Bytes of objects kept in memory before new objects spill
             to ``spill_dir`` (``None``: a quarter of physical memory, read
             when the endpoint starts).
@@ -126,6 +129,7 @@ class EndpointConfig:
     max_spill: int | None = None
     max_connections: int = DEFAULT_MAX_CONNECTIONS
     max_requests: int = DEFAULT_MAX_REQUESTS
+    signaling_ca_file: str | None = None
 
     def __post_init__(self) -> None:
         validate_name(self.name)
@@ -144,7 +148,7 @@ class EndpointConfig:
             if not self.secret:
                 raise ConfigurationError(
                     f"endpoint {self.name!r} needs the signaling server's secret "
-                    "to peer (--secret)"
+                    "to peer (--secret-file or PROXYSTORE_SIGNALING_SECRET)"
                 )
         if not 0 <= self.port <= 65535:
             raise ConfigurationError(f"port {self.port} is not in 0-65535")
@@ -198,12 +202,18 @@ class EndpointConfig:
 
 
 def new_config(name: str, **options: Any) -> EndpointConfig:
-    """Return a configuration with a fresh uuid and, if not given, a free port."""
+    """Return a configuration with, if not given, a fresh uuid and a free port.
+
+    Endpoints that peer get their uuid from their identity key
+    (`proxystore.endpoint.identity`); ``proxystore-endpoint configure``
+    passes it.
+    """
     host = options.get("host") or DEFAULT_HOST
     options["host"] = host
     if not options.get("port"):
         options["port"] = free_port(host)
-    return EndpointConfig(name=name, uuid=str(uuid.uuid4()), **options)
+    endpoint_uuid = options.pop("uuid", None) or str(uuid.uuid4())
+    return EndpointConfig(name=name, uuid=endpoint_uuid, **options)
 
 
 def write_config(config: EndpointConfig) -> Path:

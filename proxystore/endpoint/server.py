@@ -479,18 +479,9 @@ class EndpointServer:
             max_object_size=config.max_object_size,
         )
         if config.signaling_server is not None:
-            from proxystore.p2p.manager import PeerManager
+            from proxystore.endpoint.peering import peer_manager
 
-            self._peers = PeerManager(
-                config.uuid,
-                config.name,
-                config.signaling_server,
-                config.secret or "",
-                endpoint.handle_peer_request,
-                timeout=config.peer_timeout,
-                fast_path=config.fast_path,
-                fast_path_host=config.host,
-            )
+            self._peers = peer_manager(config, endpoint.handle_peer_request)
             endpoint.peers = self._peers
             await self._peers.start()
         guard = ConnectionGuard(config.max_connections, RateLimitedLog(logger))

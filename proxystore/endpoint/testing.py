@@ -51,12 +51,18 @@ def site_env(home: Path | str | None) -> dict[str, str]:
 
 
 def run_cli(
-    home: Path | str, *args: str, timeout: float = 60.0
+    home: Path | str,
+    *args: str,
+    timeout: float = 60.0,
+    env: dict[str, str] | None = None,
 ) -> subprocess.CompletedProcess[str]:
-    """Run ``proxystore-endpoint ARGS`` to completion and return its result."""
+    """Run ``proxystore-endpoint ARGS`` to completion and return its result.
+
+    ``env`` adds to the site's environment (secrets go there, never in ARGS).
+    """
     return subprocess.run(
         [sys.executable, "-m", "proxystore.endpoint.cli", *args],
-        env=site_env(home),
+        env={**site_env(home), **(env or {})},
         capture_output=True,
         text=True,
         timeout=timeout,
@@ -100,11 +106,12 @@ class SignalingServer:
     port: int
     secret: str
     process: subprocess.Popen[bytes]
+    tls: bool = False
 
     @property
     def url(self) -> str:
-        """WebSocket URL endpoints register at."""
-        return f"ws://{self.host}:{self.port}"
+        """WebSocket URL endpoints register at (``wss://`` when serving TLS)."""
+        return f"{'wss' if self.tls else 'ws'}://{self.host}:{self.port}"
 
     def stop(self) -> None:
         """Stop the process."""
@@ -117,8 +124,16 @@ def start_signaling_server(
     host: str = "127.0.0.1",
     log: Path | None = None,
     wait: float | None = 30.0,
+    certfile: Path | None = None,
+    keyfile: Path | None = None,
 ) -> SignalingServer:
-    """Start a signaling server and (unless ``wait`` is None) wait for its port."""
+    """Start a signaling server and (unless ``wait`` is None) wait for its port.
+
+    The secret reaches the process through its environment, never its
+    command line; ``certfile`` and ``keyfile`` make it serve ``wss://``.
+    """
+    from proxystore.p2p.signaling import SECRET_ENV
+
     port = port or free_port(host)
     command = [
         sys.executable,
@@ -129,18 +144,21 @@ def start_signaling_server(
         host,
         "--port",
         str(port),
-        "--secret",
-        secret,
     ]
+    if certfile is not None and keyfile is not None:
+        command += ["--certfile", str(certfile), "--keyfile", str(keyfile)]
     output = open(log, "ab") if log is not None else subprocess.DEVNULL  # noqa: SIM115
     try:
         process = subprocess.Popen(
-            command, env=site_env(None), stdout=output, stderr=output
+            command,
+            env={**site_env(None), SECRET_ENV: secret},
+            stdout=output,
+            stderr=output,
         )
     finally:
         if log is not None:
             output.close()  # type: ignore[union-attr]
-    server = SignalingServer(host, port, secret, process)
+    server = SignalingServer(host, port, secret, process, certfile is not None)
     if wait is not None:
         try:
             wait_for_port(host, port, wait)
@@ -226,6 +244,16 @@ class EndpointProcess:
         if self.process is not None:
             stop_process(self.process)
 
+    def allow(self, *peers: str) -> None:
+        """Run ``proxystore-endpoint peers add NAME PEERS`` for this endpoint.
+
+        Raises:
+            RuntimeError: If the command fails.
+        """
+        result = run_cli(self.home, "peers", "add", self.name, *peers)
+        if result.returncode != 0:
+            raise RuntimeError(f"peers add failed: {result.stderr}")
+
     def kill(self) -> None:
         """Kill the endpoint process at once (SIGKILL), as a crash would."""
         if self.process is not None:
@@ -233,14 +261,25 @@ class EndpointProcess:
             self.process.wait(10.0)
 
 
-def configure_endpoint(home: Path, name: str, *options: str) -> EndpointProcess:
+def configure_endpoint(
+    home: Path, name: str, *options: str, secret: str | None = None
+) -> EndpointProcess:
     """Run ``proxystore-endpoint configure NAME OPTIONS`` in site ``home``.
+
+    Args:
+        home: The site's ``PROXYSTORE_HOME``.
+        name: The endpoint's name.
+        options: Further ``configure`` options.
+        secret: The signaling secret, passed in the environment.
 
     Raises:
         RuntimeError: If the command fails (its stderr is in the message).
     """
+    from proxystore.p2p.signaling import SECRET_ENV
+
     home.mkdir(parents=True, exist_ok=True)
-    result = run_cli(home, "configure", name, *options)
+    env = {SECRET_ENV: secret} if secret is not None else {}
+    result = run_cli(home, "configure", name, *options, env=env)
     if result.returncode != 0:
         raise RuntimeError(f"configure {name} failed: {result.stderr}")
     path = home / "endpoints" / name / CONFIG_FILE

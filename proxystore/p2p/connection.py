@@ -7,11 +7,12 @@ import contextlib
 import itertools
 import logging
 from collections.abc import Callable, Coroutine
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiortc import RTCDataChannel, RTCPeerConnection
 
 from proxystore.exceptions import (
+    LimitExceededError,
     PeerConnectionError,
     PeerError,
     SerializationError,
@@ -27,11 +28,19 @@ from proxystore.p2p.framing import (
 )
 from proxystore.p2p.messages import Handler, PeerMessage
 
+if TYPE_CHECKING:
+    from proxystore.endpoint.identity import Identity
+
 logger = logging.getLogger(__name__)
 
 DEFAULT_HIGH_WATER = 4 * 1024 * 1024
 DEFAULT_LOW_WATER = 1024 * 1024
 DEFAULT_FAST_PATH_THRESHOLD = 1024 * 1024
+DEFAULT_MAX_BODY = 2**48
+
+
+def _allow_all(peer_uuid: str) -> bool:
+    return True
 
 
 class PeerConnection:
@@ -45,6 +54,11 @@ class PeerConnection:
     sides enabled it; when the receiver cannot reach the sender's listener it
     asks for the body over the data channel instead, and the sender stops
     offering the fast path to this peer.
+
+    The peer is who its signed session description said (DTLS pins the data
+    channel to the fingerprints in it), so ``peer_uuid`` and ``peer_public``
+    are authenticated; each request is still checked against ``allow``, so
+    a peer removed from the allowlist is refused from then on.
 
     Args:
         peer_uuid: UUID of the remote endpoint.
@@ -60,6 +74,10 @@ class PeerConnection:
         chunk_size: Largest data channel message.
         high_water: Buffered bytes above which sending waits.
         low_water: Buffered bytes at which sending resumes.
+        identity: This endpoint's identity (signs fast-path fetches).
+        peer_public: The peer's raw public key (pins its fast-path listener).
+        allow: Whether the peer may still be served (checked per request).
+        max_body: Largest fast-path body accepted from the peer.
     """
 
     def __init__(
@@ -77,15 +95,25 @@ class PeerConnection:
         chunk_size: int = DEFAULT_CHUNK_SIZE,
         high_water: int = DEFAULT_HIGH_WATER,
         low_water: int = DEFAULT_LOW_WATER,
+        identity: Identity | None = None,
+        peer_public: bytes = b"",
+        allow: Callable[[str], bool] = _allow_all,
+        max_body: int = DEFAULT_MAX_BODY,
     ) -> None:
         self.peer_uuid = peer_uuid
+        self.peer_public = peer_public
+        self._identity = identity
+        self._allow = allow
+        self._max_body = max_body
         self._pc = pc
         self._channel = channel
         self._handler = handler
         self._on_lost = on_lost
         self._timeout = timeout
         self._fast_path = fast_path
-        self._offer_fast_path = fast_path is not None and peer_fast_path
+        self._offer_fast_path = (
+            fast_path is not None and peer_fast_path and identity is not None
+        )
         self._fast_path_threshold = fast_path_threshold
         self._chunk_size = chunk_size
         self._high_water = high_water
@@ -194,7 +222,7 @@ class PeerConnection:
             and self._fast_path is not None
             and len(body) >= self._fast_path_threshold
         ):
-            ticket = self._fast_path.offer(body, ttl=self._timeout)
+            ticket = self._fast_path.offer(body, self.peer_public, ttl=self._timeout)
             fields = {**fields, "fast_path": ticket.to_json()}
             body = b""
         finished = started = False
@@ -268,9 +296,18 @@ class PeerConnection:
             raise FramingError(f"message from {self.peer_uuid} has no header object")
         body: bytearray = envelope.body
         if "fast_path" in envelope.fields:
-            ticket = FastPathTicket.from_json(envelope.fields["fast_path"])
+            ticket = FastPathTicket.from_json(
+                envelope.fields["fast_path"], max_length=self._max_body
+            )
+            if self._identity is None:
+                raise PeerConnectionError(self._target, "fast path without identity")
             try:
-                body = await fetch(ticket, timeout=self._timeout)
+                body = await fetch(
+                    ticket,
+                    identity=self._identity,
+                    peer_public=self.peer_public,
+                    timeout=self._timeout,
+                )
             except PeerConnectionError as err:
                 self._check_open()
                 logger.warning(
@@ -321,10 +358,28 @@ class PeerConnection:
     async def _serve_request(self, envelope: Envelope) -> None:
         fields: dict[str, Any]
         body: bytes | bytearray | memoryview = b""
+        if not self._allow(self.peer_uuid):
+            logger.warning(
+                "refused a request from %s: not in peers.allow", self.peer_uuid
+            )
+            refusal = {
+                "header": {},
+                "error": "not allowed: not in the peer's allowlist",
+            }
+            with contextlib.suppress(PeerError):
+                await self._send(envelope.message_id, True, refusal, b"")
+            self.lose("peer removed from peers.allow")
+            return
         try:
             request = await self._to_message(envelope)
             response = await self._handler(self.peer_uuid, request)
             fields, body = {"header": response.header}, response.body
+        except LimitExceededError as err:
+            # Refused before the body moved; answered in the shape the
+            # endpoint's handler uses, so the peer sees the limit's name.
+            limit = {"error": type(err).__name__, "message": str(err)}
+            limit["limit"] = err.limit
+            fields, body = {"header": {"ok": False, "error": limit}}, b""
         except Exception as err:
             logger.exception("handler failed on a request from %s", self.peer_uuid)
             fields = {"header": {}, "error": f"{type(err).__name__}: {err}"}

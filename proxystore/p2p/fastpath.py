@@ -1,13 +1,21 @@
-"""Direct TCP transfer of large bodies between peers.
+"""Direct TLS transfer of large bodies between peers, pinned to their identities.
 
-The side holding a large body registers it with its `FastPathServer` and
-sends the resulting `FastPathTicket` (host, port, one-time token) over the
-authenticated data channel. The other side connects, presents the token and
-reads the body. A token works once and expires; anything else is refused by
-closing the connection before a single body byte is written::
+The side holding a large body registers it with its `FastPathServer` for one
+named peer and sends the resulting `FastPathTicket` (host, port, one-time
+token) over the authenticated data channel. The other side connects over TLS
+1.3, checks that the certificate the listener presents carries the public key
+of the peer it expects (learnt from that peer's signed session description:
+no CA is involved), then presents the token signed with its own identity key
+and reads the body::
 
-    client -> server   token (32 bytes)
+    TLS 1.3 handshake (the listener's self-signed cert of its identity key)
+    client -> server   token (32 bytes) | Ed25519 signature (64 bytes) over
+                       CONTEXT + token + the listener's raw public key
     server -> client   length:u64 | body
+
+The listener hands a body out only to the peer it was offered to (the
+signature) with an unused, unexpired token; anything else is refused by
+closing the connection before a single body byte is written.
 """
 
 from __future__ import annotations
@@ -15,18 +23,33 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import hmac
 import logging
 import secrets
+import ssl
 import struct
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from proxystore.exceptions import PeerConnectionError, PeerError
+from proxystore.exceptions import LimitExceededError, PeerConnectionError, PeerError
+
+if TYPE_CHECKING:
+    from proxystore.endpoint.identity import Identity
 
 logger = logging.getLogger(__name__)
 
 TOKEN_SIZE = 32
+SIGNATURE_SIZE = 64
+HELLO_SIZE = TOKEN_SIZE + SIGNATURE_SIZE
+PUBLIC_KEY_SIZE = 32
 LENGTH = struct.Struct("!Q")
-DEFAULT_STREAM_CHUNK = 1024 * 1024
+CONTEXT = b"proxystore-fastpath-v1\x00"
+DEFAULT_STREAM_CHUNK = 4 * 1024 * 1024
+MAX_HOST_LENGTH = 255
+MAX_TICKET_LENGTH = 2**48
+
+
+def _client_proof(token: bytes, server_public: bytes) -> bytes:
+    return CONTEXT + token + server_public
 
 
 @dataclasses.dataclass(frozen=True)
@@ -50,18 +73,29 @@ class FastPathTicket:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_json(cls, data: object) -> FastPathTicket:
+    def from_json(
+        cls, data: object, max_length: int = MAX_TICKET_LENGTH
+    ) -> FastPathTicket:
         """Validate and build a ticket received from a peer.
 
+        Args:
+            data: The decoded JSON ticket.
+            max_length: Largest body the receiver accepts; a ticket for more
+                is refused before any memory is set aside.
+
         Raises:
-            PeerError: If ``data`` is not a well-formed ticket.
+            PeerError: If ``data`` is not a well-formed ticket or announces
+                more than ``max_length`` bytes.
         """
         if not isinstance(data, dict):
             raise PeerError(f"fast-path ticket is not an object: {type(data).__name__}")
-        host, port = data.get("host"), data.get("port")
-        token, length = data.get("token"), data.get("length")
+        if set(data) != {"host", "port", "token", "length"}:
+            raise PeerError(f"fast-path ticket has fields {sorted(data)[:8]}")
+        host, port = data["host"], data["port"]
+        token, length = data["token"], data["length"]
         if not (
             isinstance(host, str)
+            and 0 < len(host) <= MAX_HOST_LENGTH
             and isinstance(port, int)
             and 0 < port < 65536
             and isinstance(token, str)
@@ -70,26 +104,60 @@ class FastPathTicket:
             and length >= 0
         ):
             raise PeerError("malformed fast-path ticket")
+        try:
+            bytes.fromhex(token)
+        except ValueError:
+            raise PeerError("fast-path ticket token is not hex") from None
+        if length > max_length:
+            raise LimitExceededError(
+                "max_object_size",
+                f"a peer's body of {length} bytes is over this endpoint's "
+                f"max_object_size of {max_length} bytes",
+            )
         return cls(host, port, token, length)
 
 
 @dataclasses.dataclass
 class _Offer:
     body: memoryview
+    peer_public: bytes
     expiry: asyncio.TimerHandle
 
     def expired(self) -> bool:
         return asyncio.get_running_loop().time() >= self.expiry.when()
 
 
+def server_context(identity: Identity) -> ssl.SSLContext:
+    """Return the listener's TLS 1.3 context presenting ``identity``'s certificate."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.minimum_version = ssl.TLSVersion.TLSv1_3
+    identity.load_into(context)
+    return context
+
+
+def client_context() -> ssl.SSLContext:
+    """Return the fetcher's TLS 1.3 context.
+
+    Certificate chains are not verified by OpenSSL: the fetcher pins the
+    listener's public key to the peer identity it expects instead.
+    """
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.minimum_version = ssl.TLSVersion.TLSv1_3
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    return context
+
+
 class FastPathServer:
-    """A TCP listener that hands out registered bodies against one-time tokens.
+    """A TLS listener that hands out registered bodies against one-time tokens.
 
     Args:
+        identity: This endpoint's identity; its key signs the listener's
+            certificate, which fetchers pin.
         host: Interface to listen on.
         port: Port to listen on; 0 picks a free one.
-        timeout: Longest wait for a client to present its token and for each
-            write to drain.
+        timeout: Longest wait for a client's handshake and hello, and for
+            each write to drain.
         chunk_size: Bytes written per ``drain()``.
         advertised_host: Address put in tickets, when peers must use another
             address than ``host`` (listening on 0.0.0.0, NAT, containers).
@@ -97,6 +165,7 @@ class FastPathServer:
 
     def __init__(
         self,
+        identity: Identity,
         host: str = "127.0.0.1",
         port: int = 0,
         *,
@@ -104,6 +173,7 @@ class FastPathServer:
         chunk_size: int = DEFAULT_STREAM_CHUNK,
         advertised_host: str | None = None,
     ) -> None:
+        self._identity = identity
         self._host = host
         self._advertised_host = advertised_host
         self._port = port
@@ -140,7 +210,11 @@ class FastPathServer:
         """
         try:
             self._server = await asyncio.start_server(
-                self._serve_connection, self._host, self._port
+                self._serve_connection,
+                self._host,
+                self._port,
+                ssl=server_context(self._identity),
+                ssl_handshake_timeout=self._timeout,
             )
         except OSError as err:
             raise PeerConnectionError(
@@ -148,12 +222,16 @@ class FastPathServer:
             ) from err
 
     def offer(
-        self, body: bytes | bytearray | memoryview, ttl: float | None = None
+        self,
+        body: bytes | bytearray | memoryview,
+        peer_public: bytes,
+        ttl: float | None = None,
     ) -> FastPathTicket:
-        """Register ``body`` for one fetch and return the ticket for it.
+        """Register ``body`` for one fetch by one peer and return its ticket.
 
         Args:
             body: Bytes to serve. Kept by reference until fetched or expired.
+            peer_public: Raw public key of the only peer that may fetch it.
             ttl: Seconds the token stays valid (default: the server timeout).
         """
         host, port = self.address
@@ -163,7 +241,7 @@ class FastPathServer:
         expiry = asyncio.get_running_loop().call_later(
             self._timeout if ttl is None else ttl, self._offers.pop, token, None
         )
-        self._offers[token] = _Offer(view, expiry)
+        self._offers[token] = _Offer(view, bytes(peer_public), expiry)
         return FastPathTicket(host, port, token.hex(), len(view))
 
     def withdraw(self, ticket: FastPathTicket) -> None:
@@ -202,6 +280,22 @@ class FastPathServer:
                 await asyncio.wait_for(self._server.wait_closed(), self._timeout)
             self._server = None
 
+    def _claim(self, hello: bytes) -> _Offer | None:
+        """Return and consume the offer ``hello`` proves a right to, else None."""
+        from proxystore.endpoint.identity import verify_signature
+
+        token, signature = hello[:TOKEN_SIZE], hello[TOKEN_SIZE:]
+        offer = self._offers.get(token)
+        if offer is None or offer.expired():
+            return None
+        proof = _client_proof(token, self._identity.public_bytes)
+        if not verify_signature(offer.peer_public, signature, proof):
+            # Not the peer it was offered to: keep the offer for that peer.
+            return None
+        del self._offers[token]
+        offer.expiry.cancel()
+        return offer
+
     async def _serve_connection(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
     ) -> None:
@@ -209,20 +303,21 @@ class FastPathServer:
         assert task is not None
         self._connections.add(task)
         try:
-            token = await asyncio.wait_for(
-                reader.readexactly(TOKEN_SIZE), self._timeout
+            hello = await asyncio.wait_for(
+                reader.readexactly(HELLO_SIZE), self._timeout
             )
-            offer = self._offers.pop(token, None)
-            if offer is None or offer.expired():
+            offer = self._claim(hello)
+            if offer is None:
                 logger.warning(
-                    "fast path refused a connection from %s: unknown or used token",
+                    "fast path refused a connection from %s: unknown or used "
+                    "token, or not signed by the peer it was offered to",
                     writer.get_extra_info("peername"),
                 )
                 return
-            offer.expiry.cancel()
-            writer.write(LENGTH.pack(len(offer.body)))
-            for start in range(0, len(offer.body), self._chunk_size):
-                writer.write(offer.body[start : start + self._chunk_size])
+            body = offer.body
+            writer.write(LENGTH.pack(len(body)))
+            for start in range(0, len(body), self._chunk_size):
+                writer.write(body[start : start + self._chunk_size])
                 await asyncio.wait_for(writer.drain(), self._timeout)
             self.served += 1
         except (OSError, asyncio.IncompleteReadError, asyncio.TimeoutError) as err:
@@ -230,70 +325,136 @@ class FastPathServer:
         finally:
             self._connections.discard(task)
             writer.close()
-            with contextlib.suppress(OSError, asyncio.TimeoutError):
+            # Cancelled by close() while saying goodbye: the task ends here
+            # anyway, and a cancelled stream handler makes asyncio log noise.
+            with contextlib.suppress(
+                OSError, asyncio.TimeoutError, asyncio.CancelledError
+            ):
                 await asyncio.wait_for(writer.wait_closed(), self._timeout)
+
+
+class _Receiver(asyncio.BufferedProtocol):
+    """Reads ``length:u64 | body`` straight into one preallocated buffer."""
+
+    def __init__(self, expected: int) -> None:
+        self.header = bytearray(LENGTH.size)
+        self.body = bytearray(expected)
+        self._views = (memoryview(self.header), memoryview(self.body))
+        self.received = 0
+        self._header_left = LENGTH.size
+        self.done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.error: str | None = None
+
+    def get_buffer(self, sizehint: int) -> memoryview:
+        if self._header_left:
+            return self._views[0][LENGTH.size - self._header_left :]
+        if self.received < len(self.body):
+            return self._views[1][self.received :]
+        # More bytes than announced: take them to refuse the stream.
+        return memoryview(bytearray(1))
+
+    def buffer_updated(self, nbytes: int) -> None:
+        if self._header_left:
+            self._header_left -= nbytes
+            if not self._header_left:
+                (length,) = LENGTH.unpack(self.header)
+                if length != len(self.body):
+                    self._finish(
+                        f"announced {length} bytes, ticket said {len(self.body)}"
+                    )
+                elif not length:
+                    self._finish(None)
+            return
+        if self.received >= len(self.body):
+            self._finish("sent more bytes than announced")
+            return
+        self.received += nbytes
+        if self.received == len(self.body):
+            self._finish(None)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._header_left:
+            self._finish("token refused")
+        elif self.received < len(self.body):
+            self._finish(
+                f"stream closed after {self.received} of {len(self.body)} bytes"
+            )
+
+    def _finish(self, error: str | None) -> None:
+        if not self.done.done():
+            self.error = error
+            self.done.set_result(None)
 
 
 async def fetch(
     ticket: FastPathTicket,
     *,
+    identity: Identity,
+    peer_public: bytes,
     timeout: float = 30.0,
-    chunk_size: int = DEFAULT_STREAM_CHUNK,
 ) -> bytearray:
-    """Fetch the body a ticket stands for.
+    """Fetch the body a ticket stands for from the peer holding ``peer_public``.
 
     Args:
         ticket: The ticket received from the holder.
-        timeout: Longest wait for the connection and for each chunk.
-        chunk_size: Largest read.
+        identity: This endpoint's identity, proving to the holder that the
+            fetch comes from the peer the body was offered to.
+        peer_public: Raw public key of the holder; a listener presenting any
+            other key is refused before the token is sent.
+        timeout: Longest wait for the connection and handshake, and for any
+            progress of the transfer.
 
     Returns:
         The body.
 
     Raises:
-        PeerConnectionError: If the listener cannot be reached, refuses the
-            token, closes the stream before the whole body arrived, or a
-            step stalls longer than ``timeout``.
+        PeerConnectionError: If the listener cannot be reached, is not the
+            expected peer, refuses the token, closes the stream before the
+            whole body arrived, or the transfer stalls longer than ``timeout``.
     """
+    from proxystore.endpoint.identity import IdentityError, public_key_of_certificate
+
     target = f"fast path {ticket.host}:{ticket.port}"
+    if len(peer_public) != PUBLIC_KEY_SIZE:
+        # Never pin to nothing: an empty key would match a missing certificate.
+        raise PeerConnectionError(target, "no identity key to pin the listener to")
+    loop = asyncio.get_running_loop()
+    receiver = _Receiver(ticket.length)
     try:
-        reader, writer = await asyncio.wait_for(
-            asyncio.open_connection(ticket.host, ticket.port, limit=chunk_size),
+        transport, _ = await asyncio.wait_for(
+            loop.create_connection(
+                lambda: receiver,
+                ticket.host,
+                ticket.port,
+                ssl=client_context(),
+                server_hostname="",
+                ssl_handshake_timeout=timeout,
+            ),
             timeout,
         )
     except (OSError, asyncio.TimeoutError) as err:
         raise PeerConnectionError(target, f"cannot connect: {err!r}") from err
     try:
-        writer.write(bytes.fromhex(ticket.token))
-        await asyncio.wait_for(writer.drain(), timeout)
+        ssl_object = transport.get_extra_info("ssl_object")
+        der = ssl_object.getpeercert(binary_form=True) if ssl_object else None
         try:
-            header = await asyncio.wait_for(reader.readexactly(LENGTH.size), timeout)
-        except asyncio.IncompleteReadError as err:
-            raise PeerConnectionError(target, "token refused") from err
-        (length,) = LENGTH.unpack(header)
-        if length != ticket.length:
+            presented = public_key_of_certificate(der) if der else b""
+        except IdentityError:
+            presented = b""
+        if not hmac.compare_digest(presented, peer_public):
             raise PeerConnectionError(
-                target, f"announced {length} bytes, ticket said {ticket.length}"
+                target, "listener does not hold the expected peer's identity key"
             )
-        # Filled in place: growing a multi-GB buffer would copy it repeatedly.
-        body = bytearray(length)
-        received = 0
-        while received < length:
-            chunk = await asyncio.wait_for(
-                reader.read(min(chunk_size, length - received)), timeout
-            )
-            if not chunk:
-                raise PeerConnectionError(
-                    target, f"stream closed after {received} of {length} bytes"
-                )
-            body[received : received + len(chunk)] = chunk
-            received += len(chunk)
-        return body
-    except PeerConnectionError:  # an OSError too: keep it from being rewrapped
-        raise
-    except (OSError, asyncio.TimeoutError) as err:
-        raise PeerConnectionError(target, f"transfer failed: {err!r}") from err
+        token = bytes.fromhex(ticket.token)
+        transport.write(token + identity.sign_bytes(_client_proof(token, peer_public)))
+        received = -1
+        while not receiver.done.done():
+            if receiver.received == received:
+                raise PeerConnectionError(target, f"transfer stalled for {timeout:g}s")
+            received = receiver.received
+            await asyncio.wait([receiver.done], timeout=timeout)
+        if receiver.error is not None:
+            raise PeerConnectionError(target, receiver.error)
+        return receiver.body
     finally:
-        writer.close()
-        with contextlib.suppress(OSError, asyncio.TimeoutError):
-            await asyncio.wait_for(writer.wait_closed(), timeout)
+        transport.close()

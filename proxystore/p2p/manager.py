@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import logging
 import secrets
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 from aiortc import (
@@ -16,13 +16,25 @@ from aiortc import (
     RTCSessionDescription,
 )
 
+from proxystore.endpoint.identity import (
+    Identity,
+    IdentityError,
+    ReplayError,
+    ReplayGuard,
+    open_signed,
+)
+from proxystore.endpoint.peers import PeerAllowlist
 from proxystore.exceptions import (
     PeerConnectionError,
     PeerError,
     PeerUnknownError,
     StoreTimeoutError,
 )
-from proxystore.p2p.connection import DEFAULT_FAST_PATH_THRESHOLD, PeerConnection
+from proxystore.p2p.connection import (
+    DEFAULT_FAST_PATH_THRESHOLD,
+    DEFAULT_MAX_BODY,
+    PeerConnection,
+)
 from proxystore.p2p.fastpath import FastPathServer
 from proxystore.p2p.framing import DEFAULT_CHUNK_SIZE
 from proxystore.p2p.ice import apply_address_policy
@@ -40,15 +52,27 @@ class PeerManager:
     The manager registers with the signaling server in the background and
     opens one WebRTC connection per peer on first use, shared by every request
     to that peer (concurrent first requests share one attempt). Bodies of at
-    least ``fast_path_threshold`` bytes move over a direct TCP stream when
+    least ``fast_path_threshold`` bytes move over a direct TLS stream when
     both sides have ``fast_path`` enabled.
 
+    Identity: the manager registers under its key's UUID, proving the key to
+    the signaling server; offers and answers are signed messages the peer
+    checks (sender's UUID derived from the signing key, addressed to it,
+    fresh, nonce unseen, sender in ``allow``), so the data channel, whose
+    DTLS fingerprints are in the signed SDP, is authenticated end to end and
+    neither the signaling server nor anyone on its path can splice itself
+    in. The fast path is TLS pinned to the same keys.
+
     Args:
-        uuid: This endpoint's UUID.
+        identity: This endpoint's key; its UUID is the endpoint's UUID.
         name: This endpoint's name, shown to peers.
-        signaling_url: ``ws://`` URL of the signaling server.
+        signaling_url: ``wss://`` (or, on loopback, ``ws://``) URL of the
+            signaling server.
         secret: Shared secret of the signaling server.
         handler: Answers requests from peers.
+        allow: Which peers this endpoint connects to, accepts and serves
+            (checked when connecting and on every request). The default
+            allows nobody; `PeerAllowlist.any` allows every identity.
         timeout: Default request timeout, and the bound on every internal
             wait (connecting, buffer space, fast-path steps).
         fast_path: Whether to move large bodies over direct TCP.
@@ -61,10 +85,15 @@ class PeerManager:
         chunk_size: Largest data channel message (64 KiB is safe with any
             WebRTC implementation).
         reconnect_max_delay: Longest pause between signaling reconnects.
+        signaling_ca_file: CA file trusted for a ``wss://`` signaling server
+            (default: the system trust store).
+        max_body: Largest body accepted from a peer over the fast path.
 
     Example:
         ```
-        manager = PeerManager(uuid, "site-a", "ws://host:8765", secret, handler)
+        manager = PeerManager(
+            identity, "site-a", "wss://host:8765", secret, handler, allow=allowlist
+        )
         await manager.start()
         reply = await manager.request(other_uuid, PeerMessage({"op": "get"}))
         await manager.close()
@@ -73,12 +102,13 @@ class PeerManager:
 
     def __init__(
         self,
-        uuid: str,
+        identity: Identity,
         name: str,
         signaling_url: str,
         secret: str,
         handler: Handler,
         *,
+        allow: Callable[[str], bool] | None = None,
         timeout: float = 30.0,
         fast_path: bool = True,
         fast_path_host: str = "127.0.0.1",
@@ -86,9 +116,15 @@ class PeerManager:
         fast_path_threshold: int = DEFAULT_FAST_PATH_THRESHOLD,
         chunk_size: int = DEFAULT_CHUNK_SIZE,
         reconnect_max_delay: float = 2.0,
+        signaling_ca_file: str | None = None,
+        max_body: int = DEFAULT_MAX_BODY,
     ) -> None:
-        self.uuid = uuid
+        self.identity = identity
+        self.uuid = identity.uuid
         self.name = name
+        self._allow = allow if allow is not None else PeerAllowlist()
+        self._max_body = max_body
+        self._replay = ReplayGuard()
         self._handler = handler
         self._timeout = timeout
         self._fast_path_enabled = fast_path
@@ -98,12 +134,13 @@ class PeerManager:
         self._chunk_size = chunk_size
         self._signaling = SignalingClient(
             signaling_url,
-            uuid,
+            identity,
             name,
             secret,
             self._on_signal,
             timeout=timeout,
             reconnect_max_delay=reconnect_max_delay,
+            ca_file=signaling_ca_file,
         )
         self._fast_path: FastPathServer | None = None
         self._connections: dict[str, PeerConnection] = {}
@@ -112,7 +149,9 @@ class PeerManager:
         self._connecting: dict[str, asyncio.Future[PeerConnection]] = {}
         self._dialing: dict[str, asyncio.Task[None]] = {}
         self._accepting: dict[str, asyncio.Task[None]] = {}
-        self._answers: dict[str, tuple[str, asyncio.Future[dict[str, Any]]]] = {}
+        self._answers: dict[
+            str, tuple[str, asyncio.Future[tuple[dict[str, Any], bytes]]]
+        ] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         # Closing lost connections is never cancelled, only awaited.
         self._closers: set[asyncio.Task[None]] = set()
@@ -153,6 +192,7 @@ class PeerManager:
         self._started = True
         if self._fast_path_enabled:
             server = FastPathServer(
+                self.identity,
                 self._fast_path_host,
                 timeout=self._timeout,
                 advertised_host=self._fast_path_advertised_host,
@@ -181,8 +221,9 @@ class PeerManager:
 
         Raises:
             PeerUnknownError: If no endpoint with that UUID is registered.
-            PeerConnectionError: If the peer cannot be reached, refuses us or
-                goes away before answering.
+            PeerConnectionError: If the peer is not in this endpoint's
+                allowlist, cannot be reached, refuses us or goes away before
+                answering.
             StoreTimeoutError: If no response arrives within ``timeout``.
             PeerError: If the peer's handler raised.
             SerializationError: If the header is not JSON-serializable.
@@ -235,6 +276,12 @@ class PeerManager:
     async def _request(self, peer_uuid: str, message: PeerMessage) -> PeerMessage:
         if peer_uuid == self.uuid:
             return await self._handler(self.uuid, message)
+        if not self._allow(peer_uuid):
+            raise PeerConnectionError(
+                f"peer {peer_uuid}",
+                f"not in the peers.allow of endpoint {self.name!r} "
+                f"(add it with: proxystore-endpoint peers add {self.name} {peer_uuid})",
+            )
         connection = await self._connection_to(peer_uuid)
         return await connection.request(message)
 
@@ -273,6 +320,7 @@ class PeerManager:
         pc: RTCPeerConnection,
         channel: RTCDataChannel,
         peer_fast_path: bool,
+        peer_public: bytes,
     ) -> None:
         connection = PeerConnection(
             peer_uuid,
@@ -285,6 +333,10 @@ class PeerManager:
             peer_fast_path=peer_fast_path,
             fast_path_threshold=self._fast_path_threshold,
             chunk_size=self._chunk_size,
+            identity=self.identity,
+            peer_public=peer_public,
+            allow=self._allow,
+            max_body=self._max_body,
         )
         previous = self._connections.get(peer_uuid)
         self._connections[peer_uuid] = connection
@@ -345,7 +397,7 @@ class PeerManager:
             )
         loop = asyncio.get_running_loop()
         session = secrets.token_hex(8)
-        answer: asyncio.Future[dict[str, Any]] = loop.create_future()
+        answer: asyncio.Future[tuple[dict[str, Any], bytes]] = loop.create_future()
         opened: asyncio.Future[None] = loop.create_future()
         self._answers[session] = (peer_uuid, answer)
         pc = self._new_peer_connection()
@@ -354,19 +406,19 @@ class PeerManager:
             channel.on("open", lambda: _settle(opened))
             _fail_on_disconnect(pc, opened, peer_uuid)
             await pc.setLocalDescription(await pc.createOffer())
-            await self._signaling.send(
-                {
-                    "type": "relay",
-                    "target": peer_uuid,
-                    "payload": {
-                        "kind": "offer",
-                        "session": session,
-                        "sdp": pc.localDescription.sdp,
-                        "fast_path": self._fast_path is not None,
-                    },
-                }
+            await self._send_signed(
+                peer_uuid,
+                kind="offer",
+                session=session,
+                sdp=pc.localDescription.sdp,
+                fast_path=self._fast_path is not None,
             )
-            reply = await answer
+            reply, peer_public = await answer
+            if reply.get("kind") == "refused":
+                raise PeerConnectionError(
+                    f"peer {peer_uuid}",
+                    f"refused the connection: {reply.get('reason')}",
+                )
             sdp = reply.get("sdp")
             if not isinstance(sdp, str):
                 raise PeerConnectionError(f"peer {peer_uuid}", "answer without SDP")
@@ -377,13 +429,27 @@ class PeerManager:
             raise
         finally:
             self._answers.pop(session, None)
-        self._adopt(peer_uuid, pc, channel, bool(reply.get("fast_path")))
+        self._adopt(peer_uuid, pc, channel, reply.get("fast_path") is True, peer_public)
 
-    async def _accept_and_adopt(self, peer_uuid: str, offer: dict[str, Any]) -> None:
+    async def _send_signed(self, peer_uuid: str, **fields: Any) -> None:
+        body = self.identity.new_body(peer_uuid, **fields)
+        await self._signaling.send(
+            {
+                "type": "relay",
+                "target": peer_uuid,
+                "payload": {"signed": self.identity.sign(body)},
+            }
+        )
+
+    async def _accept_and_adopt(
+        self, peer_uuid: str, offer: dict[str, Any], peer_public: bytes
+    ) -> None:
         task = asyncio.current_task()
         error: BaseException | None = None
         try:
-            await asyncio.wait_for(self._accept(peer_uuid, offer), self._timeout)
+            await asyncio.wait_for(
+                self._accept(peer_uuid, offer, peer_public), self._timeout
+            )
         except asyncio.TimeoutError as err:
             error = StoreTimeoutError(f"peer {peer_uuid}", self._timeout, "accept")
             error.__cause__ = err
@@ -399,7 +465,9 @@ class PeerManager:
         if error is not None:
             self._fail_attempt(peer_uuid, error)
 
-    async def _accept(self, peer_uuid: str, offer: dict[str, Any]) -> None:
+    async def _accept(
+        self, peer_uuid: str, offer: dict[str, Any], peer_public: bytes
+    ) -> None:
         session, sdp = offer.get("session"), offer.get("sdp")
         if not isinstance(session, str) or not isinstance(sdp, str):
             raise PeerConnectionError(f"peer {peer_uuid}", "malformed offer")
@@ -416,17 +484,12 @@ class PeerManager:
         try:
             await pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
             await pc.setLocalDescription(await pc.createAnswer())
-            await self._signaling.send(
-                {
-                    "type": "relay",
-                    "target": peer_uuid,
-                    "payload": {
-                        "kind": "answer",
-                        "session": session,
-                        "sdp": pc.localDescription.sdp,
-                        "fast_path": self._fast_path is not None,
-                    },
-                }
+            await self._send_signed(
+                peer_uuid,
+                kind="answer",
+                session=session,
+                sdp=pc.localDescription.sdp,
+                fast_path=self._fast_path is not None,
             )
             channel = await channel_ready
             if channel.readyState != "open":
@@ -437,7 +500,7 @@ class PeerManager:
         except BaseException:
             await _close_quietly(pc, self._timeout)
             raise
-        self._adopt(peer_uuid, pc, channel, bool(offer.get("fast_path")))
+        self._adopt(peer_uuid, pc, channel, offer.get("fast_path") is True, peer_public)
 
     def _on_signal(self, message: dict[str, Any]) -> None:
         kind = message["type"]
@@ -446,8 +509,7 @@ class PeerManager:
             if isinstance(source, str) and isinstance(payload, dict):
                 self._on_relay(source, payload)
         elif kind == "unknown_peer":
-            payload = message.get("payload")
-            session = payload.get("session") if isinstance(payload, dict) else None
+            session = _session_of(message.get("payload"))
             pending = self._answers.get(session) if isinstance(session, str) else None
             if pending is not None and not pending[1].done():
                 pending[1].set_exception(PeerUnknownError(pending[0]))
@@ -456,13 +518,31 @@ class PeerManager:
             if isinstance(uuid, str):
                 self._on_peer_gone(uuid)
 
+    def _open_relay(
+        self, source: str, payload: dict[str, Any]
+    ) -> tuple[dict[str, Any], bytes]:
+        body, public = open_signed(payload.get("signed"))
+        if body["from"] != source:
+            raise IdentityError(f"signed by {body['from']}, relayed as from {source}")
+        # Before the nonce cache, so only allowed peers can fill it.
+        if not self._allow(source):
+            raise IdentityError("sender is not in peers.allow")
+        self._replay.check(body, to=self.uuid)
+        return body, public
+
     def _on_relay(self, source: str, payload: dict[str, Any]) -> None:
-        kind = payload.get("kind")
-        if kind == "answer":
-            session = payload.get("session")
+        try:
+            body, public = self._open_relay(source, payload)
+        except IdentityError as err:
+            logger.warning("refused a session message from %s: %s", source, err)
+            self._on_invalid_relay(source, payload, err)
+            return
+        kind = body.get("kind")
+        if kind in ("answer", "refused"):
+            session = body.get("session")
             pending = self._answers.get(session) if isinstance(session, str) else None
             if pending is not None and pending[0] == source and not pending[1].done():
-                pending[1].set_result(payload)
+                pending[1].set_result((body, public))
         elif kind == "offer" and not self._closed:
             if source in self._dialing and self.uuid > source:
                 # Both sides dialed at once: the larger UUID's offer wins, so
@@ -473,7 +553,34 @@ class PeerManager:
                 if superseded is not None:
                     superseded.cancel()
             self._accepting[source] = self._spawn(
-                self._accept_and_adopt(source, payload)
+                self._accept_and_adopt(source, body, public)
+            )
+
+    def _on_invalid_relay(
+        self, source: str, payload: dict[str, Any], error: IdentityError
+    ) -> None:
+        # Fail fast rather than at the timeout: an attempt of ours whose answer
+        # does not verify fails now, and a peer whose offer we refuse is told
+        # so (signed, so only a real refusal by us fails its attempt).
+        session = _session_of(payload)
+        if session is None or self._closed:
+            return
+        pending = self._answers.get(session)
+        if pending is not None and pending[0] == source:
+            if not pending[1].done():
+                pending[1].set_exception(
+                    PeerConnectionError(
+                        f"peer {source}", f"invalid session description: {error}"
+                    )
+                )
+        elif _kind_of(payload) == "offer" and not isinstance(error, ReplayError):
+            # No answer to a replay: it would fail the genuine attempt.
+            self._spawn(self._refuse(source, session, str(error)))
+
+    async def _refuse(self, peer_uuid: str, session: str, reason: str) -> None:
+        with contextlib.suppress(PeerError):
+            await self._send_signed(
+                peer_uuid, kind="refused", session=session, reason=reason
             )
 
     def _on_peer_gone(self, uuid: str) -> None:
@@ -506,6 +613,23 @@ def _fail_on_disconnect(
             future.exception()
 
     pc.on("connectionstatechange", on_state_change)
+
+
+def _unverified_field(payload: object, field: str) -> str | None:
+    signed = payload.get("signed") if isinstance(payload, dict) else None
+    body = signed.get("body") if isinstance(signed, dict) else None
+    value = body.get(field) if isinstance(body, dict) else None
+    return value if isinstance(value, str) and len(value) <= 64 else None
+
+
+def _session_of(payload: object) -> str | None:
+    """Return the session id of a (possibly unverified) relayed payload."""
+    return _unverified_field(payload, "session")
+
+
+def _kind_of(payload: object) -> str | None:
+    """Return the kind of a (possibly unverified) relayed payload."""
+    return _unverified_field(payload, "kind")
 
 
 def _settle(future: asyncio.Future[None]) -> None:

@@ -6,9 +6,15 @@ offers and answers) to each other by UUID. The server never sees peer data:
 bodies flow over WebRTC or the fast path. See
 `proxystore.p2p.signaling_protocol` for the messages.
 
+Registration proves both the shared secret and possession of the
+endpoint's identity key (its UUID derives from the key), so the secret alone
+does not let anyone register as another endpoint. Serve TLS (``wss://``)
+with ``certfile``/``keyfile`` anywhere but loopback; the secret is read from
+``--secret-file`` or ``$PROXYSTORE_SIGNALING_SECRET``, never the command line.
+
 Example:
     ```
-    async with await serve("127.0.0.1", 8765, secret="s3cret") as server:
+    async with await serve("127.0.0.1", 8765, secret=secret) as server:
         await server.serve_forever()
     ```
 """
@@ -18,11 +24,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import ipaddress
 import logging
 import os
 import secrets
 import signal
+import ssl
 import sys
+from pathlib import Path
 from types import TracebackType
 
 import websockets
@@ -35,6 +44,53 @@ from proxystore.p2p import signaling_protocol as protocol
 logger = logging.getLogger(__name__)
 
 SECRET_ENV = "PROXYSTORE_SIGNALING_SECRET"
+REGISTRATION_WINDOW = 120.0
+MAX_MESSAGE_SIZE = 256 * 1024
+"""Largest signaling message accepted (SDPs are a few KiB)."""
+
+
+def is_loopback(host: str) -> bool:
+    """Return whether ``host`` names this machine only (loopback address)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def read_secret(path: str | os.PathLike[str] | None) -> str:
+    """Return the signaling secret from ``path``, else ``$PROXYSTORE_SIGNALING_SECRET``.
+
+    The file holds the secret on its first line and must not be readable by
+    group or others.
+
+    Raises:
+        ConfigurationError: If neither gives a non-empty secret, or the file
+            is unreadable or too open.
+    """
+    if path is not None:
+        file = Path(path).expanduser()
+        try:
+            mode = file.stat().st_mode
+            text = file.read_text()
+        except OSError as err:
+            raise ConfigurationError(f"cannot read secret file {file}: {err}") from err
+        if mode & 0o077:
+            raise ConfigurationError(
+                f"secret file {file} is accessible by group or others "
+                f"(mode {mode & 0o777:o}); run: chmod 600 {file}"
+            )
+        secret = text.strip()
+        if not secret:
+            raise ConfigurationError(f"secret file {file} is empty")
+        return secret
+    secret = os.environ.get(SECRET_ENV, "").strip()
+    if not secret:
+        raise ConfigurationError(
+            f"no signaling secret: pass --secret-file PATH or set {SECRET_ENV}"
+        )
+    return secret
 
 
 class SignalingServer:
@@ -43,8 +99,11 @@ class SignalingServer:
     Created by `serve`.
     """
 
-    def __init__(self, secret: str, *, auth_timeout: float) -> None:
+    def __init__(
+        self, secret: str, *, auth_timeout: float, tls: ssl.SSLContext | None = None
+    ) -> None:
         self._secret = secret
+        self._tls = tls
         self._auth_timeout = auth_timeout
         self._clients: dict[str, ServerConnection] = {}
         self._names: dict[str, str] = {}
@@ -65,8 +124,10 @@ class SignalingServer:
 
     @property
     def url(self) -> str:
-        """The ``ws://`` URL endpoints connect to."""
-        return f"ws://{self.host}:{self.port}"
+        """The ``wss://`` (TLS) or ``ws://`` URL endpoints connect to."""
+        scheme = "wss" if self._tls is not None else "ws"
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{scheme}://{host}:{self.port}"
 
     @property
     def registered(self) -> dict[str, str]:
@@ -88,9 +149,18 @@ class SignalingServer:
                 ping_interval=ping_interval,
                 ping_timeout=ping_interval,
                 compression=None,
+                ssl=self._tls,
+                max_size=MAX_MESSAGE_SIZE,
             )
         except OSError as err:
             raise StoreConnectionError(f"{host}:{port}", str(err)) from err
+        if self._tls is None and not is_loopback(host):
+            logger.warning(
+                "signaling server on %s serves plain ws://: anyone on the path "
+                "can read and block signaling (peer identities stay protected); "
+                "pass --certfile/--keyfile to serve wss://",
+                host,
+            )
 
     async def serve_forever(self) -> None:
         """Serve until the server is closed or the task is cancelled."""
@@ -148,14 +218,21 @@ class SignalingServer:
             uuid = protocol.require_str(message, "uuid")
             proof = protocol.require_str(message, "auth")
             name = message.get("name")
-            name = name if isinstance(name, str) else ""
+            name = name[:64] if isinstance(name, str) else ""
             accepted = message["type"] == "register" and protocol.verify_auth(
                 self._secret, nonce, uuid, proof
             )
+            if accepted:
+                # The UUID derives from the key the proof is signed with: a
+                # registration under someone else's UUID cannot pass.
+                protocol.verify_registration(message, nonce, REGISTRATION_WINDOW)
         except (ConnectionClosed, asyncio.TimeoutError):
             return None
         except protocol.SignalingProtocolError as err:
-            await self._refuse(websocket, protocol.CLOSE_PROTOCOL_ERROR, str(err))
+            logger.warning(
+                "refused a registration from %s: %s", websocket.remote_address, err
+            )
+            await self._refuse(websocket, protocol.CLOSE_AUTH_FAILED, str(err))
             return None
         if not accepted:
             logger.warning(
@@ -172,8 +249,9 @@ class SignalingServer:
         self._clients[uuid] = websocket
         self._names[uuid] = name
         if previous is not None:
-            # The same UUID registering again is a restarted endpoint: the old
-            # link is stale, and peers must drop connections to the old process.
+            # Only the holder of the key can register its UUID again: this is
+            # the endpoint restarted or reconnecting, so the old link is stale
+            # and peers must drop connections to the old process.
             await previous.close(protocol.CLOSE_REPLACED, "replaced by a new login")
             websockets.broadcast(
                 [c for c in self._clients.values() if c is not websocket],
@@ -191,7 +269,8 @@ class SignalingServer:
     ) -> None:
         with contextlib.suppress(ConnectionClosed):
             await websocket.send(protocol.encode({"type": "error", "reason": reason}))
-            await websocket.close(code, reason)
+            # A close frame's reason is limited to 123 bytes; the full one went above.
+            await websocket.close(code, reason.encode()[:120].decode(errors="ignore"))
 
     async def _dispatch(
         self, websocket: ServerConnection, uuid: str, raw: str | bytes
@@ -235,6 +314,7 @@ async def serve(
     *,
     auth_timeout: float = 10.0,
     ping_interval: float = 20.0,
+    tls: ssl.SSLContext | None = None,
 ) -> SignalingServer:
     """Start a signaling server.
 
@@ -245,6 +325,7 @@ async def serve(
         auth_timeout: Seconds a new connection has to register.
         ping_interval: Seconds between websocket keepalive pings; a client
             silent for as long again is dropped and reported gone to peers.
+        tls: Server-side TLS context: serve ``wss://`` (see `tls_context`).
 
     Returns:
         The running server.
@@ -255,13 +336,30 @@ async def serve(
     """
     if not secret:
         raise ConfigurationError("the signaling server needs a non-empty secret")
-    server = SignalingServer(secret, auth_timeout=auth_timeout)
+    server = SignalingServer(secret, auth_timeout=auth_timeout, tls=tls)
     await server._start(host, port, ping_interval)
     return server
 
 
-async def _run(host: str, port: int, secret: str) -> None:
-    async with await serve(host, port, secret) as server:
+def tls_context(certfile: str, keyfile: str) -> ssl.SSLContext:
+    """Return a server TLS context for ``wss://`` from PEM files.
+
+    Raises:
+        ConfigurationError: If the certificate or key cannot be loaded.
+    """
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    try:
+        context.load_cert_chain(certfile, keyfile)
+    except (OSError, ssl.SSLError) as err:
+        raise ConfigurationError(
+            f"cannot load TLS certificate {certfile} / key {keyfile}: {err}"
+        ) from err
+    return context
+
+
+async def _run(host: str, port: int, secret: str, tls: ssl.SSLContext | None) -> None:
+    async with await serve(host, port, secret, tls=tls) as server:
         print(f"signaling server listening on {server.url}", flush=True)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
@@ -285,18 +383,39 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
     parser.add_argument("--port", type=int, default=8765, help="port to listen on")
     parser.add_argument(
-        "--secret",
-        default=os.environ.get(SECRET_ENV),
-        help=f"shared secret endpoints must know (default: ${SECRET_ENV})",
+        "--secret-file",
+        default=None,
+        help=f"file holding the shared secret (mode 0600; default: ${SECRET_ENV})",
     )
+    parser.add_argument(
+        "--secret",
+        default=None,
+        help="removed: a secret on the command line is visible to every local "
+        "user; use --secret-file or " + SECRET_ENV,
+    )
+    parser.add_argument("--certfile", default=None, help="TLS certificate (PEM)")
+    parser.add_argument("--keyfile", default=None, help="TLS private key (PEM)")
     parser.add_argument("--log-level", default="INFO", help="logging level")
     args = parser.parse_args(argv)
-    if not args.secret:
-        print(f"error: pass --secret or set {SECRET_ENV}", file=sys.stderr)
-        return 2
     logging.basicConfig(level=args.log_level.upper())
     try:
-        asyncio.run(_run(args.host, args.port, args.secret))
+        if args.secret is not None:
+            raise ConfigurationError(
+                "--secret is no longer accepted (command lines are visible to "
+                f"every local user): use --secret-file PATH or set {SECRET_ENV}"
+            )
+        secret = read_secret(args.secret_file)
+        if (args.certfile is None) != (args.keyfile is None):
+            raise ConfigurationError("pass both --certfile and --keyfile, or neither")
+        tls = (
+            tls_context(args.certfile, args.keyfile)
+            if args.certfile is not None
+            else None
+        )
+        asyncio.run(_run(args.host, args.port, secret, tls))
+    except ConfigurationError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     except StoreConnectionError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1

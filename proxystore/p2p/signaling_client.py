@@ -6,8 +6,10 @@ import asyncio
 import contextlib
 import logging
 import random
+import ssl
+import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
@@ -15,6 +17,10 @@ from websockets.uri import parse_uri
 
 from proxystore.exceptions import ConfigurationError, PeerConnectionError
 from proxystore.p2p import signaling_protocol as protocol
+from proxystore.p2p.signaling import MAX_MESSAGE_SIZE, is_loopback
+
+if TYPE_CHECKING:
+    from proxystore.endpoint.identity import Identity
 
 logger = logging.getLogger(__name__)
 
@@ -28,39 +34,62 @@ class SignalingClient:
     server is unreachable the client retries with exponential backoff
     (jittered, capped at ``reconnect_max_delay``) and `connected` is false.
 
+    Registration answers the server's challenge with the shared secret and a
+    signature by the endpoint's identity key. A ``wss://`` server's
+    certificate is verified against ``ca_file`` (default: the system trust
+    store); plain ``ws://`` to a host other than loopback logs a warning.
+
     Args:
         url: ``ws://`` or ``wss://`` URL of the signaling server.
-        uuid: UUID this endpoint registers under.
+        identity: This endpoint's key; it registers under the key's UUID.
         name: Human-readable endpoint name.
         secret: Shared secret used to answer the server's challenge.
         on_message: Called with every message the server sends after
             registration (relays, unknown peers, departures).
         timeout: Longest wait for the websocket handshake and registration.
         reconnect_max_delay: Longest pause between connection attempts.
+        ca_file: PEM file of the CA(s) trusted for a ``wss://`` server.
 
     Raises:
-        ConfigurationError: If ``url`` is not a websocket URL.
+        ConfigurationError: If ``url`` is not a websocket URL or ``ca_file``
+            cannot be loaded.
     """
 
     def __init__(
         self,
         url: str,
-        uuid: str,
+        identity: Identity,
         name: str,
         secret: str,
         on_message: MessageCallback,
         *,
         timeout: float = 30.0,
         reconnect_max_delay: float = 2.0,
+        ca_file: str | None = None,
     ) -> None:
         try:
-            parse_uri(url)
+            parsed = parse_uri(url)
         except InvalidURI as err:
             raise ConfigurationError(
                 f"signaling URL {url!r} is not a ws:// URL"
             ) from err
+        self._tls: ssl.SSLContext | None = None
+        if parsed.secure:
+            try:
+                self._tls = ssl.create_default_context(cafile=ca_file)
+            except (OSError, ssl.SSLError) as err:
+                raise ConfigurationError(
+                    f"cannot load signaling CA file {ca_file}: {err}"
+                ) from err
+        elif not is_loopback(parsed.host):
+            logger.warning(
+                "signaling server %s is plain ws:// on a non-loopback host: anyone "
+                "on the path can read and block signaling; use wss://",
+                url,
+            )
         self.url = url
-        self._uuid = uuid
+        self._identity = identity
+        self._uuid = identity.uuid
         self._name = name
         self._secret = secret
         self._on_message = on_message
@@ -68,6 +97,7 @@ class SignalingClient:
         self._reconnect_max_delay = reconnect_max_delay
         self._websocket: ClientConnection | None = None
         self._connected = asyncio.Event()
+        self._attempted = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self.last_error: str | None = None
 
@@ -87,6 +117,19 @@ class SignalingClient:
         """Wait until registered; return whether that happened within ``timeout``."""
         try:
             await asyncio.wait_for(self._connected.wait(), timeout)
+        except asyncio.TimeoutError:
+            return False
+        return True
+
+    async def wait_attempted(self, timeout: float) -> bool:
+        """Wait until a first connection attempt registered or failed.
+
+        Returns:
+            Whether an attempt finished within ``timeout``; then `connected`
+            and `last_error` tell how it went.
+        """
+        try:
+            await asyncio.wait_for(self._attempted.wait(), timeout)
         except asyncio.TimeoutError:
             return False
         return True
@@ -128,12 +171,15 @@ class SignalingClient:
                     close_timeout=min(self._timeout, 2.0),
                     compression=None,
                     proxy=None,
+                    ssl=self._tls,
+                    max_size=MAX_MESSAGE_SIZE,
                 ) as websocket:
                     await self._register(websocket)
                     delay = 0.05
                     self.last_error = None
                     self._websocket = websocket
                     self._connected.set()
+                    self._attempted.set()
                     logger.info("%s registered with %s", self._uuid, self.url)
                     async for raw in websocket:
                         self._dispatch(raw)
@@ -154,14 +200,15 @@ class SignalingClient:
             finally:
                 self._websocket = None
                 self._connected.clear()
+                self._attempted.set()
             if replaced:
                 logger.error(
-                    "another endpoint registered as %s at %s; this one stops "
-                    "signaling (duplicate UUID?)",
+                    "another process holding this endpoint's key registered as %s "
+                    "at %s; this one stops signaling (endpoint started twice?)",
                     self._uuid,
                     self.url,
                 )
-                self.last_error = "replaced by another endpoint with the same UUID"
+                self.last_error = "replaced by another process with the same key"
                 return
             logger.debug("signaling link to %s down: %s", self.url, self.last_error)
             # Jitter keeps endpoints restarted together from reconnecting in step.
@@ -184,6 +231,15 @@ class SignalingClient:
                     "uuid": self._uuid,
                     "name": self._name,
                     "auth": protocol.auth_digest(self._secret, nonce, self._uuid),
+                    "identity": self._identity.sign(
+                        {
+                            "from": self._uuid,
+                            "to": protocol.SERVER_IDENTITY,
+                            "nonce": nonce,
+                            "ts": time.time(),
+                            "name": self._name,
+                        }
+                    ),
                 }
             )
         )

@@ -3,7 +3,8 @@
 Every message is a JSON object with a ``type``::
 
     server -> client  {"type": "challenge", "nonce": str}
-    client -> server  {"type": "register", "uuid": str, "name": str, "auth": str}
+    client -> server  {"type": "register", "uuid": str, "name": str, "auth": str,
+                       "identity": signed}
     server -> client  {"type": "registered"}
     client -> server  {"type": "relay", "target": uuid, "payload": {...}}
     server -> client  {"type": "relay", "source": uuid, "source_name": str,
@@ -14,7 +15,14 @@ Every message is a JSON object with a ``type``::
 
 ``auth`` is an HMAC-SHA256 of the nonce and UUID keyed by the shared secret,
 so the secret never crosses the wire and a recorded registration cannot be
-replayed against a new challenge.
+replayed against a new challenge. ``identity`` is a signed message
+(`proxystore.endpoint.identity`) with body ``{"from": uuid, "to":
+"signaling", "nonce": <the challenge nonce>, "ts", "name"}``: it proves the
+endpoint holds the private key its UUID derives from, so knowing the shared
+secret is not enough to register as another endpoint.
+
+Peers relay signed session descriptions to each other in ``payload``
+(``{"signed": signed}``); the server cannot read them or forge them.
 """
 
 from __future__ import annotations
@@ -22,6 +30,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import time
 from typing import Any
 
 from proxystore.exceptions import PeerError
@@ -29,6 +38,8 @@ from proxystore.exceptions import PeerError
 CLOSE_AUTH_FAILED = 4001
 CLOSE_REPLACED = 4002
 CLOSE_PROTOCOL_ERROR = 4003
+SERVER_IDENTITY = "signaling"
+"""The ``to`` of registration bodies: the server has no key of its own."""
 
 
 class SignalingProtocolError(PeerError):
@@ -60,7 +71,7 @@ def decode(raw: str | bytes) -> dict[str, Any]:
     """
     try:
         message = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as err:
         raise SignalingProtocolError("signaling message is not valid JSON") from err
     if not isinstance(message, dict) or not isinstance(message.get("type"), str):
         raise SignalingProtocolError("signaling message has no string 'type'")
@@ -79,3 +90,33 @@ def require_str(message: dict[str, Any], field: str) -> str:
             f"signaling message {message.get('type')!r} lacks string field {field!r}"
         )
     return value
+
+
+def verify_registration(message: dict[str, Any], nonce: str, window: float) -> str:
+    """Check a registration's identity proof against the challenge ``nonce``.
+
+    Returns:
+        The UUID the registration proves (derived from its public key).
+
+    Raises:
+        SignalingProtocolError: If the proof is missing or malformed, the
+            signature is wrong, the UUID is not derived from the key, or the
+            proof answers another challenge or is too old.
+    """
+    from proxystore.endpoint.identity import IdentityError, open_signed
+
+    uuid = require_str(message, "uuid")
+    try:
+        body, _ = open_signed(message.get("identity"))
+    except IdentityError as err:
+        raise SignalingProtocolError(f"identity proof for {uuid}: {err}") from err
+    if body.get("from") != uuid:
+        raise SignalingProtocolError(
+            f"identity proof is for {body.get('from')!r}, not {uuid!r}"
+        )
+    if body.get("to") != SERVER_IDENTITY or body.get("nonce") != nonce:
+        raise SignalingProtocolError("identity proof answers another challenge")
+    ts = body.get("ts")
+    if not isinstance(ts, (int, float)) or abs(time.time() - ts) > window:
+        raise SignalingProtocolError("identity proof is outside the time window")
+    return uuid

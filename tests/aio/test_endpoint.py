@@ -82,6 +82,11 @@ def _start_all(sites: list[EndpointProcess]) -> None:
         wait_until_registered(site, READY_TIMEOUT)
 
 
+def _allow_each_other(sites: list[EndpointProcess]) -> None:
+    for site in sites:
+        site.allow(*(other.uuid for other in sites if other is not site))
+
+
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     root = tmp_path_factory.mktemp("sites")
@@ -89,8 +94,9 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     sites: list[EndpointProcess] = []
     try:
         for name in ("site-a", "site-b", "site-c"):
-            options = ["--server", signaling.url, "--secret", SECRET]
-            sites.append(configure_endpoint(root / name, name, *options))
+            options = ["--server", signaling.url]
+            sites.append(configure_endpoint(root / name, name, *options, secret=SECRET))
+        _allow_each_other(sites)
         _start_all(sites)
         yield Cluster(root, signaling, *sites)
     finally:
@@ -167,10 +173,13 @@ async def test_set_for_another_owner_is_forwarded(cluster: Cluster) -> None:
 
 
 async def test_unknown_endpoint_uuid_is_a_peer_error(
-    stores: dict[str, EndpointStore],
+    cluster: Cluster, stores: dict[str, EndpointStore]
 ) -> None:
     stranger = str(uuid.uuid4())
     key = EndpointKey("abc", stranger)
+    with pytest.raises(PeerConnectionError, match=r"not in the peers\.allow"):
+        await stores["a"].aget(key)
+    cluster.a.allow(stranger)  # read by the running endpoint, no restart
     start = time.monotonic()
     with pytest.raises(PeerUnknownError, match=stranger):
         await stores["a"].aget(key)
@@ -332,11 +341,12 @@ async def test_peer_killed_mid_transfer_then_restarted(
 async def test_signaling_down_at_start(tmp_path: Path) -> None:
     # These two peer over WebRTC only, so that path is covered too.
     port = free_port()
-    options = ["--server", f"ws://127.0.0.1:{port}", "--secret", SECRET]
+    options = ["--server", f"ws://127.0.0.1:{port}", "--no-fast-path"]
     sites = [
-        configure_endpoint(tmp_path / name, name, *options, "--no-fast-path")
+        configure_endpoint(tmp_path / name, name, *options, secret=SECRET)
         for name in ("early", "late")
     ]
+    _allow_each_other(sites)
     signaling = None
     try:
         for site in sites:

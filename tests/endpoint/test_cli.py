@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import urllib.request
+import uuid
 from pathlib import Path
 
 import pytest
@@ -128,3 +129,85 @@ def test_start_on_a_taken_port_fails_cleanly(tmp_path: Path) -> None:
         assert not (second.home / "endpoints" / "second" / "endpoint.pid").exists()
     finally:
         first.stop()
+
+
+def test_configure_creates_an_identity_matching_the_uuid(tmp_path: Path) -> None:
+    from proxystore.endpoint.identity import read_identity
+
+    site = configure_endpoint(
+        tmp_path, "ident", "--server", "ws://127.0.0.1:1", secret="s3cret"
+    )
+    directory = tmp_path / "endpoints" / "ident"
+    assert (directory / "identity.pem").stat().st_mode & 0o777 == 0o600
+    assert read_identity(directory).uuid == site.uuid
+    assert (directory / "endpoint.json").stat().st_mode & 0o777 == 0o600
+    assert site.config.secret == "s3cret"
+
+
+def test_secret_on_the_command_line_is_refused(tmp_path: Path) -> None:
+    result = run_cli(
+        tmp_path, "configure", "x", "--server", "ws://127.0.0.1:1", "--secret", "s"
+    )
+    assert result.returncode == 1
+    assert "--secret-file" in result.stderr
+    assert not (tmp_path / "endpoints" / "x" / "endpoint.json").exists()
+    missing = run_cli(
+        tmp_path,
+        "configure",
+        "y",
+        "--server",
+        "ws://127.0.0.1:1",
+        env={"PROXYSTORE_SIGNALING_SECRET": ""},
+    )
+    assert missing.returncode == 1
+    assert "PROXYSTORE_SIGNALING_SECRET" in missing.stderr
+    secret_file = tmp_path / "secret"
+    secret_file.write_text("from-a-file\n")
+    secret_file.chmod(0o644)
+    too_open = run_cli(
+        tmp_path, "configure", "z", "--server", "ws://127.0.0.1:1",
+        "--secret-file", str(secret_file),
+    )  # fmt: skip
+    assert too_open.returncode == 1
+    assert "chmod 600" in too_open.stderr
+    secret_file.chmod(0o600)
+    site = configure_endpoint(
+        tmp_path, "z", "--server", "ws://127.0.0.1:1", "--secret-file", str(secret_file)
+    )
+    assert site.config.secret == "from-a-file"
+
+
+def test_peers_add_remove_list(tmp_path: Path) -> None:
+    configure_endpoint(tmp_path, "site")
+    assert "peers with no endpoint" in run_cli(tmp_path, "peers", "list", "site").stdout
+    a, b = (str(uuid.uuid4()) for _ in range(2))
+    added = run_cli(tmp_path, "peers", "add", "site", a, b.upper(), a)
+    assert added.returncode == 0, added.stderr
+    assert run_cli(tmp_path, "peers", "list", "site").stdout.split() == [a, b]
+    assert run_cli(tmp_path, "peers", "remove", "site", a).returncode == 0
+    assert run_cli(tmp_path, "peers", "list", "site").stdout.split() == [b]
+    bad = run_cli(tmp_path, "peers", "add", "site", "not-a-uuid")
+    assert bad.returncode == 1
+    assert "not an endpoint uuid" in bad.stderr
+    ghost = run_cli(tmp_path, "peers", "list", "ghost")
+    assert ghost.returncode == 1
+
+
+def test_start_refuses_a_uuid_its_key_does_not_prove(tmp_path: Path) -> None:
+    site = configure_endpoint(tmp_path, "liar")
+    config_file = tmp_path / "endpoints" / "liar" / "endpoint.json"
+    data = json.loads(config_file.read_text())
+    data["uuid"] = str(uuid.uuid4())
+    config_file.write_text(json.dumps(data))
+    result = run_cli(tmp_path, "start", "liar", timeout=30)
+    assert result.returncode == 1
+    assert "does not match its identity key" in result.stderr
+    assert site.process is None
+
+
+def test_start_refuses_a_peering_endpoint_without_identity(tmp_path: Path) -> None:
+    configure_endpoint(tmp_path, "old", "--server", "ws://127.0.0.1:1", secret="s")
+    (tmp_path / "endpoints" / "old" / "identity.pem").unlink()
+    result = run_cli(tmp_path, "start", "old", timeout=30)
+    assert result.returncode == 1
+    assert "must be configured again" in result.stderr

@@ -60,15 +60,22 @@ class Pair:
 def pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pair]:
     root = tmp_path_factory.mktemp("secure-sites")
     signaling = start_signaling_server(SECRET, log=root / "signaling.log")
-    common = ["--server", signaling.url, "--secret", SECRET]
+    common = ["--server", signaling.url]
     sites: list[EndpointProcess] = []
     try:
         sites.append(
             configure_endpoint(
-                root / "a", "sec-a", *common, "--max-object-size", str(OWNER_LIMIT)
+                root / "a",
+                "sec-a",
+                *common,
+                "--max-object-size",
+                str(OWNER_LIMIT),
+                secret=SECRET,
             )
         )
-        sites.append(configure_endpoint(root / "b", "sec-b", *common))
+        sites.append(configure_endpoint(root / "b", "sec-b", *common, secret=SECRET))
+        sites[0].allow(sites[1].uuid)
+        sites[1].allow(sites[0].uuid)
         for site in sites:
             site.start(wait=None)
         for site in sites:
@@ -264,7 +271,7 @@ def test_owner_applies_its_object_size_to_writes_from_peers(
     body = refused.json()
     assert body["error"] == "LimitExceededError"
     assert body["limit"] == "max_object_size"
-    assert f"'sec-a''s max_object_size of {OWNER_LIMIT} bytes" in body["message"]
+    assert f"max_object_size of {OWNER_LIMIT} bytes" in body["message"]
     exists = http.get(
         f"{pair.a.url}/objects/too-big/exists", headers=pair.a.auth_headers
     )
@@ -285,8 +292,10 @@ def test_memory_and_spill_limits_refuse_with_503(
     pair: Pair, tmp_path: Path, http: httpx.Client
 ) -> None:
     options = ["--max-memory", "1K", "--max-spill", "4K"]
-    peering = ["--server", pair.signaling.url, "--secret", SECRET]
-    site = configure_endpoint(tmp_path, "tight", *options, *peering)
+    peering = ["--server", pair.signaling.url]
+    site = configure_endpoint(tmp_path, "tight", *options, *peering, secret=SECRET)
+    site.allow(pair.b.uuid)
+    pair.b.allow(site.uuid)
     site.start()
     try:
         wait_until_registered(site, READY)

@@ -1,11 +1,12 @@
 from __future__ import annotations
 
-import uuid as uuid_module
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import pytest
 
+from proxystore.endpoint.identity import Identity
+from proxystore.endpoint.peers import PeerAllowlist
 from proxystore.p2p import PeerManager, PeerMessage
 from proxystore.p2p.signaling import SignalingServer, serve
 
@@ -33,10 +34,12 @@ async def make_manager() -> AsyncIterator[ManagerFactory]:
     async def factory(url: str, **kwargs: Any) -> PeerManager:
         kwargs.setdefault("handler", echo_handler)
         kwargs.setdefault("timeout", WAIT)
+        kwargs.setdefault("allow", PeerAllowlist.any())
         handler = kwargs.pop("handler")
-        uuid = kwargs.pop("uuid", None) or str(uuid_module.uuid4())
+        identity = kwargs.pop("identity", None) or Identity.generate()
         secret = kwargs.pop("secret", SECRET)
-        manager = PeerManager(uuid, f"site-{uuid[:4]}", url, secret, handler, **kwargs)
+        name = f"site-{identity.uuid[:4]}"
+        manager = PeerManager(identity, name, url, secret, handler, **kwargs)
         managers.append(manager)
         await manager.start()
         return manager

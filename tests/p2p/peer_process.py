@@ -1,7 +1,8 @@
 """An endpoint's peer manager in its own process, driven by test_killed_peer.py.
 
-Prints READY once registered and SENDING when it starts answering a "big"
-request, then serves until SIGTERM.
+Its identity is read from ``--identity-dir`` and the signaling secret from
+``$PROXYSTORE_SIGNALING_SECRET``. Prints READY once registered and SENDING
+when it starts answering a "big" request, then serves until SIGTERM.
 """
 
 from __future__ import annotations
@@ -10,8 +11,12 @@ import argparse
 import asyncio
 import os
 import signal
+from pathlib import Path
 
+from proxystore.endpoint.identity import read_identity
+from proxystore.endpoint.peers import PeerAllowlist
 from proxystore.p2p import PeerManager, PeerMessage
+from proxystore.p2p.signaling import read_secret
 
 
 async def handler(peer: str, request: PeerMessage) -> PeerMessage:
@@ -23,11 +28,12 @@ async def handler(peer: str, request: PeerMessage) -> PeerMessage:
 
 async def run(args: argparse.Namespace) -> None:
     manager = PeerManager(
-        args.uuid,
+        read_identity(Path(args.identity_dir)),
         "child",
         args.url,
-        args.secret,
+        read_secret(None),
         handler,
+        allow=PeerAllowlist.any(),
         timeout=10.0,
         fast_path=False,
         reconnect_max_delay=0.5,
@@ -44,8 +50,7 @@ async def run(args: argparse.Namespace) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--url", required=True)
-    parser.add_argument("--uuid", required=True)
-    parser.add_argument("--secret", required=True)
+    parser.add_argument("--identity-dir", required=True)
     asyncio.run(run(parser.parse_args()))
 
 

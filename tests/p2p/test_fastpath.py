@@ -8,111 +8,198 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from proxystore.exceptions import PeerConnectionError, PeerError
+from proxystore.endpoint.identity import Identity
+from proxystore.exceptions import LimitExceededError, PeerConnectionError, PeerError
 from proxystore.p2p.fastpath import (
     LENGTH,
     TOKEN_SIZE,
     FastPathServer,
     FastPathTicket,
     fetch,
+    server_context,
 )
 
 WAIT = 10.0
+HOLDER = Identity.generate()
+FETCHER = Identity.generate()
 
 pytestmark = pytest.mark.timeout(30)
 
 
 @pytest.fixture
 async def server() -> AsyncIterator[FastPathServer]:
-    server = FastPathServer("127.0.0.1", timeout=WAIT)
+    server = FastPathServer(HOLDER, "127.0.0.1", timeout=WAIT)
     await server.start()
     yield server
     await server.close()
+
+
+async def get(
+    ticket: FastPathTicket,
+    identity: Identity = FETCHER,
+    peer_public: bytes = HOLDER.public_bytes,
+) -> bytearray:
+    return await asyncio.wait_for(
+        fetch(ticket, identity=identity, peer_public=peer_public, timeout=WAIT),
+        2 * WAIT,
+    )
 
 
 @pytest.mark.parametrize("size", [0, 1, 3 * 1024 * 1024 + 7])
 async def test_fetch_returns_the_offered_body(
     server: FastPathServer, size: int
 ) -> None:
-
     body = os.urandom(size)
-    ticket = server.offer(body)
-    assert await asyncio.wait_for(fetch(ticket, timeout=WAIT), WAIT) == body
+    ticket = server.offer(body, FETCHER.public_bytes)
+    assert await get(ticket) == body
     assert server.served == 1
     assert server.pending_offers == 0
 
 
 async def test_token_is_single_use(server: FastPathServer) -> None:
-    ticket = server.offer(b"secret bytes")
-    assert await fetch(ticket, timeout=WAIT) == b"secret bytes"
+    ticket = server.offer(b"secret bytes", FETCHER.public_bytes)
+    assert await get(ticket) == b"secret bytes"
     with pytest.raises(PeerConnectionError, match="token refused"):
-        await fetch(ticket, timeout=WAIT)
+        await get(ticket)
 
 
 async def test_bogus_token_is_refused(server: FastPathServer) -> None:
-    real = server.offer(b"payload")
+    real = server.offer(b"payload", FETCHER.public_bytes)
     bogus = dataclasses.replace(real, token=secrets.token_hex(TOKEN_SIZE))
     with pytest.raises(PeerConnectionError, match="token refused"):
-        await fetch(bogus, timeout=WAIT)
+        await get(bogus)
     # A refused guess does not burn the real token.
-    assert await fetch(real, timeout=WAIT) == b"payload"
+    assert await get(real) == b"payload"
 
 
-async def test_short_token_is_refused(server: FastPathServer) -> None:
-    server.offer(b"payload")
+async def test_fetcher_without_the_offered_identity_is_refused(
+    server: FastPathServer,
+) -> None:
+    ticket = server.offer(b"for FETCHER only", FETCHER.public_bytes)
+    with pytest.raises(PeerConnectionError, match="token refused"):
+        await get(ticket, identity=Identity.generate())
+    assert server.served == 0
+    # The stolen ticket attempt does not burn it for the rightful peer.
+    assert await get(ticket) == b"for FETCHER only"
+
+
+async def test_listener_without_the_expected_identity_is_refused() -> None:
+    impostor = FastPathServer(Identity.generate(), "127.0.0.1", timeout=WAIT)
+    await impostor.start()
+    try:
+        ticket = impostor.offer(b"forged body", FETCHER.public_bytes)
+        with pytest.raises(PeerConnectionError, match="expected peer's identity"):
+            await get(ticket)
+        # The token never reached the impostor.
+        assert impostor.pending_offers == 1
+    finally:
+        await impostor.close()
+
+
+async def test_fetch_never_pins_to_an_empty_key(server: FastPathServer) -> None:
+    ticket = server.offer(b"payload", FETCHER.public_bytes)
+    with pytest.raises(PeerConnectionError, match="no identity key"):
+        await get(ticket, peer_public=b"")
+    assert server.pending_offers == 1
+
+
+async def test_plaintext_client_is_refused(server: FastPathServer) -> None:
+    ticket = server.offer(b"payload", FETCHER.public_bytes)
     host, port = server.address
     reader, writer = await asyncio.open_connection(host, port)
-    writer.write(b"short")
+    writer.write(bytes.fromhex(ticket.token) + bytes(64))
     writer.write_eof()
-    assert await asyncio.wait_for(reader.read(), WAIT) == b""
+    data = await asyncio.wait_for(reader.read(), WAIT)
+    assert b"payload" not in data
     writer.close()
     await writer.wait_closed()
     assert server.pending_offers == 1
 
 
+async def _relay(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, seen: bytearray
+) -> None:
+    try:
+        while chunk := await reader.read(1 << 16):
+            seen += chunk
+            writer.write(chunk)
+            await writer.drain()
+    finally:
+        writer.close()
+
+
+async def test_bytes_on_the_wire_are_encrypted(server: FastPathServer) -> None:
+    marker = b"PLAINTEXT-MARKER-" + secrets.token_hex(8).encode()
+    body = marker * 4096
+    upstream_host, upstream_port = server.address
+    seen = bytearray()
+    relays: list[asyncio.Task[None]] = []
+
+    async def proxy(
+        client_reader: asyncio.StreamReader, client_writer: asyncio.StreamWriter
+    ) -> None:
+        reader, writer = await asyncio.open_connection(upstream_host, upstream_port)
+        relays.append(asyncio.create_task(_relay(client_reader, writer, seen)))
+        relays.append(asyncio.create_task(_relay(reader, client_writer, seen)))
+
+    listener = await asyncio.start_server(proxy, "127.0.0.1", 0)
+    async with listener:
+        port = listener.sockets[0].getsockname()[1]
+        ticket = dataclasses.replace(
+            server.offer(body, FETCHER.public_bytes), port=port
+        )
+        assert await get(ticket) == body
+        await asyncio.wait_for(asyncio.gather(*relays), WAIT)
+    assert len(seen) > len(body)
+    assert marker not in seen
+    assert bytes.fromhex(ticket.token) not in seen
+
+
 async def test_expired_and_withdrawn_tokens_are_refused(server: FastPathServer) -> None:
-    expired = server.offer(b"a", ttl=0.0)
-    withdrawn = server.offer(b"b")
+    expired = server.offer(b"a", FETCHER.public_bytes, ttl=0.0)
+    withdrawn = server.offer(b"b", FETCHER.public_bytes)
     server.withdraw(withdrawn)
     for ticket in (expired, withdrawn):
         with pytest.raises(PeerConnectionError, match="token refused"):
-            await fetch(ticket, timeout=WAIT)
+            await get(ticket)
 
 
 async def test_reclaim_returns_the_body_once(server: FastPathServer) -> None:
-    ticket = server.offer(b"body")
+    ticket = server.offer(b"body", FETCHER.public_bytes)
     reclaimed = server.reclaim(ticket.token)
     assert reclaimed is not None
     assert bytes(reclaimed) == b"body"
     assert server.reclaim(ticket.token) is None
     assert server.reclaim("not hex") is None
     with pytest.raises(PeerConnectionError, match="token refused"):
-        await fetch(ticket, timeout=WAIT)
+        await get(ticket)
 
 
 async def test_stream_cut_mid_transfer() -> None:
     async def truncating(
         reader: asyncio.StreamReader, writer: asyncio.StreamWriter
     ) -> None:
-        await reader.readexactly(TOKEN_SIZE)
+        await reader.readexactly(TOKEN_SIZE + 64)
         writer.write(LENGTH.pack(1000) + b"x" * 10)
         await writer.drain()
         writer.close()
         await writer.wait_closed()
 
-    listener = await asyncio.start_server(truncating, "127.0.0.1", 0)
+    listener = await asyncio.start_server(
+        truncating, "127.0.0.1", 0, ssl=server_context(HOLDER)
+    )
     async with listener:
         port = listener.sockets[0].getsockname()[1]
         ticket = FastPathTicket("127.0.0.1", port, "00" * TOKEN_SIZE, 1000)
         with pytest.raises(PeerConnectionError, match="after 10 of 1000 bytes"):
-            await fetch(ticket, timeout=WAIT)
+            await get(ticket)
 
 
 async def test_unreachable_listener(server: FastPathServer) -> None:
-    ticket = server.offer(b"x")
+    ticket = server.offer(b"x", FETCHER.public_bytes)
     await server.close()
     with pytest.raises(PeerConnectionError, match="cannot connect"):
-        await fetch(ticket, timeout=WAIT)
+        await get(ticket)
 
 
 def test_ticket_json_round_trip_and_validation() -> None:
@@ -123,6 +210,12 @@ def test_ticket_json_round_trip_and_validation() -> None:
         {},
         {**ticket.to_json(), "port": 0},
         {**ticket.to_json(), "token": "ab"},
+        {**ticket.to_json(), "token": "zz" * TOKEN_SIZE},
+        {**ticket.to_json(), "host": "h" * 256},
+        {**ticket.to_json(), "length": -1},
+        {**ticket.to_json(), "extra": "x" * 10_000},
     ]:
         with pytest.raises(PeerError):
             FastPathTicket.from_json(bad)
+    with pytest.raises(LimitExceededError, match="max_object_size of 9 bytes"):
+        FastPathTicket.from_json(ticket.to_json(), max_length=9)

@@ -1,18 +1,19 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import pathlib
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 
+from proxystore.endpoint.identity import write_identity
 from proxystore.exceptions import PeerConnectionError
 from proxystore.p2p import PeerManager, PeerMessage
-from proxystore.p2p.signaling import SignalingServer
+from proxystore.p2p.signaling import SECRET_ENV, SignalingServer
 
 SECRET = "test-secret"  # the conftest fixtures' secret
 WAIT = 10.0
@@ -28,17 +29,16 @@ class PeerProcess:
         self.process = process
 
     @classmethod
-    async def start(cls, url: str, peer_uuid: str) -> PeerProcess:
+    async def start(cls, url: str, identity_dir: pathlib.Path) -> PeerProcess:
         process = await asyncio.create_subprocess_exec(
             sys.executable,
             str(PEER_SCRIPT),
             "--url",
             url,
-            "--uuid",
-            peer_uuid,
-            "--secret",
-            SECRET,
+            "--identity-dir",
+            str(identity_dir),
             stdout=subprocess.PIPE,
+            env={**os.environ, SECRET_ENV: SECRET},
         )
         peer = cls(process)
         await peer.expect("READY", timeout=30.0)
@@ -72,11 +72,12 @@ async def test_peer_killed_mid_transfer_then_restarted(
     signaling: SignalingServer,
     make_manager: ManagerFactory,
     processes: list[PeerProcess],
+    tmp_path: pathlib.Path,
 ) -> None:
-    peer_uuid = str(uuid.uuid4())
+    peer_uuid = write_identity(tmp_path).uuid
     local = await make_manager(signaling.url, timeout=REQUEST_TIMEOUT, fast_path=False)
     assert await local.wait_for_signaling(WAIT)
-    first = await PeerProcess.start(signaling.url, peer_uuid)
+    first = await PeerProcess.start(signaling.url, tmp_path)
     processes.append(first)
 
     reply = await local.request(peer_uuid, PeerMessage({"n": 1}), timeout=WAIT)
@@ -97,7 +98,7 @@ async def test_peer_killed_mid_transfer_then_restarted(
     assert time.monotonic() - killed_at < REQUEST_TIMEOUT / 2
     assert peer_uuid not in local.peers
 
-    second = await PeerProcess.start(signaling.url, peer_uuid)
+    second = await PeerProcess.start(signaling.url, tmp_path)
     processes.append(second)
     reply = await local.request(peer_uuid, PeerMessage({"n": 2}, b"abc"), timeout=WAIT)
     assert reply.header["pong"] == {"n": 2}

@@ -2,19 +2,29 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import signal
 import subprocess
 import sys
+import time
+from pathlib import Path
 from typing import Any
 
 import pytest
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
+from proxystore.endpoint.identity import Identity
 from proxystore.exceptions import ConfigurationError
 from proxystore.p2p import signaling_protocol as protocol
-from proxystore.p2p.signaling import SECRET_ENV, SignalingServer, main, serve
+from proxystore.p2p.signaling import (
+    SECRET_ENV,
+    SignalingServer,
+    main,
+    read_secret,
+    serve,
+)
 
 SECRET = "test-secret"  # the conftest fixtures' secret
 WAIT = 10.0
@@ -27,15 +37,35 @@ async def recv(ws: ClientConnection) -> dict[str, Any]:
     return message
 
 
+IDS = {name: Identity.generate() for name in ("a", "b", "w")}
+U = {name: identity.uuid for name, identity in IDS.items()}
+
+
 async def register(
-    server: SignalingServer, uuid: str, secret: str = SECRET
+    server: SignalingServer,
+    identity: Identity,
+    secret: str = SECRET,
+    *,
+    uuid: str | None = None,
 ) -> ClientConnection:
+    """Register ``identity``, or claim ``uuid`` with ``identity``'s key."""
+    uuid = uuid or identity.uuid
     ws = await connect(server.url, open_timeout=WAIT, proxy=None)
     challenge = await recv(ws)
     assert challenge["type"] == "challenge"
     auth = protocol.auth_digest(secret, challenge["nonce"], uuid)
+    body = {"from": uuid, "to": "signaling", "nonce": challenge["nonce"]}
+    proof = identity.sign({**body, "ts": time.time(), "name": uuid})
     await ws.send(
-        json.dumps({"type": "register", "uuid": uuid, "name": uuid, "auth": auth})
+        json.dumps(
+            {
+                "type": "register",
+                "uuid": uuid,
+                "name": uuid,
+                "auth": auth,
+                "identity": proof,
+            }
+        )
     )
     return ws
 
@@ -58,7 +88,7 @@ async def test_wrong_secret_and_malformed_registration_are_refused(
     signaling: SignalingServer,
 ) -> None:
 
-    ws = await register(signaling, "a", secret="not-the-secret")
+    ws = await register(signaling, IDS["a"], secret="not-the-secret")
     assert (await recv(ws))["reason"] == "authentication failed"
     await ws.close()
     async with connect(signaling.url, open_timeout=WAIT, proxy=None) as ws:
@@ -69,17 +99,17 @@ async def test_wrong_secret_and_malformed_registration_are_refused(
 
 
 async def test_relay_unknown_peer_and_departure(signaling: SignalingServer) -> None:
-    a = await register(signaling, "a")
-    b = await register(signaling, "b")
+    a = await register(signaling, IDS["a"])
+    b = await register(signaling, IDS["b"])
     assert (await recv(a))["type"] == "registered"
     assert (await recv(b))["type"] == "registered"
-    assert signaling.registered == {"a": "a", "b": "b"}
+    assert signaling.registered == {U["a"]: U["a"], U["b"]: U["b"]}
 
-    await a.send(json.dumps({"type": "relay", "target": "b", "payload": {"k": 1}}))
+    await a.send(json.dumps({"type": "relay", "target": U["b"], "payload": {"k": 1}}))
     assert await recv(b) == {
         "type": "relay",
-        "source": "a",
-        "source_name": "a",
+        "source": U["a"],
+        "source_name": U["a"],
         "payload": {"k": 1},
     }
 
@@ -90,28 +120,28 @@ async def test_relay_unknown_peer_and_departure(signaling: SignalingServer) -> N
         "payload": {"s": 2},
     }
 
-    await a.send(json.dumps({"type": "relay", "target": "b"}))
+    await a.send(json.dumps({"type": "relay", "target": U["b"]}))
     assert (await recv(a))["type"] == "error"
 
     await b.close()
-    assert await recv(a) == {"type": "peer_gone", "uuid": "b"}
+    assert await recv(a) == {"type": "peer_gone", "uuid": U["b"]}
     await a.close()
 
 
-async def test_same_uuid_replaces_old_registration(signaling: SignalingServer) -> None:
-    watcher = await register(signaling, "w")
-    old = await register(signaling, "a")
+async def test_same_key_replaces_old_registration(signaling: SignalingServer) -> None:
+    watcher = await register(signaling, IDS["w"])
+    old = await register(signaling, IDS["a"])
     assert (await recv(watcher))["type"] == "registered"
     assert (await recv(old))["type"] == "registered"
-    new = await register(signaling, "a")
+    new = await register(signaling, IDS["a"])
     assert (await recv(new))["type"] == "registered"
     with pytest.raises(ConnectionClosed) as info:
         await asyncio.wait_for(old.recv(), WAIT)
     assert info.value.rcvd is not None
     assert info.value.rcvd.code == protocol.CLOSE_REPLACED
-    assert await recv(watcher) == {"type": "peer_gone", "uuid": "a"}
-    await watcher.send(json.dumps({"type": "relay", "target": "a", "payload": {}}))
-    assert (await recv(new))["source"] == "w"
+    assert await recv(watcher) == {"type": "peer_gone", "uuid": U["a"]}
+    await watcher.send(json.dumps({"type": "relay", "target": U["a"], "payload": {}}))
+    assert (await recv(new))["source"] == U["w"]
     await new.close()
     await watcher.close()
 
@@ -151,3 +181,115 @@ async def test_console_script_serves_until_sigterm() -> None:
         if process.returncode is None:
             process.kill()
             await process.wait()
+
+
+async def test_uuid_claimed_with_another_key_is_refused(
+    signaling: SignalingServer,
+) -> None:
+    owner = await register(signaling, IDS["a"])
+    assert (await recv(owner))["type"] == "registered"
+    # Knows the secret, signs with its own key, claims a's UUID.
+    impostor = await register(signaling, IDS["b"], uuid=U["a"])
+    reply = await recv(impostor)
+    assert reply["type"] == "error"
+    assert "not the uuid of the signing key" in reply["reason"]
+    with pytest.raises(ConnectionClosed) as info:
+        await asyncio.wait_for(impostor.recv(), WAIT)
+    assert info.value.rcvd is not None
+    assert info.value.rcvd.code == protocol.CLOSE_AUTH_FAILED
+    # The owner keeps its registration and its link.
+    assert signaling.registered == {U["a"]: U["a"]}
+    watcher = await register(signaling, IDS["w"])
+    assert (await recv(watcher))["type"] == "registered"
+    await watcher.send(json.dumps({"type": "relay", "target": U["a"], "payload": {}}))
+    assert (await recv(owner))["source"] == U["w"]
+    for ws in (owner, watcher, impostor):
+        await ws.close()
+
+
+async def test_registration_without_a_fresh_identity_proof_is_refused(
+    signaling: SignalingServer,
+) -> None:
+    identity = IDS["a"]
+    for label, proof in [
+        ("missing", None),
+        ("another challenge", {"nonce": "0" * 32}),
+        ("another recipient", {"to": "someone"}),
+        ("stale", {"ts": time.time() - 600}),
+    ]:
+        async with connect(signaling.url, open_timeout=WAIT, proxy=None) as ws:
+            nonce = (await recv(ws))["nonce"]
+            body = {"from": identity.uuid, "to": "signaling", "nonce": nonce}
+            message: dict[str, Any] = {
+                "type": "register",
+                "uuid": identity.uuid,
+                "auth": protocol.auth_digest(SECRET, nonce, identity.uuid),
+            }
+            if proof is not None:
+                message["identity"] = identity.sign(
+                    {**body, "ts": time.time(), **proof}
+                )
+            await ws.send(json.dumps(message))
+            assert (await recv(ws))["type"] == "error", label
+    assert signaling.registered == {}
+
+
+async def test_tls_server_url_and_plain_ws_warnings(
+    caplog: pytest.LogCaptureFixture, tmp_path: Path
+) -> None:
+    from proxystore.p2p.signaling_client import SignalingClient
+
+    with caplog.at_level(logging.WARNING):
+        SignalingClient("ws://192.0.2.1:1", IDS["a"], "x", SECRET, lambda message: None)
+        SignalingClient("ws://127.0.0.1:1", IDS["a"], "x", SECRET, lambda message: None)
+    assert caplog.text.count("plain ws://") == 1
+    assert "192.0.2.1" in caplog.text
+    with pytest.raises(ConfigurationError, match="CA file"):
+        SignalingClient(
+            "wss://127.0.0.1:1",
+            IDS["a"],
+            "x",
+            SECRET,
+            lambda message: None,
+            ca_file=str(tmp_path / "missing.pem"),
+        )
+
+
+def test_secret_from_file_or_env_never_argv(
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.delenv(SECRET_ENV, raising=False)
+    assert main(["--port", "0", "--secret", "s3cret"]) == 2
+    assert "--secret-file" in capsys.readouterr().err
+    path = tmp_path / "secret"
+    path.write_text("  from-file \n")
+    path.chmod(0o600)
+    assert read_secret(path) == "from-file"
+    path.chmod(0o644)
+    with pytest.raises(ConfigurationError, match="chmod 600"):
+        read_secret(path)
+    with pytest.raises(ConfigurationError, match=SECRET_ENV):
+        read_secret(None)
+    monkeypatch.setenv(SECRET_ENV, "from-env")
+    assert read_secret(None) == "from-env"
+    assert main(["--port", "0", "--certfile", str(path)]) == 2
+    assert "both --certfile and --keyfile" in capsys.readouterr().err
+
+
+async def test_plain_ws_server_off_loopback_warns(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    with caplog.at_level(logging.WARNING, logger="proxystore.p2p.signaling"):
+        async with await serve("127.0.0.1", 0, SECRET):
+            pass
+        assert "plain ws://" not in caplog.text
+        async with await serve("0.0.0.0", 0, SECRET) as server:
+            assert server.url.startswith("ws://")
+        assert "plain ws://" in caplog.text
+
+
+def test_deeply_nested_message_is_a_protocol_error() -> None:
+    with pytest.raises(protocol.SignalingProtocolError, match="not valid JSON"):
+        protocol.decode("[" * 100_000 + "]" * 100_000)
