@@ -38,6 +38,7 @@ from proxystore._clients import ClientsPerLoop
 from proxystore._shared import new_object_id
 from proxystore.aio.base import Store
 from proxystore.exceptions import (
+    BatchWriteError,
     ConfigurationError,
     InvalidKeyError,
     ProxyStoreError,
@@ -259,7 +260,20 @@ class RedisStore(Store[str]):
             key, more = self._writes(payload)
             keys.append(key)
             writes += more
-        await self._awrite(writes, "set_batch")
+        try:
+            await self._awrite(writes, "set_batch")
+        except ProxyStoreError as err:
+            # One MULTI: all of it or none was written, and after a dropped
+            # connection we cannot tell which; delete it all if we can.
+            removed = await self._aevict_quietly([key for key, _ in writes])
+            raise BatchWriteError(
+                self.name,
+                "set_batch",
+                len(payloads),
+                err,
+                written=0,
+                remaining=[] if removed else keys,
+            ) from err
         return keys
 
     async def _awrite(self, writes: list[_Write], operation: str) -> None:

@@ -39,6 +39,7 @@ from proxystore._clients import ClientsPerLoop
 from proxystore._shared import new_object_id
 from proxystore.store.base import Store
 from proxystore.exceptions import (
+    BatchWriteError,
     ConfigurationError,
     InvalidKeyError,
     ProxyStoreError,
@@ -260,7 +261,20 @@ class RedisStore(Store[str]):
             key, more = self._writes(payload)
             keys.append(key)
             writes += more
-        self._awrite(writes, "set_batch")
+        try:
+            self._awrite(writes, "set_batch")
+        except ProxyStoreError as err:
+            # One MULTI: all of it or none was written, and after a dropped
+            # connection we cannot tell which; delete it all if we can.
+            removed = self._evict_quietly([key for key, _ in writes])
+            raise BatchWriteError(
+                self.name,
+                "set_batch",
+                len(payloads),
+                err,
+                written=0,
+                remaining=[] if removed else keys,
+            ) from err
         return keys
 
     def _awrite(self, writes: list[_Write], operation: str) -> None:

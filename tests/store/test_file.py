@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import os
 import pickle
@@ -16,7 +17,12 @@ from typing import Any
 import pytest
 
 from proxystore import _tempfiles
-from proxystore.exceptions import ConfigurationError, StoreOperationError
+from proxystore.aio.file import FileStore as AsyncFileStore
+from proxystore.exceptions import (
+    BatchWriteError,
+    ConfigurationError,
+    StoreOperationError,
+)
 from proxystore.store.file import FileStore
 
 TIMEOUT = 30.0
@@ -296,3 +302,26 @@ def test_unreadable_object_is_our_error(tmp_path: Path, store_name: str) -> None
         store.get("a-directory")
     _assert_names_store(info.value, store, "get")
     assert isinstance(info.value.__cause__, IsADirectoryError)
+
+
+@pytest.mark.parametrize("face", ["sync", "async"])
+def test_batch_that_fills_the_disk_leaves_nothing(
+    face: str, small_tmpfs: Path, store_name: str
+) -> None:
+    objects = [os.urandom(400_000) for _ in range(4)]  # 1.6 MB on a 1 MiB disk
+    if face == "sync":
+        store = FileStore(store_name, small_tmpfs)
+        with pytest.raises(BatchWriteError) as info:
+            store.set_batch(objects)
+    else:
+        astore = AsyncFileStore(store_name, small_tmpfs)
+        with pytest.raises(BatchWriteError) as info:
+            asyncio.run(astore.aset_batch(objects))
+    message = str(info.value)
+    assert "set_batch of 4 objects" in message
+    assert repr(store_name) in message
+    assert "were removed" in message
+    assert isinstance(info.value.__cause__, StoreOperationError)
+    assert isinstance(info.value.__cause__.__cause__, OSError)
+    assert info.value.__cause__.__cause__.errno == errno.ENOSPC
+    assert list(small_tmpfs.iterdir()) == []
