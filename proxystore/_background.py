@@ -30,6 +30,7 @@ import weakref
 from collections.abc import Callable, Coroutine
 from typing import Any, Literal, TypeVar
 
+from proxystore._validate import check_seconds
 from proxystore.exceptions import ConfigurationError
 
 T = TypeVar("T")
@@ -561,13 +562,15 @@ def configure(
     if face is not None and face not in ("async", "sync"):
         raise ConfigurationError(f"face must be 'async' or 'sync', got {face!r}")
     if max_concurrency is not None and (
-        not isinstance(max_concurrency, int) or max_concurrency < 1
+        not isinstance(max_concurrency, int)
+        or isinstance(max_concurrency, bool)
+        or max_concurrency < 1
     ):
         raise ConfigurationError(
             f"max_concurrency must be an int >= 1, got {max_concurrency!r}"
         )
-    if wait_timeout is not None and not wait_timeout > 0:
-        raise ConfigurationError(f"wait_timeout must be > 0, got {wait_timeout!r}")
+    if wait_timeout is not None:
+        check_seconds(wait_timeout, "timeout", "configure_prefetch")
     with _config_lock:
         if max_concurrency is not None:
             if store is None:

@@ -15,6 +15,7 @@ from typing import Any, ClassVar, Generic, TypeVar
 
 from typing_extensions import Self
 
+from proxystore._validate import check_flag
 from proxystore.aio._compat import gather
 from proxystore.cache import MISSING, LRUCache
 from proxystore.exceptions import (
@@ -71,10 +72,15 @@ class Store(Generic[KeyT]):
             raise ConfigurationError(
                 f"store name must be a non-empty str, got {name!r}"
             )
-        if not isinstance(cache_size, int) or cache_size < 0:
+        if (
+            not isinstance(cache_size, int)
+            or isinstance(cache_size, bool)
+            or cache_size < 0
+        ):
             raise ConfigurationError(
                 f"cache_size must be an int >= 0, got {cache_size!r}"
             )
+        check_flag(metrics, "metrics", f"store {name!r}")
         self.name = name
         self.cache_size = cache_size
         self._cache: LRUCache[KeyT] = LRUCache(cache_size)

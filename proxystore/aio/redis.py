@@ -36,6 +36,7 @@ from redis import exceptions as redis_errors
 
 from proxystore._clients import ClientsPerLoop
 from proxystore._shared import new_object_id
+from proxystore._validate import check_seconds
 from proxystore.aio.base import Store
 from proxystore.exceptions import (
     BatchWriteError,
@@ -173,12 +174,9 @@ class RedisStore(Store[str]):
         _check_positive_int("chunk_size", chunk_size)
         if not isinstance(db, int) or isinstance(db, bool) or db < 0:
             raise ConfigurationError(f"db must be an int >= 0, got {db!r}")
-        for option, timeout in (
-            ("socket_timeout", socket_timeout),
-            ("socket_connect_timeout", socket_connect_timeout),
-        ):
-            if not isinstance(timeout, (int, float)) or not timeout > 0:
-                raise ConfigurationError(f"{option} must be > 0, got {timeout!r}")
+        owner = f"RedisStore {name!r}"
+        check_seconds(socket_timeout, "socket_timeout", owner)
+        check_seconds(socket_connect_timeout, "socket_connect_timeout", owner)
         if ssl_cert_reqs not in ("required", "optional", "none"):
             raise ConfigurationError(
                 "ssl_cert_reqs must be 'required', 'optional' or 'none', "
