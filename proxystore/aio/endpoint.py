@@ -98,7 +98,7 @@ class EndpointStore(Store[EndpointKey]):
         self.url = url.rstrip("/") if url is not None else None
         self.timeout = timeout
         self._clients: ClientsPerLoop[httpx.AsyncClient] = ClientsPerLoop(
-            self._new_http_client
+            self._new_http_client, _aclose_http_client
         )
         self._endpoint_url = ""
         self._endpoint_uuid = ""

@@ -73,7 +73,11 @@ class Store(Generic[KeyT]):
             raise ConfigurationError(
                 f"store name must be a non-empty str, got {name!r}"
             )
-        if not isinstance(cache_size, int) or isinstance(cache_size, bool) or cache_size < 0:
+        if (
+            not isinstance(cache_size, int)
+            or isinstance(cache_size, bool)
+            or cache_size < 0
+        ):
             raise ConfigurationError(
                 f"cache_size must be an int >= 0, got {cache_size!r}"
             )

@@ -99,7 +99,7 @@ class EndpointStore(Store[EndpointKey]):
         self.url = url.rstrip("/") if url is not None else None
         self.timeout = timeout
         self._clients: ClientsPerLoop[httpx.Client] = ClientsPerLoop(
-            self._new_http_client
+            self._new_http_client, _close_http_client
         )
         self._endpoint_url = ""
         self._endpoint_uuid = ""

@@ -199,7 +199,9 @@ class RedisStore(Store[str]):
         self.max_connections = max_connections
         self.chunk_size = chunk_size
         self._target = f"{hostname}:{port}"
-        self._clients: ClientsPerLoop[_Client] = ClientsPerLoop(self._new_client)
+        self._clients: ClientsPerLoop[_Client] = ClientsPerLoop(
+            self._new_client, _close_client
+        )
 
     def config(self) -> dict[str, Any]:
         """Return the keyword arguments that rebuild this store anywhere.
