@@ -237,10 +237,7 @@ class GlobusStore(Store[GlobusKey]):
                 if detail and hasattr(err, "add_note"):
                     err.add_note(f"set on store {self.name!r}: {detail}")
                 if isinstance(err, OSError):
-                    raise StoreOperationError(
-                        f"set on GlobusStore {self.name!r} at "
-                        f"{self.endpoint.local_path!r} failed: {err}"
-                    ) from err
+                    raise self._file_error("set", err) from err
                 raise
             raise BatchWriteError(
                 self.name,
@@ -268,6 +265,8 @@ class GlobusStore(Store[GlobusKey]):
                 data: bytes = await file.read()
         except FileNotFoundError:
             return None
+        except OSError as err:
+            raise self._file_error("get", err) from err
         return data
 
     async def _aexists(self, key: GlobusKey) -> bool:
@@ -275,7 +274,10 @@ class GlobusStore(Store[GlobusKey]):
         return os.path.exists(self._path(key.filename))
 
     async def _aevict(self, key: GlobusKey) -> None:
-        remove_file(self._path(key.filename))
+        try:
+            remove_file(self._path(key.filename))
+        except OSError as err:
+            raise self._file_error("evict", err) from err
         if self._others:
             await run_blocking(
                 submit_deletes,
@@ -284,6 +286,12 @@ class GlobusStore(Store[GlobusKey]):
                 key.filename,
                 label=f"proxystore {self.name} evict",
             )
+
+    def _file_error(self, operation: str, err: OSError) -> StoreOperationError:
+        return StoreOperationError(
+            f"{operation} on GlobusStore {self.name!r} at "
+            f"{self.endpoint.local_path!r} failed: {err}"
+        )
 
     async def _aclose(self) -> None:
         for client in self._owned:

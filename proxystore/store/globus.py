@@ -238,10 +238,7 @@ class GlobusStore(Store[GlobusKey]):
                 if detail and hasattr(err, "add_note"):
                     err.add_note(f"set on store {self.name!r}: {detail}")
                 if isinstance(err, OSError):
-                    raise StoreOperationError(
-                        f"set on GlobusStore {self.name!r} at "
-                        f"{self.endpoint.local_path!r} failed: {err}"
-                    ) from err
+                    raise self._file_error("set", err) from err
                 raise
             raise BatchWriteError(
                 self.name,
@@ -269,6 +266,8 @@ class GlobusStore(Store[GlobusKey]):
                 data: bytes = file.read()
         except FileNotFoundError:
             return None
+        except OSError as err:
+            raise self._file_error("get", err) from err
         return data
 
     def _exists(self, key: GlobusKey) -> bool:
@@ -276,7 +275,10 @@ class GlobusStore(Store[GlobusKey]):
         return os.path.exists(self._path(key.filename))
 
     def _evict(self, key: GlobusKey) -> None:
-        remove_file(self._path(key.filename))
+        try:
+            remove_file(self._path(key.filename))
+        except OSError as err:
+            raise self._file_error("evict", err) from err
         if self._others:
             run_blocking(
                 submit_deletes,
@@ -285,6 +287,12 @@ class GlobusStore(Store[GlobusKey]):
                 key.filename,
                 label=f"proxystore {self.name} evict",
             )
+
+    def _file_error(self, operation: str, err: OSError) -> StoreOperationError:
+        return StoreOperationError(
+            f"{operation} on GlobusStore {self.name!r} at "
+            f"{self.endpoint.local_path!r} failed: {err}"
+        )
 
     def _close(self) -> None:
         for client in self._owned:

@@ -491,3 +491,21 @@ async def test_failed_batch_removes_its_files_and_says_what_may_remain(
     assert f"may remain on endpoints {other}" in message
     assert isinstance(info.value.__cause__, ConfigurationError)
     assert list(Path(store.endpoint.local_path).iterdir()) == []
+
+
+async def test_file_system_errors_name_store_and_operation(
+    pair: tuple[GlobusStore, GlobusStore],
+) -> None:
+    a, _ = pair
+    key = await a.aset("x")
+    path = local_file(a, key)
+    path.unlink()
+    path.mkdir()  # reading or removing it as a file fails
+    a._cache.clear()
+    with pytest.raises(StoreOperationError, match="get on GlobusStore") as info:
+        await a.aget(key)
+    assert isinstance(info.value.__cause__, IsADirectoryError)
+    assert a.endpoint.local_path in str(info.value)
+    with pytest.raises(StoreOperationError, match="evict on GlobusStore") as info:
+        await a.aevict(key)
+    assert isinstance(info.value.__cause__, OSError)
