@@ -16,7 +16,7 @@ import os
 import threading
 import weakref
 from collections.abc import AsyncGenerator, Awaitable, Callable, Iterator, Mapping
-from typing import TypeVar
+from typing import Any, TypeVar
 
 C = TypeVar("C")
 
@@ -53,6 +53,7 @@ class ClientsPerLoop(Mapping[Owner, C]):
         self._lock = threading.Lock()
         self._pid = os.getpid()
         self._inherited: list[object] = []
+        _instances[id(self)] = self
 
     def client_for(self, owner: Owner) -> C:
         """Return the owner's client, creating it on first use."""
@@ -127,6 +128,21 @@ class ClientsPerLoop(Mapping[Owner, C]):
         """Close every client of the sync face."""
         for client in self.take_all().values():
             close(client)
+
+
+# Every map, so a forked child can replace their locks: another thread of the
+# parent may have held one at fork time, and would never release it here.
+_instances: weakref.WeakValueDictionary[int, ClientsPerLoop[Any]] = (
+    weakref.WeakValueDictionary()
+)
+
+
+def _new_locks_after_fork() -> None:
+    for clients in list(_instances.values()):
+        clients._lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_new_locks_after_fork)
 
 
 def _closed(loop: Owner) -> bool:

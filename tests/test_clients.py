@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import multiprocessing
 import sys
 import warnings
 from collections.abc import Iterator
@@ -106,3 +107,26 @@ def test_sync_owner_is_never_closed_by_a_loop() -> None:
     asyncio.run(nothing())
     assert client.closed == 0
     assert clients[None] is client
+
+
+def report_client(clients: ClientsPerLoop[Client], outbox: Any) -> None:
+    outbox.put(type(clients.client_for(None)).__name__)
+
+
+def test_child_forked_while_a_thread_holds_the_lock_gets_a_client() -> None:
+    clients: ClientsPerLoop[Client] = ClientsPerLoop(Client, close_client)
+    context = multiprocessing.get_context("fork")
+    outbox = context.Queue()
+    with clients._lock:  # as another thread of the parent might at fork time
+        child = context.Process(target=report_client, args=(clients, outbox))
+        child.start()
+    try:
+        assert outbox.get(timeout=10) == "Client"
+        child.join(timeout=10)
+        assert child.exitcode == 0
+    finally:
+        if child.is_alive():
+            child.kill()
+            child.join(timeout=10)
+        outbox.close()
+        outbox.join_thread()
