@@ -1,17 +1,22 @@
 """The process-wide background event loop that runs prefetches.
 
 One daemon thread runs one event loop, started on the first `submit`, and a
-few daemon worker threads run blocking calls for it (`run_blocking`). A
+few daemon worker threads run blocking calls for it (`run_blocking`, and the
+loop's default executor, which `aiofiles` and `asyncio.to_thread` use). A
 forked child forgets the parent's loop (its threads do not exist in the child)
 and starts its own on first need. At interpreter exit the pending tasks are
-cancelled, the loop is stopped and its thread joined with a timeout; a worker
-stuck in a blocking call never holds the exit up.
+cancelled, the loop is stopped and its thread joined, all within about a
+second; a thread stuck in a blocking call (a read from a hung file system, a
+deserializer that never returns) is a daemon and never holds the exit up.
 
 Work submitted under a store name runs under that store's semaphore. A
 prefetch (`submit_held`) keeps its slot after it finishes, until its result is
 used (`Ticket.release`): so at most `max_concurrency` objects per store are
 being fetched or waiting to be used, which bounds a consumer's memory however
-many proxies it receives, and fetches happen in the order proxies arrive.
+many proxies it receives, and fetches happen in the order proxies arrive. A
+queued prefetch holds its owner weakly and is cancelled when the owner is
+dropped, and whatever a prefetch raises, `BaseException`s included, goes to
+its future, never out of the loop.
 """
 
 from __future__ import annotations
