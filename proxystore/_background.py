@@ -1,17 +1,22 @@
 """The process-wide background event loop that runs prefetches.
 
 One daemon thread runs one event loop, started on the first `submit`, and a
-few daemon worker threads run blocking calls for it (`run_blocking`). A
+few daemon worker threads run blocking calls for it (`run_blocking`, and the
+loop's default executor, which `aiofiles` and `asyncio.to_thread` use). A
 forked child forgets the parent's loop (its threads do not exist in the child)
 and starts its own on first need. At interpreter exit the pending tasks are
-cancelled, the loop is stopped and its thread joined with a timeout; a worker
-stuck in a blocking call never holds the exit up.
+cancelled, the loop is stopped and its thread joined, all within about a
+second; a thread stuck in a blocking call (a read from a hung file system, a
+deserializer that never returns) is a daemon and never holds the exit up.
 
 Work submitted under a store name runs under that store's semaphore. A
 prefetch (`submit_held`) keeps its slot after it finishes, until its result is
 used (`Ticket.release`): so at most `max_concurrency` objects per store are
 being fetched or waiting to be used, which bounds a consumer's memory however
-many proxies it receives, and fetches happen in the order proxies arrive.
+many proxies it receives, and fetches happen in the order proxies arrive. A
+queued prefetch holds its owner weakly and is cancelled when the owner is
+dropped, and whatever a prefetch raises, `BaseException`s included, goes to
+its future, never out of the loop.
 """
 
 from __future__ import annotations
@@ -20,12 +25,17 @@ import asyncio
 import atexit
 import concurrent.futures
 import contextlib
+import functools
 import os
 import queue
 import threading
+import time
+import types
+import weakref
 from collections.abc import Callable, Coroutine
 from typing import Any, Literal, TypeVar
 
+from proxystore._validate import check_seconds
 from proxystore.exceptions import ConfigurationError
 
 T = TypeVar("T")
@@ -53,6 +63,9 @@ DEFAULT_FETCH_FACE: FetchFace = "sync"
 
 _START_TIMEOUT = 10.0
 _STOP_TIMEOUT = 5.0
+# At interpreter exit: pending fetches are cancelled within this, and a loop
+# stuck in a blocking call is abandoned (its threads are daemons).
+_EXIT_TIMEOUT = 1.0
 _WORKERS = 8
 
 _config_lock = threading.Lock()
@@ -62,7 +75,7 @@ _wait_timeout = DEFAULT_WAIT_TIMEOUT
 _fetch_face: FetchFace = DEFAULT_FETCH_FACE
 
 
-_Job = tuple[Callable[[], Any], "asyncio.Future[Any]", asyncio.AbstractEventLoop]
+_Job = tuple[Callable[[], Any], Callable[[tuple[bool, Any]], None]]
 
 
 class _Workers:
@@ -81,6 +94,19 @@ class _Workers:
 
     def run(self, loop: asyncio.AbstractEventLoop, function: Callable[[], T]) -> Any:
         future: asyncio.Future[T] = loop.create_future()
+
+        def settle(outcome: tuple[bool, Any]) -> None:
+            # A loop closed meanwhile raises RuntimeError: nobody waits then.
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(_settle, future, outcome)
+
+        self.put(function, settle)
+        return future
+
+    def put(
+        self, function: Callable[[], Any], settle: Callable[[tuple[bool, Any]], None]
+    ) -> None:
+        """Run `function` in a worker and pass its outcome to `settle` there."""
         with self.lock:
             if self.idle == 0 and len(self.threads) < self.size:
                 thread = threading.Thread(
@@ -90,8 +116,7 @@ class _Workers:
                 )
                 self.threads.append(thread)
                 thread.start()
-        self.jobs.put((function, future, loop))
-        return future
+        self.jobs.put((function, settle))
 
     def _work(self) -> None:
         _local.worker = True
@@ -103,20 +128,56 @@ class _Workers:
                 self.idle -= 1
             if job is None:
                 return
-            function, future, loop = job
+            function, settle = job
             try:
                 outcome: tuple[bool, Any] = (True, function())
             except BaseException as err:
                 outcome = (False, err)
-            # A loop closed meanwhile raises RuntimeError: nobody waits then.
-            with contextlib.suppress(RuntimeError):
-                loop.call_soon_threadsafe(_settle, future, outcome)
+            settle(outcome)
             # An idle worker must not keep the last call's objects alive.
-            del job, function, future, loop, outcome
+            del job, function, settle, outcome
 
     def stop(self) -> None:
         for _ in self.threads:
             self.jobs.put(None)
+
+
+class _DaemonExecutor(concurrent.futures.ThreadPoolExecutor):
+    """The background loop's default executor, on the loop's daemon workers.
+
+    `aiofiles` and `asyncio.to_thread` run blocking calls in the loop's
+    default executor; a standard one's threads are joined at interpreter
+    exit, so a read blocked forever (a hung NFS mount, a FIFO without a
+    writer) would keep the process from exiting. Only `submit` and
+    `shutdown` are used; the base class is what `set_default_executor`
+    insists on, none of its threads are ever started.
+    """
+
+    def __init__(self, workers: _Workers) -> None:
+        super().__init__(max_workers=1)
+        self._workers = workers
+
+    def submit(
+        self, fn: Callable[..., T], /, *args: Any, **kwargs: Any
+    ) -> concurrent.futures.Future[T]:
+        future: concurrent.futures.Future[T] = concurrent.futures.Future()
+
+        def settle(outcome: tuple[bool, Any]) -> None:
+            if not future.set_running_or_notify_cancel():
+                return
+            ok, value = outcome
+            if ok:
+                future.set_result(value)
+            else:
+                future.set_exception(value)
+
+        self._workers.put(functools.partial(fn, *args, **kwargs), settle)
+        return future
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        # Never waits: a call blocked in a worker must not hold up the loop's
+        # shutdown (and with it the interpreter's exit).
+        return
 
 
 def _settle(future: asyncio.Future[Any], outcome: tuple[bool, Any]) -> None:
@@ -152,6 +213,7 @@ class _Runner:
 
     def _run(self) -> None:
         asyncio.set_event_loop(self.loop)
+        self.loop.set_default_executor(_DaemonExecutor(self.workers))
         self.loop.call_soon(self._ready.set)
         try:
             self.loop.run_forever()
@@ -191,7 +253,28 @@ class _Runner:
         ticket: Ticket,
         store: str,
         limiter: asyncio.Semaphore | None,
-        job: Callable[[], Coroutine[Any, Any, T]],
+        job: Callable[[], Coroutine[Any, Any, T] | None],
+        result: concurrent.futures.Future[T | None],
+    ) -> None:
+        try:
+            value = await self._held(ticket, store, limiter, job)
+        except asyncio.CancelledError:
+            result.cancel()
+            raise
+        except BaseException as err:
+            # Whatever the payload raised (SystemExit and KeyboardInterrupt
+            # included) belongs to that proxy's first use. Raised out of a
+            # task, those two would stop the loop and every later prefetch.
+            _deliver(result, False, err)
+            return
+        _deliver(result, True, value)
+
+    async def _held(
+        self,
+        ticket: Ticket,
+        store: str,
+        limiter: asyncio.Semaphore | None,
+        job: Callable[[], Coroutine[Any, Any, T] | None],
     ) -> T | None:
         acquired: list[asyncio.Semaphore] = []
         try:
@@ -210,7 +293,11 @@ class _Runner:
                 semaphore.release()
             return None
         try:
-            return await job()
+            coro = job()
+            if coro is None:  # its owner was dropped meanwhile
+                ticket.release()
+                return None
+            return await coro
         except BaseException:
             ticket.release()
             raise
@@ -225,11 +312,26 @@ class _Runner:
     def stop(self, timeout: float) -> None:
         if not self.thread.is_alive():
             return
-        cancelled = asyncio.run_coroutine_threadsafe(self.cancel_pending(), self.loop)
-        concurrent.futures.wait([cancelled], timeout)
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(timeout)
+        # One deadline for the whole stop: a loop thread stuck in a blocking
+        # call (a deserializer that never returns) is a daemon and is left.
+        deadline = time.monotonic() + timeout
+        with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
+            cancelled = asyncio.run_coroutine_threadsafe(
+                self.cancel_pending(), self.loop
+            )
+            concurrent.futures.wait([cancelled], max(0.0, deadline - time.monotonic()))
+            self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(max(0.0, deadline - time.monotonic()))
         self.workers.stop()
+
+
+def _deliver(future: concurrent.futures.Future[Any], ok: bool, value: Any) -> None:
+    # The future may have been cancelled by its owner meanwhile.
+    with contextlib.suppress(concurrent.futures.InvalidStateError):
+        if ok:
+            future.set_result(value)
+        else:
+            future.set_exception(value)
 
 
 class Ticket:
@@ -249,6 +351,9 @@ class Ticket:
         self._held: list[asyncio.Semaphore] = []
         self._loop: asyncio.AbstractEventLoop | None = None
         self._pid = os.getpid()
+        # The queued job's task: cancelled when the job will never be needed,
+        # so a queue of dropped proxies' fetches does not wait for slots.
+        self._task: concurrent.futures.Future[Any] | None = None
 
     @property
     def started(self) -> bool:
@@ -261,16 +366,25 @@ class Ticket:
             if self._state != self._QUEUED:
                 return False
             self._state = self._RELEASED
-            return True
+            task = self._task
+        _cancel(task)
+        return True
 
     def release(self) -> None:
-        """Give the slots back (safe from any thread, and more than once)."""
+        """Give the slots back (safe from any thread, and more than once).
+
+        A job still queued is cancelled: it will never run.
+        """
         if self._pid != os.getpid():
             return  # inherited through fork: the slots belong to the parent
         with self._lock:
+            queued = self._state == self._QUEUED
             held, self._held = self._held, []
             self._state = self._RELEASED
             loop = self._loop
+            task = self._task
+        if queued:
+            _cancel(task)
         if held and loop is not None:
             with contextlib.suppress(RuntimeError):  # the loop already closed
                 for semaphore in held:
@@ -355,16 +469,50 @@ def submit_held(
         limiter: Another semaphore to hold along with the store's.
 
     Returns:
-        The job's future (None if the job was claimed instead of run) and
-        the ticket whose `release` frees the slots. The job releases them
-        itself if it fails.
+        The job's future and the ticket whose `release` frees the slots (the
+        job releases them itself if it fails). The future holds whatever the
+        job raised, `BaseException`s included; it is cancelled (or holds
+        None) if the job was claimed, released or dropped before it ran.
+        The job is held weakly when it is a bound method: dropping its
+        owner lets the owner's finalizer release the ticket, which cancels
+        the queued job.
     """
     runner = _get_runner()
     ticket = Ticket()
-    future = asyncio.run_coroutine_threadsafe(
-        runner.held(ticket, store, limiter, job), runner.loop
+    result: concurrent.futures.Future[T | None] = concurrent.futures.Future()
+    task = asyncio.run_coroutine_threadsafe(
+        runner.held(ticket, store, limiter, _weakly(job), result), runner.loop
     )
-    return future, ticket
+    with ticket._lock:
+        ticket._task = task
+        # Released before its task was recorded, and never started: cancel
+        # it here (a started job is left alone, it runs to completion).
+        dropped = ticket._state == ticket._RELEASED and ticket._loop is None
+    if dropped:
+        _cancel(task)
+    return result, ticket
+
+
+def _weakly(
+    job: Callable[[], Coroutine[Any, Any, T]],
+) -> Callable[[], Coroutine[Any, Any, T] | None]:
+    # A queued job must not keep its owner (a proxy's factory) alive: the
+    # owner's finalizer is what cancels the job when the proxy is dropped.
+    if not isinstance(job, types.MethodType):
+        return job
+    method = weakref.WeakMethod(job)
+
+    def call() -> Coroutine[Any, Any, T] | None:
+        bound = method()
+        return None if bound is None else bound()
+
+    return call
+
+
+def _cancel(task: concurrent.futures.Future[Any] | None) -> None:
+    if task is not None:
+        with contextlib.suppress(RuntimeError):  # the loop already closed
+            task.cancel()
 
 
 def in_background_thread() -> bool:
@@ -419,13 +567,15 @@ def configure(
     if face is not None and face not in ("async", "sync"):
         raise ConfigurationError(f"face must be 'async' or 'sync', got {face!r}")
     if max_concurrency is not None and (
-        not isinstance(max_concurrency, int) or max_concurrency < 1
+        not isinstance(max_concurrency, int)
+        or isinstance(max_concurrency, bool)
+        or max_concurrency < 1
     ):
         raise ConfigurationError(
             f"max_concurrency must be an int >= 1, got {max_concurrency!r}"
         )
-    if wait_timeout is not None and not wait_timeout > 0:
-        raise ConfigurationError(f"wait_timeout must be > 0, got {wait_timeout!r}")
+    if wait_timeout is not None:
+        check_seconds(wait_timeout, "timeout", "configure_prefetch")
     with _config_lock:
         if max_concurrency is not None:
             if store is None:
@@ -472,4 +622,4 @@ def _forget_after_fork() -> None:
 
 
 os.register_at_fork(after_in_child=_forget_after_fork)
-atexit.register(shutdown)
+atexit.register(shutdown, _EXIT_TIMEOUT)

@@ -196,6 +196,51 @@ class AuthenticationError(ProxyStoreError):
     """A server refused our credentials, or we have none to present."""
 
 
+class BatchWriteError(StoreOperationError):
+    """A batch write failed part-way; what it wrote was removed, or is listed.
+
+    Attributes:
+        store: The store's name.
+        remaining: Keys (or a description) of what it wrote and could not
+            remove; empty when nothing it wrote is left.
+
+    The first error the batch hit is the ``__cause__``.
+    """
+
+    def __init__(
+        self,
+        store: str,
+        operation: str,
+        count: int,
+        error: BaseException,
+        *,
+        written: int,
+        remaining: list[Any],
+        detail: str = "",
+    ) -> None:
+        self.store = store
+        self.remaining = remaining
+        if remaining:
+            outcome = (
+                f"{len(remaining)} objects it wrote could not be removed and may "
+                f"remain: {describe(remaining, 400)}"
+            )
+        elif written:
+            outcome = f"the {written} objects it wrote were removed"
+        else:
+            outcome = "nothing it wrote remains"
+        if detail:
+            outcome += f"; {detail}"
+        super().__init__(
+            f"{operation} of {count} objects on store {store!r} failed "
+            f"({outcome}): {error}"
+        )
+
+
+class InvalidArgumentError(ProxyStoreError, TypeError):
+    """An operation was given an argument of the wrong type or form."""
+
+
 def describe(value: Any, limit: int = 80) -> str:
     """Return a short, safe repr of a value for use in error messages."""
     text = repr(value)

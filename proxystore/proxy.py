@@ -875,16 +875,23 @@ def _peek_target(proxy: Proxy[Any]) -> Any:
 # touched by two threads at once never allocate a lock of their own.
 _LOCK_CREATION = threading.Lock()
 
+# Bumped in every forked child. A per-proxy lock is stored with the
+# generation that made it: a lock from an older generation was inherited
+# through fork, possibly held by a parent thread that does not exist here,
+# so the child replaces it instead of waiting on it forever.
+_generation = 0
 
-def _reset_lock_creation_after_fork() -> None:
+
+def _reset_after_fork() -> None:
     # A fork while another thread held the lock would leave it held forever
     # in the child.
-    global _LOCK_CREATION
+    global _LOCK_CREATION, _generation
     _LOCK_CREATION = threading.Lock()
+    _generation += 1
 
 
 if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_reset_lock_creation_after_fork)
+    os.register_at_fork(after_in_child=_reset_after_fork)
 
 
 def _known_class(proxy: Proxy[Any]) -> type | None:
@@ -895,15 +902,19 @@ def _known_class(proxy: Proxy[Any]) -> type | None:
 
 def _resolve(proxy: Proxy[T]) -> T:
     """Call the proxy's factory once, keep the target, and return it."""
-    lock = _get_lock(proxy)
-    if lock is None:
+    # The lock slot holds (lock, generation) while a resolution may be in
+    # flight; only this slow path reads it, the resolved fast path never does.
+    entry = _get_lock(proxy)
+    generation = _generation
+    if entry is None or entry[1] != generation:
         with _LOCK_CREATION:
-            lock = _get_lock(proxy)
-            if lock is None:
+            entry = _get_lock(proxy)
+            if entry is None or entry[1] != generation:
                 # Reentrant so a factory that touches its own proxy fails
                 # with a RecursionError instead of deadlocking.
-                lock = threading.RLock()
-                _set_lock(proxy, lock)
+                entry = (threading.RLock(), generation)
+                _set_lock(proxy, entry)
+    lock = entry[0]
     with lock:
         target = _peek_target(proxy)
         if target is _UNRESOLVED:

@@ -9,9 +9,12 @@ import logging
 import multiprocessing
 import os
 import pickle
+import select
 import subprocess
 import sys
 import threading
+import time
+import weakref
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -319,7 +322,9 @@ def test_first_use_of_a_queued_prefetch_fetches_at_once(store_name: str) -> None
     finally:
         slot.release()
     assert pending is not None
-    assert pending.result(TIMEOUT) is None  # the queued job never fetched
+    # The queued job was cancelled when first use took it over: it never fetched.
+    concurrent.futures.wait([pending], TIMEOUT)
+    assert pending.cancelled()
     assert sum(_gets(store_name).values()) == 1
 
 
@@ -469,3 +474,135 @@ print(sum(consumers[0]))
     assert done.stdout.strip() == str(sum(range(1000)))
     assert "Traceback" not in done.stderr
     assert "never retrieved" not in done.stderr
+
+
+def _exit_on_load(data: bytes) -> Any:
+    raise SystemExit(3)
+
+
+def _interrupt_on_load(data: bytes) -> Any:
+    raise KeyboardInterrupt
+
+
+@pytest.mark.parametrize("face", ["sync", "async"])
+@pytest.mark.parametrize(
+    ("deserializer", "error"),
+    [(_exit_on_load, SystemExit), (_interrupt_on_load, KeyboardInterrupt)],
+)
+def test_payload_raising_base_exception_does_not_stop_prefetching(
+    face: str, deserializer: Any, error: type[BaseException], store_name: str
+) -> None:
+    configure_prefetch(face=face)  # type: ignore[arg-type]
+    store = init_store("local", store_name, metrics=True)
+    bad = _roundtrip(
+        store.proxy(
+            [0], serializer=pickle.dumps, deserializer=deserializer, prefetch=True
+        )
+    )
+    pending = _factory(bad)._pending
+    assert pending is not None
+    concurrent.futures.wait([pending], TIMEOUT)
+    assert isinstance(pending.exception(0), error)
+    with pytest.raises(error):
+        len(bad)  # the payload's error goes to the proxy's first use
+    # The loop keeps serving: later prefetches still run in the background.
+    for value in range(3):
+        good = _roundtrip(store.proxy([value], prefetch=True))
+        _settled(good)
+        assert good == [value]
+    assert _background.submit(_noop()).result(TIMEOUT) is None
+
+
+def test_dropped_proxies_queued_fetches_are_cancelled(store_name: str) -> None:
+    store = init_store("local", store_name, metrics=True, cache_size=0)
+    proxy = store.proxy(list(range(100)), prefetch=True)
+    blob = pickle.dumps(proxy)
+    slot = _StoreSlot(store_name)  # every prefetch below stays queued
+    try:
+        dropped = pickle.loads(blob)
+        factory_ref = weakref.ref(get_factory(dropped))
+        del dropped
+        for _ in range(3000):
+            pickle.loads(blob)  # dropped at once, its fetch still queued
+        # The queue kept no strong reference to the dropped factory.
+        assert factory_ref() is None
+        kept = pickle.loads(blob)
+    finally:
+        slot.release()
+    _settled(kept)
+    assert kept == list(range(100))
+    assert sum(_gets(store_name).values()) == 1  # only the kept proxy was fetched
+
+    async def count_tasks() -> int:
+        return len(asyncio.all_tasks())
+
+    # Only the counting task is left on the loop: no queued job lingers.
+    assert _background.submit(count_tasks()).result(TIMEOUT) == 1
+
+
+_BLOCKED_EXIT_SCRIPT = """
+import os, pickle, sys, threading
+from proxystore import aio, store as sync
+from proxystore.store.utils import configure_prefetch
+import aiofiles.threadpool, proxystore.store.file
+
+face, how, store_dir = sys.argv[1:]
+configure_prefetch(face=face)
+entered = threading.Event()
+
+def block(data):
+    entered.set()
+    threading.Event().wait()
+
+def reporting(open_file):
+    def opened(*args, **kwargs):
+        entered.set()  # the fetch's thread is about to block in open()
+        return open_file(*args, **kwargs)
+    return opened
+
+store = sync.init_store("file", "blocked", store_dir=store_dir)
+if how == "fifo":
+    proxy = store.proxy([1], prefetch=True)
+    path = os.path.join(store_dir, sync.utils.get_key(proxy))
+    os.remove(path)
+    os.mkfifo(path)  # a read that never returns: no writer ever comes
+    # Both run in the thread that then blocks: the sync face's worker, and
+    # the executor thread aiofiles opens in.
+    aiofiles.threadpool.sync_open = reporting(aiofiles.threadpool.sync_open)
+    proxystore.store.file.open_file = reporting(proxystore.store.file.open_file)
+else:
+    proxy = store.proxy(
+        [1], serializer=pickle.dumps, deserializer=block, prefetch=True
+    )
+consumer = pickle.loads(pickle.dumps(proxy))
+assert entered.wait(10), "the prefetch never started"
+print("blocked", flush=True)
+"""
+
+
+@pytest.mark.parametrize("face", ["sync", "async"])
+@pytest.mark.parametrize("how", ["fifo", "deserializer"])
+def test_exit_is_not_held_up_by_a_blocked_fetch(
+    face: str, how: str, tmp_path: Path
+) -> None:
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])}
+    child = subprocess.Popen(
+        [sys.executable, "-c", _BLOCKED_EXIT_SCRIPT, face, how, str(tmp_path)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    try:
+        assert child.stdout is not None
+        ready, _, _ = select.select([child.stdout], [], [], 30)
+        assert ready, "the child never reported its blocked fetch"
+        assert child.stdout.readline().strip() == "blocked"
+        start = time.monotonic()
+        child.wait(timeout=2.0)
+        assert time.monotonic() - start < 2.0
+        assert child.returncode == 0, child.stderr.read() if child.stderr else ""
+    finally:
+        if child.poll() is None:
+            child.kill()
+        child.communicate(timeout=10)

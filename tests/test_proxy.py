@@ -837,3 +837,61 @@ def test_dask_token_comes_from_the_factory() -> None:
     token = p.__dask_tokenize__()
     assert token == Proxy(factory).__dask_tokenize__()
     assert factory.calls == 0
+
+
+class HeldOnFirstCall:
+    """A factory whose first call waits until released; later calls return at once."""
+
+    def __init__(self) -> None:
+        self.entered = threading.Event()
+        self.release = threading.Event()
+        self.calls = 0
+
+    def __call__(self) -> list[int]:
+        self.calls += 1
+        if self.calls == 1:
+            self.entered.set()
+            assert self.release.wait(10)
+        return [1, 2, 3]
+
+
+def resolve_and_report(p: Proxy[list[int]], outbox: Any) -> None:
+    outbox.put(len(p))
+
+
+@pytest.mark.parametrize("contended", [False, True])
+def test_child_forked_mid_resolution_resolves(contended: bool) -> None:
+    # A parent thread holds the proxy's lock inside the factory at fork
+    # time; the child must resolve the proxy itself instead of waiting on a
+    # lock whose holder does not exist in the child.
+    factory = HeldOnFirstCall()
+    p: Proxy[list[int]] = Proxy(factory)
+    resolver = threading.Thread(target=len, args=(p,))
+    resolver.start()
+    waiter = threading.Thread(target=len, args=(p,))
+    try:
+        assert factory.entered.wait(10)
+        if contended:
+            waiter.start()  # a second thread queued on the lock at fork time
+        context = multiprocessing.get_context("fork")
+        outbox = context.Queue()
+        child = context.Process(target=resolve_and_report, args=(p, outbox))
+        child.start()
+        try:
+            assert outbox.get(timeout=10) == 3
+            child.join(timeout=10)
+            assert child.exitcode == 0
+        finally:
+            if child.is_alive():
+                child.kill()
+                child.join(timeout=10)
+            outbox.close()
+            outbox.join_thread()
+    finally:
+        factory.release.set()
+        resolver.join(timeout=10)
+        if waiter.is_alive() or contended:
+            waiter.join(timeout=10)
+    assert not resolver.is_alive()
+    assert len(p) == 3
+    assert factory.calls == 1  # the parent resolved once; the child separately

@@ -299,7 +299,7 @@ def test_proxy_in_the_configuration_is_refused_unresolved(
 def test_badly_typed_argument_is_a_configuration_error(store_name: str) -> None:
     kwargs = {"name": store_name, "store_dir": 123}
     proxy = pickle.loads(crafted("proxystore.aio.file.FileStore", kwargs))
-    with pytest.raises(ConfigurationError, match=f"cannot build store '{store_name}'"):
+    with pytest.raises(ConfigurationError, match=f"'{store_name}'"):
         str(proxy)
     assert store_name not in registry.registered_names()
 

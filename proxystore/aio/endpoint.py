@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +22,7 @@ import httpx
 
 from proxystore._clients import ClientsPerLoop
 from proxystore._shared import new_object_id
+from proxystore._validate import check_seconds
 from proxystore.aio._compat import sleep
 from proxystore.aio.base import Store
 from proxystore.endpoint.config import (
@@ -109,18 +110,28 @@ class EndpointStore(Store[EndpointKey]):
         super().__init__(name, cache_size=cache_size, metrics=metrics)
         if isinstance(endpoints, str):
             endpoints = [endpoints]
+        if not isinstance(endpoints, Iterable) or not all(
+            isinstance(endpoint, str) for endpoint in endpoints
+        ):
+            raise ConfigurationError(
+                f"endpoints of EndpointStore {name!r} must be names or uuids "
+                f"(str), got {endpoints!r}"
+            )
+        if url is not None and not isinstance(url, str):
+            raise ConfigurationError(
+                f"url of EndpointStore {name!r} must be a str, got {url!r}"
+            )
         self.endpoints = list(endpoints)
         if not self.endpoints and url is None:
             raise ConfigurationError(
                 f"EndpointStore {name!r} needs endpoints (names or uuids) or a url"
             )
-        if timeout <= 0:
-            raise ConfigurationError(f"timeout must be positive, got {timeout!r}")
+        check_seconds(timeout, "timeout", f"EndpointStore {name!r}")
         self.url = url.rstrip("/") if url is not None else None
         self.token_file = str(token_file) if token_file is not None else None
         self.timeout = timeout
         self._clients: ClientsPerLoop[httpx.AsyncClient] = ClientsPerLoop(
-            self._new_http_client
+            self._new_http_client, _aclose_http_client
         )
         self._endpoint_url = ""
         self._endpoint_uuid = ""

@@ -24,7 +24,13 @@ from proxystore._shared import new_object_id
 from proxystore.aio._compat import open_file, run_blocking, sleep
 from proxystore.aio.base import Store
 from proxystore.aio.file import remove_file, write_file_atomically
-from proxystore.exceptions import ConfigurationError, StoreTimeoutError, describe
+from proxystore.exceptions import (
+    BatchWriteError,
+    ConfigurationError,
+    StoreOperationError,
+    StoreTimeoutError,
+    describe,
+)
 from proxystore.globus.client import native_app_client, transfer_client_from_login
 from proxystore.globus.endpoints import GlobusEndpoint, GlobusEndpoints
 from proxystore.globus.key import GlobusKey, validate_key
@@ -196,9 +202,11 @@ class GlobusStore(Store[GlobusKey]):
         if not payloads:
             return []
         filenames: list[str] = []
+        submitting = False
         try:
             for payload in payloads:
                 filenames.append(await self._write_file(payload))
+            submitting = True
             task_ids = await run_blocking(
                 submit_copies,
                 self._client,
@@ -208,10 +216,41 @@ class GlobusStore(Store[GlobusKey]):
                 sync_level=self.sync_level,
                 label=f"proxystore {self.name} set",
             )
-        except BaseException:
+        except BaseException as err:
+            remaining = []
             for filename in filenames:
-                remove_file(self._path(filename))
-            raise
+                try:
+                    remove_file(self._path(filename))
+                except OSError:
+                    remaining.append(filename)
+            if not isinstance(err, Exception):
+                raise
+            # Transfers submitted before the failure may still copy files to
+            # other endpoints: say where, so they can be cleaned up.
+            others = ", ".join(ep.uuid for ep in self._others)
+            detail = (
+                f"copies of {filenames} may remain on endpoints {others} "
+                "if a transfer was submitted"
+                if submitting and self._others
+                else ""
+            )
+            if len(payloads) == 1 and not remaining:
+                # One object: keep the error's own type (a login refused is
+                # a ConfigurationError); what may remain goes in a note.
+                if detail and hasattr(err, "add_note"):
+                    err.add_note(f"set on store {self.name!r}: {detail}")
+                if isinstance(err, OSError):
+                    raise self._file_error("set", err) from err
+                raise
+            raise BatchWriteError(
+                self.name,
+                "set_batch",
+                len(payloads),
+                err,
+                written=len(filenames),
+                remaining=remaining,
+                detail=detail,
+            ) from err
         # None of this store's own copies targets this endpoint.
         self._remember_settled(task_ids)
         task_id = ",".join(task_ids)
@@ -229,6 +268,8 @@ class GlobusStore(Store[GlobusKey]):
                 data: bytes = await file.read()
         except FileNotFoundError:
             return None
+        except OSError as err:
+            raise self._file_error("get", err) from err
         return data
 
     async def _aexists(self, key: GlobusKey) -> bool:
@@ -236,7 +277,10 @@ class GlobusStore(Store[GlobusKey]):
         return os.path.exists(self._path(key.filename))
 
     async def _aevict(self, key: GlobusKey) -> None:
-        remove_file(self._path(key.filename))
+        try:
+            remove_file(self._path(key.filename))
+        except OSError as err:
+            raise self._file_error("evict", err) from err
         if self._others:
             await run_blocking(
                 submit_deletes,
@@ -245,6 +289,12 @@ class GlobusStore(Store[GlobusKey]):
                 key.filename,
                 label=f"proxystore {self.name} evict",
             )
+
+    def _file_error(self, operation: str, err: OSError) -> StoreOperationError:
+        return StoreOperationError(
+            f"{operation} on GlobusStore {self.name!r} at "
+            f"{self.endpoint.local_path!r} failed: {err}"
+        )
 
     async def _aclose(self) -> None:
         for client in self._owned:

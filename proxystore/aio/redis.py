@@ -36,8 +36,10 @@ from redis import exceptions as redis_errors
 
 from proxystore._clients import ClientsPerLoop
 from proxystore._shared import new_object_id
+from proxystore._validate import check_seconds
 from proxystore.aio.base import Store
 from proxystore.exceptions import (
+    BatchWriteError,
     ConfigurationError,
     InvalidKeyError,
     ProxyStoreError,
@@ -183,12 +185,9 @@ class RedisStore(Store[str]):
         _check_positive_int("chunk_size", chunk_size)
         if not isinstance(db, int) or isinstance(db, bool) or db < 0:
             raise ConfigurationError(f"db must be an int >= 0, got {db!r}")
-        for option, timeout in (
-            ("socket_timeout", socket_timeout),
-            ("socket_connect_timeout", socket_connect_timeout),
-        ):
-            if not isinstance(timeout, (int, float)) or not timeout > 0:
-                raise ConfigurationError(f"{option} must be > 0, got {timeout!r}")
+        owner = f"RedisStore {name!r}"
+        check_seconds(socket_timeout, "socket_timeout", owner)
+        check_seconds(socket_connect_timeout, "socket_connect_timeout", owner)
         if ssl_cert_reqs not in ("required", "optional", "none"):
             raise ConfigurationError(
                 "ssl_cert_reqs must be 'required', 'optional' or 'none', "
@@ -210,7 +209,9 @@ class RedisStore(Store[str]):
         self.max_connections = max_connections
         self.chunk_size = chunk_size
         self._target = f"{hostname}:{port}"
-        self._clients: ClientsPerLoop[_Client] = ClientsPerLoop(self._new_client)
+        self._clients: ClientsPerLoop[_Client] = ClientsPerLoop(
+            self._new_client, _aclose_client
+        )
 
     def config(self) -> dict[str, Any]:
         """Return the keyword arguments that rebuild this store anywhere.
@@ -270,7 +271,20 @@ class RedisStore(Store[str]):
             key, more = self._writes(payload)
             keys.append(key)
             writes += more
-        await self._awrite(writes, "set_batch")
+        try:
+            await self._awrite(writes, "set_batch")
+        except ProxyStoreError as err:
+            # One MULTI: all of it or none was written, and after a dropped
+            # connection we cannot tell which; delete it all if we can.
+            removed = await self._aevict_quietly([key for key, _ in writes])
+            raise BatchWriteError(
+                self.name,
+                "set_batch",
+                len(payloads),
+                err,
+                written=0,
+                remaining=[] if removed else keys,
+            ) from err
         return keys
 
     async def _awrite(self, writes: list[_Write], operation: str) -> None:

@@ -17,10 +17,13 @@ from typing import Any, ClassVar, Generic, TypeVar
 
 from typing_extensions import Self
 
+from proxystore._validate import check_flag
 from proxystore.store._compat import gather
 from proxystore.cache import MISSING, LRUCache
 from proxystore.exceptions import (
+    BatchWriteError,
     ConfigurationError,
+    InvalidArgumentError,
     MissingKeyError,
     StoreClosedError,
 )
@@ -92,10 +95,15 @@ class Store(Generic[KeyT]):
             raise ConfigurationError(
                 f"store name must be a non-empty str, got {name!r}"
             )
-        if not isinstance(cache_size, int) or cache_size < 0:
+        if (
+            not isinstance(cache_size, int)
+            or isinstance(cache_size, bool)
+            or cache_size < 0
+        ):
             raise ConfigurationError(
                 f"cache_size must be an int >= 0, got {cache_size!r}"
             )
+        check_flag(metrics, "metrics", f"store {name!r}")
         self.name = name
         self.cache_size = cache_size
         self._cache: LRUCache[KeyT] = LRUCache(cache_size)
@@ -122,8 +130,38 @@ class Store(Generic[KeyT]):
         raise NotImplementedError
 
     def _set_bytes_batch(self, payloads: Sequence[Payload]) -> list[KeyT]:
-        """Store several payloads; drivers override this with one round trip."""
-        return gather(*[self._set_bytes(payload) for payload in payloads])
+        """Store several payloads, all or none (drivers override: one round trip).
+
+        An override must keep the guarantee: on failure, remove what it
+        wrote and raise `BatchWriteError` (listing what it could not remove).
+        """
+        outcomes = gather(
+            *[_settled(self._set_bytes, payload) for payload in payloads]
+        )
+        keys = [value for ok, value in outcomes if ok]
+        errors = [value for ok, value in outcomes if not ok]
+        if errors:
+            self._undo_set_batch(keys, errors[0], len(payloads))
+        return keys
+
+    def _undo_set_batch(
+        self, keys: list[KeyT], error: BaseException, count: int
+    ) -> None:
+        """Evict what a failed batch wrote and raise `BatchWriteError` from `error`."""
+        remaining: list[Any] = []
+        for key in keys:
+            try:
+                self._evict(key)
+            except Exception:
+                remaining.append(key)
+        raise BatchWriteError(
+            self.name,
+            "set_batch",
+            count,
+            error,
+            written=len(keys),
+            remaining=remaining,
+        ) from error
 
     def _get_bytes(self, key: KeyT) -> Buffer | None:
         """Return the payload stored under `key`, or None if there is none."""
@@ -203,12 +241,19 @@ class Store(Generic[KeyT]):
     def set_batch(
         self, objs: Iterable[Any], *, serializer: Serializer | None = None
     ) -> list[KeyT]:
-        """Store several objects (one round trip where the driver allows it).
+        """Store several objects, all or none (in one round trip where possible).
 
         Returns:
             Their keys, in order.
+
+        Raises:
+            InvalidArgumentError: If `objs` is a str or bytes (one object,
+                not a batch of characters).
+            BatchWriteError: If a write failed; the objects already written
+                were removed (those that could not be are listed).
         """
         self._check_open()
+        _check_batch(objs, "objs", "set_batch")
         payloads = [
             serialize_parts(obj) if serializer is None else _custom(obj, serializer)
             for obj in objs
@@ -246,8 +291,13 @@ class Store(Generic[KeyT]):
         """Return the objects stored under several keys, `default` for missing ones.
 
         Drivers that can fetch several keys in one round trip do so.
+
+        Raises:
+            InvalidArgumentError: If `keys` is a str or bytes (one key, not a
+                batch of characters).
         """
         self._check_open()
+        _check_batch(keys, "keys", "get_batch")
         keys = [self._validate_key(key) for key in keys]
         results: list[Any] = [self._cache.get(key) for key in keys]
         wanted = [
@@ -324,7 +374,13 @@ class Store(Generic[KeyT]):
         deserializer: Deserializer | None = None,
         prefetch: bool = False,
     ) -> list[Proxy[T]]:
-        """Store several objects and return a proxy for each, in order."""
+        """Store several objects and return a proxy for each, in order.
+
+        Raises:
+            InvalidArgumentError: If `objs` is a str or bytes.
+            BatchWriteError: If a write failed (see `set_batch`).
+        """
+        _check_batch(objs, "objs", "proxy_batch")
         objs = list(objs)
         keys = self.set_batch(objs, serializer=serializer)
         return [
@@ -443,6 +499,29 @@ class Store(Generic[KeyT]):
     def _record(self, operation: str, start: float, payload: Payload = ()) -> None:
         if self.metrics is not None:
             self.metrics.record(operation, _clock() - start, _nbytes(payload))
+
+
+def _settled(
+    write: Callable[[Payload], Any], payload: Payload
+) -> tuple[bool, Any]:
+    """Run one write of a batch: (True, key) or (False, the error it raised)."""
+    try:
+        return True, write(payload)
+    except Exception as err:
+        return False, err
+
+
+def _check_batch(batch: object, argument: str, operation: str) -> None:
+    if isinstance(batch, (str, bytes, bytearray, memoryview)):
+        raise InvalidArgumentError(
+            f"{operation}: {argument} must be an iterable of "
+            f"{'objects' if argument == 'objs' else 'keys'}, not a single "
+            f"{type(batch).__name__} (wrap it in a list)"
+        )
+    if not isinstance(batch, Iterable):
+        raise InvalidArgumentError(
+            f"{operation}: {argument} must be an iterable, got {type(batch).__name__}"
+        )
 
 
 def _custom(obj: Any, serializer: Serializer) -> Payload:

@@ -203,7 +203,7 @@ class StoreFactory(Factory[T]):
     ) -> T:
         try:
             result = pending.result(0)
-        except Exception:
+        except BaseException:
             # A failed prefetch is reported once; the next use fetches again.
             self._forget(pending)
             raise

@@ -3,26 +3,35 @@
 
 Every write goes to a temporary file in the same directory that is renamed
 into place, so a reader sees a whole object or none. Keys are plain file names:
-anything that could leave the directory is refused.
+anything that could leave the directory is refused. Temporary files are named
+after their writer (`proxystore._tempfiles`), so opening a store (and
+`FileStore.sweep`) removes those whose writer was killed mid-write.
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import re
 from typing import Any
 
 from proxystore._shared import new_object_id
-from proxystore.store._compat import open_file
+from proxystore._tempfiles import fsync_directory, host_name, is_orphan, temp_name
+from proxystore.store._compat import open_file, run_blocking
 from proxystore.store.base import Store
-from proxystore.exceptions import ConfigurationError, InvalidKeyError
+from proxystore.exceptions import (
+    ConfigurationError,
+    InvalidKeyError,
+    StoreOperationError,
+)
 from proxystore.serialize import Buffer, Payload
 
 _IS_SYNC = True
 
 _KEY_PATTERN = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,199}")
-_TEMP_PREFIX = ".tmp-"
+
+logger = logging.getLogger(__name__)
 
 
 class FileStore(Store[str]):
@@ -32,8 +41,23 @@ class FileStore(Store[str]):
         name: The store's name.
         store_dir: The directory; created if missing. Every process that
             resolves this store's proxies must see it at the same path.
+        durable: Make every write survive a power loss or kernel crash once
+            `set` returns: the file is fsynced before it is renamed into
+            place, and the directory after. Without it a crash may lose
+            recent objects (never expose partial ones). It costs two disk
+            flushes per write; measured on a virtual disk (ext4 on virtio,
+            benchmarks/bench_file_durable.py, median of 20): 16 KiB sets
+            0.2 -> 0.9 ms, 1 MiB 0.6 -> 7 ms, 16 MiB 8 -> 24 ms.
         cache_size: How many deserialized objects to keep.
         metrics: Record per-operation metrics.
+
+    Raises:
+        ConfigurationError: If `store_dir` is empty, not a path, or cannot be
+            created, or `durable` is not a bool.
+
+    Operations that fail in the file system (disk full, read-only or
+    unreadable directory) raise `StoreOperationError` naming the store, its
+    directory and the operation, with the `OSError` as ``__cause__``.
     """
 
     _IDENTITY = ("store_dir",)
@@ -43,21 +67,93 @@ class FileStore(Store[str]):
         name: str,
         store_dir: str | os.PathLike[str],
         *,
+        durable: bool = False,
         cache_size: int = 16,
         metrics: bool = False,
     ) -> None:
         super().__init__(name, cache_size=cache_size, metrics=metrics)
+        if not isinstance(store_dir, (str, os.PathLike)) or not isinstance(
+            os.fspath(store_dir), str
+        ):
+            raise ConfigurationError(
+                f"store_dir of FileStore {name!r} must be a str or path, "
+                f"got {type(store_dir).__name__}"
+            )
+        if not os.fspath(store_dir):
+            # abspath('') is the working directory: never what was meant.
+            raise ConfigurationError(
+                f"store_dir of FileStore {name!r} is empty; give a directory"
+            )
+        if not isinstance(durable, bool):
+            raise ConfigurationError(
+                f"durable of FileStore {name!r} must be a bool, got {durable!r}"
+            )
         self.store_dir = os.path.abspath(os.fspath(store_dir))
+        self.durable = durable
         try:
             os.makedirs(self.store_dir, exist_ok=True)
         except OSError as err:
             raise ConfigurationError(
                 f"cannot create store_dir {self.store_dir!r} for store {name!r}: {err}"
             ) from err
+        try:
+            self.sweep()
+        except StoreOperationError as err:
+            # A directory we may only read is still a usable store.
+            logger.debug("%s", err)
 
     def config(self) -> dict[str, Any]:
         """Return the keyword arguments that rebuild this store anywhere."""
-        return {**super().config(), "store_dir": self.store_dir}
+        return {
+            **super().config(),
+            "store_dir": self.store_dir,
+            "durable": self.durable,
+        }
+
+    def sweep(self) -> int:
+        """Remove the files in `store_dir` that writers now gone left behind.
+
+        Runs when the store is created, and whenever called (it blocks while
+        it lists the directory). Only temporary files written on this host
+        by a process that no longer exists are removed: a slow writer's
+        file, or another host's, is left alone.
+
+        Returns:
+            How many files were removed.
+
+        Raises:
+            StoreOperationError: If the directory cannot be listed, or a
+                leftover cannot be removed.
+        """
+        host = host_name()
+        try:
+            with os.scandir(self.store_dir) as entries:
+                hidden = [entry.name for entry in entries if entry.name[:1] == "."]
+        except OSError as err:
+            raise self._error("sweep", err) from err
+        removed = 0
+        for name in hidden:
+            if not self._is_leftover(name, host):
+                continue
+            try:
+                os.remove(self._path(name))
+            except FileNotFoundError:
+                continue  # another process swept it first
+            except OSError as err:
+                raise self._error("sweep", err) from err
+            removed += 1
+        return removed
+
+    def _is_leftover(self, name: str, host: str) -> bool:
+        """Whether hidden file `name` belongs to a writer (or holder) that is gone."""
+        return is_orphan(name, host)
+
+    def _error(self, operation: str, err: OSError) -> StoreOperationError:
+        return StoreOperationError(
+            f"{operation} on FileStore {self.name!r} at {self.store_dir!r} "
+            f"failed: {err.strerror or err}"
+            + (f" ({err.filename})" if err.filename else "")
+        )
 
     def _validate_key(self, key: Any) -> str:
         if type(key) is not str:
@@ -75,7 +171,10 @@ class FileStore(Store[str]):
 
     def _set_bytes(self, payload: Payload) -> str:
         key = new_object_id()
-        write_file_atomically(self._path(key), payload)
+        try:
+            write_file_atomically(self._path(key), payload, durable=self.durable)
+        except OSError as err:
+            raise self._error("set", err) from err
         return key
 
     def _get_bytes(self, key: str) -> Buffer | None:
@@ -84,31 +183,45 @@ class FileStore(Store[str]):
                 data: bytes = file.read()
         except FileNotFoundError:
             return None
+        except OSError as err:
+            raise self._error("get", err) from err
         return data
 
     def _exists(self, key: str) -> bool:
         return os.path.exists(self._path(key))
 
     def _evict(self, key: str) -> None:
-        remove_file(self._path(key))
+        try:
+            remove_file(self._path(key))
+        except OSError as err:
+            raise self._error("evict", err) from err
 
 
-def write_file_atomically(path: str, payload: Payload) -> None:
+def write_file_atomically(
+    path: str, payload: Payload, *, durable: bool = False
+) -> None:
     """Write a payload's parts to `path` so readers see all of it or nothing.
 
-    The parts go to a hidden temporary file in the same directory, which is
-    then renamed over `path`; on any error the temporary file is removed.
+    The parts go to a hidden temporary file in the same directory, named
+    after this process (`proxystore._tempfiles`), which is then renamed over
+    `path`; on any error the temporary file is removed. With `durable`, the
+    file is fsynced before the rename and the directory after it.
     """
-    directory, name = os.path.split(path)
-    temp = os.path.join(directory, f"{_TEMP_PREFIX}{name}")
+    directory = os.path.dirname(path)
+    temp = os.path.join(directory, temp_name())
     try:
         with open_file(temp, "wb") as file:
             for part in payload:
                 file.write(part)
+            if durable:
+                file.flush()
+                run_blocking(os.fsync, file.fileno())
         os.replace(temp, path)
     except BaseException:
         remove_file(temp)
         raise
+    if durable:
+        run_blocking(fsync_directory, directory)
 
 
 def remove_file(path: str) -> None:

@@ -25,7 +25,13 @@ from proxystore._shared import new_object_id
 from proxystore.store._compat import open_file, run_blocking, sleep
 from proxystore.store.base import Store
 from proxystore.store.file import remove_file, write_file_atomically
-from proxystore.exceptions import ConfigurationError, StoreTimeoutError, describe
+from proxystore.exceptions import (
+    BatchWriteError,
+    ConfigurationError,
+    StoreOperationError,
+    StoreTimeoutError,
+    describe,
+)
 from proxystore.globus.client import native_app_client, transfer_client_from_login
 from proxystore.globus.endpoints import GlobusEndpoint, GlobusEndpoints
 from proxystore.globus.key import GlobusKey, validate_key
@@ -197,9 +203,11 @@ class GlobusStore(Store[GlobusKey]):
         if not payloads:
             return []
         filenames: list[str] = []
+        submitting = False
         try:
             for payload in payloads:
                 filenames.append(self._write_file(payload))
+            submitting = True
             task_ids = run_blocking(
                 submit_copies,
                 self._client,
@@ -209,10 +217,41 @@ class GlobusStore(Store[GlobusKey]):
                 sync_level=self.sync_level,
                 label=f"proxystore {self.name} set",
             )
-        except BaseException:
+        except BaseException as err:
+            remaining = []
             for filename in filenames:
-                remove_file(self._path(filename))
-            raise
+                try:
+                    remove_file(self._path(filename))
+                except OSError:
+                    remaining.append(filename)
+            if not isinstance(err, Exception):
+                raise
+            # Transfers submitted before the failure may still copy files to
+            # other endpoints: say where, so they can be cleaned up.
+            others = ", ".join(ep.uuid for ep in self._others)
+            detail = (
+                f"copies of {filenames} may remain on endpoints {others} "
+                "if a transfer was submitted"
+                if submitting and self._others
+                else ""
+            )
+            if len(payloads) == 1 and not remaining:
+                # One object: keep the error's own type (a login refused is
+                # a ConfigurationError); what may remain goes in a note.
+                if detail and hasattr(err, "add_note"):
+                    err.add_note(f"set on store {self.name!r}: {detail}")
+                if isinstance(err, OSError):
+                    raise self._file_error("set", err) from err
+                raise
+            raise BatchWriteError(
+                self.name,
+                "set_batch",
+                len(payloads),
+                err,
+                written=len(filenames),
+                remaining=remaining,
+                detail=detail,
+            ) from err
         # None of this store's own copies targets this endpoint.
         self._remember_settled(task_ids)
         task_id = ",".join(task_ids)
@@ -230,6 +269,8 @@ class GlobusStore(Store[GlobusKey]):
                 data: bytes = file.read()
         except FileNotFoundError:
             return None
+        except OSError as err:
+            raise self._file_error("get", err) from err
         return data
 
     def _exists(self, key: GlobusKey) -> bool:
@@ -237,7 +278,10 @@ class GlobusStore(Store[GlobusKey]):
         return os.path.exists(self._path(key.filename))
 
     def _evict(self, key: GlobusKey) -> None:
-        remove_file(self._path(key.filename))
+        try:
+            remove_file(self._path(key.filename))
+        except OSError as err:
+            raise self._file_error("evict", err) from err
         if self._others:
             run_blocking(
                 submit_deletes,
@@ -246,6 +290,12 @@ class GlobusStore(Store[GlobusKey]):
                 key.filename,
                 label=f"proxystore {self.name} evict",
             )
+
+    def _file_error(self, operation: str, err: OSError) -> StoreOperationError:
+        return StoreOperationError(
+            f"{operation} on GlobusStore {self.name!r} at "
+            f"{self.endpoint.local_path!r} failed: {err}"
+        )
 
     def _close(self) -> None:
         for client in self._owned:

@@ -37,12 +37,14 @@ from proxystore.endpoint.testing import (
     wait_until_registered,
 )
 from proxystore.exceptions import (
+    BatchWriteError,
     ConfigurationError,
     InvalidKeyError,
     LimitExceededError,
     PeerConnectionError,
     PeerUnknownError,
     StoreConnectionError,
+    StoreOperationError,
     StoreTimeoutError,
 )
 from proxystore.store import init_store as sync_init_store
@@ -425,3 +427,22 @@ async def test_registry_builds_both_faces_by_type_name(
     sync_store = sync_init_store("endpoint", name=store_name, **_at(cluster.a))
     assert isinstance(sync_store, SyncEndpointStore)
     assert await asyncio.to_thread(sync_store.get, key) == {"via": "registry"}
+
+
+async def test_failed_batch_removes_what_it_wrote(tmp_path: Path) -> None:
+    config = EndpointConfig(
+        name="small-batch", uuid=str(uuid.uuid4()), port=0, max_object_size=1024
+    )
+    token_file = str(create_api_token(tmp_path))
+    async with EndpointServer(config, api_token=read_api_token(token_file)) as server:
+        store = EndpointStore(
+            "small-batch", url=server.url, token_file=token_file, timeout=10
+        )
+        try:
+            with pytest.raises(BatchWriteError) as info:
+                await store.aset_batch([b"a", b"b", b"x" * 100_000])
+            assert "the 2 objects it wrote were removed" in str(info.value)
+            assert isinstance(info.value.__cause__, StoreOperationError)
+            assert len(server._storage or ()) == 0
+        finally:
+            await store.aclose()

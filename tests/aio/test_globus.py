@@ -27,6 +27,7 @@ from globus_sdk.testing import RegisteredResponse, get_last_request, load_respon
 
 from proxystore.aio.globus import GlobusStore
 from proxystore.exceptions import (
+    BatchWriteError,
     ConfigurationError,
     InvalidKeyError,
     StoreOperationError,
@@ -472,3 +473,39 @@ def test_unusable_local_path(
     data[endpoints.local("host-a").uuid]["local_path"] = str(blocker / "sub")
     with pytest.raises(ConfigurationError, match="cannot create local_path"):
         GlobusStore("s", data, hostname="host-a")
+
+
+async def test_failed_batch_removes_its_files_and_says_what_may_remain(
+    home: Path, endpoints: GlobusEndpoints, mocked_responses: responses.RequestsMock
+) -> None:
+    TokenFile(home / "globus-tokens.json").save(_expired_login())
+    load_response("auth.oauth2_exchange_code_for_tokens", case="invalid_grant")
+    store = GlobusStore("s", endpoints, hostname="host-a")
+    async with store:
+        with pytest.raises(BatchWriteError) as info:
+            await store.aset_batch(["x", "y", "z"])
+    message = str(info.value)
+    assert "set_batch of 3 objects on store 's'" in message
+    assert "the 3 objects it wrote were removed" in message
+    other = next(ep.uuid for ep in endpoints if ep.uuid != store.endpoint.uuid)
+    assert f"may remain on endpoints {other}" in message
+    assert isinstance(info.value.__cause__, ConfigurationError)
+    assert list(Path(store.endpoint.local_path).iterdir()) == []
+
+
+async def test_file_system_errors_name_store_and_operation(
+    pair: tuple[GlobusStore, GlobusStore],
+) -> None:
+    a, _ = pair
+    key = await a.aset("x")
+    path = local_file(a, key)
+    path.unlink()
+    path.mkdir()  # reading or removing it as a file fails
+    a._cache.clear()
+    with pytest.raises(StoreOperationError, match="get on GlobusStore") as info:
+        await a.aget(key)
+    assert isinstance(info.value.__cause__, IsADirectoryError)
+    assert a.endpoint.local_path in str(info.value)
+    with pytest.raises(StoreOperationError, match="evict on GlobusStore") as info:
+        await a.aevict(key)
+    assert isinstance(info.value.__cause__, OSError)

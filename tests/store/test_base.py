@@ -14,6 +14,8 @@ import pytest
 
 import proxystore as ps
 from proxystore.exceptions import (
+    BatchWriteError,
+    InvalidArgumentError,
     InvalidKeyError,
     MissingKeyError,
     SerializationError,
@@ -250,3 +252,43 @@ def test_isinstance_of_evicted_proxy_answers_but_use_raises(store: Store[Any]) -
     assert isinstance(p, list)
     with pytest.raises(MissingKeyError):
         len(p)
+
+
+class FailingLocalStore(LocalStore):
+    """A LocalStore whose writes fail from the `fail_at`-th on (a full memory, say)."""
+
+    def __init__(self, name: str, fail_at: int) -> None:
+        super().__init__(name)
+        self.fail_at = fail_at
+        self.writes = 0
+
+    def _set_bytes(self, payload: Any) -> str:
+        self.writes += 1
+        if self.writes >= self.fail_at:
+            raise MemoryError("no room for this object")
+        return super()._set_bytes(payload)
+
+
+def test_failed_local_batch_leaves_nothing(store_name: str) -> None:
+    store = FailingLocalStore(store_name, fail_at=3)
+    with pytest.raises(BatchWriteError) as info:
+        store.set_batch([[i] * 100 for i in range(5)])
+    assert "the 2 objects it wrote were removed" in str(info.value)
+    assert repr(store_name) in str(info.value)
+    assert "set_batch" in str(info.value)
+    assert isinstance(info.value.__cause__, MemoryError)
+    assert info.value.remaining == []
+    assert store._objects == {}
+    with pytest.raises(BatchWriteError):
+        store.proxy_batch([1, 2, 3, 4])
+    assert store._objects == {}
+
+
+@pytest.mark.parametrize("method", ["set_batch", "proxy_batch", "get_batch"])
+@pytest.mark.parametrize("batch", ["abc", b"abc", 5])
+def test_a_batch_must_be_a_collection(
+    store: Store[Any], method: str, batch: object
+) -> None:
+    with pytest.raises(InvalidArgumentError, match=method):
+        getattr(store, method)(batch)
+    assert store.set_batch(["abc"]) != []  # wrapped in a list it is one object

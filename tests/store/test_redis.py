@@ -16,7 +16,9 @@ import redis
 import proxystore as ps
 from proxystore import registry
 from proxystore.exceptions import (
+    BatchWriteError,
     MissingKeyError,
+    ProxyStoreError,
     SerializationError,
     StoreClosedError,
     StoreConnectionError,
@@ -209,3 +211,22 @@ def test_proxy_made_in_child_resolves_in_parent(
     proxy = pickle.loads(blob)
     np.testing.assert_array_equal(proxy, np.arange(10))
     ps.store.get_store(store.name).close()
+
+
+def test_failed_batch_leaves_nothing(store: RedisStore, raw: redis.Redis) -> None:
+    before = raw.dbsize()
+    used = int(raw.info("memory")["used_memory"])
+    raw.config_set("maxmemory-policy", "noeviction")
+    raw.config_set("maxmemory", used + 200_000)
+    try:
+        with pytest.raises(BatchWriteError) as info:
+            store.set_batch([np.ones(100_000) for _ in range(4)])
+    finally:
+        raw.config_set("maxmemory", 0)
+    message = str(info.value)
+    assert "set_batch of 4 objects" in message
+    assert repr(store.name) in message
+    assert info.value.remaining == []
+    assert isinstance(info.value.__cause__, ProxyStoreError)
+    assert raw.dbsize() == before
+    assert store.get(store.set([1])) == [1]  # the store still works
