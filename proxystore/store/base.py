@@ -21,12 +21,21 @@ from proxystore.cache import MISSING, LRUCache
 from proxystore.exceptions import (
     ConfigurationError,
     MissingKeyError,
+    SerializationError,
     StoreClosedError,
 )
 from proxystore.metrics import StoreMetrics
 from proxystore.proxy import Proxy
 from proxystore.registry import StoreConfig, config_of
-from proxystore.serialize import Buffer, Payload, deserialize, serialize_parts
+from proxystore.serialize import (
+    Buffer,
+    Payload,
+    deserialize,
+    deserialize_custom,
+    frame_custom,
+    serialize_parts,
+)
+from proxystore.signing import SigningKeys, SigningKeysOption, resolve_signing_keys
 from proxystore.store.factory import StoreFactory, type_path
 
 _IS_SYNC = True
@@ -50,6 +59,17 @@ class Store(Generic[KeyT]):
             caching.
         metrics: Record per-operation counts, times and bytes in `metrics`
             (off by default: it costs a few hundred nanoseconds per call).
+        signing_keys: Sign every payload with the first key and deserialize
+            only payloads signed by one of them (`proxystore.signing`): a
+            `SigningKeys`, ``(kid, key)`` pairs, or a
+            ``kid:base64key[,...]`` string. None reads
+            ``PROXYSTORE_SIGNING_KEYS`` / ``PROXYSTORE_SIGNING_KEYS_FILE``
+            (none set: payloads are neither signed nor may they be).
+            Keys never travel in proxies; a consumer that rebuilds the store
+            from a proxy takes them from its own environment.
+        sign_full_data: Make the signature cover every byte of a payload,
+            not only the parts that can run code when deserialized (see
+            ``docs/security/payloads.md``; costs a SHA-256 pass over the data).
 
     Example:
         ```python
@@ -63,8 +83,17 @@ class Store(Generic[KeyT]):
     _IS_SYNC: ClassVar[bool] = _IS_SYNC
     """Whether this class is a sync face (the registry builds faces by it)."""
 
+    _CHECKSUM: ClassVar[bool] = True
+    """Whether payloads carry (and must carry) an xxh3 checksum."""
+
     def __init__(
-        self, name: str, *, cache_size: int = 16, metrics: bool = False
+        self,
+        name: str,
+        *,
+        cache_size: int = 16,
+        metrics: bool = False,
+        signing_keys: SigningKeysOption = None,
+        sign_full_data: bool = False,
     ) -> None:
         if not isinstance(name, str) or not name:
             raise ConfigurationError(
@@ -80,6 +109,9 @@ class Store(Generic[KeyT]):
         self.metrics: StoreMetrics | None = StoreMetrics() if metrics else None
         self._closed = False
         self._store_config: StoreConfig | None = None
+        self._signing_keys: SigningKeys | None = resolve_signing_keys(signing_keys)
+        self._explicit_keys = signing_keys is not None
+        self.sign_full_data = bool(sign_full_data)
 
     # -- what a driver implements ------------------------------------------
 
@@ -89,7 +121,12 @@ class Store(Generic[KeyT]):
             "name": self.name,
             "cache_size": self.cache_size,
             "metrics": self.metrics is not None,
+            "sign_full_data": self.sign_full_data,
         }
+
+    def _secret_options(self) -> dict[str, Any]:
+        """Options left out of `config` that the other face of this store needs."""
+        return {"signing_keys": self._signing_keys} if self._explicit_keys else {}
 
     def _validate_key(self, key: Any) -> KeyT:
         """Return `key` if this store could have made it, else raise InvalidKeyError."""
@@ -136,6 +173,12 @@ class Store(Generic[KeyT]):
         """Whether `close` was called."""
         return self._closed
 
+    @property
+    def signing_key_ids(self) -> tuple[str, ...]:
+        """The ids of the store's signing keys (the signing one first), if any."""
+        keys = self._signing_keys
+        return () if keys is None else keys.kids
+
     def is_cached(self, key: KeyT) -> bool:
         """Return whether the deserialized object for `key` is in the cache."""
         return key in self._cache
@@ -153,9 +196,7 @@ class Store(Generic[KeyT]):
         """
         if self._closed:
             raise StoreClosedError(self.name)
-        payload = (
-            serialize_parts(obj) if serializer is None else _custom(obj, serializer)
-        )
+        payload = self._dump(obj, serializer)
         metrics = self.metrics
         if metrics is None:
             return self._set_bytes(payload)
@@ -173,10 +214,7 @@ class Store(Generic[KeyT]):
             Their keys, in order.
         """
         self._check_open()
-        payloads = [
-            serialize_parts(obj) if serializer is None else _custom(obj, serializer)
-            for obj in objs
-        ]
+        payloads = [self._dump(obj, serializer) for obj in objs]
         start = _clock()
         keys = self._set_bytes_batch(payloads)
         if self.metrics is not None:
@@ -371,12 +409,38 @@ class Store(Generic[KeyT]):
         metrics.record("get", _clock() - start, memoryview(data).nbytes)
         return obj
 
-    def _load(self, key: KeyT, data: Buffer, deserializer: Deserializer | None) -> Any:
-        obj = (
-            deserialize(data)
-            if deserializer is None
-            else _custom_load(data, deserializer)
+    def _dump(self, obj: Any, serializer: Serializer | None) -> Payload:
+        if serializer is None:
+            return serialize_parts(
+                obj,
+                checksum=self._CHECKSUM,
+                keys=self._signing_keys,
+                sign_full_data=self.sign_full_data,
+            )
+        return frame_custom(
+            serializer(obj),
+            checksum=self._CHECKSUM,
+            keys=self._signing_keys,
+            sign_full_data=self.sign_full_data,
         )
+
+    def _load(self, key: KeyT, data: Buffer, deserializer: Deserializer | None) -> Any:
+        try:
+            if deserializer is None:
+                obj = deserialize(
+                    data, keys=self._signing_keys, require_checksum=self._CHECKSUM
+                )
+            else:
+                obj = deserialize_custom(
+                    data,
+                    deserializer,
+                    keys=self._signing_keys,
+                    require_checksum=self._CHECKSUM,
+                )
+        except SerializationError as err:
+            # Same error, cause and traceback; the message gains where it was.
+            err.args = (f"cannot load key {key!r} from store {self.name!r}: {err}",)
+            raise
         self._cache.put(key, obj)
         return obj
 
@@ -405,21 +469,6 @@ class Store(Generic[KeyT]):
     def _record(self, operation: str, start: float, payload: Payload = ()) -> None:
         if self.metrics is not None:
             self.metrics.record(operation, _clock() - start, _nbytes(payload))
-
-
-def _custom(obj: Any, serializer: Serializer) -> Payload:
-    data = serializer(obj)
-    if isinstance(data, memoryview):
-        return [data.cast("B")]
-    if not isinstance(data, (bytes, bytearray)):
-        raise TypeError(
-            f"custom serializer returned {type(data).__name__}, expected bytes"
-        )
-    return [data]
-
-
-def _custom_load(data: Buffer, deserializer: Deserializer) -> Any:
-    return deserializer(data if type(data) is bytes else bytes(data))
 
 
 def _nbytes(payload: Payload) -> int:

@@ -18,6 +18,7 @@ from proxystore.store._compat import open_file
 from proxystore.store.base import Store
 from proxystore.exceptions import ConfigurationError, InvalidKeyError
 from proxystore.serialize import Buffer, Payload
+from proxystore.signing import SigningKeysOption
 
 _IS_SYNC = True
 
@@ -34,6 +35,10 @@ class FileStore(Store[str]):
             resolves this store's proxies must see it at the same path.
         cache_size: How many deserialized objects to keep.
         metrics: Record per-operation metrics.
+        signing_keys: Sign and verify payloads with these keys (see
+            `proxystore.store.base.Store`); None reads them from the environment.
+        sign_full_data: Sign every byte of a payload, not only the parts
+            that can run code.
     """
 
     def __init__(
@@ -43,8 +48,16 @@ class FileStore(Store[str]):
         *,
         cache_size: int = 16,
         metrics: bool = False,
+        signing_keys: SigningKeysOption = None,
+        sign_full_data: bool = False,
     ) -> None:
-        super().__init__(name, cache_size=cache_size, metrics=metrics)
+        super().__init__(
+            name,
+            cache_size=cache_size,
+            metrics=metrics,
+            signing_keys=signing_keys,
+            sign_full_data=sign_full_data,
+        )
         self.store_dir = os.path.abspath(os.fspath(store_dir))
         try:
             os.makedirs(self.store_dir, exist_ok=True)
