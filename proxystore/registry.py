@@ -79,20 +79,14 @@ class StoreConfig:
             return _ASYNC_PACKAGE + self.kind[len(_SYNC_PACKAGE) :]
         return self.kind
 
-    def build(self, face: Face, **secrets: Any) -> Any:
-        """Construct a new store instance of this configuration for `face`.
-
-        Args:
-            face: Which face to build.
-            secrets: Options never carried in a configuration (signing keys)
-                that the store's other face was given.
-        """
+    def build(self, face: Face) -> Any:
+        """Construct a new store instance of this configuration for `face`."""
         cls = import_class(self.face_kind(face))
         if getattr(cls, "_IS_SYNC", face == "sync") != (face == "sync"):
             raise ConfigurationError(
                 f"store {self.name!r} ({self.kind}) has no {face} face"
             )
-        return cls(**self.kwargs, **secrets)
+        return cls(**self.kwargs)
 
 
 def config_of(store: Any) -> StoreConfig:
@@ -256,10 +250,7 @@ def lookup_or_build(config: StoreConfig, face: Face) -> Any:
 def _face_of(entry: _Entry, face: Face) -> Any:
     store = entry.faces.get(face)
     if store is None:
-        secrets: dict[str, Any] = {}
-        for other in entry.faces.values():
-            secrets = getattr(other, "_secret_options", dict)()
-        store = entry.faces[face] = entry.config.build(face, **secrets)
+        store = entry.faces[face] = entry.config.build(face)
     return store
 
 

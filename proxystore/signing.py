@@ -16,7 +16,8 @@ signed with it. A key is at least 32 random bytes; a key id (kid) is 1-32 of
 verifies it.
 
 Keys never travel with a proxy: they are not part of a store's `config()`,
-cannot be pickled, and their repr shows the key ids only.
+cannot be pickled, and their repr shows the key ids only. What travels is
+``signing_keys="env"``: the consumer must have keys of its own.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ import os
 import re
 import secrets
 import stat
+import threading
 from collections.abc import Iterable, Mapping
 from typing import Any, NoReturn, TypeAlias
 
@@ -208,28 +210,62 @@ class SigningKeys:
 SigningKeysOption: TypeAlias = (
     SigningKeys | str | Mapping[str, bytes] | Iterable[tuple[str, bytes]] | None
 )
-"""What a store's ``signing_keys=`` accepts (a str is parsed like the env var)."""
+"""What a store's ``signing_keys=`` accepts.
+
+A str is parsed like ``PROXYSTORE_SIGNING_KEYS``, except ``"env"`` (see
+`FROM_ENV`).
+"""
 
 
-def resolve_signing_keys(option: Any) -> SigningKeys | None:
-    """Return the keys for a store's ``signing_keys=`` option.
+FROM_ENV = "env"
+"""``signing_keys="env"``: keys from this process or its environment, required.
 
-    None means "from the environment" (`SigningKeys.from_env`).
+A store that signs puts this in its `config()`, so a store rebuilt from one
+of its proxies refuses to start without keys instead of reading payloads it
+cannot verify.
+"""
+
+_given: dict[str, SigningKeys] = {}
+_given_lock = threading.Lock()
+
+
+def resolve_signing_keys(option: Any, store: str) -> SigningKeys | None:
+    """Return the keys for the ``signing_keys=`` option of the store named `store`.
+
+    Keys given explicitly are remembered for the name, so another instance of
+    the same store in this process (the other face, or one rebuilt from a
+    proxy) uses them too. None and ``"env"`` take those remembered keys, else
+    the environment (`SigningKeys.from_env`); ``"env"`` requires keys.
 
     Raises:
-        ConfigurationError: If the option or the environment is malformed.
+        ConfigurationError: If the option or the environment is malformed, or
+            ``"env"`` finds no keys.
     """
-    if option is None:
-        return SigningKeys.from_env()
+    if option is None or option == FROM_ENV:
+        with _given_lock:
+            keys = _given.get(store)
+        if keys is None:
+            keys = SigningKeys.from_env()
+        if keys is None and option == FROM_ENV:
+            raise ConfigurationError(
+                f"store {store!r} signs its payloads and this process has no "
+                f"signing keys: set {ENV_KEYS} or {ENV_KEYS_FILE} (the keys of "
+                "the process that made the proxy)"
+            )
+        return keys
     if isinstance(option, SigningKeys):
-        return option
-    if isinstance(option, str):
-        return SigningKeys.parse(option, source="signing_keys")
-    if isinstance(option, (bytes, bytearray)):
+        keys = option
+    elif isinstance(option, str):
+        keys = SigningKeys.parse(option, source="signing_keys")
+    elif isinstance(option, (bytes, bytearray)):
         raise ConfigurationError(
             "signing_keys takes (kid, key) pairs or a SigningKeys, not bare bytes"
         )
-    return SigningKeys(option)
+    else:
+        keys = SigningKeys(option)
+    with _given_lock:
+        _given[store] = keys
+    return keys
 
 
 def new_signing_key(kid: str) -> str:

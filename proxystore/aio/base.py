@@ -34,7 +34,12 @@ from proxystore.serialize import (
     frame_custom,
     serialize_parts,
 )
-from proxystore.signing import SigningKeys, SigningKeysOption, resolve_signing_keys
+from proxystore.signing import (
+    FROM_ENV,
+    SigningKeys,
+    SigningKeysOption,
+    resolve_signing_keys,
+)
 from proxystore.store.factory import StoreFactory, type_path
 
 _IS_SYNC = False
@@ -61,11 +66,14 @@ class Store(Generic[KeyT]):
         signing_keys: Sign every payload with the first key and deserialize
             only payloads signed by one of them (`proxystore.signing`): a
             `SigningKeys`, ``(kid, key)`` pairs, or a
-            ``kid:base64key[,...]`` string. None reads
+            ``kid:base64key[,...]`` string. None uses the keys given to
+            this store name earlier in this process, else reads
             ``PROXYSTORE_SIGNING_KEYS`` / ``PROXYSTORE_SIGNING_KEYS_FILE``
             (none set: payloads are neither signed nor may they be).
-            Keys never travel in proxies; a consumer that rebuilds the store
-            from a proxy takes them from its own environment.
+            ``"env"`` does the same but requires keys. Keys never travel in
+            proxies: a signing store's proxies carry ``"env"``, so the
+            consumer that rebuilds the store uses its own keys, or refuses
+            to build it without any.
         sign_full_data: Make the signature cover every byte of a payload,
             not only the parts that can run code when deserialized (see
             ``docs/security/payloads.md``; costs a SHA-256 pass over the data).
@@ -108,8 +116,9 @@ class Store(Generic[KeyT]):
         self.metrics: StoreMetrics | None = StoreMetrics() if metrics else None
         self._closed = False
         self._store_config: StoreConfig | None = None
-        self._signing_keys: SigningKeys | None = resolve_signing_keys(signing_keys)
-        self._explicit_keys = signing_keys is not None
+        self._signing_keys: SigningKeys | None = resolve_signing_keys(
+            signing_keys, name
+        )
         self.sign_full_data = bool(sign_full_data)
 
     # -- what a driver implements ------------------------------------------
@@ -120,12 +129,9 @@ class Store(Generic[KeyT]):
             "name": self.name,
             "cache_size": self.cache_size,
             "metrics": self.metrics is not None,
+            "signing_keys": None if self._signing_keys is None else FROM_ENV,
             "sign_full_data": self.sign_full_data,
         }
-
-    def _secret_options(self) -> dict[str, Any]:
-        """Options left out of `config` that the other face of this store needs."""
-        return {"signing_keys": self._signing_keys} if self._explicit_keys else {}
 
     def _validate_key(self, key: Any) -> KeyT:
         """Return `key` if this store could have made it, else raise InvalidKeyError."""
