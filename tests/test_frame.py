@@ -158,7 +158,7 @@ def test_signature_policy() -> None:
     signed = join(frame.encode(ord("P"), [b"s"], keys=KEYS))
     unsigned = join(frame.encode(ord("P"), [b"s"]))
     assert frame.decode(signed, keys=KEYS).kid == "k1"
-    with pytest.raises(PayloadSignatureError, match="'k1'.*PROXYSTORE_SIGNING_KEYS"):
+    with pytest.raises(PayloadSignatureError, match=r"'k1'.*PROXYSTORE_SIGNING_KEYS"):
         frame.decode(signed)
     with pytest.raises(PayloadSignatureError, match="not signed"):
         frame.decode(unsigned, keys=KEYS)

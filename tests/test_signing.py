@@ -89,7 +89,7 @@ def test_key_file_must_be_private(
     os.chmod(path, 0o640)
     monkeypatch.delenv(ENV_KEYS, raising=False)
     monkeypatch.setenv(ENV_KEYS_FILE, str(path))
-    with pytest.raises(ConfigurationError, match="0640.*chmod 600"):
+    with pytest.raises(ConfigurationError, match=r"0640.*chmod 600"):
         resolve_signing_keys(None, _name())
     os.chmod(path, 0o600)
     keys = resolve_signing_keys(None, _name())

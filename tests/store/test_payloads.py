@@ -38,7 +38,6 @@ from proxystore.store.base import Store
 from proxystore.store.file import FileStore
 from proxystore.store.local import LocalStore
 from proxystore.store.redis import RedisStore
-from proxystore.store.utils import get_key
 from tests.redis_server import RedisServer
 
 pytestmark = pytest.mark.timeout(120)
@@ -270,7 +269,7 @@ def test_custom_deserializer_errors_are_serialization_errors(place: Place) -> No
     def broken(data: bytes) -> Any:
         raise ValueError("nope")
 
-    with pytest.raises(SerializationError, match="broken.*nope") as info:
+    with pytest.raises(SerializationError, match=r"broken.*nope") as info:
         store.get(key, deserializer=broken)
     assert isinstance(info.value.__cause__, ValueError)
     with pytest.raises(SerializationError, match="custom serializer returned int"):
@@ -325,7 +324,7 @@ def test_signed_store_refuses_forged_payloads_without_unpickling(
         assert repr(key) in str(info.value), label
         assert repr(store.name) in str(info.value), label
         with pytest.raises(PayloadSignatureError):
-            store.proxy_from_key(key).anything
+            _ = store.proxy_from_key(key).anything
         assert not marker.exists(), f"{label} was unpickled"
     # The trap does work: without keys, the same bytes are unpickled.
     assert deserialize(serialize(Trap(marker))) == "trap sprung"
@@ -356,7 +355,7 @@ def test_store_without_keys_refuses_signed_payloads(
     # Another name: keys given to a name serve every instance of it.
     keyless = shared_place.make(name=f"{store_name}-keyless")
     assert keyless.signing_key_ids == ()
-    with pytest.raises(PayloadSignatureError, match="'k1'.*PROXYSTORE_SIGNING_KEYS"):
+    with pytest.raises(PayloadSignatureError, match=r"'k1'.*PROXYSTORE_SIGNING_KEYS"):
         keyless.get(key)
 
 
