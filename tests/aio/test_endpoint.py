@@ -38,14 +38,17 @@ from proxystore.endpoint.testing import (
 from proxystore.exceptions import (
     ConfigurationError,
     InvalidKeyError,
+    PayloadSignatureError,
     PeerConnectionError,
     PeerUnknownError,
     StoreConnectionError,
     StoreOperationError,
     StoreTimeoutError,
 )
+from proxystore.signing import SigningKeys
 from proxystore.store import init_store as sync_init_store
 from proxystore.store.endpoint import EndpointStore as SyncEndpointStore
+from tests.traps import Trap
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -402,3 +405,28 @@ async def test_registry_builds_both_faces_by_type_name(
     sync_store = sync_init_store("endpoint", name=store_name, url=cluster.a.url)
     assert isinstance(sync_store, SyncEndpointStore)
     assert await asyncio.to_thread(sync_store.get, key) == {"via": "registry"}
+
+
+async def test_signed_stores_refuse_forged_payloads_on_endpoints(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    marker = tmp_path / "marker"
+    keys = SigningKeys([("k1", bytes(range(32)))])
+    signed_a = EndpointStore(
+        "ep-signed-a", url=cluster.a.url, timeout=20, signing_keys=keys
+    )
+    signed_b = EndpointStore(
+        "ep-signed-b", url=cluster.b.url, timeout=20, signing_keys=keys
+    )
+    # Anyone who can write to the endpoint, without the key.
+    attacker = EndpointStore("ep-attacker", url=cluster.a.url, timeout=20)
+    async with signed_a, signed_b, attacker:
+        key = await signed_a.aset({"v": _data(1024 * 1024)})
+        assert await signed_b.aget(key) == {"v": _data(1024 * 1024)}
+        forged = await attacker.aset(Trap(marker))
+        with pytest.raises(PayloadSignatureError, match="not signed") as info:
+            await signed_b.aget(forged)
+        assert forged.object_id in str(info.value)
+        assert not marker.exists()
+        with pytest.raises(PayloadSignatureError, match="PROXYSTORE_SIGNING_KEYS"):
+            await attacker.aget(key)

@@ -39,6 +39,7 @@ from proxystore.store.file import FileStore
 from proxystore.store.local import LocalStore
 from proxystore.store.redis import RedisStore
 from tests.redis_server import RedisServer
+from tests.traps import Trap
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -52,21 +53,6 @@ ENTRY1 = f"k1:{base64.b64encode(KEY1).decode()}"
 def _no_keys_in_env(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv(ENV_KEYS, raising=False)
     monkeypatch.delenv(ENV_KEYS_FILE, raising=False)
-
-
-def leave_trace(path: str) -> str:
-    Path(path).write_text("unpickled")
-    return "trap sprung"
-
-
-class Trap:
-    """Unpickling this calls `leave_trace`: stands in for arbitrary code."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = str(path)
-
-    def __reduce__(self) -> tuple[Callable[[str], str], tuple[str]]:
-        return (leave_trace, (self.path,))
 
 
 class Place:
