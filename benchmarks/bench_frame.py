@@ -1,0 +1,243 @@
+"""What the payload frame costs: checksums, signing, full-data signing, proxy size.
+
+Each row times set + get + evict through the sync store (cache off, so every
+get reads the store) for a variant against its baseline, both measured in
+the same run on the same store directory or private redis-server, with runs
+alternating (ABBA) so drift hits both:
+
+- checksum: the default store (xxh3 checksum) / the same store without it;
+- signed: a store with signing keys (default coverage) / the default store;
+- signed-full: ``sign_full_data=True`` / the default store.
+
+Each row reports the median ratio over repetitions of (variant / baseline)
+wall time with its spread (25th-75th percentile), the median ratio of this
+process's CPU time (steadier on a shared machine; the redis-server's own CPU
+is not in it), and the target (checked against the wall ratio). Then the size
+of a pickled proxy for each built-in store that needs no external service
+(local, file, redis), with and without signing.
+
+Usage:
+    python benchmarks/bench_frame.py [--reps N] [--quick] [--max-mb 100]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import pickle
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from proxystore.signing import SigningKeys
+from proxystore.store.base import Store
+from proxystore.store.file import FileStore
+from proxystore.store.local import LocalStore
+from proxystore.store.redis import RedisStore
+from tests.redis_server import RedisServer
+
+KEYS = SigningKeys([("bench", os.urandom(32))])
+
+OBJECTS: dict[str, Callable[[], Any]] = {
+    "100 B": lambda: {"key": "v" * 70, "n": 1},
+    "1 MB numpy": lambda: np.random.default_rng(0).random(1_000_000 // 8),
+    "100 MB numpy": lambda: np.random.default_rng(0).random(100_000_000 // 8),
+}
+TARGETS = {
+    "checksum": {"100 B": 1.05, "1 MB numpy": 1.08, "100 MB numpy": 1.08},
+    "signed": {"100 B": 1.10, "1 MB numpy": 1.05, "100 MB numpy": 1.05},
+    "signed-full": {},
+}
+
+
+class NoChecksumFileStore(FileStore):
+    """The baseline: frames without a checksum (what LocalStore writes)."""
+
+    _CHECKSUM = False
+
+
+class NoChecksumRedisStore(RedisStore):
+    """The baseline: frames without a checksum (what LocalStore writes)."""
+
+    _CHECKSUM = False
+
+
+def round_trip(store: Store[Any], obj: Any) -> Callable[[], None]:
+    def run() -> None:
+        key = store.set(obj)
+        store.get(key)
+        store.evict(key)
+
+    return run
+
+
+def per_call(function: Callable[[], None], calls: int) -> tuple[float, float]:
+    """Return wall and this process's CPU seconds per call."""
+    wall, cpu = time.perf_counter(), time.process_time()
+    for _ in range(calls):
+        function()
+    return (time.perf_counter() - wall) / calls, (time.process_time() - cpu) / calls
+
+
+Times = list[tuple[float, float]]
+
+
+def compare(
+    variant: Callable[[], None], baseline: Callable[[], None], size: int, reps: int
+) -> tuple[Times, Times]:
+    calls = max(1, min(200, 5_000_000 // max(size, 1)))
+    reps = reps if size < 10_000_000 else max(5, reps // 6)
+    variant()
+    baseline()
+    variant_times: Times = []
+    baseline_times: Times = []
+    for rep in range(reps):
+        pair = [(variant, variant_times), (baseline, baseline_times)]
+        for function, times in pair if rep % 2 == 0 else reversed(pair):
+            times.append(per_call(function, calls))
+    return variant_times, baseline_times
+
+
+def quantile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * (len(ordered) - 1) + 0.5))]
+
+
+def stores_for(kind: str, server: RedisServer, directory: str) -> dict[str, Store[Any]]:
+    if kind == "file":
+        return {
+            "plain": NoChecksumFileStore("bench-f-plain", directory, cache_size=0),
+            "default": FileStore("bench-f-default", directory, cache_size=0),
+            "signed": FileStore(
+                "bench-f-signed", directory, cache_size=0, signing_keys=KEYS
+            ),
+            "signed-full": FileStore(
+                "bench-f-full",
+                directory,
+                cache_size=0,
+                signing_keys=KEYS,
+                sign_full_data=True,
+            ),
+        }
+    host, port = server.host, server.port
+    return {
+        "plain": NoChecksumRedisStore("bench-r-plain", host, port, cache_size=0),
+        "default": RedisStore("bench-r-default", host, port, cache_size=0),
+        "signed": RedisStore(
+            "bench-r-signed", host, port, cache_size=0, signing_keys=KEYS
+        ),
+        "signed-full": RedisStore(
+            "bench-r-full",
+            host,
+            port,
+            cache_size=0,
+            signing_keys=KEYS,
+            sign_full_data=True,
+        ),
+    }
+
+
+ROWS = [
+    ("checksum", "default", "plain"),
+    ("signed", "signed", "default"),
+    ("signed-full", "signed-full", "default"),
+]
+
+
+def run_rows(server: RedisServer, args: argparse.Namespace) -> int:
+    misses = 0
+    print(
+        f"{'store':<6}{'object':<14}{'row':<12}{'variant':>11}{'baseline':>11}"
+        f"{'ratio':>8}{'p25-p75':>15}{'cpu':>8}{'target':>8}"
+    )
+    with tempfile.TemporaryDirectory() as directory:
+        for kind in ("file", "redis"):
+            stores = stores_for(kind, server, directory)
+            for label, make in OBJECTS.items():
+                obj = make()
+                size = getattr(obj, "nbytes", 100)
+                if size > args.max_mb * 1e6:
+                    continue
+                for row, variant, baseline in ROWS:
+                    variant_times, baseline_times = compare(
+                        round_trip(stores[variant], obj),
+                        round_trip(stores[baseline], obj),
+                        size,
+                        args.reps,
+                    )
+                    pairs = list(zip(variant_times, baseline_times, strict=True))
+                    ratios = [v[0] / b[0] for v, b in pairs]
+                    cpu_ratio = statistics.median(v[1] / b[1] for v, b in pairs)
+                    ratio = statistics.median(ratios)
+                    target = TARGETS[row].get(label)
+                    mark = ""
+                    if target is not None:
+                        mark = f"{target:>6.2f} " + (
+                            "ok" if ratio <= target else "MISS"
+                        )
+                        misses += ratio > target
+                    print(
+                        f"{kind:<6}{label:<14}{row:<12}"
+                        f"{fmt(statistics.median(t[0] for t in variant_times)):>11}"
+                        f"{fmt(statistics.median(t[0] for t in baseline_times)):>11}"
+                        f"{ratio:>8.3f}"
+                        f"{quantile(ratios, 0.25):>7.3f}-{quantile(ratios, 0.75):<7.3f}"
+                        f"{cpu_ratio:>8.3f}  {mark}"
+                    )
+            for store in stores.values():
+                store.close()
+    return misses
+
+
+def fmt(seconds: float) -> str:
+    if seconds < 1e-3:
+        return f"{seconds * 1e6:.1f} us"
+    return f"{seconds * 1e3:.2f} ms"
+
+
+def proxy_sizes(server: RedisServer) -> None:
+    print("\npickled proxy size in bytes (target <= 300):")
+    with tempfile.TemporaryDirectory() as directory:
+        for signed in (False, True):
+            options: dict[str, Any] = {"signing_keys": KEYS} if signed else {}
+            suffix = "-signed" if signed else ""
+            stores: list[Store[Any]] = [
+                LocalStore(f"local{suffix}", **options),
+                FileStore(f"file{suffix}", directory, **options),
+                RedisStore(f"redis{suffix}", server.host, server.port, **options),
+            ]
+            for store in stores:
+                proxy = store.proxy(np.zeros(10, dtype=np.uint8))
+                size = len(pickle.dumps(proxy))
+                mark = "ok" if size <= 300 else "MISS"
+                print(
+                    f"  {type(store).__name__:<11} signed={signed!s:<6}{size:>5} {mark}"
+                )
+                store.close()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--reps", type=int, default=31, help="repetitions per row")
+    parser.add_argument("--quick", action="store_true", help="7 repetitions")
+    parser.add_argument("--max-mb", type=float, default=100, help="largest object")
+    args = parser.parse_args()
+    if args.quick:
+        args.reps = 7
+    print(f"python {sys.version.split()[0]}, numpy {np.__version__}")
+    with RedisServer() as server:
+        misses = run_rows(server, args)
+        proxy_sizes(server)
+    return 1 if misses else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
