@@ -6,7 +6,8 @@ the same run on the same store directory or private redis-server, with runs
 alternating (ABBA) so drift hits both, on one store instance switched
 between the framings (see `configure`):
 
-- checksum: the default store (xxh3 checksum) / the same store without it;
+- checksum: the default store (xxh3 checksum) / the same store without it
+  (for LocalStore, which frames without a checksum: what one would cost);
 - signed: a store with signing keys (default coverage) / the default store;
 - signed-full: ``sign_full_data=True`` / the default store.
 
@@ -75,6 +76,8 @@ def configure(store: Store[Any], variant: str) -> None:
 
 
 def make_store(kind: str, server: RedisServer, directory: str) -> Store[Any]:
+    if kind == "local":
+        return LocalStore(f"bench-{kind}", cache_size=0)
     if kind == "file":
         return FileStore(f"bench-{kind}", directory, cache_size=0)
     return RedisStore(f"bench-{kind}", server.host, server.port, cache_size=0)
@@ -133,13 +136,15 @@ def run_rows(server: RedisServer, args: argparse.Namespace) -> int:
     """Time every row; return how many missed their target."""
     results: dict[tuple[str, str, str], tuple[Times, Times]] = {}
     with tempfile.TemporaryDirectory() as directory:
-        for kind in ("file", "redis"):
+        for kind in ("local", "file", "redis"):
             store = make_store(kind, server, directory)
             for label, size in SIZES.items():
                 if size > args.max_mb * 1e6:
                     continue
                 obj = OBJECTS[label]()
                 for row, variant, baseline in ROWS:
+                    if kind == "local" and row != "checksum":
+                        continue
                     results[(kind, label, row)] = compare(
                         store, obj, variant, baseline, size, args.reps
                     )
@@ -159,7 +164,7 @@ def report(results: dict[tuple[str, str, str], tuple[Times, Times]]) -> int:
         ratios = [v[0] / b[0] for v, b in pairs]
         cpu_ratio = statistics.median(v[1] / b[1] for v, b in pairs)
         ratio = statistics.median(ratios)
-        target = TARGETS[row].get(label)
+        target = None if kind == "local" else TARGETS[row].get(label)
         mark = ""
         if target is not None:
             mark = f"{target:>6.2f} " + ("ok" if ratio <= target else "MISS")

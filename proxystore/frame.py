@@ -236,6 +236,8 @@ def decode(
             malformed header or a wrong checksum.
     """
     view = memoryview(data)
+    if not view.c_contiguous:
+        raise SerializationError("cannot decode a non-contiguous buffer")
     if view.ndim != 1 or view.format != "B":
         view = view.cast("B")
     view = view.toreadonly()

@@ -123,7 +123,10 @@ def serialize_parts(
         except Exception as pickle_error:
             tag, parts = _DILL, [_dill_dumps(obj, pickle_error)]
         else:
-            if buffers:
+            if len(buffers) >= frame.MAX_PARTS:
+                # More buffers than a frame has parts: keep them in band.
+                tag, parts = _PICKLE, [pickle.dumps(obj, protocol=5)]
+            elif buffers:
                 tag, parts = _OUT_OF_BAND, [stream]
                 parts += [_flat(buffer.raw()) for buffer in buffers]
             else:
@@ -167,15 +170,14 @@ def frame_custom(
 
 
 def _flat(view: memoryview) -> memoryview:
-    if view.format == "B" and view.ndim == 1:
-        return view
-    try:
-        return view.cast("B")
-    except TypeError as err:
+    if not view.c_contiguous:
         raise SerializationError(
             f"cannot frame a non-contiguous buffer ({view.format!r}, "
             f"shape {view.shape})"
-        ) from err
+        )
+    if view.format == "B" and view.ndim == 1:
+        return view
+    return view.cast("B")
 
 
 def _dill_dumps(obj: Any, pickle_error: Exception) -> bytes:
@@ -296,13 +298,10 @@ def _as_view(data: Any) -> memoryview:
             f"cannot deserialize a {type(data).__name__}: a payload is bytes, "
             "bytearray or memoryview"
         ) from None
+    if not view.c_contiguous:
+        raise SerializationError("cannot deserialize a non-contiguous buffer")
     if view.ndim != 1 or view.format != "B":
-        try:
-            view = view.cast("B")
-        except TypeError as err:
-            raise SerializationError(
-                "cannot deserialize a non-contiguous buffer"
-            ) from err
+        view = view.cast("B")
     if not view.nbytes:
         raise SerializationError("cannot deserialize an empty payload")
     return view

@@ -102,3 +102,21 @@ def test_truncated_array_payload_is_detected() -> None:
 def test_foreign_pickle_is_rejected_as_not_a_frame() -> None:
     with pytest.raises(SerializationError, match="not a proxystore frame"):
         deserialize(pickle.dumps([1, 2]))
+
+
+def test_more_buffers_than_a_frame_has_parts_go_in_band() -> None:
+    arrays = [np.full(2, i, dtype=np.int32) for i in range(frame.MAX_PARTS + 5)]
+    data = serialize(arrays)
+    assert frame.decode(data).tag == ord("P")
+    restored = deserialize(data)
+    assert len(restored) == len(arrays)
+    assert restored[-1][0] == frame.MAX_PARTS + 4
+
+
+def test_non_contiguous_buffers_are_refused_clearly() -> None:
+    from proxystore.serialize import frame_custom
+
+    with pytest.raises(SerializationError, match="non-contiguous"):
+        frame_custom(memoryview(np.arange(10)[::2]))
+    with pytest.raises(SerializationError, match="non-contiguous"):
+        deserialize(memoryview(np.arange(10, dtype=np.uint8)[::2]))
