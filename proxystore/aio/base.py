@@ -191,13 +191,17 @@ class Store(Generic[KeyT]):
     async def aset(self, obj: Any, *, serializer: Serializer | None = None) -> KeyT:
         """Store an object and return its key.
 
+        The payload is framed (`proxystore.frame`): with a checksum (except
+        in `LocalStore`) and, if the store has signing keys, signed.
+
         Args:
             obj: The object.
             serializer: Turns `obj` into bytes instead of the default
                 serialization; read it back with the matching deserializer.
 
         Raises:
-            SerializationError: If the object cannot be serialized.
+            SerializationError: If the object cannot be serialized, or the
+                serializer returns something other than bytes.
         """
         if self._closed:
             raise StoreClosedError(self.name)
@@ -236,9 +240,17 @@ class Store(Generic[KeyT]):
     ) -> Any:
         """Return the object stored under `key`, or `default` if there is none.
 
+        The payload's length, checksum and (with signing keys) signature are
+        checked before anything is deserialized.
+
         Raises:
             InvalidKeyError: If `key` is malformed for this store.
-            SerializationError: If the stored payload is corrupt.
+            PayloadSignatureError: If the store has signing keys and the
+                payload is not signed by one of them, or the store has none
+                and the payload is signed. Names the store and the key.
+            SerializationError: If the stored payload is truncated, has
+                trailing bytes, fails its checksum or cannot be
+                deserialized. Names the store and the key.
         """
         obj = await self._afetch(self._validate_key(key), deserializer)
         return default if obj is MISSING else obj
