@@ -119,7 +119,11 @@ class Store(Generic[KeyT]):
         self._signing_keys: SigningKeys | None = resolve_signing_keys(
             signing_keys, name
         )
-        self.sign_full_data = bool(sign_full_data)
+        if not isinstance(sign_full_data, bool):
+            raise ConfigurationError(
+                f"sign_full_data must be a bool, got {sign_full_data!r}"
+            )
+        self.sign_full_data = sign_full_data
 
     # -- what a driver implements ------------------------------------------
 

@@ -31,7 +31,11 @@ from proxystore import aio, frame
 from proxystore._shared import local_objects, new_object_id
 from proxystore.aio.file import FileStore as AsyncFileStore
 from proxystore.aio.redis import RedisStore as AsyncRedisStore
-from proxystore.exceptions import PayloadSignatureError, SerializationError
+from proxystore.exceptions import (
+    ConfigurationError,
+    PayloadSignatureError,
+    SerializationError,
+)
 from proxystore.serialize import deserialize, frame_custom, serialize
 from proxystore.signing import ENV_KEYS, ENV_KEYS_FILE, SigningKeys
 from proxystore.store.base import Store
@@ -534,3 +538,19 @@ def test_pre_frame_payloads_read_without_keys_and_are_refused_with(
 def test_deserialize_of_a_non_buffer_is_a_serialization_error(data: Any) -> None:
     with pytest.raises(SerializationError, match="bytes, bytearray or memoryview"):
         deserialize(data)
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"sign_full_data": "yes"}, "sign_full_data must be a bool"),
+        ({"signing_keys": b"0" * 32}, "bare bytes"),
+        ({"signing_keys": "k1:c2hvcnQ="}, "5 bytes"),
+        ({"signing_keys": "env"}, "signs its payloads"),
+    ],
+)
+def test_bad_signing_options_are_configuration_errors(
+    store_name: str, tmp_path: Path, options: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(ConfigurationError, match=message):
+        FileStore(store_name, tmp_path, **options)
