@@ -15,6 +15,9 @@ Each row reports the median ratio over repetitions of (variant / baseline)
 wall time with its spread (25th-75th percentile), the median ratio of this
 process's CPU time (steadier on a shared machine; the redis-server's own CPU
 is not in it), and the target (checked against the wall ratio). Then the size
+of serialize + deserialize alone (no store: the frame's CPU cost, next to
+plain pickle protocol 5 with out-of-band buffers; "frame" joins the parts
+into one bytes object, as a store read returns one) and the size
 of a pickled proxy for each built-in store that needs no external service
 (local, file, redis), with and without signing.
 
@@ -39,6 +42,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from proxystore.serialize import deserialize, join, serialize_parts
 from proxystore.signing import SigningKeys
 from proxystore.store.base import Store
 from proxystore.store.file import FileStore
@@ -186,6 +190,48 @@ def fmt(seconds: float) -> str:
     return f"{seconds * 1e3:.2f} ms"
 
 
+def pickle_round_trip(obj: Any) -> Any:
+    buffers: list[pickle.PickleBuffer] = []
+    stream = pickle.dumps(obj, protocol=5, buffer_callback=buffers.append)
+    return pickle.loads(stream, buffers=[buffer.raw() for buffer in buffers])
+
+
+def codec(max_mb: float) -> None:
+    """Serialize + deserialize without a store: the frame's CPU cost alone."""
+    print("\nserialize + deserialize, no store (best of 7; us):")
+    print(f"{'object':<14}" + "".join(f"{name:>13}" for name in CODECS))
+    for label, size in SIZES.items():
+        if size > max_mb * 1e6:
+            continue
+        obj = OBJECTS[label]()
+        calls = max(1, min(2000, 20_000_000 // size))
+        cells = []
+        for options in CODECS.values():
+            if options is None:
+
+                def run(obj: Any = obj) -> None:
+                    pickle_round_trip(obj)
+            else:
+                write, read = options
+
+                def run(obj: Any = obj, write: Any = write, read: Any = read) -> None:
+                    deserialize(join(serialize_parts(obj, **write)), **read)
+
+            best = min(per_call(run, calls)[0] for _ in range(7))
+            cells.append(f"{best * 1e6:>13.1f}")
+        print(f"{label:<14}" + "".join(cells))
+        del obj
+
+
+CODECS: dict[str, Any] = {
+    "pickle5": None,
+    "frame": ({"checksum": False}, {}),
+    "+checksum": ({}, {"require_checksum": True}),
+    "+signed": ({"keys": KEYS}, {"keys": KEYS}),
+    "+signed-full": ({"keys": KEYS, "sign_full_data": True}, {"keys": KEYS}),
+}
+
+
 def proxy_sizes(server: RedisServer) -> None:
     print("\npickled proxy size in bytes (target <= 300):")
     with tempfile.TemporaryDirectory() as directory:
@@ -218,6 +264,7 @@ def main() -> int:
     print(f"python {sys.version.split()[0]}, numpy {np.__version__}")
     with RedisServer() as server:
         misses = run_rows(server, args)
+        codec(args.max_mb)
         proxy_sizes(server)
     return 1 if misses else 0
 
