@@ -33,8 +33,7 @@ import hashlib
 import hmac
 import struct
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, TypeAlias
+from typing import TYPE_CHECKING, NamedTuple, TypeAlias
 
 import xxhash
 
@@ -85,8 +84,7 @@ _KID_BYTES = frozenset(
 )
 
 
-@dataclass(frozen=True)
-class Frame:
+class Frame(NamedTuple):
     """A decoded, verified frame.
 
     Attributes:
@@ -281,7 +279,10 @@ def decode(
         raise SerializationError(
             f"truncated payload: {size} bytes, its frame header needs {header_size}"
         )
-    lengths = struct.unpack_from(f"<{count}Q", view, _FIXED.size)
+    if count == 1:
+        lengths: tuple[int, ...] = _U64.unpack_from(view, _FIXED.size)
+    else:
+        lengths = struct.unpack_from(f"<{count}Q", view, _FIXED.size)
     offsets = []
     end = header_size
     for index, length in enumerate(lengths):
@@ -298,10 +299,12 @@ def decode(
         raise SerializationError(
             f"{problem}: {size} bytes, its frame header says {end}"
         )
-    kid_raw = bytes(view[kid_start:checksum_start])
-    if not _KID_BYTES.issuperset(kid_raw):
-        raise SerializationError("frame key id is not [A-Za-z0-9_.-]")
-    kid = kid_raw.decode("ascii") if signed else None
+    kid = None
+    if signed:
+        kid_raw = bytes(view[kid_start:checksum_start])
+        if not _KID_BYTES.issuperset(kid_raw):
+            raise SerializationError("frame key id is not [A-Za-z0-9_.-]")
+        kid = kid_raw.decode("ascii")
     parts = [
         view[offset : offset + length]
         for offset, length in zip(offsets, lengths, strict=True)
