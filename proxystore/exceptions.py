@@ -137,6 +137,14 @@ class SerializationError(ProxyStoreError):
     """An object could not be serialized, or a payload is corrupt."""
 
 
+class PayloadSignatureError(SerializationError):
+    """A payload's signature is missing, made with an unknown key, or wrong.
+
+    Also raised for a signed payload read by a store that has no signing
+    keys to check it with. The payload is never deserialized.
+    """
+
+
 class StoreConnectionError(ProxyStoreError, ConnectionError):
     """A store's server or peer could not be reached, or dropped the connection."""
 

@@ -476,6 +476,12 @@ def _check_declared(config: StoreConfig, cls: type) -> None:
                 f"{where} carries argument {describe(key)}, which "
                 f"{cls.__name__} does not take from a proxy"
             )
+        allowed = getattr(cls, "_CARRIED_ONLY_AS", {}).get(key)
+        if allowed is not None and config.kwargs[key] not in allowed:
+            raise UntrustedProxyError(
+                f"{where} carries {key} = {describe(config.kwargs[key])}; a "
+                f"proxy may only carry {' or '.join(map(repr, allowed))}"
+            )
 
 
 def _plain(value: Any, depth: int, budget: list[int]) -> bool:

@@ -1,31 +1,45 @@
-"""Turning objects into bytes and back.
+"""Turning objects into framed payloads and back.
 
-A payload starts with a one-byte tag saying how the rest was made:
+Every payload is one frame (`proxystore.frame`): a header with the lengths,
+an xxh3 checksum and, when signing keys are given, an HMAC-SHA256, then the
+parts. The frame's tag says how part 0 was made:
 
-- ``b"B"``: the object is `bytes`; the payload is the tag and the bytes.
-- ``b"S"``: the object is `str`; the tag and its UTF-8 encoding.
-- ``b"P"``: pickle protocol 5 with every buffer in band.
-- ``b"O"``: pickle protocol 5 with out-of-band buffers (numpy arrays and the
-  like): a header of buffer lengths, the pickle stream, then each buffer
-  padded to a 64-byte boundary so arrays come back aligned.
-- ``b"D"``: `dill`, for what pickle cannot take (lambdas, closures).
+- ``B``: the object is `bytes`; part 0 is the bytes.
+- ``S``: the object is `str`; part 0 is its UTF-8 encoding.
+- ``P``: pickle protocol 5 with every buffer in band.
+- ``O``: pickle protocol 5 with out-of-band buffers (numpy arrays and the
+  like): part 0 is the pickle stream, parts 1.. the buffers, each on a
+  64-byte boundary so arrays come back aligned.
+- ``D``: `dill`, for what pickle cannot take (lambdas, closures).
+- ``C``: the bytes of a user's custom serializer (`frame_custom`), opaque to
+  proxystore and handed back to the matching deserializer.
 
-`serialize_parts` returns the payload as a list of buffers that a store writes
+`serialize_parts` returns the frame as a list of buffers that a store writes
 one after another, so a large array is never copied into one joined bytes
-object on its way out. `deserialize` reads buffers in place: arrays rebuilt
-from a payload are views of it and read-only, like objects from Ray's store.
+object on its way out. `deserialize` checks the frame (length, checksum,
+signature) before any byte reaches pickle or dill, then reads it in place:
+arrays rebuilt from a payload are views of it and read-only, like objects
+from Ray's store.
+
+Payloads written before the frame existed (one tag byte, then the body) are
+still read, but only when no signing keys are given: they carry no
+signature, so a reader that requires one refuses them.
 """
 
 from __future__ import annotations
 
 import pickle
 import struct
-from collections.abc import Sequence
-from typing import Any, TypeAlias
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 import dill
 
-from proxystore.exceptions import SerializationError
+from proxystore import frame
+from proxystore.exceptions import PayloadSignatureError, SerializationError
+
+if TYPE_CHECKING:
+    from proxystore.signing import SigningKeys
 
 Buffer: TypeAlias = bytes | bytearray | memoryview
 """Any contiguous bytes-like object a store can write or return."""
@@ -36,38 +50,49 @@ Payload: TypeAlias = Sequence[Buffer]
 Serializer = Any
 """A callable turning an object into `bytes` (user-supplied)."""
 
-_BYTES = b"B"
-_STR = b"S"
-_PICKLE = b"P"
-_OUT_OF_BAND = b"O"
-_DILL = b"D"
-_BYTES_TAG, _STR_TAG, _PICKLE_TAG, _OUT_OF_BAND_TAG, _DILL_TAG = b"BSPOD"
+_BYTES, _STR, _PICKLE, _OUT_OF_BAND, _DILL, _CUSTOM = b"BSPODC"
+_LEGACY_TAGS = frozenset(b"BSPOD")
 
-_ALIGN = 64
 _COUNT = struct.Struct("<I")
 _LENGTH = struct.Struct("<Q")
-_PADDING = bytes(_ALIGN)
 
 
-def serialize(obj: Any) -> bytes:
-    """Serialize an object into one `bytes` payload.
+def serialize(
+    obj: Any,
+    *,
+    checksum: bool = True,
+    keys: SigningKeys | None = None,
+    sign_full_data: bool = False,
+) -> bytes:
+    """Serialize an object into one `bytes` payload (a frame).
 
     Args:
         obj: Any object pickle or dill can take.
+        checksum: Add an xxh3_64 checksum (catches corruption).
+        keys: Sign with the first of these keys (HMAC-SHA256).
+        sign_full_data: Make the signature cover every byte, not just the
+            parts that can run code when deserialized.
 
     Returns:
-        The tagged payload.
+        The framed payload.
 
     Raises:
         SerializationError: If neither pickle nor dill can serialize `obj`.
     """
-    parts = serialize_parts(obj)
-    if len(parts) == 1 and type(parts[0]) is bytes:
-        return parts[0]
-    return b"".join(parts)
+    return join(
+        serialize_parts(
+            obj, checksum=checksum, keys=keys, sign_full_data=sign_full_data
+        )
+    )
 
 
-def serialize_parts(obj: Any) -> list[Buffer]:
+def serialize_parts(
+    obj: Any,
+    *,
+    checksum: bool = True,
+    keys: SigningKeys | None = None,
+    sign_full_data: bool = False,
+) -> list[Buffer]:
     """Serialize an object into parts to be written back to back.
 
     Contiguous buffers (numpy arrays, `PickleBuffer` users) stay out of band
@@ -75,26 +100,84 @@ def serialize_parts(obj: Any) -> list[Buffer]:
 
     Args:
         obj: Any object pickle or dill can take.
+        checksum: Add an xxh3_64 checksum (catches corruption).
+        keys: Sign with the first of these keys (HMAC-SHA256).
+        sign_full_data: Make the signature cover every byte.
 
     Returns:
-        The payload's parts; concatenated they equal `serialize(obj)`.
+        The frame's parts; concatenated they equal `serialize(obj)`.
 
     Raises:
         SerializationError: If neither pickle nor dill can serialize `obj`.
     """
     kind = type(obj)
+    parts: list[Buffer]
     if kind is bytes:
-        return [_BYTES, obj]
-    if kind is str:
-        return [_STR + obj.encode("utf-8", "surrogatepass")]
-    buffers: list[pickle.PickleBuffer] = []
-    try:
-        stream = pickle.dumps(obj, protocol=5, buffer_callback=buffers.append)
-    except Exception as pickle_error:
-        return [_DILL + _dill_dumps(obj, pickle_error)]
-    if not buffers:
-        return [_PICKLE, stream]
-    return _out_of_band_parts(stream, [buffer.raw() for buffer in buffers])
+        tag, parts = _BYTES, [obj]
+    elif kind is str:
+        tag, parts = _STR, [obj.encode("utf-8", "surrogatepass")]
+    else:
+        buffers: list[pickle.PickleBuffer] = []
+        try:
+            stream = pickle.dumps(obj, protocol=5, buffer_callback=buffers.append)
+        except Exception as pickle_error:
+            tag, parts = _DILL, [_dill_dumps(obj, pickle_error)]
+        else:
+            if len(buffers) >= frame.MAX_PARTS:
+                # More buffers than a frame has parts: keep them in band.
+                tag, parts = _PICKLE, [pickle.dumps(obj, protocol=5)]
+            elif buffers:
+                tag, parts = _OUT_OF_BAND, [stream]
+                parts += [_flat(buffer.raw()) for buffer in buffers]
+            else:
+                tag, parts = _PICKLE, [stream]
+    return frame.encode(
+        tag, parts, checksum=checksum, keys=keys, mac_full=sign_full_data
+    )
+
+
+def frame_custom(
+    data: Any,
+    *,
+    checksum: bool = True,
+    keys: SigningKeys | None = None,
+    sign_full_data: bool = False,
+) -> list[Buffer]:
+    """Frame the bytes a custom serializer made (tag ``C``).
+
+    Args:
+        data: What the serializer returned: bytes, bytearray or memoryview.
+        checksum: Add an xxh3_64 checksum.
+        keys: Sign with the first of these keys (the signature always covers
+            custom bytes: their deserializer may run code).
+        sign_full_data: Accepted for symmetry; custom bytes are one part,
+            always covered by the signature.
+
+    Raises:
+        SerializationError: If `data` is not a bytes-like object.
+    """
+    if isinstance(data, memoryview):
+        part: Buffer = _flat(data)
+    elif isinstance(data, (bytes, bytearray)):
+        part = data
+    else:
+        raise SerializationError(
+            f"custom serializer returned {type(data).__name__}, expected bytes"
+        )
+    return frame.encode(
+        _CUSTOM, [part], checksum=checksum, keys=keys, mac_full=sign_full_data
+    )
+
+
+def _flat(view: memoryview) -> memoryview:
+    if not view.c_contiguous:
+        raise SerializationError(
+            f"cannot frame a non-contiguous buffer ({view.format!r}, "
+            f"shape {view.shape})"
+        )
+    if view.format == "B" and view.ndim == 1:
+        return view
+    return view.cast("B")
 
 
 def _dill_dumps(obj: Any, pickle_error: Exception) -> bytes:
@@ -108,80 +191,169 @@ def _dill_dumps(obj: Any, pickle_error: Exception) -> bytes:
     return data
 
 
-def _out_of_band_parts(stream: bytes, views: list[memoryview]) -> list[Buffer]:
-    lengths = b"".join(_LENGTH.pack(view.nbytes) for view in views)
-    header = _OUT_OF_BAND + _COUNT.pack(len(views)) + _LENGTH.pack(len(stream))
-    header += lengths
-    parts: list[Buffer] = [header, stream]
-    offset = len(header) + len(stream)
-    for view in views:
-        pad = -offset % _ALIGN
-        if pad:
-            parts.append(_PADDING[:pad])
-            offset += pad
-        parts.append(view)
-        offset += view.nbytes
-    return parts
-
-
-def deserialize(data: Buffer) -> Any:
+def deserialize(
+    data: Buffer, *, keys: SigningKeys | None = None, require_checksum: bool = False
+) -> Any:
     """Rebuild an object from a payload made by `serialize` or `serialize_parts`.
+
+    The frame's length, checksum and signature are checked before anything
+    is unpickled.
 
     Args:
         data: The payload, as bytes, bytearray or memoryview.
+        keys: The reader's signing keys: with keys, only payloads signed by
+            one of them are deserialized; without, signed payloads are
+            refused (their signature cannot be checked).
+        require_checksum: Refuse a frame without a checksum.
 
     Returns:
         The object.
 
     Raises:
-        SerializationError: If the payload is empty, has an unknown tag or is
-            corrupt.
+        PayloadSignatureError: If the signature is missing, unknown or wrong
+            (see `proxystore.frame.decode`).
+        SerializationError: If `data` is not a bytes-like object, is empty,
+            truncated, has trailing bytes, fails its checksum, or is corrupt.
     """
-    if type(data) is not bytes:
-        data = memoryview(data).cast("B")
-    if not data:
-        raise SerializationError("cannot deserialize an empty payload")
-    tag = data[0]
+    view = _as_view(data)
+    if _is_legacy(view):
+        if keys is not None:
+            raise PayloadSignatureError(
+                f"payload is in the pre-frame format (tag {bytes(view[:1])!r}), "
+                "which carries no signature; this store has signing keys"
+            )
+        return _legacy_loads(view)
+    payload = frame.decode(view, keys=keys, require_checksum=require_checksum)
+    tag = payload.tag
+    if tag == _CUSTOM:
+        raise SerializationError(
+            "payload was stored with a custom serializer; read it with its deserializer"
+        )
+    part0 = payload.parts[0]
     try:
-        if tag == _BYTES_TAG:
-            return bytes(data[1:])
-        if tag == _STR_TAG:
-            return str(data[1:], "utf-8", "surrogatepass")
-        if tag == _PICKLE_TAG:
-            return pickle.loads(memoryview(data)[1:])
-        if tag == _OUT_OF_BAND_TAG:
-            return _out_of_band_loads(memoryview(data))
-        if tag == _DILL_TAG:
-            return dill.loads(bytes(data[1:]))
+        if tag == _BYTES:
+            return bytes(part0)
+        if tag == _STR:
+            return str(part0, "utf-8", "surrogatepass")
+        if tag == _PICKLE:
+            return pickle.loads(part0)
+        if tag == _OUT_OF_BAND:
+            return pickle.loads(part0, buffers=payload.parts[1:])
+        return dill.loads(bytes(part0))
+    except Exception as err:
+        raise SerializationError(
+            f"corrupt payload ({view.nbytes} bytes, tag {bytes([tag])!r}): {err!r}"
+        ) from err
+
+
+def deserialize_custom(
+    data: Buffer,
+    deserializer: Callable[[bytes], Any],
+    *,
+    keys: SigningKeys | None = None,
+    require_checksum: bool = False,
+) -> Any:
+    """Check a payload made by `frame_custom` and hand its bytes to `deserializer`.
+
+    A ``B`` frame (bytes stored without a serializer) hands over its bytes
+    too. A pre-frame payload (the serializer's bytes as they were stored
+    before frames existed) is handed over whole, unless `keys` are given.
+
+    Raises:
+        PayloadSignatureError: As `deserialize`.
+        SerializationError: If the payload is corrupt, was made by the
+            default serializer, or `deserializer` raises.
+    """
+    view = _as_view(data)
+    if not frame.is_frame(view):
+        if keys is not None:
+            raise PayloadSignatureError(
+                "payload is in the pre-frame format, which carries no "
+                "signature; this store has signing keys"
+            )
+        body = bytes(view)
+    else:
+        payload = frame.decode(view, keys=keys, require_checksum=require_checksum)
+        if payload.tag not in (_CUSTOM, _BYTES):
+            raise SerializationError(
+                f"payload was stored by proxystore's serializer (tag "
+                f"{bytes([payload.tag])!r}), not a custom one; read it without "
+                "a deserializer"
+            )
+        body = bytes(payload.parts[0])
+    try:
+        return deserializer(body)
+    except Exception as err:
+        raise SerializationError(
+            f"custom deserializer {getattr(deserializer, '__name__', deserializer)!r} "
+            f"failed: {err!r}"
+        ) from err
+
+
+def _as_view(data: Any) -> memoryview:
+    try:
+        view = memoryview(data)
+    except TypeError:
+        raise SerializationError(
+            f"cannot deserialize a {type(data).__name__}: a payload is bytes, "
+            "bytearray or memoryview"
+        ) from None
+    if not view.c_contiguous:
+        raise SerializationError("cannot deserialize a non-contiguous buffer")
+    if view.ndim != 1 or view.format != "B":
+        view = view.cast("B")
+    if not view.nbytes:
+        raise SerializationError("cannot deserialize an empty payload")
+    return view
+
+
+def _is_legacy(view: memoryview) -> bool:
+    # A frame whose first byte was corrupted into a tag still reads as a
+    # (corrupt) frame: bytes 1-4 are the rest of its magic and its version.
+    return view[0] in _LEGACY_TAGS and not (
+        view.nbytes >= 5 and view[1:4] == frame.MAGIC[1:] and view[4] == frame.VERSION
+    )
+
+
+def _legacy_loads(view: memoryview) -> Any:
+    tag = view[0]
+    try:
+        if tag == _BYTES:
+            return bytes(view[1:])
+        if tag == _STR:
+            return str(view[1:], "utf-8", "surrogatepass")
+        if tag == _PICKLE:
+            return pickle.loads(view[1:])
+        if tag == _OUT_OF_BAND:
+            return _legacy_out_of_band_loads(view.toreadonly())
+        return dill.loads(bytes(view[1:]))
     except SerializationError:
         raise
     except Exception as err:
         raise SerializationError(
-            f"corrupt payload ({len(data)} bytes, tag {bytes([tag])!r}): {err!r}"
+            f"corrupt pre-frame payload ({view.nbytes} bytes, tag "
+            f"{bytes([tag])!r}): {err!r}"
         ) from err
-    raise SerializationError(
-        f"payload has unknown tag {bytes([tag])!r}; it was not written by proxystore"
-    )
 
 
-def _out_of_band_loads(view: memoryview) -> Any:
-    readonly = view.toreadonly()
-    (count,) = _COUNT.unpack_from(readonly, 1)
-    (stream_length,) = _LENGTH.unpack_from(readonly, 1 + _COUNT.size)
+def _legacy_out_of_band_loads(view: memoryview) -> Any:
+    (count,) = _COUNT.unpack_from(view, 1)
+    (stream_length,) = _LENGTH.unpack_from(view, 1 + _COUNT.size)
     offset = 1 + _COUNT.size + _LENGTH.size
-    lengths = [
-        _LENGTH.unpack_from(readonly, offset + i * _LENGTH.size)[0]
-        for i in range(count)
-    ]
+    if count > frame.MAX_PARTS or offset + count * _LENGTH.size > view.nbytes:
+        raise SerializationError("corrupt pre-frame payload: bad buffer count")
+    lengths = struct.unpack_from(f"<{count}Q", view, offset)
     offset += count * _LENGTH.size
-    stream = readonly[offset : offset + stream_length]
+    stream = view[offset : offset + stream_length]
     offset += stream_length
     buffers = []
     for length in lengths:
-        offset += -offset % _ALIGN
-        if offset + length > readonly.nbytes:
-            raise SerializationError("corrupt payload: buffer runs past its end")
-        buffers.append(readonly[offset : offset + length])
+        offset += -offset % frame.ALIGN
+        if offset + length > view.nbytes:
+            raise SerializationError(
+                "corrupt pre-frame payload: buffer runs past its end"
+            )
+        buffers.append(view[offset : offset + length])
         offset += length
     return pickle.loads(stream, buffers=buffers)
 

@@ -207,7 +207,7 @@ def test_register_store_class_refuses_non_stores() -> None:
         ("proxystore.aio.file.FileStore", {"evil": 1}, "argument 'evil'"),
         ("proxystore.aio.redis.RedisStore", {"url": "redis://x:1"}, "argument 'url'"),
         ("proxystore.aio.redis.RedisStore", {"password": "pw"}, "secret 'password'"),
-        ("proxystore.aio.local.LocalStore", {"signing_keys": "k"}, "secret"),
+        ("proxystore.aio.local.LocalStore", {"signing_keys": "k"}, "may only carry"),
         (
             "proxystore.aio.globus.GlobusStore",
             {"endpoints": {}, "hostname": "h"},

@@ -5,6 +5,7 @@ import pickle
 import numpy as np
 import pytest
 
+from proxystore import frame
 from proxystore.exceptions import SerializationError
 from proxystore.serialize import deserialize, join, serialize, serialize_parts
 
@@ -29,9 +30,11 @@ def test_round_trip(obj: object) -> None:
     assert type(deserialize(serialize(obj))) is type(obj)
 
 
-def test_bytes_and_str_pass_through_with_one_byte_tag() -> None:
-    assert serialize(b"abc") == b"B" + b"abc"
-    assert serialize("abc") == b"S" + b"abc"
+def test_bytes_and_str_are_framed_as_their_bytes() -> None:
+    assert frame.decode(serialize(b"abc")).tag == ord("B")
+    assert frame.decode(serialize(b"abc")).parts[0] == b"abc"
+    assert frame.decode(serialize("abc\u2603")).tag == ord("S")
+    assert frame.decode(serialize("abc\u2603")).parts[0] == "abc\u2603".encode()
 
 
 def test_lambda_and_closure_fall_back_to_dill() -> None:
@@ -67,7 +70,7 @@ def test_out_of_band_arrays_come_back_aligned_and_read_only() -> None:
 
 def test_arrays_of_any_size_go_out_of_band_and_read_only() -> None:
     small = np.arange(10)
-    assert serialize(small)[:1] == b"O"
+    assert frame.decode(serialize(small)).tag == ord("O")
     restored = deserialize(serialize(small))
     np.testing.assert_array_equal(restored, small)
     assert not restored.flags.writeable
@@ -75,9 +78,9 @@ def test_arrays_of_any_size_go_out_of_band_and_read_only() -> None:
 
 def test_plain_pickle_stream_is_a_separate_part() -> None:
     obj = {"k": list(range(100))}
-    parts = serialize_parts(obj)
-    assert parts[0] == b"P"
-    assert deserialize(join(parts)) == obj
+    decoded = frame.decode(join(serialize_parts(obj)))
+    assert decoded.tag == ord("P")
+    assert decoded.parts == [pickle.dumps(obj, protocol=5)]
 
 
 @pytest.mark.parametrize(
@@ -96,6 +99,24 @@ def test_truncated_array_payload_is_detected() -> None:
         deserialize(data[: len(data) // 2])
 
 
-def test_foreign_pickle_is_rejected_by_tag() -> None:
-    with pytest.raises(SerializationError, match="tag"):
+def test_foreign_pickle_is_rejected_as_not_a_frame() -> None:
+    with pytest.raises(SerializationError, match="not a proxystore frame"):
         deserialize(pickle.dumps([1, 2]))
+
+
+def test_more_buffers_than_a_frame_has_parts_go_in_band() -> None:
+    arrays = [np.full(2, i, dtype=np.int32) for i in range(frame.MAX_PARTS + 5)]
+    data = serialize(arrays)
+    assert frame.decode(data).tag == ord("P")
+    restored = deserialize(data)
+    assert len(restored) == len(arrays)
+    assert restored[-1][0] == frame.MAX_PARTS + 4
+
+
+def test_non_contiguous_buffers_are_refused_clearly() -> None:
+    from proxystore.serialize import frame_custom
+
+    with pytest.raises(SerializationError, match="non-contiguous"):
+        frame_custom(memoryview(np.arange(10)[::2]))
+    with pytest.raises(SerializationError, match="non-contiguous"):
+        deserialize(memoryview(np.arange(10, dtype=np.uint8)[::2]))

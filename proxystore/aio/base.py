@@ -24,12 +24,26 @@ from proxystore.exceptions import (
     ConfigurationError,
     InvalidArgumentError,
     MissingKeyError,
+    SerializationError,
     StoreClosedError,
 )
 from proxystore.metrics import StoreMetrics
 from proxystore.proxy import Proxy
 from proxystore.registry import StoreConfig, config_of
-from proxystore.serialize import Buffer, Payload, deserialize, serialize_parts
+from proxystore.serialize import (
+    Buffer,
+    Payload,
+    deserialize,
+    deserialize_custom,
+    frame_custom,
+    serialize_parts,
+)
+from proxystore.signing import (
+    FROM_ENV,
+    SigningKeys,
+    SigningKeysOption,
+    resolve_signing_keys,
+)
 from proxystore.store.factory import StoreFactory, type_path
 
 _IS_SYNC = False
@@ -53,6 +67,20 @@ class Store(Generic[KeyT]):
             caching.
         metrics: Record per-operation counts, times and bytes in `metrics`
             (off by default: it costs a few hundred nanoseconds per call).
+        signing_keys: Sign every payload with the first key and deserialize
+            only payloads signed by one of them (`proxystore.signing`): a
+            `SigningKeys`, ``(kid, key)`` pairs, or a
+            ``kid:base64key[,...]`` string. None uses the keys given to
+            this store name earlier in this process, else reads
+            ``PROXYSTORE_SIGNING_KEYS`` / ``PROXYSTORE_SIGNING_KEYS_FILE``
+            (none set: payloads are neither signed nor may they be).
+            ``"env"`` does the same but requires keys. Keys never travel in
+            proxies: a signing store's proxies carry ``"env"``, so the
+            consumer that rebuilds the store uses its own keys, or refuses
+            to build it without any.
+        sign_full_data: Make the signature cover every byte of a payload,
+            not only the parts that can run code when deserialized (see
+            ``docs/security/payloads.md``; costs a SHA-256 pass over the data).
 
     Example:
         ```python
@@ -74,10 +102,18 @@ class Store(Generic[KeyT]):
     registered store must match its identity.
     """
 
-    _SECRETS: ClassVar[tuple[str, ...]] = ("signing_keys",)
+    _SECRETS: ClassVar[tuple[str, ...]] = ()
     """Constructor arguments that are secrets: never in `config`, never in a
     proxy, never in a repr. Their values are read from the attributes of the
     same names (`_secret_kwargs`)."""
+
+    _CARRIED_ONLY_AS: ClassVar[dict[str, tuple[Any, ...]]] = {
+        "signing_keys": (None, FROM_ENV)
+    }
+    """Arguments a proxy may carry only with one of these values. A signing
+    store's proxies carry ``signing_keys="env"`` (never keys), so a consumer
+    rebuilding it must have keys of its own; a proxy carrying keys of its
+    choosing is refused."""
 
     _SECRETS_FROM_ENV: ClassVar[tuple[tuple[str, str], ...]] = ()
     """(argument, environment variable) pairs: where a store rebuilt from a
@@ -87,8 +123,17 @@ class Store(Generic[KeyT]):
     """Constructor arguments that describe this process only (injected
     clients, host names): never in a configuration, refused in a proxy."""
 
+    _CHECKSUM: ClassVar[bool] = True
+    """Whether payloads carry (and must carry) an xxh3 checksum."""
+
     def __init__(
-        self, name: str, *, cache_size: int = 16, metrics: bool = False
+        self,
+        name: str,
+        *,
+        cache_size: int = 16,
+        metrics: bool = False,
+        signing_keys: SigningKeysOption = None,
+        sign_full_data: bool = False,
     ) -> None:
         if not isinstance(name, str) or not name:
             raise ConfigurationError(
@@ -109,6 +154,14 @@ class Store(Generic[KeyT]):
         self.metrics: StoreMetrics | None = StoreMetrics() if metrics else None
         self._closed = False
         self._store_config: StoreConfig | None = None
+        self._signing_keys: SigningKeys | None = resolve_signing_keys(
+            signing_keys, name
+        )
+        if not isinstance(sign_full_data, bool):
+            raise ConfigurationError(
+                f"sign_full_data must be a bool, got {sign_full_data!r}"
+            )
+        self.sign_full_data = sign_full_data
 
     # -- what a driver implements ------------------------------------------
 
@@ -118,6 +171,8 @@ class Store(Generic[KeyT]):
             "name": self.name,
             "cache_size": self.cache_size,
             "metrics": self.metrics is not None,
+            "signing_keys": None if self._signing_keys is None else FROM_ENV,
+            "sign_full_data": self.sign_full_data,
         }
 
     def _validate_key(self, key: Any) -> KeyT:
@@ -209,6 +264,12 @@ class Store(Generic[KeyT]):
         """Whether `aclose` was called."""
         return self._closed
 
+    @property
+    def signing_key_ids(self) -> tuple[str, ...]:
+        """The ids of the store's signing keys (the signing one first), if any."""
+        keys = self._signing_keys
+        return () if keys is None else keys.kids
+
     def is_cached(self, key: KeyT) -> bool:
         """Return whether the deserialized object for `key` is in the cache."""
         return key in self._cache
@@ -216,19 +277,21 @@ class Store(Generic[KeyT]):
     async def aset(self, obj: Any, *, serializer: Serializer | None = None) -> KeyT:
         """Store an object and return its key.
 
+        The payload is framed (`proxystore.frame`): with a checksum (except
+        in `LocalStore`) and, if the store has signing keys, signed.
+
         Args:
             obj: The object.
             serializer: Turns `obj` into bytes instead of the default
                 serialization; read it back with the matching deserializer.
 
         Raises:
-            SerializationError: If the object cannot be serialized.
+            SerializationError: If the object cannot be serialized, or the
+                serializer returns something other than bytes.
         """
         if self._closed:
             raise StoreClosedError(self.name)
-        payload = (
-            serialize_parts(obj) if serializer is None else _custom(obj, serializer)
-        )
+        payload = self._dump(obj, serializer)
         metrics = self.metrics
         if metrics is None:
             return await self._aset_bytes(payload)
@@ -253,10 +316,7 @@ class Store(Generic[KeyT]):
         """
         self._check_open()
         _check_batch(objs, "objs", "set_batch")
-        payloads = [
-            serialize_parts(obj) if serializer is None else _custom(obj, serializer)
-            for obj in objs
-        ]
+        payloads = [self._dump(obj, serializer) for obj in objs]
         start = _clock()
         keys = await self._aset_bytes_batch(payloads)
         if self.metrics is not None:
@@ -273,9 +333,17 @@ class Store(Generic[KeyT]):
     ) -> Any:
         """Return the object stored under `key`, or `default` if there is none.
 
+        The payload's length, checksum and (with signing keys) signature are
+        checked before anything is deserialized.
+
         Raises:
             InvalidKeyError: If `key` is malformed for this store.
-            SerializationError: If the stored payload is corrupt.
+            PayloadSignatureError: If the store has signing keys and the
+                payload is not signed by one of them, or the store has none
+                and the payload is signed. Names the store and the key.
+            SerializationError: If the stored payload is truncated, has
+                trailing bytes, fails its checksum or cannot be
+                deserialized. Names the store and the key.
         """
         obj = await self._afetch(self._validate_key(key), deserializer)
         return default if obj is MISSING else obj
@@ -464,12 +532,38 @@ class Store(Generic[KeyT]):
         metrics.record("get", _clock() - start, memoryview(data).nbytes)
         return obj
 
-    def _load(self, key: KeyT, data: Buffer, deserializer: Deserializer | None) -> Any:
-        obj = (
-            deserialize(data)
-            if deserializer is None
-            else _custom_load(data, deserializer)
+    def _dump(self, obj: Any, serializer: Serializer | None) -> Payload:
+        if serializer is None:
+            return serialize_parts(
+                obj,
+                checksum=self._CHECKSUM,
+                keys=self._signing_keys,
+                sign_full_data=self.sign_full_data,
+            )
+        return frame_custom(
+            serializer(obj),
+            checksum=self._CHECKSUM,
+            keys=self._signing_keys,
+            sign_full_data=self.sign_full_data,
         )
+
+    def _load(self, key: KeyT, data: Buffer, deserializer: Deserializer | None) -> Any:
+        try:
+            if deserializer is None:
+                obj = deserialize(
+                    data, keys=self._signing_keys, require_checksum=self._CHECKSUM
+                )
+            else:
+                obj = deserialize_custom(
+                    data,
+                    deserializer,
+                    keys=self._signing_keys,
+                    require_checksum=self._CHECKSUM,
+                )
+        except SerializationError as err:
+            # Same error, cause and traceback; the message gains where it was.
+            err.args = (f"cannot load key {key!r} from store {self.name!r}: {err}",)
+            raise
         self._cache.put(key, obj)
         return obj
 
@@ -521,21 +615,6 @@ def _check_batch(batch: object, argument: str, operation: str) -> None:
         raise InvalidArgumentError(
             f"{operation}: {argument} must be an iterable, got {type(batch).__name__}"
         )
-
-
-def _custom(obj: Any, serializer: Serializer) -> Payload:
-    data = serializer(obj)
-    if isinstance(data, memoryview):
-        return [data.cast("B")]
-    if not isinstance(data, (bytes, bytearray)):
-        raise TypeError(
-            f"custom serializer returned {type(data).__name__}, expected bytes"
-        )
-    return [data]
-
-
-def _custom_load(data: Buffer, deserializer: Deserializer) -> Any:
-    return deserializer(data if type(data) is bytes else bytes(data))
 
 
 def _nbytes(payload: Payload) -> int:

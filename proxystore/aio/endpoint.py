@@ -49,6 +49,7 @@ from proxystore.exceptions import (
     StoreTimeoutError,
 )
 from proxystore.serialize import Buffer, Payload
+from proxystore.signing import SigningKeysOption
 
 _IS_SYNC = False
 
@@ -83,6 +84,10 @@ class EndpointStore(Store[EndpointKey]):
             within this time.
         cache_size: How many deserialized objects to keep.
         metrics: Record per-operation metrics.
+        signing_keys: Sign and verify payloads with these keys (see
+            `proxystore.aio.base.Store`); None reads them from the environment.
+        sign_full_data: Sign every byte of a payload, not only the parts
+            that can run code.
 
     Raises:
         ConfigurationError: If neither `endpoints` nor `url` is given.
@@ -106,8 +111,16 @@ class EndpointStore(Store[EndpointKey]):
         timeout: float = 30.0,
         cache_size: int = 16,
         metrics: bool = False,
+        signing_keys: SigningKeysOption = None,
+        sign_full_data: bool = False,
     ) -> None:
-        super().__init__(name, cache_size=cache_size, metrics=metrics)
+        super().__init__(
+            name,
+            cache_size=cache_size,
+            metrics=metrics,
+            signing_keys=signing_keys,
+            sign_full_data=sign_full_data,
+        )
         if isinstance(endpoints, str):
             endpoints = [endpoints]
         if not isinstance(endpoints, Iterable) or not all(

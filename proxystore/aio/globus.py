@@ -44,6 +44,7 @@ from proxystore.globus.transfer import (
     submit_deletes,
 )
 from proxystore.serialize import Buffer, Payload
+from proxystore.signing import SigningKeysOption
 
 _IS_SYNC = False
 
@@ -95,6 +96,10 @@ class GlobusStore(Store[GlobusKey]):
             part of `config()`: each process picks its own endpoint.
         cache_size: How many deserialized objects to keep.
         metrics: Record per-operation metrics.
+        signing_keys: Sign and verify payloads with these keys (see
+            `proxystore.aio.base.Store`); None reads them from the environment.
+        sign_full_data: Sign every byte of a payload, not only the parts
+            that can run code.
 
     Raises:
         ConfigurationError: For invalid arguments, when no endpoint matches
@@ -128,8 +133,16 @@ class GlobusStore(Store[GlobusKey]):
         hostname: str | None = None,
         cache_size: int = 16,
         metrics: bool = False,
+        signing_keys: SigningKeysOption = None,
+        sign_full_data: bool = False,
     ) -> None:
-        super().__init__(name, cache_size=cache_size, metrics=metrics)
+        super().__init__(
+            name,
+            cache_size=cache_size,
+            metrics=metrics,
+            signing_keys=signing_keys,
+            sign_full_data=sign_full_data,
+        )
         self.endpoints = _as_endpoints(endpoints)
         if not _is_positive(polling_interval):
             raise ConfigurationError(

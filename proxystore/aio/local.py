@@ -13,6 +13,7 @@ from proxystore._shared import local_objects, new_object_id
 from proxystore.aio.base import Store
 from proxystore.exceptions import InvalidKeyError
 from proxystore.serialize import Buffer, Payload, join
+from proxystore.signing import SigningKeysOption
 
 _IS_SYNC = False
 
@@ -20,16 +21,39 @@ _IS_SYNC = False
 class LocalStore(Store[str]):
     """An in-process store.
 
+    Its payloads are framed without a checksum: the bytes never leave this
+    process's memory, so there is nothing for a checksum to catch (measured
+    in ``benchmarks/bench_frame.py``: skipping it saves one xxh3 pass per set
+    and per get). With signing keys, payloads are still signed and verified.
+
     Args:
         name: The store's name.
         cache_size: How many deserialized objects to keep.
         metrics: Record per-operation metrics.
+        signing_keys: Sign and verify payloads with these keys (see
+            `proxystore.aio.base.Store`); None reads them from the environment.
+        sign_full_data: Sign every byte of a payload, not only the parts
+            that can run code.
     """
 
+    _CHECKSUM = False
+
     def __init__(
-        self, name: str, *, cache_size: int = 16, metrics: bool = False
+        self,
+        name: str,
+        *,
+        cache_size: int = 16,
+        metrics: bool = False,
+        signing_keys: SigningKeysOption = None,
+        sign_full_data: bool = False,
     ) -> None:
-        super().__init__(name, cache_size=cache_size, metrics=metrics)
+        super().__init__(
+            name,
+            cache_size=cache_size,
+            metrics=metrics,
+            signing_keys=signing_keys,
+            sign_full_data=sign_full_data,
+        )
         self._objects: dict[str, bytes] = local_objects(name)
 
     def _validate_key(self, key: Any) -> str:

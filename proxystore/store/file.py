@@ -26,6 +26,7 @@ from proxystore.exceptions import (
     StoreOperationError,
 )
 from proxystore.serialize import Buffer, Payload
+from proxystore.signing import SigningKeysOption
 
 _IS_SYNC = True
 
@@ -50,6 +51,10 @@ class FileStore(Store[str]):
             0.2 -> 0.9 ms, 1 MiB 0.6 -> 7 ms, 16 MiB 8 -> 24 ms.
         cache_size: How many deserialized objects to keep.
         metrics: Record per-operation metrics.
+        signing_keys: Sign and verify payloads with these keys (see
+            `proxystore.store.base.Store`); None reads them from the environment.
+        sign_full_data: Sign every byte of a payload, not only the parts
+            that can run code.
 
     Raises:
         ConfigurationError: If `store_dir` is empty, not a path, or cannot be
@@ -70,8 +75,16 @@ class FileStore(Store[str]):
         durable: bool = False,
         cache_size: int = 16,
         metrics: bool = False,
+        signing_keys: SigningKeysOption = None,
+        sign_full_data: bool = False,
     ) -> None:
-        super().__init__(name, cache_size=cache_size, metrics=metrics)
+        super().__init__(
+            name,
+            cache_size=cache_size,
+            metrics=metrics,
+            signing_keys=signing_keys,
+            sign_full_data=sign_full_data,
+        )
         if not isinstance(store_dir, (str, os.PathLike)) or not isinstance(
             os.fspath(store_dir), str
         ):

@@ -49,6 +49,7 @@ from proxystore.exceptions import (
     StoreTimeoutError,
 )
 from proxystore.serialize import Buffer, Payload
+from proxystore.signing import SigningKeysOption
 
 _IS_SYNC = True
 
@@ -125,6 +126,10 @@ class RedisStore(Store[str]):
             at most the server's ``proto-max-bulk-len``.
         cache_size: How many deserialized objects to keep.
         metrics: Record per-operation metrics.
+        signing_keys: Sign and verify payloads with these keys (see
+            `proxystore.store.base.Store`); None reads them from the environment.
+        sign_full_data: Sign every byte of a payload, not only the parts
+            that can run code.
 
     Raises:
         ConfigurationError: If an argument cannot work (bad URL, port, db,
@@ -175,8 +180,16 @@ class RedisStore(Store[str]):
         chunk_size: int = DEFAULT_CHUNK_SIZE,
         cache_size: int = 16,
         metrics: bool = False,
+        signing_keys: SigningKeysOption = None,
+        sign_full_data: bool = False,
     ) -> None:
-        super().__init__(name, cache_size=cache_size, metrics=metrics)
+        super().__init__(
+            name,
+            cache_size=cache_size,
+            metrics=metrics,
+            signing_keys=signing_keys,
+            sign_full_data=sign_full_data,
+        )
         if url is not None:
             hostname, port, db, username, password, ssl = _parse_url(
                 url, hostname, port, db, username, password, ssl

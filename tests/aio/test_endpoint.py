@@ -41,14 +41,17 @@ from proxystore.exceptions import (
     ConfigurationError,
     InvalidKeyError,
     LimitExceededError,
+    PayloadSignatureError,
     PeerConnectionError,
     PeerUnknownError,
     StoreConnectionError,
     StoreOperationError,
     StoreTimeoutError,
 )
+from proxystore.signing import SigningKeys
 from proxystore.store import init_store as sync_init_store
 from proxystore.store.endpoint import EndpointStore as SyncEndpointStore
+from tests.traps import Trap
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -446,3 +449,28 @@ async def test_failed_batch_removes_what_it_wrote(tmp_path: Path) -> None:
             assert len(server._storage or ()) == 0
         finally:
             await store.aclose()
+
+
+async def test_signed_stores_refuse_forged_payloads_on_endpoints(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    marker = tmp_path / "marker"
+    keys = SigningKeys([("k1", bytes(range(32)))])
+    signed_a = EndpointStore(
+        "ep-signed-a", **_at(cluster.a), timeout=20, signing_keys=keys
+    )
+    signed_b = EndpointStore(
+        "ep-signed-b", **_at(cluster.b), timeout=20, signing_keys=keys
+    )
+    # Anyone who can write to the endpoint, without the key.
+    attacker = EndpointStore("ep-attacker", **_at(cluster.a), timeout=20)
+    async with signed_a, signed_b, attacker:
+        key = await signed_a.aset({"v": _data(1024 * 1024)})
+        assert await signed_b.aget(key) == {"v": _data(1024 * 1024)}
+        forged = await attacker.aset(Trap(marker))
+        with pytest.raises(PayloadSignatureError, match="not signed") as info:
+            await signed_b.aget(forged)
+        assert forged.object_id in str(info.value)
+        assert not marker.exists()
+        with pytest.raises(PayloadSignatureError, match="PROXYSTORE_SIGNING_KEYS"):
+            await attacker.aget(key)

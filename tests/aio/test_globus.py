@@ -30,15 +30,19 @@ from proxystore.exceptions import (
     BatchWriteError,
     ConfigurationError,
     InvalidKeyError,
+    PayloadSignatureError,
     StoreOperationError,
     StoreTimeoutError,
 )
 from proxystore.globus.endpoints import GlobusEndpoint, GlobusEndpoints
 from proxystore.globus.key import GlobusKey
 from proxystore.globus.tokens import TokenFile
+from proxystore.serialize import serialize
+from proxystore.signing import SigningKeys
 from tests.globus import hosts
 from tests.globus.emulator import TransferEmulator
 from tests.globus.harness import TRANSFER_SCOPE, two_endpoints, write_login
+from tests.traps import Trap
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -509,3 +513,31 @@ async def test_file_system_errors_name_store_and_operation(
     with pytest.raises(StoreOperationError, match="evict on GlobusStore") as info:
         await a.aevict(key)
     assert isinstance(info.value.__cause__, OSError)
+
+
+async def test_signed_payloads_cross_hosts_and_forgeries_are_refused(
+    login: TokenFile,
+    endpoints: GlobusEndpoints,
+    emulator: TransferEmulator,
+    store_name: str,
+    tmp_path: Path,
+) -> None:
+    marker = tmp_path / "marker"
+    keys = SigningKeys([("k1", bytes(range(32)))])
+    kwargs: dict[str, Any] = {
+        "base_url": emulator.base_url,
+        "signing_keys": keys,
+        **FAST,
+    }
+    a = GlobusStore(store_name, endpoints, hostname="host-a", **kwargs)
+    b = GlobusStore(store_name, endpoints, hostname="host-b", **kwargs)
+    async with a, b:
+        key = await a.aset({"v": np.arange(1000)})
+        assert np.array_equal((await b.aget(key))["v"], np.arange(1000))
+        # Someone with write access to host-b's directory swaps the file.
+        local_file(b, key).write_bytes(serialize(Trap(marker)))
+        b._cache.clear()
+        with pytest.raises(PayloadSignatureError, match="not signed") as info:
+            await b.aget(key)
+        assert store_name in str(info.value)
+        assert not marker.exists()

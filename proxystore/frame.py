@@ -1,0 +1,357 @@
+r"""The payload frame (v1): what every store writes around a serialized object.
+
+Layout (all integers little-endian)::
+
+    magic     4   b"\x89PXF"
+    version   1   1
+    flags     1   bit0 CHECKSUM, bit1 MAC, bit2 MAC_FULL
+    tag       1   B | S | P | O | D | C (see `proxystore.serialize`)
+    kid_len   1   length of the key id (0 when unsigned)
+    count     u32 number of parts (1 to 2**16)
+    lengths   count x u64, each at most 2**48
+    kid       kid_len ASCII bytes
+    checksum  u64 xxh3_64 (only with CHECKSUM)
+    mac       32  HMAC-SHA256 (only with MAC)
+    parts     part 0 right after the header; each later part at the next
+              64-byte boundary from the start of the frame (zero padding)
+
+The checksum covers the header bytes before it and every part (padding
+excluded); it catches accidents (truncation, bit flips), not attackers. The
+MAC covers the header bytes before it (so the checksum, lengths and key id
+too) and, by default, part 0 of the tags whose bytes can run code (P, O, D,
+C); with MAC_FULL it covers every part. `decode` checks the length, checksum
+and MAC before returning anything that could reach a deserializer.
+
+`encode` returns the frame as parts written back to back: large parts are
+passed through by reference, never joined. `decode` returns read-only views
+of the buffer it was given.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import struct
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, NamedTuple, TypeAlias
+
+import xxhash
+
+from proxystore.exceptions import PayloadSignatureError, SerializationError
+
+if TYPE_CHECKING:
+    from proxystore.signing import SigningKeys
+
+Buffer: TypeAlias = bytes | bytearray | memoryview
+"""Any contiguous bytes-like object a store can write or return."""
+
+MAGIC = b"\x89PXF"
+"""The first four bytes of every frame (0x89 never starts a pre-frame payload)."""
+
+VERSION = 1
+"""The frame version this module writes and reads."""
+
+CHECKSUM = 0x01
+"""Flag: the header carries an xxh3_64 checksum."""
+MAC = 0x02
+"""Flag: the header carries an HMAC-SHA256 and a key id."""
+MAC_FULL = 0x04
+"""Flag: the MAC covers every part, not just part 0 of code-carrying tags."""
+
+TAGS = frozenset(b"BSPODC")
+"""Valid tag bytes."""
+CODE_TAGS = frozenset(b"PODC")
+"""Tags whose part 0 goes to a deserializer that can run code."""
+
+MAX_PARTS = 2**16
+"""Most parts a frame may have."""
+MAX_PART_LENGTH = 2**48
+"""Longest part a frame may have, in bytes."""
+ALIGN = 64
+"""Parts after the first start on this boundary from the start of the frame."""
+
+_FIXED = struct.Struct("<4sBBBBI")
+_ONE_PART = struct.Struct("<4sBBBBIQ")
+_U64 = struct.Struct("<Q")
+_MAC_SIZE = 32
+_PADDING = bytes(ALIGN)
+_KNOWN_FLAGS = CHECKSUM | MAC | MAC_FULL
+# Below this many bytes, joining a part to the header costs less than a
+# second write or a streaming hash.
+_JOIN_LIMIT = 64 * 1024
+_KID_BYTES = frozenset(
+    b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-"
+)
+
+
+class Frame(NamedTuple):
+    """A decoded, verified frame.
+
+    Attributes:
+        tag: The tag byte (an int, e.g. ``ord("P")``).
+        flags: The flag bits.
+        kid: The id of the key that signed it, or None if unsigned.
+        parts: Read-only views of the parts, in order.
+    """
+
+    tag: int
+    flags: int
+    kid: str | None
+    parts: list[memoryview]
+
+
+def _nbytes(part: Buffer) -> int:
+    return len(part) if type(part) is bytes else memoryview(part).nbytes
+
+
+def encode(
+    tag: int,
+    parts: Sequence[Buffer],
+    *,
+    checksum: bool = True,
+    keys: SigningKeys | None = None,
+    mac_full: bool = False,
+) -> list[Buffer]:
+    """Frame parts; return the frame as buffers to write back to back.
+
+    Args:
+        tag: The tag byte (one of `TAGS`).
+        parts: Flat byte buffers (bytes, bytearray, or memoryviews of format
+            ``B``); large ones are returned by reference, not copied.
+        checksum: Add an xxh3_64 checksum.
+        keys: Sign with the first of these keys.
+        mac_full: Sign every part, not just part 0 of code-carrying tags.
+
+    Returns:
+        The header (joined with part 0 when that is small), the parts and
+        the zero padding between them.
+
+    Raises:
+        SerializationError: If the tag, part count or a part length is
+            outside what a frame can carry.
+    """
+    count = len(parts)
+    if tag not in TAGS:
+        raise SerializationError(f"cannot frame unknown tag {tag!r}")
+    if not 1 <= count <= MAX_PARTS:
+        raise SerializationError(f"a frame has 1 to {MAX_PARTS} parts, got {count}")
+    flags = CHECKSUM if checksum else 0
+    kid = b""
+    if keys is not None:
+        flags |= MAC | (MAC_FULL if mac_full else 0)
+        kid = keys.signing_kid.encode("ascii")
+    part0 = parts[0]
+    if count == 1:
+        length0 = _nbytes(part0)
+        lengths: Sequence[int] = (length0,)
+        header = _ONE_PART.pack(MAGIC, VERSION, flags, tag, len(kid), 1, length0)
+    else:
+        lengths = [_nbytes(part) for part in parts]
+        header = _FIXED.pack(MAGIC, VERSION, flags, tag, len(kid), count)
+        header += struct.pack(f"<{count}Q", *lengths)
+    if max(lengths) > MAX_PART_LENGTH:
+        raise SerializationError(
+            f"a frame part is at most {MAX_PART_LENGTH} bytes, got {max(lengths)}"
+        )
+    if kid:
+        header += kid
+    small0 = type(part0) is bytes and lengths[0] <= _JOIN_LIMIT
+    if checksum:
+        if count == 1 and small0:
+            digest = xxhash.xxh3_64_intdigest(header + part0)
+        else:
+            hasher = xxhash.xxh3_64(header)
+            for part in parts:
+                hasher.update(part)
+            digest = hasher.intdigest()
+        header += _U64.pack(digest)
+    if keys is not None:
+        header += _mac(keys.signing_key, header, tag, parts, mac_full)
+    out: list[Buffer] = [header + part0 if small0 else header]
+    if not small0 and lengths[0]:
+        out.append(part0)
+    offset = len(header) + lengths[0]
+    for part, length in zip(parts[1:], lengths[1:], strict=True):
+        pad = -offset % ALIGN
+        if pad:
+            out.append(_PADDING[:pad])
+        out.append(part)
+        offset += pad + length
+    return out
+
+
+def _mac(
+    key: bytes, header: bytes, tag: int, parts: Sequence[Buffer], full: bool
+) -> bytes:
+    if full:
+        covered: Sequence[Buffer] = parts
+    elif tag in CODE_TAGS:
+        covered = parts[:1]
+    else:
+        covered = ()
+    if not covered:
+        return hmac.digest(key, header, "sha256")
+    if len(covered) == 1 and _nbytes(covered[0]) <= _JOIN_LIMIT:
+        return hmac.digest(key, header + covered[0], "sha256")
+    mac = hmac.new(key, header, hashlib.sha256)
+    for part in covered:
+        mac.update(part)
+    return mac.digest()
+
+
+def is_frame(data: Buffer) -> bool:
+    """Return whether `data` starts like a frame (its magic, nothing checked)."""
+    return bytes(memoryview(data)[:4]) == MAGIC
+
+
+def decode(
+    data: Buffer,
+    *,
+    keys: SigningKeys | None = None,
+    require_checksum: bool = False,
+) -> Frame:
+    """Check a frame and return views of its parts.
+
+    Nothing in the frame is trusted before it is checked: the header's
+    counts and lengths are capped, the total length must match the buffer
+    exactly, then the checksum and the MAC are verified.
+
+    Args:
+        data: The whole frame.
+        keys: The reader's signing keys. With keys, a frame must be signed by
+            one of them; without, a signed frame is refused (its signature
+            cannot be checked).
+        require_checksum: Refuse a frame without a checksum.
+
+    Returns:
+        The verified frame.
+
+    Raises:
+        PayloadSignatureError: If the frame's signature is missing, made with
+            an unknown key or wrong, or the frame is signed and there are no
+            keys to check it with.
+        SerializationError: If the frame is truncated, has trailing bytes, a
+            malformed header or a wrong checksum.
+    """
+    view = memoryview(data)
+    if not view.c_contiguous:
+        raise SerializationError("cannot decode a non-contiguous buffer")
+    if view.ndim != 1 or view.format != "B":
+        view = view.cast("B")
+    view = view.toreadonly()
+    size = view.nbytes
+    if size < _FIXED.size:
+        raise SerializationError(
+            f"truncated payload: {size} bytes, a frame header needs {_FIXED.size}"
+        )
+    magic, version, flags, tag, kid_len, count = _FIXED.unpack_from(view)
+    if magic != MAGIC:
+        raise SerializationError("payload is not a proxystore frame (bad magic)")
+    if version != VERSION:
+        raise SerializationError(
+            f"frame version {version} is not supported (this proxystore reads "
+            f"version {VERSION})"
+        )
+    if flags & ~_KNOWN_FLAGS:
+        raise SerializationError(f"frame has unknown flags 0x{flags:02x}")
+    signed = bool(flags & MAC)
+    if flags & MAC_FULL and not signed:
+        raise SerializationError("frame has MAC_FULL without MAC")
+    if signed != (kid_len > 0):
+        raise SerializationError(
+            f"frame header is inconsistent: MAC flag {signed}, key id length {kid_len}"
+        )
+    if tag not in TAGS:
+        raise SerializationError(f"frame has unknown tag {bytes([tag])!r}")
+    if not 1 <= count <= MAX_PARTS:
+        raise SerializationError(f"frame claims {count} parts (1 to {MAX_PARTS})")
+    if count > 1 and tag != ord("O"):
+        raise SerializationError(
+            f"frame with tag {bytes([tag])!r} claims {count} parts; only tag "
+            "'O' carries out-of-band parts"
+        )
+    has_checksum = bool(flags & CHECKSUM)
+    kid_start = _FIXED.size + 8 * count
+    checksum_start = kid_start + kid_len
+    mac_start = checksum_start + (8 if has_checksum else 0)
+    header_size = mac_start + (_MAC_SIZE if signed else 0)
+    if size < header_size:
+        raise SerializationError(
+            f"truncated payload: {size} bytes, its frame header needs {header_size}"
+        )
+    if count == 1:
+        lengths: tuple[int, ...] = _U64.unpack_from(view, _FIXED.size)
+    else:
+        lengths = struct.unpack_from(f"<{count}Q", view, _FIXED.size)
+    offsets = []
+    end = header_size
+    for index, length in enumerate(lengths):
+        if length > MAX_PART_LENGTH:
+            raise SerializationError(
+                f"frame part {index} claims {length} bytes (at most {MAX_PART_LENGTH})"
+            )
+        if index:
+            end += -end % ALIGN
+        offsets.append(end)
+        end += length
+    if size != end:
+        problem = "truncated payload" if size < end else "trailing bytes after payload"
+        raise SerializationError(
+            f"{problem}: {size} bytes, its frame header says {end}"
+        )
+    kid = None
+    if signed:
+        kid_raw = bytes(view[kid_start:checksum_start])
+        if not _KID_BYTES.issuperset(kid_raw):
+            raise SerializationError("frame key id is not [A-Za-z0-9_.-]")
+        kid = kid_raw.decode("ascii")
+    parts = [
+        view[offset : offset + length]
+        for offset, length in zip(offsets, lengths, strict=True)
+    ]
+    key = _verifying_key(kid, keys)
+    if has_checksum:
+        hasher = xxhash.xxh3_64(view[:checksum_start])
+        for part in parts:
+            hasher.update(part)
+        (stored,) = _U64.unpack_from(view, checksum_start)
+        if hasher.intdigest() != stored:
+            raise SerializationError(
+                "payload checksum mismatch: the bytes were corrupted "
+                "(truncated, bit flips or overwritten)"
+            )
+    elif require_checksum:
+        raise SerializationError("payload frame has no checksum; this store adds one")
+    if key is not None:
+        header = bytes(view[:mac_start])
+        expected = _mac(key, header, tag, parts, bool(flags & MAC_FULL))
+        if not hmac.compare_digest(expected, bytes(view[mac_start:header_size])):
+            raise PayloadSignatureError(
+                f"payload signature (key id {kid!r}) does not verify: the payload "
+                "was altered or signed with another key of the same id"
+            )
+    return Frame(tag, flags, kid, parts)
+
+
+def _verifying_key(kid: str | None, keys: SigningKeys | None) -> bytes | None:
+    """Return the key that verifies a frame signed with `kid` (None: unsigned)."""
+    if keys is None:
+        if kid is not None:
+            raise PayloadSignatureError(
+                f"payload is signed with key id {kid!r} and this store has no "
+                "signing keys to verify it; configure PROXYSTORE_SIGNING_KEYS "
+                "(or signing_keys=)"
+            )
+        return None
+    if kid is None:
+        raise PayloadSignatureError(
+            "payload is not signed and this store has signing keys: it only "
+            "deserializes payloads signed by one of them"
+        )
+    key = keys.key_for(kid)
+    if key is None:
+        raise PayloadSignatureError(
+            f"payload is signed with key id {kid!r}, which is not one of this "
+            f"store's signing keys {list(keys.kids)!r}"
+        )
+    return key
