@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from proxystore.exceptions import (
     ConfigurationError,
+    NotAStoreProxyError,
     StoreExistsError,
     StoreNotFoundError,
     UnknownStoreTypeError,
@@ -155,6 +156,8 @@ def import_class(path: str) -> type:
 def resolve_store_type(store_type: Any, face: Face) -> type:
     """Return the store class for a type name, `STORES` member or class."""
     if isinstance(store_type, type):
+        if not _is_store_class(store_type):
+            raise UnknownStoreTypeError(store_type, STORES.names())
         return store_type
     if isinstance(store_type, STORES):
         member = store_type
@@ -163,6 +166,11 @@ def resolve_store_type(store_type: Any, face: Face) -> type:
     else:
         raise UnknownStoreTypeError(store_type, STORES.names())
     return import_class(StoreConfig(member.value, "", {}).face_kind(face))
+
+
+def _is_store_class(cls: type) -> bool:
+    # By its marks rather than issubclass: the base classes import this module.
+    return hasattr(cls, "_IS_SYNC") and hasattr(cls, "store_config")
 
 
 class _Entry:
@@ -189,15 +197,15 @@ def register(
             raising.
 
     Raises:
-        StoreExistsError: If the name is taken by a different configuration
-            (or by another instance of the same face) and not `exist_ok`.
+        StoreExistsError: If the name is taken by a different configuration,
+            or its `face` is already registered (even by this very store),
+            and not `exist_ok`.
     """
     config = store.store_config
     with _lock:
         entry = _entries.get(config.name)
         if entry is not None and not exist_ok:
-            other = entry.faces.get(face)
-            if entry.config != config or (other is not None and other is not store):
+            if entry.config != config or entry.faces.get(face) is not None:
                 raise StoreExistsError(config.name)
         if entry is None or entry.config != config:
             entry = _entries[config.name] = _Entry(config)
@@ -226,6 +234,14 @@ def lookup(name: str, face: Face) -> Any:
         if entry is None:
             raise StoreNotFoundError(name)
         return _face_of(entry, face)
+
+
+def find(name: str, face: Face) -> Any:
+    """Return the `face` of a registered name (building it if needed), or None."""
+    try:
+        return lookup(name, face)
+    except StoreNotFoundError:
+        return None
 
 
 def lookup_or_build(config: StoreConfig, face: Face) -> Any:
@@ -272,14 +288,14 @@ def store_of_proxy(proxy: Any, face: Face) -> Any:
     """Return the `face` of the store a proxy's factory names, building it if needed.
 
     Raises:
-        StoreNotFoundError: If the proxy was not made by a store.
+        NotAStoreProxyError: If the proxy was not made by a store.
     """
     from proxystore.proxy import get_factory
     from proxystore.store.factory import StoreFactory
 
     factory = get_factory(proxy)
     if not isinstance(factory, StoreFactory):
-        raise StoreNotFoundError(f"<proxy whose factory is {type(factory).__name__}>")
+        raise NotAStoreProxyError(factory)
     return lookup_or_build(factory.config, face)
 
 

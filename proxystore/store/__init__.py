@@ -63,20 +63,24 @@ def init_store(
     return store
 
 
-def get_store(name_or_proxy: str | Proxy[Any]) -> Store[Any]:
+def get_store(name_or_proxy: str | Proxy[Any]) -> Store[Any] | None:
     """Return the registered store with this name, or the store a proxy uses.
 
     For a proxy whose store this process has not seen yet, the store is
     rebuilt from the configuration the proxy carries and registered.
 
+    Returns:
+        The (sync) store, or None if no store has this name (as in
+        ProxyStore 0.4).
+
     Raises:
-        StoreNotFoundError: If no store has this name.
+        NotAStoreProxyError: If a proxy was given that no store made.
     """
     if isinstance(name_or_proxy, Proxy):
         store: Store[Any] = registry.store_of_proxy(name_or_proxy, "sync")
-    else:
-        store = registry.lookup(name_or_proxy, "sync")
-    return store
+        return store
+    found: Store[Any] | None = registry.find(name_or_proxy, "sync")
+    return found
 
 
 def register_store(store: Store[Any], exist_ok: bool = False) -> None:

@@ -95,7 +95,7 @@ class StoreFactory(Factory[T]):
 
         Returns at once. The fetch waits its turn under the store's limit
         (`proxystore.store.utils.configure_prefetch`), and the next `resolve`
-        or `resolve_async` takes its result, or does the fetch itself if it
+        or `aresolve` takes its result, or does the fetch itself if it
         has not started yet.
 
         Args:
@@ -144,7 +144,16 @@ class StoreFactory(Factory[T]):
             return self._fetch()
         return self._result_of(pending, ticket)
 
-    async def resolve_async(self) -> T:
+    def resolve_async(self) -> None:
+        """Start fetching the object in the background; return at once (0.4's API).
+
+        The same as `start_prefetch`: the next `resolve` or `aresolve` takes
+        the fetch's result. Async code that wants the object awaits
+        `aresolve` instead.
+        """
+        self.start_prefetch()
+
+    async def aresolve(self) -> T:
         """Return the object without blocking the running event loop.
 
         Awaits the pending prefetch if it has started, else fetches through
