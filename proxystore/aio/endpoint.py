@@ -9,6 +9,8 @@ another with no shared file system.
 from __future__ import annotations
 
 import asyncio
+import os
+import uuid
 from collections.abc import Sequence
 from typing import Any
 
@@ -51,8 +53,12 @@ class EndpointStore(Store[EndpointKey]):
             when every consumer can use that endpoint.
         timeout: Seconds to wait for each connection, read and write,
             including the endpoint's wait on a peer.
+        proxystore_dir: Look endpoint configurations up in this
+            ``$PROXYSTORE_HOME`` instead of the environment's (ProxyStore
+            0.4's option; ``~`` and variables are expanded).
         cache_size: How many deserialized objects to keep.
         metrics: Record per-operation metrics.
+        stats: Also record them per key (see `Store.stats`).
 
     Raises:
         ConfigurationError: If neither `endpoints` nor `url` is given.
@@ -64,20 +70,31 @@ class EndpointStore(Store[EndpointKey]):
         ```
     """
 
+    _USER_KEY_REFUSAL = (
+        "a key names the endpoint that owns the object, known only at the write"
+    )
+
     def __init__(
         self,
         name: str,
-        endpoints: Sequence[str] = (),
+        endpoints: Sequence[str | uuid.UUID] | str | uuid.UUID = (),
+        proxystore_dir: str | os.PathLike[str] | None = None,
         *,
         url: str | None = None,
         timeout: float = 30.0,
         cache_size: int = 16,
         metrics: bool = False,
+        stats: bool = False,
     ) -> None:
-        super().__init__(name, cache_size=cache_size, metrics=metrics)
-        if isinstance(endpoints, str):
+        super().__init__(name, cache_size=cache_size, metrics=metrics, stats=stats)
+        if isinstance(endpoints, (str, uuid.UUID)):
             endpoints = [endpoints]
-        self.endpoints = list(endpoints)
+        self.endpoints = [_endpoint_name(endpoint) for endpoint in endpoints]
+        self.proxystore_dir = (
+            None
+            if proxystore_dir is None
+            else os.path.expandvars(os.path.expanduser(os.fspath(proxystore_dir)))
+        )
         if not self.endpoints and url is None:
             raise ConfigurationError(
                 f"EndpointStore {name!r} needs endpoints (names or uuids) or a url"
@@ -98,6 +115,7 @@ class EndpointStore(Store[EndpointKey]):
         return {
             **super().config(),
             "endpoints": list(self.endpoints),
+            "proxystore_dir": self.proxystore_dir,
             "url": self.url,
             "timeout": self.timeout,
         }
@@ -139,7 +157,7 @@ class EndpointStore(Store[EndpointKey]):
         failures = []
         for wanted in self.endpoints:
             try:
-                config = find_config(wanted)
+                config = find_config(wanted, self.proxystore_dir)
             except ConfigurationError:
                 continue
             try:
@@ -151,7 +169,7 @@ class EndpointStore(Store[EndpointKey]):
         if not failures:
             raise ConfigurationError(
                 f"none of the endpoints {self.endpoints} of store {self.name!r} "
-                f"is configured on this host (under {endpoints_dir()})"
+                f"is configured on this host (under {endpoints_dir(self.proxystore_dir)})"
             )
         raise StoreConnectionError(
             ", ".join(f"endpoint {wanted}" for wanted in self.endpoints),
@@ -223,7 +241,9 @@ class EndpointStore(Store[EndpointKey]):
     def _object_url(self, key: EndpointKey) -> str:
         return f"{self._endpoint_url}/objects/{key.object_id}"
 
-    async def _aset_bytes(self, payload: Payload) -> EndpointKey:
+    async def _aset_bytes(
+        self, payload: Payload, key: EndpointKey | None = None
+    ) -> EndpointKey:
         client = await self._connected()
         key = EndpointKey(new_object_id(), self._endpoint_uuid)
         stream = PayloadStream(payload)
@@ -283,6 +303,17 @@ class EndpointStore(Store[EndpointKey]):
 
     async def _aclose(self) -> None:
         await self._clients.aclose_all(_aclose_http_client)
+
+
+def _endpoint_name(endpoint: object) -> str:
+    """An endpoint's name or uuid as a str (0.4 also took `uuid.UUID` objects)."""
+    if isinstance(endpoint, uuid.UUID):
+        return str(endpoint)
+    if not isinstance(endpoint, str) or not endpoint:
+        raise ConfigurationError(
+            f"endpoints are names or uuids (str or uuid.UUID), got {endpoint!r}"
+        )
+    return endpoint
 
 
 async def _aclose_http_client(client: httpx.AsyncClient) -> None:

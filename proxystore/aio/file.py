@@ -2,7 +2,9 @@
 
 Every write goes to a temporary file in the same directory that is renamed
 into place, so a reader sees a whole object or none. Keys are plain file names:
-anything that could leave the directory is refused.
+anything that could leave the directory is refused. An object's version is
+its file's ``st_mtime_ns``, which every write sets explicitly (file system
+clocks can be too coarse to tell two quick writes apart).
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import os
 import re
 from typing import Any
 
-from proxystore._shared import new_object_id
+from proxystore._shared import new_object_id, next_version
 from proxystore.aio._compat import open_file
 from proxystore.aio.base import Store
 from proxystore.exceptions import ConfigurationError, InvalidKeyError
@@ -33,7 +35,10 @@ class FileStore(Store[str]):
             resolves this store's proxies must see it at the same path.
         cache_size: How many deserialized objects to keep.
         metrics: Record per-operation metrics.
+        stats: Also record them per key (see `Store.stats`).
     """
+
+    _USER_KEY_REFUSAL = None
 
     def __init__(
         self,
@@ -42,8 +47,9 @@ class FileStore(Store[str]):
         *,
         cache_size: int = 16,
         metrics: bool = False,
+        stats: bool = False,
     ) -> None:
-        super().__init__(name, cache_size=cache_size, metrics=metrics)
+        super().__init__(name, cache_size=cache_size, metrics=metrics, stats=stats)
         self.store_dir = os.path.abspath(os.fspath(store_dir))
         try:
             os.makedirs(self.store_dir, exist_ok=True)
@@ -70,18 +76,32 @@ class FileStore(Store[str]):
     def _path(self, key: str) -> str:
         return os.path.join(self.store_dir, key)
 
-    async def _aset_bytes(self, payload: Payload) -> str:
-        key = new_object_id()
-        await write_file_atomically(self._path(key), payload)
+    async def _aset_bytes(self, payload: Payload, key: str | None = None) -> str:
+        if key is None:
+            key = new_object_id()
+        await write_file_atomically(self._path(key), payload, next_version())
         return key
 
     async def _aget_bytes(self, key: str) -> Buffer | None:
+        found = await self._aget_versioned(key)
+        return None if found is None else found[0]
+
+    async def _aget_versioned(self, key: str) -> tuple[Buffer, int] | None:
         try:
             async with open_file(self._path(key), "rb") as file:
+                # The open file's own mtime: a rename over it cannot mix
+                # another version's time with these bytes.
+                version = os.fstat(file.fileno()).st_mtime_ns
                 data: bytes = await file.read()
         except FileNotFoundError:
             return None
-        return data
+        return data, version
+
+    async def _aget_version(self, key: str) -> int | None:
+        try:
+            return os.stat(self._path(key)).st_mtime_ns
+        except FileNotFoundError:
+            return None
 
     async def _aexists(self, key: str) -> bool:
         return os.path.exists(self._path(key))
@@ -90,11 +110,19 @@ class FileStore(Store[str]):
         remove_file(self._path(key))
 
 
-async def write_file_atomically(path: str, payload: Payload) -> None:
+async def write_file_atomically(
+    path: str, payload: Payload, mtime_ns: int | None = None
+) -> None:
     """Write a payload's parts to `path` so readers see all of it or nothing.
 
     The parts go to a hidden temporary file in the same directory, which is
     then renamed over `path`; on any error the temporary file is removed.
+
+    Args:
+        path: The file to write.
+        payload: The parts, written back to back.
+        mtime_ns: Set the file's access and modification times to this
+            (a version), before it is renamed into place.
     """
     directory, name = os.path.split(path)
     temp = os.path.join(directory, f"{_TEMP_PREFIX}{name}")
@@ -102,6 +130,8 @@ async def write_file_atomically(path: str, payload: Payload) -> None:
         async with open_file(temp, "wb") as file:
             for part in payload:
                 await file.write(part)
+        if mtime_ns is not None:
+            os.utime(temp, ns=(mtime_ns, mtime_ns))
         os.replace(temp, path)
     except BaseException:
         remove_file(temp)

@@ -89,6 +89,7 @@ class GlobusStore(Store[GlobusKey]):
             part of `config()`: each process picks its own endpoint.
         cache_size: How many deserialized objects to keep.
         metrics: Record per-operation metrics.
+        stats: Also record them per key (see `Store.stats`).
 
     Raises:
         ConfigurationError: For invalid arguments, when no endpoint matches
@@ -103,6 +104,11 @@ class GlobusStore(Store[GlobusKey]):
         # Transfer task has copied the object there.
         ```
     """
+
+    _USER_KEY_REFUSAL = (
+        "a key names the Transfer task that copied the object, known only "
+        "after the write"
+    )
 
     def __init__(
         self,
@@ -119,8 +125,9 @@ class GlobusStore(Store[GlobusKey]):
         hostname: str | None = None,
         cache_size: int = 16,
         metrics: bool = False,
+        stats: bool = False,
     ) -> None:
-        super().__init__(name, cache_size=cache_size, metrics=metrics)
+        super().__init__(name, cache_size=cache_size, metrics=metrics, stats=stats)
         self.endpoints = _as_endpoints(endpoints)
         if not _is_positive(polling_interval):
             raise ConfigurationError(
@@ -185,11 +192,17 @@ class GlobusStore(Store[GlobusKey]):
     def _path(self, filename: str) -> str:
         return os.path.join(self.endpoint.local_path, filename)
 
-    async def _aset_bytes(self, payload: Payload) -> GlobusKey:
+    async def _aset_bytes(
+        self, payload: Payload, key: GlobusKey | None = None
+    ) -> GlobusKey:
         keys = await self._aset_bytes_batch([payload])
         return keys[0]
 
-    async def _aset_bytes_batch(self, payloads: Sequence[Payload]) -> list[GlobusKey]:
+    async def _aset_bytes_batch(
+        self,
+        payloads: Sequence[Payload],
+        keys: Sequence[GlobusKey | None] | None = None,
+    ) -> list[GlobusKey]:
         if not payloads:
             return []
         filenames: list[str] = []

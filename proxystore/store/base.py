@@ -2,9 +2,11 @@
 """The async `Store`: every store's public API over a small byte-level driver.
 
 Drivers subclass `Store` and implement `_set_bytes`, `_get_bytes`,
-`_exists`, `_evict`, `_close`, `_validate_key` and `config`. Everything
-else (serialization, the cache of deserialized objects, metrics, proxies,
-batches) lives here once, for every driver and for both faces.
+`_exists`, `_evict`, `_close`, `_validate_key` and `config`; drivers whose
+keys a user may choose (`_USER_KEYS`) also keep a version per write
+(`_get_versioned`, `_get_version`). Everything else (serialization, the
+cache of deserialized objects, metrics, proxies, batches) lives here once,
+for every driver and for both faces.
 """
 
 from __future__ import annotations
@@ -16,15 +18,19 @@ from typing import Any, ClassVar, Generic, TypeVar
 
 from typing_extensions import Self
 
+from proxystore._shared import USER_KEY_PATTERN, USER_KEY_RULE, raw_bytes
 from proxystore.store._compat import gather
 from proxystore.cache import MISSING, LRUCache
 from proxystore.exceptions import (
     ConfigurationError,
+    InvalidKeyError,
     MissingKeyError,
+    NotAStoreProxyError,
+    SerializationError,
     StoreClosedError,
 )
-from proxystore.metrics import StoreMetrics
-from proxystore.proxy import Proxy
+from proxystore.metrics import DEFAULT_STATS_KEYS, OperationMetrics, StoreMetrics
+from proxystore.proxy import Proxy, get_factory
 from proxystore.registry import StoreConfig, config_of
 from proxystore.serialize import Buffer, Payload, deserialize, serialize_parts
 from proxystore.store.factory import StoreFactory, type_path
@@ -39,6 +45,9 @@ Deserializer = Callable[[bytes], Any]
 
 _clock = time.perf_counter
 
+NO_OBJECT: Any = object()
+"""Default of `Store.proxy`'s `obj`: proxy an object already in the store."""
+
 
 class Store(Generic[KeyT]):
     """An object store that hands out proxies.
@@ -50,6 +59,9 @@ class Store(Generic[KeyT]):
             caching.
         metrics: Record per-operation counts, times and bytes in `metrics`
             (off by default: it costs a few hundred nanoseconds per call).
+        stats: Also record them per key, for `stats` (ProxyStore 0.4's
+            option; implies `metrics`). The most recently used
+            `DEFAULT_STATS_KEYS` keys are kept.
 
     Example:
         ```python
@@ -63,8 +75,16 @@ class Store(Generic[KeyT]):
     _IS_SYNC: ClassVar[bool] = _IS_SYNC
     """Whether this class is a sync face (the registry builds faces by it)."""
 
+    _USER_KEY_REFUSAL: ClassVar[str | None] = "it makes every key itself"
+    """Why `set(key=...)` is refused; None in drivers that take user keys."""
+
     def __init__(
-        self, name: str, *, cache_size: int = 16, metrics: bool = False
+        self,
+        name: str,
+        *,
+        cache_size: int = 16,
+        metrics: bool = False,
+        stats: bool = False,
     ) -> None:
         if not isinstance(name, str) or not name:
             raise ConfigurationError(
@@ -77,7 +97,11 @@ class Store(Generic[KeyT]):
         self.name = name
         self.cache_size = cache_size
         self._cache: LRUCache[KeyT] = LRUCache(cache_size)
-        self.metrics: StoreMetrics | None = StoreMetrics() if metrics else None
+        self.metrics: StoreMetrics | None = (
+            StoreMetrics(max_keys=DEFAULT_STATS_KEYS if stats else 0)
+            if metrics or stats
+            else None
+        )
         self._closed = False
         self._store_config: StoreConfig | None = None
 
@@ -89,23 +113,44 @@ class Store(Generic[KeyT]):
             "name": self.name,
             "cache_size": self.cache_size,
             "metrics": self.metrics is not None,
+            "stats": self.has_stats,
         }
 
     def _validate_key(self, key: Any) -> KeyT:
         """Return `key` if this store could have made it, else raise InvalidKeyError."""
         raise NotImplementedError
 
-    def _set_bytes(self, payload: Payload) -> KeyT:
-        """Store a new object's payload and return its key."""
+    def _set_bytes(self, payload: Payload, key: KeyT | None = None) -> KeyT:
+        """Store a payload under `key` (a new key if None) and return the key."""
         raise NotImplementedError
 
-    def _set_bytes_batch(self, payloads: Sequence[Payload]) -> list[KeyT]:
+    def _set_bytes_batch(
+        self, payloads: Sequence[Payload], keys: Sequence[KeyT | None] | None = None
+    ) -> list[KeyT]:
         """Store several payloads; drivers override this with one round trip."""
-        return gather(*[self._set_bytes(payload) for payload in payloads])
+        wanted = keys if keys is not None else [None] * len(payloads)
+        return gather(
+            *[
+                self._set_bytes(payload, key)
+                for payload, key in zip(payloads, wanted, strict=True)
+            ]
+        )
 
     def _get_bytes(self, key: KeyT) -> Buffer | None:
         """Return the payload stored under `key`, or None if there is none."""
         raise NotImplementedError
+
+    def _get_versioned(self, key: KeyT) -> tuple[Buffer, int] | None:
+        """Return the payload under `key` and its version, or None if there is none.
+
+        Drivers without user keys never overwrite a key: version 0.
+        """
+        data = self._get_bytes(key)
+        return None if data is None else (data, 0)
+
+    def _get_version(self, key: KeyT) -> int | None:
+        """Return the version of the object under `key`, or None if there is none."""
+        return 0 if self._exists(key) else None
 
     def _get_bytes_batch(self, keys: Sequence[KeyT]) -> list[Buffer | None]:
         """Fetch several payloads; drivers override this with one round trip."""
@@ -136,49 +181,152 @@ class Store(Generic[KeyT]):
         """Whether `close` was called."""
         return self._closed
 
-    def is_cached(self, key: KeyT) -> bool:
-        """Return whether the deserialized object for `key` is in the cache."""
-        return key in self._cache
+    @property
+    def has_stats(self) -> bool:
+        """Whether per-key stats are kept (``stats=True``)."""
+        return self.metrics is not None and self.metrics.max_keys > 0
 
-    def set(self, obj: Any, *, serializer: Serializer | None = None) -> KeyT:
+    def is_cached(self, key: KeyT, *, strict: bool = False) -> bool:
+        """Return whether the deserialized object for `key` is in the cache.
+
+        Args:
+            key: The key.
+            strict: Also check that the cached object is the store's current
+                version of `key` (one round trip to the store).
+        """
+        entry = self._cache.entry(key)
+        if entry is None:
+            return False
+        if not strict:
+            return True
+        return self._get_version(self._validate_key(key)) == entry[1]
+
+    def get_timestamp(self, key: KeyT) -> float:
+        """Return when the object under `key` was written (its version), in epoch seconds.
+
+        Stores whose keys never change (Globus, endpoint) answer 0.0.
+
+        Raises:
+            MissingKeyError: If no object is stored under `key` (a `KeyError`).
+        """
+        self._check_open()
+        key = self._validate_key(key)
+        version = self._get_version(key)
+        if version is None:
+            raise MissingKeyError(key, self.name)
+        return version / 1e9
+
+    def stats(self, key_or_proxy: KeyT | Proxy[Any]) -> dict[str, OperationMetrics]:
+        """Return copies of the metrics recorded for one key (ProxyStore 0.4's stats).
+
+        Args:
+            key_or_proxy: A key, or a proxy made by a store (its key; its
+                resolutions are recorded under ``resolve``).
+
+        Returns:
+            Operation name (``set``, ``get``, ``cache_hit``, ``exists``,
+            ``evict``, ``resolve``) to its metrics, for the operations seen.
+
+        Raises:
+            ConfigurationError: If the store was made without ``stats=True``.
+            NotAStoreProxyError: If a proxy was given that no store made.
+        """
+        if self.metrics is None or not self.has_stats:
+            raise ConfigurationError(
+                f"store {self.name!r} keeps no per-key stats: create it with stats=True"
+            )
+        key: Any = key_or_proxy
+        if type(key_or_proxy) is Proxy:
+            factory = get_factory(key_or_proxy)
+            if not hasattr(factory, "config"):
+                raise NotAStoreProxyError(factory)
+            key = getattr(factory, "key", None)
+        return self.metrics.for_key(key)
+
+    def set(
+        self,
+        obj: Any,
+        *,
+        key: KeyT | None = None,
+        serialize: bool = True,
+        serializer: Serializer | None = None,
+    ) -> KeyT:
         """Store an object and return its key.
 
         Args:
             obj: The object.
+            key: Store it under this key (local, file and redis stores; see
+                `USER_KEY_PATTERN`), replacing what was there; a new key if
+                None.
+            serialize: False if `obj` is already bytes to store as given
+                (read them back with ``deserialize=False``).
             serializer: Turns `obj` into bytes instead of the default
                 serialization; read it back with the matching deserializer.
 
         Raises:
-            SerializationError: If the object cannot be serialized.
+            InvalidKeyError: If `key` is not allowed by this store.
+            SerializationError: If the object cannot be serialized, or is
+                not bytes with ``serialize=False``.
         """
         if self._closed:
             raise StoreClosedError(self.name)
-        payload = (
-            serialize_parts(obj) if serializer is None else _custom(obj, serializer)
-        )
+        if key is not None:
+            key = self._user_key(key)
+            self._cache.pop(key)
+        payload = self._payload(obj, serialize, serializer)
         metrics = self.metrics
         if metrics is None:
-            return self._set_bytes(payload)
+            if key is None:
+                return self._set_bytes(payload)
+            return self._set_bytes(payload, key)
         start = _clock()
-        key = self._set_bytes(payload)
-        metrics.record("set", _clock() - start, _nbytes(payload))
+        key = (
+            self._set_bytes(payload) if key is None else self._set_bytes(payload, key)
+        )
+        metrics.record("set", _clock() - start, _nbytes(payload), key)
         return key
 
     def set_batch(
-        self, objs: Iterable[Any], *, serializer: Serializer | None = None
+        self,
+        objs: Iterable[Any],
+        *,
+        keys: Sequence[KeyT | None] | None = None,
+        serialize: bool = True,
+        serializer: Serializer | None = None,
     ) -> list[KeyT]:
         """Store several objects (one round trip where the driver allows it).
 
+        Args:
+            objs: The objects.
+            keys: A key (or None for a new one) per object; see `set`.
+            serialize: False if the objects are bytes to store as given.
+            serializer: Custom serializer, as in `set`.
+
         Returns:
             Their keys, in order.
+
+        Raises:
+            ConfigurationError: If `keys` and `objs` differ in length.
         """
         self._check_open()
-        payloads = [
-            serialize_parts(obj) if serializer is None else _custom(obj, serializer)
-            for obj in objs
-        ]
+        objs = list(objs)
+        wanted: list[KeyT | None] | None = None
+        if keys is not None:
+            if len(keys) != len(objs):
+                raise ConfigurationError(
+                    f"set_batch got {len(objs)} objects but {len(keys)} keys"
+                )
+            wanted = [None if key is None else self._user_key(key) for key in keys]
+            for key in wanted:
+                if key is not None:
+                    self._cache.pop(key)
+        payloads = [self._payload(obj, serialize, serializer) for obj in objs]
         start = _clock()
-        keys = self._set_bytes_batch(payloads)
+        keys = (
+            self._set_bytes_batch(payloads)
+            if wanted is None
+            else self._set_bytes_batch(payloads, wanted)
+        )
         if self.metrics is not None:
             nbytes = sum(_nbytes(payload) for payload in payloads)
             self.metrics.record("set_batch", _clock() - start, nbytes)
@@ -188,16 +336,30 @@ class Store(Generic[KeyT]):
         self,
         key: KeyT,
         *,
+        deserialize: bool = True,
+        strict: bool = False,
         deserializer: Deserializer | None = None,
         default: Any = None,
     ) -> Any:
         """Return the object stored under `key`, or `default` if there is none.
 
+        Args:
+            key: The key.
+            deserialize: False to return the stored bytes as they are (what
+                ``set(..., serialize=False)`` stored); never cached.
+            strict: Never return a cached object older than the store's
+                current version of `key` (one more round trip on a cache hit).
+            deserializer: Custom deserializer for a custom-serialized object.
+            default: Returned when there is no object under `key`.
+
         Raises:
             InvalidKeyError: If `key` is malformed for this store.
             SerializationError: If the stored payload is corrupt.
         """
-        obj = self._fetch(self._validate_key(key), deserializer)
+        key = self._validate_key(key)
+        obj = self._fetch(
+            key, deserializer if deserialize else raw_bytes, strict
+        )
         return default if obj is MISSING else obj
 
     def get_batch(
@@ -239,7 +401,7 @@ class Store(Generic[KeyT]):
         exists = self._exists(key)
         if not exists:
             self._cache.pop(key)
-        self._record("exists", start)
+        self._record("exists", start, key=key)
         return exists
 
     def evict(self, key: KeyT) -> None:
@@ -254,13 +416,16 @@ class Store(Generic[KeyT]):
             return
         start = _clock()
         self._evict(key)
-        metrics.record("evict", _clock() - start)
+        metrics.record("evict", _clock() - start, 0, key)
 
     def proxy(
         self,
-        obj: T,
+        obj: T = NO_OBJECT,
         *,
+        key: KeyT | None = None,
         evict: bool = False,
+        serialize: bool = True,
+        strict: bool = False,
         serializer: Serializer | None = None,
         deserializer: Deserializer | None = None,
         prefetch: bool = False,
@@ -268,29 +433,93 @@ class Store(Generic[KeyT]):
         """Store an object and return a proxy that resolves to it.
 
         Args:
-            obj: The object.
+            obj: The object. If not given (or None with a `key`, as in
+                ProxyStore 0.4), `key` names an object already in the store
+                (the same as `proxy_from_key`).
+            key: Store `obj` under this key (see `set`).
             evict: Delete the object from the store when the proxy resolves.
+            serialize: False if `obj` is bytes to store as given; the proxy
+                then resolves to those bytes.
+            strict: The proxy resolves to the store's current version of the
+                key, never an older cached one.
             serializer: Custom serializer (needs `deserializer`).
             deserializer: Custom deserializer, carried by the proxy.
             prefetch: Start fetching as soon as the proxy is unpickled in a
                 consumer, so first use finds the object there.
+
+        Raises:
+            ConfigurationError: If neither `obj` nor `key` is given.
         """
-        key = self.set(obj, serializer=serializer)
+        if obj is NO_OBJECT or (obj is None and key is not None):
+            if key is None:
+                raise ConfigurationError(
+                    f"proxy() on store {self.name!r} needs an object or the key "
+                    "of one already in the store"
+                )
+            return self.proxy_from_key(
+                key,
+                evict=evict,
+                deserializer=deserializer if serialize else raw_bytes,
+                prefetch=prefetch,
+                strict=strict,
+            )
+        key = self.set(obj, key=key, serialize=serialize, serializer=serializer)
+        if not serialize:
+            deserializer = raw_bytes
         target_type = type_path(obj) if deserializer is None else None
-        return self._make_proxy(key, evict, deserializer, prefetch, target_type)
+        return self._make_proxy(key, evict, deserializer, prefetch, target_type, strict)
 
     def proxy_batch(
         self,
-        objs: Iterable[T],
+        objs: Iterable[T] | None = None,
         *,
+        keys: Sequence[KeyT | None] | None = None,
         evict: bool = False,
+        serialize: bool = True,
+        strict: bool = False,
         serializer: Serializer | None = None,
         deserializer: Deserializer | None = None,
         prefetch: bool = False,
     ) -> list[Proxy[T]]:
-        """Store several objects and return a proxy for each, in order."""
+        """Store several objects and return a proxy for each, in order.
+
+        Args:
+            objs: The objects. If None, `keys` name objects already in the
+                store (as in ProxyStore 0.4).
+            keys: A key (or None for a new one) per object; see `set`.
+            evict: See `proxy`.
+            serialize: See `proxy`.
+            strict: See `proxy`.
+            serializer: See `proxy`.
+            deserializer: See `proxy`.
+            prefetch: See `proxy`.
+
+        Raises:
+            ConfigurationError: If neither `objs` nor `keys` is given, or
+                they differ in length.
+        """
+        if not serialize:
+            deserializer = raw_bytes
+        if objs is None:
+            if keys is None:
+                raise ConfigurationError(
+                    f"proxy_batch() on store {self.name!r} needs objects or the "
+                    "keys of objects already in the store"
+                )
+            self._check_open()
+            return [
+                self._make_proxy(
+                    self._validate_key(key), evict, deserializer, prefetch, None, strict
+                )
+                for key in keys
+            ]
         objs = list(objs)
-        keys = self.set_batch(objs, serializer=serializer)
+        stored = self.set_batch(
+            objs,
+            keys=keys,
+            serialize=serialize,
+            serializer=None if serialize else serializer,
+        )
         return [
             self._make_proxy(
                 key,
@@ -298,8 +527,9 @@ class Store(Generic[KeyT]):
                 deserializer,
                 prefetch,
                 type_path(obj) if deserializer is None else None,
+                strict,
             )
-            for key, obj in zip(keys, objs, strict=True)
+            for key, obj in zip(stored, objs, strict=True)
         ]
 
     def proxy_from_key(
@@ -309,10 +539,13 @@ class Store(Generic[KeyT]):
         evict: bool = False,
         deserializer: Deserializer | None = None,
         prefetch: bool = False,
+        strict: bool = False,
     ) -> Proxy[Any]:
         """Return a proxy for an object already in the store (no I/O)."""
         self._check_open()
-        return self._make_proxy(self._validate_key(key), evict, deserializer, prefetch)
+        return self._make_proxy(
+            self._validate_key(key), evict, deserializer, prefetch, None, strict
+        )
 
     def close(self) -> None:
         """Release the store's connections; later operations raise StoreClosedError."""
@@ -339,46 +572,103 @@ class Store(Generic[KeyT]):
     # -- used by StoreFactory ------------------------------------------------
 
     def _resolve(
-        self, key: KeyT, deserializer: Deserializer | None, evict: bool
+        self,
+        key: KeyT,
+        deserializer: Deserializer | None,
+        evict: bool,
+        strict: bool = False,
     ) -> Any:
-        obj = self._fetch(key, deserializer)
+        start = _clock()
+        obj = self._fetch(key, deserializer, strict)
         if obj is MISSING:
             raise MissingKeyError(key, self.name)
         if evict:
             self.evict(key)
+        self._record("resolve", start, key=key)
         return obj
 
     # -- internals ---------------------------------------------------------
 
-    def _fetch(self, key: KeyT, deserializer: Deserializer | None) -> Any:
+    def _fetch(
+        self, key: KeyT, deserializer: Deserializer | None, strict: bool = False
+    ) -> Any:
         if self._closed:
             raise StoreClosedError(self.name)
+        if deserializer is raw_bytes:
+            return self._fetch_raw(key)
         obj = self._cache.get(key)
+        if obj is not MISSING and strict:
+            entry = self._cache.entry(key)
+            if entry is None or self._get_version(key) != entry[1]:
+                obj = MISSING
+            else:
+                obj = entry[0]
         metrics = self.metrics
         if obj is not MISSING:
             if metrics is not None:
-                metrics.record("cache_hit", 0.0)
+                metrics.record("cache_hit", 0.0, 0, key)
             return obj
-        if metrics is None:
-            data = self._get_bytes(key)
-            return MISSING if data is None else self._load(key, data, deserializer)
         start = _clock()
-        data = self._get_bytes(key)
-        if data is None:
-            metrics.record("get", _clock() - start)
+        found = self._get_versioned(key)
+        if found is None:
+            self._cache.pop(key)
+            self._record("get", start, key=key)
             return MISSING
-        obj = self._load(key, data, deserializer)
-        metrics.record("get", _clock() - start, memoryview(data).nbytes)
+        data, version = found
+        obj = self._load(key, data, deserializer, version)
+        if metrics is not None:
+            metrics.record("get", _clock() - start, memoryview(data).nbytes, key)
         return obj
 
-    def _load(self, key: KeyT, data: Buffer, deserializer: Deserializer | None) -> Any:
+    def _fetch_raw(self, key: KeyT) -> Any:
+        """The stored bytes as they are (``deserialize=False``), never cached."""
+        start = _clock()
+        data = self._get_bytes(key)
+        self._record("get", start, key=key)
+        return MISSING if data is None else bytes(data)
+
+    def _load(
+        self,
+        key: KeyT,
+        data: Buffer,
+        deserializer: Deserializer | None,
+        version: int | None = None,
+    ) -> Any:
         obj = (
             deserialize(data)
             if deserializer is None
             else _custom_load(data, deserializer)
         )
-        self._cache.put(key, obj)
+        self._cache.put(key, obj, version)
         return obj
+
+    def _payload(
+        self, obj: Any, serialize: bool, serializer: Serializer | None
+    ) -> Payload:
+        if serialize:
+            return (
+                serialize_parts(obj) if serializer is None else _custom(obj, serializer)
+            )
+        # serialize=False (ProxyStore 0.4): the caller's bytes are the whole
+        # payload, stored as given, with no frame; read back raw only.
+        if isinstance(obj, memoryview):
+            return [obj.cast("B")]
+        if not isinstance(obj, (bytes, bytearray)):
+            raise SerializationError(
+                f"serialize=False stores bytes as given, got {type(obj).__name__} "
+                f"(store {self.name!r})"
+            )
+        return [obj]
+
+    def _user_key(self, key: Any) -> KeyT:
+        name = type(self).__name__
+        if self._USER_KEY_REFUSAL is not None:
+            raise InvalidKeyError(
+                key, f"{name} does not take keys from users: {self._USER_KEY_REFUSAL}"
+            )
+        if type(key) is not str or USER_KEY_PATTERN.fullmatch(key) is None:
+            raise InvalidKeyError(key, f"{name} {USER_KEY_RULE}")
+        return self._validate_key(key)
 
     def _make_proxy(
         self,
@@ -387,6 +677,7 @@ class Store(Generic[KeyT]):
         deserializer: Deserializer | None,
         prefetch: bool,
         target_type: str | None = None,
+        strict: bool = False,
     ) -> Proxy[Any]:
         factory: StoreFactory[Any] = StoreFactory(
             self.store_config,
@@ -395,6 +686,7 @@ class Store(Generic[KeyT]):
             deserializer=deserializer,
             prefetch=prefetch,
             target_type=target_type,
+            strict=strict,
         )
         return Proxy(factory)
 
@@ -402,9 +694,11 @@ class Store(Generic[KeyT]):
         if self._closed:
             raise StoreClosedError(self.name)
 
-    def _record(self, operation: str, start: float, payload: Payload = ()) -> None:
+    def _record(
+        self, operation: str, start: float, payload: Payload = (), key: Any = None
+    ) -> None:
         if self.metrics is not None:
-            self.metrics.record(operation, _clock() - start, _nbytes(payload))
+            self.metrics.record(operation, _clock() - start, _nbytes(payload), key)
 
 
 def _custom(obj: Any, serializer: Serializer) -> Payload:

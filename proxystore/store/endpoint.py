@@ -10,6 +10,8 @@ another with no shared file system.
 from __future__ import annotations
 
 import asyncio
+import os
+import uuid
 from collections.abc import Sequence
 from typing import Any
 
@@ -52,8 +54,12 @@ class EndpointStore(Store[EndpointKey]):
             when every consumer can use that endpoint.
         timeout: Seconds to wait for each connection, read and write,
             including the endpoint's wait on a peer.
+        proxystore_dir: Look endpoint configurations up in this
+            ``$PROXYSTORE_HOME`` instead of the environment's (ProxyStore
+            0.4's option; ``~`` and variables are expanded).
         cache_size: How many deserialized objects to keep.
         metrics: Record per-operation metrics.
+        stats: Also record them per key (see `Store.stats`).
 
     Raises:
         ConfigurationError: If neither `endpoints` nor `url` is given.
@@ -65,20 +71,31 @@ class EndpointStore(Store[EndpointKey]):
         ```
     """
 
+    _USER_KEY_REFUSAL = (
+        "a key names the endpoint that owns the object, known only at the write"
+    )
+
     def __init__(
         self,
         name: str,
-        endpoints: Sequence[str] = (),
+        endpoints: Sequence[str | uuid.UUID] | str | uuid.UUID = (),
+        proxystore_dir: str | os.PathLike[str] | None = None,
         *,
         url: str | None = None,
         timeout: float = 30.0,
         cache_size: int = 16,
         metrics: bool = False,
+        stats: bool = False,
     ) -> None:
-        super().__init__(name, cache_size=cache_size, metrics=metrics)
-        if isinstance(endpoints, str):
+        super().__init__(name, cache_size=cache_size, metrics=metrics, stats=stats)
+        if isinstance(endpoints, (str, uuid.UUID)):
             endpoints = [endpoints]
-        self.endpoints = list(endpoints)
+        self.endpoints = [_endpoint_name(endpoint) for endpoint in endpoints]
+        self.proxystore_dir = (
+            None
+            if proxystore_dir is None
+            else os.path.expandvars(os.path.expanduser(os.fspath(proxystore_dir)))
+        )
         if not self.endpoints and url is None:
             raise ConfigurationError(
                 f"EndpointStore {name!r} needs endpoints (names or uuids) or a url"
@@ -99,6 +116,7 @@ class EndpointStore(Store[EndpointKey]):
         return {
             **super().config(),
             "endpoints": list(self.endpoints),
+            "proxystore_dir": self.proxystore_dir,
             "url": self.url,
             "timeout": self.timeout,
         }
@@ -140,7 +158,7 @@ class EndpointStore(Store[EndpointKey]):
         failures = []
         for wanted in self.endpoints:
             try:
-                config = find_config(wanted)
+                config = find_config(wanted, self.proxystore_dir)
             except ConfigurationError:
                 continue
             try:
@@ -152,7 +170,7 @@ class EndpointStore(Store[EndpointKey]):
         if not failures:
             raise ConfigurationError(
                 f"none of the endpoints {self.endpoints} of store {self.name!r} "
-                f"is configured on this host (under {endpoints_dir()})"
+                f"is configured on this host (under {endpoints_dir(self.proxystore_dir)})"
             )
         raise StoreConnectionError(
             ", ".join(f"endpoint {wanted}" for wanted in self.endpoints),
@@ -224,7 +242,9 @@ class EndpointStore(Store[EndpointKey]):
     def _object_url(self, key: EndpointKey) -> str:
         return f"{self._endpoint_url}/objects/{key.object_id}"
 
-    def _set_bytes(self, payload: Payload) -> EndpointKey:
+    def _set_bytes(
+        self, payload: Payload, key: EndpointKey | None = None
+    ) -> EndpointKey:
         client = self._connected()
         key = EndpointKey(new_object_id(), self._endpoint_uuid)
         stream = PayloadStream(payload)
@@ -284,6 +304,17 @@ class EndpointStore(Store[EndpointKey]):
 
     def _close(self) -> None:
         self._clients.close_all(_close_http_client)
+
+
+def _endpoint_name(endpoint: object) -> str:
+    """An endpoint's name or uuid as a str (0.4 also took `uuid.UUID` objects)."""
+    if isinstance(endpoint, uuid.UUID):
+        return str(endpoint)
+    if not isinstance(endpoint, str) or not endpoint:
+        raise ConfigurationError(
+            f"endpoints are names or uuids (str or uuid.UUID), got {endpoint!r}"
+        )
+    return endpoint
 
 
 def _close_http_client(client: httpx.Client) -> None:

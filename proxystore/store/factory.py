@@ -46,6 +46,8 @@ class StoreFactory(Factory[T]):
             `isinstance` checks on an unresolved proxy (by the consumer, or by
             a framework such as Dask inspecting task arguments) answer
             without fetching the object.
+        strict: Resolve to the store's current version of the key, never an
+            older cached one (ProxyStore 0.4's ``strict``).
     """
 
     __slots__ = (
@@ -58,6 +60,7 @@ class StoreFactory(Factory[T]):
         "evict",
         "key",
         "prefetch",
+        "strict",
         "target_type",
     )
 
@@ -70,6 +73,7 @@ class StoreFactory(Factory[T]):
         deserializer: Callable[[bytes], Any] | None = None,
         prefetch: bool = False,
         target_type: str | None = None,
+        strict: bool = False,
     ) -> None:
         self.config = config
         self.key = key
@@ -77,6 +81,7 @@ class StoreFactory(Factory[T]):
         self.deserializer = deserializer
         self.prefetch = prefetch
         self.target_type = target_type
+        self.strict = strict
         self._target_class: type | object | None = _NOT_IMPORTED
         self._pending: concurrent.futures.Future[T | None] | None = None
         self._ticket: _background.Ticket | None = None
@@ -216,12 +221,16 @@ class StoreFactory(Factory[T]):
 
     def _fetch(self) -> T:
         store = registry.lookup_or_build(self.config, "sync")
-        result: T = store._resolve(self.key, self.deserializer, self.evict)
+        result: T = store._resolve(
+            self.key, self.deserializer, self.evict, self.strict
+        )
         return result
 
     async def _afetch(self) -> T:
         store = registry.lookup_or_build(self.config, "async")
-        result: T = await store._aresolve(self.key, self.deserializer, self.evict)
+        result: T = await store._aresolve(
+            self.key, self.deserializer, self.evict, self.strict
+        )
         return result
 
     async def _prefetch(self) -> T:
@@ -240,7 +249,15 @@ class StoreFactory(Factory[T]):
 
     def __reduce__(self) -> tuple[Any, ...]:
         config = self.config
-        flags = (self.evict, self.deserializer, self.prefetch, self.target_type)
+        flags: tuple[Any, ...] = (
+            self.evict,
+            self.deserializer,
+            self.prefetch,
+            self.target_type,
+        )
+        if self.strict:
+            # Only when set: proxies without it keep their pickled form.
+            flags += (True,)
         return (_rebuild, (config.kind, config.kwargs, self.key, flags))
 
     def __dask_tokenize__(self) -> object:
@@ -267,9 +284,10 @@ def _rebuild(
     kind: str,
     kwargs: dict[str, Any],
     key: Any,
-    flags: tuple[bool, Callable[[bytes], Any] | None, bool, str | None],
+    flags: tuple[Any, ...],
 ) -> StoreFactory[Any]:
-    evict, deserializer, prefetch, target_type = flags
+    evict, deserializer, prefetch, target_type, *extra = flags
+    strict = bool(extra[0]) if extra else False
     config = StoreConfig(kind, kwargs["name"], kwargs)
     factory: StoreFactory[Any] = StoreFactory(
         config,
@@ -278,6 +296,7 @@ def _rebuild(
         deserializer=deserializer,
         prefetch=prefetch,
         target_type=target_type,
+        strict=strict,
     )
     if prefetch:
         factory.start_prefetch()

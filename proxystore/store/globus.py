@@ -90,6 +90,7 @@ class GlobusStore(Store[GlobusKey]):
             part of `config()`: each process picks its own endpoint.
         cache_size: How many deserialized objects to keep.
         metrics: Record per-operation metrics.
+        stats: Also record them per key (see `Store.stats`).
 
     Raises:
         ConfigurationError: For invalid arguments, when no endpoint matches
@@ -104,6 +105,11 @@ class GlobusStore(Store[GlobusKey]):
         # Transfer task has copied the object there.
         ```
     """
+
+    _USER_KEY_REFUSAL = (
+        "a key names the Transfer task that copied the object, known only "
+        "after the write"
+    )
 
     def __init__(
         self,
@@ -120,8 +126,9 @@ class GlobusStore(Store[GlobusKey]):
         hostname: str | None = None,
         cache_size: int = 16,
         metrics: bool = False,
+        stats: bool = False,
     ) -> None:
-        super().__init__(name, cache_size=cache_size, metrics=metrics)
+        super().__init__(name, cache_size=cache_size, metrics=metrics, stats=stats)
         self.endpoints = _as_endpoints(endpoints)
         if not _is_positive(polling_interval):
             raise ConfigurationError(
@@ -186,11 +193,17 @@ class GlobusStore(Store[GlobusKey]):
     def _path(self, filename: str) -> str:
         return os.path.join(self.endpoint.local_path, filename)
 
-    def _set_bytes(self, payload: Payload) -> GlobusKey:
+    def _set_bytes(
+        self, payload: Payload, key: GlobusKey | None = None
+    ) -> GlobusKey:
         keys = self._set_bytes_batch([payload])
         return keys[0]
 
-    def _set_bytes_batch(self, payloads: Sequence[Payload]) -> list[GlobusKey]:
+    def _set_bytes_batch(
+        self,
+        payloads: Sequence[Payload],
+        keys: Sequence[GlobusKey | None] | None = None,
+    ) -> list[GlobusKey]:
         if not payloads:
             return []
         filenames: list[str] = []

@@ -52,7 +52,7 @@ def prefetch(*proxies: Proxy[Any], max_concurrency: int | None = None) -> None:
             fetched and not yet used.
 
     Raises:
-        ProxyStoreError: If a proxy was not made by a store (no fetch starts).
+        NotAStoreProxyError: If a proxy was not made by a store (no fetch starts).
         ConfigurationError: If `max_concurrency` is not a positive int.
 
     Example:
