@@ -63,7 +63,7 @@ def local_versions(store_name: str) -> dict[Any, int]:
 
 
 def next_version() -> int:
-    """Return the version of a new write: `time.time_ns()`, increasing in this process."""
+    """Return the version of a new write: `time.time_ns()`, rising in this process."""
     global _last_version
     with _version_lock:
         _last_version = max(time.time_ns(), _last_version + 1)

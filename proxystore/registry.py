@@ -55,6 +55,21 @@ class STORES(enum.Enum):
         """Return the type names `init_store` accepts."""
         return [member.name.lower() for member in cls]
 
+    @classmethod
+    def get_str_by_type(cls, store: type) -> str:
+        """Return the member name (``"REDIS"``...) of a store class, either face.
+
+        ProxyStore 0.4's helper: ``STORES[name]`` is the member again.
+
+        Raises:
+            KeyError: If `store` is not one of the store types shipped here.
+        """
+        kind = kind_of(store) if isinstance(store, type) else None
+        for member in cls:
+            if member.value == kind:
+                return member.name
+        raise KeyError(f"{store!r} is not a store type of proxystore.store.STORES")
+
 
 @dataclass(frozen=True)
 class StoreConfig:
@@ -204,9 +219,12 @@ def register(
     config = store.store_config
     with _lock:
         entry = _entries.get(config.name)
-        if entry is not None and not exist_ok:
-            if entry.config != config or entry.faces.get(face) is not None:
-                raise StoreExistsError(config.name)
+        if (
+            entry is not None
+            and not exist_ok
+            and (entry.config != config or entry.faces.get(face) is not None)
+        ):
+            raise StoreExistsError(config.name)
         if entry is None or entry.config != config:
             entry = _entries[config.name] = _Entry(config)
         entry.faces[face] = store

@@ -11,7 +11,6 @@ from proxystore.aio.local import LocalStore as AsyncLocalStore
 from proxystore.exceptions import (
     ConfigurationError,
     StoreExistsError,
-    StoreNotFoundError,
     UnknownStoreTypeError,
 )
 from proxystore.registry import STORES

@@ -201,7 +201,7 @@ class Store(Generic[KeyT]):
         return await self._aget_version(self._validate_key(key)) == entry[1]
 
     async def aget_timestamp(self, key: KeyT) -> float:
-        """Return when the object under `key` was written (its version), in epoch seconds.
+        """Return when the object under `key` was written (its version), in seconds.
 
         Stores whose keys never change (Globus, endpoint) answer 0.0.
 

@@ -26,6 +26,7 @@ from proxystore.endpoint.protocol import MISSING_KEY, OWNER_PARAM, TIMEOUT_HEADE
 from proxystore.endpoint.streams import PayloadStream
 from proxystore.exceptions import (
     ConfigurationError,
+    EndpointStoreError,
     StoreConnectionError,
     StoreOperationError,
     StoreTimeoutError,
@@ -33,6 +34,8 @@ from proxystore.exceptions import (
 from proxystore.serialize import Buffer, Payload
 
 _IS_SYNC = False
+
+__all__ = ["EndpointStore", "EndpointStoreError"]
 
 # The endpoint gives up on a peer a little before we give up on the endpoint,
 # so its precise peer error reaches us instead of our own read timeout.
@@ -167,9 +170,10 @@ class EndpointStore(Store[EndpointKey]):
                 continue
             return config.url, description
         if not failures:
+            where = endpoints_dir(self.proxystore_dir)
             raise ConfigurationError(
                 f"none of the endpoints {self.endpoints} of store {self.name!r} "
-                f"is configured on this host (under {endpoints_dir(self.proxystore_dir)})"
+                f"is configured on this host (under {where})"
             )
         raise StoreConnectionError(
             ", ".join(f"endpoint {wanted}" for wanted in self.endpoints),

@@ -1,4 +1,4 @@
-"""`RedisStore`: objects in a Redis (or Redis-compatible) server.
+r"""`RedisStore`: objects in a Redis (or Redis-compatible) server.
 
 One `set` and one uncached `get` are one round trip each. Writes are ``SET``
 commands this module encodes itself (RESP) and sends on a pooled redis-py

@@ -20,6 +20,12 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from proxystore import registry
+from proxystore.exceptions import (
+    ProxyStoreFactoryError,
+    StoreError,
+    StoreExistsError,
+    UnknownStoreError,
+)
 from proxystore.proxy import Proxy
 from proxystore.registry import STORES
 from proxystore.store.factory import StoreFactory
@@ -29,7 +35,11 @@ if TYPE_CHECKING:
 
 __all__ = [
     "STORES",
+    "ProxyStoreFactoryError",
+    "StoreError",
+    "StoreExistsError",
     "StoreFactory",
+    "UnknownStoreError",
     "get_store",
     "init_store",
     "register_store",

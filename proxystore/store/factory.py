@@ -221,9 +221,7 @@ class StoreFactory(Factory[T]):
 
     def _fetch(self) -> T:
         store = registry.lookup_or_build(self.config, "sync")
-        result: T = store._resolve(
-            self.key, self.deserializer, self.evict, self.strict
-        )
+        result: T = store._resolve(self.key, self.deserializer, self.evict, self.strict)
         return result
 
     async def _afetch(self) -> T:

@@ -151,10 +151,10 @@ class GlobusStore(Store[GlobusKey]):
         self.endpoint: GlobusEndpoint = self.endpoints.local(hostname)
         self._others = [ep for ep in self.endpoints if ep.uuid != self.endpoint.uuid]
         try:
-            os.makedirs(self.endpoint.local_path, exist_ok=True)
+            os.makedirs(self.endpoint.local_dir, exist_ok=True)
         except OSError as err:
             raise ConfigurationError(
-                f"cannot create local_path {self.endpoint.local_path!r} of Globus "
+                f"cannot create local_path {self.endpoint.local_dir!r} of Globus "
                 f"endpoint {self.endpoint.uuid} for store {name!r}: {err}"
             ) from err
         # Clients this store created, closed by close; an injected one is
@@ -191,7 +191,7 @@ class GlobusStore(Store[GlobusKey]):
         return validate_key(key)
 
     def _path(self, filename: str) -> str:
-        return os.path.join(self.endpoint.local_path, filename)
+        return os.path.join(self.endpoint.local_dir, filename)
 
     def _set_bytes(
         self, payload: Payload, key: GlobusKey | None = None
