@@ -1,4 +1,4 @@
-"""ProxyStore 0.4's `proxystore.store.exceptions`: names from `proxystore.exceptions`."""
+"""ProxyStore 0.4's `proxystore.store.exceptions`: names of `proxystore.exceptions`."""
 
 from __future__ import annotations
 
