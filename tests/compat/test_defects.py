@@ -23,9 +23,9 @@ from proxystore.exceptions import (
 from proxystore.factory import Factory, LambdaFactory, SimpleFactory
 from proxystore.globus.endpoints import GlobusEndpoint, GlobusEndpoints
 from proxystore.proxy import Proxy, is_resolved
+from proxystore.store import utils as store_utils
 from proxystore.store.endpoint import EndpointStore
 from proxystore.store.globus import GlobusStore
-from proxystore.store import utils as store_utils
 from proxystore.store.local import LocalStore
 
 pytestmark = pytest.mark.timeout(30)
@@ -89,7 +89,7 @@ def test_globus_local_path_expands_home_and_variables(
 
 
 def test_proxy_refuses_a_non_callable_factory() -> None:
-    with pytest.raises(TypeError, match="callable factory.*'not callable'"):
+    with pytest.raises(TypeError, match=r"callable factory.*'not callable'"):
         Proxy("not callable")  # type: ignore[arg-type]
 
 

@@ -1,4 +1,4 @@
-"""ProxyStore 0.4's Store API, as its docstrings describe it, on local, file and redis."""
+"""ProxyStore 0.4's Store API, as its docstrings describe it, on local, file, redis."""
 
 from __future__ import annotations
 
