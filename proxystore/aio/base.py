@@ -10,6 +10,7 @@ for every driver and for both faces.
 
 from __future__ import annotations
 
+import copy
 import time
 from collections.abc import Callable, Iterable, Sequence
 from types import TracebackType
@@ -219,8 +220,8 @@ class Store(Generic[KeyT]):
         """Return copies of the metrics recorded for one key (ProxyStore 0.4's stats).
 
         Args:
-            key_or_proxy: A key, or a proxy made by a store (its key; its
-                resolutions are recorded under ``resolve``).
+            key_or_proxy: A key, or a proxy made by a store: its key's
+                metrics and, under ``resolve``, that proxy's own fetches.
 
         Returns:
             Operation name (``set``, ``get``, ``cache_hit``, ``exists``,
@@ -234,13 +235,15 @@ class Store(Generic[KeyT]):
             raise ConfigurationError(
                 f"store {self.name!r} keeps no per-key stats: create it with stats=True"
             )
-        key: Any = key_or_proxy
-        if type(key_or_proxy) is Proxy:
-            factory = get_factory(key_or_proxy)
-            if not hasattr(factory, "config"):
-                raise NotAStoreProxyError(factory)
-            key = getattr(factory, "key", None)
-        return self.metrics.for_key(key)
+        if type(key_or_proxy) is not Proxy:
+            return self.metrics.for_key(key_or_proxy)
+        factory = get_factory(key_or_proxy)
+        if not isinstance(factory, StoreFactory):
+            raise NotAStoreProxyError(factory)
+        stats = self.metrics.for_key(factory.key)
+        if factory.resolve_stats is not None:
+            stats["resolve"] = copy.copy(factory.resolve_stats)
+        return stats
 
     async def aset(
         self,
@@ -583,7 +586,7 @@ class Store(Generic[KeyT]):
             raise MissingKeyError(key, self.name)
         if evict:
             await self.aevict(key)
-        self._record("resolve", start, key=key)
+        self._record("resolve", start)
         return obj
 
     # -- internals ---------------------------------------------------------

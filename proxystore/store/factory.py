@@ -19,6 +19,7 @@ import concurrent.futures
 import importlib
 import os
 import threading
+import time
 import weakref
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -26,6 +27,7 @@ from typing import Any, TypeVar
 from proxystore import _background, registry
 from proxystore.exceptions import StoreTimeoutError
 from proxystore.factory import Factory
+from proxystore.metrics import OperationMetrics
 from proxystore.proxy import Proxy
 from proxystore.registry import StoreConfig
 
@@ -52,6 +54,7 @@ class StoreFactory(Factory[T]):
 
     __slots__ = (
         "_pending",
+        "_resolve_stats",
         "_pending_pid",
         "_target_class",
         "_ticket",
@@ -86,6 +89,7 @@ class StoreFactory(Factory[T]):
         self._pending: concurrent.futures.Future[T | None] | None = None
         self._ticket: _background.Ticket | None = None
         self._pending_pid = 0
+        self._resolve_stats: OperationMetrics | None = None
 
     @property
     def target_class(self) -> type | None:
@@ -219,17 +223,37 @@ class StoreFactory(Factory[T]):
         cls = registry.import_class(self.config.face_kind("sync"))
         return bool(getattr(cls, "_IS_SYNC", False))
 
+    @property
+    def resolve_stats(self) -> OperationMetrics | None:
+        """Timings of this factory's fetches, if its store keeps ``stats``.
+
+        ProxyStore 0.4's per-proxy stats: `Store.stats(proxy)` reports them
+        as ``resolve``. Never pickled.
+        """
+        return self._resolve_stats
+
     def _fetch(self) -> T:
         store = registry.lookup_or_build(self.config, "sync")
+        start = time.perf_counter()
         result: T = store._resolve(self.key, self.deserializer, self.evict, self.strict)
+        if store.has_stats:
+            self._record_resolve(time.perf_counter() - start)
         return result
 
     async def _afetch(self) -> T:
         store = registry.lookup_or_build(self.config, "async")
+        start = time.perf_counter()
         result: T = await store._aresolve(
             self.key, self.deserializer, self.evict, self.strict
         )
+        if store.has_stats:
+            self._record_resolve(time.perf_counter() - start)
         return result
+
+    def _record_resolve(self, elapsed: float) -> None:
+        if self._resolve_stats is None:
+            self._resolve_stats = OperationMetrics()
+        self._resolve_stats.add(elapsed, 0)
 
     async def _prefetch(self) -> T:
         try:
