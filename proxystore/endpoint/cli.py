@@ -26,7 +26,6 @@ from collections.abc import Sequence
 from typing import Any
 
 import proxystore
-
 from proxystore.endpoint.config import (
     CONFIG_FILE,
     LOG_FILE,

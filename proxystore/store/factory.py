@@ -54,8 +54,8 @@ class StoreFactory(Factory[T]):
 
     __slots__ = (
         "_pending",
-        "_resolve_stats",
         "_pending_pid",
+        "_resolve_stats",
         "_target_class",
         "_ticket",
         "config",

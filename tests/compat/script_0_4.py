@@ -1,4 +1,4 @@
-"""A ProxyStore 0.4 user's script, unchanged: run as ``python script_0_4.py TYPE [JSON]``.
+"""A ProxyStore 0.4 user's script, unchanged: ``python script_0_4.py TYPE [JSON]``.
 
 Written against 0.4's documented API only (`key=`, `serialize=False`,
 `deserialize=False`, `strict=True`, `stats=True`, `get_store(...) is None`,
@@ -58,7 +58,7 @@ missing = store.proxy(key="not-there")
 try:
     missing.keys()
 except ProxyResolveMissingKey as err:
-    assert "not-there" in str(err)
+    assert "not-there" in str(err)  # noqa: PT017 - a script, not a pytest test
 else:
     raise AssertionError("a missing key must raise ProxyResolveMissingKey")
 try:
