@@ -12,13 +12,19 @@ from __future__ import annotations
 
 import copy
 import time
+import warnings
 from collections.abc import Callable, Iterable, Sequence
 from types import TracebackType
 from typing import Any, ClassVar, Generic, TypeVar
 
 from typing_extensions import Self
 
-from proxystore._shared import USER_KEY_PATTERN, USER_KEY_RULE, raw_bytes
+from proxystore._shared import (
+    USER_KEY_PATTERN,
+    USER_KEY_RULE,
+    new_object_id,
+    raw_bytes,
+)
 from proxystore.aio._compat import gather
 from proxystore.cache import MISSING, LRUCache
 from proxystore.exceptions import (
@@ -180,6 +186,32 @@ class Store(Generic[KeyT]):
     def closed(self) -> bool:
         """Whether `aclose` was called."""
         return self._closed
+
+    # -- ProxyStore 0.4 names kept with a DeprecationWarning ---------------
+
+    @property
+    def kwargs(self) -> dict[str, Any]:
+        """Deprecated (0.4): the arguments that rebuild the store; use `config()`."""
+        _deprecated("Store.kwargs", "Store.config()")
+        return self.config()
+
+    def create_key(self, obj: Any) -> str:
+        """Deprecated (0.4): a new unguessable key; stores make keys in `set`."""
+        _deprecated("Store.create_key()", "Store.set(obj) (the store makes the key)")
+        return new_object_id()
+
+    async def aget_bytes(self, key: KeyT) -> bytes | None:
+        """Deprecated (0.4): the stored bytes; use ``get(key, deserialize=False)``."""
+        _deprecated("Store.get_bytes(key)", "Store.get(key, deserialize=False)")
+        data = await self._afetch(self._validate_key(key), raw_bytes)
+        return None if data is MISSING else bytes(data)
+
+    async def aset_bytes(self, key: KeyT, data: bytes) -> None:
+        """Deprecated (0.4): store bytes as given; use ``set(..., serialize=False)``."""
+        _deprecated(
+            "Store.set_bytes(key, data)", "Store.set(data, key=key, serialize=False)"
+        )
+        await self.aset(data, key=key, serialize=False)
 
     @property
     def has_stats(self) -> bool:
@@ -701,6 +733,14 @@ class Store(Generic[KeyT]):
     ) -> None:
         if self.metrics is not None:
             self.metrics.record(operation, _clock() - start, _nbytes(payload), key)
+
+
+def _deprecated(name: str, replacement: str) -> None:
+    warnings.warn(
+        f"{name} is ProxyStore 0.4's API; use {replacement}",
+        DeprecationWarning,
+        stacklevel=3,
+    )
 
 
 def _custom(obj: Any, serializer: Serializer) -> Payload:

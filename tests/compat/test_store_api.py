@@ -208,3 +208,16 @@ def test_stats_memory_is_bounded() -> None:
         False
     ] * 7 + [True] * 3
     assert metrics["get"].count == 10
+
+
+def test_0_4_names_that_changed_warn_and_still_work(keyed_store: Store[str]) -> None:
+    with pytest.warns(DeprecationWarning, match=r"config\(\)"):
+        assert keyed_store.kwargs == keyed_store.config()
+    with pytest.warns(DeprecationWarning, match="the store makes the key"):
+        key = keyed_store.create_key("obj")
+    with pytest.warns(DeprecationWarning, match="serialize=False"):
+        keyed_store.set_bytes(key, b"raw")
+    with pytest.warns(DeprecationWarning, match="deserialize=False"):
+        assert keyed_store.get_bytes(key) == b"raw"
+    with pytest.warns(DeprecationWarning):
+        assert keyed_store.get_bytes("absent") is None
