@@ -72,7 +72,9 @@ _MAX_CHUNKS = 1_000_000
 
 _CertReqs = Literal["required", "optional", "none"]
 _Write = tuple[str, list[Buffer]]
-"""One SET: the key and the pieces that make its value."""
+"""One key's write: the key and the pieces that make its value."""
+_Command = list[_Write]
+"""Writes sent as one command: SET for one key, MSET (atomic) for several."""
 _Owner = asyncio.AbstractEventLoop | None
 
 
@@ -280,7 +282,11 @@ class RedisStore(Store[str]):
     # -- the byte-level driver ----------------------------------------------
 
     def _set_bytes(self, payload: Payload, key: str | None = None) -> str:
-        return (self._set_bytes_batch([payload], [key]))[0]
+        if key is not None:
+            return (self._set_bytes_batch([payload], [key]))[0]
+        key, commands = self._writes(payload)
+        self._awrite(commands, "set")
+        return key
 
     def _set_bytes_batch(
         self, payloads: Sequence[Payload], keys: Sequence[str | None] | None = None
@@ -288,14 +294,15 @@ class RedisStore(Store[str]):
         wanted = keys if keys is not None else [None] * len(payloads)
         stale = self._astale_chunks([key for key in wanted if key is not None])
         stored: list[str] = []
-        writes: list[_Write] = []
+        commands: list[_Command] = []
         for payload, key in zip(payloads, wanted, strict=True):
             stored_key, more = self._writes(payload, key)
             stored.append(stored_key)
-            writes += more
-        kept = {name for name, _ in writes}
+            commands += more
+        kept = {name for command in commands for name, _ in command}
         deletes = [name for name in stale if name not in kept]
-        self._awrite(writes, "set_batch" if len(payloads) > 1 else "set", deletes)
+        operation = "set_batch" if len(payloads) > 1 else "set"
+        self._awrite(commands, operation, deletes)
         return stored
 
     def _astale_chunks(self, keys: list[str]) -> list[str]:
@@ -309,7 +316,7 @@ class RedisStore(Store[str]):
             _command("GETRANGE", key, "0", str(_MANIFEST.size - 1)) for key in keys
         ]
         try:
-            heads = self._aexecute(commands, len(commands))
+            heads = self._aexecute([b"".join(commands)], len(commands))
         except _DRIVER_ERRORS as err:
             raise self._error(err, "set") from err
         return [
@@ -319,13 +326,18 @@ class RedisStore(Store[str]):
         ]
 
     def _awrite(
-        self, writes: list[_Write], operation: str, deletes: Sequence[str] = ()
+        self, commands: list[_Command], operation: str, deletes: Sequence[str] = ()
     ) -> None:
-        """Send SETs (and DEL of `deletes`) in one round trip, in MULTI/EXEC."""
-        commands = len(writes) + (1 if deletes else 0)
-        replies = 1 if commands == 1 else commands + 2
+        """Send writes (and DEL of `deletes`) in one round trip, in MULTI/EXEC.
+
+        An object that fits one value is one MSET of the value and its
+        version, atomic by itself.
+        """
+        count = len(commands) + (1 if deletes else 0)
+        replies = 1 if count == 1 else count + 2
+        writes = [write for command in commands for write in command]
         try:
-            results = self._aexecute(_pack(writes, deletes), replies)
+            results = self._aexecute(_pack(commands, deletes), replies)
         except _DRIVER_ERRORS as err:
             error = self._error(err, operation)
             if isinstance(error, StoreConnectionError) and _size_over(writes, MiB):
@@ -337,6 +349,8 @@ class RedisStore(Store[str]):
         failed = (
             [r for r in results[-1] if isinstance(r, Exception)] if replies > 1 else []
         )
+        if replies == 1 and isinstance(results[0], Exception):
+            failed = [results[0]]
         if failed:
             # EXEC runs every queued command even if one of them fails.
             self._evict_quietly([key for key, _ in writes])
@@ -423,9 +437,9 @@ class RedisStore(Store[str]):
         return joined
 
     def _get_version(self, key: str) -> int | None:
-        commands = [_command("EXISTS", key), _command("GET", _version_key(key))]
+        commands = _command("EXISTS", key) + _command("GET", _version_key(key))
         try:
-            exists, version = self._aexecute(commands, 2)
+            exists, version = self._aexecute([commands], 2)
         except _DRIVER_ERRORS as err:
             raise self._error(err, "get_timestamp") from err
         return _version(version) if exists else None
@@ -453,7 +467,7 @@ class RedisStore(Store[str]):
     def _exists(self, key: str) -> bool:
         head = _command("GETRANGE", key, "0", str(_MANIFEST.size - 1))
         try:
-            count, value = self._aexecute([_command("EXISTS", key), head], 2)
+            count, value = self._aexecute([_command("EXISTS", key) + head], 2)
             chunks = _chunk_keys(key, _manifest_count(value))
             if count and chunks:
                 (count,) = self._aexecute([_command("EXISTS", *chunks)], 1)
@@ -466,7 +480,7 @@ class RedisStore(Store[str]):
         head = _command("GETRANGE", key, "0", str(_MANIFEST.size - 1))
         delete = _command("DEL", key, _version_key(key))
         try:
-            value, _ = self._aexecute([head, delete], 2)
+            value, _ = self._aexecute([head + delete], 2)
             chunks = _chunk_keys(key, _manifest_count(value))
             if chunks:
                 self._aexecute([_command("DEL", *chunks)], 1)
@@ -597,24 +611,30 @@ class RedisStore(Store[str]):
 
     def _writes(
         self, payload: Payload, key: str | None = None
-    ) -> tuple[str, list[_Write]]:
-        """Return the key (new if None) and the SETs that store `payload` under it."""
+    ) -> tuple[str, list[_Command]]:
+        """Return the key (new if None) and the commands that store `payload`."""
         if key is None:
             key = new_object_id()
         version: _Write = (_version_key(key), [str(next_version()).encode()])
         pieces = _pieces(payload)
         if _size(pieces) <= self.chunk_size:
-            return key, [(key, pieces), version]
+            return key, [[(key, pieces), version]]
         chunks = _split(pieces, self.chunk_size)
         if len(chunks) > _MAX_CHUNKS:
             raise StoreOperationError(
                 f"set on store {self.name!r}: {len(chunks)} chunks of "
                 f"{self.chunk_size} bytes is over {_MAX_CHUNKS}; raise chunk_size"
             )
-        writes = list(zip(_chunk_keys(key, len(chunks)), chunks, strict=True))
-        # The manifest goes last: the object exists once all chunks do.
-        writes += [version, (key, [_MANIFEST.pack(_MANIFEST_MAGIC, len(chunks))])]
-        return key, writes
+        # One SET per chunk: a single command holding every chunk could
+        # outgrow the server's client-query-buffer-limit. The manifest goes
+        # last: the object exists once all chunks do.
+        commands = [
+            [write] for write in zip(_chunk_keys(key, len(chunks)), chunks, strict=True)
+        ]
+        commands.append(
+            [version, (key, [_MANIFEST.pack(_MANIFEST_MAGIC, len(chunks))])]
+        )
+        return key, commands
 
     def _error(self, err: BaseException, operation: str) -> ProxyStoreError:
         if isinstance(err, redis_errors.AuthenticationError):
@@ -662,23 +682,26 @@ _MULTI = b"*1\r\n$5\r\nMULTI\r\n"
 _EXEC = b"*1\r\n$4\r\nEXEC\r\n"
 
 
-def _pack(writes: list[_Write], deletes: Sequence[str] = ()) -> list[Buffer]:
-    """Encode DEL of `deletes` and SETs as RESP, in MULTI/EXEC if more than one.
+def _pack(commands: list[_Command], deletes: Sequence[str] = ()) -> list[Buffer]:
+    """Encode DEL of `deletes` and the writes as RESP, in MULTI/EXEC if several.
 
     Large pieces stay by reference; the rest is joined.
     """
-    several = len(writes) + (1 if deletes else 0) > 1
+    several = len(commands) + (1 if deletes else 0) > 1
     parts: list[Buffer] = [_MULTI] if several else []
     if deletes:
         parts.append(_command("DEL", *deletes))
-    for key, pieces in writes:
-        name = key.encode()
+    for command in commands:
         parts.append(
-            b"*3\r\n$3\r\nSET\r\n$%d\r\n%b\r\n$%d\r\n"
-            % (len(name), name, _size(pieces))
+            b"*3\r\n$3\r\nSET\r\n"
+            if len(command) == 1
+            else b"*%d\r\n$4\r\nMSET\r\n" % (2 * len(command) + 1)
         )
-        parts += pieces
-        parts.append(b"\r\n")
+        for key, pieces in command:
+            name = key.encode()
+            parts.append(b"$%d\r\n%b\r\n$%d\r\n" % (len(name), name, _size(pieces)))
+            parts += pieces
+            parts.append(b"\r\n")
     if several:
         parts.append(_EXEC)
     packed: list[Buffer] = []

@@ -103,9 +103,9 @@ async def test_one_round_trip_and_no_side_keys(
     key = await store.aset([1, 2, 3])
     store._cache.clear()
     assert await store.aget(key) == [1, 2, 3]
-    # One round trip each: MULTI, SET of the value and of its version, EXEC;
-    # MGET of value and version; and the first INFO.
-    assert commands_processed(raw) - before == 6
+    # One command each: MSET of value and version (atomic), MGET of both;
+    # and the first INFO.
+    assert commands_processed(raw) - before == 3
     assert raw.dbsize() == keys_before + 2
 
 
@@ -114,8 +114,8 @@ async def test_batches_are_one_round_trip(store: RedisStore, raw: redis.Redis) -
     await store.aexists("warm-the-pool")
     before = commands_processed(raw)
     keys = await store.aset_batch(objs)
-    # MULTI, four SETs of values and four of versions, EXEC, and the first INFO.
-    assert commands_processed(raw) - before == 11
+    # MULTI, an MSET of value and version per object, EXEC, and the first INFO.
+    assert commands_processed(raw) - before == 7
     store._cache.clear()
     missing = "0" * 24
     before = commands_processed(raw)
