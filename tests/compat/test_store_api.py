@@ -219,5 +219,5 @@ def test_0_4_names_that_changed_warn_and_still_work(keyed_store: Store[str]) -> 
         keyed_store.set_bytes(key, b"raw")
     with pytest.warns(DeprecationWarning, match="deserialize=False"):
         assert keyed_store.get_bytes(key) == b"raw"
-    with pytest.warns(DeprecationWarning):
+    with pytest.warns(DeprecationWarning, match="get_bytes"):
         assert keyed_store.get_bytes("absent") is None
