@@ -593,7 +593,10 @@ class RedisStore(Store[str]):
                 "ssl_certfile": self.ssl_certfile,
                 "ssl_keyfile": self.ssl_keyfile,
                 "ssl_cert_reqs": self.ssl_cert_reqs,
-                "ssl_check_hostname": self.ssl_check_hostname,
+                # A host name cannot be checked against a certificate that is
+                # not verified; redis-py < 6 refuses the combination.
+                "ssl_check_hostname": self.ssl_check_hostname
+                and self.ssl_cert_reqs != "none",
             }
         # Typed `Any`: the sync twin's constructor is unannotated.
         pool_class: Any = redis.ConnectionPool
