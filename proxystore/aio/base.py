@@ -304,20 +304,23 @@ class Store(Generic[KeyT]):
         """
         if self._closed:
             raise StoreClosedError(self.name)
-        if key is not None:
-            key = self._user_key(key)
-            self._cache.pop(key)
         payload = self._payload(obj, serialize, serializer)
+        if key is not None:
+            return await self._aset_keyed(payload, self._user_key(key))
         metrics = self.metrics
         if metrics is None:
-            if key is None:
-                return await self._aset_bytes(payload)
-            return await self._aset_bytes(payload, key)
+            return await self._aset_bytes(payload)
         start = _clock()
-        key = await (
-            self._aset_bytes(payload) if key is None else self._aset_bytes(payload, key)
-        )
+        key = await self._aset_bytes(payload)
         metrics.record("set", _clock() - start, _nbytes(payload), key)
+        return key
+
+    async def _aset_keyed(self, payload: Payload, key: KeyT) -> KeyT:
+        start = _clock()
+        key = await self._aset_bytes(payload, key)
+        # After the write: what this store cached of the key is older.
+        self._cache.pop(key)
+        self._record("set", start, payload, key)
         return key
 
     async def aset_batch(
@@ -350,10 +353,8 @@ class Store(Generic[KeyT]):
                 raise ConfigurationError(
                     f"set_batch got {len(objs)} objects but {len(keys)} keys"
                 )
-            wanted = [None if key is None else self._user_key(key) for key in keys]
-            for key in wanted:
-                if key is not None:
-                    self._cache.pop(key)
+            if any(key is not None for key in keys):
+                wanted = [None if key is None else self._user_key(key) for key in keys]
         payloads = [self._payload(obj, serialize, serializer) for obj in objs]
         start = _clock()
         keys = await (
@@ -361,6 +362,10 @@ class Store(Generic[KeyT]):
             if wanted is None
             else self._aset_bytes_batch(payloads, wanted)
         )
+        if wanted is not None:
+            for key in wanted:
+                if key is not None:
+                    self._cache.pop(key)
         if self.metrics is not None:
             nbytes = sum(_nbytes(payload) for payload in payloads)
             self.metrics.record("set_batch", _clock() - start, nbytes)

@@ -305,20 +305,23 @@ class Store(Generic[KeyT]):
         """
         if self._closed:
             raise StoreClosedError(self.name)
-        if key is not None:
-            key = self._user_key(key)
-            self._cache.pop(key)
         payload = self._payload(obj, serialize, serializer)
+        if key is not None:
+            return self._set_keyed(payload, self._user_key(key))
         metrics = self.metrics
         if metrics is None:
-            if key is None:
-                return self._set_bytes(payload)
-            return self._set_bytes(payload, key)
+            return self._set_bytes(payload)
         start = _clock()
-        key = (
-            self._set_bytes(payload) if key is None else self._set_bytes(payload, key)
-        )
+        key = self._set_bytes(payload)
         metrics.record("set", _clock() - start, _nbytes(payload), key)
+        return key
+
+    def _set_keyed(self, payload: Payload, key: KeyT) -> KeyT:
+        start = _clock()
+        key = self._set_bytes(payload, key)
+        # After the write: what this store cached of the key is older.
+        self._cache.pop(key)
+        self._record("set", start, payload, key)
         return key
 
     def set_batch(
@@ -351,10 +354,8 @@ class Store(Generic[KeyT]):
                 raise ConfigurationError(
                     f"set_batch got {len(objs)} objects but {len(keys)} keys"
                 )
-            wanted = [None if key is None else self._user_key(key) for key in keys]
-            for key in wanted:
-                if key is not None:
-                    self._cache.pop(key)
+            if any(key is not None for key in keys):
+                wanted = [None if key is None else self._user_key(key) for key in keys]
         payloads = [self._payload(obj, serialize, serializer) for obj in objs]
         start = _clock()
         keys = (
@@ -362,6 +363,10 @@ class Store(Generic[KeyT]):
             if wanted is None
             else self._set_bytes_batch(payloads, wanted)
         )
+        if wanted is not None:
+            for key in wanted:
+                if key is not None:
+                    self._cache.pop(key)
         if self.metrics is not None:
             nbytes = sum(_nbytes(payload) for payload in payloads)
             self.metrics.record("set_batch", _clock() - start, nbytes)

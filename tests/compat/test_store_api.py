@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 import proxystore as ps
+from proxystore.aio.local import LocalStore as AsyncLocalStore
 from proxystore.exceptions import (
     ConfigurationError,
     InvalidKeyError,
@@ -221,3 +222,25 @@ def test_0_4_names_that_changed_warn_and_still_work(keyed_store: Store[str]) -> 
         assert keyed_store.get_bytes(key) == b"raw"
     with pytest.warns(DeprecationWarning, match="get_bytes"):
         assert keyed_store.get_bytes("absent") is None
+
+
+class MintingOnlyStore(AsyncLocalStore):
+    """A user's driver written before user keys: its writes take no key."""
+
+    _USER_KEY_REFUSAL = "it is a test driver"
+
+    async def _aset_bytes(self, payload: Any) -> str:  # type: ignore[override]
+        return await super()._aset_bytes(payload)
+
+    async def _aset_bytes_batch(self, payloads: Any) -> list[str]:  # type: ignore[override]
+        return [await self._aset_bytes(payload) for payload in payloads]
+
+
+async def test_a_driver_without_user_keys_keeps_working(store_name: str) -> None:
+    store = MintingOnlyStore(store_name)
+    key = await store.aset("a")
+    keys = await store.aset_batch(["b", "c"], keys=[None, None])
+    assert [await store.aget(k) for k in [key, *keys]] == ["a", "b", "c"]
+    assert await store.aget_timestamp(key) > 0
+    with pytest.raises(InvalidKeyError, match="it is a test driver"):
+        await store.aset("d", key="chosen")
