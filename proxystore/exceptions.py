@@ -112,6 +112,13 @@ class SerializationError(ProxyStoreError):
     """An object could not be serialized, or a payload is corrupt."""
 
 
+class NotBytesError(SerializationError, TypeError):
+    """Bytes were required (``serialize=False`` stores bytes as given), not this.
+
+    Also a `TypeError`, as ProxyStore 0.4 raised.
+    """
+
+
 class StoreConnectionError(ProxyStoreError, ConnectionError):
     """A store's server or peer could not be reached, or dropped the connection."""
 

@@ -33,7 +33,7 @@ from proxystore.exceptions import (
     InvalidKeyError,
     MissingKeyError,
     NotAStoreProxyError,
-    SerializationError,
+    NotBytesError,
     StoreClosedError,
 )
 from proxystore.metrics import DEFAULT_STATS_KEYS, OperationMetrics, StoreMetrics
@@ -300,8 +300,9 @@ class Store(Generic[KeyT]):
 
         Raises:
             InvalidKeyError: If `key` is not allowed by this store.
-            SerializationError: If the object cannot be serialized, or is
-                not bytes with ``serialize=False``.
+            SerializationError: If the object cannot be serialized.
+            NotBytesError: If it is not bytes with ``serialize=False`` (a
+                `SerializationError` and a `TypeError`).
         """
         if self._closed:
             raise StoreClosedError(self.name)
@@ -694,7 +695,7 @@ class Store(Generic[KeyT]):
         if isinstance(obj, memoryview):
             return [obj.cast("B")]
         if not isinstance(obj, (bytes, bytearray)):
-            raise SerializationError(
+            raise NotBytesError(
                 f"serialize=False stores bytes as given, got {type(obj).__name__} "
                 f"(store {self.name!r})"
             )

@@ -82,6 +82,8 @@ def test_serialize_false_stores_bytes_as_given(keyed_store: Store[str]) -> None:
     assert not keyed_store.is_cached(key)
     with pytest.raises(SerializationError, match="ndarray"):
         keyed_store.set(np.array([1, 2, 3]), key=key, serialize=False)
+    with pytest.raises(TypeError, match="bytes"):  # what 0.4 raised
+        keyed_store.set(np.array([1, 2, 3]), key=key, serialize=False)
     # deserialize=False returns whatever is stored, never a cached object.
     key = keyed_store.set([1, 2, 3])
     assert keyed_store.get(key) == [1, 2, 3]
