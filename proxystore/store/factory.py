@@ -20,11 +20,13 @@ import importlib
 import os
 import threading
 import time
+import warnings
 import weakref
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 from proxystore import _background, registry
+from proxystore._shared import raw_bytes
 from proxystore.exceptions import StoreTimeoutError
 from proxystore.factory import Factory
 from proxystore.metrics import OperationMetrics
@@ -50,6 +52,11 @@ class StoreFactory(Factory[T]):
             without fetching the object.
         strict: Resolve to the store's current version of the key, never an
             older cached one (ProxyStore 0.4's ``strict``).
+
+    ProxyStore 0.4's form, ``StoreFactory(key, store_type, store_name,
+    store_kwargs=None, *, evict=False, serialize=True, strict=False)``, still
+    works with a `DeprecationWarning`: make proxies with
+    ``store.proxy(key=...)`` instead.
     """
 
     __slots__ = (
@@ -71,13 +78,19 @@ class StoreFactory(Factory[T]):
         self,
         config: StoreConfig,
         key: Any,
-        *,
+        *legacy: Any,
         evict: bool = False,
         deserializer: Callable[[bytes], Any] | None = None,
         prefetch: bool = False,
         target_type: str | None = None,
         strict: bool = False,
+        **legacy_options: Any,
     ) -> None:
+        if not isinstance(config, StoreConfig):
+            config, key, deserializer = _from_0_4(config, key, legacy, legacy_options)
+        elif legacy or legacy_options:
+            unexpected = ", ".join(map(repr, legacy_options)) or "positional"
+            raise TypeError(f"StoreFactory got unexpected arguments: {unexpected}")
         self.config = config
         self.key = key
         self.evict = evict
@@ -223,6 +236,16 @@ class StoreFactory(Factory[T]):
         cls = registry.import_class(self.config.face_kind("sync"))
         return bool(getattr(cls, "_IS_SYNC", False))
 
+    def get_store(self) -> Any:
+        """Deprecated (0.4): the sync store; use `proxystore.store.get_store(proxy)`."""
+        warnings.warn(
+            "StoreFactory.get_store() is ProxyStore 0.4's API; use "
+            "proxystore.store.get_store(proxy)",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return registry.lookup_or_build(self.config, "sync")
+
     @property
     def resolve_stats(self) -> OperationMetrics | None:
         """Timings of this factory's fetches, if its store keeps ``stats``.
@@ -300,6 +323,34 @@ class StoreFactory(Factory[T]):
 
     def __repr__(self) -> str:
         return f"StoreFactory(store={self.config.name!r}, key={self.key!r})"
+
+
+def _from_0_4(
+    key: Any, store_type: Any, args: tuple[Any, ...], options: dict[str, Any]
+) -> tuple[StoreConfig, Any, Callable[[bytes], Any] | None]:
+    """Read 0.4's ``StoreFactory(key, store_type, store_name, store_kwargs)``."""
+    names = ("store_name", "store_kwargs")
+    given = dict(zip(names, args, strict=False))
+    unknown = set(options) - {*names, "serialize"}
+    if len(args) > len(names) or unknown or not isinstance(store_type, type):
+        raise TypeError(
+            "StoreFactory takes (config, key, ...) or 0.4's (key, store_type, "
+            "store_name, store_kwargs=None, *, evict, serialize, strict)"
+        )
+    given.update((name, options[name]) for name in names if name in options)
+    name = given.get("store_name")
+    if not isinstance(name, str):
+        raise TypeError(f"StoreFactory: store_name must be a str, got {name!r}")
+    warnings.warn(
+        "StoreFactory(key, store_type, store_name, store_kwargs) is ProxyStore "
+        "0.4's API; use store.proxy(key=...) or store.proxy_from_key(key)",
+        DeprecationWarning,
+        stacklevel=3,
+    )
+    kwargs = {**(given.get("store_kwargs") or {}), "name": name}
+    config = StoreConfig(registry.kind_of(store_type), name, kwargs)
+    deserializer = None if options.get("serialize", True) else raw_bytes
+    return config, key, deserializer
 
 
 def _rebuild(

@@ -246,3 +246,32 @@ async def test_a_driver_without_user_keys_keeps_working(store_name: str) -> None
     assert await store.aget_timestamp(key) > 0
     with pytest.raises(InvalidKeyError, match="it is a test driver"):
         await store.aset("d", key="chosen")
+
+
+def test_0_4_store_factory_form_warns_and_resolves(keyed_store: Store[str]) -> None:
+    from proxystore.store.base import StoreFactory
+
+    key = keyed_store.set([1, 2, 3])
+    kwargs = {k: v for k, v in keyed_store.config().items() if k != "name"}
+    with pytest.warns(DeprecationWarning, match=r"store.proxy\(key=...\)"):
+        factory: Any = StoreFactory(  # type: ignore[call-arg]
+            key, type(keyed_store), keyed_store.name, store_kwargs=kwargs
+        )
+    assert factory() == [1, 2, 3]
+    assert pickle.loads(pickle.dumps(factory))() == [1, 2, 3]
+    with pytest.warns(DeprecationWarning, match="get_store"):
+        assert factory.get_store() is keyed_store
+    with pytest.warns(DeprecationWarning, match="0.4"):
+        evicting: Any = StoreFactory(  # type: ignore[call-arg]
+            key, type(keyed_store), keyed_store.name, kwargs, evict=True
+        )
+    assert evicting() == [1, 2, 3]
+    assert not keyed_store.exists(key)
+    raw_key = keyed_store.set(b"raw", serialize=False)
+    with pytest.warns(DeprecationWarning, match="0.4"):
+        raw: Any = StoreFactory(  # type: ignore[call-arg]
+            raw_key, type(keyed_store), keyed_store.name, kwargs, serialize=False
+        )
+    assert raw() == b"raw"
+    with pytest.raises(TypeError, match="unexpected arguments: 'store_kwargs'"):
+        StoreFactory(keyed_store.store_config, key, store_kwargs={})  # type: ignore[call-arg]
