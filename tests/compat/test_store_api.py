@@ -275,3 +275,21 @@ def test_0_4_store_factory_form_warns_and_resolves(keyed_store: Store[str]) -> N
     assert raw() == b"raw"
     with pytest.raises(TypeError, match="unexpected arguments: 'store_kwargs'"):
         StoreFactory(keyed_store.store_config, key, store_kwargs={})  # type: ignore[call-arg]
+
+
+def test_local_store_dict_stays_in_the_process(store_name: str) -> None:
+    from proxystore import aio
+    from proxystore.store.local import LocalStore
+
+    data: dict[str, bytes] = {}
+    store = LocalStore(store_name, store_dict=data)
+    ps.store.register_store(store)
+    key = store.set([1, 2], key="mine")
+    assert set(data) == {key}
+    assert "store_dict" not in store.config()
+    p = store.proxy([3])
+    assert b"store_dict" not in pickle.dumps(p)
+    async_face = aio.get_store(store_name)
+    assert async_face is not None
+    assert async_face._objects is data  # type: ignore[attr-defined]
+    assert pickle.loads(pickle.dumps(p)) == [3]
