@@ -2,8 +2,8 @@
 
 Drivers subclass `Store` and implement `_aset_bytes`, `_aget_bytes`,
 `_aexists`, `_aevict`, `_aclose`, `_validate_key` and `config`; drivers whose
-keys a user may choose (`_USER_KEYS`) also keep a version per write
-(`_aget_versioned`, `_aget_version`). Everything else (serialization, the
+keys a user may choose (`_USER_KEY_REFUSAL = None`) also keep a version per
+write (`_aget_versioned`, `_aget_version`). Everything else (serialization, the
 cache of deserialized objects, metrics, proxies, batches) lives here once,
 for every driver and for both faces.
 """

@@ -3,8 +3,8 @@
 
 Drivers subclass `Store` and implement `_set_bytes`, `_get_bytes`,
 `_exists`, `_evict`, `_close`, `_validate_key` and `config`; drivers whose
-keys a user may choose (`_USER_KEYS`) also keep a version per write
-(`_get_versioned`, `_get_version`). Everything else (serialization, the
+keys a user may choose (`_USER_KEY_REFUSAL = None`) also keep a version per
+write (`_get_versioned`, `_get_version`). Everything else (serialization, the
 cache of deserialized objects, metrics, proxies, batches) lives here once,
 for every driver and for both faces.
 """

@@ -5,19 +5,21 @@ One `set` and one uncached `get` are one round trip each. Writes are ``SET``
 commands this module encodes itself (RESP) and sends on a pooled redis-py
 connection: a payload's large parts (a numpy array's memory, a big `bytes`)
 go out by reference as pieces of one bulk value, never joined into a copy
-first (redis-py would need one buffer per argument). The writes of an object
-(and of a batch) go in one ``MULTI``/``EXEC``.
+first (redis-py would need one buffer per argument).
 
 Layout of the object under key ``K`` (ARCHITECTURE.md "Redis layout"; ``K``
 never holds braces, so every key below hashes to ``K``'s cluster slot):
-``K`` holds the payload, ``{K}:v`` its version (`time.time_ns()` at the
-write, ASCII), written in the same ``MULTI``. A payload larger than
-`chunk_size` (Redis refuses a bulk value over its ``proto-max-bulk-len``,
-512 MB by default) goes to ``{K}:c:<i>`` and ``K`` holds a manifest,
-``b"\x00PXC"`` and the chunk count (u32 little-endian), written last in the
-same ``MULTI``, so a half-written object is never readable. A `get` is one
+``K`` holds the payload and ``{K}:v`` its version (`time.time_ns()` at the
+write, ASCII), written together by one ``MSET`` (atomic). A payload larger
+than `chunk_size` (Redis refuses a bulk value over its
+``proto-max-bulk-len``, 512 MB by default) goes to ``{K}:c:<i>`` and ``K``
+holds a manifest, ``b"\x00PXC"`` and the chunk count (u32 little-endian),
+written last in one ``MULTI``/``EXEC`` with the chunks, so a half-written
+object is never readable. A batch is one ``MULTI``/``EXEC``. A `get` is one
 ``MGET K {K}:v`` (one more for a chunked object's chunks); `exists` and
-`evict` read ``K``'s first bytes to cover the chunks too.
+`evict` read ``K``'s first bytes to cover the chunks too, in the same round
+trip. A write under a user key first reads what the key holds (one more
+round trip), so that an overwritten chunked object leaves no chunks behind.
 
 A store keeps one connection pool per event loop (an asyncio connection is
 bound to the loop that opened it; the async face may be used from the
