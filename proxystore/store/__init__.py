@@ -17,6 +17,7 @@ Example:
 
 from __future__ import annotations
 
+import importlib
 from typing import TYPE_CHECKING, Any
 
 from proxystore import registry
@@ -105,3 +106,17 @@ def register_store(store: Store[Any], exist_ok: bool = False) -> None:
 def unregister_store(name: str) -> None:
     """Forget the store registered under `name`, both faces (no-op if unknown)."""
     registry.unregister(name)
+
+
+_SUBMODULES = frozenset(
+    ("base", "endpoint", "exceptions", "factory", "file", "globus", "local")
+    + ("redis", "utils")
+)
+
+
+def __getattr__(name: str) -> Any:
+    # `ps.store.redis.RedisStore` works as in 0.4 (which imported every store
+    # module eagerly) while a store's extra is still imported only on use.
+    if name in _SUBMODULES:
+        return importlib.import_module(f"{__name__}.{name}")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

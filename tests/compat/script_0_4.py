@@ -18,6 +18,10 @@ from proxystore.store.exceptions import ProxyResolveMissingKey
 store_type = sys.argv[1]
 kwargs = json.loads(sys.argv[2]) if len(sys.argv) > 2 else {}
 
+# Submodules reached as attributes, as 0.4 imported them all.
+assert ps.serialize.deserialize(ps.serialize.serialize([1])) == [1]
+assert issubclass(ps.store.local.LocalStore, ps.store.base.Store)
+
 assert ps.store.get_store("script-store") is None
 store = ps.store.init_store(store_type, "script-store", stats=True, **kwargs)
 assert ps.store.get_store("script-store") is store
