@@ -109,8 +109,17 @@ def unregister_store(name: str) -> None:
 
 
 _SUBMODULES = frozenset(
-    ("base", "endpoint", "exceptions", "factory", "file", "globus", "local")
-    + ("redis", "utils")
+    [
+        "base",
+        "endpoint",
+        "exceptions",
+        "factory",
+        "file",
+        "globus",
+        "local",
+        "redis",
+        "utils",
+    ]
 )
 
 
