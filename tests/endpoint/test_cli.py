@@ -122,3 +122,30 @@ def test_start_on_a_taken_port_fails_cleanly(tmp_path: Path) -> None:
         assert not (second.home / "endpoints" / "second" / "endpoint.pid").exists()
     finally:
         first.stop()
+
+
+def test_version_help_and_no_arguments(capsys: pytest.CaptureFixture[str]) -> None:
+    import proxystore
+
+    with pytest.raises(SystemExit) as info:
+        main(["--version"])
+    assert info.value.code == 0
+    assert (
+        capsys.readouterr().out.strip()
+        == f"proxystore-endpoint {proxystore.__version__}"
+    )
+
+    assert main([]) == 0
+    usage = capsys.readouterr().out
+    assert usage.startswith("usage: proxystore-endpoint")
+    assert "configure" in usage
+    assert "help" in usage
+
+    assert main(["help"]) == 0
+    assert capsys.readouterr().out == usage
+
+    assert main(["help", "start"]) == 0
+    assert "usage: proxystore-endpoint start" in capsys.readouterr().out
+
+    assert main(["help", "nope"]) == 1
+    assert "no command 'nope'" in capsys.readouterr().err
