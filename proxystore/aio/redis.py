@@ -17,8 +17,9 @@ written last in one ``MULTI``/``EXEC`` with the chunks, so a half-written
 object is never readable. A batch is one ``MULTI``/``EXEC``. A `get` is one
 ``MGET K {K}:v`` (one more for a chunked object's chunks); `exists` and
 `evict` read ``K``'s first bytes to cover the chunks too, in the same round
-trip. A write under a user key first reads what the key holds (one more
-round trip), so that an overwritten chunked object leaves no chunks behind.
+trip. A write under a user key also reads, in its transaction, what the key
+held: an overwritten chunked object's chunks are then deleted (one more
+round trip, only then), so none is left behind.
 
 A store keeps one connection pool per event loop (an asyncio connection is
 bound to the loop that opened it; the async face may be used from the
@@ -285,7 +286,7 @@ class RedisStore(Store[str]):
     async def _aset_bytes(self, payload: Payload, key: str | None = None) -> str:
         if key is not None:
             return (await self._aset_bytes_batch([payload], [key]))[0]
-        key, commands = self._writes(payload)
+        key, commands, _ = self._writes(payload)
         await self._awrite(commands, "set")
         return key
 
@@ -293,52 +294,66 @@ class RedisStore(Store[str]):
         self, payloads: Sequence[Payload], keys: Sequence[str | None] | None = None
     ) -> list[str]:
         wanted = keys if keys is not None else [None] * len(payloads)
-        stale = await self._astale_chunks([key for key in wanted if key is not None])
         stored: list[str] = []
         commands: list[_Command] = []
+        written: dict[str, tuple[int, bytes]] = {}
         for payload, key in zip(payloads, wanted, strict=True):
-            stored_key, more = self._writes(payload, key)
+            stored_key, more, version = self._writes(payload, key)
             stored.append(stored_key)
             commands += more
-        kept = {name for command in commands for name, _ in command}
-        deletes = [name for name in stale if name not in kept]
+            if key is not None:
+                # Its chunk count (one command per chunk, then the manifest)
+                # and version, to clean up what it replaced.
+                written[key] = (len(more) - 1, version)
         operation = "set_batch" if len(payloads) > 1 else "set"
-        await self._awrite(commands, operation, deletes)
+        heads = await self._awrite(commands, operation, list(written))
+        for (key, (count, version)), head in zip(written.items(), heads, strict=True):
+            stale = _chunk_keys(key, _manifest_count(head))[count:]
+            if stale:
+                await self._aevict_stale_chunks(key, version, stale)
         return stored
 
-    async def _astale_chunks(self, keys: list[str]) -> list[str]:
-        """Chunk keys of objects about to be overwritten (user keys only).
+    async def _aevict_stale_chunks(
+        self, key: str, version: bytes, chunks: list[str]
+    ) -> None:
+        """Delete the chunks of the object a user-key write replaced.
 
-        Minted keys are new, so the usual `set` stays one round trip.
+        Only while the key still holds that write (a script, so the check
+        and the delete are atomic): a newer chunked object under the key
+        keeps its chunks.
         """
-        if not keys:
-            return []
-        commands = [
-            _command("GETRANGE", key, "0", str(_MANIFEST.size - 1)) for key in keys
-        ]
+        command = _command(
+            "EVAL",
+            _DELETE_IF_VERSION,
+            str(1 + len(chunks)),
+            _version_key(key),
+            *chunks,
+            version.decode(),
+        )
         try:
-            heads = await self._aexecute([b"".join(commands)], len(commands))
+            await self._aexecute([command], 1)
         except _DRIVER_ERRORS as err:
-            raise self._error(err, "set") from err
-        return [
-            chunk
-            for key, head in zip(keys, heads, strict=True)
-            for chunk in _chunk_keys(key, _manifest_count(head))
-        ]
+            raise self._error(
+                err, "set (deleting the replaced object's chunks)"
+            ) from err
 
     async def _awrite(
-        self, commands: list[_Command], operation: str, deletes: Sequence[str] = ()
-    ) -> None:
-        """Send writes (and DEL of `deletes`) in one round trip, in MULTI/EXEC.
+        self, commands: list[_Command], operation: str, heads: Sequence[str] = ()
+    ) -> list[Any]:
+        """Send writes in one round trip, in MULTI/EXEC if more than one command.
 
         An object that fits one value is one MSET of the value and its
         version, atomic by itself.
+
+        Returns:
+            The first bytes `heads` (keys) held before the writes, read in
+            the same transaction.
         """
-        count = len(commands) + (1 if deletes else 0)
+        count = len(commands) + len(heads)
         replies = 1 if count == 1 else count + 2
         writes = [write for command in commands for write in command]
         try:
-            results = await self._aexecute(_pack(commands, deletes), replies)
+            results = await self._aexecute(_pack(commands, heads), replies)
         except _DRIVER_ERRORS as err:
             error = self._error(err, operation)
             if isinstance(error, StoreConnectionError) and _size_over(writes, MiB):
@@ -359,6 +374,7 @@ class RedisStore(Store[str]):
                 f"{operation} on {self._target} (store {self.name!r}) failed: "
                 f"{failed[0]}"
             )
+        return list(results[-1][: len(heads)]) if heads else []
 
     async def _aexplain_dropped_write(
         self, error: ProxyStoreError, writes: list[_Write], operation: str
@@ -615,14 +631,15 @@ class RedisStore(Store[str]):
 
     def _writes(
         self, payload: Payload, key: str | None = None
-    ) -> tuple[str, list[_Command]]:
-        """Return the key (new if None) and the commands that store `payload`."""
+    ) -> tuple[str, list[_Command], bytes]:
+        """Return the key (new if None), the commands storing `payload`, its version."""
         if key is None:
             key = new_object_id()
-        version: _Write = (_version_key(key), [str(next_version()).encode()])
+        version_text = str(next_version()).encode()
+        version: _Write = (_version_key(key), [version_text])
         pieces = _pieces(payload)
         if _size(pieces) <= self.chunk_size:
-            return key, [[(key, pieces), version]]
+            return key, [[(key, pieces), version]], version_text
         chunks = _split(pieces, self.chunk_size)
         if len(chunks) > _MAX_CHUNKS:
             raise StoreOperationError(
@@ -638,7 +655,7 @@ class RedisStore(Store[str]):
         commands.append(
             [version, (key, [_MANIFEST.pack(_MANIFEST_MAGIC, len(chunks))])]
         )
-        return key, commands
+        return key, commands, version_text
 
     def _error(self, err: BaseException, operation: str) -> ProxyStoreError:
         if isinstance(err, redis_errors.AuthenticationError):
@@ -683,18 +700,22 @@ def _command(*args: str) -> bytes:
 
 
 _MULTI = b"*1\r\n$5\r\nMULTI\r\n"
+# KEYS[1] is {K}:v, the rest K's stale chunks; ARGV[1] the version written.
+_DELETE_IF_VERSION = (
+    "if redis.call('GET', KEYS[1]) == ARGV[1] then "
+    "return redis.call('DEL', unpack(KEYS, 2)) end return 0"
+)
 _EXEC = b"*1\r\n$4\r\nEXEC\r\n"
 
 
-def _pack(commands: list[_Command], deletes: Sequence[str] = ()) -> list[Buffer]:
-    """Encode DEL of `deletes` and the writes as RESP, in MULTI/EXEC if several.
+def _pack(commands: list[_Command], heads: Sequence[str] = ()) -> list[Buffer]:
+    """Encode reads of `heads` and the writes as RESP, in MULTI/EXEC if several.
 
     Large pieces stay by reference; the rest is joined.
     """
-    several = len(commands) + (1 if deletes else 0) > 1
+    several = len(commands) + len(heads) > 1
     parts: list[Buffer] = [_MULTI] if several else []
-    if deletes:
-        parts.append(_command("DEL", *deletes))
+    parts += [_command("GETRANGE", key, "0", str(_MANIFEST.size - 1)) for key in heads]
     for command in commands:
         parts.append(
             b"*3\r\n$3\r\nSET\r\n"

@@ -98,3 +98,27 @@ def test_minted_keys_fit_the_user_key_rule(store: RedisStore) -> None:
 
     key = store.set("x")
     assert USER_KEY_PATTERN.fullmatch(key)
+
+
+def test_user_key_overwrite_is_one_round_trip(
+    store: RedisStore, raw: redis.Redis
+) -> None:
+    store.set("first", key="again")
+    before = commands_processed(raw)
+    store.set("second", key="again")
+    # MULTI, GETRANGE of what the key held, MSET, EXEC; and INFO.
+    assert commands_processed(raw) - before == 5
+    assert store.get("again") == "second"
+
+
+def test_stale_chunks_of_a_newer_write_are_kept(
+    store: RedisStore, raw: redis.Redis, small_bulk_limit: None
+) -> None:
+    store.set(np.arange(400_000, dtype=np.int64), key="raced")  # 4 chunks
+    chunks = [f"{{raced}}:c:{index}" for index in range(4)]
+    # As if another writer replaced the object after this store's write.
+    raw.set("{raced}:v", b"1")
+    store._evict_stale_chunks("raced", b"2", chunks[2:])
+    assert raw.exists(*chunks) == 4
+    store._evict_stale_chunks("raced", b"1", chunks[2:])
+    assert raw.exists(*chunks) == 2
