@@ -17,8 +17,8 @@ holds a manifest, ``b"\x00PXC"`` and the chunk count (u32 little-endian),
 written last in one ``MULTI``/``EXEC`` with the chunks, so a half-written
 object is never readable. A batch is one ``MULTI``/``EXEC``. A `get` is one
 ``MGET K {K}:v`` (one more for a chunked object's chunks); `exists` and
-`evict` read ``K``'s first bytes to cover the chunks too, in the same round
-trip. A write under a user key also reads, in its transaction, what the key
+`evict` read ``K``'s first bytes in their round trip to cover the chunks
+too (one more round trip for a chunked object). A write under a user key also reads, in its transaction, what the key
 held: an overwritten chunked object's chunks are then deleted (one more
 round trip, only then), so none is left behind.
 
