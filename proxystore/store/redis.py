@@ -18,9 +18,10 @@ written last in one ``MULTI``/``EXEC`` with the chunks, so a half-written
 object is never readable. A batch is one ``MULTI``/``EXEC``. A `get` is one
 ``MGET K {K}:v`` (one more for a chunked object's chunks); `exists` and
 `evict` read ``K``'s first bytes in their round trip to cover the chunks
-too (one more round trip for a chunked object). A write under a user key also reads, in its transaction, what the key
-held: an overwritten chunked object's chunks are then deleted (one more
-round trip, only then), so none is left behind.
+too (one more round trip for a chunked object). A write under a user key
+also reads, in its transaction, what the key held: an overwritten chunked
+object's chunks are then deleted (one more round trip, only then), so none
+is left behind.
 
 A store keeps one connection pool per event loop (an asyncio connection is
 bound to the loop that opened it; the async face may be used from the
