@@ -40,7 +40,6 @@ import numpy as np
 from distributed import Client, LocalCluster
 
 import proxystore as ps
-from proxystore.exceptions import StoreNotFoundError
 from proxystore.proxy import is_resolved
 from proxystore.store.base import Store
 
@@ -54,11 +53,8 @@ def _scheduler_bytes_to_workers(dask_scheduler: Any) -> int:
 def _worker_fetches() -> int:
     # Runs on each worker: the store there was rebuilt from the proxies'
     # configuration the first time a proxy resolved.
-    try:
-        store = ps.store.get_store(STORE_NAME)
-    except StoreNotFoundError:
-        return 0
-    return _fetches(store)
+    store = ps.store.get_store(STORE_NAME)
+    return 0 if store is None else _fetches(store)
 
 
 def _traffic(client: Client) -> tuple[int, int]:

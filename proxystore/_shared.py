@@ -3,9 +3,24 @@
 from __future__ import annotations
 
 import os
+import re
+import threading
+import time
 from typing import Any
 
 _local_objects: dict[str, dict[Any, Any]] = {}
+_local_versions: dict[str, dict[Any, int]] = {}
+_version_lock = threading.Lock()
+_last_version = 0
+
+USER_KEY_PATTERN = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,199}")
+"""Keys a user may choose (ARCHITECTURE.md "Keys"): 1-200 characters of
+``[A-Za-z0-9._-]``, not starting with ``.``; never ``{``, ``}`` or ``:``."""
+
+USER_KEY_RULE = (
+    "keys are 1-200 characters of letters, digits, '.', '_' and '-', "
+    "not starting with '.'"
+)
 
 
 def new_object_id() -> str:
@@ -20,9 +35,53 @@ def new_object_id() -> str:
     return os.urandom(16).hex()
 
 
-def local_objects(store_name: str) -> dict[Any, Any]:
-    """Return the in-process mapping that backs every `LocalStore` face of a name."""
+def local_objects(
+    store_name: str, mapping: dict[Any, Any] | None = None
+) -> dict[Any, Any]:
+    """Return the in-process mapping that backs every `LocalStore` face of a name.
+
+    Args:
+        store_name: The store's name.
+        mapping: Use this dict from now on (0.4's ``store_dict``).
+    """
+    if mapping is not None:
+        _local_objects[store_name] = mapping
+        return mapping
     objects = _local_objects.get(store_name)
     if objects is None:
         objects = _local_objects.setdefault(store_name, {})
     return objects
+
+
+def local_versions(store_name: str) -> dict[Any, int]:
+    """Return the versions of the objects `local_objects` holds for a name."""
+    versions = _local_versions.get(store_name)
+    if versions is None:
+        versions = _local_versions.setdefault(store_name, {})
+    return versions
+
+
+def next_version() -> int:
+    """Return the version of a new write: `time.time_ns()`, rising in this process."""
+    global _last_version
+    with _version_lock:
+        _last_version = max(time.time_ns(), _last_version + 1)
+        return _last_version
+
+
+def raw_bytes(data: bytes) -> bytes:
+    """The deserializer of proxies made with ``serialize=False``: the stored bytes.
+
+    A marker as much as a function: stores return what they hold unchanged
+    (never cached, never deserialized) when a proxy carries it.
+    """
+    return bytes(data)
+
+
+def _reset_after_fork() -> None:
+    global _version_lock
+    # Another thread of the parent may have held it at fork time.
+    _version_lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_reset_after_fork)

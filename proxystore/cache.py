@@ -1,4 +1,4 @@
-"""A small thread-safe LRU cache of deserialized objects."""
+"""A small thread-safe LRU cache of deserialized objects and their versions."""
 
 from __future__ import annotations
 
@@ -13,7 +13,10 @@ MISSING: Any = object()
 
 
 class LRUCache(Generic[K]):
-    """Keep the `maxsize` most recently used objects.
+    """Keep the `maxsize` most recently used objects, each with its version.
+
+    The version is the store's version of the object when it was fetched
+    (see `Store.aget(strict=True)`); None when unknown.
 
     Safe to share between threads without a lock: each step is one atomic
     `OrderedDict` operation, and a step that loses a race with another thread
@@ -29,25 +32,33 @@ class LRUCache(Generic[K]):
         if maxsize < 0:
             raise ValueError(f"cache size must be >= 0, got {maxsize}")
         self.maxsize = maxsize
-        self._data: OrderedDict[K, Any] = OrderedDict()
+        self._data: OrderedDict[K, tuple[Any, int | None]] = OrderedDict()
 
     def get(self, key: K) -> Any:
         """Return the cached object or `MISSING`, marking it recently used."""
         data = self._data
         if not data:
             return MISSING
-        value = data.get(key, MISSING)
-        if value is not MISSING:
-            with contextlib.suppress(KeyError):
-                data.move_to_end(key)
-        return value
+        entry = data.get(key)
+        if entry is None:
+            return MISSING
+        with contextlib.suppress(KeyError):
+            data.move_to_end(key)
+        return entry[0]
 
-    def put(self, key: K, value: Any) -> None:
+    def entry(self, key: K) -> tuple[Any, int | None] | None:
+        """Return ``(object, version)`` (version None: unknown), or None if not cached.
+
+        Does not mark the entry recently used.
+        """
+        return self._data.get(key)
+
+    def put(self, key: K, value: Any, version: int | None = None) -> None:
         """Cache an object, dropping the least recently used one when full."""
         if self.maxsize == 0:
             return
         data = self._data
-        data[key] = value
+        data[key] = (value, version)
         with contextlib.suppress(KeyError):
             data.move_to_end(key)
             while len(data) > self.maxsize:

@@ -96,6 +96,21 @@ class StoreNotFoundError(ProxyStoreError, LookupError):
         super().__init__(f"no store named {name!r} is registered")
 
 
+class NotAStoreProxyError(StoreNotFoundError):
+    """A proxy was given where a store's proxy is needed, but a store did not make it.
+
+    ProxyStore 0.4 called this `ProxyStoreFactoryError`.
+    """
+
+    def __init__(self, factory: object) -> None:
+        self.factory_type = type(factory).__name__
+        super().__init__(f"<proxy whose factory is {self.factory_type}>")
+        self.args = (
+            f"the proxy was not made by a store: its factory is a "
+            f"{self.factory_type}, not a StoreFactory",
+        )
+
+
 class StoreClosedError(ProxyStoreError):
     """An operation was attempted on a store after it was closed."""
 
@@ -113,8 +128,12 @@ class InvalidKeyError(ProxyStoreError, ValueError):
         super().__init__(f"invalid key {key!r}: {reason}")
 
 
-class MissingKeyError(ProxyStoreError, LookupError):
-    """The object for a key is not in the store (never set, or evicted)."""
+class MissingKeyError(ProxyStoreError, KeyError):
+    """The object for a key is not in the store (never set, or evicted).
+
+    A `KeyError` (hence a `LookupError`), as ProxyStore 0.4's
+    `get_timestamp` raised, and its `ProxyResolveMissingKey`.
+    """
 
     def __init__(self, key: object, store: str) -> None:
         self.key = key
@@ -122,6 +141,10 @@ class MissingKeyError(ProxyStoreError, LookupError):
         super().__init__(
             f"key {key!r} is not in store {store!r} (never set or evicted)"
         )
+
+    def __str__(self) -> str:
+        # KeyError's own __str__ would quote the message like a key.
+        return str(self.args[0])
 
 
 class ProxyResolveError(ProxyStoreError):
@@ -142,6 +165,13 @@ class PayloadSignatureError(SerializationError):
 
     Also raised for a signed payload read by a store that has no signing
     keys to check it with. The payload is never deserialized.
+    """
+
+
+class NotBytesError(SerializationError, TypeError):
+    """Bytes were required (``serialize=False`` stores bytes as given), not this.
+
+    Also a `TypeError`, as ProxyStore 0.4 raised.
     """
 
 
@@ -247,6 +277,19 @@ class BatchWriteError(StoreOperationError):
 
 class InvalidArgumentError(ProxyStoreError, TypeError):
     """An operation was given an argument of the wrong type or form."""
+
+
+# ProxyStore 0.4's names for errors of this hierarchy (see docs/migrating.md).
+StoreError = ProxyStoreError
+"""0.4's base class of store errors: every error here."""
+UnknownStoreError = UnknownStoreTypeError
+"""0.4's name for `UnknownStoreTypeError`."""
+ProxyStoreFactoryError = NotAStoreProxyError
+"""0.4's name for `NotAStoreProxyError`."""
+ProxyResolveMissingKey = MissingKeyError
+"""0.4's name for `MissingKeyError` raised when a proxy resolves."""
+EndpointStoreError = StoreOperationError
+"""0.4's error for an endpoint that refused or failed a request."""
 
 
 def describe(value: Any, limit: int = 80) -> str:

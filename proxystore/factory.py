@@ -1,8 +1,10 @@
 """Factories: picklable callables that produce a proxy's target.
 
 A `Proxy` calls its factory once, on first use. Any zero-argument callable
-works; the classes here add `resolve()` and an awaitable `resolve_async()` so
-async code can resolve without blocking its event loop.
+works; the classes here add `resolve()`, an awaitable `aresolve()` so async
+code can resolve without blocking its event loop, and ProxyStore 0.4's
+blocking `resolve_async()`, which starts resolving in the background where a
+factory can (a store's factory does) and otherwise does nothing.
 """
 
 from __future__ import annotations
@@ -17,9 +19,9 @@ T = TypeVar("T")
 class Factory(Generic[T]):
     """Base class of factories.
 
-    Subclasses implement `resolve`; `resolve_async` defaults to running
-    `resolve` in a worker thread. Factories must be picklable: they travel
-    inside pickled proxies.
+    Subclasses implement `resolve`; `aresolve` defaults to running `resolve`
+    in a worker thread. Factories must be picklable: they travel inside
+    pickled proxies.
     """
 
     def __call__(self) -> T:
@@ -30,9 +32,16 @@ class Factory(Generic[T]):
         """Produce the target object."""
         raise NotImplementedError
 
-    async def resolve_async(self) -> T:
+    async def aresolve(self) -> T:
         """Produce the target object without blocking the running event loop."""
         return await asyncio.to_thread(self.resolve)
+
+    def resolve_async(self) -> None:
+        """Start producing the target in the background, if this factory can.
+
+        A no-op here (as in ProxyStore 0.4); `StoreFactory` starts a fetch.
+        Never a coroutine: async code awaits `aresolve`.
+        """
 
 
 class SimpleFactory(Factory[T]):
@@ -49,7 +58,7 @@ class SimpleFactory(Factory[T]):
         """Return the held object."""
         return self._obj
 
-    async def resolve_async(self) -> T:
+    async def aresolve(self) -> T:
         """Return the held object."""
         return self._obj
 
@@ -80,7 +89,7 @@ class LambdaFactory(Factory[T]):
             result = asyncio.run(result)
         return result  # type: ignore[no-any-return]
 
-    async def resolve_async(self) -> T:
+    async def aresolve(self) -> T:
         """Call the function (awaiting it if it is a coroutine function)."""
         if asyncio.iscoroutinefunction(self._function):
             result = await self._function(*self._args, **self._kwargs)

@@ -53,8 +53,10 @@ __all__ = [
     "Proxy",
     "extract",
     "get_factory",
+    "get_key",
     "is_resolved",
     "resolve",
+    "resolve_async",
 ]
 
 
@@ -98,6 +100,7 @@ class Proxy(Generic[T]):
             proxy pickles only its factory.
 
     Raises:
+        TypeError: If `factory` is not callable (at construction).
         ProxyResolveError: On use, when the factory raised `AttributeError`
             (the original error is the ``__cause__``). Any other exception
             from the factory reaches the caller unchanged.
@@ -116,6 +119,11 @@ class Proxy(Generic[T]):
     )
 
     def __init__(self, factory: Callable[[], T]) -> None:
+        if not callable(factory):
+            raise TypeError(
+                f"a Proxy needs a callable factory, got {describe(factory)} "
+                f"of type {type(factory).__name__}"
+            )
         _set_factory(self, factory)
         _set_lock(self, None)
         # The target slot stays empty until resolution: reading an empty
@@ -1017,6 +1025,35 @@ def get_factory(proxy: Proxy[T]) -> Callable[[], T]:
     """
     _check_proxy(proxy)
     return _get_factory(proxy)  # type: ignore[no-any-return]
+
+
+def get_key(proxy: Proxy[Any]) -> Any:
+    """Return the key of the object a store's proxy refers to, without resolving it.
+
+    The ProxyStore 0.4 helper: None for a proxy whose factory has no key.
+    `proxystore.store.utils.get_key` raises for such a proxy instead.
+
+    Raises:
+        TypeError: If `proxy` is not a `Proxy`.
+    """
+    return getattr(get_factory(proxy), "key", None)
+
+
+def resolve_async(proxy: Proxy[Any]) -> None:
+    """Start resolving a proxy in the background; return at once.
+
+    The ProxyStore 0.4 helper: calls the factory's blocking
+    ``resolve_async()`` (a store proxy's factory starts fetching on the
+    background loop) unless the proxy is resolved. A factory without one is
+    left alone.
+
+    Raises:
+        TypeError: If `proxy` is not a `Proxy`.
+    """
+    if not is_resolved(proxy):
+        start = getattr(get_factory(proxy), "resolve_async", None)
+        if start is not None:
+            start()
 
 
 def _set_target(proxy: Proxy[T], target: T) -> None:

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from proxystore import policy
 from proxystore.exceptions import (
     ConfigurationError,
+    NotAStoreProxyError,
     StoreExistsError,
     StoreIdentityError,
     StoreNotFoundError,
@@ -67,6 +68,21 @@ class STORES(enum.Enum):
     def names(cls) -> list[str]:
         """Return the type names `init_store` accepts."""
         return [member.name.lower() for member in cls]
+
+    @classmethod
+    def get_str_by_type(cls, store: type) -> str:
+        """Return the member name (``"REDIS"``...) of a store class, either face.
+
+        ProxyStore 0.4's helper: ``STORES[name]`` is the member again.
+
+        Raises:
+            KeyError: If `store` is not one of the store types shipped here.
+        """
+        kind = kind_of(store) if isinstance(store, type) else None
+        for member in cls:
+            if member.value == kind:
+                return member.name
+        raise KeyError(f"{store!r} is not a store type of proxystore.store.STORES")
 
 
 @dataclass(frozen=True)
@@ -302,6 +318,8 @@ def import_class(path: str) -> type:
 def resolve_store_type(store_type: Any, face: Face) -> type:
     """Return the store class for a type name, `STORES` member or class."""
     if isinstance(store_type, type):
+        if not _is_store_class(store_type):
+            raise UnknownStoreTypeError(store_type, STORES.names())
         return store_type
     if isinstance(store_type, STORES):
         member = store_type
@@ -310,6 +328,11 @@ def resolve_store_type(store_type: Any, face: Face) -> type:
     else:
         raise UnknownStoreTypeError(store_type, STORES.names())
     return import_class(StoreConfig(member.value, "", {}).face_kind(face))
+
+
+def _is_store_class(cls: type) -> bool:
+    # By its marks rather than issubclass: the base classes import this module.
+    return hasattr(cls, "_IS_SYNC") and hasattr(cls, "store_config")
 
 
 class _Entry:
@@ -352,8 +375,9 @@ def register(
             raising.
 
     Raises:
-        StoreExistsError: If the name is taken by a store of another identity
-            (or by another instance of the same face) and not `exist_ok`.
+        StoreExistsError: If the name is taken by a store of another identity,
+            or its `face` is already registered (even by this very store),
+            and not `exist_ok`.
     """
     config = store.store_config
     identity = config.identity()
@@ -365,7 +389,7 @@ def register(
                     config.name, entry.config.describe(), config.describe()
                 )
             other = entry.faces.get(face)
-            if other is not None and other is not store:
+            if other is not None:
                 raise StoreExistsError(config.name)
         if entry is None or entry.provisional or entry.identity != identity:
             entry = _entries[config.name] = _entry_of(store)
@@ -501,6 +525,14 @@ def _plain(value: Any, depth: int, budget: list[int]) -> bool:
     return False
 
 
+def find(name: str, face: Face) -> Any:
+    """Return the `face` of a registered name (building it if needed), or None."""
+    try:
+        return lookup(name, face)
+    except StoreNotFoundError:
+        return None
+
+
 def lookup_or_build(config: StoreConfig, face: Face) -> Any:
     """Return the `face` of the store a proxy names, building it if needed.
 
@@ -568,14 +600,14 @@ def store_of_proxy(proxy: Any, face: Face) -> Any:
     """Return the `face` of the store a proxy's factory names, building it if needed.
 
     Raises:
-        StoreNotFoundError: If the proxy was not made by a store.
+        NotAStoreProxyError: If the proxy was not made by a store.
     """
     from proxystore.proxy import get_factory
     from proxystore.store.factory import StoreFactory
 
     factory = get_factory(proxy)
     if not isinstance(factory, StoreFactory):
-        raise StoreNotFoundError(f"<proxy whose factory is {type(factory).__name__}>")
+        raise NotAStoreProxyError(factory)
     return lookup_or_build(factory.config, face)
 
 

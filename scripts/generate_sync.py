@@ -33,7 +33,7 @@ HEADER = (
 )
 HEADER_MARK = "# Generated from proxystore/aio/"
 
-_COROUTINE_NAMES = r"(?:set|get|exists|evict|proxy|close|resolve|fetch)"
+_COROUTINE_NAMES = r"(?:set|get|exists|evict|proxy|close|resolve|fetch|is_cached)"
 
 RULES: list[tuple[str, str]] = [
     (r"\b_IS_SYNC = False\b", "_IS_SYNC = True"),

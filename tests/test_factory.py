@@ -18,15 +18,15 @@ async def async_add(a: int, b: int) -> int:
 def test_simple_factory() -> None:
     factory = SimpleFactory([1, 2])
     assert factory() == [1, 2]
-    assert asyncio.run(factory.resolve_async()) == [1, 2]
+    assert asyncio.run(factory.aresolve()) == [1, 2]
     assert pickle.loads(pickle.dumps(factory))() == [1, 2]
 
 
 def test_lambda_factory_sync_and_async_functions() -> None:
     assert LambdaFactory(add, 1, b=2)() == 3
-    assert asyncio.run(LambdaFactory(add, 1, b=2).resolve_async()) == 3
+    assert asyncio.run(LambdaFactory(add, 1, b=2).aresolve()) == 3
     assert LambdaFactory(async_add, 1, 2)() == 3
-    assert asyncio.run(LambdaFactory(async_add, 1, 2).resolve_async()) == 3
+    assert asyncio.run(LambdaFactory(async_add, 1, 2).aresolve()) == 3
 
 
 def test_factory_in_proxy() -> None:

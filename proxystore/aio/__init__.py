@@ -87,17 +87,20 @@ def init_store(
     return store
 
 
-def get_store(name_or_proxy: str | Proxy[Any]) -> Store[Any]:
+def get_store(name_or_proxy: str | Proxy[Any]) -> Store[Any] | None:
     """Return the async face of a registered store, or of the store a proxy uses.
 
+    Returns:
+        The async store, or None if no store has this name.
+
     Raises:
-        StoreNotFoundError: If no store has this name.
+        NotAStoreProxyError: If a proxy was given that no store made.
     """
     if isinstance(name_or_proxy, Proxy):
         store: Store[Any] = registry.store_of_proxy(name_or_proxy, "async")
-    else:
-        store = registry.lookup(name_or_proxy, "async")
-    return store
+        return store
+    found: Store[Any] | None = registry.find(name_or_proxy, "async")
+    return found
 
 
 def register_store(store: Store[Any], exist_ok: bool = False) -> None:

@@ -1,21 +1,31 @@
 """The async `Store`: every store's public API over a small byte-level driver.
 
 Drivers subclass `Store` and implement `_aset_bytes`, `_aget_bytes`,
-`_aexists`, `_aevict`, `_aclose`, `_validate_key` and `config`. Everything
-else (serialization, the cache of deserialized objects, metrics, proxies,
-batches) lives here once, for every driver and for both faces.
+`_aexists`, `_aevict`, `_aclose`, `_validate_key` and `config`; drivers whose
+keys a user may choose (`_USER_KEY_REFUSAL = None`) also keep a version per
+write (`_aget_versioned`, `_aget_version`). Everything else (serialization, the
+cache of deserialized objects, metrics, proxies, batches) lives here once,
+for every driver and for both faces.
 """
 
 from __future__ import annotations
 
+import copy
 import os
 import time
+import warnings
 from collections.abc import Callable, Iterable, Sequence
 from types import TracebackType
 from typing import Any, ClassVar, Generic, TypeVar
 
 from typing_extensions import Self
 
+from proxystore._shared import (
+    USER_KEY_PATTERN,
+    USER_KEY_RULE,
+    new_object_id,
+    raw_bytes,
+)
 from proxystore._validate import check_flag
 from proxystore.aio._compat import gather
 from proxystore.cache import MISSING, LRUCache
@@ -23,12 +33,15 @@ from proxystore.exceptions import (
     BatchWriteError,
     ConfigurationError,
     InvalidArgumentError,
+    InvalidKeyError,
     MissingKeyError,
+    NotAStoreProxyError,
+    NotBytesError,
     SerializationError,
     StoreClosedError,
 )
-from proxystore.metrics import StoreMetrics
-from proxystore.proxy import Proxy
+from proxystore.metrics import DEFAULT_STATS_KEYS, OperationMetrics, StoreMetrics
+from proxystore.proxy import Proxy, get_factory
 from proxystore.registry import StoreConfig, config_of
 from proxystore.serialize import (
     Buffer,
@@ -56,6 +69,9 @@ Deserializer = Callable[[bytes], Any]
 
 _clock = time.perf_counter
 
+NO_OBJECT: Any = object()
+"""Default of `Store.aproxy`'s `obj`: proxy an object already in the store."""
+
 
 class Store(Generic[KeyT]):
     """An object store that hands out proxies.
@@ -67,6 +83,9 @@ class Store(Generic[KeyT]):
             caching.
         metrics: Record per-operation counts, times and bytes in `metrics`
             (off by default: it costs a few hundred nanoseconds per call).
+        stats: Also record them per key, for `stats` (ProxyStore 0.4's
+            option; implies `metrics`). The most recently used
+            `DEFAULT_STATS_KEYS` keys are kept.
         signing_keys: Sign every payload with the first key and deserialize
             only payloads signed by one of them (`proxystore.signing`): a
             `SigningKeys`, ``(kid, key)`` pairs, or a
@@ -126,12 +145,16 @@ class Store(Generic[KeyT]):
     _CHECKSUM: ClassVar[bool] = True
     """Whether payloads carry (and must carry) an xxh3 checksum."""
 
+    _USER_KEY_REFUSAL: ClassVar[str | None] = "it makes every key itself"
+    """Why `aset(key=...)` is refused; None in drivers that take user keys."""
+
     def __init__(
         self,
         name: str,
         *,
         cache_size: int = 16,
         metrics: bool = False,
+        stats: bool = False,
         signing_keys: SigningKeysOption = None,
         sign_full_data: bool = False,
     ) -> None:
@@ -151,7 +174,11 @@ class Store(Generic[KeyT]):
         self.name = name
         self.cache_size = cache_size
         self._cache: LRUCache[KeyT] = LRUCache(cache_size)
-        self.metrics: StoreMetrics | None = StoreMetrics() if metrics else None
+        self.metrics: StoreMetrics | None = (
+            StoreMetrics(max_keys=DEFAULT_STATS_KEYS if stats else 0)
+            if metrics or stats
+            else None
+        )
         self._closed = False
         self._store_config: StoreConfig | None = None
         self._signing_keys: SigningKeys | None = resolve_signing_keys(
@@ -171,6 +198,7 @@ class Store(Generic[KeyT]):
             "name": self.name,
             "cache_size": self.cache_size,
             "metrics": self.metrics is not None,
+            "stats": self.has_stats,
             "signing_keys": None if self._signing_keys is None else FROM_ENV,
             "sign_full_data": self.sign_full_data,
         }
@@ -179,24 +207,30 @@ class Store(Generic[KeyT]):
         """Return `key` if this store could have made it, else raise InvalidKeyError."""
         raise NotImplementedError
 
-    async def _aset_bytes(self, payload: Payload) -> KeyT:
-        """Store a new object's payload and return its key."""
+    async def _aset_bytes(self, payload: Payload, key: KeyT | None = None) -> KeyT:
+        """Store a payload under `key` (a new key if None) and return the key."""
         raise NotImplementedError
 
-    async def _aset_bytes_batch(self, payloads: Sequence[Payload]) -> list[KeyT]:
+    async def _aset_bytes_batch(
+        self, payloads: Sequence[Payload], keys: Sequence[KeyT | None] | None = None
+    ) -> list[KeyT]:
         """Store several payloads, all or none (drivers override: one round trip).
 
         An override must keep the guarantee: on failure, remove what it
         wrote and raise `BatchWriteError` (listing what it could not remove).
         """
+        wanted = keys if keys is not None else [None] * len(payloads)
         outcomes = await gather(
-            *[_settled(self._aset_bytes, payload) for payload in payloads]
+            *[
+                _settled(self._aset_bytes, payload, key)
+                for payload, key in zip(payloads, wanted, strict=True)
+            ]
         )
-        keys = [value for ok, value in outcomes if ok]
+        written = [value for ok, value in outcomes if ok]
         errors = [value for ok, value in outcomes if not ok]
         if errors:
-            await self._undo_set_batch(keys, errors[0], len(payloads))
-        return keys
+            await self._undo_set_batch(written, errors[0], len(payloads))
+        return written
 
     async def _undo_set_batch(
         self, keys: list[KeyT], error: BaseException, count: int
@@ -220,6 +254,18 @@ class Store(Generic[KeyT]):
     async def _aget_bytes(self, key: KeyT) -> Buffer | None:
         """Return the payload stored under `key`, or None if there is none."""
         raise NotImplementedError
+
+    async def _aget_versioned(self, key: KeyT) -> tuple[Buffer, int] | None:
+        """Return the payload under `key` and its version, or None if there is none.
+
+        Drivers without user keys never overwrite a key: version 0.
+        """
+        data = await self._aget_bytes(key)
+        return None if data is None else (data, 0)
+
+    async def _aget_version(self, key: KeyT) -> int | None:
+        """Return the version of the object under `key`, or None if there is none."""
+        return 0 if await self._aexists(key) else None
 
     async def _aget_bytes_batch(self, keys: Sequence[KeyT]) -> list[Buffer | None]:
         """Fetch several payloads; drivers override this with one round trip."""
@@ -270,11 +316,104 @@ class Store(Generic[KeyT]):
         keys = self._signing_keys
         return () if keys is None else keys.kids
 
-    def is_cached(self, key: KeyT) -> bool:
-        """Return whether the deserialized object for `key` is in the cache."""
-        return key in self._cache
+    # -- ProxyStore 0.4 names kept with a DeprecationWarning ---------------
 
-    async def aset(self, obj: Any, *, serializer: Serializer | None = None) -> KeyT:
+    @property
+    def kwargs(self) -> dict[str, Any]:
+        """Deprecated (0.4): the arguments that rebuild the store; use `config()`."""
+        _deprecated("Store.kwargs", "Store.config()")
+        return self.config()
+
+    def create_key(self, obj: Any) -> str:
+        """Deprecated (0.4): a new unguessable key; stores make keys in `set`."""
+        _deprecated("Store.create_key()", "Store.set(obj) (the store makes the key)")
+        return new_object_id()
+
+    async def aget_bytes(self, key: KeyT) -> bytes | None:
+        """Deprecated (0.4): the stored bytes; use ``get(key, deserialize=False)``."""
+        _deprecated("Store.get_bytes(key)", "Store.get(key, deserialize=False)")
+        data = await self._afetch(self._validate_key(key), raw_bytes)
+        return None if data is MISSING else bytes(data)
+
+    async def aset_bytes(self, key: KeyT, data: bytes) -> None:
+        """Deprecated (0.4): store bytes as given; use ``set(..., serialize=False)``."""
+        _deprecated(
+            "Store.set_bytes(key, data)", "Store.set(data, key=key, serialize=False)"
+        )
+        await self.aset(data, key=key, serialize=False)
+
+    @property
+    def has_stats(self) -> bool:
+        """Whether per-key stats are kept (``stats=True``)."""
+        return self.metrics is not None and self.metrics.max_keys > 0
+
+    async def ais_cached(self, key: KeyT, *, strict: bool = False) -> bool:
+        """Return whether the deserialized object for `key` is in the cache.
+
+        Args:
+            key: The key.
+            strict: Also check that the cached object is the store's current
+                version of `key` (one round trip to the store).
+        """
+        entry = self._cache.entry(key)
+        if entry is None:
+            return False
+        if not strict:
+            return True
+        return await self._aget_version(self._validate_key(key)) == entry[1]
+
+    async def aget_timestamp(self, key: KeyT) -> float:
+        """Return when the object under `key` was written (its version), in seconds.
+
+        Stores whose keys never change (Globus, endpoint) answer 0.0.
+
+        Raises:
+            MissingKeyError: If no object is stored under `key` (a `KeyError`).
+        """
+        self._check_open()
+        key = self._validate_key(key)
+        version = await self._aget_version(key)
+        if version is None:
+            raise MissingKeyError(key, self.name)
+        return version / 1e9
+
+    def stats(self, key_or_proxy: KeyT | Proxy[Any]) -> dict[str, OperationMetrics]:
+        """Return copies of the metrics recorded for one key (ProxyStore 0.4's stats).
+
+        Args:
+            key_or_proxy: A key, or a proxy made by a store: its key's
+                metrics and, under ``resolve``, that proxy's own fetches.
+
+        Returns:
+            Operation name (``set``, ``get``, ``cache_hit``, ``exists``,
+            ``evict``, ``resolve``) to its metrics, for the operations seen.
+
+        Raises:
+            ConfigurationError: If the store was made without ``stats=True``.
+            NotAStoreProxyError: If a proxy was given that no store made.
+        """
+        if self.metrics is None or not self.has_stats:
+            raise ConfigurationError(
+                f"store {self.name!r} keeps no per-key stats: create it with stats=True"
+            )
+        if type(key_or_proxy) is not Proxy:
+            return self.metrics.for_key(key_or_proxy)
+        factory = get_factory(key_or_proxy)
+        if not isinstance(factory, StoreFactory):
+            raise NotAStoreProxyError(factory)
+        stats = self.metrics.for_key(factory.key)
+        if factory.resolve_stats is not None:
+            stats["resolve"] = copy.copy(factory.resolve_stats)
+        return stats
+
+    async def aset(
+        self,
+        obj: Any,
+        *,
+        key: KeyT | None = None,
+        serialize: bool = True,
+        serializer: Serializer | None = None,
+    ) -> KeyT:
         """Store an object and return its key.
 
         The payload is framed (`proxystore.frame`): with a checksum (except
@@ -282,28 +421,57 @@ class Store(Generic[KeyT]):
 
         Args:
             obj: The object.
+            key: Store it under this key (local, file and redis stores; see
+                `USER_KEY_PATTERN`), replacing what was there; a new key if
+                None.
+            serialize: False if `obj` is already bytes to store as given
+                (read them back with ``deserialize=False``).
             serializer: Turns `obj` into bytes instead of the default
                 serialization; read it back with the matching deserializer.
 
         Raises:
+            InvalidKeyError: If `key` is not allowed by this store.
             SerializationError: If the object cannot be serialized, or the
                 serializer returns something other than bytes.
+            NotBytesError: If it is not bytes with ``serialize=False`` (a
+                `SerializationError` and a `TypeError`).
         """
         if self._closed:
             raise StoreClosedError(self.name)
-        payload = self._dump(obj, serializer)
+        payload = self._payload(obj, serialize, serializer)
+        if key is not None:
+            return await self._aset_keyed(payload, self._user_key(key))
         metrics = self.metrics
         if metrics is None:
             return await self._aset_bytes(payload)
         start = _clock()
         key = await self._aset_bytes(payload)
-        metrics.record("set", _clock() - start, _nbytes(payload))
+        metrics.record("set", _clock() - start, _nbytes(payload), key)
+        return key
+
+    async def _aset_keyed(self, payload: Payload, key: KeyT) -> KeyT:
+        start = _clock()
+        key = await self._aset_bytes(payload, key)
+        # After the write: what this store cached of the key is older.
+        self._cache.pop(key)
+        self._record("set", start, payload, key)
         return key
 
     async def aset_batch(
-        self, objs: Iterable[Any], *, serializer: Serializer | None = None
+        self,
+        objs: Iterable[Any],
+        *,
+        keys: Sequence[KeyT | None] | None = None,
+        serialize: bool = True,
+        serializer: Serializer | None = None,
     ) -> list[KeyT]:
         """Store several objects, all or none (in one round trip where possible).
+
+        Args:
+            objs: The objects.
+            keys: A key (or None for a new one) per object; see `aset`.
+            serialize: False if the objects are bytes to store as given.
+            serializer: Custom serializer, as in `aset`.
 
         Returns:
             Their keys, in order.
@@ -313,12 +481,30 @@ class Store(Generic[KeyT]):
                 not a batch of characters).
             BatchWriteError: If a write failed; the objects already written
                 were removed (those that could not be are listed).
+            ConfigurationError: If `keys` and `objs` differ in length.
         """
         self._check_open()
         _check_batch(objs, "objs", "set_batch")
-        payloads = [self._dump(obj, serializer) for obj in objs]
+        objs = list(objs)
+        wanted: list[KeyT | None] | None = None
+        if keys is not None:
+            if len(keys) != len(objs):
+                raise ConfigurationError(
+                    f"set_batch got {len(objs)} objects but {len(keys)} keys"
+                )
+            if any(key is not None for key in keys):
+                wanted = [None if key is None else self._user_key(key) for key in keys]
+        payloads = [self._payload(obj, serialize, serializer) for obj in objs]
         start = _clock()
-        keys = await self._aset_bytes_batch(payloads)
+        keys = await (
+            self._aset_bytes_batch(payloads)
+            if wanted is None
+            else self._aset_bytes_batch(payloads, wanted)
+        )
+        if wanted is not None:
+            for key in wanted:
+                if key is not None:
+                    self._cache.pop(key)
         if self.metrics is not None:
             nbytes = sum(_nbytes(payload) for payload in payloads)
             self.metrics.record("set_batch", _clock() - start, nbytes)
@@ -328,10 +514,21 @@ class Store(Generic[KeyT]):
         self,
         key: KeyT,
         *,
+        deserialize: bool = True,
+        strict: bool = False,
         deserializer: Deserializer | None = None,
         default: Any = None,
     ) -> Any:
         """Return the object stored under `key`, or `default` if there is none.
+
+        Args:
+            key: The key.
+            deserialize: False to return the stored bytes as they are (what
+                ``aset(..., serialize=False)`` stored); never cached.
+            strict: Never return a cached object older than the store's
+                current version of `key` (one more round trip on a cache hit).
+            deserializer: Custom deserializer for a custom-serialized object.
+            default: Returned when there is no object under `key`.
 
         The payload's length, checksum and (with signing keys) signature are
         checked before anything is deserialized.
@@ -345,7 +542,10 @@ class Store(Generic[KeyT]):
                 trailing bytes, fails its checksum or cannot be
                 deserialized. Names the store and the key.
         """
-        obj = await self._afetch(self._validate_key(key), deserializer)
+        key = self._validate_key(key)
+        obj = await self._afetch(
+            key, deserializer if deserialize else raw_bytes, strict
+        )
         return default if obj is MISSING else obj
 
     async def aget_batch(
@@ -392,7 +592,7 @@ class Store(Generic[KeyT]):
         exists = await self._aexists(key)
         if not exists:
             self._cache.pop(key)
-        self._record("exists", start)
+        self._record("exists", start, key=key)
         return exists
 
     async def aevict(self, key: KeyT) -> None:
@@ -407,13 +607,16 @@ class Store(Generic[KeyT]):
             return
         start = _clock()
         await self._aevict(key)
-        metrics.record("evict", _clock() - start)
+        metrics.record("evict", _clock() - start, 0, key)
 
     async def aproxy(
         self,
-        obj: T,
+        obj: T = NO_OBJECT,
         *,
+        key: KeyT | None = None,
         evict: bool = False,
+        serialize: bool = True,
+        strict: bool = False,
         serializer: Serializer | None = None,
         deserializer: Deserializer | None = None,
         prefetch: bool = False,
@@ -421,22 +624,50 @@ class Store(Generic[KeyT]):
         """Store an object and return a proxy that resolves to it.
 
         Args:
-            obj: The object.
+            obj: The object. If not given (or None with a `key`, as in
+                ProxyStore 0.4), `key` names an object already in the store
+                (the same as `aproxy_from_key`).
+            key: Store `obj` under this key (see `aset`).
             evict: Delete the object from the store when the proxy resolves.
+            serialize: False if `obj` is bytes to store as given; the proxy
+                then resolves to those bytes.
+            strict: The proxy resolves to the store's current version of the
+                key, never an older cached one.
             serializer: Custom serializer (needs `deserializer`).
             deserializer: Custom deserializer, carried by the proxy.
             prefetch: Start fetching as soon as the proxy is unpickled in a
                 consumer, so first use finds the object there.
+
+        Raises:
+            ConfigurationError: If neither `obj` nor `key` is given.
         """
-        key = await self.aset(obj, serializer=serializer)
+        if obj is NO_OBJECT or (obj is None and key is not None):
+            if key is None:
+                raise ConfigurationError(
+                    f"proxy() on store {self.name!r} needs an object or the key "
+                    "of one already in the store"
+                )
+            return await self.aproxy_from_key(
+                key,
+                evict=evict,
+                deserializer=deserializer if serialize else raw_bytes,
+                prefetch=prefetch,
+                strict=strict,
+            )
+        key = await self.aset(obj, key=key, serialize=serialize, serializer=serializer)
+        if not serialize:
+            deserializer = raw_bytes
         target_type = type_path(obj) if deserializer is None else None
-        return self._make_proxy(key, evict, deserializer, prefetch, target_type)
+        return self._make_proxy(key, evict, deserializer, prefetch, target_type, strict)
 
     async def aproxy_batch(
         self,
-        objs: Iterable[T],
+        objs: Iterable[T] | None = None,
         *,
+        keys: Sequence[KeyT | None] | None = None,
         evict: bool = False,
+        serialize: bool = True,
+        strict: bool = False,
         serializer: Serializer | None = None,
         deserializer: Deserializer | None = None,
         prefetch: bool = False,
@@ -446,10 +677,33 @@ class Store(Generic[KeyT]):
         Raises:
             InvalidArgumentError: If `objs` is a str or bytes.
             BatchWriteError: If a write failed (see `aset_batch`).
+            ConfigurationError: If neither `objs` nor `keys` is given, or
+                they differ in length.
         """
-        _check_batch(objs, "objs", "proxy_batch")
+        if objs is not None:
+            _check_batch(objs, "objs", "proxy_batch")
+        if not serialize:
+            deserializer = raw_bytes
+        if objs is None:
+            if keys is None:
+                raise ConfigurationError(
+                    f"proxy_batch() on store {self.name!r} needs objects or the "
+                    "keys of objects already in the store"
+                )
+            self._check_open()
+            return [
+                self._make_proxy(
+                    self._validate_key(key), evict, deserializer, prefetch, None, strict
+                )
+                for key in keys
+            ]
         objs = list(objs)
-        keys = await self.aset_batch(objs, serializer=serializer)
+        stored = await self.aset_batch(
+            objs,
+            keys=keys,
+            serialize=serialize,
+            serializer=None if serialize else serializer,
+        )
         return [
             self._make_proxy(
                 key,
@@ -457,8 +711,9 @@ class Store(Generic[KeyT]):
                 deserializer,
                 prefetch,
                 type_path(obj) if deserializer is None else None,
+                strict,
             )
-            for key, obj in zip(keys, objs, strict=True)
+            for key, obj in zip(stored, objs, strict=True)
         ]
 
     async def aproxy_from_key(
@@ -468,10 +723,13 @@ class Store(Generic[KeyT]):
         evict: bool = False,
         deserializer: Deserializer | None = None,
         prefetch: bool = False,
+        strict: bool = False,
     ) -> Proxy[Any]:
         """Return a proxy for an object already in the store (no I/O)."""
         self._check_open()
-        return self._make_proxy(self._validate_key(key), evict, deserializer, prefetch)
+        return self._make_proxy(
+            self._validate_key(key), evict, deserializer, prefetch, None, strict
+        )
 
     async def aclose(self) -> None:
         """Release the store's connections; later operations raise StoreClosedError."""
@@ -498,38 +756,54 @@ class Store(Generic[KeyT]):
     # -- used by StoreFactory ------------------------------------------------
 
     async def _aresolve(
-        self, key: KeyT, deserializer: Deserializer | None, evict: bool
+        self,
+        key: KeyT,
+        deserializer: Deserializer | None,
+        evict: bool,
+        strict: bool = False,
     ) -> Any:
         # The key came with a proxy: check it before it reaches a driver.
         key = self._validate_key(key)
-        obj = await self._afetch(key, deserializer)
+        start = _clock()
+        obj = await self._afetch(key, deserializer, strict)
         if obj is MISSING:
             raise MissingKeyError(key, self.name)
         if evict:
             await self.aevict(key)
+        self._record("resolve", start)
         return obj
 
     # -- internals ---------------------------------------------------------
 
-    async def _afetch(self, key: KeyT, deserializer: Deserializer | None) -> Any:
+    async def _afetch(
+        self, key: KeyT, deserializer: Deserializer | None, strict: bool = False
+    ) -> Any:
         if self._closed:
             raise StoreClosedError(self.name)
+        if deserializer is raw_bytes:
+            return await self._afetch_raw(key)
         obj = self._cache.get(key)
+        if obj is not MISSING and strict:
+            entry = self._cache.entry(key)
+            if entry is None or await self._aget_version(key) != entry[1]:
+                obj = MISSING
+            else:
+                obj = entry[0]
         metrics = self.metrics
         if obj is not MISSING:
             if metrics is not None:
-                metrics.record("cache_hit", 0.0)
+                metrics.record("cache_hit", 0.0, 0, key)
             return obj
-        if metrics is None:
-            data = await self._aget_bytes(key)
-            return MISSING if data is None else self._load(key, data, deserializer)
         start = _clock()
-        data = await self._aget_bytes(key)
-        if data is None:
-            metrics.record("get", _clock() - start)
+        found = await self._aget_versioned(key)
+        if found is None:
+            self._cache.pop(key)
+            self._record("get", start, key=key)
             return MISSING
-        obj = self._load(key, data, deserializer)
-        metrics.record("get", _clock() - start, memoryview(data).nbytes)
+        data, version = found
+        obj = self._load(key, data, deserializer, version)
+        if metrics is not None:
+            metrics.record("get", _clock() - start, memoryview(data).nbytes, key)
         return obj
 
     def _dump(self, obj: Any, serializer: Serializer | None) -> Payload:
@@ -547,7 +821,20 @@ class Store(Generic[KeyT]):
             sign_full_data=self.sign_full_data,
         )
 
-    def _load(self, key: KeyT, data: Buffer, deserializer: Deserializer | None) -> Any:
+    async def _afetch_raw(self, key: KeyT) -> Any:
+        """The stored bytes as they are (``deserialize=False``), never cached."""
+        start = _clock()
+        data = await self._aget_bytes(key)
+        self._record("get", start, key=key)
+        return MISSING if data is None else bytes(data)
+
+    def _load(
+        self,
+        key: KeyT,
+        data: Buffer,
+        deserializer: Deserializer | None,
+        version: int | None = None,
+    ) -> Any:
         try:
             if deserializer is None:
                 obj = deserialize(
@@ -564,8 +851,34 @@ class Store(Generic[KeyT]):
             # Same error, cause and traceback; the message gains where it was.
             err.args = (f"cannot load key {key!r} from store {self.name!r}: {err}",)
             raise
-        self._cache.put(key, obj)
+        self._cache.put(key, obj, version)
         return obj
+
+    def _payload(
+        self, obj: Any, serialize: bool, serializer: Serializer | None
+    ) -> Payload:
+        if serialize:
+            return self._dump(obj, serializer)
+        # serialize=False (ProxyStore 0.4): the caller's bytes are the whole
+        # payload, stored as given, with no frame; read back raw only.
+        if isinstance(obj, memoryview):
+            return [obj.cast("B")]
+        if not isinstance(obj, (bytes, bytearray)):
+            raise NotBytesError(
+                f"serialize=False stores bytes as given, got {type(obj).__name__} "
+                f"(store {self.name!r})"
+            )
+        return [obj]
+
+    def _user_key(self, key: Any) -> KeyT:
+        name = type(self).__name__
+        if self._USER_KEY_REFUSAL is not None:
+            raise InvalidKeyError(
+                key, f"{name} does not take keys from users: {self._USER_KEY_REFUSAL}"
+            )
+        if type(key) is not str or USER_KEY_PATTERN.fullmatch(key) is None:
+            raise InvalidKeyError(key, f"{name} {USER_KEY_RULE}")
+        return self._validate_key(key)
 
     def _make_proxy(
         self,
@@ -574,6 +887,7 @@ class Store(Generic[KeyT]):
         deserializer: Deserializer | None,
         prefetch: bool,
         target_type: str | None = None,
+        strict: bool = False,
     ) -> Proxy[Any]:
         factory: StoreFactory[Any] = StoreFactory(
             self.store_config,
@@ -582,6 +896,7 @@ class Store(Generic[KeyT]):
             deserializer=deserializer,
             prefetch=prefetch,
             target_type=target_type,
+            strict=strict,
         )
         return Proxy(factory)
 
@@ -589,17 +904,30 @@ class Store(Generic[KeyT]):
         if self._closed:
             raise StoreClosedError(self.name)
 
-    def _record(self, operation: str, start: float, payload: Payload = ()) -> None:
+    def _record(
+        self, operation: str, start: float, payload: Payload = (), key: Any = None
+    ) -> None:
         if self.metrics is not None:
-            self.metrics.record(operation, _clock() - start, _nbytes(payload))
+            self.metrics.record(operation, _clock() - start, _nbytes(payload), key)
+
+
+def _deprecated(name: str, replacement: str) -> None:
+    warnings.warn(
+        f"{name} is ProxyStore 0.4's API; use {replacement}",
+        DeprecationWarning,
+        stacklevel=3,
+    )
 
 
 async def _settled(
-    write: Callable[[Payload], Any], payload: Payload
+    write: Callable[..., Any], payload: Payload, key: Any
 ) -> tuple[bool, Any]:
     """Run one write of a batch: (True, key) or (False, the error it raised)."""
     try:
-        return True, await write(payload)
+        # Without a user key, drivers written before user keys still work.
+        if key is None:
+            return True, await write(payload)
+        return True, await write(payload, key)
     except Exception as err:
         return False, err
 

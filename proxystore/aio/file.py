@@ -4,7 +4,10 @@ Every write goes to a temporary file in the same directory that is renamed
 into place, so a reader sees a whole object or none. Keys are plain file names:
 anything that could leave the directory is refused. Temporary files are named
 after their writer (`proxystore._tempfiles`), so opening a store (and
-`FileStore.sweep`) removes those whose writer was killed mid-write.
+`FileStore.sweep`) removes those whose writer was killed mid-write. An
+object's version is its file's ``st_mtime_ns``, which every write sets
+explicitly (file system clocks can be too coarse to tell two quick writes
+apart).
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ import os
 import re
 from typing import Any
 
-from proxystore._shared import new_object_id
+from proxystore._shared import new_object_id, next_version
 from proxystore._tempfiles import fsync_directory, host_name, is_orphan, temp_name
 from proxystore.aio._compat import open_file, run_blocking
 from proxystore.aio.base import Store
@@ -50,6 +53,7 @@ class FileStore(Store[str]):
             0.2 -> 0.9 ms, 1 MiB 0.6 -> 7 ms, 16 MiB 8 -> 24 ms.
         cache_size: How many deserialized objects to keep.
         metrics: Record per-operation metrics.
+        stats: Also record them per key (see `Store.stats`).
         signing_keys: Sign and verify payloads with these keys (see
             `proxystore.aio.base.Store`); None reads them from the environment.
         sign_full_data: Sign every byte of a payload, not only the parts
@@ -65,6 +69,7 @@ class FileStore(Store[str]):
     """
 
     _IDENTITY = ("store_dir",)
+    _USER_KEY_REFUSAL = None
 
     def __init__(
         self,
@@ -74,6 +79,7 @@ class FileStore(Store[str]):
         durable: bool = False,
         cache_size: int = 16,
         metrics: bool = False,
+        stats: bool = False,
         signing_keys: SigningKeysOption = None,
         sign_full_data: bool = False,
     ) -> None:
@@ -81,6 +87,7 @@ class FileStore(Store[str]):
             name,
             cache_size=cache_size,
             metrics=metrics,
+            stats=stats,
             signing_keys=signing_keys,
             sign_full_data=sign_full_data,
         )
@@ -181,23 +188,41 @@ class FileStore(Store[str]):
     def _path(self, key: str) -> str:
         return os.path.join(self.store_dir, key)
 
-    async def _aset_bytes(self, payload: Payload) -> str:
-        key = new_object_id()
+    async def _aset_bytes(self, payload: Payload, key: str | None = None) -> str:
+        if key is None:
+            key = new_object_id()
         try:
-            await write_file_atomically(self._path(key), payload, durable=self.durable)
+            await write_file_atomically(
+                self._path(key), payload, next_version(), durable=self.durable
+            )
         except OSError as err:
             raise self._error("set", err) from err
         return key
 
     async def _aget_bytes(self, key: str) -> Buffer | None:
+        found = await self._aget_versioned(key)
+        return None if found is None else found[0]
+
+    async def _aget_versioned(self, key: str) -> tuple[Buffer, int] | None:
         try:
             async with open_file(self._path(key), "rb") as file:
+                # The open file's own mtime: a rename over it cannot mix
+                # another version's time with these bytes.
+                version = os.fstat(file.fileno()).st_mtime_ns
                 data: bytes = await file.read()
         except FileNotFoundError:
             return None
         except OSError as err:
             raise self._error("get", err) from err
-        return data
+        return data, version
+
+    async def _aget_version(self, key: str) -> int | None:
+        try:
+            return os.stat(self._path(key)).st_mtime_ns
+        except FileNotFoundError:
+            return None
+        except OSError as err:
+            raise self._error("get_timestamp", err) from err
 
     async def _aexists(self, key: str) -> bool:
         return os.path.exists(self._path(key))
@@ -210,7 +235,11 @@ class FileStore(Store[str]):
 
 
 async def write_file_atomically(
-    path: str, payload: Payload, *, durable: bool = False
+    path: str,
+    payload: Payload,
+    mtime_ns: int | None = None,
+    *,
+    durable: bool = False,
 ) -> None:
     """Write a payload's parts to `path` so readers see all of it or nothing.
 
@@ -218,6 +247,13 @@ async def write_file_atomically(
     after this process (`proxystore._tempfiles`), which is then renamed over
     `path`; on any error the temporary file is removed. With `durable`, the
     file is fsynced before the rename and the directory after it.
+
+    Args:
+        path: The file to write.
+        payload: The parts, written back to back.
+        mtime_ns: Set the file's access and modification times to this
+            (a version), before it is renamed into place.
+        durable: Fsync the file and its directory.
     """
     directory = os.path.dirname(path)
     temp = os.path.join(directory, temp_name())
@@ -225,8 +261,11 @@ async def write_file_atomically(
         async with open_file(temp, "wb") as file:
             for part in payload:
                 await file.write(part)
+            # Flushed first: a later flush (at close) would move the mtime.
+            await file.flush()
+            if mtime_ns is not None:
+                os.utime(temp, ns=(mtime_ns, mtime_ns))
             if durable:
-                await file.flush()
                 await run_blocking(os.fsync, file.fileno())
         os.replace(temp, path)
     except BaseException:

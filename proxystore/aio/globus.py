@@ -96,6 +96,7 @@ class GlobusStore(Store[GlobusKey]):
             part of `config()`: each process picks its own endpoint.
         cache_size: How many deserialized objects to keep.
         metrics: Record per-operation metrics.
+        stats: Also record them per key (see `Store.stats`).
         signing_keys: Sign and verify payloads with these keys (see
             `proxystore.aio.base.Store`); None reads them from the environment.
         sign_full_data: Sign every byte of a payload, not only the parts
@@ -117,6 +118,10 @@ class GlobusStore(Store[GlobusKey]):
 
     _IDENTITY = ("endpoints",)
     _PROCESS_LOCAL = ("transfer_client", "authorizer", "hostname")
+    _USER_KEY_REFUSAL = (
+        "a key names the Transfer task that copied the object, known only "
+        "after the write"
+    )
 
     def __init__(
         self,
@@ -133,6 +138,7 @@ class GlobusStore(Store[GlobusKey]):
         hostname: str | None = None,
         cache_size: int = 16,
         metrics: bool = False,
+        stats: bool = False,
         signing_keys: SigningKeysOption = None,
         sign_full_data: bool = False,
     ) -> None:
@@ -140,6 +146,7 @@ class GlobusStore(Store[GlobusKey]):
             name,
             cache_size=cache_size,
             metrics=metrics,
+            stats=stats,
             signing_keys=signing_keys,
             sign_full_data=sign_full_data,
         )
@@ -165,10 +172,10 @@ class GlobusStore(Store[GlobusKey]):
         self.endpoint: GlobusEndpoint = self.endpoints.local(hostname)
         self._others = [ep for ep in self.endpoints if ep.uuid != self.endpoint.uuid]
         try:
-            os.makedirs(self.endpoint.local_path, exist_ok=True)
+            os.makedirs(self.endpoint.local_dir, exist_ok=True)
         except OSError as err:
             raise ConfigurationError(
-                f"cannot create local_path {self.endpoint.local_path!r} of Globus "
+                f"cannot create local_path {self.endpoint.local_dir!r} of Globus "
                 f"endpoint {self.endpoint.uuid} for store {name!r}: {err}"
             ) from err
         # Clients this store created, closed by aclose; an injected one is
@@ -205,13 +212,19 @@ class GlobusStore(Store[GlobusKey]):
         return validate_key(key)
 
     def _path(self, filename: str) -> str:
-        return os.path.join(self.endpoint.local_path, filename)
+        return os.path.join(self.endpoint.local_dir, filename)
 
-    async def _aset_bytes(self, payload: Payload) -> GlobusKey:
+    async def _aset_bytes(
+        self, payload: Payload, key: GlobusKey | None = None
+    ) -> GlobusKey:
         keys = await self._aset_bytes_batch([payload])
         return keys[0]
 
-    async def _aset_bytes_batch(self, payloads: Sequence[Payload]) -> list[GlobusKey]:
+    async def _aset_bytes_batch(
+        self,
+        payloads: Sequence[Payload],
+        keys: Sequence[GlobusKey | None] | None = None,
+    ) -> list[GlobusKey]:
         if not payloads:
             return []
         filenames: list[str] = []

@@ -9,7 +9,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from proxystore._shared import local_objects, new_object_id
+from proxystore._shared import (
+    local_objects,
+    local_versions,
+    new_object_id,
+    next_version,
+)
 from proxystore.aio.base import Store
 from proxystore.exceptions import InvalidKeyError
 from proxystore.serialize import Buffer, Payload, join
@@ -28,8 +33,12 @@ class LocalStore(Store[str]):
 
     Args:
         name: The store's name.
+        store_dict: Keep the objects in this dict (ProxyStore 0.4's option):
+            every face of the store name uses it from now on. It stays in
+            this process: proxies never carry it.
         cache_size: How many deserialized objects to keep.
         metrics: Record per-operation metrics.
+        stats: Also record them per key (see `Store.stats`).
         signing_keys: Sign and verify payloads with these keys (see
             `proxystore.aio.base.Store`); None reads them from the environment.
         sign_full_data: Sign every byte of a payload, not only the parts
@@ -37,13 +46,16 @@ class LocalStore(Store[str]):
     """
 
     _CHECKSUM = False
+    _USER_KEY_REFUSAL = None
 
     def __init__(
         self,
         name: str,
         *,
+        store_dict: dict[str, bytes] | None = None,
         cache_size: int = 16,
         metrics: bool = False,
+        stats: bool = False,
         signing_keys: SigningKeysOption = None,
         sign_full_data: bool = False,
     ) -> None:
@@ -51,26 +63,42 @@ class LocalStore(Store[str]):
             name,
             cache_size=cache_size,
             metrics=metrics,
+            stats=stats,
             signing_keys=signing_keys,
             sign_full_data=sign_full_data,
         )
-        self._objects: dict[str, bytes] = local_objects(name)
+        self._objects: dict[str, bytes] = local_objects(name, store_dict)
+        # Versions beside the bytes: written after them, read before them,
+        # so a reader never pairs old bytes with a newer version.
+        self._versions: dict[str, int] = local_versions(name)
 
     def _validate_key(self, key: Any) -> str:
         if type(key) is not str or not key:
             raise InvalidKeyError(key, "LocalStore keys are non-empty str")
         return key
 
-    async def _aset_bytes(self, payload: Payload) -> str:
-        key = new_object_id()
+    async def _aset_bytes(self, payload: Payload, key: str | None = None) -> str:
+        if key is None:
+            key = new_object_id()
         self._objects[key] = join(payload)
+        self._versions[key] = next_version()
         return key
 
     async def _aget_bytes(self, key: str) -> Buffer | None:
         return self._objects.get(key)
+
+    async def _aget_versioned(self, key: str) -> tuple[Buffer, int] | None:
+        version = self._versions.get(key, 0)
+        data = await self._aget_bytes(key)
+        return None if data is None else (data, version)
+
+    async def _aget_version(self, key: str) -> int | None:
+        version = self._versions.get(key, 0)
+        return version if key in self._objects else None
 
     async def _aexists(self, key: str) -> bool:
         return key in self._objects
 
     async def _aevict(self, key: str) -> None:
         self._objects.pop(key, None)
+        self._versions.pop(key, None)

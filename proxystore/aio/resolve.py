@@ -16,7 +16,7 @@ async def resolve(proxy: Proxy[T]) -> T:
     A proxy already resolved returns at once. A store proxy whose fetch is
     pending in the background (``prefetch=True``, or
     `proxystore.store.utils.prefetch`) awaits that fetch instead of starting
-    another. Factories without `resolve_async` are called in a worker thread.
+    another. Factories without `aresolve` are called in a worker thread.
 
     Raises:
         MissingKeyError: If the key is not in the store; other errors raised
@@ -24,9 +24,9 @@ async def resolve(proxy: Proxy[T]) -> T:
     """
     if not is_resolved(proxy):
         factory = get_factory(proxy)
-        resolve_async = getattr(factory, "resolve_async", None)
-        if resolve_async is not None:
-            target = await resolve_async()
+        aresolve = getattr(factory, "aresolve", None)
+        if aresolve is not None:
+            target = await aresolve()
         else:
             target = await asyncio.to_thread(factory)
         if not is_resolved(proxy):

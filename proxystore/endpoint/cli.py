@@ -28,6 +28,7 @@ import urllib.request
 from collections.abc import Sequence
 from typing import Any
 
+import proxystore
 from proxystore.endpoint.config import (
     CONFIG_FILE,
     LOG_FILE,
@@ -79,7 +80,15 @@ def _parser() -> argparse.ArgumentParser:
         prog="proxystore-endpoint",
         description="Manage proxystore endpoints on this host.",
     )
+    parser.add_argument(
+        "--version", action="version", version=f"%(prog)s {proxystore.__version__}"
+    )
     commands = parser.add_subparsers(dest="command", required=True)
+    # What `help <command>` looks commands up in.
+    parser.set_defaults(commands=commands.choices)
+
+    help_command = commands.add_parser("help", help="show help for a command")
+    help_command.add_argument("topic", nargs="?", help="the command to explain")
 
     configure = commands.add_parser("configure", help="create a new endpoint")
     configure.add_argument("name")
@@ -190,6 +199,19 @@ def _parser() -> argparse.ArgumentParser:
     peer_list = peer_commands.add_parser("list", help="list allowed peers")
     peer_list.add_argument("name")
     return parser
+
+
+def _help(parser: argparse.ArgumentParser, topic: str | None) -> int:
+    """Print the help of `topic` (a command), or of the whole program."""
+    if topic is None:
+        parser.print_help()
+        return 0
+    command = parser.get_default("commands").get(topic)
+    if command is not None:
+        command.print_help()
+        return 0
+    print(f"error: no command {topic!r}; see proxystore-endpoint help", file=sys.stderr)
+    return 1
 
 
 def _configure(args: argparse.Namespace) -> int:
@@ -450,7 +472,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     Returns:
         The process exit code: 0 on success, 1 on a reported failure.
     """
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if not argv:
+        return _help(parser, None)
+    args = parser.parse_args(argv)
+    if args.command == "help":
+        return _help(parser, args.topic)
     try:
         return _COMMANDS[args.command](args)
     except ConfigurationError as err:

@@ -47,9 +47,14 @@ def home_dir() -> Path:
     return base / "proxystore"
 
 
-def endpoints_dir() -> Path:
-    """Return the directory holding one subdirectory per configured endpoint."""
-    return home_dir() / "endpoints"
+def endpoints_dir(home: str | os.PathLike[str] | None = None) -> Path:
+    """Return the directory holding one subdirectory per configured endpoint.
+
+    Args:
+        home: Use this instead of `home_dir()` (``~`` is expanded).
+    """
+    base = home_dir() if home is None else Path(home).expanduser()
+    return base / "endpoints"
 
 
 def validate_name(name: str) -> str:
@@ -67,9 +72,9 @@ def validate_name(name: str) -> str:
     return name
 
 
-def endpoint_dir(name: str) -> Path:
-    """Return the directory of the endpoint called ``name``."""
-    return endpoints_dir() / validate_name(name)
+def endpoint_dir(name: str, home: str | os.PathLike[str] | None = None) -> Path:
+    """Return the directory of the endpoint called ``name`` (under `home`)."""
+    return endpoints_dir(home) / validate_name(name)
 
 
 def free_port(host: str = DEFAULT_HOST) -> int:
@@ -232,14 +237,16 @@ def write_config(config: EndpointConfig) -> Path:
     return path
 
 
-def read_config(name: str) -> EndpointConfig:
+def read_config(
+    name: str, home: str | os.PathLike[str] | None = None
+) -> EndpointConfig:
     """Read the configuration of the endpoint called ``name``.
 
     Raises:
         ConfigurationError: If no endpoint of that name is configured or its
             file is unreadable.
     """
-    path = endpoint_dir(name) / CONFIG_FILE
+    path = endpoint_dir(name, home) / CONFIG_FILE
     try:
         data = json.loads(path.read_text())
     except FileNotFoundError as err:
@@ -253,41 +260,47 @@ def read_config(name: str) -> EndpointConfig:
     return EndpointConfig.from_json(data)
 
 
-def list_configs() -> list[EndpointConfig]:
+def list_configs(home: str | os.PathLike[str] | None = None) -> list[EndpointConfig]:
     """Return the configurations of every endpoint under :func:`endpoints_dir`.
 
     Directories without a readable configuration are skipped.
     """
-    root = endpoints_dir()
+    root = endpoints_dir(home)
     if not root.is_dir():
         return []
     configs = []
     for directory in sorted(root.iterdir()):
         if (directory / CONFIG_FILE).is_file():
             try:
-                configs.append(read_config(directory.name))
+                configs.append(read_config(directory.name, home))
             except ConfigurationError:
                 continue
     return configs
 
 
-def find_config(name_or_uuid: str) -> EndpointConfig:
+def find_config(
+    name_or_uuid: str, home: str | os.PathLike[str] | None = None
+) -> EndpointConfig:
     """Return the configuration of an endpoint given its name or uuid.
+
+    Args:
+        name_or_uuid: The endpoint's name or uuid.
+        home: Look under this ``$PROXYSTORE_HOME`` instead of `home_dir()`.
 
     Raises:
         ConfigurationError: If no configured endpoint matches.
     """
     if (
         _NAME_PATTERN.fullmatch(name_or_uuid)
-        and (endpoint_dir(name_or_uuid) / CONFIG_FILE).is_file()
+        and (endpoint_dir(name_or_uuid, home) / CONFIG_FILE).is_file()
     ):
-        return read_config(name_or_uuid)
-    for config in list_configs():
+        return read_config(name_or_uuid, home)
+    for config in list_configs(home):
         if config.uuid == name_or_uuid:
             return config
     raise ConfigurationError(
         f"no endpoint with name or uuid {name_or_uuid!r} is configured "
-        f"under {endpoints_dir()}"
+        f"under {endpoints_dir(home)}"
     )
 
 

@@ -54,9 +54,12 @@ class GlobusEndpoint:
         endpoint_path: Directory for objects, as the Globus service sees it
             (the path given to Transfer tasks), e.g. ``/~/proxystore``.
         local_path: The same directory as seen by processes on the hosts
-            matched by ``host_regex``, e.g. ``/home/user/proxystore``.
+            matched by ``host_regex``, e.g. ``/home/user/proxystore``. ``~``
+            and environment variables are expanded by each host when used
+            (`local_dir`), never in the configuration proxies carry.
         host_regex: Regular expression that must match a whole host name
-            (`re.fullmatch`) for this endpoint to be that host's local one.
+            (`re.fullmatch`) for this endpoint to be that host's local one
+            (a compiled pattern is kept as its source).
 
     Raises:
         ConfigurationError: If a field is empty or not a string, ``uuid`` is
@@ -69,6 +72,10 @@ class GlobusEndpoint:
     host_regex: str
 
     def __post_init__(self) -> None:
+        if isinstance(self.uuid, uuid.UUID):
+            object.__setattr__(self, "uuid", str(self.uuid))
+        if isinstance(self.host_regex, re.Pattern):
+            object.__setattr__(self, "host_regex", self.host_regex.pattern)
         name = describe(self.uuid)
         _require_text("uuid", self.uuid, name)
         try:
@@ -87,6 +94,11 @@ class GlobusEndpoint:
                 f"Globus endpoint {canonical}: host_regex {self.host_regex!r} "
                 f"is not a valid regular expression: {err}"
             ) from err
+
+    @property
+    def local_dir(self) -> str:
+        """`local_path` with ``~`` and environment variables expanded on this host."""
+        return os.path.expandvars(os.path.expanduser(self.local_path))
 
     def matches(self, hostname: str) -> bool:
         """Return whether ``host_regex`` matches the whole of ``hostname``."""
@@ -218,8 +230,29 @@ class GlobusEndpoints:
             "host name)"
         )
 
-    def __getitem__(self, endpoint_uuid: str) -> GlobusEndpoint:
-        return self._endpoints[str(uuid.UUID(endpoint_uuid))]
+    def get_by_host(self, host: str) -> GlobusEndpoint:
+        """Return the first endpoint whose ``host_regex`` matches `host` (0.4's name).
+
+        Raises:
+            ConfigurationError: If none matches (a `ValueError`, as in 0.4).
+        """
+        return self.local(host)
+
+    def dict(self) -> dict[str, dict[str, str]]:
+        """Return the mapping `from_dict` reads (0.4's name for `to_dict`)."""
+        return self.to_dict()
+
+    def __getitem__(self, endpoint_uuid: str | uuid.UUID) -> GlobusEndpoint:
+        try:
+            canonical = str(uuid.UUID(str(endpoint_uuid)))
+        except ValueError:
+            raise KeyError(
+                f"{endpoint_uuid!r} is not a UUID, so no endpoint has it"
+            ) from None
+        try:
+            return self._endpoints[canonical]
+        except KeyError:
+            raise KeyError(f"no endpoint with UUID {canonical}") from None
 
     def __iter__(self) -> Iterator[GlobusEndpoint]:
         return iter(self._endpoints.values())

@@ -17,9 +17,16 @@ Example:
 
 from __future__ import annotations
 
+import importlib
 from typing import TYPE_CHECKING, Any
 
 from proxystore import registry
+from proxystore.exceptions import (
+    ProxyStoreFactoryError,
+    StoreError,
+    StoreExistsError,
+    UnknownStoreError,
+)
 from proxystore.proxy import Proxy
 from proxystore.registry import STORES
 from proxystore.store.factory import StoreFactory
@@ -29,7 +36,11 @@ if TYPE_CHECKING:
 
 __all__ = [
     "STORES",
+    "ProxyStoreFactoryError",
+    "StoreError",
+    "StoreExistsError",
     "StoreFactory",
+    "UnknownStoreError",
     "get_store",
     "init_store",
     "register_store",
@@ -76,20 +87,24 @@ def init_store(
     return store
 
 
-def get_store(name_or_proxy: str | Proxy[Any]) -> Store[Any]:
+def get_store(name_or_proxy: str | Proxy[Any]) -> Store[Any] | None:
     """Return the registered store with this name, or the store a proxy uses.
 
     For a proxy whose store this process has not seen yet, the store is
     rebuilt from the configuration the proxy carries and registered.
 
+    Returns:
+        The (sync) store, or None if no store has this name (as in
+        ProxyStore 0.4).
+
     Raises:
-        StoreNotFoundError: If no store has this name.
+        NotAStoreProxyError: If a proxy was given that no store made.
     """
     if isinstance(name_or_proxy, Proxy):
         store: Store[Any] = registry.store_of_proxy(name_or_proxy, "sync")
-    else:
-        store = registry.lookup(name_or_proxy, "sync")
-    return store
+        return store
+    found: Store[Any] | None = registry.find(name_or_proxy, "sync")
+    return found
 
 
 def register_store(store: Store[Any], exist_ok: bool = False) -> None:
@@ -118,3 +133,26 @@ def register_store_class(cls: type[Store[Any]]) -> None:
 def unregister_store(name: str) -> None:
     """Forget the store registered under `name`, both faces (no-op if unknown)."""
     registry.unregister(name)
+
+
+_SUBMODULES = frozenset(
+    [
+        "base",
+        "endpoint",
+        "exceptions",
+        "factory",
+        "file",
+        "globus",
+        "local",
+        "redis",
+        "utils",
+    ]
+)
+
+
+def __getattr__(name: str) -> Any:
+    # `ps.store.redis.RedisStore` works as in 0.4 (which imported every store
+    # module eagerly) while a store's extra is still imported only on use.
+    if name in _SUBMODULES:
+        return importlib.import_module(f"{__name__}.{name}")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

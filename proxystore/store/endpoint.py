@@ -14,7 +14,9 @@ configuration, so it is never in a proxy).
 from __future__ import annotations
 
 import asyncio
+import os
 import time
+import uuid
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -44,6 +46,7 @@ from proxystore.endpoint.streams import PayloadStream
 from proxystore.exceptions import (
     AuthenticationError,
     ConfigurationError,
+    EndpointStoreError,
     LimitExceededError,
     StoreConnectionError,
     StoreOperationError,
@@ -53,6 +56,8 @@ from proxystore.serialize import Buffer, Payload
 from proxystore.signing import SigningKeysOption
 
 _IS_SYNC = True
+
+__all__ = ["EndpointStore", "EndpointStoreError"]
 
 # The endpoint gives up on a peer a little before we give up on the endpoint,
 # so its precise peer error reaches us instead of our own read timeout.
@@ -83,8 +88,12 @@ class EndpointStore(Store[EndpointKey]):
             including the endpoint's wait on a peer. A request refused
             because the endpoint serves its ``max_requests`` is retried
             within this time.
+        proxystore_dir: Look endpoint configurations up in this
+            ``$PROXYSTORE_HOME`` instead of the environment's (ProxyStore
+            0.4's option; ``~`` and variables are expanded).
         cache_size: How many deserialized objects to keep.
         metrics: Record per-operation metrics.
+        stats: Also record them per key (see `Store.stats`).
         signing_keys: Sign and verify payloads with these keys (see
             `proxystore.store.base.Store`); None reads them from the environment.
         sign_full_data: Sign every byte of a payload, not only the parts
@@ -101,17 +110,22 @@ class EndpointStore(Store[EndpointKey]):
     """
 
     _IDENTITY = ("endpoints",)
+    _USER_KEY_REFUSAL = (
+        "a key names the endpoint that owns the object, known only at the write"
+    )
 
     def __init__(
         self,
         name: str,
-        endpoints: Sequence[str] = (),
+        endpoints: Sequence[str | uuid.UUID] | str | uuid.UUID = (),
+        proxystore_dir: str | os.PathLike[str] | None = None,
         *,
         url: str | None = None,
         token_file: str | None = None,
         timeout: float = 30.0,
         cache_size: int = 16,
         metrics: bool = False,
+        stats: bool = False,
         signing_keys: SigningKeysOption = None,
         sign_full_data: bool = False,
     ) -> None:
@@ -119,23 +133,27 @@ class EndpointStore(Store[EndpointKey]):
             name,
             cache_size=cache_size,
             metrics=metrics,
+            stats=stats,
             signing_keys=signing_keys,
             sign_full_data=sign_full_data,
         )
-        if isinstance(endpoints, str):
+        if isinstance(endpoints, (str, uuid.UUID)):
             endpoints = [endpoints]
-        if not isinstance(endpoints, Iterable) or not all(
-            isinstance(endpoint, str) for endpoint in endpoints
-        ):
+        if not isinstance(endpoints, Iterable):
             raise ConfigurationError(
                 f"endpoints of EndpointStore {name!r} must be names or uuids "
-                f"(str), got {endpoints!r}"
+                f"(str or uuid.UUID), got {endpoints!r}"
             )
         if url is not None and not isinstance(url, str):
             raise ConfigurationError(
                 f"url of EndpointStore {name!r} must be a str, got {url!r}"
             )
-        self.endpoints = list(endpoints)
+        self.endpoints = [_endpoint_name(endpoint) for endpoint in endpoints]
+        self.proxystore_dir = (
+            None
+            if proxystore_dir is None
+            else os.path.expandvars(os.path.expanduser(os.fspath(proxystore_dir)))
+        )
         if not self.endpoints and url is None:
             raise ConfigurationError(
                 f"EndpointStore {name!r} needs endpoints (names or uuids) or a url"
@@ -158,6 +176,7 @@ class EndpointStore(Store[EndpointKey]):
         return {
             **super().config(),
             "endpoints": list(self.endpoints),
+            "proxystore_dir": self.proxystore_dir,
             "url": self.url,
             "token_file": self.token_file,
             "timeout": self.timeout,
@@ -202,10 +221,11 @@ class EndpointStore(Store[EndpointKey]):
         failures = []
         for wanted in self.endpoints:
             try:
-                config = find_config(wanted)
+                config = find_config(wanted, self.proxystore_dir)
             except ConfigurationError:
                 continue
-            token = _read_token(token_path(endpoint_dir(config.name)))
+            home = self.proxystore_dir
+            token = _read_token(token_path(endpoint_dir(config.name, home)))
             try:
                 description = self._describe(
                     client, config.url, config.uuid, token
@@ -215,9 +235,10 @@ class EndpointStore(Store[EndpointKey]):
                 continue
             return config.url, description, token
         if not failures:
+            where = endpoints_dir(self.proxystore_dir)
             raise ConfigurationError(
                 f"none of the endpoints {self.endpoints} of store {self.name!r} "
-                f"is configured on this host (under {endpoints_dir()})"
+                f"is configured on this host (under {where})"
             )
         raise StoreConnectionError(
             ", ".join(f"endpoint {wanted}" for wanted in self.endpoints),
@@ -227,11 +248,12 @@ class EndpointStore(Store[EndpointKey]):
     def _token_for_url(self, url: str) -> tuple[str, str]:
         if self.token_file is not None:
             return _read_token(Path(self.token_file))
-        for config in list_configs():
+        home = self.proxystore_dir
+        for config in list_configs(home):
             if config.url == url:
-                return _read_token(token_path(endpoint_dir(config.name)))
+                return _read_token(token_path(endpoint_dir(config.name, home)))
         raise ConfigurationError(
-            f"no endpoint configured under {endpoints_dir()} listens at {url}, so "
+            f"no endpoint configured under {endpoints_dir(home)} listens at {url}, so "
             f"store {self.name!r} has no API token for it; pass token_file= "
             "(the endpoint's api-token file) or name the endpoint in endpoints="
         )
@@ -336,7 +358,9 @@ class EndpointStore(Store[EndpointKey]):
     def _object_url(self, key: EndpointKey) -> str:
         return f"{self._endpoint_url}/objects/{key.object_id}"
 
-    def _set_bytes(self, payload: Payload) -> EndpointKey:
+    def _set_bytes(
+        self, payload: Payload, key: EndpointKey | None = None
+    ) -> EndpointKey:
         client = self._connected()
         key = EndpointKey(new_object_id(), self._endpoint_uuid)
         stream = PayloadStream(payload)
@@ -397,6 +421,17 @@ class EndpointStore(Store[EndpointKey]):
 
     def _close(self) -> None:
         self._clients.close_all(_close_http_client)
+
+
+def _endpoint_name(endpoint: object) -> str:
+    """An endpoint's name or uuid as a str (0.4 also took `uuid.UUID` objects)."""
+    if isinstance(endpoint, uuid.UUID):
+        return str(endpoint)
+    if not isinstance(endpoint, str) or not endpoint:
+        raise ConfigurationError(
+            f"endpoints are names or uuids (str or uuid.UUID), got {endpoint!r}"
+        )
+    return endpoint
 
 
 def _close_http_client(client: httpx.Client) -> None:

@@ -26,14 +26,18 @@ import concurrent.futures
 import os
 import sys
 import threading
+import time
 import types
+import warnings
 import weakref
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 from proxystore import _background, policy, registry
+from proxystore._shared import raw_bytes
 from proxystore.exceptions import StoreTimeoutError, UntrustedProxyError, describe
 from proxystore.factory import Factory
+from proxystore.metrics import OperationMetrics
 from proxystore.proxy import Proxy
 from proxystore.registry import StoreConfig
 
@@ -54,11 +58,19 @@ class StoreFactory(Factory[T]):
             `isinstance` checks on an unresolved proxy (by the consumer, or by
             a framework such as Dask inspecting task arguments) answer
             without fetching the object.
+        strict: Resolve to the store's current version of the key, never an
+            older cached one (ProxyStore 0.4's ``strict``).
+
+    ProxyStore 0.4's form, ``StoreFactory(key, store_type, store_name,
+    store_kwargs=None, *, evict=False, serialize=True, strict=False)``, still
+    works with a `DeprecationWarning`: make proxies with
+    ``store.proxy(key=...)`` instead.
     """
 
     __slots__ = (
         "_pending",
         "_pending_pid",
+        "_resolve_stats",
         "_target_class",
         "_ticket",
         "config",
@@ -66,6 +78,7 @@ class StoreFactory(Factory[T]):
         "evict",
         "key",
         "prefetch",
+        "strict",
         "target_type",
     )
 
@@ -73,22 +86,31 @@ class StoreFactory(Factory[T]):
         self,
         config: StoreConfig,
         key: Any,
-        *,
+        *legacy: Any,
         evict: bool = False,
         deserializer: Callable[[bytes], Any] | None = None,
         prefetch: bool = False,
         target_type: str | None = None,
+        strict: bool = False,
+        **legacy_options: Any,
     ) -> None:
+        if not isinstance(config, StoreConfig):
+            config, key, deserializer = _from_0_4(config, key, legacy, legacy_options)
+        elif legacy or legacy_options:
+            unexpected = ", ".join(map(repr, legacy_options)) or "positional"
+            raise TypeError(f"StoreFactory got unexpected arguments: {unexpected}")
         self.config = config
         self.key = key
         self.evict = evict
         self.deserializer = deserializer
         self.prefetch = prefetch
         self.target_type = target_type
+        self.strict = strict
         self._target_class: type | object | None = _NOT_IMPORTED
         self._pending: concurrent.futures.Future[T | None] | None = None
         self._ticket: _background.Ticket | None = None
         self._pending_pid = 0
+        self._resolve_stats: OperationMetrics | None = None
 
     @property
     def target_class(self) -> type | None:
@@ -106,7 +128,7 @@ class StoreFactory(Factory[T]):
 
         Returns at once. The fetch waits its turn under the store's limit
         (`proxystore.store.utils.configure_prefetch`), and the next `resolve`
-        or `resolve_async` takes its result, or does the fetch itself if it
+        or `aresolve` takes its result, or does the fetch itself if it
         has not started yet.
 
         Args:
@@ -155,7 +177,16 @@ class StoreFactory(Factory[T]):
             return self._fetch()
         return self._result_of(pending, ticket)
 
-    async def resolve_async(self) -> T:
+    def resolve_async(self) -> None:
+        """Start fetching the object in the background; return at once (0.4's API).
+
+        The same as `start_prefetch`: the next `resolve` or `aresolve` takes
+        the fetch's result. Async code that wants the object awaits
+        `aresolve` instead.
+        """
+        self.start_prefetch()
+
+    async def aresolve(self) -> T:
         """Return the object without blocking the running event loop.
 
         Awaits the pending prefetch if it has started, else fetches through
@@ -216,15 +247,47 @@ class StoreFactory(Factory[T]):
         cls = registry.store_class(self.config.kind, "sync")
         return bool(getattr(cls, "_IS_SYNC", False))
 
+    def get_store(self) -> Any:
+        """Deprecated (0.4): the sync store; use `proxystore.store.get_store(proxy)`."""
+        warnings.warn(
+            "StoreFactory.get_store() is ProxyStore 0.4's API; use "
+            "proxystore.store.get_store(proxy)",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return registry.lookup_or_build(self.config, "sync")
+
+    @property
+    def resolve_stats(self) -> OperationMetrics | None:
+        """Timings of this factory's fetches, if its store keeps ``stats``.
+
+        ProxyStore 0.4's per-proxy stats: `Store.stats(proxy)` reports them
+        as ``resolve``. Never pickled.
+        """
+        return self._resolve_stats
+
     def _fetch(self) -> T:
         store = registry.lookup_or_build(self.config, "sync")
-        result: T = store._resolve(self.key, self.deserializer, self.evict)
+        start = time.perf_counter()
+        result: T = store._resolve(self.key, self.deserializer, self.evict, self.strict)
+        if store.has_stats:
+            self._record_resolve(time.perf_counter() - start)
         return result
 
     async def _afetch(self) -> T:
         store = registry.lookup_or_build(self.config, "async")
-        result: T = await store._aresolve(self.key, self.deserializer, self.evict)
+        start = time.perf_counter()
+        result: T = await store._aresolve(
+            self.key, self.deserializer, self.evict, self.strict
+        )
+        if store.has_stats:
+            self._record_resolve(time.perf_counter() - start)
         return result
+
+    def _record_resolve(self, elapsed: float) -> None:
+        if self._resolve_stats is None:
+            self._resolve_stats = OperationMetrics()
+        self._resolve_stats.add(elapsed, 0)
 
     async def _prefetch(self) -> T:
         try:
@@ -242,7 +305,15 @@ class StoreFactory(Factory[T]):
 
     def __reduce__(self) -> tuple[Any, ...]:
         config = self.config
-        flags = (self.evict, self.deserializer, self.prefetch, self.target_type)
+        flags: tuple[Any, ...] = (
+            self.evict,
+            self.deserializer,
+            self.prefetch,
+            self.target_type,
+        )
+        if self.strict:
+            # Only when set: proxies without it keep their pickled form.
+            flags += (True,)
         return (_rebuild, (config.kind, config.kwargs, self.key, flags))
 
     def __dask_tokenize__(self) -> object:
@@ -269,16 +340,46 @@ _MAX_KIND_LENGTH = 512
 _MAX_TYPE_PATH_LENGTH = 1024
 
 
+def _from_0_4(
+    key: Any, store_type: Any, args: tuple[Any, ...], options: dict[str, Any]
+) -> tuple[StoreConfig, Any, Callable[[bytes], Any] | None]:
+    """Read 0.4's ``StoreFactory(key, store_type, store_name, store_kwargs)``."""
+    names = ("store_name", "store_kwargs")
+    given = dict(zip(names, args, strict=False))
+    unknown = set(options) - {*names, "serialize"}
+    if len(args) > len(names) or unknown or not isinstance(store_type, type):
+        raise TypeError(
+            "StoreFactory takes (config, key, ...) or 0.4's (key, store_type, "
+            "store_name, store_kwargs=None, *, evict, serialize, strict)"
+        )
+    given.update((name, options[name]) for name in names if name in options)
+    name = given.get("store_name")
+    if not isinstance(name, str):
+        raise TypeError(f"StoreFactory: store_name must be a str, got {name!r}")
+    warnings.warn(
+        "StoreFactory(key, store_type, store_name, store_kwargs) is ProxyStore "
+        "0.4's API; use store.proxy(key=...) or store.proxy_from_key(key)",
+        DeprecationWarning,
+        stacklevel=3,
+    )
+    kwargs = {**(given.get("store_kwargs") or {}), "name": name}
+    config = StoreConfig(registry.kind_of(store_type), name, kwargs)
+    deserializer = None if options.get("serialize", True) else raw_bytes
+    return config, key, deserializer
+
+
 def _rebuild(
     kind: str,
     kwargs: dict[str, Any],
     key: Any,
-    flags: tuple[bool, Callable[[bytes], Any] | None, bool, str | None],
+    flags: tuple[Any, ...],
 ) -> StoreFactory[Any]:
     # Everything here arrived from whoever sent the proxy: check it all
     # before anything can build, import, connect or prefetch.
     config = _carried_config(kind, kwargs)
-    evict, deserializer, prefetch, target_type = _carried_flags(flags, config.name)
+    evict, deserializer, prefetch, target_type, strict = _carried_flags(
+        flags, config.name
+    )
     if not _plain_key(key):
         raise UntrustedProxyError(
             f"a proxy of store {config.name!r} carries a key of type "
@@ -292,6 +393,7 @@ def _rebuild(
         deserializer=deserializer,
         prefetch=prefetch,
         target_type=target_type,
+        strict=strict,
     )
     if prefetch:
         factory.start_prefetch()
@@ -329,20 +431,27 @@ def _plain_key(key: Any) -> bool:
 
 def _carried_flags(
     flags: Any, name: str
-) -> tuple[bool, Callable[[bytes], Any] | None, bool, str | None]:
+) -> tuple[bool, Callable[[bytes], Any] | None, bool, str | None, bool]:
     where = f"a proxy of store {name!r}"
-    if type(flags) is not tuple or len(flags) != 4:
+    if type(flags) is not tuple or len(flags) not in (4, 5):
         raise UntrustedProxyError(f"{where} carries malformed flags {describe(flags)}")
-    evict, deserializer, prefetch, target_type = flags
-    if type(evict) is not bool or type(prefetch) is not bool:
-        raise UntrustedProxyError(f"{where} carries non-bool evict/prefetch flags")
+    evict, deserializer, prefetch, target_type, *extra = flags
+    strict = extra[0] if extra else False
+    if (
+        type(evict) is not bool
+        or type(prefetch) is not bool
+        or type(strict) is not bool
+    ):
+        raise UntrustedProxyError(
+            f"{where} carries non-bool evict/prefetch/strict flags"
+        )
     if target_type is not None and (
         type(target_type) is not str or len(target_type) > _MAX_TYPE_PATH_LENGTH
     ):
         raise UntrustedProxyError(
             f"{where} carries target type {describe(target_type)}, not a type path"
         )
-    if deserializer is not None:
+    if deserializer is not None and deserializer is not raw_bytes:
         # type(), not isinstance(): a proxy answers isinstance for its target.
         if type(deserializer) is Proxy or not callable(deserializer):
             raise UntrustedProxyError(
@@ -355,7 +464,7 @@ def _carried_flags(
                 "strict proxy policy accepts only deserializers given to "
                 "proxystore.policy.configure(deserializers=...)"
             )
-    return evict, deserializer, prefetch, target_type
+    return evict, deserializer, prefetch, target_type, strict
 
 
 _pending_lock = threading.Lock()

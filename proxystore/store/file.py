@@ -5,7 +5,10 @@ Every write goes to a temporary file in the same directory that is renamed
 into place, so a reader sees a whole object or none. Keys are plain file names:
 anything that could leave the directory is refused. Temporary files are named
 after their writer (`proxystore._tempfiles`), so opening a store (and
-`FileStore.sweep`) removes those whose writer was killed mid-write.
+`FileStore.sweep`) removes those whose writer was killed mid-write. An
+object's version is its file's ``st_mtime_ns``, which every write sets
+explicitly (file system clocks can be too coarse to tell two quick writes
+apart).
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ import os
 import re
 from typing import Any
 
-from proxystore._shared import new_object_id
+from proxystore._shared import new_object_id, next_version
 from proxystore._tempfiles import fsync_directory, host_name, is_orphan, temp_name
 from proxystore.store._compat import open_file, run_blocking
 from proxystore.store.base import Store
@@ -51,6 +54,7 @@ class FileStore(Store[str]):
             0.2 -> 0.9 ms, 1 MiB 0.6 -> 7 ms, 16 MiB 8 -> 24 ms.
         cache_size: How many deserialized objects to keep.
         metrics: Record per-operation metrics.
+        stats: Also record them per key (see `Store.stats`).
         signing_keys: Sign and verify payloads with these keys (see
             `proxystore.store.base.Store`); None reads them from the environment.
         sign_full_data: Sign every byte of a payload, not only the parts
@@ -66,6 +70,7 @@ class FileStore(Store[str]):
     """
 
     _IDENTITY = ("store_dir",)
+    _USER_KEY_REFUSAL = None
 
     def __init__(
         self,
@@ -75,6 +80,7 @@ class FileStore(Store[str]):
         durable: bool = False,
         cache_size: int = 16,
         metrics: bool = False,
+        stats: bool = False,
         signing_keys: SigningKeysOption = None,
         sign_full_data: bool = False,
     ) -> None:
@@ -82,6 +88,7 @@ class FileStore(Store[str]):
             name,
             cache_size=cache_size,
             metrics=metrics,
+            stats=stats,
             signing_keys=signing_keys,
             sign_full_data=sign_full_data,
         )
@@ -182,23 +189,41 @@ class FileStore(Store[str]):
     def _path(self, key: str) -> str:
         return os.path.join(self.store_dir, key)
 
-    def _set_bytes(self, payload: Payload) -> str:
-        key = new_object_id()
+    def _set_bytes(self, payload: Payload, key: str | None = None) -> str:
+        if key is None:
+            key = new_object_id()
         try:
-            write_file_atomically(self._path(key), payload, durable=self.durable)
+            write_file_atomically(
+                self._path(key), payload, next_version(), durable=self.durable
+            )
         except OSError as err:
             raise self._error("set", err) from err
         return key
 
     def _get_bytes(self, key: str) -> Buffer | None:
+        found = self._get_versioned(key)
+        return None if found is None else found[0]
+
+    def _get_versioned(self, key: str) -> tuple[Buffer, int] | None:
         try:
             with open_file(self._path(key), "rb") as file:
+                # The open file's own mtime: a rename over it cannot mix
+                # another version's time with these bytes.
+                version = os.fstat(file.fileno()).st_mtime_ns
                 data: bytes = file.read()
         except FileNotFoundError:
             return None
         except OSError as err:
             raise self._error("get", err) from err
-        return data
+        return data, version
+
+    def _get_version(self, key: str) -> int | None:
+        try:
+            return os.stat(self._path(key)).st_mtime_ns
+        except FileNotFoundError:
+            return None
+        except OSError as err:
+            raise self._error("get_timestamp", err) from err
 
     def _exists(self, key: str) -> bool:
         return os.path.exists(self._path(key))
@@ -211,7 +236,11 @@ class FileStore(Store[str]):
 
 
 def write_file_atomically(
-    path: str, payload: Payload, *, durable: bool = False
+    path: str,
+    payload: Payload,
+    mtime_ns: int | None = None,
+    *,
+    durable: bool = False,
 ) -> None:
     """Write a payload's parts to `path` so readers see all of it or nothing.
 
@@ -219,6 +248,13 @@ def write_file_atomically(
     after this process (`proxystore._tempfiles`), which is then renamed over
     `path`; on any error the temporary file is removed. With `durable`, the
     file is fsynced before the rename and the directory after it.
+
+    Args:
+        path: The file to write.
+        payload: The parts, written back to back.
+        mtime_ns: Set the file's access and modification times to this
+            (a version), before it is renamed into place.
+        durable: Fsync the file and its directory.
     """
     directory = os.path.dirname(path)
     temp = os.path.join(directory, temp_name())
@@ -226,8 +262,11 @@ def write_file_atomically(
         with open_file(temp, "wb") as file:
             for part in payload:
                 file.write(part)
+            # Flushed first: a later flush (at close) would move the mtime.
+            file.flush()
+            if mtime_ns is not None:
+                os.utime(temp, ns=(mtime_ns, mtime_ns))
             if durable:
-                file.flush()
                 run_blocking(os.fsync, file.fileno())
         os.replace(temp, path)
     except BaseException:

@@ -10,7 +10,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from proxystore._shared import local_objects, new_object_id
+from proxystore._shared import (
+    local_objects,
+    local_versions,
+    new_object_id,
+    next_version,
+)
 from proxystore.store.base import Store
 from proxystore.exceptions import InvalidKeyError
 from proxystore.serialize import Buffer, Payload, join
@@ -29,8 +34,12 @@ class LocalStore(Store[str]):
 
     Args:
         name: The store's name.
+        store_dict: Keep the objects in this dict (ProxyStore 0.4's option):
+            every face of the store name uses it from now on. It stays in
+            this process: proxies never carry it.
         cache_size: How many deserialized objects to keep.
         metrics: Record per-operation metrics.
+        stats: Also record them per key (see `Store.stats`).
         signing_keys: Sign and verify payloads with these keys (see
             `proxystore.store.base.Store`); None reads them from the environment.
         sign_full_data: Sign every byte of a payload, not only the parts
@@ -38,13 +47,16 @@ class LocalStore(Store[str]):
     """
 
     _CHECKSUM = False
+    _USER_KEY_REFUSAL = None
 
     def __init__(
         self,
         name: str,
         *,
+        store_dict: dict[str, bytes] | None = None,
         cache_size: int = 16,
         metrics: bool = False,
+        stats: bool = False,
         signing_keys: SigningKeysOption = None,
         sign_full_data: bool = False,
     ) -> None:
@@ -52,26 +64,42 @@ class LocalStore(Store[str]):
             name,
             cache_size=cache_size,
             metrics=metrics,
+            stats=stats,
             signing_keys=signing_keys,
             sign_full_data=sign_full_data,
         )
-        self._objects: dict[str, bytes] = local_objects(name)
+        self._objects: dict[str, bytes] = local_objects(name, store_dict)
+        # Versions beside the bytes: written after them, read before them,
+        # so a reader never pairs old bytes with a newer version.
+        self._versions: dict[str, int] = local_versions(name)
 
     def _validate_key(self, key: Any) -> str:
         if type(key) is not str or not key:
             raise InvalidKeyError(key, "LocalStore keys are non-empty str")
         return key
 
-    def _set_bytes(self, payload: Payload) -> str:
-        key = new_object_id()
+    def _set_bytes(self, payload: Payload, key: str | None = None) -> str:
+        if key is None:
+            key = new_object_id()
         self._objects[key] = join(payload)
+        self._versions[key] = next_version()
         return key
 
     def _get_bytes(self, key: str) -> Buffer | None:
         return self._objects.get(key)
+
+    def _get_versioned(self, key: str) -> tuple[Buffer, int] | None:
+        version = self._versions.get(key, 0)
+        data = self._get_bytes(key)
+        return None if data is None else (data, version)
+
+    def _get_version(self, key: str) -> int | None:
+        version = self._versions.get(key, 0)
+        return version if key in self._objects else None
 
     def _exists(self, key: str) -> bool:
         return key in self._objects
 
     def _evict(self, key: str) -> None:
         self._objects.pop(key, None)
+        self._versions.pop(key, None)

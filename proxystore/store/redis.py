@@ -1,20 +1,27 @@
 # Generated from proxystore/aio/redis.py by scripts/generate_sync.py: DO NOT EDIT.
-"""`RedisStore`: objects in a Redis (or Redis-compatible) server.
+r"""`RedisStore`: objects in a Redis (or Redis-compatible) server.
 
 One `set` and one uncached `get` are one round trip each. Writes are ``SET``
 commands this module encodes itself (RESP) and sends on a pooled redis-py
 connection: a payload's large parts (a numpy array's memory, a big `bytes`)
 go out by reference as pieces of one bulk value, never joined into a copy
-first (redis-py would need one buffer per argument). Several writes (a batch,
-a chunked value) go in one ``MULTI``/``EXEC``.
+first (redis-py would need one buffer per argument).
 
-Values larger than `chunk_size` (Redis refuses a single bulk value over its
-``proto-max-bulk-len``, 512 MB by default) are split across chunk keys
-``<key>:<i>``. The main key, ``<id>:chunked:<count>``, names the chunk count
-and holds a small manifest written last in the same ``MULTI``/``EXEC`` as the
-chunks, so a half-written object is never readable. Because the key carries
-the count, `get` (``MGET`` of manifest and chunks), `exists` and `evict`
-(``DEL`` of all of them) stay one command each.
+Layout of the object under key ``K`` (ARCHITECTURE.md "Redis layout"; ``K``
+never holds braces, so every key below hashes to ``K``'s cluster slot):
+``K`` holds the payload and ``{K}:v`` its version (`time.time_ns()` at the
+write, ASCII), written together by one ``MSET`` (atomic). A payload larger
+than `chunk_size` (Redis refuses a bulk value over its
+``proto-max-bulk-len``, 512 MB by default) goes to ``{K}:c:<i>`` and ``K``
+holds a manifest, ``b"\x00PXC"`` and the chunk count (u32 little-endian),
+written last in one ``MULTI``/``EXEC`` with the chunks, so a half-written
+object is never readable. A batch is one ``MULTI``/``EXEC``. A `get` is one
+``MGET K {K}:v`` (one more for a chunked object's chunks); `exists` and
+`evict` read ``K``'s first bytes in their round trip to cover the chunks
+too (one more round trip for a chunked object). A write under a user key
+also reads, in its transaction, what the key held: an overwritten chunked
+object's chunks are then deleted (one more round trip, only then), so none
+is left behind.
 
 A store keeps one connection pool per event loop (an asyncio connection is
 bound to the loop that opened it; the async face may be used from the
@@ -27,16 +34,22 @@ face, gets that find them all busy wait together and go out as one ``MGET``.
 from __future__ import annotations
 
 import asyncio
+import struct
 import threading
 from collections.abc import Sequence
-from typing import Any, Literal, cast
+from typing import Any, Literal, Protocol
 from urllib.parse import unquote, urlsplit
 
 import redis as redis
 from redis import exceptions as redis_errors
 
 from proxystore._clients import ClientsPerLoop
-from proxystore._shared import new_object_id
+from proxystore._shared import (
+    USER_KEY_PATTERN,
+    USER_KEY_RULE,
+    new_object_id,
+    next_version,
+)
 from proxystore._validate import check_seconds
 from proxystore.store.base import Store
 from proxystore.exceptions import (
@@ -60,18 +73,45 @@ DEFAULT_CHUNK_SIZE = 256 * MiB
 PASSWORD_ENV = "PROXYSTORE_REDIS_PASSWORD"
 """Where a store rebuilt from a proxy (which never carries the password) takes it."""
 
-_MANIFEST_MAGIC = b"\x00proxystore:chunked:"
-_CHUNKED_MARK = ":chunked:"
+_MANIFEST_MAGIC = b"\x00PXC"
+_MANIFEST = struct.Struct("<4sI")
 # Parts at least this large are sent by reference; smaller ones are copied
 # together with their neighbours into one buffer (one send instead of many).
 _ZERO_COPY_MIN_BYTES = 256 * 1024
-_MAX_KEY_LENGTH = 1024
 _MAX_CHUNKS = 1_000_000
 
 _CertReqs = Literal["required", "optional", "none"]
 _Write = tuple[str, list[Buffer]]
-"""One SET: the key and the pieces that make its value."""
+"""One key's write: the key and the pieces that make its value."""
+_Command = list[_Write]
+"""Writes sent as one command: SET for one key, MSET (atomic) for several."""
 _Owner = asyncio.AbstractEventLoop | None
+
+
+class _Connection(Protocol):
+    """The part of a redis-py connection the store uses."""
+
+    def send_packed_command(
+        self, command: Sequence[Buffer], check_health: bool = True
+    ) -> None: ...
+
+    def read_response(self) -> Any: ...
+
+    def disconnect(self) -> None: ...
+
+
+class _Pool(Protocol):
+    """The part of a redis-py connection pool the store uses.
+
+    `get_connection()` takes no argument: redis-py 5.3 made the command
+    name optional (and deprecated it), hence ``redis>=5.3``.
+    """
+
+    def get_connection(self) -> _Connection: ...
+
+    def release(self, connection: _Connection) -> None: ...
+
+    def close(self) -> None: ...
 
 
 class _Client:
@@ -83,9 +123,8 @@ class _Client:
 
     __slots__ = ("pool", "queued", "slots", "tasks")
 
-    def __init__(self, pool: redis.ConnectionPool, slots: Any) -> None:
-        # Typed `Any`: the sync pool's methods are unannotated.
-        self.pool: Any = pool
+    def __init__(self, pool: _Pool, slots: Any) -> None:
+        self.pool = pool
         self.slots = slots
         self.queued: list[tuple[str, Any]] = []
         self.tasks: set[Any] = set()
@@ -126,6 +165,7 @@ class RedisStore(Store[str]):
             at most the server's ``proto-max-bulk-len``.
         cache_size: How many deserialized objects to keep.
         metrics: Record per-operation metrics.
+        stats: Also record them per key (see `Store.stats`).
         signing_keys: Sign and verify payloads with these keys (see
             `proxystore.store.base.Store`); None reads them from the environment.
         sign_full_data: Sign every byte of a payload, not only the parts
@@ -157,6 +197,7 @@ class RedisStore(Store[str]):
     _SECRETS = (*Store._SECRETS, "password")
     _SECRETS_FROM_ENV = (("password", PASSWORD_ENV),)
     _PROCESS_LOCAL = ("url",)
+    _USER_KEY_REFUSAL = None
 
     def __init__(
         self,
@@ -180,6 +221,7 @@ class RedisStore(Store[str]):
         chunk_size: int = DEFAULT_CHUNK_SIZE,
         cache_size: int = 16,
         metrics: bool = False,
+        stats: bool = False,
         signing_keys: SigningKeysOption = None,
         sign_full_data: bool = False,
     ) -> None:
@@ -187,6 +229,7 @@ class RedisStore(Store[str]):
             name,
             cache_size=cache_size,
             metrics=metrics,
+            stats=stats,
             signing_keys=signing_keys,
             sign_full_data=sign_full_data,
         )
@@ -259,53 +302,101 @@ class RedisStore(Store[str]):
         )
 
     def _validate_key(self, key: Any) -> str:
-        if type(key) is not str or not key:
-            raise InvalidKeyError(key, "RedisStore keys are non-empty str")
-        if len(key) > _MAX_KEY_LENGTH:
-            raise InvalidKeyError(
-                key, f"RedisStore keys are at most {_MAX_KEY_LENGTH} characters"
-            )
-        if _chunk_count(key) > _MAX_CHUNKS:
-            raise InvalidKeyError(
-                key, f"a chunked RedisStore key names at most {_MAX_CHUNKS} chunks"
-            )
+        # Minted and user keys alike: no braces or colons, which would
+        # collide with the derived keys ({K}:v, {K}:c:<i>) and their slot.
+        if type(key) is not str or USER_KEY_PATTERN.fullmatch(key) is None:
+            raise InvalidKeyError(key, f"RedisStore {USER_KEY_RULE}")
         return key
 
     # -- the byte-level driver ----------------------------------------------
 
-    def _set_bytes(self, payload: Payload) -> str:
-        key, writes = self._writes(payload)
-        self._awrite(writes, "set")
+    def _set_bytes(self, payload: Payload, key: str | None = None) -> str:
+        if key is not None:
+            return (self._set_bytes_batch([payload], [key]))[0]
+        key, commands, _ = self._writes(payload)
+        self._awrite(commands, "set")
         return key
 
-    def _set_bytes_batch(self, payloads: Sequence[Payload]) -> list[str]:
-        keys: list[str] = []
-        writes: list[_Write] = []
-        for payload in payloads:
-            key, more = self._writes(payload)
-            keys.append(key)
-            writes += more
+    def _set_bytes_batch(
+        self, payloads: Sequence[Payload], keys: Sequence[str | None] | None = None
+    ) -> list[str]:
+        wanted = keys if keys is not None else [None] * len(payloads)
+        stored: list[str] = []
+        commands: list[_Command] = []
+        written: dict[str, tuple[int, bytes]] = {}
+        for payload, key in zip(payloads, wanted, strict=True):
+            stored_key, more, version = self._writes(payload, key)
+            stored.append(stored_key)
+            commands += more
+            if key is not None:
+                # Its chunk count (one command per chunk, then the manifest)
+                # and version, to clean up what it replaced.
+                written[key] = (len(more) - 1, version)
+        operation = "set_batch" if len(payloads) > 1 else "set"
         try:
-            self._awrite(writes, "set_batch")
+            heads = self._awrite(commands, operation, list(written))
         except ProxyStoreError as err:
+            if len(payloads) == 1:
+                raise
             # One MULTI: all of it or none was written, and after a dropped
             # connection we cannot tell which; delete it all if we can.
-            removed = self._evict_quietly([key for key, _ in writes])
+            every_key = [key for command in commands for key, _ in command]
+            removed = self._evict_quietly(every_key)
             raise BatchWriteError(
                 self.name,
                 "set_batch",
                 len(payloads),
                 err,
                 written=0,
-                remaining=[] if removed else keys,
+                remaining=[] if removed else stored,
             ) from err
-        return keys
+        for (key, (count, version)), head in zip(written.items(), heads, strict=True):
+            stale = _chunk_keys(key, _manifest_count(head))[count:]
+            if stale:
+                self._evict_stale_chunks(key, version, stale)
+        return stored
 
-    def _awrite(self, writes: list[_Write], operation: str) -> None:
-        """Send SETs in one round trip, in MULTI/EXEC if there are several."""
-        replies = 1 if len(writes) == 1 else len(writes) + 2
+    def _evict_stale_chunks(
+        self, key: str, version: bytes, chunks: list[str]
+    ) -> None:
+        """Delete the chunks of the object a user-key write replaced.
+
+        Only while the key still holds that write (a script, so the check
+        and the delete are atomic): a newer chunked object under the key
+        keeps its chunks.
+        """
+        command = _command(
+            "EVAL",
+            _DELETE_IF_VERSION,
+            str(1 + len(chunks)),
+            _version_key(key),
+            *chunks,
+            version.decode(),
+        )
         try:
-            results = self._aexecute(_pack(writes), replies)
+            self._aexecute([command], 1)
+        except _DRIVER_ERRORS as err:
+            raise self._error(
+                err, "set (deleting the replaced object's chunks)"
+            ) from err
+
+    def _awrite(
+        self, commands: list[_Command], operation: str, heads: Sequence[str] = ()
+    ) -> list[Any]:
+        """Send writes in one round trip, in MULTI/EXEC if more than one command.
+
+        An object that fits one value is one MSET of the value and its
+        version, atomic by itself.
+
+        Returns:
+            The first bytes `heads` (keys) held before the writes, read in
+            the same transaction.
+        """
+        count = len(commands) + len(heads)
+        replies = 1 if count == 1 else count + 2
+        writes = [write for command in commands for write in command]
+        try:
+            results = self._aexecute(_pack(commands, heads), replies)
         except _DRIVER_ERRORS as err:
             error = self._error(err, operation)
             if isinstance(error, StoreConnectionError) and _size_over(writes, MiB):
@@ -317,6 +408,8 @@ class RedisStore(Store[str]):
         failed = (
             [r for r in results[-1] if isinstance(r, Exception)] if replies > 1 else []
         )
+        if replies == 1 and isinstance(results[0], Exception):
+            failed = [results[0]]
         if failed:
             # EXEC runs every queued command even if one of them fails.
             self._evict_quietly([key for key, _ in writes])
@@ -324,6 +417,7 @@ class RedisStore(Store[str]):
                 f"{operation} on {self._target} (store {self.name!r}) failed: "
                 f"{failed[0]}"
             )
+        return list(results[-1][: len(heads)]) if heads else []
 
     def _aexplain_dropped_write(
         self, error: ProxyStoreError, writes: list[_Write], operation: str
@@ -354,52 +448,110 @@ class RedisStore(Store[str]):
         return True
 
     def _get_bytes(self, key: str) -> Buffer | None:
-        if not _IS_SYNC and _CHUNKED_MARK not in key:
+        found = self._get_versioned(key)
+        return None if found is None else found[0]
+
+    def _get_versioned(self, key: str) -> tuple[Buffer, int] | None:
+        pair: list[Any] | None = None
+        if not _IS_SYNC:
             client = self._client()
             if client.slots.locked():
                 # Every connection is busy: wait for one together with the
                 # other gets queued meanwhile, as one MGET.
-                return self._get_queued(client, key)
-        command = (
-            _command("MGET", *_object_keys(key))
-            if _CHUNKED_MARK in key
-            else _command("GET", key)
-        )
+                pair = self._get_queued(client, key)
+        if pair is None:
+            try:
+                (pair,) = self._aexecute(
+                    [_command("MGET", key, _version_key(key))], 1
+                )
+            except _DRIVER_ERRORS as err:
+                raise self._error(err, "get") from err
+        value, version = pair
+        if value is None:
+            return None
+        count = _manifest_count(value)
+        if count:
+            (value,) = self._get_chunks({key: count}, "get")
+            if value is None:
+                return None
+        return value, _version(version)
+
+    def _get_chunks(
+        self, counts: dict[str, int], operation: str
+    ) -> list[bytes | None]:
+        """Join the chunks of manifests' objects (None where a chunk is gone)."""
+        names = [
+            chunk for key, count in counts.items() for chunk in _chunk_keys(key, count)
+        ]
         try:
-            (value,) = self._aexecute([command], 1)
+            (values,) = self._aexecute([_command("MGET", *names)], 1)
         except _DRIVER_ERRORS as err:
-            raise self._error(err, "get") from err
-        return _join_chunks(value) if isinstance(value, list) else value
+            raise self._error(err, operation) from err
+        joined: list[bytes | None] = []
+        start = 0
+        for count in counts.values():
+            chunks = values[start : start + count]
+            start += count
+            # A manifest without a chunk (evicted behind our back) is no object.
+            joined.append(None if None in chunks else b"".join(chunks))
+        return joined
+
+    def _get_version(self, key: str) -> int | None:
+        commands = _command("EXISTS", key) + _command("GET", _version_key(key))
+        try:
+            exists, version = self._aexecute([commands], 2)
+        except _DRIVER_ERRORS as err:
+            raise self._error(err, "get_timestamp") from err
+        return _version(version) if exists else None
 
     def _get_bytes_batch(self, keys: Sequence[str]) -> list[Buffer | None]:
-        wanted = [_object_keys(key) for key in keys]
-        command = _command("MGET", *(k for group in wanted for k in group))
         try:
-            (values,) = self._aexecute([command], 1)
+            (values,) = self._aexecute([_command("MGET", *keys)], 1)
         except _DRIVER_ERRORS as err:
             raise self._error(err, "get_batch") from err
-        results: list[Buffer | None] = []
-        start = 0
-        for group in wanted:
-            results.append(_join_chunks(values[start : start + len(group)]))
-            start += len(group)
+        results: list[Buffer | None] = list(values)
+        counts = {
+            key: count
+            for key, value in zip(keys, values, strict=True)
+            if value is not None and (count := _manifest_count(value))
+        }
+        if counts:
+            joined = dict(
+                zip(counts, self._get_chunks(counts, "get_batch"), strict=True)
+            )
+            results = [
+                joined.get(key, value) for key, value in zip(keys, results, strict=True)
+            ]
         return results
 
     def _exists(self, key: str) -> bool:
+        head = _command("GETRANGE", key, "0", str(_MANIFEST.size - 1))
         try:
-            (count,) = self._aexecute([_command("EXISTS", key)], 1)
+            count, value = self._aexecute([_command("EXISTS", key) + head], 2)
+            chunks = _chunk_keys(key, _manifest_count(value))
+            if count and chunks:
+                (count,) = self._aexecute([_command("EXISTS", *chunks)], 1)
+                return bool(count == len(chunks))
         except _DRIVER_ERRORS as err:
             raise self._error(err, "exists") from err
         return bool(count)
 
     def _evict(self, key: str) -> None:
+        head = _command("GETRANGE", key, "0", str(_MANIFEST.size - 1))
+        delete = _command("DEL", key, _version_key(key))
         try:
-            self._aexecute([_command("DEL", *_object_keys(key))], 1)
+            value, _ = self._aexecute([head + delete], 2)
+            chunks = _chunk_keys(key, _manifest_count(value))
+            if chunks:
+                self._aexecute([_command("DEL", *chunks)], 1)
         except _DRIVER_ERRORS as err:
             raise self._error(err, "evict") from err
 
-    def _get_queued(self, client: _Client, key: str) -> Buffer | None:
-        """Async face only: join the next MGET of gets waiting for a connection."""
+    def _get_queued(self, client: _Client, key: str) -> list[Any]:
+        """Async face only: join the next MGET of gets waiting for a connection.
+
+        Returns the key's value and version, as `MGET K {K}:v` would.
+        """
         # Typed `Any` because the generated sync twin keeps this dead branch.
         loop: Any = asyncio.get_running_loop()
         future = loop.create_future()
@@ -408,8 +560,8 @@ class RedisStore(Store[str]):
             task = loop.create_task(self._fetch_queued(client))
             client.tasks.add(task)
             task.add_done_callback(client.tasks.discard)
-        value: Buffer | None = future
-        return value
+        pair: list[Any] = future
+        return pair
 
     def _fetch_queued(self, client: _Client) -> int:
         """Send one MGET for every queued get once a connection is free.
@@ -425,7 +577,9 @@ class RedisStore(Store[str]):
             raise
         try:
             batch, client.queued = client.queued, []
-            command = _command("MGET", *(key for key, _ in batch))
+            command = _command(
+                "MGET", *(name for key, _ in batch for name in (key, _version_key(key)))
+            )
             try:
                 (values,) = self._aexecute_on(client, [command], 1)
             except _DRIVER_ERRORS as err:
@@ -438,9 +592,9 @@ class RedisStore(Store[str]):
                 raise
         finally:
             client.slots.release()
-        for (_, future), value in zip(batch, values, strict=True):
+        for index, (_, future) in enumerate(batch):
             if not future.done():
-                future.set_result(value)
+                future.set_result(values[2 * index : 2 * index + 2])
         return len(batch)
 
     def _close(self) -> None:
@@ -448,7 +602,7 @@ class RedisStore(Store[str]):
 
     # -- helpers --------------------------------------------------------------
 
-    def _aexecute(self, packed: list[Buffer], replies: int) -> list[Any]:
+    def _aexecute(self, packed: Sequence[Buffer], replies: int) -> list[Any]:
         """Send packed commands on a pooled connection and read their replies.
 
         redis-py's connection and parser (hiredis), without its client
@@ -460,7 +614,7 @@ class RedisStore(Store[str]):
             return self._aexecute_on(client, packed, replies)
 
     def _aexecute_on(
-        self, client: _Client, packed: list[Buffer], replies: int
+        self, client: _Client, packed: Sequence[Buffer], replies: int
     ) -> list[Any]:
         """`_aexecute` for a caller that holds one of the client's slots."""
         connection = client.pool.get_connection()
@@ -490,7 +644,7 @@ class RedisStore(Store[str]):
             else asyncio.Semaphore(self.max_connections),
         )
 
-    def _pool(self) -> redis.ConnectionPool:
+    def _pool(self) -> _Pool:
         options: dict[str, Any] = {}
         if self.ssl:
             options = {
@@ -499,11 +653,14 @@ class RedisStore(Store[str]):
                 "ssl_certfile": self.ssl_certfile,
                 "ssl_keyfile": self.ssl_keyfile,
                 "ssl_cert_reqs": self.ssl_cert_reqs,
-                "ssl_check_hostname": self.ssl_check_hostname,
+                # A host name cannot be checked against a certificate that is
+                # not verified; redis-py < 6 refuses the combination.
+                "ssl_check_hostname": self.ssl_check_hostname
+                and self.ssl_cert_reqs != "none",
             }
         # Typed `Any`: the sync twin's constructor is unannotated.
         pool_class: Any = redis.ConnectionPool
-        pool: redis.ConnectionPool = pool_class(
+        pool: _Pool = pool_class(
             host=self.hostname,
             port=self.port,
             db=self.db,
@@ -515,20 +672,33 @@ class RedisStore(Store[str]):
         )
         return pool
 
-    def _writes(self, payload: Payload) -> tuple[str, list[_Write]]:
-        """Return a new key and the SETs that store `payload` under it."""
-        pieces = _pieces(payload)
-        total = _size(pieces)
-        if total <= self.chunk_size:
+    def _writes(
+        self, payload: Payload, key: str | None = None
+    ) -> tuple[str, list[_Command], bytes]:
+        """Return the key (new if None), the commands storing `payload`, its version."""
+        if key is None:
             key = new_object_id()
-            return key, [(key, pieces)]
+        version_text = str(next_version()).encode()
+        version: _Write = (_version_key(key), [version_text])
+        pieces = _pieces(payload)
+        if _size(pieces) <= self.chunk_size:
+            return key, [[(key, pieces), version]], version_text
         chunks = _split(pieces, self.chunk_size)
-        key = f"{new_object_id()}{_CHUNKED_MARK}{len(chunks)}"
-        writes = list(zip(_object_keys(key)[1:], chunks, strict=True))
-        # The manifest goes last: the object exists once all chunks do.
-        manifest = _MANIFEST_MAGIC + f"{len(chunks)}:{total}".encode()
-        writes.append((key, [manifest]))
-        return key, writes
+        if len(chunks) > _MAX_CHUNKS:
+            raise StoreOperationError(
+                f"set on store {self.name!r}: {len(chunks)} chunks of "
+                f"{self.chunk_size} bytes is over {_MAX_CHUNKS}; raise chunk_size"
+            )
+        # One SET per chunk: a single command holding every chunk could
+        # outgrow the server's client-query-buffer-limit. The manifest goes
+        # last: the object exists once all chunks do.
+        commands = [
+            [write] for write in zip(_chunk_keys(key, len(chunks)), chunks, strict=True)
+        ]
+        commands.append(
+            [version, (key, [_MANIFEST.pack(_MANIFEST_MAGIC, len(chunks))])]
+        )
+        return key, commands, version_text
 
     def _error(self, err: BaseException, operation: str) -> ProxyStoreError:
         if isinstance(err, redis_errors.AuthenticationError):
@@ -573,21 +743,34 @@ def _command(*args: str) -> bytes:
 
 
 _MULTI = b"*1\r\n$5\r\nMULTI\r\n"
+# KEYS[1] is {K}:v, the rest K's stale chunks; ARGV[1] the version written.
+_DELETE_IF_VERSION = (
+    "if redis.call('GET', KEYS[1]) == ARGV[1] then "
+    "return redis.call('DEL', unpack(KEYS, 2)) end return 0"
+)
 _EXEC = b"*1\r\n$4\r\nEXEC\r\n"
 
 
-def _pack(writes: list[_Write]) -> list[Buffer]:
-    """Encode SETs as RESP; large pieces stay by reference, the rest is joined."""
-    parts: list[Buffer] = [_MULTI] if len(writes) > 1 else []
-    for key, pieces in writes:
-        name = key.encode()
+def _pack(commands: list[_Command], heads: Sequence[str] = ()) -> list[Buffer]:
+    """Encode reads of `heads` and the writes as RESP, in MULTI/EXEC if several.
+
+    Large pieces stay by reference; the rest is joined.
+    """
+    several = len(commands) + len(heads) > 1
+    parts: list[Buffer] = [_MULTI] if several else []
+    parts += [_command("GETRANGE", key, "0", str(_MANIFEST.size - 1)) for key in heads]
+    for command in commands:
         parts.append(
-            b"*3\r\n$3\r\nSET\r\n$%d\r\n%b\r\n$%d\r\n"
-            % (len(name), name, _size(pieces))
+            b"*3\r\n$3\r\nSET\r\n"
+            if len(command) == 1
+            else b"*%d\r\n$4\r\nMSET\r\n" % (2 * len(command) + 1)
         )
-        parts += pieces
-        parts.append(b"\r\n")
-    if len(writes) > 1:
+        for key, pieces in command:
+            name = key.encode()
+            parts.append(b"$%d\r\n%b\r\n$%d\r\n" % (len(name), name, _size(pieces)))
+            parts += pieces
+            parts.append(b"\r\n")
+    if several:
         parts.append(_EXEC)
     packed: list[Buffer] = []
     small: list[Buffer] = []
@@ -656,30 +839,32 @@ def _split(pieces: list[Buffer], size: int) -> list[list[Buffer]]:
     return chunks
 
 
-def _chunk_count(key: str) -> int:
-    """Return how many chunks the object under `key` has (0: not chunked)."""
-    if _CHUNKED_MARK not in key:
+def _version_key(key: str) -> str:
+    return f"{{{key}}}:v"
+
+
+def _chunk_keys(key: str, count: int) -> list[str]:
+    return [f"{{{key}}}:c:{index}" for index in range(count)]
+
+
+def _manifest_count(value: Any) -> int:
+    """Return the chunk count a manifest names (0: `value` is no manifest)."""
+    if (
+        type(value) is not bytes
+        or len(value) != _MANIFEST.size
+        or not value.startswith(_MANIFEST_MAGIC)
+    ):
         return 0
-    _, _, count = key.rpartition(_CHUNKED_MARK)
-    return int(count) if count.isdigit() else 0
+    count: int = _MANIFEST.unpack(value)[1]
+    return count if count <= _MAX_CHUNKS else 0
 
 
-def _object_keys(key: str) -> list[str]:
-    """Return the keys holding one object: the key, then its chunks if any."""
-    count = _chunk_count(key)
-    if not count:
-        return [key]
-    return [key, *(f"{key}:{index}" for index in range(count))]
-
-
-def _join_chunks(values: list[Any]) -> bytes | None:
-    """Join the chunks after a manifest; None if any part is gone."""
-    if len(values) == 1:
-        return cast("bytes | None", values[0])
-    # A manifest without a chunk (evicted behind our back) is no object.
-    if None in values:
-        return None
-    return b"".join(values[1:])
+def _version(value: Any) -> int:
+    """An object's version from ``{K}:v`` (0 if absent or unreadable)."""
+    try:
+        return int(value) if value is not None else 0
+    except (TypeError, ValueError):
+        return 0
 
 
 def _settle(batch: list[tuple[str, Any]], error: BaseException) -> None:

@@ -7,7 +7,7 @@ from typing import Any
 
 from proxystore import _background
 from proxystore._background import FetchFace
-from proxystore.exceptions import ConfigurationError, ProxyStoreError
+from proxystore.exceptions import ConfigurationError, NotAStoreProxyError
 from proxystore.proxy import Proxy, get_factory, is_resolved
 from proxystore.store.factory import StoreFactory
 
@@ -16,7 +16,7 @@ def get_key(proxy: Proxy[Any]) -> Any:
     """Return the key of the object a store proxy refers to (never resolves it).
 
     Raises:
-        ProxyStoreError: If the proxy was not made by a store.
+        NotAStoreProxyError: If the proxy was not made by a store.
     """
     return _store_factory(proxy).key
 
@@ -30,7 +30,7 @@ def resolve_async(proxy: Proxy[Any]) -> None:
     resolved proxy, or one whose fetch is already pending, is left alone.
 
     Raises:
-        ProxyStoreError: If the proxy was not made by a store.
+        NotAStoreProxyError: If the proxy was not made by a store.
     """
     factory = _store_factory(proxy)
     if not is_resolved(proxy):
@@ -52,7 +52,7 @@ def prefetch(*proxies: Proxy[Any], max_concurrency: int | None = None) -> None:
             fetched and not yet used.
 
     Raises:
-        ProxyStoreError: If a proxy was not made by a store (no fetch starts).
+        NotAStoreProxyError: If a proxy was not made by a store (no fetch starts).
         ConfigurationError: If `max_concurrency` is not a positive int.
 
     Example:
@@ -109,7 +109,5 @@ def configure_prefetch(
 def _store_factory(proxy: Proxy[Any]) -> StoreFactory[Any]:
     factory = get_factory(proxy)
     if not isinstance(factory, StoreFactory):
-        raise ProxyStoreError(
-            f"proxy was not made by a store (its factory is {type(factory).__name__})"
-        )
+        raise NotAStoreProxyError(factory)
     return factory

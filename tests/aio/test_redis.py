@@ -103,17 +103,18 @@ async def test_one_round_trip_and_no_side_keys(
     key = await store.aset([1, 2, 3])
     store._cache.clear()
     assert await store.aget(key) == [1, 2, 3]
-    # SET, GET and the first INFO.
+    # One command each: MSET of value and version (atomic), MGET of both;
+    # and the first INFO.
     assert commands_processed(raw) - before == 3
-    assert raw.dbsize() == keys_before + 1
+    assert raw.dbsize() == keys_before + 2
 
 
 async def test_batches_are_one_round_trip(store: RedisStore, raw: redis.Redis) -> None:
     objs = [1, "two", b"three", np.arange(5)]
-    await store.aexists("warm the pool")
+    await store.aexists("warm-the-pool")
     before = commands_processed(raw)
     keys = await store.aset_batch(objs)
-    # MULTI, four SETs, EXEC, and the first INFO.
+    # MULTI, an MSET of value and version per object, EXEC, and the first INFO.
     assert commands_processed(raw) - before == 7
     store._cache.clear()
     missing = "0" * 24
@@ -156,8 +157,9 @@ async def test_chunked_value_round_trip_and_evict(
     data = bytes(range(256)) * (10 * 4096)  # 10 MiB + tag: 11 chunks
     key_array = await store.aset(array)
     key_data = await store.aset(data)
-    assert raw.dbsize() == keys_before + 2 + 4 + 11
-    assert len(raw.keys(f"{key_data}:*")) == 11
+    # Per object: the manifest, the version and the chunks.
+    assert raw.dbsize() == keys_before + 2 * 2 + 4 + 11
+    assert len(raw.keys(f"{{{key_data}}}:c:*")) == 11
     store._cache.clear()
     np.testing.assert_array_equal(await store.aget(key_array), array)
     assert await store.aget(key_data) == data
@@ -184,11 +186,13 @@ async def test_chunked_value_with_lost_chunk_is_missing(
     aio.register_store(store)
     proxy = await store.aproxy(b"y" * (3 * MiB))
     key = get_key(proxy)
-    raw.delete(f"{key}:1")
+    raw.delete(f"{{{key}}}:c:1")
+    assert not await store.aexists(key)
     with pytest.raises(MissingKeyError):
         await aio.resolve(proxy)
     await store.aevict(key)
     assert raw.keys(f"{key}*") == []
+    assert raw.keys(f"{{{key}}}*") == []
     await store.aclose()
 
 

@@ -211,3 +211,30 @@ def test_start_refuses_a_peering_endpoint_without_identity(tmp_path: Path) -> No
     result = run_cli(tmp_path, "start", "old", timeout=30)
     assert result.returncode == 1
     assert "must be configured again" in result.stderr
+
+
+def test_version_help_and_no_arguments(capsys: pytest.CaptureFixture[str]) -> None:
+    import proxystore
+
+    with pytest.raises(SystemExit) as info:
+        main(["--version"])
+    assert info.value.code == 0
+    assert (
+        capsys.readouterr().out.strip()
+        == f"proxystore-endpoint {proxystore.__version__}"
+    )
+
+    assert main([]) == 0
+    usage = capsys.readouterr().out
+    assert usage.startswith("usage: proxystore-endpoint")
+    assert "configure" in usage
+    assert "help" in usage
+
+    assert main(["help"]) == 0
+    assert capsys.readouterr().out == usage
+
+    assert main(["help", "start"]) == 0
+    assert "usage: proxystore-endpoint start" in capsys.readouterr().out
+
+    assert main(["help", "nope"]) == 1
+    assert "no command 'nope'" in capsys.readouterr().err
