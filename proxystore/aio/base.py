@@ -11,12 +11,13 @@ for every driver and for both faces.
 from __future__ import annotations
 
 import copy
+import json
 import os
 import time
 import warnings
 from collections.abc import Callable, Iterable, Sequence
 from types import TracebackType
-from typing import Any, ClassVar, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 
 from typing_extensions import Self
 
@@ -27,11 +28,12 @@ from proxystore._shared import (
     raw_bytes,
 )
 from proxystore._validate import check_flag
-from proxystore.aio._compat import gather
+from proxystore.aio._compat import gather, sleep
 from proxystore.cache import MISSING, LRUCache
 from proxystore.exceptions import (
     BatchWriteError,
     ConfigurationError,
+    FutureError,
     InvalidArgumentError,
     InvalidKeyError,
     MissingKeyError,
@@ -39,7 +41,9 @@ from proxystore.exceptions import (
     NotBytesError,
     SerializationError,
     StoreClosedError,
+    StoreTimeoutError,
 )
+from proxystore.frame import is_frame
 from proxystore.metrics import DEFAULT_STATS_KEYS, OperationMetrics, StoreMetrics
 from proxystore.proxy import Proxy, get_factory
 from proxystore.registry import StoreConfig, config_of
@@ -59,6 +63,9 @@ from proxystore.signing import (
 )
 from proxystore.store.factory import StoreFactory, type_path
 
+if TYPE_CHECKING:
+    from proxystore.aio.future import Future
+
 _IS_SYNC = False
 
 KeyT = TypeVar("KeyT")
@@ -68,6 +75,16 @@ Serializer = Callable[[Any], bytes]
 Deserializer = Callable[[bytes], Any]
 
 _clock = time.perf_counter
+
+DEFAULT_FUTURE_TIMEOUT = 300.0
+"""Seconds a future's `result` and proxy wait for a value unless told otherwise."""
+
+_POLL_FIRST = 0.002
+_POLL_MAX = 0.5
+# Bounds on what a future's error carries (it comes from another process).
+_MAX_ERROR_TYPE = 256
+_MAX_ERROR_MESSAGE = 8192
+_TAG_OFFSET = 6  # magic (4), version, flags, then the tag byte
 
 NO_OBJECT: Any = object()
 """Default of `Store.aproxy`'s `obj`: proxy an object already in the store."""
@@ -281,6 +298,38 @@ class Store(Generic[KeyT]):
 
     async def _aclose(self) -> None:
         """Release the driver's clients and tasks."""
+
+    async def _aset_future(self, key: KeyT, payload: Payload) -> None:
+        """Write a future's value (or error) under `key` and wake its waiters.
+
+        The default writes, then calls `_wake_future`; drivers that can do
+        both in one atomic step (Redis) override this.
+        """
+        await self._aset_bytes(payload, key)
+        self._wake_future(key)
+
+    def _wake_future(self, key: KeyT) -> None:
+        """Wake in-process waiters of a future (drivers with waiters override)."""
+
+    async def _await_written(self, key: KeyT, timeout: float | None) -> bool:
+        """Wait until an object is under `key`; False if `timeout` passed first.
+
+        The default polls `_aexists` with exponential backoff (2 ms doubling
+        to 0.5 s): stores that cannot notify (files, Globus) pay up to half
+        a second of latency. Drivers that can be woken override this.
+        """
+        deadline = None if timeout is None else _clock() + timeout
+        delay = _POLL_FIRST
+        while True:
+            if await self._aexists(key):
+                return True
+            if deadline is not None:
+                remaining = deadline - _clock()
+                if remaining <= 0:
+                    return False
+                delay = min(delay, remaining)
+            await sleep(delay)
+            delay = min(delay * 2, _POLL_MAX)
 
     # -- public API --------------------------------------------------------
 
@@ -731,6 +780,35 @@ class Store(Generic[KeyT]):
             self._validate_key(key), evict, deserializer, prefetch, None, strict
         )
 
+    async def afuture(
+        self, *, timeout: float | None = DEFAULT_FUTURE_TIMEOUT
+    ) -> Future[Any]:
+        """Return a new future: a key whose value a producer sets later.
+
+        Consumers wait on `result`, or on a proxy from `Future.proxy` that
+        can be pickled and sent before the value exists. See
+        ``docs/guides/futures-lifetimes.md``.
+
+        Args:
+            timeout: Seconds `result` and the future's proxies wait for the
+                value by default; None waits without limit.
+
+        Raises:
+            ConfigurationError: If this store cannot hold futures (its keys
+                depend on the write: Globus, endpoints), or `timeout` is
+                negative.
+        """
+        from proxystore.aio.future import Future
+
+        self._check_open()
+        if self._USER_KEY_REFUSAL is not None:
+            raise ConfigurationError(
+                f"{type(self).__name__} {self.name!r} cannot hold futures: a "
+                f"future's key is chosen before its value is written, and "
+                f"{self._USER_KEY_REFUSAL}"
+            )
+        return Future(self, self._validate_key(new_object_id()), timeout=timeout)
+
     async def aclose(self) -> None:
         """Release the store's connections; later operations raise StoreClosedError."""
         if self._closed:
@@ -772,6 +850,77 @@ class Store(Generic[KeyT]):
             await self.aevict(key)
         self._record("resolve", start)
         return obj
+
+    async def _aresolve_future(
+        self,
+        key: KeyT,
+        timeout: float | None,
+        evict: bool = False,
+    ) -> Any:
+        """Wait for a future's value, then return it (or raise its error)."""
+        key = self._validate_key(key)
+        self._check_open()
+        obj = self._cache.get(key)
+        if obj is not MISSING:
+            return obj
+        if not await self._await_written(key, timeout):
+            raise StoreTimeoutError(
+                f"store {self.name!r}",
+                float("inf") if timeout is None else timeout,
+                f"waiting for future {key!r}",
+            )
+        found = await self._aget_versioned(key)
+        if found is None:
+            raise MissingKeyError(key, self.name)
+        data, version = found
+        self._raise_future_error(key, data)
+        obj = self._load(key, data, None, version)
+        if evict:
+            await self.aevict(key)
+        return obj
+
+    def _future_error_payload(self, error: BaseException) -> Payload:
+        """Frame an exception as text (tag C): its type and message, never a pickle."""
+        kind = type(error)
+        body = {
+            "type": f"{kind.__module__}.{kind.__qualname__}"[:_MAX_ERROR_TYPE],
+            "message": str(error)[:_MAX_ERROR_MESSAGE],
+        }
+        return frame_custom(
+            json.dumps(body).encode(),
+            checksum=self._CHECKSUM,
+            keys=self._signing_keys,
+            sign_full_data=self.sign_full_data,
+        )
+
+    def _raise_future_error(self, key: KeyT, data: Buffer) -> None:
+        """Raise `FutureError` if a future's payload is an error, not a value.
+
+        A future's value is always written by the default serializer, which
+        never makes a ``C`` frame, so a ``C`` frame is an error.
+        """
+        view = memoryview(data)
+        if not is_frame(view) or view.nbytes <= _TAG_OFFSET:
+            return
+        if view[_TAG_OFFSET] != ord("C"):
+            return
+        body = deserialize_custom(
+            data, json.loads, keys=self._signing_keys, require_checksum=self._CHECKSUM
+        )
+        if (
+            not isinstance(body, dict)
+            or not isinstance(body.get("type"), str)
+            or not isinstance(body.get("message"), str)
+        ):
+            raise SerializationError(
+                f"future {key!r} of store {self.name!r} holds a malformed error"
+            )
+        raise FutureError(
+            body["type"][:_MAX_ERROR_TYPE],
+            body["message"][:_MAX_ERROR_MESSAGE],
+            key,
+            self.name,
+        )
 
     # -- internals ---------------------------------------------------------
 
@@ -888,6 +1037,7 @@ class Store(Generic[KeyT]):
         prefetch: bool,
         target_type: str | None = None,
         strict: bool = False,
+        wait: float | None = None,
     ) -> Proxy[Any]:
         factory: StoreFactory[Any] = StoreFactory(
             self.store_config,
@@ -897,6 +1047,7 @@ class Store(Generic[KeyT]):
             prefetch=prefetch,
             target_type=target_type,
             strict=strict,
+            wait=wait,
         )
         return Proxy(factory)
 
