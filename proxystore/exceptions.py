@@ -313,7 +313,11 @@ class FutureError(ProxyStoreError):
 
 
 class FutureStateError(ProxyStoreError):
-    """A future was set twice, or a lifetime was used after it ended."""
+    """A future object was set twice."""
+
+
+class LifetimeEndedError(ProxyStoreError):
+    """An object was added to a lifetime that already ended (closed or expired)."""
 
 
 # ProxyStore 0.4's names for errors of this hierarchy (see docs/migrating.md).

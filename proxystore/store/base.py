@@ -45,6 +45,7 @@ from proxystore.exceptions import (
     StoreTimeoutError,
 )
 from proxystore.frame import is_frame
+from proxystore.lifetimes import Lifetime, check_lifetime
 from proxystore.metrics import DEFAULT_STATS_KEYS, OperationMetrics, StoreMetrics
 from proxystore.proxy import Proxy, get_factory
 from proxystore.registry import StoreConfig, config_of
@@ -300,6 +301,27 @@ class Store(Generic[KeyT]):
     def _close(self) -> None:
         """Release the driver's clients and tasks."""
 
+    def _set_bytes_leased(
+        self, payload: Payload, key: KeyT | None, expiry: float
+    ) -> KeyT:
+        """Store a payload that must be gone at unix time `expiry`.
+
+        The default writes, then calls `_set_lease`; drivers that can do
+        both at once (Redis: one MULTI) override this.
+        """
+        stored = (
+            self._set_bytes(payload) if key is None else self._set_bytes(payload, key)
+        )
+        self._set_lease(stored, expiry)
+        return stored
+
+    def _set_lease(self, key: KeyT, expiry: float) -> None:
+        """Make the store itself delete `key` at unix time `expiry`, if it can.
+
+        The default does nothing: the `LeaseLifetime`'s timer evicts in
+        this process (local and endpoint stores).
+        """
+
     def _set_future(self, key: KeyT, payload: Payload) -> None:
         """Write a future's value (or error) under `key` and wake its waiters.
 
@@ -463,6 +485,7 @@ class Store(Generic[KeyT]):
         key: KeyT | None = None,
         serialize: bool = True,
         serializer: Serializer | None = None,
+        lifetime: Lifetime | None = None,
     ) -> KeyT:
         """Store an object and return its key.
 
@@ -478,9 +501,13 @@ class Store(Generic[KeyT]):
                 (read them back with ``deserialize=False``).
             serializer: Turns `obj` into bytes instead of the default
                 serialization; read it back with the matching deserializer.
+            lifetime: Evict the object when this `proxystore.lifetimes`
+                lifetime ends (a lease is enforced by Redis and FileStore
+                themselves, see ``docs/guides/futures-lifetimes.md``).
 
         Raises:
             InvalidKeyError: If `key` is not allowed by this store.
+            LifetimeEndedError: If `lifetime` already ended.
             SerializationError: If the object cannot be serialized, or the
                 serializer returns something other than bytes.
             NotBytesError: If it is not bytes with ``serialize=False`` (a
@@ -489,6 +516,9 @@ class Store(Generic[KeyT]):
         if self._closed:
             raise StoreClosedError(self.name)
         payload = self._payload(obj, serialize, serializer)
+        if lifetime is not None:
+            check_lifetime(lifetime, False, f"set on store {self.name!r}")
+            return self._set_in_lifetime(payload, key, lifetime)
         if key is not None:
             return self._set_keyed(payload, self._user_key(key))
         metrics = self.metrics
@@ -498,6 +528,29 @@ class Store(Generic[KeyT]):
         key = self._set_bytes(payload)
         metrics.record("set", _clock() - start, _nbytes(payload), key)
         return key
+
+    def _set_in_lifetime(
+        self, payload: Payload, key: KeyT | None, lifetime: Lifetime
+    ) -> KeyT:
+        start = _clock()
+        wanted = None if key is None else self._user_key(key)
+        expiry = lifetime.expiry
+        if expiry is not None:
+            stored = self._set_bytes_leased(payload, wanted, expiry)
+        elif wanted is None:
+            stored = self._set_bytes(payload)
+        else:
+            stored = self._set_bytes(payload, wanted)
+        if wanted is not None:
+            self._cache.pop(stored)
+        try:
+            lifetime.add(self, stored)
+        except Exception:
+            # Ended while we wrote: the object must not outlive it.
+            self._evict(stored)
+            raise
+        self._record("set", start, payload, stored)
+        return stored
 
     def _set_keyed(self, payload: Payload, key: KeyT) -> KeyT:
         start = _clock()
@@ -670,6 +723,7 @@ class Store(Generic[KeyT]):
         serializer: Serializer | None = None,
         deserializer: Deserializer | None = None,
         prefetch: bool = False,
+        lifetime: Lifetime | None = None,
     ) -> Proxy[T]:
         """Store an object and return a proxy that resolves to it.
 
@@ -687,24 +741,37 @@ class Store(Generic[KeyT]):
             deserializer: Custom deserializer, carried by the proxy.
             prefetch: Start fetching as soon as the proxy is unpickled in a
                 consumer, so first use finds the object there.
+            lifetime: Evict the object when this lifetime ends (see `set`).
 
         Raises:
-            ConfigurationError: If neither `obj` nor `key` is given.
+            ConfigurationError: If neither `obj` nor `key` is given, or
+                both `evict` and `lifetime` are.
         """
+        check_lifetime(lifetime, evict, f"proxy on store {self.name!r}")
         if obj is NO_OBJECT or (obj is None and key is not None):
             if key is None:
                 raise ConfigurationError(
                     f"proxy() on store {self.name!r} needs an object or the key "
                     "of one already in the store"
                 )
-            return self.proxy_from_key(
+            proxy = self.proxy_from_key(
                 key,
                 evict=evict,
                 deserializer=deserializer if serialize else raw_bytes,
                 prefetch=prefetch,
                 strict=strict,
             )
-        key = self.set(obj, key=key, serialize=serialize, serializer=serializer)
+            if lifetime is not None:
+                # Not ours to lease on the server: evicted when it ends.
+                lifetime.add(self, self._validate_key(key))
+            return proxy
+        key = self.set(
+            obj,
+            key=key,
+            serialize=serialize,
+            serializer=serializer,
+            lifetime=lifetime,
+        )
         if not serialize:
             deserializer = raw_bytes
         target_type = type_path(obj) if deserializer is None else None

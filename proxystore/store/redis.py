@@ -605,6 +605,39 @@ class RedisStore(Store[str]):
     def _close(self) -> None:
         self._clients.close_all(_close_client)
 
+    # -- leases -----------------------------------------------------------------
+
+    def _set_bytes_leased(
+        self, payload: Payload, key: str | None, expiry: float
+    ) -> str:
+        """Write the object and ``PEXPIREAT`` every key of it in one MULTI.
+
+        The server deletes it at `expiry` even if this process dies right
+        after the write. A user key's write keeps the cleanup of what it
+        replaced (`_set_bytes`), then sets the expiry in a second round trip.
+        """
+        if key is not None:
+            stored = self._set_bytes(payload, key)
+            self._set_lease(stored, expiry)
+            return stored
+        stored, commands, _ = self._writes(payload)
+        names = [name for command in commands for name, _ in command]
+        names.append(_wake_key(stored))
+        self._awrite(commands, "set", tail=_expire_at(names, expiry))
+        return stored
+
+    def _set_lease(self, key: str, expiry: float) -> None:
+        """Set the server-side expiry of every key of the object under `key`."""
+        head = _command("GETRANGE", key, "0", str(_MANIFEST.size - 1))
+        try:
+            (value,) = self._aexecute([head], 1)
+            names = [key, _version_key(key), _wake_key(key)]
+            names += _chunk_keys(key, _manifest_count(value))
+            tail = _expire_at(names, expiry)
+            self._aexecute([_MULTI, *tail, _EXEC], len(tail) + 2)
+        except _DRIVER_ERRORS as err:
+            raise self._error(err, "lease") from err
+
     # -- futures ----------------------------------------------------------------
 
     def _set_future(self, key: str, payload: Payload) -> None:
@@ -897,6 +930,12 @@ def _split(pieces: list[Buffer], size: int) -> list[list[Buffer]]:
 
 def _version_key(key: str) -> str:
     return f"{{{key}}}:v"
+
+
+def _expire_at(names: Sequence[str], expiry: float) -> list[bytes]:
+    """``PEXPIREAT`` commands deleting `names` at unix time `expiry`."""
+    when = str(int(expiry * 1000))
+    return [_command("PEXPIREAT", name, when) for name in names]
 
 
 def _wake_key(key: str) -> str:
