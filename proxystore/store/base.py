@@ -47,7 +47,7 @@ from proxystore.exceptions import (
 from proxystore.frame import is_frame
 from proxystore.lifetimes import Lifetime, check_lifetime
 from proxystore.metrics import DEFAULT_STATS_KEYS, OperationMetrics, StoreMetrics
-from proxystore.proxy import Proxy, get_factory
+from proxystore.proxy import Proxy, _set_target, get_factory
 from proxystore.registry import StoreConfig, config_of
 from proxystore.serialize import (
     Buffer,
@@ -724,6 +724,7 @@ class Store(Generic[KeyT]):
         deserializer: Deserializer | None = None,
         prefetch: bool = False,
         lifetime: Lifetime | None = None,
+        populate_target: bool = False,
     ) -> Proxy[T]:
         """Store an object and return a proxy that resolves to it.
 
@@ -742,6 +743,14 @@ class Store(Generic[KeyT]):
             prefetch: Start fetching as soon as the proxy is unpickled in a
                 consumer, so first use finds the object there.
             lifetime: Evict the object when this lifetime ends (see `set`).
+            populate_target: Return the proxy already resolved to `obj`
+                itself (no fetch, the same object, still writable). Its
+                pickled form carries only the factory, never the target, so
+                consumers fetch as usual. With ``evict=True`` this proxy
+                never evicts (it never resolves); the first consumer's does.
+                A lifetime that ends leaves this proxy's target in place.
+                Off by default: ProxyStore 0.4 code relies on proxies that
+                resolve (and evict, and count in `stats`) on first use.
 
         Raises:
             ConfigurationError: If neither `obj` nor `key` is given, or
@@ -775,7 +784,13 @@ class Store(Generic[KeyT]):
         if not serialize:
             deserializer = raw_bytes
         target_type = type_path(obj) if deserializer is None else None
-        return self._make_proxy(key, evict, deserializer, prefetch, target_type, strict)
+        proxy = self._make_proxy(
+            key, evict, deserializer, prefetch, target_type, strict
+        )
+        check_flag(populate_target, "populate_target", f"store {self.name!r}")
+        if populate_target and (serialize or type(obj) is bytes):
+            _set_target(proxy, obj)
+        return proxy
 
     def proxy_batch(
         self,
