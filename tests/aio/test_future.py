@@ -183,3 +183,39 @@ async def test_endpoint_store_refuses_futures(tmp_path: Path) -> None:
     store = EndpointStore("ep", url="http://127.0.0.1:1", proxystore_dir=tmp_path)
     with pytest.raises(ConfigurationError, match="cannot hold futures"):
         await store.afuture()
+
+
+async def test_carried_wait_is_checked(store_name: str) -> None:
+    from proxystore.exceptions import UntrustedProxyError
+    from proxystore.store.factory import _rebuild
+
+    store = LocalStore(store_name)
+    aio.register_store(store)
+    config = store.store_config
+    for bad in ("soon", -1.0, True):
+        with pytest.raises(UntrustedProxyError, match="future wait"):
+            _rebuild(
+                config.kind, config.kwargs, "k", (False, None, False, None, False, bad)
+            )
+    await store.aclose()
+
+
+async def test_lease_extend_async_face(
+    redis_server: RedisServer, store_name: str
+) -> None:
+    from proxystore.lifetimes import LeaseLifetime
+
+    store = RedisStore(store_name, redis_server.host, redis_server.port)
+    aio.register_store(store)
+    raw = redis.Redis(redis_server.host, redis_server.port)
+    try:
+        lease = LeaseLifetime(5)
+        key = await store.aset(b"v", lifetime=lease)
+        assert 0 < raw.pttl(key) <= 5000
+        await lease.aextend(60)
+        assert raw.pttl(key) > 50_000
+        await lease.aclose()
+        assert raw.exists(key) == 0
+    finally:
+        raw.close()
+        await store.aclose()
