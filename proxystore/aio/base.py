@@ -333,7 +333,7 @@ class Store(Generic[KeyT]):
     def _wake_future(self, key: KeyT) -> None:
         """Wake in-process waiters of a future (drivers with waiters override)."""
 
-    async def _await_written(self, key: KeyT, timeout: float | None) -> bool:
+    async def _aexists_within(self, key: KeyT, timeout: float | None) -> bool:
         """Wait until an object is under `key`; False if `timeout` passed first.
 
         The default polls `_aexists` with exponential backoff (2 ms doubling
@@ -945,7 +945,7 @@ class Store(Generic[KeyT]):
         obj = self._cache.get(key)
         if obj is not MISSING:
             return obj
-        if not await self._await_written(key, timeout):
+        if not await self._aexists_within(key, timeout):
             raise StoreTimeoutError(
                 f"store {self.name!r}",
                 float("inf") if timeout is None else timeout,

@@ -9,7 +9,7 @@ be pickled and sent to the process that will set it.
 Waiters are woken by the store where it can: `LocalStore` wakes waiting
 threads and tasks of its process directly, `RedisStore` blocks on its wake
 list ``{K}:w`` (pushed in the same transaction as the value); other stores
-poll with backoff (see `Store._await_written`).
+poll with backoff (see `Store._aexists_within`).
 """
 
 from __future__ import annotations

@@ -110,7 +110,7 @@ class LocalStore(Store[str]):
     def _wake_future(self, key: str) -> None:
         wake_waiters(self.name, key)
 
-    async def _await_written(self, key: str, timeout: float | None) -> bool:
+    async def _aexists_within(self, key: str, timeout: float | None) -> bool:
         # Woken by the writer (any face, any thread of this process); the
         # waiter is registered before the check, so no write slips between.
         waiter = Waiter()

@@ -652,7 +652,7 @@ class RedisStore(Store[str]):
         tail = [_command("DEL", wake), _command("RPUSH", wake, "1")]
         await self._awrite(commands, "set_result", tail=tail)
 
-    async def _await_written(self, key: str, timeout: float | None) -> bool:
+    async def _aexists_within(self, key: str, timeout: float | None) -> bool:
         """Block on ``{K}:w`` (BLMOVE), in slices shorter than `socket_timeout`.
 
         Each slice holds one pooled connection; a slice that ends without a

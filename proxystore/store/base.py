@@ -334,7 +334,7 @@ class Store(Generic[KeyT]):
     def _wake_future(self, key: KeyT) -> None:
         """Wake in-process waiters of a future (drivers with waiters override)."""
 
-    def _await_written(self, key: KeyT, timeout: float | None) -> bool:
+    def _exists_within(self, key: KeyT, timeout: float | None) -> bool:
         """Wait until an object is under `key`; False if `timeout` passed first.
 
         The default polls `_exists` with exponential backoff (2 ms doubling
@@ -946,7 +946,7 @@ class Store(Generic[KeyT]):
         obj = self._cache.get(key)
         if obj is not MISSING:
             return obj
-        if not self._await_written(key, timeout):
+        if not self._exists_within(key, timeout):
             raise StoreTimeoutError(
                 f"store {self.name!r}",
                 float("inf") if timeout is None else timeout,

@@ -111,7 +111,7 @@ class LocalStore(Store[str]):
     def _wake_future(self, key: str) -> None:
         wake_waiters(self.name, key)
 
-    def _await_written(self, key: str, timeout: float | None) -> bool:
+    def _exists_within(self, key: str, timeout: float | None) -> bool:
         # Woken by the writer (any face, any thread of this process); the
         # waiter is registered before the check, so no write slips between.
         waiter = Waiter()

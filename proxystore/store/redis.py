@@ -653,7 +653,7 @@ class RedisStore(Store[str]):
         tail = [_command("DEL", wake), _command("RPUSH", wake, "1")]
         self._awrite(commands, "set_result", tail=tail)
 
-    def _await_written(self, key: str, timeout: float | None) -> bool:
+    def _exists_within(self, key: str, timeout: float | None) -> bool:
         """Block on ``{K}:w`` (BLMOVE), in slices shorter than `socket_timeout`.
 
         Each slice holds one pooled connection; a slice that ends without a
