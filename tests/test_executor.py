@@ -115,3 +115,16 @@ def test_bad_configuration(store_name: str) -> None:
         ProxyTypes()
     pool.shutdown()
     store.close()
+
+
+def test_dask_client_executor(file_store: FileStore) -> None:
+    from distributed import Client
+
+    with Client(processes=False, n_workers=1, dashboard_address=None) as client:
+        executor = StoreExecutor(
+            client.get_executor(), file_store, should_proxy=ProxySize(1_000)
+        )
+        result = executor.submit(double, np.ones(10_000, dtype=np.uint8)).result(60)
+        assert type(result) is Proxy
+        assert int(result.sum()) == 20_000
+    assert list(Path(file_store.store_dir).iterdir()) == []

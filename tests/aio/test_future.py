@@ -219,3 +219,24 @@ async def test_lease_extend_async_face(
     finally:
         raw.close()
         await store.aclose()
+
+
+async def test_async_waiter_woken_by_sync_face_in_a_thread(store_name: str) -> None:
+    import threading
+
+    from proxystore.store.local import LocalStore as SyncLocalStore
+
+    store = LocalStore(store_name)
+    future = await store.afuture(timeout=10)
+    waiting = asyncio.ensure_future(future.result())
+    await asyncio.sleep(0)
+    sync_store = SyncLocalStore(store_name)
+    from proxystore.store.future import Future as SyncFuture
+
+    thread = threading.Thread(
+        target=SyncFuture(sync_store, future.key).set_result, args=("from a thread",)
+    )
+    thread.start()
+    assert await asyncio.wait_for(waiting, 10) == "from a thread"
+    thread.join(10)
+    await store.aclose()
