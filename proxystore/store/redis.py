@@ -656,8 +656,10 @@ class RedisStore(Store[str]):
     def _exists_within(self, key: str, timeout: float | None) -> bool:
         """Block on ``{K}:w`` (BLMOVE), in slices shorter than `socket_timeout`.
 
-        Each slice holds one pooled connection; a slice that ends without a
-        token is retried until `timeout` (None: no limit) has passed.
+        Each waiter holds a pooled connection of its own, not one of the
+        `max_connections` operation slots (so waiters cannot starve the
+        write that wakes them); a slice that ends without a token is
+        retried until `timeout` (None: no limit) has passed.
         """
         wake = _wake_key(key)
         deadline = None if timeout is None else time.monotonic() + timeout
@@ -674,7 +676,9 @@ class RedisStore(Store[str]):
                 "BLMOVE", wake, wake, "LEFT", "LEFT", f"{max(block, 0.001):.3f}"
             )
             try:
-                (token,) = self._aexecute([command], 1)
+                # Outside the slots bounding operations: waiters blocked on
+                # futures must never starve the set_result that wakes them.
+                (token,) = self._aexecute_on(self._client(), [command], 1)
             except _DRIVER_ERRORS as err:
                 raise self._error(err, "waiting for a future") from err
             if isinstance(token, Exception):

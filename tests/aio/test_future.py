@@ -240,3 +240,19 @@ async def test_async_waiter_woken_by_sync_face_in_a_thread(store_name: str) -> N
     assert await asyncio.wait_for(waiting, 10) == "from a thread"
     thread.join(10)
     await store.aclose()
+
+
+async def test_redis_waiters_do_not_starve_the_setter(
+    redis_server: RedisServer, store_name: str
+) -> None:
+    store = RedisStore(
+        store_name, redis_server.host, redis_server.port, max_connections=1
+    )
+    try:
+        future = await store.afuture(timeout=10)
+        waiters = [asyncio.ensure_future(future.result()) for _ in range(4)]
+        await asyncio.sleep(0.05)
+        await asyncio.wait_for(future.set_result("ok"), 5)
+        assert await asyncio.wait_for(asyncio.gather(*waiters), 10) == ["ok"] * 4
+    finally:
+        await store.aclose()
