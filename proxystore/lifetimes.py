@@ -9,8 +9,8 @@
   object in the transaction that writes it; `FileStore` writes a lease file
   ``.lease-K`` that the next sweep (`FileStore.sweep`, run whenever a store
   opens the directory) removes together with the object once expired.
-  `LocalStore` and endpoint stores expire in their own process: the lease
-  holds a daemon timer that evicts at expiry.
+  `LocalStore` and endpoint stores expire in their own process: one daemon
+  thread per process ends every lease at its expiry.
 - `StaticLifetime`: everything is evicted when the interpreter exits.
 
 A lifetime records (store configuration, key) pairs, so it evicts through
@@ -21,7 +21,9 @@ async one. A lifetime is process-local: it is never pickled.
 from __future__ import annotations
 
 import atexit
+import heapq
 import logging
+import os
 import threading
 import time
 from types import TracebackType
@@ -172,8 +174,7 @@ class LeaseLifetime(Lifetime):
         super().__init__()
         _check_seconds(seconds)
         self.expiry = time.time() + seconds
-        self._timer: threading.Timer | None = None
-        self._schedule()
+        _scheduler.add(self.expiry, self)
 
     def extend(self, seconds: float) -> None:
         """Push the expiry back by `seconds`, in this process and in the stores.
@@ -200,26 +201,14 @@ class LeaseLifetime(Lifetime):
             self.expiry += seconds
             expiry = self.expiry
             keys = list(self._keys)
-        self._schedule()
+        _scheduler.add(expiry, self)
         return [(config, key, expiry) for config, key in keys]
 
-    def _schedule(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-        assert self.expiry is not None
-        timer = threading.Timer(max(self.expiry - time.time(), 0.0), self._expire)
-        timer.daemon = True
-        self._timer = timer
-        timer.start()
-
     def _expire(self) -> None:
-        assert self.expiry is not None
-        if time.time() >= self.expiry:
+        # Called by the scheduler at an expiry this lease had; it may have
+        # been extended since.
+        if not self._ended and self.expiry is not None and time.time() >= self.expiry:
             self.close()
-
-    def _ended_hook(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
 
 
 class StaticLifetime(Lifetime):
@@ -246,6 +235,57 @@ class StaticLifetime(Lifetime):
 
     def _ended_hook(self) -> None:
         atexit.unregister(self.close)
+
+
+class _Scheduler:
+    """One daemon thread that ends leases at their expiry (started lazily).
+
+    A heap of (expiry, sequence, lease); an extended lease is pushed again
+    and its older entry does nothing when it comes up. A forked child
+    starts its own thread for the leases it makes.
+    """
+
+    def __init__(self) -> None:
+        self._heap: list[tuple[float, int, LeaseLifetime]] = []
+        self._count = 0
+        self._wakeup = threading.Condition()
+        self._thread: threading.Thread | None = None
+
+    def add(self, expiry: float, lease: LeaseLifetime) -> None:
+        with self._wakeup:
+            self._count += 1
+            heapq.heappush(self._heap, (expiry, self._count, lease))
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(
+                    target=self._run, name="proxystore-leases", daemon=True
+                )
+                self._thread.start()
+            self._wakeup.notify()
+
+    def _run(self) -> None:
+        while True:
+            with self._wakeup:
+                while not self._heap:
+                    self._wakeup.wait()
+                expiry, _, lease = self._heap[0]
+                delay = expiry - time.time()
+                if delay > 0:
+                    self._wakeup.wait(delay)
+                    continue
+                heapq.heappop(self._heap)
+            try:
+                lease._expire()
+            except Exception:  # never let one lease stop the others
+                logger.exception("ending lease %r failed", lease)
+
+    def _after_fork(self) -> None:
+        self._heap = []
+        self._wakeup = threading.Condition()
+        self._thread = None
+
+
+_scheduler = _Scheduler()
+os.register_at_fork(after_in_child=_scheduler._after_fork)
 
 
 def check_lifetime(lifetime: Any, evict: bool, where: str) -> None:

@@ -219,3 +219,16 @@ def test_file_evict_removes_lease(store_name: str, tmp_path: Path) -> None:
     assert list(tmp_path.iterdir()) == []
     lease.close()
     store.close()
+
+
+def test_many_leases_share_one_thread(store_name: str) -> None:
+    import threading
+
+    store = LocalStore(store_name)
+    before = threading.active_count()
+    leases = [LeaseLifetime(0.05 + index / 10_000) for index in range(500)]
+    keys = [store.set(index, lifetime=lease) for index, lease in enumerate(leases)]
+    assert threading.active_count() <= before + 1
+    assert _wait_until(lambda: not any(store.exists(key) for key in keys), 10)
+    assert all(lease.done() for lease in leases)
+    store.close()
