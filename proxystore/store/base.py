@@ -884,13 +884,29 @@ class Store(Generic[KeyT]):
         from proxystore.store.future import Future
 
         self._check_open()
+        if timeout is not None and (
+            isinstance(timeout, bool)
+            or not isinstance(timeout, (int, float))
+            or not timeout >= 0
+        ):
+            raise ConfigurationError(
+                f"timeout must be seconds >= 0 or None, got {timeout!r}"
+            )
+        return Future(self, self._future_key(), timeout=timeout)
+
+    def _future_key(self) -> KeyT:
+        """Mint the key of a new future (its value is written later, under it).
+
+        The default works for drivers that take user keys; others override
+        it or cannot hold futures.
+        """
         if self._USER_KEY_REFUSAL is not None:
             raise ConfigurationError(
                 f"{type(self).__name__} {self.name!r} cannot hold futures: a "
                 f"future's key is chosen before its value is written, and "
                 f"{self._USER_KEY_REFUSAL}"
             )
-        return Future(self, self._validate_key(new_object_id()), timeout=timeout)
+        return self._validate_key(new_object_id())
 
     def close(self) -> None:
         """Release the store's connections; later operations raise StoreClosedError."""

@@ -177,12 +177,14 @@ async def test_redis_wait_is_woken_not_polled(
         await store.aclose()
 
 
-async def test_endpoint_store_refuses_futures(tmp_path: Path) -> None:
-    from proxystore.aio.endpoint import EndpointStore
+async def test_stores_without_chosen_keys_refuse_futures(store_name: str) -> None:
+    class MintsOnWrite(LocalStore):
+        _USER_KEY_REFUSAL = "its keys depend on the write"
 
-    store = EndpointStore("ep", url="http://127.0.0.1:1", proxystore_dir=tmp_path)
+    store = MintsOnWrite(store_name)
     with pytest.raises(ConfigurationError, match="cannot hold futures"):
         await store.afuture()
+    await store.aclose()
 
 
 async def test_carried_wait_is_checked(store_name: str) -> None:
