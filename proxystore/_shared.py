@@ -79,9 +79,40 @@ def raw_bytes(data: bytes) -> bytes:
 
 
 def _reset_after_fork() -> None:
-    global _version_lock
+    global _version_lock, _waiters_lock
     # Another thread of the parent may have held it at fork time.
     _version_lock = threading.Lock()
+    # The parent's waiters are threads and loops the child does not have.
+    _waiters_lock = threading.Lock()
+    _waiters.clear()
 
 
 os.register_at_fork(after_in_child=_reset_after_fork)
+
+
+_waiters: dict[tuple[str, Any], list[Any]] = {}
+_waiters_lock = threading.Lock()
+
+
+def add_waiter(store_name: str, key: Any, wake: Any) -> None:
+    """Call `wake()` when `wake_waiters(store_name, key)` is next called."""
+    with _waiters_lock:
+        _waiters.setdefault((store_name, key), []).append(wake)
+
+
+def remove_waiter(store_name: str, key: Any, wake: Any) -> None:
+    """Forget a waiter `add_waiter` registered (no error if already woken)."""
+    with _waiters_lock:
+        waiting = _waiters.get((store_name, key))
+        if waiting is not None and wake in waiting:
+            waiting.remove(wake)
+            if not waiting:
+                del _waiters[(store_name, key)]
+
+
+def wake_waiters(store_name: str, key: Any) -> None:
+    """Wake every waiter of a `LocalStore` future, on any face or thread."""
+    with _waiters_lock:
+        waiting = _waiters.pop((store_name, key), [])
+    for wake in waiting:
+        wake()

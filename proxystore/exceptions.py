@@ -279,6 +279,47 @@ class InvalidArgumentError(ProxyStoreError, TypeError):
     """An operation was given an argument of the wrong type or form."""
 
 
+class FutureError(ProxyStoreError):
+    """The producer of a future set an exception instead of a result.
+
+    Carries the remote exception's type and message as text: the exception
+    itself is never pickled, so a consumer never unpickles what a producer
+    chose to raise.
+
+    Attributes:
+        remote_type: ``module.QualName`` of the producer's exception.
+        remote_message: ``str()`` of the producer's exception.
+        key: The future's key.
+        store: The store's name.
+    """
+
+    def __init__(
+        self, remote_type: str, remote_message: str, key: object, store: str
+    ) -> None:
+        self.remote_type = remote_type
+        self.remote_message = remote_message
+        self.key = key
+        self.store = store
+        super().__init__(
+            f"future {key!r} of store {store!r} failed in its producer: "
+            f"{remote_type}: {remote_message}"
+        )
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (
+            type(self),
+            (self.remote_type, self.remote_message, self.key, self.store),
+        )
+
+
+class FutureStateError(ProxyStoreError):
+    """A future object was set twice."""
+
+
+class LifetimeEndedError(ProxyStoreError):
+    """An object was added to a lifetime that already ended (closed or expired)."""
+
+
 # ProxyStore 0.4's names for errors of this hierarchy (see docs/migrating.md).
 StoreError = ProxyStoreError
 """0.4's base class of store errors: every error here."""

@@ -25,7 +25,7 @@ OUTPUT_DIR = ROOT / "proxystore" / "store"
 
 # Modules of proxystore/aio/ with a generated twin; the rest (the package
 # __init__, _compat, resolve helpers) are async-only or hand-written twice.
-MODULES = ("base", "local", "file", "redis", "globus", "endpoint")
+MODULES = ("base", "local", "file", "redis", "globus", "endpoint", "future")
 
 HEADER = (
     "# Generated from proxystore/aio/{name}.py by scripts/generate_sync.py: "
@@ -33,7 +33,9 @@ HEADER = (
 )
 HEADER_MARK = "# Generated from proxystore/aio/"
 
-_COROUTINE_NAMES = r"(?:set|get|exists|evict|proxy|close|resolve|fetch|is_cached)"
+_COROUTINE_NAMES = (
+    r"(?:set|get|exists|evict|proxy|close|resolve|fetch|is_cached|future)"
+)
 
 RULES: list[tuple[str, str]] = [
     (r"\b_IS_SYNC = False\b", "_IS_SYNC = True"),

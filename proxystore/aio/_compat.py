@@ -8,6 +8,7 @@ face for file I/O, locks, sleeping or blocking SDK calls.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -33,3 +34,29 @@ async def run_blocking(function: Callable[..., T], *args: Any, **kwargs: Any) ->
 async def gather(*awaitables: Awaitable[T]) -> list[T]:
     """Await several operations concurrently, returning results in order."""
     return list(await asyncio.gather(*awaitables))
+
+
+class Waiter:
+    """A one-shot wake-up that any thread may trigger, awaited in this loop.
+
+    Made in the task that waits (it binds the running loop); `wake` is safe
+    from any thread and after the wait ended.
+    """
+
+    def __init__(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._event = asyncio.Event()
+
+    def wake(self) -> None:
+        """Wake the waiting task (thread-safe; a closed loop is ignored)."""
+        # A closed loop raises RuntimeError: nobody is waiting any more.
+        with contextlib.suppress(RuntimeError):
+            self._loop.call_soon_threadsafe(self._event.set)
+
+    async def wait(self, timeout: float | None) -> bool:
+        """Wait for `wake`; return False if `timeout` seconds passed first."""
+        try:
+            await asyncio.wait_for(self._event.wait(), timeout)
+        except asyncio.TimeoutError:
+            return False
+        return True

@@ -361,7 +361,8 @@ class EndpointStore(Store[EndpointKey]):
         self, payload: Payload, key: EndpointKey | None = None
     ) -> EndpointKey:
         client = await self._connected()
-        key = EndpointKey(new_object_id(), self._endpoint_uuid)
+        if key is None:
+            key = EndpointKey(new_object_id(), self._endpoint_uuid)
         stream = PayloadStream(payload)
         if self._max_object_size is not None and stream.nbytes > self._max_object_size:
             raise LimitExceededError(
@@ -380,6 +381,13 @@ class EndpointStore(Store[EndpointKey]):
         )
         self._raise_for_error(response, self._endpoint_url)
         return key
+
+    async def _afuture_key(self) -> EndpointKey:
+        # Minted here as for any write (users never choose endpoint keys);
+        # the value goes to this endpoint. Waiters poll `exists` (see
+        # `Store._aexists_within`): the endpoint has no wait route yet.
+        await self._connected()
+        return EndpointKey(new_object_id(), self._endpoint_uuid)
 
     async def _aget_bytes(self, key: EndpointKey) -> Buffer | None:
         client = await self._connected()

@@ -16,6 +16,7 @@ import contextlib
 import logging
 import os
 import re
+import time
 from typing import Any
 
 from proxystore._shared import new_object_id, next_version
@@ -31,6 +32,9 @@ from proxystore.serialize import Buffer, Payload
 from proxystore.signing import SigningKeysOption
 
 _IS_SYNC = False
+
+LEASE_PREFIX = ".lease-"
+"""Lease files ``.lease-K`` hold the unix time (ASCII) at which ``K`` expires."""
 
 _KEY_PATTERN = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,199}")
 
@@ -135,7 +139,9 @@ class FileStore(Store[str]):
         Runs when the store is created, and whenever called (it blocks while
         it lists the directory). Only temporary files written on this host
         by a process that no longer exists are removed: a slow writer's
-        file, or another host's, is left alone.
+        file, or another host's, is left alone. Objects whose lease file
+        (``.lease-K``, `proxystore.lifetimes.LeaseLifetime`) has expired are
+        removed with it.
 
         Returns:
             How many files were removed.
@@ -164,8 +170,34 @@ class FileStore(Store[str]):
         return removed
 
     def _is_leftover(self, name: str, host: str) -> bool:
-        """Whether hidden file `name` belongs to a writer (or holder) that is gone."""
+        """Whether hidden file `name` belongs to a writer (or holder) that is gone.
+
+        An expired lease file is a leftover too: its object is removed here,
+        the lease file by the caller.
+        """
+        if name.startswith(LEASE_PREFIX):
+            return self._expire_if_due(name)
         return is_orphan(name, host)
+
+    def _expire_if_due(self, name: str) -> bool:
+        """Remove the object of lease file `name` if its lease has expired."""
+        key = name[len(LEASE_PREFIX) :]
+        try:
+            with open(self._path(name), "rb") as file:
+                expiry = float(file.read(64).decode("ascii"))
+        except FileNotFoundError:
+            return False
+        except (OSError, ValueError, UnicodeDecodeError):
+            # Unreadable (a half-written lease cannot be: it is renamed in).
+            logger.warning("FileStore %r: unreadable lease file %r", self.name, name)
+            return False
+        if expiry > time.time() or _KEY_PATTERN.fullmatch(key) is None:
+            return False
+        try:
+            remove_file(self._path(key))
+        except OSError as err:
+            raise self._error("sweep", err) from err
+        return True
 
     def _error(self, operation: str, err: OSError) -> StoreOperationError:
         return StoreOperationError(
@@ -230,8 +262,28 @@ class FileStore(Store[str]):
     async def _aevict(self, key: str) -> None:
         try:
             remove_file(self._path(key))
+            remove_file(self._path(LEASE_PREFIX + key))
         except OSError as err:
             raise self._error("evict", err) from err
+
+    async def _aset_bytes_leased(
+        self, payload: Payload, key: str | None, expiry: float
+    ) -> str:
+        # The lease first: a writer killed in between leaves a lease
+        # without an object (harmless), never an object without a lease.
+        key = new_object_id() if key is None else key
+        await self._aset_lease(key, expiry)
+        return await self._aset_bytes(payload, key)
+
+    async def _aset_lease(self, key: str, expiry: float) -> None:
+        try:
+            await write_file_atomically(
+                self._path(LEASE_PREFIX + key),
+                [repr(expiry).encode("ascii")],
+                durable=self.durable,
+            )
+        except OSError as err:
+            raise self._error("lease", err) from err
 
 
 async def write_file_atomically(

@@ -10,11 +10,15 @@ from __future__ import annotations
 from typing import Any
 
 from proxystore._shared import (
+    add_waiter,
     local_objects,
     local_versions,
     new_object_id,
     next_version,
+    remove_waiter,
+    wake_waiters,
 )
+from proxystore.aio._compat import Waiter
 from proxystore.aio.base import Store
 from proxystore.exceptions import InvalidKeyError
 from proxystore.serialize import Buffer, Payload, join
@@ -102,3 +106,18 @@ class LocalStore(Store[str]):
     async def _aevict(self, key: str) -> None:
         self._objects.pop(key, None)
         self._versions.pop(key, None)
+
+    def _wake_future(self, key: str) -> None:
+        wake_waiters(self.name, key)
+
+    async def _aexists_within(self, key: str, timeout: float | None) -> bool:
+        # Woken by the writer (any face, any thread of this process); the
+        # waiter is registered before the check, so no write slips between.
+        waiter = Waiter()
+        add_waiter(self.name, key, waiter.wake)
+        try:
+            if key in self._objects:
+                return True
+            return await waiter.wait(timeout)
+        finally:
+            remove_waiter(self.name, key, waiter.wake)

@@ -35,6 +35,7 @@ from __future__ import annotations
 import asyncio
 import struct
 import threading
+import time
 from collections.abc import Sequence
 from typing import Any, Literal, Protocol
 from urllib.parse import unquote, urlsplit
@@ -380,7 +381,11 @@ class RedisStore(Store[str]):
             ) from err
 
     async def _awrite(
-        self, commands: list[_Command], operation: str, heads: Sequence[str] = ()
+        self,
+        commands: list[_Command],
+        operation: str,
+        heads: Sequence[str] = (),
+        tail: Sequence[bytes] = (),
     ) -> list[Any]:
         """Send writes in one round trip, in MULTI/EXEC if more than one command.
 
@@ -391,11 +396,11 @@ class RedisStore(Store[str]):
             The first bytes `heads` (keys) held before the writes, read in
             the same transaction.
         """
-        count = len(commands) + len(heads)
+        count = len(commands) + len(heads) + len(tail)
         replies = 1 if count == 1 else count + 2
         writes = [write for command in commands for write in command]
         try:
-            results = await self._aexecute(_pack(commands, heads), replies)
+            results = await self._aexecute(_pack(commands, heads, tail), replies)
         except _DRIVER_ERRORS as err:
             error = self._error(err, operation)
             if isinstance(error, StoreConnectionError) and _size_over(writes, MiB):
@@ -537,7 +542,7 @@ class RedisStore(Store[str]):
 
     async def _aevict(self, key: str) -> None:
         head = _command("GETRANGE", key, "0", str(_MANIFEST.size - 1))
-        delete = _command("DEL", key, _version_key(key))
+        delete = _command("DEL", key, _version_key(key), _wake_key(key))
         try:
             value, _ = await self._aexecute([head + delete], 2)
             chunks = _chunk_keys(key, _manifest_count(value))
@@ -598,6 +603,90 @@ class RedisStore(Store[str]):
 
     async def _aclose(self) -> None:
         await self._clients.aclose_all(_aclose_client)
+
+    # -- leases -----------------------------------------------------------------
+
+    async def _aset_bytes_leased(
+        self, payload: Payload, key: str | None, expiry: float
+    ) -> str:
+        """Write the object and ``PEXPIREAT`` every key of it in one MULTI.
+
+        The server deletes it at `expiry` even if this process dies right
+        after the write. A user key's write keeps the cleanup of what it
+        replaced (`_aset_bytes`), then sets the expiry in a second round trip.
+        """
+        if key is not None:
+            stored = await self._aset_bytes(payload, key)
+            await self._aset_lease(stored, expiry)
+            return stored
+        stored, commands, _ = self._writes(payload)
+        names = [name for command in commands for name, _ in command]
+        names.append(_wake_key(stored))
+        await self._awrite(commands, "set", tail=_expire_at(names, expiry))
+        return stored
+
+    async def _aset_lease(self, key: str, expiry: float) -> None:
+        """Set the server-side expiry of every key of the object under `key`."""
+        head = _command("GETRANGE", key, "0", str(_MANIFEST.size - 1))
+        try:
+            (value,) = await self._aexecute([head], 1)
+            names = [key, _version_key(key), _wake_key(key)]
+            names += _chunk_keys(key, _manifest_count(value))
+            tail = _expire_at(names, expiry)
+            await self._aexecute([_MULTI, *tail, _EXEC], len(tail) + 2)
+        except _DRIVER_ERRORS as err:
+            raise self._error(err, "lease") from err
+
+    # -- futures ----------------------------------------------------------------
+
+    async def _aset_future(self, key: str, payload: Payload) -> None:
+        """Write the value and push one wake token to ``{K}:w``, in one MULTI.
+
+        Waiters never pop the token: each ``BLMOVE {K}:w {K}:w`` rotates the
+        one-element list onto itself, so every waiter, present or later,
+        wakes on the same token (Redis serves all clients blocked on a list
+        while it is non-empty). The list is deleted with the object.
+        """
+        _, commands, _ = self._writes(payload, key)
+        wake = _wake_key(key)
+        tail = [_command("DEL", wake), _command("RPUSH", wake, "1")]
+        await self._awrite(commands, "set_result", tail=tail)
+
+    async def _aexists_within(self, key: str, timeout: float | None) -> bool:
+        """Block on ``{K}:w`` (BLMOVE), in slices shorter than `socket_timeout`.
+
+        Each waiter holds a pooled connection of its own, not one of the
+        `max_connections` operation slots (so waiters cannot starve the
+        write that wakes them); a slice that ends without a token is
+        retried until `timeout` (None: no limit) has passed.
+        """
+        wake = _wake_key(key)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        longest = max(self.socket_timeout / 2, 0.01)
+        while True:
+            block = longest
+            if deadline is not None:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return await self._aexists(key)
+                block = min(block, remaining)
+            # BLMOVE's timeout 0 means "forever": never send it.
+            command = _command(
+                "BLMOVE", wake, wake, "LEFT", "LEFT", f"{max(block, 0.001):.3f}"
+            )
+            try:
+                # Outside the slots bounding operations: waiters blocked on
+                # futures must never starve the set_result that wakes them.
+                (token,) = await self._aexecute_on(self._client(), [command], 1)
+            except _DRIVER_ERRORS as err:
+                raise self._error(err, "waiting for a future") from err
+            if isinstance(token, Exception):
+                raise StoreOperationError(
+                    f"waiting for future {key!r} on {self._target} "
+                    f"(store {self.name!r}) failed: {token} (BLMOVE needs Redis 6.2+)"
+                )
+            if token is not None:
+                return True
 
     # -- helpers --------------------------------------------------------------
 
@@ -750,12 +839,15 @@ _DELETE_IF_VERSION = (
 _EXEC = b"*1\r\n$4\r\nEXEC\r\n"
 
 
-def _pack(commands: list[_Command], heads: Sequence[str] = ()) -> list[Buffer]:
-    """Encode reads of `heads` and the writes as RESP, in MULTI/EXEC if several.
+def _pack(
+    commands: list[_Command], heads: Sequence[str] = (), tail: Sequence[bytes] = ()
+) -> list[Buffer]:
+    """Encode reads of `heads`, the writes and `tail` as RESP, in MULTI/EXEC if several.
 
-    Large pieces stay by reference; the rest is joined.
+    `tail` holds commands already encoded, sent after the writes. Large
+    pieces stay by reference; the rest is joined.
     """
-    several = len(commands) + len(heads) > 1
+    several = len(commands) + len(heads) + len(tail) > 1
     parts: list[Buffer] = [_MULTI] if several else []
     parts += [_command("GETRANGE", key, "0", str(_MANIFEST.size - 1)) for key in heads]
     for command in commands:
@@ -769,6 +861,7 @@ def _pack(commands: list[_Command], heads: Sequence[str] = ()) -> list[Buffer]:
             parts.append(b"$%d\r\n%b\r\n$%d\r\n" % (len(name), name, _size(pieces)))
             parts += pieces
             parts.append(b"\r\n")
+    parts += tail
     if several:
         parts.append(_EXEC)
     packed: list[Buffer] = []
@@ -840,6 +933,16 @@ def _split(pieces: list[Buffer], size: int) -> list[list[Buffer]]:
 
 def _version_key(key: str) -> str:
     return f"{{{key}}}:v"
+
+
+def _expire_at(names: Sequence[str], expiry: float) -> list[bytes]:
+    """``PEXPIREAT`` commands deleting `names` at unix time `expiry`."""
+    when = str(int(expiry * 1000))
+    return [_command("PEXPIREAT", name, when) for name in names]
+
+
+def _wake_key(key: str) -> str:
+    return f"{{{key}}}:w"
 
 
 def _chunk_keys(key: str, count: int) -> list[str]:

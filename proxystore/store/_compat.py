@@ -30,3 +30,18 @@ def run_blocking(function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
 def gather(*results: T) -> list[T]:
     """Return already computed results as a list (their sync evaluation)."""
     return list(results)
+
+
+class Waiter:
+    """A one-shot wake-up that any thread may trigger, waited on by this thread."""
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+
+    def wake(self) -> None:
+        """Wake the waiting thread."""
+        self._event.set()
+
+    def wait(self, timeout: float | None) -> bool:
+        """Wait for `wake`; return False if `timeout` seconds passed first."""
+        return self._event.wait(timeout)

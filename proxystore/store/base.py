@@ -12,12 +12,13 @@ for every driver and for both faces.
 from __future__ import annotations
 
 import copy
+import json
 import os
 import time
 import warnings
 from collections.abc import Callable, Iterable, Sequence
 from types import TracebackType
-from typing import Any, ClassVar, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 
 from typing_extensions import Self
 
@@ -28,11 +29,12 @@ from proxystore._shared import (
     raw_bytes,
 )
 from proxystore._validate import check_flag
-from proxystore.store._compat import gather
+from proxystore.store._compat import gather, sleep
 from proxystore.cache import MISSING, LRUCache
 from proxystore.exceptions import (
     BatchWriteError,
     ConfigurationError,
+    FutureError,
     InvalidArgumentError,
     InvalidKeyError,
     MissingKeyError,
@@ -40,9 +42,12 @@ from proxystore.exceptions import (
     NotBytesError,
     SerializationError,
     StoreClosedError,
+    StoreTimeoutError,
 )
+from proxystore.frame import is_frame
+from proxystore.lifetimes import Lifetime, check_lifetime
 from proxystore.metrics import DEFAULT_STATS_KEYS, OperationMetrics, StoreMetrics
-from proxystore.proxy import Proxy, get_factory
+from proxystore.proxy import Proxy, _set_target, get_factory
 from proxystore.registry import StoreConfig, config_of
 from proxystore.serialize import (
     Buffer,
@@ -60,6 +65,9 @@ from proxystore.signing import (
 )
 from proxystore.store.factory import StoreFactory, type_path
 
+if TYPE_CHECKING:
+    from proxystore.store.future import Future
+
 _IS_SYNC = True
 
 KeyT = TypeVar("KeyT")
@@ -69,6 +77,16 @@ Serializer = Callable[[Any], bytes]
 Deserializer = Callable[[bytes], Any]
 
 _clock = time.perf_counter
+
+DEFAULT_FUTURE_TIMEOUT = 300.0
+"""Seconds a future's `result` and proxy wait for a value unless told otherwise."""
+
+_POLL_FIRST = 0.002
+_POLL_MAX = 0.5
+# Bounds on what a future's error carries (it comes from another process).
+_MAX_ERROR_TYPE = 256
+_MAX_ERROR_MESSAGE = 8192
+_TAG_OFFSET = 6  # magic (4), version, flags, then the tag byte
 
 NO_OBJECT: Any = object()
 """Default of `Store.proxy`'s `obj`: proxy an object already in the store."""
@@ -283,6 +301,59 @@ class Store(Generic[KeyT]):
     def _close(self) -> None:
         """Release the driver's clients and tasks."""
 
+    def _set_bytes_leased(
+        self, payload: Payload, key: KeyT | None, expiry: float
+    ) -> KeyT:
+        """Store a payload that must be gone at unix time `expiry`.
+
+        The default writes, then calls `_set_lease`; drivers that can do
+        both at once (Redis: one MULTI) override this.
+        """
+        stored = (
+            self._set_bytes(payload) if key is None else self._set_bytes(payload, key)
+        )
+        self._set_lease(stored, expiry)
+        return stored
+
+    def _set_lease(self, key: KeyT, expiry: float) -> None:
+        """Make the store itself delete `key` at unix time `expiry`, if it can.
+
+        The default does nothing: the `LeaseLifetime`'s timer evicts in
+        this process (local and endpoint stores).
+        """
+
+    def _set_future(self, key: KeyT, payload: Payload) -> None:
+        """Write a future's value (or error) under `key` and wake its waiters.
+
+        The default writes, then calls `_wake_future`; drivers that can do
+        both in one atomic step (Redis) override this.
+        """
+        self._set_bytes(payload, key)
+        self._wake_future(key)
+
+    def _wake_future(self, key: KeyT) -> None:
+        """Wake in-process waiters of a future (drivers with waiters override)."""
+
+    def _exists_within(self, key: KeyT, timeout: float | None) -> bool:
+        """Wait until an object is under `key`; False if `timeout` passed first.
+
+        The default polls `_exists` with exponential backoff (2 ms doubling
+        to 0.5 s): stores that cannot notify (files, Globus) pay up to half
+        a second of latency. Drivers that can be woken override this.
+        """
+        deadline = None if timeout is None else _clock() + timeout
+        delay = _POLL_FIRST
+        while True:
+            if self._exists(key):
+                return True
+            if deadline is not None:
+                remaining = deadline - _clock()
+                if remaining <= 0:
+                    return False
+                delay = min(delay, remaining)
+            sleep(delay)
+            delay = min(delay * 2, _POLL_MAX)
+
     # -- public API --------------------------------------------------------
 
     def _secret_kwargs(self) -> dict[str, Any]:
@@ -414,6 +485,7 @@ class Store(Generic[KeyT]):
         key: KeyT | None = None,
         serialize: bool = True,
         serializer: Serializer | None = None,
+        lifetime: Lifetime | None = None,
     ) -> KeyT:
         """Store an object and return its key.
 
@@ -429,9 +501,13 @@ class Store(Generic[KeyT]):
                 (read them back with ``deserialize=False``).
             serializer: Turns `obj` into bytes instead of the default
                 serialization; read it back with the matching deserializer.
+            lifetime: Evict the object when this `proxystore.lifetimes`
+                lifetime ends (a lease is enforced by Redis and FileStore
+                themselves, see ``docs/guides/futures-lifetimes.md``).
 
         Raises:
             InvalidKeyError: If `key` is not allowed by this store.
+            LifetimeEndedError: If `lifetime` already ended.
             SerializationError: If the object cannot be serialized, or the
                 serializer returns something other than bytes.
             NotBytesError: If it is not bytes with ``serialize=False`` (a
@@ -440,6 +516,9 @@ class Store(Generic[KeyT]):
         if self._closed:
             raise StoreClosedError(self.name)
         payload = self._payload(obj, serialize, serializer)
+        if lifetime is not None:
+            check_lifetime(lifetime, False, f"set on store {self.name!r}")
+            return self._set_in_lifetime(payload, key, lifetime)
         if key is not None:
             return self._set_keyed(payload, self._user_key(key))
         metrics = self.metrics
@@ -449,6 +528,29 @@ class Store(Generic[KeyT]):
         key = self._set_bytes(payload)
         metrics.record("set", _clock() - start, _nbytes(payload), key)
         return key
+
+    def _set_in_lifetime(
+        self, payload: Payload, key: KeyT | None, lifetime: Lifetime
+    ) -> KeyT:
+        start = _clock()
+        wanted = None if key is None else self._user_key(key)
+        expiry = lifetime.expiry
+        if expiry is not None:
+            stored = self._set_bytes_leased(payload, wanted, expiry)
+        elif wanted is None:
+            stored = self._set_bytes(payload)
+        else:
+            stored = self._set_bytes(payload, wanted)
+        if wanted is not None:
+            self._cache.pop(stored)
+        try:
+            lifetime.add(self, stored)
+        except Exception:
+            # Ended while we wrote: the object must not outlive it.
+            self._evict(stored)
+            raise
+        self._record("set", start, payload, stored)
+        return stored
 
     def _set_keyed(self, payload: Payload, key: KeyT) -> KeyT:
         start = _clock()
@@ -621,6 +723,8 @@ class Store(Generic[KeyT]):
         serializer: Serializer | None = None,
         deserializer: Deserializer | None = None,
         prefetch: bool = False,
+        lifetime: Lifetime | None = None,
+        populate_target: bool = False,
     ) -> Proxy[T]:
         """Store an object and return a proxy that resolves to it.
 
@@ -638,28 +742,55 @@ class Store(Generic[KeyT]):
             deserializer: Custom deserializer, carried by the proxy.
             prefetch: Start fetching as soon as the proxy is unpickled in a
                 consumer, so first use finds the object there.
+            lifetime: Evict the object when this lifetime ends (see `set`).
+            populate_target: Return the proxy already resolved to `obj`
+                itself (no fetch, the same object, still writable). Its
+                pickled form carries only the factory, never the target, so
+                consumers fetch as usual. With ``evict=True`` this proxy
+                never evicts (it never resolves); the first consumer's does.
+                A lifetime that ends leaves this proxy's target in place.
+                Off by default: ProxyStore 0.4 code relies on proxies that
+                resolve (and evict, and count in `stats`) on first use.
 
         Raises:
-            ConfigurationError: If neither `obj` nor `key` is given.
+            ConfigurationError: If neither `obj` nor `key` is given, or
+                both `evict` and `lifetime` are.
         """
+        check_lifetime(lifetime, evict, f"proxy on store {self.name!r}")
         if obj is NO_OBJECT or (obj is None and key is not None):
             if key is None:
                 raise ConfigurationError(
                     f"proxy() on store {self.name!r} needs an object or the key "
                     "of one already in the store"
                 )
-            return self.proxy_from_key(
+            proxy = self.proxy_from_key(
                 key,
                 evict=evict,
                 deserializer=deserializer if serialize else raw_bytes,
                 prefetch=prefetch,
                 strict=strict,
             )
-        key = self.set(obj, key=key, serialize=serialize, serializer=serializer)
+            if lifetime is not None:
+                # Not ours to lease on the server: evicted when it ends.
+                lifetime.add(self, self._validate_key(key))
+            return proxy
+        key = self.set(
+            obj,
+            key=key,
+            serialize=serialize,
+            serializer=serializer,
+            lifetime=lifetime,
+        )
         if not serialize:
             deserializer = raw_bytes
         target_type = type_path(obj) if deserializer is None else None
-        return self._make_proxy(key, evict, deserializer, prefetch, target_type, strict)
+        proxy = self._make_proxy(
+            key, evict, deserializer, prefetch, target_type, strict
+        )
+        check_flag(populate_target, "populate_target", f"store {self.name!r}")
+        if populate_target and (serialize or type(obj) is bytes):
+            _set_target(proxy, obj)
+        return proxy
 
     def proxy_batch(
         self,
@@ -732,6 +863,51 @@ class Store(Generic[KeyT]):
             self._validate_key(key), evict, deserializer, prefetch, None, strict
         )
 
+    def future(
+        self, *, timeout: float | None = DEFAULT_FUTURE_TIMEOUT
+    ) -> Future[Any]:
+        """Return a new future: a key whose value a producer sets later.
+
+        Consumers wait on `result`, or on a proxy from `Future.proxy` that
+        can be pickled and sent before the value exists. See
+        ``docs/guides/futures-lifetimes.md``.
+
+        Args:
+            timeout: Seconds `result` and the future's proxies wait for the
+                value by default; None waits without limit.
+
+        Raises:
+            ConfigurationError: If this store cannot hold futures (its keys
+                depend on the write: Globus, endpoints), or `timeout` is
+                negative.
+        """
+        from proxystore.store.future import Future
+
+        self._check_open()
+        if timeout is not None and (
+            isinstance(timeout, bool)
+            or not isinstance(timeout, (int, float))
+            or not timeout >= 0
+        ):
+            raise ConfigurationError(
+                f"timeout must be seconds >= 0 or None, got {timeout!r}"
+            )
+        return Future(self, self._future_key(), timeout=timeout)
+
+    def _future_key(self) -> KeyT:
+        """Mint the key of a new future (its value is written later, under it).
+
+        The default works for drivers that take user keys; others override
+        it or cannot hold futures.
+        """
+        if self._USER_KEY_REFUSAL is not None:
+            raise ConfigurationError(
+                f"{type(self).__name__} {self.name!r} cannot hold futures: a "
+                f"future's key is chosen before its value is written, and "
+                f"{self._USER_KEY_REFUSAL}"
+            )
+        return self._validate_key(new_object_id())
+
     def close(self) -> None:
         """Release the store's connections; later operations raise StoreClosedError."""
         if self._closed:
@@ -773,6 +949,77 @@ class Store(Generic[KeyT]):
             self.evict(key)
         self._record("resolve", start)
         return obj
+
+    def _resolve_future(
+        self,
+        key: KeyT,
+        timeout: float | None,
+        evict: bool = False,
+    ) -> Any:
+        """Wait for a future's value, then return it (or raise its error)."""
+        key = self._validate_key(key)
+        self._check_open()
+        obj = self._cache.get(key)
+        if obj is not MISSING:
+            return obj
+        if not self._exists_within(key, timeout):
+            raise StoreTimeoutError(
+                f"store {self.name!r}",
+                float("inf") if timeout is None else timeout,
+                f"waiting for future {key!r}",
+            )
+        found = self._get_versioned(key)
+        if found is None:
+            raise MissingKeyError(key, self.name)
+        data, version = found
+        self._raise_future_error(key, data)
+        obj = self._load(key, data, None, version)
+        if evict:
+            self.evict(key)
+        return obj
+
+    def _future_error_payload(self, error: BaseException) -> Payload:
+        """Frame an exception as text (tag C): its type and message, never a pickle."""
+        kind = type(error)
+        body = {
+            "type": f"{kind.__module__}.{kind.__qualname__}"[:_MAX_ERROR_TYPE],
+            "message": str(error)[:_MAX_ERROR_MESSAGE],
+        }
+        return frame_custom(
+            json.dumps(body).encode(),
+            checksum=self._CHECKSUM,
+            keys=self._signing_keys,
+            sign_full_data=self.sign_full_data,
+        )
+
+    def _raise_future_error(self, key: KeyT, data: Buffer) -> None:
+        """Raise `FutureError` if a future's payload is an error, not a value.
+
+        A future's value is always written by the default serializer, which
+        never makes a ``C`` frame, so a ``C`` frame is an error.
+        """
+        view = memoryview(data)
+        if not is_frame(view) or view.nbytes <= _TAG_OFFSET:
+            return
+        if view[_TAG_OFFSET] != ord("C"):
+            return
+        body = deserialize_custom(
+            data, json.loads, keys=self._signing_keys, require_checksum=self._CHECKSUM
+        )
+        if (
+            not isinstance(body, dict)
+            or not isinstance(body.get("type"), str)
+            or not isinstance(body.get("message"), str)
+        ):
+            raise SerializationError(
+                f"future {key!r} of store {self.name!r} holds a malformed error"
+            )
+        raise FutureError(
+            body["type"][:_MAX_ERROR_TYPE],
+            body["message"][:_MAX_ERROR_MESSAGE],
+            key,
+            self.name,
+        )
 
     # -- internals ---------------------------------------------------------
 
@@ -889,6 +1136,7 @@ class Store(Generic[KeyT]):
         prefetch: bool,
         target_type: str | None = None,
         strict: bool = False,
+        wait: float | None = None,
     ) -> Proxy[Any]:
         factory: StoreFactory[Any] = StoreFactory(
             self.store_config,
@@ -898,6 +1146,7 @@ class Store(Generic[KeyT]):
             prefetch=prefetch,
             target_type=target_type,
             strict=strict,
+            wait=wait,
         )
         return Proxy(factory)
 

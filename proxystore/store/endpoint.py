@@ -362,7 +362,8 @@ class EndpointStore(Store[EndpointKey]):
         self, payload: Payload, key: EndpointKey | None = None
     ) -> EndpointKey:
         client = self._connected()
-        key = EndpointKey(new_object_id(), self._endpoint_uuid)
+        if key is None:
+            key = EndpointKey(new_object_id(), self._endpoint_uuid)
         stream = PayloadStream(payload)
         if self._max_object_size is not None and stream.nbytes > self._max_object_size:
             raise LimitExceededError(
@@ -381,6 +382,13 @@ class EndpointStore(Store[EndpointKey]):
         )
         self._raise_for_error(response, self._endpoint_url)
         return key
+
+    def _future_key(self) -> EndpointKey:
+        # Minted here as for any write (users never choose endpoint keys);
+        # the value goes to this endpoint. Waiters poll `exists` (see
+        # `Store._exists_within`): the endpoint has no wait route yet.
+        self._connected()
+        return EndpointKey(new_object_id(), self._endpoint_uuid)
 
     def _get_bytes(self, key: EndpointKey) -> Buffer | None:
         client = self._connected()

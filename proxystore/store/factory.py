@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import math
 import os
 import sys
 import threading
@@ -60,6 +61,9 @@ class StoreFactory(Factory[T]):
             without fetching the object.
         strict: Resolve to the store's current version of the key, never an
             older cached one (ProxyStore 0.4's ``strict``).
+        wait: The key is a future's: wait up to this many seconds for its
+            value (``math.inf``: no limit) and raise the producer's
+            `FutureError` if it set one. None for ordinary proxies.
 
     ProxyStore 0.4's form, ``StoreFactory(key, store_type, store_name,
     store_kwargs=None, *, evict=False, serialize=True, strict=False)``, still
@@ -80,6 +84,7 @@ class StoreFactory(Factory[T]):
         "prefetch",
         "strict",
         "target_type",
+        "wait",
     )
 
     def __init__(
@@ -92,6 +97,7 @@ class StoreFactory(Factory[T]):
         prefetch: bool = False,
         target_type: str | None = None,
         strict: bool = False,
+        wait: float | None = None,
         **legacy_options: Any,
     ) -> None:
         if not isinstance(config, StoreConfig):
@@ -106,6 +112,7 @@ class StoreFactory(Factory[T]):
         self.prefetch = prefetch
         self.target_type = target_type
         self.strict = strict
+        self.wait = wait
         self._target_class: type | object | None = _NOT_IMPORTED
         self._pending: concurrent.futures.Future[T | None] | None = None
         self._ticket: _background.Ticket | None = None
@@ -166,11 +173,15 @@ class StoreFactory(Factory[T]):
         if not pending.done() and _background.in_background_thread():
             # The thread this would block may be the one the fetch needs.
             return self._fetch()
-        done, _ = concurrent.futures.wait([pending], _background.wait_timeout())
+        # A future's prefetch is waiting for its value: give it that long too.
+        timeout = _background.wait_timeout() + (self.wait or 0.0)
+        done, _ = concurrent.futures.wait(
+            [pending], None if math.isinf(timeout) else timeout
+        )
         if not done:
             raise StoreTimeoutError(
                 f"store {self.config.name!r}",
-                _background.wait_timeout(),
+                timeout,
                 f"prefetch of key {self.key!r}",
             )
         if pending.cancelled() or not ticket.started:
@@ -269,7 +280,14 @@ class StoreFactory(Factory[T]):
     def _fetch(self) -> T:
         store = registry.lookup_or_build(self.config, "sync")
         start = time.perf_counter()
-        result: T = store._resolve(self.key, self.deserializer, self.evict, self.strict)
+        result: T
+        if self.wait is not None:
+            wait = None if math.isinf(self.wait) else self.wait
+            result = store._resolve_future(self.key, wait, self.evict)
+        else:
+            result = store._resolve(
+                self.key, self.deserializer, self.evict, self.strict
+            )
         if store.has_stats:
             self._record_resolve(time.perf_counter() - start)
         return result
@@ -277,9 +295,14 @@ class StoreFactory(Factory[T]):
     async def _afetch(self) -> T:
         store = registry.lookup_or_build(self.config, "async")
         start = time.perf_counter()
-        result: T = await store._aresolve(
-            self.key, self.deserializer, self.evict, self.strict
-        )
+        result: T
+        if self.wait is not None:
+            wait = None if math.isinf(self.wait) else self.wait
+            result = await store._aresolve_future(self.key, wait, self.evict)
+        else:
+            result = await store._aresolve(
+                self.key, self.deserializer, self.evict, self.strict
+            )
         if store.has_stats:
             self._record_resolve(time.perf_counter() - start)
         return result
@@ -311,9 +334,11 @@ class StoreFactory(Factory[T]):
             self.prefetch,
             self.target_type,
         )
-        if self.strict:
-            # Only when set: proxies without it keep their pickled form.
-            flags += (True,)
+        if self.strict or self.wait is not None:
+            # Only when set: proxies without them keep their pickled form.
+            flags += (self.strict,)
+        if self.wait is not None:
+            flags += (float(self.wait),)
         return (_rebuild, (config.kind, config.kwargs, self.key, flags))
 
     def __dask_tokenize__(self) -> object:
@@ -377,7 +402,7 @@ def _rebuild(
     # Everything here arrived from whoever sent the proxy: check it all
     # before anything can build, import, connect or prefetch.
     config = _carried_config(kind, kwargs)
-    evict, deserializer, prefetch, target_type, strict = _carried_flags(
+    evict, deserializer, prefetch, target_type, strict, wait = _carried_flags(
         flags, config.name
     )
     if not _plain_key(key):
@@ -394,6 +419,7 @@ def _rebuild(
         prefetch=prefetch,
         target_type=target_type,
         strict=strict,
+        wait=wait,
     )
     if prefetch:
         factory.start_prefetch()
@@ -431,12 +457,17 @@ def _plain_key(key: Any) -> bool:
 
 def _carried_flags(
     flags: Any, name: str
-) -> tuple[bool, Callable[[bytes], Any] | None, bool, str | None, bool]:
+) -> tuple[bool, Callable[[bytes], Any] | None, bool, str | None, bool, float | None]:
     where = f"a proxy of store {name!r}"
-    if type(flags) is not tuple or len(flags) not in (4, 5):
+    if type(flags) is not tuple or len(flags) not in (4, 5, 6):
         raise UntrustedProxyError(f"{where} carries malformed flags {describe(flags)}")
     evict, deserializer, prefetch, target_type, *extra = flags
     strict = extra[0] if extra else False
+    wait = extra[1] if len(extra) > 1 else None
+    if wait is not None and (type(wait) is not float or not wait >= 0):
+        raise UntrustedProxyError(
+            f"{where} carries future wait {describe(wait)}, not seconds >= 0"
+        )
     if (
         type(evict) is not bool
         or type(prefetch) is not bool
@@ -464,7 +495,7 @@ def _carried_flags(
                 "strict proxy policy accepts only deserializers given to "
                 "proxystore.policy.configure(deserializers=...)"
             )
-    return evict, deserializer, prefetch, target_type, strict
+    return evict, deserializer, prefetch, target_type, strict, wait
 
 
 _pending_lock = threading.Lock()

@@ -11,11 +11,15 @@ from __future__ import annotations
 from typing import Any
 
 from proxystore._shared import (
+    add_waiter,
     local_objects,
     local_versions,
     new_object_id,
     next_version,
+    remove_waiter,
+    wake_waiters,
 )
+from proxystore.store._compat import Waiter
 from proxystore.store.base import Store
 from proxystore.exceptions import InvalidKeyError
 from proxystore.serialize import Buffer, Payload, join
@@ -103,3 +107,18 @@ class LocalStore(Store[str]):
     def _evict(self, key: str) -> None:
         self._objects.pop(key, None)
         self._versions.pop(key, None)
+
+    def _wake_future(self, key: str) -> None:
+        wake_waiters(self.name, key)
+
+    def _exists_within(self, key: str, timeout: float | None) -> bool:
+        # Woken by the writer (any face, any thread of this process); the
+        # waiter is registered before the check, so no write slips between.
+        waiter = Waiter()
+        add_waiter(self.name, key, waiter.wake)
+        try:
+            if key in self._objects:
+                return True
+            return waiter.wait(timeout)
+        finally:
+            remove_waiter(self.name, key, waiter.wake)

@@ -24,6 +24,7 @@ import pytest
 
 from proxystore import aio
 from proxystore.aio.endpoint import EndpointStore
+from proxystore.aio.future import Future
 from proxystore.endpoint.config import EndpointConfig, free_port
 from proxystore.endpoint.credentials import create_api_token, read_api_token
 from proxystore.endpoint.keys import EndpointKey
@@ -39,6 +40,7 @@ from proxystore.endpoint.testing import (
 from proxystore.exceptions import (
     BatchWriteError,
     ConfigurationError,
+    FutureError,
     InvalidKeyError,
     LimitExceededError,
     PayloadSignatureError,
@@ -474,3 +476,38 @@ async def test_signed_stores_refuse_forged_payloads_on_endpoints(
         assert not marker.exists()
         with pytest.raises(PayloadSignatureError, match="PROXYSTORE_SIGNING_KEYS"):
             await attacker.aget(key)
+
+
+async def test_future_set_at_one_endpoint_awaited_through_another(
+    cluster: Cluster, stores: dict[str, EndpointStore]
+) -> None:
+    future = await stores["a"].afuture(timeout=30)
+    assert future.key.endpoint_id == cluster.a.uuid
+    # A consumer at site b waits on the future's key through its endpoint.
+    at_b = Future(stores["b"], future.key, timeout=30)
+    waiting = asyncio.ensure_future(at_b.result())
+    await asyncio.sleep(0.05)
+    assert not waiting.done()
+    await future.set_result({"from": "a"})
+    assert await asyncio.wait_for(waiting, 30) == {"from": "a"}
+    failed = await stores["a"].afuture(timeout=30)
+    await failed.set_exception(ValueError("bad input"))
+    with pytest.raises(FutureError, match=r"builtins\.ValueError: bad input"):
+        await Future(stores["c"], failed.key).result(timeout=30)
+    with pytest.raises(StoreTimeoutError):
+        await (await stores["a"].afuture()).result(timeout=0.1)
+
+
+def test_sync_face_future_through_another_endpoint(cluster: Cluster) -> None:
+    from proxystore.store.future import Future as SyncFuture
+
+    with (
+        SyncEndpointStore("sync-future-b", **_at(cluster.b), timeout=20) as at_b,
+        SyncEndpointStore("sync-future-c", **_at(cluster.c), timeout=20) as at_c,
+    ):
+        future = at_b.future(timeout=20)
+        waiter = SyncFuture(at_c, future.key, timeout=20)
+        assert not waiter.done()
+        threading.Timer(0.05, future.set_result, args=(b"late",)).start()
+        assert waiter.result() == b"late"
+        assert waiter.done()

@@ -1,0 +1,130 @@
+"""StoreExecutor over a real ProcessPoolExecutor, with bytes counted."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import multiprocessing
+import pickle
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from proxystore.exceptions import ConfigurationError
+from proxystore.executor import (
+    ProxyAlways,
+    ProxyNever,
+    ProxySize,
+    ProxyTypes,
+    StoreExecutor,
+)
+from proxystore.proxy import Proxy, is_resolved
+from proxystore.store import register_store, unregister_store
+from proxystore.store.file import FileStore
+from proxystore.store.local import LocalStore
+
+SIZE = 1_000_000
+
+
+class CountingPool(concurrent.futures.ProcessPoolExecutor):
+    """A process pool that counts the pickled bytes of what is submitted."""
+
+    def __init__(self) -> None:
+        super().__init__(1, mp_context=multiprocessing.get_context("spawn"))
+        self.sent = 0
+
+    def submit(self, fn: Any, /, *args: Any, **kwargs: Any) -> Any:
+        self.sent += len(pickle.dumps((fn, args, kwargs)))
+        return super().submit(fn, *args, **kwargs)
+
+
+def double(array: np.ndarray, *, offset: int = 0) -> np.ndarray:
+    return array * 2 + offset
+
+
+def kind_of(value: Any) -> str:
+    return type(value).__name__
+
+
+def describe(value: Any) -> tuple[bool, str]:
+    return type(value) is Proxy, value.__class__.__name__
+
+
+@pytest.fixture
+def file_store(store_name: str, tmp_path: Path) -> Any:
+    store = FileStore(store_name, tmp_path / "store", metrics=True)
+    register_store(store)
+    yield store
+    unregister_store(store_name)
+    store.close()
+
+
+def test_large_arguments_and_results_travel_as_proxies(file_store: FileStore) -> None:
+    pool = CountingPool()
+    array = np.ones(SIZE, dtype=np.uint8)
+    with StoreExecutor(pool, file_store, should_proxy=ProxySize(10_000)) as executor:
+        future = executor.submit(double, array, offset=1)
+        result = future.result(60)
+        assert pool.sent < 5_000  # the 1 MB array did not go through the pool
+        assert type(result) is Proxy
+        assert not is_resolved(result)
+        assert len(pickle.dumps(result)) < 2_000
+        assert int(result.sum()) == 3 * SIZE
+        # The argument was evicted when the task ended, the result on use.
+        assert list(Path(file_store.store_dir).iterdir()) == []
+        assert file_store.metrics is not None
+        assert file_store.metrics["set"].calls == 1
+        assert file_store.metrics["set"].bytes >= SIZE
+
+        small = executor.submit(kind_of, b"x").result(60)
+        assert small == "bytes"
+
+
+def test_never_policy_sends_values(file_store: FileStore) -> None:
+    pool = CountingPool()
+    with StoreExecutor(pool, file_store, should_proxy=ProxyNever()) as executor:
+        result = executor.submit(double, np.ones(SIZE, dtype=np.uint8)).result(60)
+    assert pool.sent > SIZE
+    assert type(result) is np.ndarray
+
+
+def test_map_and_type_policy(file_store: FileStore) -> None:
+    with StoreExecutor(
+        concurrent.futures.ThreadPoolExecutor(2),
+        file_store,
+        should_proxy=ProxyTypes(list),
+        should_proxy_result=ProxyAlways(),
+    ) as executor:
+        seen = list(executor.map(describe, [[1], "s"]))
+    # Workers saw proxies of lists and plain strings; results came as proxies.
+    assert all(type(result) is Proxy for result in seen)
+    assert seen == [(True, "list"), (False, "str")]
+
+
+def test_bad_configuration(store_name: str) -> None:
+    store = LocalStore(store_name)
+    pool = concurrent.futures.ThreadPoolExecutor(1)
+    with pytest.raises(ConfigurationError, match="Executor"):
+        StoreExecutor(object(), store)  # type: ignore[arg-type]
+    with pytest.raises(ConfigurationError, match="callable"):
+        StoreExecutor(pool, store, should_proxy=3)  # type: ignore[arg-type]
+    with pytest.raises(ConfigurationError, match="min_bytes"):
+        ProxySize(-1)
+    with pytest.raises(ConfigurationError, match="ProxyTypes"):
+        ProxyTypes()
+    pool.shutdown()
+    store.close()
+
+
+def test_dask_client_executor(file_store: FileStore) -> None:
+    from distributed import Client
+
+    with Client(processes=False, n_workers=1, dashboard_address=None) as client:
+        executor = StoreExecutor(
+            client.get_executor(), file_store, should_proxy=ProxySize(1_000)
+        )
+        result = executor.submit(double, np.ones(10_000, dtype=np.uint8)).result(60)
+        assert type(result) is Proxy
+        assert int(result.sum()) == 20_000
+    assert list(Path(file_store.store_dir).iterdir()) == []
