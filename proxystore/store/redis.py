@@ -41,6 +41,7 @@ from typing import Any, Literal, Protocol
 from urllib.parse import unquote, urlsplit
 
 import redis as redis
+import redis.cluster as redis_cluster
 from redis import exceptions as redis_errors
 
 from proxystore._clients import ClientsPerLoop
@@ -170,10 +171,16 @@ class RedisStore(Store[str]):
             `proxystore.store.base.Store`); None reads them from the environment.
         sign_full_data: Sign every byte of a payload, not only the parts
             that can run code.
+        cluster: The server is a node of a Redis Cluster: `hostname`:`port`
+            is the seed the cluster's layout is read from.
+        cluster_nodes: Seed nodes of a Redis Cluster as ``"host:port"``
+            strings (implies `cluster`; `hostname` and `port` become the
+            first seed). Any live node is enough; several survive a seed's
+            failure. A proxy carries them (never the password).
 
     Raises:
         ConfigurationError: If an argument cannot work (bad URL, port, db,
-            timeout or chunk size).
+            timeout, chunk size or seed node; a cluster has only db 0).
 
     Operations raise `StoreConnectionError` (naming ``host:port``) when the
     server cannot be reached, drops the connection or refuses the
@@ -193,7 +200,7 @@ class RedisStore(Store[str]):
         ```
     """
 
-    _IDENTITY = ("hostname", "port", "db", "username", "ssl")
+    _IDENTITY = ("hostname", "port", "db", "username", "ssl", "cluster_nodes")
     _SECRETS = (*Store._SECRETS, "password")
     _SECRETS_FROM_ENV = (("password", PASSWORD_ENV),)
     _PROCESS_LOCAL = ("url",)
@@ -224,6 +231,8 @@ class RedisStore(Store[str]):
         stats: bool = False,
         signing_keys: SigningKeysOption = None,
         sign_full_data: bool = False,
+        cluster: bool = False,
+        cluster_nodes: Sequence[str] | None = None,
     ) -> None:
         super().__init__(
             name,
@@ -250,6 +259,10 @@ class RedisStore(Store[str]):
                 "ssl_cert_reqs must be 'required', 'optional' or 'none', "
                 f"got {ssl_cert_reqs!r}"
             )
+        seeds = _seeds(cluster, cluster_nodes, hostname, port, db)
+        if seeds:
+            hostname, port = _split_seed(seeds[0])
+        self.cluster_nodes = seeds
         self.hostname = hostname
         self.port = port
         self.db = db
@@ -265,7 +278,10 @@ class RedisStore(Store[str]):
         self.socket_connect_timeout = float(socket_connect_timeout)
         self.max_connections = max_connections
         self.chunk_size = chunk_size
-        self._target = f"{hostname}:{port}"
+        self._target = f"cluster {','.join(seeds)}" if seeds else f"{hostname}:{port}"
+        self._cluster: ClientsPerLoop[Any] | None = (
+            ClientsPerLoop(self._new_cluster_client, _close_cluster) if seeds else None
+        )
         self._clients: ClientsPerLoop[_Client] = ClientsPerLoop(
             self._new_client, _close_client
         )
@@ -293,6 +309,8 @@ class RedisStore(Store[str]):
             "socket_connect_timeout": self.socket_connect_timeout,
             "max_connections": self.max_connections,
             "chunk_size": self.chunk_size,
+            "cluster": self.cluster_nodes is not None,
+            "cluster_nodes": self.cluster_nodes,
         }
 
     def __repr__(self) -> str:
@@ -365,6 +383,22 @@ class RedisStore(Store[str]):
         and the delete are atomic): a newer chunked object under the key
         keeps its chunks.
         """
+        if self._cluster is not None:
+            self._arun(
+                [
+                    (
+                        "EVAL",
+                        _DELETE_IF_VERSION,
+                        1 + len(chunks),
+                        _version_key(key),
+                        *chunks,
+                        version,
+                    )
+                ],
+                "set (deleting the replaced object's chunks)",
+                key,
+            )
+            return
         command = _command(
             "EVAL",
             _DELETE_IF_VERSION,
@@ -392,6 +426,8 @@ class RedisStore(Store[str]):
             The first bytes `heads` (keys) held before the writes, read in
             the same transaction.
         """
+        if self._cluster is not None:
+            return self._awrite_cluster(commands, operation, heads)
         count = len(commands) + len(heads)
         replies = 1 if count == 1 else count + 2
         writes = [write for command in commands for write in command]
@@ -419,6 +455,43 @@ class RedisStore(Store[str]):
             )
         return list(results[-1][: len(heads)]) if heads else []
 
+    def _awrite_cluster(
+        self, commands: list[_Command], operation: str, heads: Sequence[str]
+    ) -> list[Any]:
+        """`_awrite` on a cluster: per object, one command or one transaction.
+
+        An object's commands all reach its key's slot: a one-command object
+        (value and version, one ``MSET``) joins the others in one pipeline,
+        one round trip per node; a chunked object, or a user key whose old
+        head is read, is a ``MULTI``/``EXEC`` on the node owning its slot.
+        """
+        units: dict[str, list[tuple[Any, ...]]] = {}
+        for key in heads:
+            units.setdefault(key, []).append(("GETRANGE", key, 0, _MANIFEST.size - 1))
+        for command in commands:
+            args: list[Any] = ["SET" if len(command) == 1 else "MSET"]
+            for name, pieces in command:
+                args += [name, _joined(pieces)]
+            units.setdefault(_object_key(command[0][0]), []).append(tuple(args))
+        found: dict[str, Any] = {}
+        try:
+            single = [(key, unit[0]) for key, unit in units.items() if len(unit) == 1]
+            if single:
+                self._arun(
+                    [command for _, command in single], operation, single[0][0]
+                )
+            for key, unit in units.items():
+                if len(unit) > 1:
+                    replies = self._arun(unit, operation, key, transaction=True)
+                    found[key] = replies[0]
+        except StoreOperationError:
+            # The server refused a command (EXEC runs the others): leave none.
+            self._evict_quietly(
+                [key for command in commands for key, _ in command]
+            )
+            raise
+        return [found.get(key) for key in heads]
+
     def _aexplain_dropped_write(
         self, error: ProxyStoreError, writes: list[_Write], operation: str
     ) -> ProxyStoreError:
@@ -441,6 +514,12 @@ class RedisStore(Store[str]):
 
     def _evict_quietly(self, keys: list[str]) -> bool:
         """Delete keys if the server lets us; return whether it did."""
+        if self._cluster is not None:
+            try:
+                self._arun([("DEL", key) for key in set(keys)], "evict", keys[0])
+            except ProxyStoreError:
+                return False
+            return True
         try:
             self._aexecute([_command("DEL", *set(keys))], 1)
         except _DRIVER_ERRORS:
@@ -453,7 +532,9 @@ class RedisStore(Store[str]):
 
     def _get_versioned(self, key: str) -> tuple[Buffer, int] | None:
         pair: list[Any] | None = None
-        if not _IS_SYNC:
+        if self._cluster is not None:
+            (pair,) = self._arun([("MGET", key, _version_key(key))], "get", key)
+        elif not _IS_SYNC:
             client = self._client()
             if client.slots.locked():
                 # Every connection is busy: wait for one together with the
@@ -480,13 +561,22 @@ class RedisStore(Store[str]):
         self, counts: dict[str, int], operation: str
     ) -> list[bytes | None]:
         """Join the chunks of manifests' objects (None where a chunk is gone)."""
-        names = [
-            chunk for key, count in counts.items() for chunk in _chunk_keys(key, count)
-        ]
-        try:
-            (values,) = self._aexecute([_command("MGET", *names)], 1)
-        except _DRIVER_ERRORS as err:
-            raise self._error(err, operation) from err
+        values: list[Any]
+        if self._cluster is not None:
+            # One MGET per object (its chunks share its slot).
+            commands = [("MGET", *_chunk_keys(key, n)) for key, n in counts.items()]
+            replies = self._arun(commands, operation, next(iter(counts)))
+            values = [value for reply in replies for value in reply]
+        else:
+            names = [
+                chunk
+                for key, count in counts.items()
+                for chunk in _chunk_keys(key, count)
+            ]
+            try:
+                (values,) = self._aexecute([_command("MGET", *names)], 1)
+            except _DRIVER_ERRORS as err:
+                raise self._error(err, operation) from err
         joined: list[bytes | None] = []
         start = 0
         for count in counts.values():
@@ -497,6 +587,11 @@ class RedisStore(Store[str]):
         return joined
 
     def _get_version(self, key: str) -> int | None:
+        if self._cluster is not None:
+            exists, version = self._arun(
+                [("EXISTS", key), ("GET", _version_key(key))], "get_timestamp", key
+            )
+            return _version(version) if exists else None
         commands = _command("EXISTS", key) + _command("GET", _version_key(key))
         try:
             exists, version = self._aexecute([commands], 2)
@@ -505,10 +600,17 @@ class RedisStore(Store[str]):
         return _version(version) if exists else None
 
     def _get_bytes_batch(self, keys: Sequence[str]) -> list[Buffer | None]:
-        try:
-            (values,) = self._aexecute([_command("MGET", *keys)], 1)
-        except _DRIVER_ERRORS as err:
-            raise self._error(err, "get_batch") from err
+        values: list[Any]
+        if self._cluster is not None:
+            # Keys of several slots: one GET each, one round trip per node.
+            values = self._arun(
+                [("GET", key) for key in keys], "get_batch", keys[0]
+            )
+        else:
+            try:
+                (values,) = self._aexecute([_command("MGET", *keys)], 1)
+            except _DRIVER_ERRORS as err:
+                raise self._error(err, "get_batch") from err
         results: list[Buffer | None] = list(values)
         counts = {
             key: count
@@ -525,6 +627,17 @@ class RedisStore(Store[str]):
         return results
 
     def _exists(self, key: str) -> bool:
+        if self._cluster is not None:
+            count, value = self._arun(
+                [("EXISTS", key), ("GETRANGE", key, 0, _MANIFEST.size - 1)],
+                "exists",
+                key,
+            )
+            chunks = _chunk_keys(key, _manifest_count(value))
+            if count and chunks:
+                (count,) = self._arun([("EXISTS", *chunks)], "exists", key)
+                return bool(count == len(chunks))
+            return bool(count)
         head = _command("GETRANGE", key, "0", str(_MANIFEST.size - 1))
         try:
             count, value = self._aexecute([_command("EXISTS", key) + head], 2)
@@ -537,6 +650,19 @@ class RedisStore(Store[str]):
         return bool(count)
 
     def _evict(self, key: str) -> None:
+        if self._cluster is not None:
+            value, _ = self._arun(
+                [
+                    ("GETRANGE", key, 0, _MANIFEST.size - 1),
+                    ("DEL", key, _version_key(key)),
+                ],
+                "evict",
+                key,
+            )
+            chunks = _chunk_keys(key, _manifest_count(value))
+            if chunks:
+                self._arun([("DEL", *chunks)], "evict", key)
+            return
         head = _command("GETRANGE", key, "0", str(_MANIFEST.size - 1))
         delete = _command("DEL", key, _version_key(key))
         try:
@@ -599,6 +725,8 @@ class RedisStore(Store[str]):
 
     def _close(self) -> None:
         self._clients.close_all(_close_client)
+        if self._cluster is not None:
+            self._cluster.close_all(_close_cluster)
 
     # -- helpers --------------------------------------------------------------
 
@@ -627,6 +755,69 @@ class RedisStore(Store[str]):
             raise
         finally:
             client.pool.release(connection)
+
+    def _arun(
+        self,
+        commands: Sequence[tuple[Any, ...]],
+        operation: str,
+        key: str,
+        *,
+        transaction: bool = False,
+    ) -> list[Any]:
+        """Run commands on the cluster and return their replies.
+
+        Each command's keys share one slot. Several go out as a pipeline
+        (one round trip per node) or, with `transaction`, as one
+        ``MULTI``/``EXEC`` (all keys in one slot). redis-py follows
+        ``MOVED`` and ``ASK`` and refreshes the slot map.
+
+        Raises:
+            ProxyStoreError: Naming the node that owns `key`'s slot.
+        """
+        assert self._cluster is not None
+        client: Any = None
+        try:
+            # The sync client reads the slot map when built: inside the try.
+            client = self._cluster.client_for(
+                None if _IS_SYNC else asyncio.get_running_loop()
+            )
+            if len(commands) == 1 and not transaction:
+                return [client.execute_command(*commands[0])]
+            with client.pipeline(transaction=transaction) as pipe:
+                for command in commands:
+                    pipe.execute_command(*command)
+                replies: list[Any] = pipe.execute()
+                return replies
+        except _CLUSTER_ERRORS as err:
+            raise self._error(err, operation, _node_name(client, key)) from err
+
+    def _new_cluster_client(self) -> Any:
+        assert self.cluster_nodes is not None
+        options: dict[str, Any] = {}
+        if self.ssl:
+            options = {
+                "ssl": True,
+                "ssl_ca_certs": self.ssl_ca_certs,
+                "ssl_certfile": self.ssl_certfile,
+                "ssl_keyfile": self.ssl_keyfile,
+                "ssl_cert_reqs": self.ssl_cert_reqs,
+                "ssl_check_hostname": self.ssl_check_hostname
+                and self.ssl_cert_reqs != "none",
+            }
+        # Typed `Any`: the sync twin's constructors are unannotated.
+        cluster_class: Any = redis_cluster.RedisCluster
+        node_class: Any = redis_cluster.ClusterNode
+        return cluster_class(
+            startup_nodes=[
+                node_class(*_split_seed(node)) for node in self.cluster_nodes
+            ],
+            username=self.username,
+            password=self.password,
+            socket_timeout=self.socket_timeout,
+            socket_connect_timeout=self.socket_connect_timeout,
+            max_connections=self.max_connections,
+            **options,
+        )
 
     def _client(self) -> _Client:
         return self._clients.client_for(
@@ -700,20 +891,31 @@ class RedisStore(Store[str]):
         )
         return key, commands, version_text
 
-    def _error(self, err: BaseException, operation: str) -> ProxyStoreError:
+    def _error(
+        self, err: BaseException, operation: str, node: str | None = None
+    ) -> ProxyStoreError:
+        """Wrap a driver error; `node` is the cluster node that failed."""
+        target = self._target if node is None else f"{node} ({self._target})"
+        if isinstance(err, _CLUSTER_DOWN):
+            return StoreConnectionError(
+                target,
+                f"{operation} failed: the cluster cannot serve this key's slot "
+                f"now (a failover under way?): {err}",
+            )
+        if isinstance(err, redis_errors.RedisClusterException):
+            # No seed answered as a cluster node, or no slot map.
+            return StoreConnectionError(target, f"{operation} failed: {err}")
         if isinstance(err, redis_errors.AuthenticationError):
             return StoreConnectionError(
-                self._target,
+                target,
                 f"authentication failed for user {self.username or 'default'!r} "
                 f"(check username and password): {err}",
             )
         if isinstance(err, redis_errors.ResponseError) and "DB index" in str(err):
-            return ConfigurationError(
-                f"db {self.db} does not exist on {self._target}: {err}"
-            )
+            return ConfigurationError(f"db {self.db} does not exist on {target}: {err}")
         if "bulk length" in str(err) or "proto-max-bulk-len" in str(err):
             return StoreOperationError(
-                f"{operation} on {self._target} (store {self.name!r}) failed: "
+                f"{operation} on {target} (store {self.name!r}) failed: "
                 f"a value is larger than the server's proto-max-bulk-len; "
                 f"lower chunk_size (now {self.chunk_size}): {err}"
             )
@@ -723,15 +925,43 @@ class RedisStore(Store[str]):
             if connecting and self.ssl:
                 # A plain-text server never answers a TLS handshake.
                 operation += " (TLS handshake: does the server serve TLS?)"
-            return StoreTimeoutError(self._target, timeout, operation)
+            return StoreTimeoutError(target, timeout, operation)
         if isinstance(err, (redis_errors.ConnectionError, OSError)):
-            return StoreConnectionError(self._target, f"{operation} failed: {err}")
+            return StoreConnectionError(target, f"{operation} failed: {err}")
         return StoreOperationError(
-            f"{operation} on {self._target} (store {self.name!r}) failed: {err}"
+            f"{operation} on {target} (store {self.name!r}) failed: {err}"
         )
 
 
 _DRIVER_ERRORS = (redis_errors.RedisError, OSError, asyncio.TimeoutError)
+# RedisClusterException is no RedisError (say, a slot no node serves).
+_CLUSTER_ERRORS = (*_DRIVER_ERRORS, redis_errors.RedisClusterException)
+_CLUSTER_DOWN = (
+    redis_errors.ClusterDownError,
+    redis_errors.TryAgainError,
+    redis_errors.SlotNotCoveredError,
+    redis_errors.MaxConnectionsError,
+)
+
+
+def _node_name(client: Any, key: str) -> str | None:
+    """``host:port`` of the node owning `key`'s slot, if the client knows it."""
+    if client is None:
+        return None
+    try:
+        name: str = client.get_node_from_key(key).name
+    except Exception:  # no slot map yet: name the cluster only
+        return None
+    return name
+
+
+def _object_key(name: str) -> str:
+    """The store key ``K`` a Redis key (``K``, ``{K}:v``, ``{K}:c:<i>``) belongs to."""
+    return name[1 : name.index("}")] if name.startswith("{") else name
+
+
+def _joined(pieces: list[Buffer]) -> Buffer:
+    return pieces[0] if len(pieces) == 1 else b"".join(pieces)
 
 
 def _command(*args: str) -> bytes:
@@ -878,11 +1108,49 @@ def _settle(batch: list[tuple[str, Any]], error: BaseException) -> None:
             future.set_exception(error)
 
 
+def _close_cluster(client: Any) -> None:
+    client.close()
+
+
 def _close_client(client: _Client) -> None:
     """Stop a client's queued-get tasks and close its pool (in its own loop)."""
     for task in list(client.tasks):
         task.cancel()
     client.pool.close()
+
+
+def _seeds(
+    cluster: bool,
+    nodes: Sequence[str] | None,
+    hostname: str,
+    port: int,
+    db: int,
+) -> list[str] | None:
+    """The sorted seed nodes (``host:port``) of a cluster store, None if none."""
+    if nodes is None and not cluster:
+        return None
+    if not isinstance(cluster, bool):
+        raise ConfigurationError(f"cluster must be a bool, got {cluster!r}")
+    if nodes is None:
+        nodes = [f"{hostname}:{port}"]
+    if isinstance(nodes, (str, bytes)) or not isinstance(nodes, Sequence) or not nodes:
+        raise ConfigurationError(
+            f"cluster_nodes must be a non-empty list of 'host:port', got {nodes!r}"
+        )
+    for node in nodes:
+        _split_seed(node)
+    if db != 0:
+        raise ConfigurationError(f"a Redis Cluster has only db 0, got db={db}")
+    return sorted(set(nodes))
+
+
+def _split_seed(node: Any) -> tuple[str, int]:
+    host, _, port = node.rpartition(":") if isinstance(node, str) else ("", "", "")
+    if not host or not port.isdigit() or not 0 < int(port) <= 65535:
+        raise ConfigurationError(
+            f"a cluster node must be 'host:port' (port 1-65535), got {node!r}"
+        )
+    return host.strip("[]"), int(port)
 
 
 def _check_positive_int(option: str, value: Any, upper: int | None = None) -> None:
