@@ -28,6 +28,15 @@ user's loop and from the background prefetch loop) and builds it on first
 use, so constructing a store does no I/O. A forked child builds its own.
 At most `max_connections` operations per pool are in flight; in the async
 face, gets that find them all busy wait together and go out as one ``MGET``.
+
+On a Redis Cluster (``cluster=True`` or ``cluster_nodes=[...]``) the store
+talks through redis-py's cluster client instead, which follows ``MOVED``
+and ``ASK`` and refreshes its slot map after a failover. The layout is the
+same and every key of an object is in its slot: an object is one ``MSET``
+(value and version) or, chunked or under a user key, one ``MULTI``/``EXEC``
+on the node owning the slot; batches go out as one pipeline, one round
+trip per node. Values are joined into one buffer first (the cluster
+client takes one per argument), so the zero-copy path is single-server only.
 """
 
 from __future__ import annotations
@@ -186,8 +195,10 @@ class RedisStore(Store[str]):
     credentials; `StoreTimeoutError` when it does not answer within
     `socket_timeout`; `ConfigurationError` for a `db` the server does not
     have; `StoreOperationError` when it refuses a command (say, a value
-    over its ``proto-max-bulk-len``). The redis-py error is the
-    ``__cause__``. Nothing is retried: a connection found dead when taken
+    over its ``proto-max-bulk-len``). On a cluster the messages name the
+    node owning the key's slot, and an unserved slot (a master down before
+    its replica takes over) is a `StoreConnectionError`. The redis-py error
+    is the ``__cause__``. Nothing is retried: a connection found dead when taken
     from the pool is replaced, so the store recovers by itself once the
     server is back.
 
@@ -278,9 +289,7 @@ class RedisStore(Store[str]):
         self.max_connections = max_connections
         self.chunk_size = chunk_size
         self._target = f"cluster {','.join(seeds)}" if seeds else f"{hostname}:{port}"
-        self._cluster: ClientsPerLoop[Any] | None = (
-            ClientsPerLoop(self._new_cluster_client, _aclose_cluster) if seeds else None
-        )
+        self._cluster = seeds is not None
         self._clients: ClientsPerLoop[_Client] = ClientsPerLoop(
             self._new_client, _aclose_client
         )
@@ -382,7 +391,7 @@ class RedisStore(Store[str]):
         and the delete are atomic): a newer chunked object under the key
         keeps its chunks.
         """
-        if self._cluster is not None:
+        if self._cluster:
             await self._arun(
                 [
                     (
@@ -425,7 +434,7 @@ class RedisStore(Store[str]):
             The first bytes `heads` (keys) held before the writes, read in
             the same transaction.
         """
-        if self._cluster is not None:
+        if self._cluster:
             return await self._awrite_cluster(commands, operation, heads)
         count = len(commands) + len(heads)
         replies = 1 if count == 1 else count + 2
@@ -513,7 +522,7 @@ class RedisStore(Store[str]):
 
     async def _aevict_quietly(self, keys: list[str]) -> bool:
         """Delete keys if the server lets us; return whether it did."""
-        if self._cluster is not None:
+        if self._cluster:
             try:
                 await self._arun([("DEL", key) for key in set(keys)], "evict", keys[0])
             except ProxyStoreError:
@@ -531,7 +540,7 @@ class RedisStore(Store[str]):
 
     async def _aget_versioned(self, key: str) -> tuple[Buffer, int] | None:
         pair: list[Any] | None = None
-        if self._cluster is not None:
+        if self._cluster:
             (pair,) = await self._arun([("MGET", key, _version_key(key))], "get", key)
         elif not _IS_SYNC:
             client = self._client()
@@ -561,7 +570,7 @@ class RedisStore(Store[str]):
     ) -> list[bytes | None]:
         """Join the chunks of manifests' objects (None where a chunk is gone)."""
         values: list[Any]
-        if self._cluster is not None:
+        if self._cluster:
             # One MGET per object (its chunks share its slot).
             commands = [("MGET", *_chunk_keys(key, n)) for key, n in counts.items()]
             replies = await self._arun(commands, operation, next(iter(counts)))
@@ -586,7 +595,7 @@ class RedisStore(Store[str]):
         return joined
 
     async def _aget_version(self, key: str) -> int | None:
-        if self._cluster is not None:
+        if self._cluster:
             exists, version = await self._arun(
                 [("EXISTS", key), ("GET", _version_key(key))], "get_timestamp", key
             )
@@ -600,7 +609,7 @@ class RedisStore(Store[str]):
 
     async def _aget_bytes_batch(self, keys: Sequence[str]) -> list[Buffer | None]:
         values: list[Any]
-        if self._cluster is not None:
+        if self._cluster:
             # Keys of several slots: one GET each, one round trip per node.
             values = await self._arun(
                 [("GET", key) for key in keys], "get_batch", keys[0]
@@ -626,7 +635,7 @@ class RedisStore(Store[str]):
         return results
 
     async def _aexists(self, key: str) -> bool:
-        if self._cluster is not None:
+        if self._cluster:
             count, value = await self._arun(
                 [("EXISTS", key), ("GETRANGE", key, 0, _MANIFEST.size - 1)],
                 "exists",
@@ -649,7 +658,7 @@ class RedisStore(Store[str]):
         return bool(count)
 
     async def _aevict(self, key: str) -> None:
-        if self._cluster is not None:
+        if self._cluster:
             value, _ = await self._arun(
                 [
                     ("GETRANGE", key, 0, _MANIFEST.size - 1),
@@ -724,8 +733,6 @@ class RedisStore(Store[str]):
 
     async def _aclose(self) -> None:
         await self._clients.aclose_all(_aclose_client)
-        if self._cluster is not None:
-            await self._cluster.aclose_all(_aclose_cluster)
 
     # -- helpers --------------------------------------------------------------
 
@@ -773,24 +780,24 @@ class RedisStore(Store[str]):
         Raises:
             ProxyStoreError: Naming the node that owns `key`'s slot.
         """
-        assert self._cluster is not None
-        client: Any = None
+        cluster: Any = None
         try:
             # The sync client reads the slot map when built: inside the try.
-            client = self._cluster.client_for(
-                None if _IS_SYNC else asyncio.get_running_loop()
-            )
-            if len(commands) == 1 and not transaction:
-                return [await client.execute_command(*commands[0])]
-            async with client.pipeline(transaction=transaction) as pipe:
-                for command in commands:
-                    pipe.execute_command(*command)
-                replies: list[Any] = await pipe.execute()
-                return replies
+            client = self._client()
+            cluster = client.pool
+            async with client.slots:
+                if len(commands) == 1 and not transaction:
+                    return [await cluster.execute_command(*commands[0])]
+                async with cluster.pipeline(transaction=transaction) as pipe:
+                    for command in commands:
+                        pipe.execute_command(*command)
+                    replies: list[Any] = await pipe.execute()
+                    return replies
         except _CLUSTER_ERRORS as err:
-            raise self._error(err, operation, _node_name(client, key)) from err
+            raise self._error(err, operation, _node_name(cluster, key)) from err
 
     def _new_cluster_client(self) -> Any:
+        """A redis-py cluster client (its own pool per node)."""
         assert self.cluster_nodes is not None
         options: dict[str, Any] = {}
         if self.ssl:
@@ -835,6 +842,9 @@ class RedisStore(Store[str]):
         )
 
     def _pool(self) -> _Pool:
+        if self._cluster:
+            cluster: _Pool = self._new_cluster_client()
+            return cluster
         options: dict[str, Any] = {}
         if self.ssl:
             options = {
@@ -939,7 +949,6 @@ _CLUSTER_DOWN = (
     redis_errors.ClusterDownError,
     redis_errors.TryAgainError,
     redis_errors.SlotNotCoveredError,
-    redis_errors.MaxConnectionsError,
 )
 
 
@@ -1105,10 +1114,6 @@ def _settle(batch: list[tuple[str, Any]], error: BaseException) -> None:
             future.cancel()
         else:
             future.set_exception(error)
-
-
-async def _aclose_cluster(client: Any) -> None:
-    await client.aclose()
 
 
 async def _aclose_client(client: _Client) -> None:
