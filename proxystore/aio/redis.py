@@ -42,6 +42,7 @@ client takes one per argument), so the zero-copy path is single-server only.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import struct
 import threading
 from collections.abc import Sequence
@@ -51,6 +52,8 @@ from urllib.parse import unquote, urlsplit
 import redis.asyncio as redis
 import redis.asyncio.cluster as redis_cluster
 from redis import exceptions as redis_errors
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialWithJitterBackoff
 
 from proxystore._clients import ClientsPerLoop
 from proxystore._shared import (
@@ -185,6 +188,11 @@ class RedisStore(Store[str]):
             strings (implies `cluster`; `hostname` and `port` become the
             first seed). Any live node is enough; several survive a seed's
             failure. A proxy carries them (never the password).
+        cluster_retries: On a cluster, how many times one command is tried
+            again after a redirect (``MOVED``, ``ASK``) or an unreachable
+            node (10 ms to 100 ms apart, reading the slot map again): a
+            command on a slot whose master just died fails within about
+            half a second, and works again once a replica has taken over.
 
     Raises:
         ConfigurationError: If an argument cannot work (bad URL, port, db,
@@ -243,6 +251,7 @@ class RedisStore(Store[str]):
         sign_full_data: bool = False,
         cluster: bool = False,
         cluster_nodes: Sequence[str] | None = None,
+        cluster_retries: int = 3,
     ) -> None:
         super().__init__(
             name,
@@ -259,6 +268,14 @@ class RedisStore(Store[str]):
         _check_positive_int("port", port, upper=65535)
         _check_positive_int("max_connections", max_connections)
         _check_positive_int("chunk_size", chunk_size)
+        if (
+            not isinstance(cluster_retries, int)
+            or isinstance(cluster_retries, bool)
+            or cluster_retries < 0
+        ):
+            raise ConfigurationError(
+                f"cluster_retries must be an int >= 0, got {cluster_retries!r}"
+            )
         if not isinstance(db, int) or isinstance(db, bool) or db < 0:
             raise ConfigurationError(f"db must be an int >= 0, got {db!r}")
         owner = f"RedisStore {name!r}"
@@ -288,6 +305,7 @@ class RedisStore(Store[str]):
         self.socket_connect_timeout = float(socket_connect_timeout)
         self.max_connections = max_connections
         self.chunk_size = chunk_size
+        self.cluster_retries = cluster_retries
         self._target = f"cluster {','.join(seeds)}" if seeds else f"{hostname}:{port}"
         self._cluster = seeds is not None
         self._clients: ClientsPerLoop[_Client] = ClientsPerLoop(
@@ -319,6 +337,7 @@ class RedisStore(Store[str]):
             "chunk_size": self.chunk_size,
             "cluster": self.cluster_nodes is not None,
             "cluster_nodes": self.cluster_nodes,
+            "cluster_retries": self.cluster_retries,
         }
 
     def __repr__(self) -> str:
@@ -794,7 +813,10 @@ class RedisStore(Store[str]):
                     replies: list[Any] = await pipe.execute()
                     return replies
         except _CLUSTER_ERRORS as err:
-            raise self._error(err, operation, _node_name(cluster, key)) from err
+            error = self._error(err, operation, _node_name(cluster, key))
+            if cluster is not None and isinstance(error, StoreConnectionError):
+                await _arefresh_slots(cluster)
+            raise error from err
 
     def _new_cluster_client(self) -> Any:
         """A redis-py cluster client (its own pool per node)."""
@@ -822,6 +844,9 @@ class RedisStore(Store[str]):
             socket_timeout=self.socket_timeout,
             socket_connect_timeout=self.socket_connect_timeout,
             max_connections=self.max_connections,
+            retry=Retry(
+                ExponentialWithJitterBackoff(base=0.01, cap=0.1), self.cluster_retries
+            ),
             **options,
         )
 
@@ -950,6 +975,18 @@ _CLUSTER_DOWN = (
     redis_errors.TryAgainError,
     redis_errors.SlotNotCoveredError,
 )
+
+
+async def _arefresh_slots(cluster: Any) -> None:
+    """Read the slot map again after a node failed under a pipeline.
+
+    redis-py does so itself for a lone command, not for a transaction: it
+    would keep sending an object's MULTI to a dead master after its replica
+    took over. Best effort: a cluster still failing over is read again
+    after the next failure.
+    """
+    with contextlib.suppress(*_CLUSTER_ERRORS):
+        await cluster.nodes_manager.initialize()
 
 
 def _node_name(client: Any, key: str) -> str | None:
