@@ -79,3 +79,18 @@ async def test_no_cluster_at_the_seed(store_name: str) -> None:
             await store.aset("x")
     finally:
         await store.aclose()
+
+
+async def test_moved_slot_is_followed(
+    store: RedisStore, redis_cluster: RedisClusterNodes
+) -> None:
+    from tests.store.test_redis_cluster import _assign, _move_slot
+
+    key = f"async-moving-{os.getpid()}"
+    await store.aset(np.arange(3000), key=key)  # chunked
+    _assign(redis_cluster, *_move_slot(redis_cluster, key))
+    await store.aset("replaced", key=key)  # a MULTI on a stale slot map
+    _assign(redis_cluster, *_move_slot(redis_cluster, key))
+    assert await store.aget(key, strict=True) == "replaced"
+    await store.aevict(key)
+    assert not await store.aexists(key)

@@ -242,3 +242,87 @@ def test_refused_write_leaves_nothing(store: RedisStore, raw: RawCluster) -> Non
     assert node.name in str(info.value)
     assert raw.keys(f"{{{key}}}*", target_nodes=RawCluster.ALL_NODES) == []
     assert not store.exists(key)
+
+
+def _move_slot(cluster: RedisClusterNodes, key: str) -> tuple[int, str, list[str]]:
+    """Migrate `key`'s slot's keys to another master, leaving the slot in migration.
+
+    The old owner then answers ASK for the moved keys. Returns the slot,
+    the new owner's id and every master's address (for `_assign`).
+    """
+    source = cluster.master_of_key(key)
+    ids = {
+        row["address"]: row["id"]
+        for row in cluster.nodes()
+        if "master" in row["flags"] and "fail" not in row["flags"]
+    }
+    source_address = f"{source.host}:{source.port}"
+    target_address = next(address for address in ids if address != source_address)
+    target = cluster.server_at(target_address)
+    src, dst = source.client(), target.client()
+    try:
+        slot = int(src.execute_command("CLUSTER", "KEYSLOT", key))
+        dst.execute_command(
+            "CLUSTER", "SETSLOT", slot, "IMPORTING", ids[source_address]
+        )
+        src.execute_command(
+            "CLUSTER", "SETSLOT", slot, "MIGRATING", ids[target_address]
+        )
+        keys = src.execute_command("CLUSTER", "GETKEYSINSLOT", slot, 1000)
+        src.execute_command(
+            "MIGRATE", target.host, target.port, "", 0, 5000, "KEYS", *keys
+        )
+    finally:
+        src.close()
+        dst.close()
+    return slot, ids[target_address], list(ids)
+
+
+def _assign(
+    cluster: RedisClusterNodes, slot: int, owner: str, masters: list[str]
+) -> None:
+    """End a migration: every master learns the slot's new owner."""
+    for address in masters:
+        client = cluster.server_at(address).client()
+        try:
+            client.execute_command("CLUSTER", "SETSLOT", slot, "NODE", owner)
+        finally:
+            client.close()
+
+
+def test_moved_slot_is_followed(
+    store: RedisStore, redis_cluster: RedisClusterNodes
+) -> None:
+    key = f"moving-{os.getpid()}"
+    array = np.arange(3000, dtype=np.int64)  # chunked: 7 keys in the slot
+    store.set(array, key=key)
+    before = redis_cluster.master_of_key(key)
+    _assign(redis_cluster, *_move_slot(redis_cluster, key))
+    assert redis_cluster.master_of_key(key) is not before
+    # The store's slot map is stale: MOVED, followed, for a MULTI ...
+    store.set(array + 1, key=key)
+    np.testing.assert_array_equal(store.get(key, strict=True), array + 1)
+    # ... and for reads.
+    _assign(redis_cluster, *_move_slot(redis_cluster, key))
+    np.testing.assert_array_equal(store.get(key, strict=True), array + 1)
+    store.set("replaced", key=key)
+    assert store.get(key, strict=True) == "replaced"
+    assert store.exists(key)
+    store.evict(key)
+    assert not store.exists(key)
+
+
+def test_slot_in_migration_is_followed(
+    store: RedisStore, redis_cluster: RedisClusterNodes
+) -> None:
+    key = f"asked-{os.getpid()}"
+    store.set([1, 2, 3], key=key)
+    migration = _move_slot(redis_cluster, key)
+    try:
+        # Every key already moved: the old owner answers ASK.
+        assert store.get(key, strict=True) == [1, 2, 3]
+        assert store.exists(key)
+    finally:
+        _assign(redis_cluster, *migration)
+    store.evict(key)
+    assert not store.exists(key)
