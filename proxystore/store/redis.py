@@ -807,7 +807,16 @@ class RedisStore(Store[str]):
             cluster = client.pool
             with client.slots:
                 if len(commands) == 1 and not transaction:
-                    return [cluster.execute_command(*commands[0])]
+                    # The node from `key`'s slot: redis-py would parse
+                    # every key of an MSET/MGET to find it (MOVED is still
+                    # followed).
+                    if not _IS_SYNC:
+                        # The async client reads the slot map lazily.
+                        cluster.initialize()
+                    node = cluster.get_node_from_key(key)
+                    return [
+                        cluster.execute_command(*commands[0], target_nodes=node)
+                    ]
                 with cluster.pipeline(transaction=transaction) as pipe:
                     for command in commands:
                         pipe.execute_command(*command)
