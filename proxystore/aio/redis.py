@@ -823,9 +823,24 @@ class RedisStore(Store[str]):
                     return replies
         except _CLUSTER_ERRORS as err:
             error = self._error(err, operation, _node_name(cluster, key))
-            if cluster is not None and isinstance(error, StoreConnectionError):
+            if (
+                _IS_SYNC
+                and cluster is not None
+                and isinstance(error, StoreConnectionError)
+            ):
                 await _arefresh_slots(cluster)
             raise error from err
+        except AttributeError as err:
+            if _IS_SYNC:
+                raise
+            # redis-py 8.1's async cluster client, when a node fails, closes
+            # its connections under other tasks still connecting on them.
+            node = _node_name(cluster, key)
+            raise StoreConnectionError(
+                self._target if node is None else f"{node} ({self._target})",
+                f"{operation} failed: a connection was closed under it after "
+                f"a node failed: {err!r}",
+            ) from err
 
     def _new_cluster_client(self) -> Any:
         """A redis-py cluster client (its own pool per node)."""
@@ -987,12 +1002,13 @@ _CLUSTER_DOWN = (
 
 
 async def _arefresh_slots(cluster: Any) -> None:
-    """Read the slot map again after a node failed under a pipeline.
+    """Sync face: read the slot map again after a node failed under a pipeline.
 
-    redis-py does so itself for a lone command, not for a transaction: it
-    would keep sending an object's MULTI to a dead master after its replica
-    took over. Best effort: a cluster still failing over is read again
-    after the next failure.
+    redis-py's sync client does so itself for a lone command, not for a
+    transaction: it would keep sending an object's MULTI to a dead master
+    after its replica took over (the async client marks its map stale).
+    Best effort: a cluster still failing over is read again after the next
+    failure.
     """
     with contextlib.suppress(*_CLUSTER_ERRORS):
         await cluster.nodes_manager.initialize()
