@@ -1007,8 +1007,9 @@ def _arefresh_slots(cluster: Any) -> None:
 
     redis-py's sync client does so itself for a lone command, not for a
     transaction: it would keep sending an object's MULTI to a dead master
-    after its replica took over (the async client marks its map stale). Best effort: a cluster still failing over is read again
-    after the next failure.
+    after its replica took over (the async client marks its map stale).
+    Best effort: a cluster still failing over is read again after the next
+    failure.
     """
     with contextlib.suppress(*_CLUSTER_ERRORS):
         cluster.nodes_manager.initialize()
