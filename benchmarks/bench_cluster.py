@@ -6,8 +6,10 @@
    on the same 3-master cluster, alternating, median ratio of the
    repetitions and its spread (min-max), and the ratio of this process's
    CPU time (less disturbed by other load). Goal: <= 1.05x.
-2. Aggregate throughput of 1 MB set+get with 1, 2 and 4 client processes
-   against one redis-server and against the 3-master cluster (same run).
+2. Aggregate throughput of 1 MB set+get+evict with 1, 2 and 4 client
+   processes against one redis-server, the 3-master cluster with its 3
+   replicas (each write is copied once more) and 3 masters without replicas
+   (same run).
    On a 2-core machine the CPU, shared by clients and servers, is the limit:
    the cluster cannot scale here as it would on three hosts.
 
@@ -121,16 +123,26 @@ def throughput(config: dict[str, Any], processes: int, seconds: float) -> float:
     return 2 * total / seconds
 
 
-def scaling(server: RedisServer, cluster: RedisClusterNodes, seconds: float) -> None:
+def scaling(
+    server: RedisServer,
+    cluster: RedisClusterNodes,
+    bare: RedisClusterNodes,
+    seconds: float,
+) -> None:
     single = {"name": "bench-1", "hostname": server.host, "port": server.port}
     clustered = {"name": "bench-c", "cluster_nodes": cluster.seeds}
-    print(f"aggregate 1 MB set+get, MB/s ({os.cpu_count()} CPUs)")
+    no_replicas = {"name": "bench-b", "cluster_nodes": bare.seeds}
+    print(
+        f"aggregate 1 MB set+get+evict, MB/s ({os.cpu_count()} CPUs): one server, "
+        "3 masters + 3 replicas, 3 masters alone"
+    )
     for processes in (1, 2, 4):
         one = throughput({**single, "cache_size": 0}, processes, seconds)
         many = throughput({**clustered, "cache_size": 0}, processes, seconds)
+        masters = throughput({**no_replicas, "cache_size": 0}, processes, seconds)
         print(
-            f"  {processes} process(es): single server {one:7.0f}, "
-            f"3-master cluster {many:7.0f} ({many / one:.2f}x)"
+            f"  {processes} process(es): {one:5.0f}, {many:5.0f} ({many / one:.2f}x), "
+            f"{masters:5.0f} ({masters / one:.2f}x)"
         )
 
 
@@ -141,7 +153,8 @@ def main() -> None:
     args = parser.parse_args()
     with RedisClusterNodes() as cluster, RedisServer() as server:
         overhead(cluster, args.reps)
-        scaling(server, cluster, args.seconds)
+        with RedisClusterNodes(replicas=0) as bare:
+            scaling(server, cluster, bare, args.seconds)
 
 
 if __name__ == "__main__":
