@@ -36,4 +36,13 @@ def redis_server() -> Iterator[object]:
         yield server
 
 
+@pytest.fixture(scope="session")
+def redis_cluster() -> Iterator[object]:
+    """A Redis Cluster (3 masters, 3 replicas) on loopback, stopped by pid."""
+    from tests.redis_cluster import RedisClusterNodes
+
+    with RedisClusterNodes() as cluster:
+        yield cluster
+
+
 # --- end Redis -------------------------------------------------------------------

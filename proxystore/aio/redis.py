@@ -28,11 +28,21 @@ user's loop and from the background prefetch loop) and builds it on first
 use, so constructing a store does no I/O. A forked child builds its own.
 At most `max_connections` operations per pool are in flight; in the async
 face, gets that find them all busy wait together and go out as one ``MGET``.
+
+On a Redis Cluster (``cluster=True`` or ``cluster_nodes=[...]``) the store
+talks through redis-py's cluster client instead, which follows ``MOVED``
+and ``ASK`` and refreshes its slot map after a failover. The layout is the
+same and every key of an object is in its slot: an object is one ``MSET``
+(value and version) or, chunked or under a user key, one ``MULTI``/``EXEC``
+on the node owning the slot; batches go out as one pipeline, one round
+trip per node. Values are joined into one buffer first (the cluster
+client takes one per argument), so the zero-copy path is single-server only.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import struct
 import threading
 import time
@@ -41,7 +51,10 @@ from typing import Any, Literal, Protocol
 from urllib.parse import unquote, urlsplit
 
 import redis.asyncio as redis
+import redis.asyncio.cluster as redis_cluster
 from redis import exceptions as redis_errors
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialWithJitterBackoff
 
 from proxystore._clients import ClientsPerLoop
 from proxystore._shared import (
@@ -170,18 +183,31 @@ class RedisStore(Store[str]):
             `proxystore.aio.base.Store`); None reads them from the environment.
         sign_full_data: Sign every byte of a payload, not only the parts
             that can run code.
+        cluster: The server is a node of a Redis Cluster: `hostname`:`port`
+            is the seed the cluster's layout is read from.
+        cluster_nodes: Seed nodes of a Redis Cluster as ``"host:port"``
+            strings (implies `cluster`; `hostname` and `port` become the
+            first seed). Any live node is enough; several survive a seed's
+            failure. A proxy carries them (never the password).
+        cluster_retries: On a cluster, how many times one command is tried
+            again after a redirect (``MOVED``, ``ASK``) or an unreachable
+            node (10 ms to 100 ms apart, reading the slot map again): a
+            command on a slot whose master just died fails within about
+            half a second, and works again once a replica has taken over.
 
     Raises:
         ConfigurationError: If an argument cannot work (bad URL, port, db,
-            timeout or chunk size).
+            timeout, chunk size or seed node; a cluster has only db 0).
 
     Operations raise `StoreConnectionError` (naming ``host:port``) when the
     server cannot be reached, drops the connection or refuses the
     credentials; `StoreTimeoutError` when it does not answer within
     `socket_timeout`; `ConfigurationError` for a `db` the server does not
     have; `StoreOperationError` when it refuses a command (say, a value
-    over its ``proto-max-bulk-len``). The redis-py error is the
-    ``__cause__``. Nothing is retried: a connection found dead when taken
+    over its ``proto-max-bulk-len``). On a cluster the messages name the
+    node owning the key's slot, and an unserved slot (a master down before
+    its replica takes over) is a `StoreConnectionError`. The redis-py error
+    is the ``__cause__``. Nothing is retried: a connection found dead when taken
     from the pool is replaced, so the store recovers by itself once the
     server is back.
 
@@ -193,7 +219,7 @@ class RedisStore(Store[str]):
         ```
     """
 
-    _IDENTITY = ("hostname", "port", "db", "username", "ssl")
+    _IDENTITY = ("hostname", "port", "db", "username", "ssl", "cluster_nodes")
     _SECRETS = (*Store._SECRETS, "password")
     _SECRETS_FROM_ENV = (("password", PASSWORD_ENV),)
     _PROCESS_LOCAL = ("url",)
@@ -224,6 +250,9 @@ class RedisStore(Store[str]):
         stats: bool = False,
         signing_keys: SigningKeysOption = None,
         sign_full_data: bool = False,
+        cluster: bool = False,
+        cluster_nodes: Sequence[str] | None = None,
+        cluster_retries: int = 3,
     ) -> None:
         super().__init__(
             name,
@@ -240,6 +269,14 @@ class RedisStore(Store[str]):
         _check_positive_int("port", port, upper=65535)
         _check_positive_int("max_connections", max_connections)
         _check_positive_int("chunk_size", chunk_size)
+        if (
+            not isinstance(cluster_retries, int)
+            or isinstance(cluster_retries, bool)
+            or cluster_retries < 0
+        ):
+            raise ConfigurationError(
+                f"cluster_retries must be an int >= 0, got {cluster_retries!r}"
+            )
         if not isinstance(db, int) or isinstance(db, bool) or db < 0:
             raise ConfigurationError(f"db must be an int >= 0, got {db!r}")
         owner = f"RedisStore {name!r}"
@@ -250,6 +287,10 @@ class RedisStore(Store[str]):
                 "ssl_cert_reqs must be 'required', 'optional' or 'none', "
                 f"got {ssl_cert_reqs!r}"
             )
+        seeds = _seeds(cluster, cluster_nodes, hostname, port, db)
+        if seeds:
+            hostname, port = _split_seed(seeds[0])
+        self.cluster_nodes = seeds
         self.hostname = hostname
         self.port = port
         self.db = db
@@ -265,7 +306,9 @@ class RedisStore(Store[str]):
         self.socket_connect_timeout = float(socket_connect_timeout)
         self.max_connections = max_connections
         self.chunk_size = chunk_size
-        self._target = f"{hostname}:{port}"
+        self.cluster_retries = cluster_retries
+        self._target = f"cluster {','.join(seeds)}" if seeds else f"{hostname}:{port}"
+        self._cluster = seeds is not None
         self._clients: ClientsPerLoop[_Client] = ClientsPerLoop(
             self._new_client, _aclose_client
         )
@@ -293,6 +336,9 @@ class RedisStore(Store[str]):
             "socket_connect_timeout": self.socket_connect_timeout,
             "max_connections": self.max_connections,
             "chunk_size": self.chunk_size,
+            "cluster": self.cluster_nodes is not None,
+            "cluster_nodes": self.cluster_nodes,
+            "cluster_retries": self.cluster_retries,
         }
 
     def __repr__(self) -> str:
@@ -365,6 +411,22 @@ class RedisStore(Store[str]):
         and the delete are atomic): a newer chunked object under the key
         keeps its chunks.
         """
+        if self._cluster:
+            await self._arun(
+                [
+                    (
+                        "EVAL",
+                        _DELETE_IF_VERSION,
+                        1 + len(chunks),
+                        _version_key(key),
+                        *chunks,
+                        version,
+                    )
+                ],
+                "set (deleting the replaced object's chunks)",
+                key,
+            )
+            return
         command = _command(
             "EVAL",
             _DELETE_IF_VERSION,
@@ -396,6 +458,10 @@ class RedisStore(Store[str]):
             The first bytes `heads` (keys) held before the writes, read in
             the same transaction.
         """
+        if self._cluster:
+            if tail:
+                self._refuse_on_cluster(operation)
+            return await self._awrite_cluster(commands, operation, heads)
         count = len(commands) + len(heads) + len(tail)
         replies = 1 if count == 1 else count + 2
         writes = [write for command in commands for write in command]
@@ -423,6 +489,49 @@ class RedisStore(Store[str]):
             )
         return list(results[-1][: len(heads)]) if heads else []
 
+    async def _awrite_cluster(
+        self, commands: list[_Command], operation: str, heads: Sequence[str]
+    ) -> list[Any]:
+        """`_awrite` on a cluster: per object, one command or one transaction.
+
+        An object's commands all reach its key's slot: a one-command object
+        (value and version, one ``MSET``) joins the others in one pipeline,
+        one round trip per node; a chunked object, or a user key whose old
+        head is read, is a ``MULTI``/``EXEC`` on the node owning its slot.
+        """
+        units: dict[str, list[tuple[Any, ...]]] = {}
+        for key in heads:
+            units.setdefault(key, []).append(("GETRANGE", key, 0, _MANIFEST.size - 1))
+        for command in commands:
+            args: list[Any] = ["SET" if len(command) == 1 else "MSET"]
+            for name, pieces in command:
+                args += [name, _joined(pieces)]
+            units.setdefault(_object_key(command[0][0]), []).append(tuple(args))
+        found: dict[str, Any] = {}
+        try:
+            single = [(key, unit[0]) for key, unit in units.items() if len(unit) == 1]
+            if single:
+                await self._arun(
+                    [command for _, command in single], operation, single[0][0]
+                )
+            for key, unit in units.items():
+                if len(unit) > 1:
+                    replies = await self._arun(unit, operation, key, transaction=True)
+                    found[key] = replies[0]
+        except StoreOperationError:
+            # The server refused a command (EXEC runs the others): leave none.
+            await self._aevict_quietly(
+                [key for command in commands for key, _ in command]
+            )
+            raise
+        return [found.get(key) for key in heads]
+
+    def _refuse_on_cluster(self, feature: str) -> None:
+        raise ConfigurationError(
+            f"{feature} on store {self.name!r}: futures and leases are not "
+            "supported on a Redis Cluster yet (use a single server for them)"
+        )
+
     async def _aexplain_dropped_write(
         self, error: ProxyStoreError, writes: list[_Write], operation: str
     ) -> ProxyStoreError:
@@ -445,6 +554,12 @@ class RedisStore(Store[str]):
 
     async def _aevict_quietly(self, keys: list[str]) -> bool:
         """Delete keys if the server lets us; return whether it did."""
+        if self._cluster:
+            try:
+                await self._arun([("DEL", key) for key in set(keys)], "evict", keys[0])
+            except ProxyStoreError:
+                return False
+            return True
         try:
             await self._aexecute([_command("DEL", *set(keys))], 1)
         except _DRIVER_ERRORS:
@@ -457,7 +572,9 @@ class RedisStore(Store[str]):
 
     async def _aget_versioned(self, key: str) -> tuple[Buffer, int] | None:
         pair: list[Any] | None = None
-        if not _IS_SYNC:
+        if self._cluster:
+            (pair,) = await self._arun([("MGET", key, _version_key(key))], "get", key)
+        elif not _IS_SYNC:
             client = self._client()
             if client.slots.locked():
                 # Every connection is busy: wait for one together with the
@@ -484,13 +601,22 @@ class RedisStore(Store[str]):
         self, counts: dict[str, int], operation: str
     ) -> list[bytes | None]:
         """Join the chunks of manifests' objects (None where a chunk is gone)."""
-        names = [
-            chunk for key, count in counts.items() for chunk in _chunk_keys(key, count)
-        ]
-        try:
-            (values,) = await self._aexecute([_command("MGET", *names)], 1)
-        except _DRIVER_ERRORS as err:
-            raise self._error(err, operation) from err
+        values: list[Any]
+        if self._cluster:
+            # One MGET per object (its chunks share its slot).
+            commands = [("MGET", *_chunk_keys(key, n)) for key, n in counts.items()]
+            replies = await self._arun(commands, operation, next(iter(counts)))
+            values = [value for reply in replies for value in reply]
+        else:
+            names = [
+                chunk
+                for key, count in counts.items()
+                for chunk in _chunk_keys(key, count)
+            ]
+            try:
+                (values,) = await self._aexecute([_command("MGET", *names)], 1)
+            except _DRIVER_ERRORS as err:
+                raise self._error(err, operation) from err
         joined: list[bytes | None] = []
         start = 0
         for count in counts.values():
@@ -501,6 +627,11 @@ class RedisStore(Store[str]):
         return joined
 
     async def _aget_version(self, key: str) -> int | None:
+        if self._cluster:
+            exists, version = await self._arun(
+                [("EXISTS", key), ("GET", _version_key(key))], "get_timestamp", key
+            )
+            return _version(version) if exists else None
         commands = _command("EXISTS", key) + _command("GET", _version_key(key))
         try:
             exists, version = await self._aexecute([commands], 2)
@@ -509,10 +640,17 @@ class RedisStore(Store[str]):
         return _version(version) if exists else None
 
     async def _aget_bytes_batch(self, keys: Sequence[str]) -> list[Buffer | None]:
-        try:
-            (values,) = await self._aexecute([_command("MGET", *keys)], 1)
-        except _DRIVER_ERRORS as err:
-            raise self._error(err, "get_batch") from err
+        values: list[Any]
+        if self._cluster:
+            # Keys of several slots: one GET each, one round trip per node.
+            values = await self._arun(
+                [("GET", key) for key in keys], "get_batch", keys[0]
+            )
+        else:
+            try:
+                (values,) = await self._aexecute([_command("MGET", *keys)], 1)
+            except _DRIVER_ERRORS as err:
+                raise self._error(err, "get_batch") from err
         results: list[Buffer | None] = list(values)
         counts = {
             key: count
@@ -529,6 +667,17 @@ class RedisStore(Store[str]):
         return results
 
     async def _aexists(self, key: str) -> bool:
+        if self._cluster:
+            count, value = await self._arun(
+                [("EXISTS", key), ("GETRANGE", key, 0, _MANIFEST.size - 1)],
+                "exists",
+                key,
+            )
+            chunks = _chunk_keys(key, _manifest_count(value))
+            if count and chunks:
+                (count,) = await self._arun([("EXISTS", *chunks)], "exists", key)
+                return bool(count == len(chunks))
+            return bool(count)
         head = _command("GETRANGE", key, "0", str(_MANIFEST.size - 1))
         try:
             count, value = await self._aexecute([_command("EXISTS", key) + head], 2)
@@ -541,6 +690,19 @@ class RedisStore(Store[str]):
         return bool(count)
 
     async def _aevict(self, key: str) -> None:
+        if self._cluster:
+            value, _ = await self._arun(
+                [
+                    ("GETRANGE", key, 0, _MANIFEST.size - 1),
+                    ("DEL", key, _version_key(key)),
+                ],
+                "evict",
+                key,
+            )
+            chunks = _chunk_keys(key, _manifest_count(value))
+            if chunks:
+                await self._arun([("DEL", *chunks)], "evict", key)
+            return
         head = _command("GETRANGE", key, "0", str(_MANIFEST.size - 1))
         delete = _command("DEL", key, _version_key(key), _wake_key(key))
         try:
@@ -615,6 +777,8 @@ class RedisStore(Store[str]):
         after the write. A user key's write keeps the cleanup of what it
         replaced (`_aset_bytes`), then sets the expiry in a second round trip.
         """
+        if self._cluster:
+            self._refuse_on_cluster("a lease")
         if key is not None:
             stored = await self._aset_bytes(payload, key)
             await self._aset_lease(stored, expiry)
@@ -627,6 +791,8 @@ class RedisStore(Store[str]):
 
     async def _aset_lease(self, key: str, expiry: float) -> None:
         """Set the server-side expiry of every key of the object under `key`."""
+        if self._cluster:
+            self._refuse_on_cluster("a lease")
         head = _command("GETRANGE", key, "0", str(_MANIFEST.size - 1))
         try:
             (value,) = await self._aexecute([head], 1)
@@ -647,6 +813,8 @@ class RedisStore(Store[str]):
         wakes on the same token (Redis serves all clients blocked on a list
         while it is non-empty). The list is deleted with the object.
         """
+        if self._cluster:
+            self._refuse_on_cluster("a future")
         _, commands, _ = self._writes(payload, key)
         wake = _wake_key(key)
         tail = [_command("DEL", wake), _command("RPUSH", wake, "1")]
@@ -660,6 +828,8 @@ class RedisStore(Store[str]):
         write that wakes them); a slice that ends without a token is
         retried until `timeout` (None: no limit) has passed.
         """
+        if self._cluster:
+            self._refuse_on_cluster("a future")
         wake = _wake_key(key)
         deadline = None if timeout is None else time.monotonic() + timeout
         longest = max(self.socket_timeout / 2, 0.01)
@@ -716,6 +886,99 @@ class RedisStore(Store[str]):
         finally:
             await client.pool.release(connection)
 
+    async def _arun(
+        self,
+        commands: Sequence[tuple[Any, ...]],
+        operation: str,
+        key: str,
+        *,
+        transaction: bool = False,
+    ) -> list[Any]:
+        """Run commands on the cluster and return their replies.
+
+        Each command's keys share one slot. Several go out as a pipeline
+        (one round trip per node) or, with `transaction`, as one
+        ``MULTI``/``EXEC`` (all keys in one slot). redis-py follows
+        ``MOVED`` and ``ASK`` and refreshes the slot map.
+
+        Raises:
+            ProxyStoreError: Naming the node that owns `key`'s slot.
+        """
+        cluster: Any = None
+        try:
+            # The sync client reads the slot map when built: inside the try.
+            client = self._client()
+            cluster = client.pool
+            async with client.slots:
+                if len(commands) == 1 and not transaction:
+                    # The node from `key`'s slot: redis-py would parse
+                    # every key of an MSET/MGET to find it (MOVED is still
+                    # followed).
+                    if not _IS_SYNC:
+                        # The async client reads the slot map lazily.
+                        await cluster.initialize()
+                    node = cluster.get_node_from_key(key)
+                    return [
+                        await cluster.execute_command(*commands[0], target_nodes=node)
+                    ]
+                async with cluster.pipeline(transaction=transaction) as pipe:
+                    for command in commands:
+                        pipe.execute_command(*command)
+                    replies: list[Any] = await pipe.execute()
+                    return replies
+        except _CLUSTER_ERRORS as err:
+            error = self._error(err, operation, _node_name(cluster, key))
+            if (
+                _IS_SYNC
+                and cluster is not None
+                and isinstance(error, StoreConnectionError)
+            ):
+                await _arefresh_slots(cluster)
+            raise error from err
+        except AttributeError as err:
+            if _IS_SYNC:
+                raise
+            # redis-py 8.1's async cluster client, when a node fails, closes
+            # its connections under other tasks still connecting on them.
+            node = _node_name(cluster, key)
+            raise StoreConnectionError(
+                self._target if node is None else f"{node} ({self._target})",
+                f"{operation} failed: a connection was closed under it after "
+                f"a node failed: {err!r}",
+            ) from err
+
+    def _new_cluster_client(self) -> Any:
+        """A redis-py cluster client (its own pool per node)."""
+        assert self.cluster_nodes is not None
+        options: dict[str, Any] = {}
+        if self.ssl:
+            options = {
+                "ssl": True,
+                "ssl_ca_certs": self.ssl_ca_certs,
+                "ssl_certfile": self.ssl_certfile,
+                "ssl_keyfile": self.ssl_keyfile,
+                "ssl_cert_reqs": self.ssl_cert_reqs,
+                "ssl_check_hostname": self.ssl_check_hostname
+                and self.ssl_cert_reqs != "none",
+            }
+        # Typed `Any`: the sync twin's constructors are unannotated.
+        cluster_class: Any = redis_cluster.RedisCluster
+        node_class: Any = redis_cluster.ClusterNode
+        return cluster_class(
+            startup_nodes=[
+                node_class(*_split_seed(node)) for node in self.cluster_nodes
+            ],
+            username=self.username,
+            password=self.password,
+            socket_timeout=self.socket_timeout,
+            socket_connect_timeout=self.socket_connect_timeout,
+            max_connections=self.max_connections,
+            retry=Retry(
+                ExponentialWithJitterBackoff(base=0.01, cap=0.1), self.cluster_retries
+            ),
+            **options,
+        )
+
     def _client(self) -> _Client:
         return self._clients.client_for(
             None if _IS_SYNC else asyncio.get_running_loop()
@@ -733,6 +996,9 @@ class RedisStore(Store[str]):
         )
 
     def _pool(self) -> _Pool:
+        if self._cluster:
+            cluster: _Pool = self._new_cluster_client()
+            return cluster
         options: dict[str, Any] = {}
         if self.ssl:
             options = {
@@ -788,20 +1054,31 @@ class RedisStore(Store[str]):
         )
         return key, commands, version_text
 
-    def _error(self, err: BaseException, operation: str) -> ProxyStoreError:
+    def _error(
+        self, err: BaseException, operation: str, node: str | None = None
+    ) -> ProxyStoreError:
+        """Wrap a driver error; `node` is the cluster node that failed."""
+        target = self._target if node is None else f"{node} ({self._target})"
+        if isinstance(err, _CLUSTER_DOWN):
+            return StoreConnectionError(
+                target,
+                f"{operation} failed: the cluster cannot serve this key's slot "
+                f"now (a failover under way?): {err}",
+            )
+        if isinstance(err, redis_errors.RedisClusterException):
+            # No seed answered as a cluster node, or no slot map.
+            return StoreConnectionError(target, f"{operation} failed: {err}")
         if isinstance(err, redis_errors.AuthenticationError):
             return StoreConnectionError(
-                self._target,
+                target,
                 f"authentication failed for user {self.username or 'default'!r} "
                 f"(check username and password): {err}",
             )
         if isinstance(err, redis_errors.ResponseError) and "DB index" in str(err):
-            return ConfigurationError(
-                f"db {self.db} does not exist on {self._target}: {err}"
-            )
+            return ConfigurationError(f"db {self.db} does not exist on {target}: {err}")
         if "bulk length" in str(err) or "proto-max-bulk-len" in str(err):
             return StoreOperationError(
-                f"{operation} on {self._target} (store {self.name!r}) failed: "
+                f"{operation} on {target} (store {self.name!r}) failed: "
                 f"a value is larger than the server's proto-max-bulk-len; "
                 f"lower chunk_size (now {self.chunk_size}): {err}"
             )
@@ -811,15 +1088,55 @@ class RedisStore(Store[str]):
             if connecting and self.ssl:
                 # A plain-text server never answers a TLS handshake.
                 operation += " (TLS handshake: does the server serve TLS?)"
-            return StoreTimeoutError(self._target, timeout, operation)
+            return StoreTimeoutError(target, timeout, operation)
         if isinstance(err, (redis_errors.ConnectionError, OSError)):
-            return StoreConnectionError(self._target, f"{operation} failed: {err}")
+            return StoreConnectionError(target, f"{operation} failed: {err}")
         return StoreOperationError(
-            f"{operation} on {self._target} (store {self.name!r}) failed: {err}"
+            f"{operation} on {target} (store {self.name!r}) failed: {err}"
         )
 
 
 _DRIVER_ERRORS = (redis_errors.RedisError, OSError, asyncio.TimeoutError)
+# RedisClusterException is no RedisError (say, a slot no node serves).
+_CLUSTER_ERRORS = (*_DRIVER_ERRORS, redis_errors.RedisClusterException)
+_CLUSTER_DOWN = (
+    redis_errors.ClusterDownError,
+    redis_errors.TryAgainError,
+    redis_errors.SlotNotCoveredError,
+)
+
+
+async def _arefresh_slots(cluster: Any) -> None:
+    """Sync face: read the slot map again after a node failed under a pipeline.
+
+    redis-py's sync client does so itself for a lone command, not for a
+    transaction: it would keep sending an object's MULTI to a dead master
+    after its replica took over (the async client marks its map stale).
+    Best effort: a cluster still failing over is read again after the next
+    failure.
+    """
+    with contextlib.suppress(*_CLUSTER_ERRORS):
+        await cluster.nodes_manager.initialize()
+
+
+def _node_name(client: Any, key: str) -> str | None:
+    """``host:port`` of the node owning `key`'s slot, if the client knows it."""
+    if client is None:
+        return None
+    try:
+        name: str = client.get_node_from_key(key).name
+    except Exception:  # no slot map yet: name the cluster only
+        return None
+    return name
+
+
+def _object_key(name: str) -> str:
+    """The store key ``K`` a Redis key (``K``, ``{K}:v``, ``{K}:c:<i>``) belongs to."""
+    return name[1 : name.index("}")] if name.startswith("{") else name
+
+
+def _joined(pieces: list[Buffer]) -> Buffer:
+    return pieces[0] if len(pieces) == 1 else b"".join(pieces)
 
 
 def _command(*args: str) -> bytes:
@@ -985,6 +1302,40 @@ async def _aclose_client(client: _Client) -> None:
     for task in list(client.tasks):
         task.cancel()
     await client.pool.aclose()
+
+
+def _seeds(
+    cluster: bool,
+    nodes: Sequence[str] | None,
+    hostname: str,
+    port: int,
+    db: int,
+) -> list[str] | None:
+    """The sorted seed nodes (``host:port``) of a cluster store, None if none."""
+    if nodes is None and not cluster:
+        return None
+    if not isinstance(cluster, bool):
+        raise ConfigurationError(f"cluster must be a bool, got {cluster!r}")
+    if nodes is None:
+        nodes = [f"{hostname}:{port}"]
+    if isinstance(nodes, (str, bytes)) or not isinstance(nodes, Sequence) or not nodes:
+        raise ConfigurationError(
+            f"cluster_nodes must be a non-empty list of 'host:port', got {nodes!r}"
+        )
+    for node in nodes:
+        _split_seed(node)
+    if db != 0:
+        raise ConfigurationError(f"a Redis Cluster has only db 0, got db={db}")
+    return sorted(set(nodes))
+
+
+def _split_seed(node: Any) -> tuple[str, int]:
+    host, _, port = node.rpartition(":") if isinstance(node, str) else ("", "", "")
+    if not host or not port.isdigit() or not 0 < int(port) <= 65535:
+        raise ConfigurationError(
+            f"a cluster node must be 'host:port' (port 1-65535), got {node!r}"
+        )
+    return host.strip("[]"), int(port)
 
 
 def _check_positive_int(option: str, value: Any, upper: int | None = None) -> None:
