@@ -175,6 +175,13 @@ class NotBytesError(SerializationError, TypeError):
     """
 
 
+class NotAPayloadError(SerializationError, ValueError):
+    """`deserialize` was given something that is not bytes-like.
+
+    Also a `ValueError`, as ProxyStore 0.4 raised.
+    """
+
+
 class StoreConnectionError(ProxyStoreError, ConnectionError):
     """A store's server or peer could not be reached, or dropped the connection."""
 

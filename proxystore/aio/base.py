@@ -400,7 +400,11 @@ class Store(Generic[KeyT]):
             return self.metrics.for_key(key_or_proxy)
         factory = get_factory(key_or_proxy)
         if not isinstance(factory, StoreFactory):
-            raise NotAStoreProxyError(factory)
+            # 0.4 answered for any factory with a key: that key's stats.
+            key = getattr(factory, "key", None)
+            if key is None:
+                raise NotAStoreProxyError(factory)
+            return self.metrics.for_key(key)
         stats = self.metrics.for_key(factory.key)
         if factory.resolve_stats is not None:
             stats["resolve"] = copy.copy(factory.resolve_stats)

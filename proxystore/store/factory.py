@@ -363,6 +363,9 @@ def _from_0_4(
         stacklevel=3,
     )
     kwargs = {**(given.get("store_kwargs") or {}), "name": name}
+    # 0.4 carried LocalStore's dict in the factory; here that dict is the
+    # process's objects for the name (never in a configuration or a proxy).
+    kwargs.pop("store_dict", None)
     config = StoreConfig(registry.kind_of(store_type), name, kwargs)
     deserializer = None if options.get("serialize", True) else raw_bytes
     return config, key, deserializer

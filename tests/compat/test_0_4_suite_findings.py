@@ -1,0 +1,80 @@
+"""Behaviours ProxyStore 0.4's own test suite relies on, found by running it here."""
+
+from __future__ import annotations
+
+import pickle
+import warnings
+from typing import Any
+
+import pytest
+
+import proxystore as ps
+from proxystore.exceptions import NotAStoreProxyError, SerializationError
+from proxystore.factory import Factory, SimpleFactory
+from proxystore.proxy import Proxy
+from proxystore.serialize import deserialize
+from proxystore.store.base import Store, StoreFactory
+from proxystore.store.local import LocalStore
+
+pytestmark = pytest.mark.timeout(30)
+
+
+class _KeyedFactory(Factory[Any]):
+    """A user factory that names a key but was not made by a store."""
+
+    def __init__(self, key: str) -> None:
+        self.key = key
+
+    def resolve(self) -> Any:
+        return "from elsewhere"
+
+
+@pytest.mark.parametrize("not_bytes", ["xxx", 42, None, [1, 2]])
+def test_deserialize_of_a_non_payload_is_a_value_error(not_bytes: Any) -> None:
+    with pytest.raises(ValueError, match=type(not_bytes).__name__) as info:
+        deserialize(not_bytes)
+    # ...and still one of ours, so `except SerializationError` keeps working.
+    assert isinstance(info.value, SerializationError)
+
+
+def test_deserialize_of_corrupt_bytes_is_not_a_value_error() -> None:
+    with pytest.raises(SerializationError) as info:
+        deserialize(b"99\nxxx")
+    assert not isinstance(info.value, ValueError)
+
+
+def test_stats_of_a_keyed_user_factory_are_its_keys_stats(store_name: str) -> None:
+    store = LocalStore(store_name, stats=True)
+    key = store.set([1, 2, 3])
+    store.get(key)
+    p: Proxy[Any] = Proxy(_KeyedFactory(key))
+    stats = store.stats(p)
+    assert stats["set"].calls == 1
+    assert stats["get"].calls == 1
+    assert "resolve" not in stats  # resolving it did not fetch from the store
+    ps.proxy.resolve(p)
+    assert store.stats(p)["get"].calls == 1
+
+
+def test_stats_of_a_proxy_without_a_key_still_raises(store_name: str) -> None:
+    store = LocalStore(store_name, stats=True)
+    with pytest.raises(NotAStoreProxyError, match="SimpleFactory"):
+        store.stats(Proxy(SimpleFactory([1])))
+
+
+def test_0_4_factory_of_a_local_store_dict_resolves_without_carrying_it(
+    store_name: str,
+) -> None:
+    data: dict[str, bytes] = {}
+    store: Store[str] = ps.store.init_store("local", store_name, store_dict=data)
+    key = store.set([1, 2, 3])
+    ps.store.unregister_store(store_name)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        factory: Any = StoreFactory(  # type: ignore[call-arg]
+            key, LocalStore, store_name, store_kwargs={"store_dict": data}
+        )
+    assert factory() == [1, 2, 3]
+    assert "store_dict" not in factory.config.kwargs
+    assert b"store_dict" not in pickle.dumps(factory)
+    ps.store.unregister_store(store_name)
