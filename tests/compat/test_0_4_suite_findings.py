@@ -9,7 +9,11 @@ from typing import Any
 import pytest
 
 import proxystore as ps
-from proxystore.exceptions import NotAStoreProxyError, SerializationError
+from proxystore.exceptions import (
+    ConfigurationError,
+    NotAStoreProxyError,
+    SerializationError,
+)
 from proxystore.factory import Factory, SimpleFactory
 from proxystore.proxy import Proxy
 from proxystore.serialize import deserialize
@@ -78,3 +82,34 @@ def test_0_4_factory_of_a_local_store_dict_resolves_without_carrying_it(
     assert "store_dict" not in factory.config.kwargs
     assert b"store_dict" not in pickle.dumps(factory)
     ps.store.unregister_store(store_name)
+
+
+def test_resetting_private_stores_unregisters_every_name(store_name: str) -> None:
+    store: Store[str] = ps.store.init_store("local", store_name)
+    p = store.proxy([1, 2, 3])
+    with pytest.warns(DeprecationWarning, match="unregister_store"):
+        ps.store._stores = {}
+    assert ps.store.get_store(store_name) is None
+    # A proxy rebuilds its store, as after 0.4's reset.
+    assert p == [1, 2, 3]
+    rebuilt = ps.store.get_store(store_name)
+    assert rebuilt is not None
+    assert rebuilt is not store
+
+
+def test_private_stores_mapping_registers_its_stores(store_name: str) -> None:
+    store = LocalStore(store_name)
+    with pytest.warns(DeprecationWarning, match="_stores"):
+        ps.store._stores = {store_name: store}
+    assert ps.store.get_store(store_name) is store
+    with pytest.warns(DeprecationWarning, match="_stores"):
+        assert ps.store._stores[store_name] is store
+    with (
+        pytest.warns(DeprecationWarning, match="_stores"),
+        pytest.raises(ConfigurationError, match="mapping"),
+    ):
+        ps.store._stores = [store]
+    # Other module attributes are set as usual.
+    ps.store.some_attribute = 1  # type: ignore[attr-defined]
+    assert ps.store.some_attribute == 1  # type: ignore[attr-defined]
+    del ps.store.some_attribute  # type: ignore[attr-defined]
