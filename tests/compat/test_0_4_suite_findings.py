@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import pickle
 import warnings
+from pathlib import Path
 from typing import Any
 
+import globus_sdk
 import pytest
 
 import proxystore as ps
@@ -15,9 +18,11 @@ from proxystore.exceptions import (
     SerializationError,
 )
 from proxystore.factory import Factory, SimpleFactory
+from proxystore.globus.endpoints import GlobusEndpoint, GlobusEndpoints
 from proxystore.proxy import Proxy
 from proxystore.serialize import deserialize
 from proxystore.store.base import Store, StoreFactory
+from proxystore.store.globus import GlobusStore
 from proxystore.store.local import LocalStore
 
 pytestmark = pytest.mark.timeout(30)
@@ -113,3 +118,51 @@ def test_private_stores_mapping_registers_its_stores(store_name: str) -> None:
     ps.store.some_attribute = 1  # type: ignore[attr-defined]
     assert ps.store.some_attribute == 1  # type: ignore[attr-defined]
     del ps.store.some_attribute  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("field", ["uuid", "endpoint_path", "local_path", "host_regex"])
+def test_globus_endpoint_field_of_another_type_is_a_type_error(field: str) -> None:
+    values: dict[str, Any] = {
+        "uuid": "2c5f3d1e-2b7a-4c4e-9d1a-5e8f0a7b6c3d",
+        "endpoint_path": "/~/",
+        "local_path": "/tmp",
+        "host_regex": "localhost",
+        field: 1,
+    }
+    with pytest.raises(TypeError, match=f"{field} must be a non-empty string"):
+        GlobusEndpoint(**values)
+
+
+def test_globus_endpoints_with_0_4_style_ids_work_and_warn() -> None:
+    with pytest.warns(DeprecationWarning, match="'EP1UUID' is not a UUID"):
+        first = GlobusEndpoint("EP1UUID", "/~/", "/tmp/a", "localhost")
+    with pytest.warns(DeprecationWarning, match="not a UUID"):
+        second = GlobusEndpoint("EP2UUID", "/~/", "/tmp/b", r"^\w{4}4$")
+    endpoints = GlobusEndpoints([first, second])
+    assert endpoints["EP1UUID"] is first
+    assert endpoints.get_by_host("host4") is second
+    with pytest.raises(KeyError, match="'EP3UUID'"):
+        endpoints["EP3UUID"]
+    with pytest.warns(DeprecationWarning, match="not a UUID"):
+        again = GlobusEndpoints.from_dict(endpoints.dict())
+    assert [ep.uuid for ep in again] == ["EP1UUID", "EP2UUID"]
+
+
+@pytest.mark.parametrize("bad", ["../etc", "a/b", "-leading", "x" * 65, "sp ace"])
+def test_globus_ids_that_are_not_safe_identifiers_are_refused(bad: str) -> None:
+    with pytest.raises(ConfigurationError, match="not a UUID"):
+        GlobusEndpoint(bad, "/~/", "/tmp", "localhost")
+
+
+def test_globus_store_needs_two_endpoints(store_name: str, tmp_path: Path) -> None:
+    only = GlobusEndpoint(
+        "2c5f3d1e-2b7a-4c4e-9d1a-5e8f0a7b6c3d", "/~/", str(tmp_path), "host-a"
+    )
+    with pytest.raises(ValueError, match="two or more endpoints, got 1: 2c5f3d1e"):
+        GlobusStore(
+            store_name,
+            [only],
+            hostname="host-a",
+            transfer_client=globus_sdk.TransferClient(),
+        )
+    assert os.listdir(tmp_path) == []
