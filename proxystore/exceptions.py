@@ -68,8 +68,11 @@ class UntrustedProxyError(ProxyStoreError):
     """
 
 
-class StoreIdentityError(UntrustedProxyError):
+class StoreIdentityError(UntrustedProxyError, ValueError):
     """A proxy names a store that differs from the one registered under its name.
+
+    Also a `ValueError`, as ProxyStore 0.4 raised for a factory whose store
+    type differed from the store registered under its name.
 
     Attributes:
         name: The store name.
@@ -83,7 +86,8 @@ class StoreIdentityError(UntrustedProxyError):
         self.carried = carried
         super().__init__(
             f"a proxy names store {name!r} as {carried}, but this process "
-            f"registered {name!r} as {registered}; refusing to resolve it "
+            f"registered {name!r} as a store of type {registered}; refusing to "
+            "resolve it "
             "through either (one owner per store name)"
         )
 

@@ -28,9 +28,10 @@ import sys
 import threading
 import time
 import types
+import uuid
 import warnings
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
 from proxystore import _background, policy, registry
@@ -362,13 +363,45 @@ def _from_0_4(
         DeprecationWarning,
         stacklevel=3,
     )
-    kwargs = {**(given.get("store_kwargs") or {}), "name": name}
+    # The class object comes from this process's own code, as with init_store.
+    registry.register_store_class(store_type)
+    kwargs = {**_plain_0_4_kwargs(given.get("store_kwargs") or {}), "name": name}
     # 0.4 carried LocalStore's dict in the factory; here that dict is the
     # process's objects for the name (never in a configuration or a proxy).
     kwargs.pop("store_dict", None)
     config = StoreConfig(registry.kind_of(store_type), name, kwargs)
     deserializer = None if options.get("serialize", True) else raw_bytes
     return config, key, deserializer
+
+
+def _plain_0_4_kwargs(kwargs: Mapping[str, Any]) -> dict[str, Any]:
+    """0.4's store kwargs as a configuration holds them (plain data only).
+
+    0.4 code passes the constructor's arguments: `GlobusEndpoints` or a list
+    of `GlobusEndpoint`, `uuid.UUID` endpoints, path objects.
+    """
+    plain: dict[str, Any] = {}
+    for name, value in kwargs.items():
+        if isinstance(value, list | tuple) and value:
+            if all(hasattr(item, "host_regex") for item in value):
+                from proxystore.globus.endpoints import GlobusEndpoints
+
+                value = GlobusEndpoints(value)
+            else:
+                value = [_plain_value(item) for item in value]
+        plain[name] = _plain_value(value)
+    return plain
+
+
+def _plain_value(value: Any) -> Any:
+    to_dict = getattr(value, "to_dict", None)
+    if callable(to_dict):
+        return to_dict()
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
+    return value
 
 
 def _rebuild(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import uuid
 import warnings
 from pathlib import Path
 from typing import Any
@@ -166,3 +167,48 @@ def test_globus_store_needs_two_endpoints(store_name: str, tmp_path: Path) -> No
             transfer_client=globus_sdk.TransferClient(),
         )
     assert os.listdir(tmp_path) == []
+
+
+def _legacy_factory(*args: Any, **kwargs: Any) -> Any:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        return StoreFactory(*args, **kwargs)
+
+
+def test_0_4_factory_takes_constructor_objects_as_plain_data(
+    store_name: str, tmp_path: Path
+) -> None:
+    from proxystore.store.file import FileStore
+
+    store: Store[str] = ps.store.init_store("file", store_name, store_dir=tmp_path)
+    key = store.set("v")
+    factory = _legacy_factory(key, FileStore, store_name, {"store_dir": tmp_path})
+    assert factory.config.kwargs["store_dir"] == str(tmp_path)
+    assert factory() == "v"
+    ends = [
+        GlobusEndpoint(str(uuid.UUID(int=i + 1)), "/~/", f"/tmp/{i}", f"h{i}")
+        for i in range(2)
+    ]
+    for given in (ends, GlobusEndpoints(ends)):
+        legacy = _legacy_factory("k", GlobusStore, "g", {"endpoints": given})
+        assert legacy.config.kwargs["endpoints"] == GlobusEndpoints(ends).to_dict()
+        pickle.dumps(legacy)  # plain data only
+    from proxystore.store.endpoint import EndpointStore
+
+    ids = [uuid.UUID(int=7), "site-b"]
+    legacy = _legacy_factory("k", EndpointStore, "e", {"endpoints": ids})
+    assert legacy.config.kwargs["endpoints"] == [str(uuid.UUID(int=7)), "site-b"]
+
+
+def test_0_4_factory_of_another_store_type_is_a_value_error(
+    store_name: str, tmp_path: Path
+) -> None:
+    class _Other(LocalStore):
+        pass
+
+    store: Store[str] = ps.store.init_store("file", store_name, store_dir=tmp_path)
+    key = store.set([1])
+    factory = _legacy_factory(key, _Other, store_name, {})
+    with pytest.raises(ValueError, match=r"registered .* as a store of type FileStore"):
+        factory()
+    assert store.exists(key)
