@@ -212,3 +212,29 @@ def test_0_4_factory_of_another_store_type_is_a_value_error(
     with pytest.raises(ValueError, match=r"registered .* as a store of type FileStore"):
         factory()
     assert store.exists(key)
+
+
+def test_resolve_async_result_is_taken_once(keyed_store: Store[str]) -> None:
+    key = keyed_store.set([1, 2, 3])
+    factory = StoreFactory(keyed_store.store_config, key)
+    factory.resolve_async()
+    pending = factory._obj_future
+    assert pending is not None
+    assert factory() == [1, 2, 3]
+    assert factory._obj_future is None  # the factory keeps no copy
+    keyed_store.set([4], key=key)
+    assert factory() == [4]  # a later resolve fetches again
+
+
+def test_resolve_async_of_a_cached_object_starts_nothing(
+    keyed_store: Store[str],
+) -> None:
+    key = keyed_store.set("cached")
+    assert keyed_store.get(key) == "cached"
+    factory = StoreFactory(keyed_store.store_config, key)
+    factory.resolve_async()
+    assert factory._obj_future is None
+    strict = StoreFactory(keyed_store.store_config, key, strict=True)
+    strict.resolve_async()  # strict must check the version: it still fetches
+    assert strict._obj_future is not None
+    assert strict() == "cached"
