@@ -17,6 +17,7 @@ Example:
 
 from __future__ import annotations
 
+import copyreg
 import importlib
 import sys
 import types
@@ -194,4 +195,11 @@ class _StoreModule(types.ModuleType):
             register_store(store)
 
 
+def _reduce_module(module: _StoreModule) -> tuple[Any, tuple[str]]:
+    # Pickled by name like any module (cloudpickle, used by Dask, looks up
+    # reducers by exact type).
+    return importlib.import_module, (module.__name__,)
+
+
+copyreg.pickle(_StoreModule, _reduce_module)
 sys.modules[__name__].__class__ = _StoreModule

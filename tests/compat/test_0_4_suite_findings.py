@@ -238,3 +238,16 @@ def test_resolve_async_of_a_cached_object_starts_nothing(
     strict.resolve_async()  # strict must check the version: it still fetches
     assert strict._obj_future is not None
     assert strict() == "cached"
+
+
+def test_store_module_still_pickles_by_name() -> None:
+    import cloudpickle
+
+    import proxystore.store
+
+    assert pickle.loads(pickle.dumps(proxystore.store)) is proxystore.store
+
+    def uses_module() -> Any:
+        return proxystore.store.get_store("no-such-store")
+
+    assert pickle.loads(cloudpickle.dumps(uses_module))() is None
