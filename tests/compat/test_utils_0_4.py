@@ -94,7 +94,8 @@ def test_readable_to_bytes(text: str, size: int) -> None:
         ("4 PB", "Unknown unit 'PB'"),
         ("x.5 MB", "float"),
         ("inf KB", "finite"),
-        ("nan", "finite"),
+        ("nan B", "finite"),
+        ("nan", "value and a unit"),
     ],
 )
 def test_readable_to_bytes_refuses(text: str, message: str) -> None:
