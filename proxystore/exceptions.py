@@ -150,6 +150,11 @@ class MissingKeyError(ProxyStoreError, KeyError):
         # KeyError's own __str__ would quote the message like a key.
         return str(self.args[0])
 
+    @property
+    def store_name(self) -> str:
+        """The store's name (0.4's `ProxyResolveMissingKey.store_name`)."""
+        return self.store
+
 
 class ProxyResolveError(ProxyStoreError):
     """A proxy's factory failed in a way that must not look like a missing attribute.

@@ -251,3 +251,14 @@ def test_store_module_still_pickles_by_name() -> None:
         return proxystore.store.get_store("no-such-store")
 
     assert pickle.loads(cloudpickle.dumps(uses_module))() is None
+
+
+def test_missing_key_error_names_key_and_store_as_0_4_did(store_name: str) -> None:
+    from proxystore.store.exceptions import ProxyResolveMissingKey
+
+    store = LocalStore(store_name)
+    proxy = store.proxy(key="never-set")
+    with pytest.raises(ProxyResolveMissingKey) as info:
+        ps.proxy.resolve(proxy)
+    assert info.value.key == "never-set"
+    assert info.value.store_name == store_name == info.value.store
