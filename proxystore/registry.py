@@ -47,14 +47,34 @@ _ASYNC_PACKAGE = "proxystore.aio."
 _SYNC_PACKAGE = "proxystore.store."
 
 
+class _StorePath(str):
+    """A `STORES` value: the store class's dotted path.
+
+    It also equals the store class itself (either face), as ProxyStore 0.4's
+    values were the classes, without importing any store module.
+    """
+
+    __slots__ = ()
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, type):
+            return kind_of(other) == str(self)
+        return str.__eq__(self, other)
+
+    def __ne__(self, other: object) -> bool:
+        return not self == other
+
+    __hash__ = str.__hash__
+
+
 class STORES(enum.Enum):
     """The store types that ship with proxystore, by `init_store` name."""
 
-    LOCAL = "proxystore.aio.local.LocalStore"
-    FILE = "proxystore.aio.file.FileStore"
-    REDIS = "proxystore.aio.redis.RedisStore"
-    GLOBUS = "proxystore.aio.globus.GlobusStore"
-    ENDPOINT = "proxystore.aio.endpoint.EndpointStore"
+    LOCAL = _StorePath("proxystore.aio.local.LocalStore")
+    FILE = _StorePath("proxystore.aio.file.FileStore")
+    REDIS = _StorePath("proxystore.aio.redis.RedisStore")
+    GLOBUS = _StorePath("proxystore.aio.globus.GlobusStore")
+    ENDPOINT = _StorePath("proxystore.aio.endpoint.EndpointStore")
 
     @classmethod
     def from_name(cls, name: str) -> STORES:

@@ -262,3 +262,21 @@ def test_missing_key_error_names_key_and_store_as_0_4_did(store_name: str) -> No
         ps.proxy.resolve(proxy)
     assert info.value.key == "never-set"
     assert info.value.store_name == store_name == info.value.store
+
+
+def test_stores_values_equal_their_classes_as_in_0_4() -> None:
+    from proxystore.aio.local import LocalStore as AsyncLocalStore
+    from proxystore.registry import STORES
+    from proxystore.store.file import FileStore
+
+    value = STORES.LOCAL.value
+    assert value == LocalStore
+    assert LocalStore == value
+    assert value == AsyncLocalStore
+    assert value != FileStore
+    # ...and is still the dotted path, hashed and serialized as that string.
+    assert value == "proxystore.aio.local.LocalStore"
+    assert hash(value) == hash("proxystore.aio.local.LocalStore")
+    assert STORES["LOCAL"].value == LocalStore
+    assert STORES(str(value)) is STORES.LOCAL
+    assert pickle.loads(pickle.dumps(STORES.FILE)) is STORES.FILE
