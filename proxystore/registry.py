@@ -424,6 +424,18 @@ def unregister(name: str) -> None:
         _entries.pop(name, None)
 
 
+def forget(store: Any) -> None:
+    """Unregister the name of `store` if `store` is a registered face of it.
+
+    Called when a store closes: a closed store is never handed out again, so
+    `init_store` and proxies of the name build a new one (as in 0.4).
+    """
+    with _lock:
+        entry = _entries.get(store.name)
+        if entry is not None and any(face is store for face in entry.faces.values()):
+            del _entries[store.name]
+
+
 def lookup(name: str, face: Face) -> Any:
     """Return the `face` of a registered name, building it if needed.
 

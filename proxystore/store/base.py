@@ -43,7 +43,7 @@ from proxystore.exceptions import (
 )
 from proxystore.metrics import DEFAULT_STATS_KEYS, OperationMetrics, StoreMetrics
 from proxystore.proxy import Proxy, get_factory
-from proxystore.registry import StoreConfig, config_of
+from proxystore.registry import StoreConfig, config_of, forget
 from proxystore.serialize import (
     Buffer,
     Payload,
@@ -741,6 +741,7 @@ class Store(Generic[KeyT]):
         if self._closed:
             return
         self._closed = True
+        forget(self)
         self._cache.clear()
         self._close()
 

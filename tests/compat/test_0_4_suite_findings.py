@@ -280,3 +280,16 @@ def test_stores_values_equal_their_classes_as_in_0_4() -> None:
     assert STORES["LOCAL"].value == LocalStore
     assert STORES(str(value)) is STORES.LOCAL
     assert pickle.loads(pickle.dumps(STORES.FILE)) is STORES.FILE
+
+
+def test_a_closed_store_is_never_handed_out_again(store_name: str) -> None:
+    first: Store[str] = ps.store.init_store("local", store_name)
+    key = first.set("kept")
+    first.close()
+    assert ps.store.get_store(store_name) is None
+    second: Store[str] = ps.store.init_store("local", store_name)
+    assert second is not first
+    assert second.get(key) == "kept"  # the process's objects for the name
+    # Closing a store that is not the registered one leaves the name alone.
+    LocalStore(store_name).close()
+    assert ps.store.get_store(store_name) is second
