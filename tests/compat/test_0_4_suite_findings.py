@@ -293,3 +293,16 @@ def test_a_closed_store_is_never_handed_out_again(store_name: str) -> None:
     # Closing a store that is not the registered one leaves the name alone.
     LocalStore(store_name).close()
     assert ps.store.get_store(store_name) is second
+
+
+def test_local_store_dict_given_again_is_what_every_face_uses(store_name: str) -> None:
+    first_dict: dict[str, bytes] = {}
+    second_dict: dict[str, bytes] = {}
+    store: Store[str] = ps.store.init_store("local", store_name, store_dict=first_dict)
+    again: Store[str] = ps.store.init_store("local", store_name, store_dict=second_dict)
+    assert again is store  # same identity: the registered store
+    p = store.proxy([1, 2, 3])
+    assert set(second_dict) == {ps.proxy.get_key(p)}
+    assert first_dict == {}
+    ps.store.unregister_store(store_name)
+    assert p == [1, 2, 3]  # rebuilt from the proxy, reading the same dict
