@@ -19,6 +19,7 @@ from __future__ import annotations
 import enum
 import importlib
 import threading
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
@@ -621,11 +622,32 @@ def init_store(
         entry = _entries.get(name)
         if entry is not None and not entry.provisional and not replace:
             if entry.identity == config.identity():
+                _warn_ignored_tuning(name, entry.config, config)
                 return _face_of(entry, face)
             raise StoreExistsError(name, entry.config.describe(), config.describe())
         entry = _entries[name] = _entry_of(store)
         entry.faces[face] = store
     return store
+
+
+def _warn_ignored_tuning(
+    name: str, registered: StoreConfig, given: StoreConfig
+) -> None:
+    # 0.4 replaced the store; here the registered one is returned, so say
+    # which arguments (cache_size, stats...) that leaves unapplied.
+    ignored = sorted(
+        key
+        for key in registered.kwargs.keys() | given.kwargs.keys()
+        if registered.kwargs.get(key) != given.kwargs.get(key)
+    )
+    if ignored:
+        warnings.warn(
+            f"init_store: store {name!r} is already registered for the same data; "
+            f"returning it, so these arguments are not applied: {', '.join(ignored)} "
+            "(unregister_store(name) first to apply them)",
+            RuntimeWarning,
+            stacklevel=4,
+        )
 
 
 def store_of_proxy(proxy: Any, face: Face) -> Any:

@@ -306,3 +306,23 @@ def test_local_store_dict_given_again_is_what_every_face_uses(store_name: str) -
     assert first_dict == {}
     ps.store.unregister_store(store_name)
     assert p == [1, 2, 3]  # rebuilt from the proxy, reading the same dict
+
+
+def test_init_store_says_which_arguments_it_did_not_apply(
+    store_name: str, tmp_path: Path
+) -> None:
+    first: Store[str] = ps.store.init_store("file", store_name, store_dir=tmp_path)
+    with pytest.warns(RuntimeWarning, match=r"not applied: cache_size, metrics, stats"):
+        again = ps.store.init_store(
+            "file", store_name, store_dir=tmp_path, stats=True, cache_size=2
+        )
+    assert again is first
+    assert not again.has_stats
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert ps.store.init_store("file", store_name, store_dir=tmp_path) is first
+    ps.store.unregister_store(store_name)
+    applied = ps.store.init_store(
+        "file", store_name, store_dir=tmp_path, stats=True, cache_size=2
+    )
+    assert applied.has_stats
