@@ -68,8 +68,11 @@ class UntrustedProxyError(ProxyStoreError):
     """
 
 
-class StoreIdentityError(UntrustedProxyError):
+class StoreIdentityError(UntrustedProxyError, ValueError):
     """A proxy names a store that differs from the one registered under its name.
+
+    Also a `ValueError`, as ProxyStore 0.4 raised for a factory whose store
+    type differed from the store registered under its name.
 
     Attributes:
         name: The store name.
@@ -83,7 +86,8 @@ class StoreIdentityError(UntrustedProxyError):
         self.carried = carried
         super().__init__(
             f"a proxy names store {name!r} as {carried}, but this process "
-            f"registered {name!r} as {registered}; refusing to resolve it "
+            f"registered {name!r} as a store of type {registered}; refusing to "
+            "resolve it "
             "through either (one owner per store name)"
         )
 
@@ -146,6 +150,11 @@ class MissingKeyError(ProxyStoreError, KeyError):
         # KeyError's own __str__ would quote the message like a key.
         return str(self.args[0])
 
+    @property
+    def store_name(self) -> str:
+        """The store's name (0.4's `ProxyResolveMissingKey.store_name`)."""
+        return self.store
+
 
 class ProxyResolveError(ProxyStoreError):
     """A proxy's factory failed in a way that must not look like a missing attribute.
@@ -172,6 +181,13 @@ class NotBytesError(SerializationError, TypeError):
     """Bytes were required (``serialize=False`` stores bytes as given), not this.
 
     Also a `TypeError`, as ProxyStore 0.4 raised.
+    """
+
+
+class NotAPayloadError(SerializationError, ValueError):
+    """`deserialize` was given something that is not bytes-like.
+
+    Also a `ValueError`, as ProxyStore 0.4 raised.
     """
 
 

@@ -47,14 +47,34 @@ _ASYNC_PACKAGE = "proxystore.aio."
 _SYNC_PACKAGE = "proxystore.store."
 
 
+class _StorePath(str):
+    """A `STORES` value: the store class's dotted path.
+
+    It also equals the store class itself (either face), as ProxyStore 0.4's
+    values were the classes, without importing any store module.
+    """
+
+    __slots__ = ()
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, type):
+            return kind_of(other) == str(self)
+        return str.__eq__(self, other)
+
+    def __ne__(self, other: object) -> bool:
+        return not self == other
+
+    __hash__ = str.__hash__
+
+
 class STORES(enum.Enum):
     """The store types that ship with proxystore, by `init_store` name."""
 
-    LOCAL = "proxystore.aio.local.LocalStore"
-    FILE = "proxystore.aio.file.FileStore"
-    REDIS = "proxystore.aio.redis.RedisStore"
-    GLOBUS = "proxystore.aio.globus.GlobusStore"
-    ENDPOINT = "proxystore.aio.endpoint.EndpointStore"
+    LOCAL = _StorePath("proxystore.aio.local.LocalStore")
+    FILE = _StorePath("proxystore.aio.file.FileStore")
+    REDIS = _StorePath("proxystore.aio.redis.RedisStore")
+    GLOBUS = _StorePath("proxystore.aio.globus.GlobusStore")
+    ENDPOINT = _StorePath("proxystore.aio.endpoint.EndpointStore")
 
     @classmethod
     def from_name(cls, name: str) -> STORES:
@@ -404,6 +424,18 @@ def unregister(name: str) -> None:
         _entries.pop(name, None)
 
 
+def forget(store: Any) -> None:
+    """Unregister the name of `store` if `store` is a registered face of it.
+
+    Called when a store closes: a closed store is never handed out again, so
+    `init_store` and proxies of the name build a new one (as in 0.4).
+    """
+    with _lock:
+        entry = _entries.get(store.name)
+        if entry is not None and any(face is store for face in entry.faces.values()):
+            del _entries[store.name]
+
+
 def lookup(name: str, face: Face) -> Any:
     """Return the `face` of a registered name, building it if needed.
 
@@ -579,18 +611,22 @@ def init_store(
 ) -> Any:
     """Create the `face` of a store and register it (see `proxystore.store.init_store`).
 
-    On a taken name: a store of the same identity is returned (tuning
-    differences are ignored); another identity raises `StoreExistsError`
-    unless `replace`. A name only a received proxy registered is replaced.
+    On a taken name: the same configuration returns the registered store;
+    the same identity with other tuning (cache size, stats, timeouts...)
+    registers the new store in its place, as ProxyStore 0.4 did (it reaches
+    the same data, so proxies of the name are unaffected); another identity
+    raises `StoreExistsError` unless `replace`. A name only a received proxy
+    registered is replaced.
     """
     store = resolve_store_type(store_type, face)(name=name, **kwargs)
     config = store.store_config
     with _lock:
         entry = _entries.get(name)
         if entry is not None and not entry.provisional and not replace:
-            if entry.identity == config.identity():
+            if entry.config == config:
                 return _face_of(entry, face)
-            raise StoreExistsError(name, entry.config.describe(), config.describe())
+            if entry.identity != config.identity():
+                raise StoreExistsError(name, entry.config.describe(), config.describe())
         entry = _entries[name] = _entry_of(store)
         entry.faces[face] = store
     return store

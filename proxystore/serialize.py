@@ -36,7 +36,11 @@ from typing import TYPE_CHECKING, Any, TypeAlias
 import dill
 
 from proxystore import frame
-from proxystore.exceptions import PayloadSignatureError, SerializationError
+from proxystore.exceptions import (
+    NotAPayloadError,
+    PayloadSignatureError,
+    SerializationError,
+)
 
 if TYPE_CHECKING:
     from proxystore.signing import SigningKeys
@@ -294,7 +298,7 @@ def _as_view(data: Any) -> memoryview:
     try:
         view = memoryview(data)
     except TypeError:
-        raise SerializationError(
+        raise NotAPayloadError(
             f"cannot deserialize a {type(data).__name__}: a payload is bytes, "
             "bytearray or memoryview"
         ) from None

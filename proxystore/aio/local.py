@@ -71,10 +71,16 @@ class LocalStore(Store[str]):
             signing_keys=signing_keys,
             sign_full_data=sign_full_data,
         )
-        self._objects: dict[str, bytes] = local_objects(name, store_dict)
+        local_objects(name, store_dict)
         # Versions beside the bytes: written after them, read before them,
         # so a reader never pairs old bytes with a newer version.
         self._versions: dict[str, int] = local_versions(name)
+
+    @property
+    def _objects(self) -> dict[str, bytes]:
+        # Looked up on each use: the name's mapping is the latest `store_dict`
+        # given, so every face and instance of the name sees the same objects.
+        return local_objects(self.name)
 
     def _validate_key(self, key: Any) -> str:
         if type(key) is not str or not key:

@@ -14,17 +14,22 @@ import os
 import re
 import socket
 import uuid
+import warnings
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from proxystore.exceptions import ConfigurationError, describe
+from proxystore.exceptions import ConfigurationError, InvalidArgumentError, describe
 
 HOSTNAME_ENV = "PROXYSTORE_GLOBUS_HOSTNAME"
 """Environment variable that overrides `socket.gethostname()` for endpoint matching."""
 
 _FIELDS = ("endpoint_path", "local_path", "host_regex")
+
+# ProxyStore 0.4 took any string as an endpoint id ("EP1UUID" in its docs and
+# tests); such ids still work, limited to characters safe in a request path.
+_LEGACY_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 
 
 def current_hostname() -> str:
@@ -37,7 +42,12 @@ def current_hostname() -> str:
 
 
 def _require_text(field: str, value: object, endpoint: str) -> str:
-    if not isinstance(value, str) or not value:
+    if not isinstance(value, str):
+        raise InvalidArgumentError(
+            f"Globus endpoint {endpoint}: {field} must be a non-empty string, "
+            f"got {describe(value)}"
+        )
+    if not value:
         raise ConfigurationError(
             f"Globus endpoint {endpoint}: {field} must be a non-empty string, "
             f"got {describe(value)}"
@@ -81,9 +91,18 @@ class GlobusEndpoint:
         try:
             canonical = str(uuid.UUID(self.uuid))
         except ValueError as err:
-            raise ConfigurationError(
-                f"Globus endpoint uuid {name} is not a UUID"
-            ) from err
+            if _LEGACY_ID.fullmatch(self.uuid) is None:
+                raise ConfigurationError(
+                    f"Globus endpoint uuid {name} is not a UUID (nor a 0.4-style id "
+                    "of letters, digits, '.', '_', '-')"
+                ) from err
+            warnings.warn(
+                f"Globus endpoint uuid {name} is not a UUID; ProxyStore 0.4 "
+                "accepted any id, Globus endpoints (collections) are named by UUIDs",
+                DeprecationWarning,
+                stacklevel=4,
+            )
+            canonical = self.uuid
         object.__setattr__(self, "uuid", canonical)
         for field in _FIELDS:
             _require_text(field, getattr(self, field), canonical)
@@ -246,13 +265,11 @@ class GlobusEndpoints:
         try:
             canonical = str(uuid.UUID(str(endpoint_uuid)))
         except ValueError:
-            raise KeyError(
-                f"{endpoint_uuid!r} is not a UUID, so no endpoint has it"
-            ) from None
+            canonical = str(endpoint_uuid)  # a 0.4-style id, kept as written
         try:
             return self._endpoints[canonical]
         except KeyError:
-            raise KeyError(f"no endpoint with UUID {canonical}") from None
+            raise KeyError(f"no endpoint with UUID {canonical!r}") from None
 
     def __iter__(self) -> Iterator[GlobusEndpoint]:
         return iter(self._endpoints.values())

@@ -17,11 +17,17 @@ Example:
 
 from __future__ import annotations
 
+import copyreg
 import importlib
+import sys
+import types
+import warnings
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from proxystore import registry
 from proxystore.exceptions import (
+    ConfigurationError,
     ProxyStoreFactoryError,
     StoreError,
     StoreExistsError,
@@ -155,4 +161,45 @@ def __getattr__(name: str) -> Any:
     # module eagerly) while a store's extra is still imported only on use.
     if name in _SUBMODULES:
         return importlib.import_module(f"{__name__}.{name}")
+    if name == "_stores":
+        _warn_private_stores()
+        return {n: registry.lookup(n, "sync") for n in registry.registered_names()}
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def _warn_private_stores() -> None:
+    warnings.warn(
+        "proxystore.store._stores was ProxyStore 0.4's private registry; use "
+        "get_store(name), register_store(store) and unregister_store(name)",
+        DeprecationWarning,
+        stacklevel=3,
+    )
+
+
+class _StoreModule(types.ModuleType):
+    """This module, letting 0.4 code that reset `_stores` keep working."""
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name != "_stores":
+            super().__setattr__(name, value)
+            return
+        _warn_private_stores()
+        if not isinstance(value, Mapping):
+            raise ConfigurationError(
+                "proxystore.store._stores must be a mapping of name to store, "
+                f"got {type(value).__name__}"
+            )
+        for registered in registry.registered_names():
+            registry.unregister(registered)
+        for store in value.values():
+            register_store(store)
+
+
+def _reduce_module(module: _StoreModule) -> tuple[Any, tuple[str]]:
+    # Pickled by name like any module (cloudpickle, used by Dask, looks up
+    # reducers by exact type).
+    return importlib.import_module, (module.__name__,)
+
+
+copyreg.pickle(_StoreModule, _reduce_module)
+sys.modules[__name__].__class__ = _StoreModule

@@ -48,7 +48,7 @@ from proxystore.frame import is_frame
 from proxystore.lifetimes import Lifetime, check_lifetime
 from proxystore.metrics import DEFAULT_STATS_KEYS, OperationMetrics, StoreMetrics
 from proxystore.proxy import Proxy, _set_target, get_factory
-from proxystore.registry import StoreConfig, config_of
+from proxystore.registry import StoreConfig, config_of, forget
 from proxystore.serialize import (
     Buffer,
     Payload,
@@ -472,7 +472,11 @@ class Store(Generic[KeyT]):
             return self.metrics.for_key(key_or_proxy)
         factory = get_factory(key_or_proxy)
         if not isinstance(factory, StoreFactory):
-            raise NotAStoreProxyError(factory)
+            # 0.4 answered for any factory with a key: that key's stats.
+            key = getattr(factory, "key", None)
+            if key is None:
+                raise NotAStoreProxyError(factory)
+            return self.metrics.for_key(key)
         stats = self.metrics.for_key(factory.key)
         if factory.resolve_stats is not None:
             stats["resolve"] = copy.copy(factory.resolve_stats)
@@ -913,6 +917,7 @@ class Store(Generic[KeyT]):
         if self._closed:
             return
         self._closed = True
+        forget(self)
         self._cache.clear()
         self._close()
 

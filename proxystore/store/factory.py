@@ -29,9 +29,10 @@ import sys
 import threading
 import time
 import types
+import uuid
 import warnings
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
 from proxystore import _background, policy, registry
@@ -193,9 +194,20 @@ class StoreFactory(Factory[T]):
 
         The same as `start_prefetch`: the next `resolve` or `aresolve` takes
         the fetch's result. Async code that wants the object awaits
-        `aresolve` instead.
+        `aresolve` instead. As in 0.4, nothing is started when the registered
+        store already has the object cached (a non-strict factory).
         """
+        if not self.strict and self.deserializer is None:
+            store = registry.find(self.config.name, "sync")
+            if store is not None and store.is_cached(self.key):
+                return
         self.start_prefetch()
+
+    @property
+    def _obj_future(self) -> concurrent.futures.Future[T | None] | None:
+        # ProxyStore 0.4's private attribute, read by code (and tests) written
+        # for it: the background fetch resolve_async started, until taken.
+        return self._take_pending()[0]
 
     async def aresolve(self) -> T:
         """Return the object without blocking the running event loop.
@@ -249,6 +261,9 @@ class StoreFactory(Factory[T]):
             # A failed prefetch is reported once; the next use fetches again.
             self._forget(pending)
             raise
+        # Taken once (as in 0.4): a later resolve fetches, and the factory
+        # does not keep the object alive.
+        self._forget(pending)
         ticket.release()
         return result  # type: ignore[return-value]
 
@@ -387,10 +402,45 @@ def _from_0_4(
         DeprecationWarning,
         stacklevel=3,
     )
-    kwargs = {**(given.get("store_kwargs") or {}), "name": name}
+    # The class object comes from this process's own code, as with init_store.
+    registry.register_store_class(store_type)
+    kwargs = {**_plain_0_4_kwargs(given.get("store_kwargs") or {}), "name": name}
+    # 0.4 carried LocalStore's dict in the factory; here that dict is the
+    # process's objects for the name (never in a configuration or a proxy).
+    kwargs.pop("store_dict", None)
     config = StoreConfig(registry.kind_of(store_type), name, kwargs)
     deserializer = None if options.get("serialize", True) else raw_bytes
     return config, key, deserializer
+
+
+def _plain_0_4_kwargs(kwargs: Mapping[str, Any]) -> dict[str, Any]:
+    """0.4's store kwargs as a configuration holds them (plain data only).
+
+    0.4 code passes the constructor's arguments: `GlobusEndpoints` or a list
+    of `GlobusEndpoint`, `uuid.UUID` endpoints, path objects.
+    """
+    plain: dict[str, Any] = {}
+    for name, value in kwargs.items():
+        if isinstance(value, list | tuple) and value:
+            if all(hasattr(item, "host_regex") for item in value):
+                from proxystore.globus.endpoints import GlobusEndpoints
+
+                value = GlobusEndpoints(value)
+            else:
+                value = [_plain_value(item) for item in value]
+        plain[name] = _plain_value(value)
+    return plain
+
+
+def _plain_value(value: Any) -> Any:
+    to_dict = getattr(value, "to_dict", None)
+    if callable(to_dict):
+        return to_dict()
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
+    return value
 
 
 def _rebuild(

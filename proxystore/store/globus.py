@@ -104,8 +104,9 @@ class GlobusStore(Store[GlobusKey]):
             that can run code.
 
     Raises:
-        ConfigurationError: For invalid arguments, when no endpoint matches
-            this host, or when there is no Globus login.
+        ConfigurationError: For invalid arguments (including fewer than two
+            endpoints), when no endpoint matches this host, or when there is
+            no Globus login.
 
     Example:
         ```python
@@ -152,6 +153,11 @@ class GlobusStore(Store[GlobusKey]):
             sign_full_data=sign_full_data,
         )
         self.endpoints = _as_endpoints(endpoints)
+        if len(self.endpoints) < 2:
+            raise ConfigurationError(
+                "a GlobusStore copies objects between two or more endpoints, got "
+                f"{len(self.endpoints)}: {', '.join(ep.uuid for ep in self.endpoints)}"
+            )
         if not _is_positive(polling_interval):
             raise ConfigurationError(
                 f"polling_interval must be a number > 0, got {polling_interval!r}"

@@ -79,7 +79,7 @@ def test_globus_local_path_expands_home_and_variables(
     assert endpoint.to_dict()["local_path"] == "~/ps/$PS_SUBDIR"
     store = GlobusStore(
         store_name,
-        GlobusEndpoints([endpoint]),
+        GlobusEndpoints([endpoint, GlobusEndpoint(UUID_B, "/b", "/b", "host-b")]),
         hostname="host-a",
         transfer_client=globus_sdk.TransferClient(),
     )
@@ -114,7 +114,7 @@ def test_registering_one_store_twice_raises(store_name: str) -> None:
 
 def test_globus_endpoints_lookup_of_a_non_uuid_is_a_key_error() -> None:
     endpoints = GlobusEndpoints([GlobusEndpoint(UUID_A, "/a", "/a", "a")])
-    with pytest.raises(KeyError, match="not a UUID"):
+    with pytest.raises(KeyError, match="'-1'"):
         endpoints["-1"]
     with pytest.raises(KeyError, match=UUID_B):
         endpoints[UUID_B]
@@ -182,7 +182,12 @@ def test_globus_and_endpoint_stores_refuse_user_keys(
         endpoint.proxy("x", key="mine")
     globus = GlobusStore(
         store_name,
-        GlobusEndpoints([GlobusEndpoint(UUID_A, "/a", str(tmp_path), "host-a")]),
+        GlobusEndpoints(
+            [
+                GlobusEndpoint(UUID_A, "/a", str(tmp_path), "host-a"),
+                GlobusEndpoint(UUID_B, "/b", "/b", "host-b"),
+            ]
+        ),
         hostname="host-a",
         transfer_client=globus_sdk.TransferClient(),
     )

@@ -35,10 +35,10 @@ def test_endpoint_canonicalizes_uuid_and_round_trips() -> None:
 @pytest.mark.parametrize(
     ("fields", "message"),
     [
-        ({"uuid": "not-a-uuid"}, "not a UUID"),
+        ({"uuid": "../not-a-uuid"}, "not a UUID"),
+        ({"uuid": "a" * 65}, "not a UUID"),
         ({"uuid": ""}, "uuid must be a non-empty string"),
         ({"endpoint_path": ""}, "endpoint_path must be a non-empty string"),
-        ({"local_path": 3}, "local_path must be a non-empty string"),
         ({"host_regex": "("}, "not a valid regular expression"),
     ],
 )

@@ -145,10 +145,8 @@ def test_identity_is_the_sorted_seeds(
     seeds = redis_cluster.seeds
     store = ps.store.init_store("redis", name=store_name, cluster_nodes=seeds[:2])
     try:
-        same = ps.store.init_store(
-            "redis", name=store_name, cluster_nodes=seeds[1::-1], chunk_size=99
-        )
-        assert same is store  # order and tuning do not matter
+        same = ps.store.init_store("redis", name=store_name, cluster_nodes=seeds[1::-1])
+        assert same is store  # order does not matter
         with pytest.raises(StoreExistsError):
             ps.store.init_store("redis", name=store_name, cluster_nodes=seeds[2:4])
         # The same address, not as a cluster: another store.
