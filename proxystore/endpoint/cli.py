@@ -32,6 +32,7 @@ from proxystore.endpoint.config import (
     CONFIG_FILE,
     LOG_FILE,
     EndpointConfig,
+    check_local_address,
     endpoint_dir,
     list_configs,
     new_config,
@@ -83,7 +84,11 @@ def _parser() -> argparse.ArgumentParser:
 
     configure = commands.add_parser("configure", help="create a new endpoint")
     configure.add_argument("name")
-    configure.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    configure.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="address the HTTP API listens on (default 127.0.0.1: local clients only)",
+    )
     configure.add_argument(
         "--port", type=int, default=0, help="port to listen on (default: a free one)"
     )
@@ -126,6 +131,25 @@ def _parser() -> argparse.ArgumentParser:
         "--no-fast-path",
         action="store_true",
         help="always use WebRTC data channels between peers, never direct TCP",
+    )
+    configure.add_argument(
+        "--fast-path-host",
+        default=None,
+        help="address the fast-path listener binds (default: the local address "
+        "of each peer connection's selected ICE pair; 0.0.0.0 for every "
+        "interface)",
+    )
+    configure.add_argument(
+        "--fast-path-port",
+        type=int,
+        default=0,
+        help="port of the fast-path listener (default: a free one)",
+    )
+    configure.add_argument(
+        "--fast-path-advertise",
+        default=None,
+        help="address peers are told to fetch from (default: --fast-path-host, "
+        "or the local address of the selected ICE pair; NAT, containers)",
     )
     configure.add_argument(
         "--max-spill",
@@ -225,7 +249,13 @@ def _configure(args: argparse.Namespace) -> int:
         ),
         "fast_path": not args.no_fast_path,
         "max_spill": args.max_spill,
+        "fast_path_host": args.fast_path_host,
+        "fast_path_port": args.fast_path_port,
+        "fast_path_advertise": args.fast_path_advertise,
     }
+    check_local_address(args.host, "--host")
+    if args.fast_path_host is not None:
+        check_local_address(args.fast_path_host, "--fast-path-host")
     if args.max_object_size is not None:
         options["max_object_size"] = args.max_object_size
     if args.peer_timeout is not None:

@@ -9,6 +9,7 @@ defaulting to ``~/.local/share``).
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import json
 import os
 import re
@@ -72,6 +73,38 @@ def endpoint_dir(name: str) -> Path:
     return endpoints_dir() / validate_name(name)
 
 
+def _is_wildcard(host: str) -> bool:
+    if host in ("", "*"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_unspecified
+    except ValueError:
+        return False
+
+
+def check_local_address(host: str, option: str = "--host") -> str:
+    """Return ``host`` if this host can listen on it.
+
+    Raises:
+        ConfigurationError: If ``host`` is not an address of this host (or a
+            wildcard) or a name that does not resolve to one.
+    """
+    try:
+        infos = socket.getaddrinfo(host, 0, type=socket.SOCK_STREAM)
+    except (OSError, UnicodeError) as err:
+        raise ConfigurationError(f"{option} {host!r} does not resolve: {err}") from None
+    family, _, _, _, address = infos[0]
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind((address[0], 0))
+        except OSError as err:
+            raise ConfigurationError(
+                f"{option} {host!r} is not an address of this host "
+                f"(cannot listen on it: {err.strerror or err})"
+            ) from None
+    return host
+
+
 def free_port(host: str = DEFAULT_HOST) -> int:
     """Return a TCP port on ``host`` that is free right now."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
@@ -88,8 +121,9 @@ class EndpointConfig:
         name: Human-friendly name, unique on this host.
         uuid: Identity of the endpoint among its peers; created once at
             configure time and kept for the endpoint's life.
-        host: Address the HTTP server listens on.
-        port: Port the HTTP server listens on.
+        host: Address the HTTP API listens on (default loopback: only
+            processes on this host use it).
+        port: Port the HTTP API listens on.
         signaling_server: ``wss://`` (or, on loopback, ``ws://``) URL of the
             signaling server used to find peers, or ``None`` to serve only
             local objects.
@@ -113,6 +147,14 @@ class EndpointConfig:
             connection closes the oldest idle one.
         max_requests: Most HTTP requests served at once; more get 429. Must
             be below ``max_connections``.
+        fast_path_host: Where the fast-path listener binds: an address of
+            this host, a wildcard (``0.0.0.0``), or ``None`` (default): the
+            local address of each peer connection's selected ICE candidate
+            pair, i.e. the interface peers already reach us through.
+        fast_path_port: Port of the fast-path listener (0: a free one).
+        fast_path_advertise: Address put in fast-path tickets (``None``:
+            ``fast_path_host`` if it is an address, else the local address of
+            the selected ICE pair). Never a wildcard.
     """
 
     name: str
@@ -130,6 +172,9 @@ class EndpointConfig:
     max_connections: int = DEFAULT_MAX_CONNECTIONS
     max_requests: int = DEFAULT_MAX_REQUESTS
     signaling_ca_file: str | None = None
+    fast_path_host: str | None = None
+    fast_path_port: int = 0
+    fast_path_advertise: str | None = None
 
     def __post_init__(self) -> None:
         validate_name(self.name)
@@ -150,8 +195,17 @@ class EndpointConfig:
                     f"endpoint {self.name!r} needs the signaling server's secret "
                     "to peer (--secret-file or PROXYSTORE_SIGNALING_SECRET)"
                 )
-        if not 0 <= self.port <= 65535:
-            raise ConfigurationError(f"port {self.port} is not in 0-65535")
+        for field in ("port", "fast_path_port"):
+            value = getattr(self, field)
+            if not 0 <= value <= 65535:
+                raise ConfigurationError(f"{field} {value} is not in 0-65535")
+        if self.fast_path_advertise is not None and _is_wildcard(
+            self.fast_path_advertise
+        ):
+            raise ConfigurationError(
+                f"fast_path_advertise {self.fast_path_advertise!r} is a wildcard: "
+                "peers need an address of this host they can connect to"
+            )
         if self.max_memory is not None and self.max_memory < 0:
             raise ConfigurationError(f"max_memory {self.max_memory} is negative")
         if self.max_object_size <= 0:

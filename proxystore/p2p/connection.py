@@ -78,6 +78,9 @@ class PeerConnection:
         peer_public: The peer's raw public key (pins its fast-path listener).
         allow: Whether the peer may still be served (checked per request).
         max_body: Largest fast-path body accepted from the peer.
+        local_host: Our address on this connection (the local side of the
+            ICE pair in use), which tickets advertise when the fast path
+            listens per address or on a wildcard.
     """
 
     def __init__(
@@ -99,8 +102,10 @@ class PeerConnection:
         peer_public: bytes = b"",
         allow: Callable[[str], bool] = _allow_all,
         max_body: int = DEFAULT_MAX_BODY,
+        local_host: str | None = None,
     ) -> None:
         self.peer_uuid = peer_uuid
+        self.local_host = local_host
         self.peer_public = peer_public
         self._identity = identity
         self._allow = allow
@@ -112,7 +117,10 @@ class PeerConnection:
         self._timeout = timeout
         self._fast_path = fast_path
         self._offer_fast_path = (
-            fast_path is not None and peer_fast_path and identity is not None
+            fast_path is not None
+            and peer_fast_path
+            and identity is not None
+            and fast_path.ticket_host(local_host) is not None
         )
         self._fast_path_threshold = fast_path_threshold
         self._chunk_size = chunk_size
@@ -222,7 +230,9 @@ class PeerConnection:
             and self._fast_path is not None
             and len(body) >= self._fast_path_threshold
         ):
-            ticket = self._fast_path.offer(body, self.peer_public, ttl=self._timeout)
+            ticket = self._fast_path.offer(
+                body, self.peer_public, ttl=self._timeout, local_host=self.local_host
+            )
             fields = {**fields, "fast_path": ticket.to_json()}
             body = b""
         finished = started = False

@@ -37,7 +37,7 @@ from proxystore.p2p.connection import (
 )
 from proxystore.p2p.fastpath import FastPathServer
 from proxystore.p2p.framing import DEFAULT_CHUNK_SIZE
-from proxystore.p2p.ice import apply_address_policy
+from proxystore.p2p.ice import apply_address_policy, selected_local_address
 from proxystore.p2p.messages import Handler, PeerMessage
 from proxystore.p2p.signaling_client import SignalingClient
 
@@ -76,11 +76,15 @@ class PeerManager:
         timeout: Default request timeout, and the bound on every internal
             wait (connecting, buffer space, fast-path steps).
         fast_path: Whether to move large bodies over direct TCP.
-        fast_path_host: Interface the fast-path listener binds to; peers
-            connect to it, so it must be reachable by them.
-        fast_path_advertised_host: Address peers are told to connect to, when
-            it differs from ``fast_path_host`` (e.g. binding 0.0.0.0). A peer
-            that cannot connect gets the body over WebRTC instead.
+        fast_path_host: Where the fast-path listener binds: an address, a
+            wildcard (``0.0.0.0``), or ``None`` (the default) for the local
+            address of each peer connection's selected ICE candidate pair
+            (one listener per such address, opened when first needed).
+        fast_path_port: Port of the fast-path listener(s); 0 picks free ones.
+        fast_path_advertised_host: Address peers are told to connect to
+            (default: ``fast_path_host`` if it is an address, else the local
+            address of the connection's selected ICE pair; never a
+            wildcard). A peer that cannot connect gets the body over WebRTC.
         fast_path_threshold: Smallest body sent over the fast path.
         chunk_size: Largest data channel message (64 KiB is safe with any
             WebRTC implementation).
@@ -111,7 +115,8 @@ class PeerManager:
         allow: Callable[[str], bool] | None = None,
         timeout: float = 30.0,
         fast_path: bool = True,
-        fast_path_host: str = "127.0.0.1",
+        fast_path_host: str | None = None,
+        fast_path_port: int = 0,
         fast_path_advertised_host: str | None = None,
         fast_path_threshold: int = DEFAULT_FAST_PATH_THRESHOLD,
         chunk_size: int = DEFAULT_CHUNK_SIZE,
@@ -129,6 +134,7 @@ class PeerManager:
         self._timeout = timeout
         self._fast_path_enabled = fast_path
         self._fast_path_host = fast_path_host
+        self._fast_path_port = fast_path_port
         self._fast_path_advertised_host = fast_path_advertised_host
         self._fast_path_threshold = fast_path_threshold
         self._chunk_size = chunk_size
@@ -194,6 +200,7 @@ class PeerManager:
             server = FastPathServer(
                 self.identity,
                 self._fast_path_host,
+                self._fast_path_port,
                 timeout=self._timeout,
                 advertised_host=self._fast_path_advertised_host,
             )
@@ -314,6 +321,20 @@ class PeerManager:
         apply_address_policy()
         return RTCPeerConnection(RTCConfiguration(iceServers=[]))
 
+    async def _fast_path_address(
+        self, pc: RTCPeerConnection, peer_uuid: str
+    ) -> str | None:
+        """Return our address on ``pc`` with a fast-path listener ready for it."""
+        local_host = selected_local_address(pc)
+        if self._fast_path is None or local_host is None:
+            return local_host
+        try:
+            await self._fast_path.listen_on(local_host)
+        except PeerConnectionError as err:
+            logger.warning("no fast path to peer %s: %s", peer_uuid, err)
+            return None
+        return local_host
+
     def _adopt(
         self,
         peer_uuid: str,
@@ -321,6 +342,7 @@ class PeerManager:
         channel: RTCDataChannel,
         peer_fast_path: bool,
         peer_public: bytes,
+        local_host: str | None = None,
     ) -> None:
         connection = PeerConnection(
             peer_uuid,
@@ -337,6 +359,7 @@ class PeerManager:
             peer_public=peer_public,
             allow=self._allow,
             max_body=self._max_body,
+            local_host=local_host,
         )
         previous = self._connections.get(peer_uuid)
         self._connections[peer_uuid] = connection
@@ -345,7 +368,12 @@ class PeerManager:
         future = self._connecting.pop(peer_uuid, None)
         if future is not None and not future.done():
             future.set_result(connection)
-        logger.info("%s connected to peer %s", self.uuid, peer_uuid)
+        logger.info(
+            "%s connected to peer %s (local address %s)",
+            self.uuid,
+            peer_uuid,
+            local_host,
+        )
 
     def _fail_attempt(self, peer_uuid: str, error: BaseException) -> None:
         if peer_uuid in self._dialing or peer_uuid in self._accepting:
@@ -388,8 +416,8 @@ class PeerManager:
         # Wait out the first connection attempt only: once one has failed,
         # report the outage now rather than at the request's timeout.
         if not self._signaling.connected and (
-            self._signaling.last_error is not None
-            or not await self._signaling.wait_connected(self._timeout)
+            not await self._signaling.wait_attempted(self._timeout)
+            or not self._signaling.connected
         ):
             raise PeerConnectionError(
                 self._signaling.url,
@@ -424,12 +452,20 @@ class PeerManager:
                 raise PeerConnectionError(f"peer {peer_uuid}", "answer without SDP")
             await pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="answer"))
             await opened
+            local_host = await self._fast_path_address(pc, peer_uuid)
         except BaseException:
             await _close_quietly(pc, self._timeout)
             raise
         finally:
             self._answers.pop(session, None)
-        self._adopt(peer_uuid, pc, channel, reply.get("fast_path") is True, peer_public)
+        self._adopt(
+            peer_uuid,
+            pc,
+            channel,
+            reply.get("fast_path") is True,
+            peer_public,
+            local_host,
+        )
 
     async def _send_signed(self, peer_uuid: str, **fields: Any) -> None:
         body = self.identity.new_body(peer_uuid, **fields)
@@ -497,10 +533,18 @@ class PeerManager:
                 channel.on("open", lambda: _settle(opened))
                 _fail_on_disconnect(pc, opened, peer_uuid)
                 await opened
+            local_host = await self._fast_path_address(pc, peer_uuid)
         except BaseException:
             await _close_quietly(pc, self._timeout)
             raise
-        self._adopt(peer_uuid, pc, channel, offer.get("fast_path") is True, peer_public)
+        self._adopt(
+            peer_uuid,
+            pc,
+            channel,
+            offer.get("fast_path") is True,
+            peer_public,
+            local_host,
+        )
 
     def _on_signal(self, message: dict[str, Any]) -> None:
         kind = message["type"]
