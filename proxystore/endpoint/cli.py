@@ -125,7 +125,17 @@ def _parser() -> argparse.ArgumentParser:
         help="largest object accepted (default 1G)",
     )
     configure.add_argument(
-        "--peer-timeout", type=float, default=None, help="seconds to wait on a peer"
+        "--peer-timeout",
+        type=float,
+        default=None,
+        help="seconds to connect to a peer, and the longest a transfer may go "
+        "without a byte moving (default 30)",
+    )
+    configure.add_argument(
+        "--peer-deadline",
+        type=float,
+        default=None,
+        help="optional total seconds for one request to a peer (default: none)",
     )
     configure.add_argument(
         "--no-fast-path",
@@ -260,6 +270,8 @@ def _configure(args: argparse.Namespace) -> int:
         options["max_object_size"] = args.max_object_size
     if args.peer_timeout is not None:
         options["peer_timeout"] = args.peer_timeout
+    if args.peer_deadline is not None:
+        options["peer_deadline"] = args.peer_deadline
     if args.max_connections is not None:
         options["max_connections"] = args.max_connections
     if args.max_requests is not None:

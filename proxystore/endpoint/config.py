@@ -138,7 +138,9 @@ class EndpointConfig:
             objects beyond it are refused). ``configure`` sets it to
             ``spill/`` in the endpoint's directory.
         max_object_size: Largest request body accepted, in bytes.
-        peer_timeout: Seconds to wait for a peer to answer a request.
+        peer_timeout: Seconds to wait to connect to a peer, and the longest a
+            transfer with a peer may go without a byte moving (a transfer
+            that keeps moving is not cut off by it, whatever its size).
         fast_path: Let peers on reachable hosts use direct TCP instead of a
             WebRTC data channel.
         max_spill: Bytes of objects kept in ``spill_dir`` (``None``: half the
@@ -152,6 +154,8 @@ class EndpointConfig:
             local address of each peer connection's selected ICE candidate
             pair, i.e. the interface peers already reach us through.
         fast_path_port: Port of the fast-path listener (0: a free one).
+        peer_deadline: Optional total seconds for one request to a peer
+            (``None``: no total deadline).
         fast_path_advertise: Address put in fast-path tickets (``None``:
             ``fast_path_host`` if it is an address, else the local address of
             the selected ICE pair). Never a wildcard.
@@ -175,6 +179,7 @@ class EndpointConfig:
     fast_path_host: str | None = None
     fast_path_port: int = 0
     fast_path_advertise: str | None = None
+    peer_deadline: float | None = None
 
     def __post_init__(self) -> None:
         validate_name(self.name)
@@ -215,6 +220,10 @@ class EndpointConfig:
         if self.peer_timeout <= 0:
             raise ConfigurationError(
                 f"peer_timeout {self.peer_timeout} must be positive"
+            )
+        if self.peer_deadline is not None and self.peer_deadline <= 0:
+            raise ConfigurationError(
+                f"peer_deadline {self.peer_deadline} must be positive"
             )
         if self.max_spill is not None and self.max_spill < 0:
             raise ConfigurationError(f"max_spill {self.max_spill} is negative")

@@ -477,6 +477,7 @@ class EndpointServer:
             self._storage,
             peer_timeout=config.peer_timeout,
             max_object_size=config.max_object_size,
+            peer_deadline=config.peer_deadline,
         )
         if config.signaling_server is not None:
             from proxystore.endpoint.peering import peer_manager

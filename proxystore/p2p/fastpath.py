@@ -29,9 +29,15 @@ import logging
 import secrets
 import ssl
 import struct
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from proxystore.exceptions import LimitExceededError, PeerConnectionError, PeerError
+from proxystore.exceptions import (
+    LimitExceededError,
+    PeerConnectionError,
+    PeerError,
+    StoreTimeoutError,
+)
 
 if TYPE_CHECKING:
     from proxystore.endpoint.identity import Identity
@@ -47,6 +53,31 @@ CONTEXT = b"proxystore-fastpath-v1\x00"
 DEFAULT_STREAM_CHUNK = 4 * 1024 * 1024
 MAX_HOST_LENGTH = 255
 MAX_TICKET_LENGTH = 2**48
+
+
+def transfer_deadline_error(
+    target: str, deadline: float, moved: int, total: int | None = None
+) -> StoreTimeoutError:
+    """Return the error for a transfer whose total deadline passed while moving."""
+    error = StoreTimeoutError(target, deadline, "transfer")
+    of = f" of {total}" if total is not None else ""
+    error.args = (
+        f"transfer with {target} passed its total deadline of {deadline:.3g}s "
+        f"with {moved}{of} bytes moved",
+    )
+    return error
+
+
+def transfer_stalled_error(
+    target: str, idle: float, moved: int, elapsed: float
+) -> StoreTimeoutError:
+    """Return the error for a transfer that moved no byte for ``idle`` seconds."""
+    error = StoreTimeoutError(target, idle, "transfer")
+    error.args = (
+        f"transfer with {target} stalled: no bytes moved for {idle:g}s "
+        f"({moved} bytes moved in {elapsed:.1f}s)",
+    )
+    return error
 
 
 def is_wildcard(host: str) -> bool:
@@ -272,13 +303,15 @@ class FastPathServer:
             ``None`` when no reachable address is known (then the fast path
             must not be offered over that connection).
         """
+        if self._host is None:
+            if local_host is None or local_host not in self._servers:
+                return None
+            return self._advertised_host or local_host
         if self._advertised_host is not None:
             return self._advertised_host
-        if self._host is not None and not is_wildcard(self._host):
+        if not is_wildcard(self._host):
             return self._host
         if local_host is None or is_wildcard(local_host):
-            return None
-        if self._host is None and local_host not in self._servers:
             return None
         return local_host
 
@@ -450,10 +483,22 @@ class FastPathServer:
                 await asyncio.wait_for(writer.wait_closed(), self._timeout)
 
 
+PROGRESS_LOG_BYTES = 100 * 1024 * 1024
+"""A DEBUG line is logged each time this many more bytes of a body arrived."""
+
+
 class _Receiver(asyncio.BufferedProtocol):
     """Reads ``length:u64 | body`` straight into one preallocated buffer."""
 
-    def __init__(self, expected: int) -> None:
+    def __init__(
+        self,
+        expected: int,
+        progress: Callable[[int], None] | None = None,
+        target: str = "",
+    ) -> None:
+        self._progress = progress
+        self._target = target
+        self._next_log = PROGRESS_LOG_BYTES
         self.header = bytearray(LENGTH.size)
         self.body = bytearray(expected)
         self._views = (memoryview(self.header), memoryview(self.body))
@@ -486,6 +531,16 @@ class _Receiver(asyncio.BufferedProtocol):
             self._finish("sent more bytes than announced")
             return
         self.received += nbytes
+        if self._progress is not None:
+            self._progress(nbytes)
+        if self.received >= self._next_log:
+            self._next_log += PROGRESS_LOG_BYTES
+            logger.debug(
+                "fast path %s: %d of %d bytes received",
+                self._target,
+                self.received,
+                len(self.body),
+            )
         if self.received == len(self.body):
             self._finish(None)
 
@@ -509,6 +564,8 @@ async def fetch(
     identity: Identity,
     peer_public: bytes,
     timeout: float = 30.0,
+    deadline: float | None = None,
+    progress: Callable[[int], None] | None = None,
 ) -> bytearray:
     """Fetch the body a ticket stands for from the peer holding ``peer_public``.
 
@@ -518,8 +575,12 @@ async def fetch(
             fetch comes from the peer the body was offered to.
         peer_public: Raw public key of the holder; a listener presenting any
             other key is refused before the token is sent.
-        timeout: Longest wait for the connection and handshake, and for any
-            progress of the transfer.
+        timeout: Longest wait for the connection and handshake, and the
+            longest the transfer may go without a byte arriving: a transfer
+            that keeps moving is never cut off by it, whatever its size.
+        deadline: Optional end of the whole transfer, in the running loop's
+            `time()`.
+        progress: Called with the size of each piece received.
 
     Returns:
         The body.
@@ -527,7 +588,9 @@ async def fetch(
     Raises:
         PeerConnectionError: If the listener cannot be reached, is not the
             expected peer, refuses the token, closes the stream before the
-            whole body arrived, or the transfer stalls longer than ``timeout``.
+            whole body arrived, or no byte arrives for ``timeout`` seconds.
+        StoreTimeoutError: If ``deadline`` passes first (saying how many
+            bytes had moved).
     """
     from proxystore.endpoint.identity import IdentityError, public_key_of_certificate
 
@@ -536,7 +599,8 @@ async def fetch(
         # Never pin to nothing: an empty key would match a missing certificate.
         raise PeerConnectionError(target, "no identity key to pin the listener to")
     loop = asyncio.get_running_loop()
-    receiver = _Receiver(ticket.length)
+    started = loop.time()
+    receiver = _Receiver(ticket.length, progress, target)
     try:
         transport, _ = await asyncio.wait_for(
             loop.create_connection(
@@ -566,10 +630,20 @@ async def fetch(
         transport.write(token + identity.sign_bytes(_client_proof(token, peer_public)))
         received = -1
         while not receiver.done.done():
+            if deadline is not None and loop.time() >= deadline:
+                raise transfer_deadline_error(
+                    target, deadline - started, receiver.received, ticket.length
+                )
             if receiver.received == received:
-                raise PeerConnectionError(target, f"transfer stalled for {timeout:g}s")
+                raise PeerConnectionError(
+                    target,
+                    f"transfer stalled: no bytes for {timeout:g}s after "
+                    f"{receiver.received} of {ticket.length} bytes "
+                    f"in {loop.time() - started:.1f}s",
+                )
             received = receiver.received
-            await asyncio.wait([receiver.done], timeout=timeout)
+            wait = timeout if deadline is None else min(timeout, deadline - loop.time())
+            await asyncio.wait([receiver.done], timeout=max(wait, 0.0))
         if receiver.error is not None:
             raise PeerConnectionError(target, receiver.error)
         return receiver.body

@@ -213,15 +213,24 @@ class PeerManager:
         self._signaling.start()
 
     async def request(
-        self, peer_uuid: str, message: PeerMessage, timeout: float | None = None
+        self,
+        peer_uuid: str,
+        message: PeerMessage,
+        timeout: float | None = None,
+        deadline: float | None = None,
     ) -> PeerMessage:
         """Send ``message`` to a peer and return its handler's response.
+
+        Deadlines are on progress, not totals: a large body moves for as
+        long as it keeps moving.
 
         Args:
             peer_uuid: UUID of the endpoint to ask.
             message: The request.
-            timeout: Seconds to wait for the whole exchange, connecting
-                included (default: the manager's timeout).
+            timeout: Seconds to wait for connecting, and the longest the
+                exchange may go without a byte moving (default: the
+                manager's timeout).
+            deadline: Optional seconds for the whole exchange.
 
         Returns:
             The peer handler's response.
@@ -231,7 +240,9 @@ class PeerManager:
             PeerConnectionError: If the peer is not in this endpoint's
                 allowlist, cannot be reached, refuses us or goes away before
                 answering.
-            StoreTimeoutError: If no response arrives within ``timeout``.
+            StoreTimeoutError: If connecting takes over ``timeout``, no
+                byte moves for ``timeout`` seconds, or ``deadline`` passes
+                (the message says which and how many bytes moved).
             PeerError: If the peer's handler raised.
             SerializationError: If the header is not JSON-serializable.
         """
@@ -240,12 +251,20 @@ class PeerManager:
                 f"peer {peer_uuid}", "the peer manager is not running"
             )
         timeout = self._timeout if timeout is None else timeout
+        loop = asyncio.get_running_loop()
+        end = None if deadline is None else loop.time() + deadline
+        connect = timeout if end is None else min(timeout, end - loop.time())
         try:
-            return await asyncio.wait_for(self._request(peer_uuid, message), timeout)
+            connection = await asyncio.wait_for(self._connect(peer_uuid), connect)
+            if connection is None:
+                return await asyncio.wait_for(
+                    self._handler(self.uuid, message), connect
+                )
         except StoreTimeoutError:
             raise
         except asyncio.TimeoutError as err:
-            raise StoreTimeoutError(f"peer {peer_uuid}", timeout, "request") from err
+            raise StoreTimeoutError(f"peer {peer_uuid}", connect, "connect") from err
+        return await connection.request(message, idle=timeout, deadline=end)
 
     async def close(self) -> None:
         """Close all peer connections, the fast-path listener and the signaling link."""
@@ -280,17 +299,17 @@ class PeerManager:
     async def __aexit__(self, *exc_info: object) -> None:
         await self.close()
 
-    async def _request(self, peer_uuid: str, message: PeerMessage) -> PeerMessage:
+    async def _connect(self, peer_uuid: str) -> PeerConnection | None:
+        """Return the connection to ``peer_uuid`` (``None`` for ourselves)."""
         if peer_uuid == self.uuid:
-            return await self._handler(self.uuid, message)
+            return None
         if not self._allow(peer_uuid):
             raise PeerConnectionError(
                 f"peer {peer_uuid}",
                 f"not in the peers.allow of endpoint {self.name!r} "
                 f"(add it with: proxystore-endpoint peers add {self.name} {peer_uuid})",
             )
-        connection = await self._connection_to(peer_uuid)
-        return await connection.request(message)
+        return await self._connection_to(peer_uuid)
 
     async def _connection_to(self, peer_uuid: str) -> PeerConnection:
         connection = self._connections.get(peer_uuid)
@@ -321,21 +340,22 @@ class PeerManager:
         apply_address_policy()
         return RTCPeerConnection(RTCConfiguration(iceServers=[]))
 
-    async def _fast_path_address(
-        self, pc: RTCPeerConnection, peer_uuid: str
-    ) -> str | None:
-        """Return our address on ``pc`` with a fast-path listener ready for it."""
+    async def _listen_for(self, pc: RTCPeerConnection, peer_uuid: str) -> None:
+        """Open the fast-path listener for our address on ``pc`` if needed.
+
+        After the connection is adopted, so no message the peer sends on the
+        open channel meanwhile is missed; until the listener is up, bodies
+        take the data channel.
+        """
         local_host = selected_local_address(pc)
         if self._fast_path is None or local_host is None:
-            return local_host
+            return
         try:
             await self._fast_path.listen_on(local_host)
         except PeerConnectionError as err:
             logger.warning("no fast path to peer %s: %s", peer_uuid, err)
-            return None
-        return local_host
 
-    def _adopt(
+    async def _adopt(
         self,
         peer_uuid: str,
         pc: RTCPeerConnection,
@@ -365,6 +385,10 @@ class PeerManager:
         self._connections[peer_uuid] = connection
         if previous is not None:
             previous.lose("replaced by a new connection")
+        # Handlers are attached above, so nothing the peer sends is missed
+        # while the listener opens; waiters resume once it is up, so their
+        # first large body can take the fast path.
+        await self._listen_for(pc, peer_uuid)
         future = self._connecting.pop(peer_uuid, None)
         if future is not None and not future.done():
             future.set_result(connection)
@@ -452,19 +476,18 @@ class PeerManager:
                 raise PeerConnectionError(f"peer {peer_uuid}", "answer without SDP")
             await pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="answer"))
             await opened
-            local_host = await self._fast_path_address(pc, peer_uuid)
         except BaseException:
             await _close_quietly(pc, self._timeout)
             raise
         finally:
             self._answers.pop(session, None)
-        self._adopt(
+        await self._adopt(
             peer_uuid,
             pc,
             channel,
             reply.get("fast_path") is True,
             peer_public,
-            local_host,
+            selected_local_address(pc),
         )
 
     async def _send_signed(self, peer_uuid: str, **fields: Any) -> None:
@@ -533,17 +556,16 @@ class PeerManager:
                 channel.on("open", lambda: _settle(opened))
                 _fail_on_disconnect(pc, opened, peer_uuid)
                 await opened
-            local_host = await self._fast_path_address(pc, peer_uuid)
         except BaseException:
             await _close_quietly(pc, self._timeout)
             raise
-        self._adopt(
+        await self._adopt(
             peer_uuid,
             pc,
             channel,
             offer.get("fast_path") is True,
             peer_public,
-            local_host,
+            selected_local_address(pc),
         )
 
     def _on_signal(self, message: dict[str, Any]) -> None:
