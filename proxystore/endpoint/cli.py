@@ -48,6 +48,7 @@ from proxystore.endpoint.credentials import (
 )
 from proxystore.endpoint.peers import PEERS_FILE, parse_peer, read_peers, write_peers
 from proxystore.endpoint.process import (
+    check_pid_file,
     claim_pid_file,
     is_alive,
     read_pid,
@@ -362,7 +363,8 @@ def _start(args: argparse.Namespace) -> int:
     return 0
 
 
-def _answers(config: EndpointConfig, timeout: float) -> bool:
+def _describe(config: EndpointConfig, timeout: float) -> dict[str, Any] | None:
+    """Return the endpoint's ``GET /endpoint``, or None if it does not answer."""
     token = read_api_token(token_path(endpoint_dir(config.name)))
     request = urllib.request.Request(
         f"{config.url}/endpoint",
@@ -372,8 +374,10 @@ def _answers(config: EndpointConfig, timeout: float) -> bool:
         with urllib.request.urlopen(request, timeout=timeout) as r:
             data = json.loads(r.read())
     except (OSError, ValueError, urllib.error.URLError):
-        return False
-    return isinstance(data, dict) and data.get("uuid") == config.uuid
+        return None
+    if isinstance(data, dict) and data.get("uuid") == config.uuid:
+        return data
+    return None
 
 
 def _start_detached(config: EndpointConfig, timeout: float, log_level: str) -> int:
@@ -388,29 +392,76 @@ def _start_detached(config: EndpointConfig, timeout: float, log_level: str) -> i
         stderr=subprocess.DEVNULL,
         start_new_session=True,
     )
+    log = endpoint_dir(config.name) / LOG_FILE
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
             print(
                 f"endpoint {config.name} exited with code {process.returncode}; "
-                f"see {endpoint_dir(config.name) / LOG_FILE}",
+                f"see {log}",
                 file=sys.stderr,
             )
             return 1
-        if _answers(config, timeout=1.0):
+        data = _describe(config, timeout=1.0)
+        # Peering endpoints: wait for the first registration's outcome too, so
+        # a wrong secret or a refused identity fails here, not silently later.
+        if data is not None and (
+            config.signaling_server is None
+            or data.get("signaling")
+            or data.get("signaling_error")
+            or data.get("signaling_attempted")
+        ):
+            refused = data.get("signaling_error")
+            if refused:
+                _stop_child(process)
+                print(
+                    f"endpoint {config.name} stopped: the signaling server "
+                    f"{config.signaling_server} refused it: {refused} (check that "
+                    "its shared secret is the server's)",
+                    file=sys.stderr,
+                )
+                return 1
             print(f"endpoint {config.name} running at {config.url} (pid {process.pid})")
+            if config.signaling_server is not None and not data.get("signaling"):
+                print(
+                    f"warning: signaling server {config.signaling_server} not "
+                    f"reached yet; the endpoint keeps trying (see {log})",
+                    file=sys.stderr,
+                )
             return 0
         time.sleep(0.05)
+    _stop_child(process)
     print(
-        f"endpoint {config.name} did not answer at {config.url} within {timeout:g}s",
+        f"endpoint {config.name} did not answer at {config.url} within "
+        f"{timeout:g}s; stopped it (see {log})",
         file=sys.stderr,
     )
     return 1
 
 
+def _stop_child(process: subprocess.Popen[bytes]) -> None:
+    process.terminate()
+    try:
+        process.wait(10.0)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(10.0)
+
+
 def _stop(args: argparse.Namespace) -> int:
     config = read_config(args.name)
-    pid = read_pid(config.name)
+    check = check_pid_file(config.name)
+    if check.other is not None:
+        print(
+            f"endpoint {config.name} is not running: its pid file named process "
+            f"{check.other}, which is not the endpoint ({check.stale}); refusing "
+            "to signal it, removed the stale pid file",
+            file=sys.stderr,
+        )
+        return 1
+    if check.stale is not None:
+        print(f"endpoint {config.name}: removed a stale pid file ({check.stale})")
+    pid = check.pid
     if pid is None:
         print(f"endpoint {config.name} is not running")
         return 0

@@ -4,7 +4,10 @@ Routes (``OWNER`` is the optional ``endpoint`` query parameter naming the
 uuid of the endpoint that owns the object; it defaults to this endpoint):
 
 - ``GET /endpoint``: ``{"uuid", "name", "max_object_size", "peering",
-  "signaling"}`` (``signaling``: registered with the signaling server now).
+  "signaling"}`` (``signaling``: registered with the signaling server now);
+  an endpoint that peers adds ``signaling_attempted`` (a first registration
+  attempt finished) and ``signaling_error`` (why the server refused the
+  registration, e.g. a wrong secret, or null).
 - ``PUT /objects/{key}?endpoint=OWNER``: store the raw request body.
 - ``GET /objects/{key}?endpoint=OWNER``: the raw bytes, or 404.
 - ``GET /objects/{key}/exists?endpoint=OWNER``: ``{"exists": bool}``.
@@ -73,6 +76,9 @@ _ENDPOINT_KEY = web.AppKey("endpoint", Endpoint)
 _MAX_SIZE_KEY = web.AppKey("max_object_size", int)
 _IDLE_TIMEOUT_KEY = web.AppKey("body_idle_timeout", float)
 _SIGNALING_KEY: web.AppKey[Callable[[], bool]] = web.AppKey("signaling")
+_SIGNALING_STATE_KEY: web.AppKey[Callable[[], dict[str, Any]]] = web.AppKey(
+    "signaling_state"
+)
 _GATE_KEY: web.AppKey[_Gate] = web.AppKey("gate")
 
 DEFAULT_BODY_IDLE_TIMEOUT = 60.0
@@ -248,6 +254,7 @@ async def _describe(request: web.Request) -> web.Response:
             "max_object_size": request.app[_MAX_SIZE_KEY],
             "peering": endpoint.peers is not None,
             "signaling": request.app[_SIGNALING_KEY](),
+            **request.app[_SIGNALING_STATE_KEY](),
         }
     )
 
@@ -372,6 +379,7 @@ def create_app(
     max_requests: int | None = None,
     guard: ConnectionGuard | None = None,
     body_budget: int | None = None,
+    signaling_state: Callable[[], dict[str, Any]] | None = None,
 ) -> web.Application:
     """Return the aiohttp application serving ``endpoint``.
 
@@ -388,6 +396,8 @@ def create_app(
         guard: Connection cap told which connections are busy, if any.
         body_budget: Most bytes of request bodies held while being received
             (``None``: no limit); more get 503 naming ``max_memory``.
+        signaling_state: More fields for ``GET /endpoint`` about signaling
+            (``signaling_attempted``, ``signaling_error``).
     """
     gate = _Gate(
         api_token if _CHECK_API_TOKEN else None,
@@ -404,6 +414,7 @@ def create_app(
     app[_ENDPOINT_KEY] = endpoint
     app[_MAX_SIZE_KEY] = max_object_size
     app[_SIGNALING_KEY] = signaling
+    app[_SIGNALING_STATE_KEY] = signaling_state or dict
     app[_IDLE_TIMEOUT_KEY] = body_idle_timeout
     app.router.add_get("/endpoint", _describe)
     app.router.add_put("/objects/{key}", _put)
@@ -496,6 +507,7 @@ class EndpointServer:
             # Bodies in flight get as much memory as stored objects (but room
             # for one object of any accepted size, which may go to spill).
             body_budget=max(max_memory, config.max_object_size),
+            signaling_state=self._signaling_state,
         )
         self._runner = web.AppRunner(
             app,
@@ -527,6 +539,14 @@ class EndpointServer:
             config.max_connections,
             config.max_requests,
         )
+
+    def _signaling_state(self) -> dict[str, Any]:
+        if self._peers is None:
+            return {}
+        return {
+            "signaling_attempted": self._peers.signaling_attempted,
+            "signaling_error": self._peers.signaling_refused,
+        }
 
     def _is_signaling(self) -> bool:
         return self._peers is not None and self._peers.connected_to_signaling

@@ -170,6 +170,16 @@ class PeerManager:
         return self._signaling.connected
 
     @property
+    def signaling_refused(self) -> str | None:
+        """Why the signaling server refused our registration, if it did."""
+        return self._signaling.refused
+
+    @property
+    def signaling_attempted(self) -> bool:
+        """Whether a first attempt to register has finished (either way)."""
+        return self._signaling.attempted
+
+    @property
     def fast_path_server(self) -> FastPathServer | None:
         """The fast-path listener, when enabled and started."""
         return self._fast_path
