@@ -13,13 +13,27 @@ from __future__ import annotations
 import ctypes
 import dataclasses
 import os
+import secrets
 import signal
 import subprocess
+import sys
 import threading
 from collections.abc import Callable
+from pathlib import Path
 from typing import TypeVar
 
+from proxystore.endpoint.config import free_port
+from proxystore.endpoint.testing import (
+    EndpointProcess,
+    configure_endpoint,
+    site_env,
+    wait_for_port,
+    wait_until_registered,
+    write_test_certificate,
+)
 from proxystore.exceptions import ConfigurationError
+from proxystore.p2p.ice import ICE_ADDRESSES_ENV
+from proxystore.p2p.signaling import SECRET_ENV
 
 T = TypeVar("T")
 
@@ -170,3 +184,111 @@ class NamespacePair:
                 check=False,
             )
         self._made.clear()
+
+
+@dataclasses.dataclass
+class TwoSites:
+    """A signaling server in ``pair.a`` and endpoints ``site-a``/``site-b``."""
+
+    pair: NamespacePair
+    root: Path
+    signaling_port: int
+    sites: dict[str, EndpointProcess]
+
+    def env(self, home: Path | None) -> dict[str, str]:
+        """Return the environment of a process of the site whose home is ``home``.
+
+        ICE gathers every interface address, as on real hosts.
+        """
+        env = site_env(home)
+        env.pop(ICE_ADDRESSES_ENV, None)
+        return env
+
+    def python(
+        self,
+        site: str,
+        script: str,
+        *args: str,
+        stdin: bytes = b"",
+        timeout: float = 600,
+    ) -> subprocess.CompletedProcess[bytes]:
+        """Run a Python ``script`` in the namespace of ``site`` as one of its clients.
+
+        Raises:
+            RuntimeError: If it exits non-zero (with the end of its stderr).
+        """
+        ns = self.pair.a if site == "site-a" else self.pair.b
+        result = subprocess.run(
+            ns.command(sys.executable, "-c", script, *args),
+            input=stdin,
+            env=self.env(self.sites[site].home),
+            capture_output=True,
+            timeout=timeout,
+            check=False,
+        )
+        if result.returncode != 0:
+            raise RuntimeError(result.stderr.decode(errors="replace")[-3000:])
+        return result
+
+
+def start_two_sites(
+    pair: NamespacePair, root: Path, *options: str, ready: float = 60.0
+) -> TwoSites:
+    """Start a ``wss://`` signaling server in A and one endpoint per namespace.
+
+    Every process is started through ``pair``, so ``pair.close()`` stops
+    them. The endpoints use default settings plus ``options`` for
+    ``configure``, allow each other, and are registered on return.
+    """
+    secret = secrets.token_hex(32)
+    a, b = pair.a, pair.b
+    ca, cert, key = write_test_certificate(root / "tls", a.address)
+    port = free_port()
+    sites = TwoSites(pair, root, port, {})
+    pair.popen(
+        a,
+        [
+            sys.executable,
+            "-c",
+            "import sys; from proxystore.p2p.signaling import main; "
+            "sys.exit(main(sys.argv[1:]))",
+            "--host",
+            a.address,
+            "--port",
+            str(port),
+            "--certfile",
+            str(cert),
+            "--keyfile",
+            str(key),
+        ],
+        {**sites.env(None), SECRET_ENV: secret},
+        root / "signaling.log",
+    )
+    # Reachable from B: the endpoint there registers through the link.
+    b.run(lambda: wait_for_port(a.address, port, ready))
+    server = f"wss://{a.address}:{port}"
+    for site in ("site-a", "site-b"):
+        sites.sites[site] = configure_endpoint(
+            root / site,
+            site,
+            "--server",
+            server,
+            "--signaling-ca-file",
+            str(ca),
+            *options,
+            secret=secret,
+        )
+    sites.sites["site-a"].allow(sites.sites["site-b"].uuid)
+    sites.sites["site-b"].allow(sites.sites["site-a"].uuid)
+    for ns, site in ((a, "site-a"), (b, "site-b")):
+        endpoint = sites.sites[site]
+        pair.popen(
+            ns,
+            [sys.executable, "-m", "proxystore.endpoint.cli", "start", site],
+            sites.env(endpoint.home),
+            root / f"{site}.out",
+        )
+    for ns, site in ((a, "site-a"), (b, "site-b")):
+        endpoint = sites.sites[site]
+        ns.run(lambda e=endpoint: wait_until_registered(e, ready))  # type: ignore[misc]
+    return sites

@@ -11,26 +11,11 @@ unless ``CI`` is set, where it fails.
 from __future__ import annotations
 
 import os
-import secrets
-import subprocess
-import sys
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
-from proxystore.endpoint.config import free_port
-from proxystore.endpoint.netns import Namespace, NamespacePair
-from proxystore.endpoint.testing import (
-    EndpointProcess,
-    configure_endpoint,
-    site_env,
-    wait_for_port,
-    wait_until_registered,
-    write_test_certificate,
-)
-from proxystore.p2p.ice import ICE_ADDRESSES_ENV
-from proxystore.p2p.signaling import SECRET_ENV
+from proxystore.endpoint.netns import NamespacePair, TwoSites, start_two_sites
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -68,107 +53,30 @@ def _require_root() -> None:
     pytest.skip("network namespaces need root")
 
 
-class CrossHost:
-    """The two namespaces, their endpoints and how to run clients in them."""
-
-    def __init__(self, pair: NamespacePair, root: Path, secret: str) -> None:
-        self.pair = pair
-        self.root = root
-        self.secret = secret
-        self.sites: dict[str, EndpointProcess] = {}
-        self.signaling_port = 0
-
-    def env(self, home: Path | None) -> dict[str, str]:
-        env = site_env(home)
-        # Real hosts: ICE gathers every interface address, as by default.
-        env.pop(ICE_ADDRESSES_ENV, None)
-        return env
-
-    def client(self, ns: Namespace, site: str, script: str, *args: str,
-               stdin: bytes = b"") -> subprocess.CompletedProcess[bytes]:  # fmt: skip
-        result = subprocess.run(
-            ns.command(sys.executable, "-c", script, *args),
-            input=stdin,
-            env=self.env(self.sites[site].home),
-            capture_output=True,
-            timeout=240,
-            check=False,
-        )
-        assert result.returncode == 0, result.stderr.decode()[-3000:]
-        return result
-
-
 @pytest.fixture(scope="module")
-def crosshost(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CrossHost]:
+def crosshost(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TwoSites]:
     _require_root()
     root = tmp_path_factory.mktemp("crosshost")
     pid = os.getpid()
     pair = NamespacePair(str(pid % 100000), 20 + pid % 200)
     try:
-        secret = secrets.token_hex(32)
-        hosts = CrossHost(pair, root, secret)
-        a, b = pair.a, pair.b
-        ca, cert, key = write_test_certificate(root / "tls", a.address)
-        port = hosts.signaling_port = free_port()
-        pair.popen(
-            a,
-            [
-                sys.executable,
-                "-c",
-                "import sys; from proxystore.p2p.signaling import main; "
-                "sys.exit(main(sys.argv[1:]))",
-                "--host",
-                a.address,
-                "--port",
-                str(port),
-                "--certfile",
-                str(cert),
-                "--keyfile",
-                str(key),
-            ],
-            {**hosts.env(None), SECRET_ENV: secret},
-            root / "signaling.log",
-        )
-        # Reachable from B: the endpoint there registers through the link.
-        b.run(lambda: wait_for_port(a.address, port, READY))
-        server = f"wss://{a.address}:{port}"
-        for site in ("site-a", "site-b"):
-            hosts.sites[site] = configure_endpoint(
-                root / site,
-                site,
-                "--server", server, "--signaling-ca-file", str(ca),
-                secret=secret,
-            )  # fmt: skip
-        hosts.sites["site-a"].allow(hosts.sites["site-b"].uuid)
-        hosts.sites["site-b"].allow(hosts.sites["site-a"].uuid)
-        for ns, site in ((a, "site-a"), (b, "site-b")):
-            endpoint = hosts.sites[site]
-            pair.popen(
-                ns,
-                [sys.executable, "-m", "proxystore.endpoint.cli", "start", site],
-                hosts.env(endpoint.home),
-                root / f"{site}.out",
-            )
-        for ns, site in ((a, "site-a"), (b, "site-b")):
-            endpoint = hosts.sites[site]
-            ns.run(lambda e=endpoint: wait_until_registered(e, READY))  # type: ignore[misc]
-        yield hosts
+        yield start_two_sites(pair, root, ready=READY)
     finally:
         pair.close()
 
 
-def _cross(hosts: CrossHost, kind: str) -> None:
-    made = hosts.client(hosts.pair.a, "site-a", _PRODUCE, kind)
+def _cross(hosts: TwoSites, kind: str) -> None:
+    made = hosts.python("site-a", _PRODUCE, kind)
     expected = made.stderr.decode().strip().splitlines()[-1]
-    got = hosts.client(hosts.pair.b, "site-b", _CONSUME, stdin=made.stdout)
+    got = hosts.python("site-b", _CONSUME, stdin=made.stdout)
     assert got.stdout.decode().strip() == expected
 
 
-def test_small_object_crosses_hosts(crosshost: CrossHost) -> None:
+def test_small_object_crosses_hosts(crosshost: TwoSites) -> None:
     _cross(crosshost, "dict")
 
 
-def test_only_configured_addresses_listen(crosshost: CrossHost) -> None:
+def test_only_configured_addresses_listen(crosshost: TwoSites) -> None:
     a, b = crosshost.pair.a, crosshost.pair.b
     # Peering has happened (the fast path opens per address on connection).
     _cross(crosshost, "dict")
@@ -187,7 +95,7 @@ def test_only_configured_addresses_listen(crosshost: CrossHost) -> None:
 
 @pytest.mark.heavy
 def test_one_gigabyte_crosses_hosts_with_default_settings(
-    crosshost: CrossHost,
+    crosshost: TwoSites,
 ) -> None:
     _cross(crosshost, "gigabyte")
     log = crosshost.root / "site-a" / "endpoints" / "site-a" / "endpoint.log"
