@@ -26,6 +26,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from proxystore.endpoint.config import (
@@ -316,14 +317,9 @@ def _peers(args: argparse.Namespace) -> int:
 
 
 def _setup_logging(name: str, level: str) -> None:
-    formatter = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
-    file_handler = logging.FileHandler(endpoint_dir(name) / LOG_FILE)
-    stream_handler = logging.StreamHandler(sys.stderr)
-    root = logging.getLogger()
-    for handler in (file_handler, stream_handler):
-        handler.setFormatter(formatter)
-        root.addHandler(handler)
-    root.setLevel(level.upper())
+    from proxystore.endpoint.logs import setup_logging
+
+    setup_logging(level, endpoint_dir(name) / LOG_FILE)
 
 
 async def _run(config: EndpointConfig, api_token: str) -> None:
@@ -337,8 +333,10 @@ async def _run(config: EndpointConfig, api_token: str) -> None:
 
 
 def _start(args: argparse.Namespace) -> int:
+    from proxystore.endpoint.logs import parse_level
     from proxystore.endpoint.peering import endpoint_identity
 
+    parse_level(args.log_level)
     config = read_config(args.name)
     # Refuse at once, before any pid file or log, when the token is unusable.
     token = read_api_token(token_path(endpoint_dir(config.name)))
@@ -354,7 +352,7 @@ def _start(args: argparse.Namespace) -> int:
     try:
         _setup_logging(config.name, args.log_level)
         asyncio.run(_run(config, token))
-    except OSError as err:
+    except (OSError, ConfigurationError) as err:
         logger.error("endpoint %s could not start: %s", config.name, err)
         return 1
     finally:
@@ -385,6 +383,8 @@ def _start_detached(config: EndpointConfig, timeout: float, log_level: str) -> i
         print(f"endpoint {config.name} is already running", file=sys.stderr)
         return 1
     command = [sys.executable, "-m", "proxystore.endpoint.cli", "start", config.name]
+    log = endpoint_dir(config.name) / LOG_FILE
+    log_start = log.stat().st_size if log.exists() else 0
     process = subprocess.Popen(
         [*command, "--log-level", log_level],
         stdin=subprocess.DEVNULL,
@@ -392,13 +392,12 @@ def _start_detached(config: EndpointConfig, timeout: float, log_level: str) -> i
         stderr=subprocess.DEVNULL,
         start_new_session=True,
     )
-    log = endpoint_dir(config.name) / LOG_FILE
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
             print(
-                f"endpoint {config.name} exited with code {process.returncode}; "
-                f"see {log}",
+                f"endpoint {config.name} exited with code {process.returncode}"
+                f"{_last_error(log, log_start)}; see {log}",
                 file=sys.stderr,
             )
             return 1
@@ -437,6 +436,18 @@ def _start_detached(config: EndpointConfig, timeout: float, log_level: str) -> i
         file=sys.stderr,
     )
     return 1
+
+
+def _last_error(log: Path, start: int) -> str:
+    """Return ``: <message>`` of the last ERROR the log got since ``start``."""
+    try:
+        with open(log, "rb") as file:
+            file.seek(start)
+            lines = file.read().decode(errors="replace").splitlines()
+    except OSError:
+        return ""
+    errors = [line for line in lines if " ERROR " in line]
+    return f": {errors[-1].split(': ', 1)[-1]}" if errors else ""
 
 
 def _stop_child(process: subprocess.Popen[bytes]) -> None:

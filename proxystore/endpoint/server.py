@@ -32,6 +32,7 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
@@ -58,6 +59,7 @@ from proxystore.endpoint.limits import (
 from proxystore.endpoint.protocol import MISSING_KEY, OWNER_PARAM, TIMEOUT_HEADER
 from proxystore.endpoint.storage import ObjectStorage
 from proxystore.exceptions import (
+    ConfigurationError,
     InvalidKeyError,
     LimitExceededError,
     PeerConnectionError,
@@ -165,6 +167,33 @@ def _refuse(request: web.Request, status: int, kind: str, why: str) -> web.Respo
     # Close rather than read and discard a body nobody may send.
     response.force_close()
     return response
+
+
+@web.middleware
+async def _log_requests(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """One INFO line per object operation: method, key prefix, size, time, peer."""
+    if not request.path.startswith("/objects/"):
+        return await handler(request)
+    start = time.perf_counter()
+    status: int | str = "error"
+    size: int | None = request.content_length
+    try:
+        response = await handler(request)
+        status = response.status
+        if request.method == "GET" and isinstance(response, web.Response):
+            size = response.content_length
+        return response
+    finally:
+        key = request.match_info.get("key", "")
+        logger.info(
+            "%s %s %s %s bytes %.1f ms owner=%s",
+            request.method,
+            key[:8] + ("..." if len(key) > 8 else ""),
+            status,
+            "-" if size is None else size,
+            (time.perf_counter() - start) * 1e3,
+            _owner(request) or "local",
+        )
 
 
 @web.middleware
@@ -408,7 +437,7 @@ def create_app(
     )
     app = web.Application(
         client_max_size=max_object_size,
-        middlewares=[_authenticate, _errors_as_json, _limit_requests],
+        middlewares=[_authenticate, _log_requests, _errors_as_json, _limit_requests],
     )
     app[_GATE_KEY] = gate
     app[_ENDPOINT_KEY] = endpoint
@@ -522,9 +551,16 @@ class EndpointServer:
         assert self._runner.server is not None
         # Our own listener instead of a TCPSite, so that every connection
         # goes through the guard first.
-        self._listener = await asyncio.get_running_loop().create_server(
-            guard.wrap(self._runner.server), config.host, config.port
-        )
+        try:
+            self._listener = await asyncio.get_running_loop().create_server(
+                guard.wrap(self._runner.server), config.host, config.port
+            )
+        except OSError as err:
+            raise ConfigurationError(
+                f"cannot listen on {config.host}:{config.port}: bind failed "
+                f"({err.strerror or err}); is another process using the port? "
+                "(choose another with configure --port)"
+            ) from None
         self._port = self._listener.sockets[0].getsockname()[1]
         logger.info(
             "endpoint %s (%s) listening on %s", config.name, config.uuid, self.url

@@ -126,11 +126,13 @@ def start_signaling_server(
     wait: float | None = 30.0,
     certfile: Path | None = None,
     keyfile: Path | None = None,
+    log_file: Path | None = None,
 ) -> SignalingServer:
     """Start a signaling server and (unless ``wait`` is None) wait for its port.
 
     The secret reaches the process through its environment, never its
-    command line; ``certfile`` and ``keyfile`` make it serve ``wss://``.
+    command line; ``certfile`` and ``keyfile`` make it serve ``wss://``;
+    ``log_file`` is its ``--log-file``.
     """
     from proxystore.p2p.signaling import SECRET_ENV
 
@@ -147,6 +149,8 @@ def start_signaling_server(
     ]
     if certfile is not None and keyfile is not None:
         command += ["--certfile", str(certfile), "--keyfile", str(keyfile)]
+    if log_file is not None:
+        command += ["--log-file", str(log_file)]
     output = open(log, "ab") if log is not None else subprocess.DEVNULL  # noqa: SIM115
     try:
         process = subprocess.Popen(

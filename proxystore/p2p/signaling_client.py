@@ -171,8 +171,10 @@ class SignalingClient:
 
     async def _run(self) -> None:
         delay = 0.05
+        first = True
         while True:
             replaced = False
+            was_up = False
             try:
                 async with connect(
                     self.url,
@@ -190,6 +192,7 @@ class SignalingClient:
                     self._websocket = websocket
                     self._connected.set()
                     self._attempted.set()
+                    was_up = True
                     logger.info("%s registered with %s", self._uuid, self.url)
                     async for raw in websocket:
                         self._dispatch(raw)
@@ -220,7 +223,13 @@ class SignalingClient:
                 )
                 self.last_error = "replaced by another process with the same key"
                 return
-            logger.debug("signaling link to %s down: %s", self.url, self.last_error)
+            # INFO once per outage (when a link was up, or the first attempt
+            # failed); each further retry only at DEBUG.
+            level = logging.INFO if was_up or first else logging.DEBUG
+            logger.log(
+                level, "signaling link to %s down: %s", self.url, self.last_error
+            )
+            first = False
             # Jitter keeps endpoints restarted together from reconnecting in step.
             await asyncio.sleep(delay * (0.5 + random.random()))
             delay = min(delay * 2, self._reconnect_max_delay)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import re
+import socket
 import subprocess
 import urllib.request
 import uuid
@@ -291,3 +293,52 @@ def test_detach_fails_when_the_signaling_server_refuses_the_secret(
         assert "stopped" in run_cli(tmp_path, "list").stdout
     finally:
         server.stop()
+
+
+def _one_line_error(result: subprocess.CompletedProcess[str], *words: str) -> None:
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr
+    lines = [line for line in result.stderr.splitlines() if "error" in line.lower()]
+    assert len(lines) == 1, result.stderr
+    for word in words:
+        assert word in lines[0], result.stderr
+
+
+def test_configure_refuses_an_address_not_on_this_host(tmp_path: Path) -> None:
+    # TEST-NET-3: never assigned to a host.
+    result = run_cli(tmp_path, "configure", "x", "--host", "203.0.113.7")
+    _one_line_error(result, "--host '203.0.113.7'", "not an address of this host")
+    assert not (tmp_path / "endpoints" / "x" / "endpoint.json").exists()
+
+
+def test_start_refuses_an_unknown_log_level(tmp_path: Path) -> None:
+    configure_endpoint(tmp_path, "lvl")
+    result = run_cli(tmp_path, "start", "lvl", "--log-level", "FOO")
+    _one_line_error(result, "unknown log level 'FOO'")
+
+
+def test_start_on_a_taken_port_says_bind_failed(tmp_path: Path) -> None:
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        configure_endpoint(tmp_path, "taken", "--port", str(port))
+        result = run_cli(tmp_path, "start", "taken")
+        detached = run_cli(tmp_path, "start", "taken", "--detach")
+    _one_line_error(result, f"127.0.0.1:{port}", "bind failed")
+    assert "reach" not in result.stderr
+    assert detached.returncode == 1
+    assert "bind failed" in detached.stderr
+
+
+def test_signaling_server_logs_with_timestamps_to_its_log_file(
+    tmp_path: Path,
+) -> None:
+    log = tmp_path / "signaling.log"
+    server = start_signaling_server("s" * 32, log_file=log)
+    try:
+        wait_for_port(server.host, server.port, 30)
+    finally:
+        server.stop()
+    first = log.read_text().splitlines()[0]
+    assert re.match(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} INFO ", first), first

@@ -11,6 +11,7 @@ unless ``CI`` is set, where it fails.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterator
 
 import pytest
@@ -74,6 +75,12 @@ def _cross(hosts: TwoSites, kind: str) -> None:
 
 def test_small_object_crosses_hosts(crosshost: TwoSites) -> None:
     _cross(crosshost, "dict")
+    # One INFO line per object operation, naming the owner it went to.
+    owner = crosshost.sites["site-a"].uuid
+    log = crosshost.root / "site-b" / "endpoints" / "site-b" / "endpoint.log"
+    assert re.search(
+        rf" GET \S+ 200 \d+ bytes [\d.]+ ms owner={owner}", log.read_text()
+    )
 
 
 def test_only_configured_addresses_listen(crosshost: TwoSites) -> None:
