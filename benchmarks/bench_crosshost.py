@@ -8,6 +8,9 @@ Measures, in one run, in the same two namespaces (root only):
       from A's over the fast path on the link address);
   (c) 1 KB resolves in B of objects owned by A (remote), per object;
   (d) 1 KB resolves in A of objects owned by A (local endpoint), per object.
+Row (b) is split using B's endpoint log (its INFO line per request): the
+endpoint-to-endpoint leg (B's handler: peer request + fast path over the link)
+and the rest (HTTP between B's endpoint and its client, deserialization).
 
 Goals: (b) >= 0.6x the throughput of (a); median (c) <= 2x median (d).
 Rounds interleave (a) and (b), so load weighs on both alike; medians and
@@ -88,6 +91,12 @@ print(" ".join(map(str, times)))
 """
 
 
+def _last_get_ms(root: Path) -> float:
+    log = root / "site-b" / "endpoints" / "site-b" / "endpoint.log"
+    lines = [line for line in log.read_text().splitlines() if " GET " in line]
+    return float(lines[-1].split(" ms ")[0].rsplit(" ", 1)[-1])
+
+
 def _spread(values: list[float]) -> str:
     median = statistics.median(values)
     return f"median {median:.4g} (min {min(values):.4g}, max {max(values):.4g})"
@@ -120,6 +129,7 @@ def main() -> int:
             b.run(lambda: wait_for_port(a.address, port, 30))
             raw: list[float] = []
             store: list[float] = []
+            legs: list[float] = []
             for _ in range(args.rounds):
                 result = sites.python(
                     "site-b", _TLS_CLIENT, str(args.size), str(port), a.address
@@ -128,6 +138,7 @@ def main() -> int:
                 made = sites.python("site-a", _PRODUCE, str(args.size), "1")
                 got = sites.python("site-b", _RESOLVE, stdin=made.stdout)
                 store.append(float(got.stdout.decode().split()[0]))
+                legs.append(_last_get_ms(sites.root) / 1e3)
             small = sites.python("site-a", _PRODUCE, "1000", str(2 * args.small))
             proxies = pickle.loads(small.stdout)
             remote_in = pickle.dumps(proxies[: args.small])
@@ -147,6 +158,9 @@ def main() -> int:
         f"(a) raw TLS stream A->B  s: {_spread(raw)}  ({gb / raw_s:.2f} GB/s)",
         f"(b) EndpointStore A->B   s: {_spread(store)}  ({gb / store_s:.2f} GB/s)",
         f"    throughput (b)/(a): {raw_s / store_s:.2f}x  (goal >= 0.6x)",
+        f"(b1) endpoint-to-endpoint leg s: {_spread(legs)}"
+        f"  ({gb / statistics.median(legs):.2f} GB/s,"
+        f" {raw_s / statistics.median(legs):.2f}x raw)",
         f"(c) 1 KB remote get ms: {_spread(ms)}",
         f"(d) 1 KB local get  ms: {_spread(ml)}",
         f"    latency (c)/(d): {statistics.median(ms) / statistics.median(ml):.2f}x"
