@@ -303,8 +303,19 @@ class EndpointStore(Store[EndpointKey]):
             headers["Content-Length"] = str(stream.nbytes)
         deadline = time.monotonic() + self.timeout
         delay = _FIRST_RETRY_DELAY
+        # While the endpoint moves an object from a peer no byte reaches us,
+        # however long it takes; the endpoint bounds that wait by progress
+        # (nothing moved for the timeout it was sent) and always answers.
+        owner = (params or {}).get(OWNER_PARAM)
+        timeouts = (
+            httpx.Timeout(self.timeout, read=None)
+            if owner is not None and owner != self._endpoint_uuid
+            else httpx.USE_CLIENT_DEFAULT
+        )
         while True:
-            request = client.build_request(method, url, params=params, headers=headers)
+            request = client.build_request(
+                method, url, params=params, headers=headers, timeout=timeouts
+            )
             if stream is not None:
                 request.stream = stream
             response = await self._send_once(client, request, url, operation)

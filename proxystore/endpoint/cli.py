@@ -26,6 +26,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import proxystore
@@ -33,6 +34,7 @@ from proxystore.endpoint.config import (
     CONFIG_FILE,
     LOG_FILE,
     EndpointConfig,
+    check_local_address,
     endpoint_dir,
     list_configs,
     new_config,
@@ -48,6 +50,7 @@ from proxystore.endpoint.credentials import (
 )
 from proxystore.endpoint.peers import PEERS_FILE, parse_peer, read_peers, write_peers
 from proxystore.endpoint.process import (
+    check_pid_file,
     claim_pid_file,
     is_alive,
     read_pid,
@@ -92,7 +95,11 @@ def _parser() -> argparse.ArgumentParser:
 
     configure = commands.add_parser("configure", help="create a new endpoint")
     configure.add_argument("name")
-    configure.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    configure.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="address the HTTP API listens on (default 127.0.0.1: local clients only)",
+    )
     configure.add_argument(
         "--port", type=int, default=0, help="port to listen on (default: a free one)"
     )
@@ -129,12 +136,41 @@ def _parser() -> argparse.ArgumentParser:
         help="largest object accepted (default 1G)",
     )
     configure.add_argument(
-        "--peer-timeout", type=float, default=None, help="seconds to wait on a peer"
+        "--peer-timeout",
+        type=float,
+        default=None,
+        help="seconds to connect to a peer, and the longest a transfer may go "
+        "without a byte moving (default 30)",
+    )
+    configure.add_argument(
+        "--peer-deadline",
+        type=float,
+        default=None,
+        help="optional total seconds for one request to a peer (default: none)",
     )
     configure.add_argument(
         "--no-fast-path",
         action="store_true",
         help="always use WebRTC data channels between peers, never direct TCP",
+    )
+    configure.add_argument(
+        "--fast-path-host",
+        default=None,
+        help="address the fast-path listener binds (default: the local address "
+        "of each peer connection's selected ICE pair; 0.0.0.0 for every "
+        "interface)",
+    )
+    configure.add_argument(
+        "--fast-path-port",
+        type=int,
+        default=0,
+        help="port of the fast-path listener (default: a free one)",
+    )
+    configure.add_argument(
+        "--fast-path-advertise",
+        default=None,
+        help="address peers are told to fetch from (default: --fast-path-host, "
+        "or the local address of the selected ICE pair; NAT, containers)",
     )
     configure.add_argument(
         "--max-spill",
@@ -247,11 +283,19 @@ def _configure(args: argparse.Namespace) -> int:
         ),
         "fast_path": not args.no_fast_path,
         "max_spill": args.max_spill,
+        "fast_path_host": args.fast_path_host,
+        "fast_path_port": args.fast_path_port,
+        "fast_path_advertise": args.fast_path_advertise,
     }
+    check_local_address(args.host, "--host")
+    if args.fast_path_host is not None:
+        check_local_address(args.fast_path_host, "--fast-path-host")
     if args.max_object_size is not None:
         options["max_object_size"] = args.max_object_size
     if args.peer_timeout is not None:
         options["peer_timeout"] = args.peer_timeout
+    if args.peer_deadline is not None:
+        options["peer_deadline"] = args.peer_deadline
     if args.max_connections is not None:
         options["max_connections"] = args.max_connections
     if args.max_requests is not None:
@@ -295,14 +339,9 @@ def _peers(args: argparse.Namespace) -> int:
 
 
 def _setup_logging(name: str, level: str) -> None:
-    formatter = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
-    file_handler = logging.FileHandler(endpoint_dir(name) / LOG_FILE)
-    stream_handler = logging.StreamHandler(sys.stderr)
-    root = logging.getLogger()
-    for handler in (file_handler, stream_handler):
-        handler.setFormatter(formatter)
-        root.addHandler(handler)
-    root.setLevel(level.upper())
+    from proxystore.endpoint.logs import setup_logging
+
+    setup_logging(level, endpoint_dir(name) / LOG_FILE)
 
 
 async def _run(config: EndpointConfig, api_token: str) -> None:
@@ -316,8 +355,10 @@ async def _run(config: EndpointConfig, api_token: str) -> None:
 
 
 def _start(args: argparse.Namespace) -> int:
+    from proxystore.endpoint.logs import parse_level
     from proxystore.endpoint.peering import endpoint_identity
 
+    parse_level(args.log_level)
     config = read_config(args.name)
     # Refuse at once, before any pid file or log, when the token is unusable.
     token = read_api_token(token_path(endpoint_dir(config.name)))
@@ -333,7 +374,7 @@ def _start(args: argparse.Namespace) -> int:
     try:
         _setup_logging(config.name, args.log_level)
         asyncio.run(_run(config, token))
-    except OSError as err:
+    except (OSError, ConfigurationError) as err:
         logger.error("endpoint %s could not start: %s", config.name, err)
         return 1
     finally:
@@ -342,7 +383,8 @@ def _start(args: argparse.Namespace) -> int:
     return 0
 
 
-def _answers(config: EndpointConfig, timeout: float) -> bool:
+def _describe(config: EndpointConfig, timeout: float) -> dict[str, Any] | None:
+    """Return the endpoint's ``GET /endpoint``, or None if it does not answer."""
     token = read_api_token(token_path(endpoint_dir(config.name)))
     request = urllib.request.Request(
         f"{config.url}/endpoint",
@@ -352,8 +394,10 @@ def _answers(config: EndpointConfig, timeout: float) -> bool:
         with urllib.request.urlopen(request, timeout=timeout) as r:
             data = json.loads(r.read())
     except (OSError, ValueError, urllib.error.URLError):
-        return False
-    return isinstance(data, dict) and data.get("uuid") == config.uuid
+        return None
+    if isinstance(data, dict) and data.get("uuid") == config.uuid:
+        return data
+    return None
 
 
 def _start_detached(config: EndpointConfig, timeout: float, log_level: str) -> int:
@@ -361,6 +405,8 @@ def _start_detached(config: EndpointConfig, timeout: float, log_level: str) -> i
         print(f"endpoint {config.name} is already running", file=sys.stderr)
         return 1
     command = [sys.executable, "-m", "proxystore.endpoint.cli", "start", config.name]
+    log = endpoint_dir(config.name) / LOG_FILE
+    log_start = log.stat().st_size if log.exists() else 0
     process = subprocess.Popen(
         [*command, "--log-level", log_level],
         stdin=subprocess.DEVNULL,
@@ -372,25 +418,83 @@ def _start_detached(config: EndpointConfig, timeout: float, log_level: str) -> i
     while time.monotonic() < deadline:
         if process.poll() is not None:
             print(
-                f"endpoint {config.name} exited with code {process.returncode}; "
-                f"see {endpoint_dir(config.name) / LOG_FILE}",
+                f"endpoint {config.name} exited with code {process.returncode}"
+                f"{_last_error(log, log_start)}; see {log}",
                 file=sys.stderr,
             )
             return 1
-        if _answers(config, timeout=1.0):
+        data = _describe(config, timeout=1.0)
+        # Peering endpoints: wait for the first registration's outcome too, so
+        # a wrong secret or a refused identity fails here, not silently later.
+        if data is not None and (
+            config.signaling_server is None
+            or data.get("signaling")
+            or data.get("signaling_error")
+            or data.get("signaling_attempted")
+        ):
+            refused = data.get("signaling_error")
+            if refused:
+                _stop_child(process)
+                print(
+                    f"endpoint {config.name} stopped: the signaling server "
+                    f"{config.signaling_server} refused it: {refused} (check that "
+                    "its shared secret is the server's)",
+                    file=sys.stderr,
+                )
+                return 1
             print(f"endpoint {config.name} running at {config.url} (pid {process.pid})")
+            if config.signaling_server is not None and not data.get("signaling"):
+                print(
+                    f"warning: signaling server {config.signaling_server} not "
+                    f"reached yet; the endpoint keeps trying (see {log})",
+                    file=sys.stderr,
+                )
             return 0
         time.sleep(0.05)
+    _stop_child(process)
     print(
-        f"endpoint {config.name} did not answer at {config.url} within {timeout:g}s",
+        f"endpoint {config.name} did not answer at {config.url} within "
+        f"{timeout:g}s; stopped it (see {log})",
         file=sys.stderr,
     )
     return 1
 
 
+def _last_error(log: Path, start: int) -> str:
+    """Return ``: <message>`` of the last ERROR the log got since ``start``."""
+    try:
+        with open(log, "rb") as file:
+            file.seek(start)
+            lines = file.read().decode(errors="replace").splitlines()
+    except OSError:
+        return ""
+    errors = [line for line in lines if " ERROR " in line]
+    return f": {errors[-1].split(': ', 1)[-1]}" if errors else ""
+
+
+def _stop_child(process: subprocess.Popen[bytes]) -> None:
+    process.terminate()
+    try:
+        process.wait(10.0)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(10.0)
+
+
 def _stop(args: argparse.Namespace) -> int:
     config = read_config(args.name)
-    pid = read_pid(config.name)
+    check = check_pid_file(config.name)
+    if check.other is not None:
+        print(
+            f"endpoint {config.name} is not running: its pid file named process "
+            f"{check.other}, which is not the endpoint ({check.stale}); refusing "
+            "to signal it, removed the stale pid file",
+            file=sys.stderr,
+        )
+        return 1
+    if check.stale is not None:
+        print(f"endpoint {config.name}: removed a stale pid file ({check.stale})")
+    pid = check.pid
     if pid is None:
         print(f"endpoint {config.name} is not running")
         return 0

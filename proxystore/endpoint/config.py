@@ -9,6 +9,7 @@ defaulting to ``~/.local/share``).
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import json
 import os
 import re
@@ -77,6 +78,38 @@ def endpoint_dir(name: str, home: str | os.PathLike[str] | None = None) -> Path:
     return endpoints_dir(home) / validate_name(name)
 
 
+def _is_wildcard(host: str) -> bool:
+    if host in ("", "*"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_unspecified
+    except ValueError:
+        return False
+
+
+def check_local_address(host: str, option: str = "--host") -> str:
+    """Return ``host`` if this host can listen on it.
+
+    Raises:
+        ConfigurationError: If ``host`` is not an address of this host (or a
+            wildcard) or a name that does not resolve to one.
+    """
+    try:
+        infos = socket.getaddrinfo(host, 0, type=socket.SOCK_STREAM)
+    except (OSError, UnicodeError) as err:
+        raise ConfigurationError(f"{option} {host!r} does not resolve: {err}") from None
+    family, _, _, _, address = infos[0]
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind((address[0], 0))
+        except OSError as err:
+            raise ConfigurationError(
+                f"{option} {host!r} is not an address of this host "
+                f"(cannot listen on it: {err.strerror or err})"
+            ) from None
+    return host
+
+
 def free_port(host: str = DEFAULT_HOST) -> int:
     """Return a TCP port on ``host`` that is free right now."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
@@ -93,8 +126,9 @@ class EndpointConfig:
         name: Human-friendly name, unique on this host.
         uuid: Identity of the endpoint among its peers; created once at
             configure time and kept for the endpoint's life.
-        host: Address the HTTP server listens on.
-        port: Port the HTTP server listens on.
+        host: Address the HTTP API listens on (default loopback: only
+            processes on this host use it).
+        port: Port the HTTP API listens on.
         signaling_server: ``wss://`` (or, on loopback, ``ws://``) URL of the
             signaling server used to find peers, or ``None`` to serve only
             local objects.
@@ -109,7 +143,9 @@ class EndpointConfig:
             objects beyond it are refused). ``configure`` sets it to
             ``spill/`` in the endpoint's directory.
         max_object_size: Largest request body accepted, in bytes.
-        peer_timeout: Seconds to wait for a peer to answer a request.
+        peer_timeout: Seconds to wait to connect to a peer, and the longest a
+            transfer with a peer may go without a byte moving (a transfer
+            that keeps moving is not cut off by it, whatever its size).
         fast_path: Let peers on reachable hosts use direct TCP instead of a
             WebRTC data channel.
         max_spill: Bytes of objects kept in ``spill_dir`` (``None``: half the
@@ -118,6 +154,16 @@ class EndpointConfig:
             connection closes the oldest idle one.
         max_requests: Most HTTP requests served at once; more get 429. Must
             be below ``max_connections``.
+        fast_path_host: Where the fast-path listener binds: an address of
+            this host, a wildcard (``0.0.0.0``), or ``None`` (default): the
+            local address of each peer connection's selected ICE candidate
+            pair, i.e. the interface peers already reach us through.
+        fast_path_port: Port of the fast-path listener (0: a free one).
+        peer_deadline: Optional total seconds for one request to a peer
+            (``None``: no total deadline).
+        fast_path_advertise: Address put in fast-path tickets (``None``:
+            ``fast_path_host`` if it is an address, else the local address of
+            the selected ICE pair). Never a wildcard.
     """
 
     name: str
@@ -135,6 +181,10 @@ class EndpointConfig:
     max_connections: int = DEFAULT_MAX_CONNECTIONS
     max_requests: int = DEFAULT_MAX_REQUESTS
     signaling_ca_file: str | None = None
+    fast_path_host: str | None = None
+    fast_path_port: int = 0
+    fast_path_advertise: str | None = None
+    peer_deadline: float | None = None
 
     def __post_init__(self) -> None:
         validate_name(self.name)
@@ -155,8 +205,17 @@ class EndpointConfig:
                     f"endpoint {self.name!r} needs the signaling server's secret "
                     "to peer (--secret-file or PROXYSTORE_SIGNALING_SECRET)"
                 )
-        if not 0 <= self.port <= 65535:
-            raise ConfigurationError(f"port {self.port} is not in 0-65535")
+        for field in ("port", "fast_path_port"):
+            value = getattr(self, field)
+            if not 0 <= value <= 65535:
+                raise ConfigurationError(f"{field} {value} is not in 0-65535")
+        if self.fast_path_advertise is not None and _is_wildcard(
+            self.fast_path_advertise
+        ):
+            raise ConfigurationError(
+                f"fast_path_advertise {self.fast_path_advertise!r} is a wildcard: "
+                "peers need an address of this host they can connect to"
+            )
         if self.max_memory is not None and self.max_memory < 0:
             raise ConfigurationError(f"max_memory {self.max_memory} is negative")
         if self.max_object_size <= 0:
@@ -166,6 +225,10 @@ class EndpointConfig:
         if self.peer_timeout <= 0:
             raise ConfigurationError(
                 f"peer_timeout {self.peer_timeout} must be positive"
+            )
+        if self.peer_deadline is not None and self.peer_deadline <= 0:
+            raise ConfigurationError(
+                f"peer_deadline {self.peer_deadline} must be positive"
             )
         if self.max_spill is not None and self.max_spill < 0:
             raise ConfigurationError(f"max_spill {self.max_spill} is negative")

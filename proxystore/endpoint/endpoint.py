@@ -35,7 +35,11 @@ class PeerRequester(Protocol):
     """The part of `proxystore.p2p.manager.PeerManager` an endpoint uses."""
 
     async def request(
-        self, peer_uuid: str, message: PeerMessage, timeout: float | None = ...
+        self,
+        peer_uuid: str,
+        message: PeerMessage,
+        timeout: float | None = ...,
+        deadline: float | None = ...,
     ) -> PeerMessage:
         """Send ``message`` to ``peer_uuid`` and return its answer."""
         ...
@@ -51,7 +55,10 @@ class Endpoint:
         peers: How to reach other endpoints, or ``None`` for a standalone
             endpoint (requests for other owners then fail with
             `PeerConnectionError`).
-        peer_timeout: Default seconds to wait for a peer's answer.
+        peer_timeout: Default seconds to wait to connect to a peer, and the
+            longest a transfer with it may go without a byte moving.
+        peer_deadline: Optional total seconds for one request to a peer
+            (``None``: a transfer that keeps moving is never cut off).
         max_object_size: Largest object a peer may store here (``None``: no
             limit). Writes from local clients are checked by the HTTP server
             before their body is read.
@@ -65,12 +72,14 @@ class Endpoint:
         peers: PeerRequester | None = None,
         peer_timeout: float = 30.0,
         max_object_size: int | None = None,
+        peer_deadline: float | None = None,
     ) -> None:
         self.uuid = validate_endpoint_uuid(uuid)
         self.name = name
         self.storage = storage
         self.peers = peers
         self.peer_timeout = peer_timeout
+        self.peer_deadline = peer_deadline
         self.max_object_size = max_object_size
         self._refusals = RateLimitedLog(logger)
 
@@ -207,7 +216,9 @@ class Endpoint:
         wait = self.peer_timeout if timeout is None else min(timeout, self.peer_timeout)
         message = PeerMessage({"op": op, "key": object_id}, body)
         try:
-            response = await self.peers.request(owner, message, timeout=wait)
+            response = await self.peers.request(
+                owner, message, timeout=wait, deadline=self.peer_deadline
+            )
         except ProxyStoreError:
             raise
         except Exception as err:

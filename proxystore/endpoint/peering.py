@@ -52,7 +52,9 @@ def peer_manager(config: EndpointConfig, handler: Handler) -> PeerManager:
         allow=PeerAllowlist(endpoint_dir(config.name) / PEERS_FILE),
         timeout=config.peer_timeout,
         fast_path=config.fast_path,
-        fast_path_host=config.host,
+        fast_path_host=config.fast_path_host,
+        fast_path_port=config.fast_path_port,
+        fast_path_advertised_host=config.fast_path_advertise,
         signaling_ca_file=config.signaling_ca_file,
         max_body=config.max_object_size,
     )

@@ -4,7 +4,10 @@ Routes (``OWNER`` is the optional ``endpoint`` query parameter naming the
 uuid of the endpoint that owns the object; it defaults to this endpoint):
 
 - ``GET /endpoint``: ``{"uuid", "name", "max_object_size", "peering",
-  "signaling"}`` (``signaling``: registered with the signaling server now).
+  "signaling"}`` (``signaling``: registered with the signaling server now);
+  an endpoint that peers adds ``signaling_attempted`` (a first registration
+  attempt finished) and ``signaling_error`` (why the server refused the
+  registration, e.g. a wrong secret, or null).
 - ``PUT /objects/{key}?endpoint=OWNER``: store the raw request body.
 - ``GET /objects/{key}?endpoint=OWNER``: the raw bytes, or 404.
 - ``GET /objects/{key}/exists?endpoint=OWNER``: ``{"exists": bool}``.
@@ -29,6 +32,7 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
@@ -55,6 +59,7 @@ from proxystore.endpoint.limits import (
 from proxystore.endpoint.protocol import MISSING_KEY, OWNER_PARAM, TIMEOUT_HEADER
 from proxystore.endpoint.storage import ObjectStorage
 from proxystore.exceptions import (
+    ConfigurationError,
     InvalidKeyError,
     LimitExceededError,
     PeerConnectionError,
@@ -73,6 +78,9 @@ _ENDPOINT_KEY = web.AppKey("endpoint", Endpoint)
 _MAX_SIZE_KEY = web.AppKey("max_object_size", int)
 _IDLE_TIMEOUT_KEY = web.AppKey("body_idle_timeout", float)
 _SIGNALING_KEY: web.AppKey[Callable[[], bool]] = web.AppKey("signaling")
+_SIGNALING_STATE_KEY: web.AppKey[Callable[[], dict[str, Any]]] = web.AppKey(
+    "signaling_state"
+)
 _GATE_KEY: web.AppKey[_Gate] = web.AppKey("gate")
 
 DEFAULT_BODY_IDLE_TIMEOUT = 60.0
@@ -162,6 +170,33 @@ def _refuse(request: web.Request, status: int, kind: str, why: str) -> web.Respo
 
 
 @web.middleware
+async def _log_requests(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """One INFO line per object operation: method, key prefix, size, time, peer."""
+    if not request.path.startswith("/objects/"):
+        return await handler(request)
+    start = time.perf_counter()
+    status: int | str = "error"
+    size: int | None = request.content_length
+    try:
+        response = await handler(request)
+        status = response.status
+        if request.method == "GET" and isinstance(response, web.Response):
+            size = response.content_length
+        return response
+    finally:
+        key = request.match_info.get("key", "")
+        logger.info(
+            "%s %s %s %s bytes %.1f ms owner=%s",
+            request.method,
+            key[:8] + ("..." if len(key) > 8 else ""),
+            status,
+            "-" if size is None else size,
+            (time.perf_counter() - start) * 1e3,
+            _owner(request) or "local",
+        )
+
+
+@web.middleware
 async def _limit_requests(request: web.Request, handler: Handler) -> web.StreamResponse:
     gate = request.app[_GATE_KEY]
     if gate.max_requests is not None and gate.in_flight >= gate.max_requests:
@@ -248,6 +283,7 @@ async def _describe(request: web.Request) -> web.Response:
             "max_object_size": request.app[_MAX_SIZE_KEY],
             "peering": endpoint.peers is not None,
             "signaling": request.app[_SIGNALING_KEY](),
+            **request.app[_SIGNALING_STATE_KEY](),
         }
     )
 
@@ -372,6 +408,7 @@ def create_app(
     max_requests: int | None = None,
     guard: ConnectionGuard | None = None,
     body_budget: int | None = None,
+    signaling_state: Callable[[], dict[str, Any]] | None = None,
 ) -> web.Application:
     """Return the aiohttp application serving ``endpoint``.
 
@@ -388,6 +425,8 @@ def create_app(
         guard: Connection cap told which connections are busy, if any.
         body_budget: Most bytes of request bodies held while being received
             (``None``: no limit); more get 503 naming ``max_memory``.
+        signaling_state: More fields for ``GET /endpoint`` about signaling
+            (``signaling_attempted``, ``signaling_error``).
     """
     gate = _Gate(
         api_token if _CHECK_API_TOKEN else None,
@@ -398,12 +437,13 @@ def create_app(
     )
     app = web.Application(
         client_max_size=max_object_size,
-        middlewares=[_authenticate, _errors_as_json, _limit_requests],
+        middlewares=[_authenticate, _log_requests, _errors_as_json, _limit_requests],
     )
     app[_GATE_KEY] = gate
     app[_ENDPOINT_KEY] = endpoint
     app[_MAX_SIZE_KEY] = max_object_size
     app[_SIGNALING_KEY] = signaling
+    app[_SIGNALING_STATE_KEY] = signaling_state or dict
     app[_IDLE_TIMEOUT_KEY] = body_idle_timeout
     app.router.add_get("/endpoint", _describe)
     app.router.add_put("/objects/{key}", _put)
@@ -477,6 +517,7 @@ class EndpointServer:
             self._storage,
             peer_timeout=config.peer_timeout,
             max_object_size=config.max_object_size,
+            peer_deadline=config.peer_deadline,
         )
         if config.signaling_server is not None:
             from proxystore.endpoint.peering import peer_manager
@@ -495,6 +536,7 @@ class EndpointServer:
             # Bodies in flight get as much memory as stored objects (but room
             # for one object of any accepted size, which may go to spill).
             body_budget=max(max_memory, config.max_object_size),
+            signaling_state=self._signaling_state,
         )
         self._runner = web.AppRunner(
             app,
@@ -509,9 +551,16 @@ class EndpointServer:
         assert self._runner.server is not None
         # Our own listener instead of a TCPSite, so that every connection
         # goes through the guard first.
-        self._listener = await asyncio.get_running_loop().create_server(
-            guard.wrap(self._runner.server), config.host, config.port
-        )
+        try:
+            self._listener = await asyncio.get_running_loop().create_server(
+                guard.wrap(self._runner.server), config.host, config.port
+            )
+        except OSError as err:
+            raise ConfigurationError(
+                f"cannot listen on {config.host}:{config.port}: bind failed "
+                f"({err.strerror or err}); is another process using the port? "
+                "(choose another with configure --port)"
+            ) from None
         self._port = self._listener.sockets[0].getsockname()[1]
         logger.info(
             "endpoint %s (%s) listening on %s", config.name, config.uuid, self.url
@@ -526,6 +575,14 @@ class EndpointServer:
             config.max_connections,
             config.max_requests,
         )
+
+    def _signaling_state(self) -> dict[str, Any]:
+        if self._peers is None:
+            return {}
+        return {
+            "signaling_attempted": self._peers.signaling_attempted,
+            "signaling_error": self._peers.signaling_refused,
+        }
 
     def _is_signaling(self) -> bool:
         return self._peers is not None and self._peers.connected_to_signaling

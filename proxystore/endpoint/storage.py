@@ -1,17 +1,66 @@
-"""Byte storage of an endpoint: memory first, then an optional spill directory."""
+"""Byte storage of an endpoint: memory first, then an optional spill directory.
+
+Objects live as long as the endpoint process: memory is lost on exit, and
+the private spill directory is deleted on close, or, after a crash, by the
+next endpoint started on the same spill directory (`sweep_spill_dir`).
+Nothing survives a restart.
+
+Spill layout: ``<spill_dir>/objects-<random>/`` per running endpoint, with
+``owner`` (the owning process: pid, start time, command line), ``data/``
+(one file per object, named by its id) and ``tmp/`` (files being written,
+random names), so no object id can collide with a temporary file.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 import os
+import secrets
 import shutil
 import tempfile
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 from proxystore.endpoint.keys import validate_object_id
 from proxystore.exceptions import LimitExceededError, StoreOperationError
 
 Data = bytes | bytearray | memoryview
+
+logger = logging.getLogger(__name__)
+
+_OWNER_FILE = "owner"
+_PREFIX = "objects-"
+
+
+def sweep_spill_dir(spill_dir: str | Path) -> list[Path]:
+    """Delete the private directories in ``spill_dir`` of endpoints that are gone.
+
+    A directory is removed when its ``owner`` record names a process that no
+    longer runs (or another process under a reused pid); directories of live
+    endpoints are kept.
+
+    Returns:
+        The directories removed.
+    """
+    from proxystore.endpoint.process import PidRecord
+
+    removed: list[Path] = []
+    base = Path(spill_dir)
+    if not base.is_dir():
+        return removed
+    for directory in base.glob(f"{_PREFIX}*"):
+        try:
+            record = PidRecord.from_text((directory / _OWNER_FILE).read_text())
+        except OSError:
+            record = None
+        if record is not None and record.mismatch() is None:
+            continue
+        shutil.rmtree(directory, ignore_errors=True)
+        removed.append(directory)
+        logger.info("removed the spill directory %s of a crashed endpoint", directory)
+    return removed
 
 
 class ObjectStorage:
@@ -45,10 +94,19 @@ class ObjectStorage:
         self._spilled: dict[str, int] = {}
         self._spill_bytes = 0
         self._spill_path: Path | None = None
+        self._locks: dict[str, asyncio.Lock] = {}
         if spill_dir is not None:
+            from proxystore.endpoint.process import PidRecord
+
             base = Path(spill_dir)
             base.mkdir(parents=True, exist_ok=True)
-            self._spill_path = Path(tempfile.mkdtemp(prefix="objects-", dir=base))
+            sweep_spill_dir(base)
+            self._spill_path = Path(tempfile.mkdtemp(prefix=_PREFIX, dir=base))
+            (self._spill_path / _OWNER_FILE).write_text(
+                PidRecord.of_this_process().to_text()
+            )
+            (self._spill_path / "data").mkdir()
+            (self._spill_path / "tmp").mkdir()
 
     @property
     def memory_bytes(self) -> int:
@@ -78,8 +136,24 @@ class ObjectStorage:
             StoreOperationError: If writing the spill file fails.
         """
         validate_object_id(object_id)
+        async with self._key_lock(object_id):
+            await self._set(object_id, data)
+
+    @contextlib.asynccontextmanager
+    async def _key_lock(self, object_id: str) -> AsyncIterator[None]:
+        # Writers of one key take turns, so the counts and the file stay
+        # those of one write; the lock goes away with its last user.
+        lock = self._locks.setdefault(object_id, asyncio.Lock())
+        try:
+            async with lock:
+                yield
+        finally:
+            if not lock.locked() and not getattr(lock, "_waiters", None):
+                self._locks.pop(object_id, None)
+
+    async def _set(self, object_id: str, data: Data) -> None:
         size = memoryview(data).nbytes
-        await self.evict(object_id)
+        await self._evict(object_id)
         fits = self.max_memory is None or self._memory_bytes + size <= self.max_memory
         if fits:
             self._memory[object_id] = bytes(data)
@@ -104,7 +178,7 @@ class ObjectStorage:
         self._spill_bytes += size
         path = self._file(object_id)
         try:
-            await asyncio.to_thread(_write_atomic, path, data)
+            await asyncio.to_thread(_write_atomic, path, self._temp_file(), data)
         except BaseException as err:
             self._spill_bytes -= size
             if isinstance(err, OSError):
@@ -133,6 +207,10 @@ class ObjectStorage:
     async def evict(self, object_id: str) -> None:
         """Remove the object under ``object_id``; a missing object is no error."""
         validate_object_id(object_id)
+        async with self._key_lock(object_id):
+            await self._evict(object_id)
+
+    async def _evict(self, object_id: str) -> None:
         found = self._memory.pop(object_id, None)
         if found is not None:
             self._memory_bytes -= len(found)
@@ -152,11 +230,14 @@ class ObjectStorage:
 
     def _file(self, object_id: str) -> Path:
         assert self._spill_path is not None
-        return self._spill_path / object_id
+        return self._spill_path / "data" / object_id
+
+    def _temp_file(self) -> Path:
+        assert self._spill_path is not None
+        return self._spill_path / "tmp" / secrets.token_hex(16)
 
 
-def _write_atomic(path: Path, data: Data) -> None:
-    temp = path.with_name(f".{path.name}.tmp")
+def _write_atomic(path: Path, temp: Path, data: Data) -> None:
     try:
         with open(temp, "wb") as file:
             file.write(data)

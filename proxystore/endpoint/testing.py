@@ -126,11 +126,13 @@ def start_signaling_server(
     wait: float | None = 30.0,
     certfile: Path | None = None,
     keyfile: Path | None = None,
+    log_file: Path | None = None,
 ) -> SignalingServer:
     """Start a signaling server and (unless ``wait`` is None) wait for its port.
 
     The secret reaches the process through its environment, never its
-    command line; ``certfile`` and ``keyfile`` make it serve ``wss://``.
+    command line; ``certfile`` and ``keyfile`` make it serve ``wss://``;
+    ``log_file`` is its ``--log-file``.
     """
     from proxystore.p2p.signaling import SECRET_ENV
 
@@ -147,6 +149,8 @@ def start_signaling_server(
     ]
     if certfile is not None and keyfile is not None:
         command += ["--certfile", str(certfile), "--keyfile", str(keyfile)]
+    if log_file is not None:
+        command += ["--log-file", str(log_file)]
     output = open(log, "ab") if log is not None else subprocess.DEVNULL  # noqa: SIM115
     try:
         process = subprocess.Popen(
@@ -323,3 +327,72 @@ def wait_until_registered(site: EndpointProcess, timeout: float) -> None:
         if time.monotonic() >= deadline:
             raise StoreTimeoutError(url, timeout, "signaling registration")
         time.sleep(_POLL_INTERVAL)
+
+
+def write_test_certificate(directory: Path, address: str) -> tuple[Path, Path, Path]:
+    """Write a throwaway CA and a server certificate for ``address`` it signed.
+
+    For tests and benchmarks that need a ``wss://`` signaling server on an
+    address other than loopback.
+
+    Returns:
+        The CA file (trust it with ``--signaling-ca-file``), the certificate
+        file and its private key file (mode 0600).
+    """
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    def name(common_name: str) -> x509.Name:
+        return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+
+    now = datetime.datetime.now(datetime.timezone.utc)
+    valid = (now - datetime.timedelta(hours=1), now + datetime.timedelta(days=1))
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_cert = (
+        x509.CertificateBuilder()
+        .subject_name(name("proxystore test CA"))
+        .issuer_name(name("proxystore test CA"))
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(valid[0])
+        .not_valid_after(valid[1])
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(ca_key, hashes.SHA256())
+    )
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name(address))
+        .issuer_name(ca_cert.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(valid[0])
+        .not_valid_after(valid[1])
+        .add_extension(
+            x509.SubjectAlternativeName(
+                [x509.IPAddress(ipaddress.ip_address(address))]
+            ),
+            critical=False,
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
+    pem = serialization.Encoding.PEM
+    directory.mkdir(parents=True, exist_ok=True)
+    ca_file, cert_file, key_file = (
+        directory / n for n in ("ca.pem", "cert.pem", "key.pem")
+    )
+    ca_file.write_bytes(ca_cert.public_bytes(pem))
+    cert_file.write_bytes(cert.public_bytes(pem))
+    fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as file:
+        file.write(
+            key.private_bytes(
+                pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+            )
+        )
+    return ca_file, cert_file, key_file

@@ -17,7 +17,14 @@ from proxystore.exceptions import (
     PeerError,
     SerializationError,
 )
-from proxystore.p2p.fastpath import FastPathServer, FastPathTicket, fetch
+from proxystore.p2p.fastpath import (
+    PROGRESS_LOG_BYTES,
+    FastPathServer,
+    FastPathTicket,
+    fetch,
+    transfer_deadline_error,
+    transfer_stalled_error,
+)
 from proxystore.p2p.framing import (
     DEFAULT_CHUNK_SIZE,
     Envelope,
@@ -78,6 +85,9 @@ class PeerConnection:
         peer_public: The peer's raw public key (pins its fast-path listener).
         allow: Whether the peer may still be served (checked per request).
         max_body: Largest fast-path body accepted from the peer.
+        local_host: Our address on this connection (the local side of the
+            ICE pair in use), which tickets advertise when the fast path
+            listens per address or on a wildcard.
     """
 
     def __init__(
@@ -99,8 +109,10 @@ class PeerConnection:
         peer_public: bytes = b"",
         allow: Callable[[str], bool] = _allow_all,
         max_body: int = DEFAULT_MAX_BODY,
+        local_host: str | None = None,
     ) -> None:
         self.peer_uuid = peer_uuid
+        self.local_host = local_host
         self.peer_public = peer_public
         self._identity = identity
         self._allow = allow
@@ -124,6 +136,10 @@ class PeerConnection:
         self._writable = asyncio.Event()
         self._lost_reason: str | None = None
         self._target = f"peer {peer_uuid}"
+        self.bytes_moved = 0
+        """Bytes sent and received on this connection (data channel and fast
+        path): what progress deadlines watch."""
+        self._next_log = PROGRESS_LOG_BYTES
 
         channel.bufferedAmountLowThreshold = low_water
         channel.on("bufferedamountlow", self._writable.set)
@@ -136,25 +152,45 @@ class PeerConnection:
         """Whether requests can be sent."""
         return self._lost_reason is None and self._channel.readyState == "open"
 
-    async def request(self, message: PeerMessage) -> PeerMessage:
+    async def request(
+        self,
+        message: PeerMessage,
+        *,
+        idle: float | None = None,
+        deadline: float | None = None,
+    ) -> PeerMessage:
         """Send a request and wait for the peer handler's response.
 
-        The caller bounds the wait (the manager wraps this in its timeout).
+        Deadlines are on progress: the request fails when no byte moved on
+        the connection for ``idle`` seconds, however long a moving transfer
+        takes, or when the optional total ``deadline`` passes.
+
+        Args:
+            message: The request.
+            idle: Longest time without a byte moving (default: the
+                connection's timeout).
+            deadline: End of the whole request, in the running loop's
+                `time()` (default: none).
 
         Raises:
             PeerConnectionError: If the connection is or gets lost.
             PeerError: If the peer's handler failed.
             SerializationError: If the header is not JSON-serializable.
+            StoreTimeoutError: If nothing moved for ``idle`` seconds or
+                ``deadline`` passed (the message says which, and how many
+                bytes had moved).
         """
         self._check_open()
+        idle = self._timeout if idle is None else idle
         message_id = next(self._ids)
         future: asyncio.Future[Envelope] = asyncio.get_running_loop().create_future()
         self._pending[message_id] = future
+        started = (asyncio.get_running_loop().time(), self.bytes_moved)
         try:
             await self._send(
                 message_id, False, {"header": message.header}, message.body
             )
-            envelope = await future
+            envelope = await self._wait_moving(future, idle, deadline, started)
         finally:
             self._pending.pop(message_id, None)
         error = envelope.fields.get("error")
@@ -162,7 +198,45 @@ class PeerConnection:
             raise PeerError(
                 f"peer {self.peer_uuid} failed to handle the request: {error}"
             )
-        return await self._to_message(envelope)
+        return await self._to_message(envelope, idle, deadline, started)
+
+    async def _wait_moving(
+        self,
+        future: asyncio.Future[Envelope],
+        idle: float,
+        deadline: float | None,
+        started: tuple[float, int],
+    ) -> Envelope:
+        """Wait for ``future`` while bytes keep moving on the connection."""
+        loop = asyncio.get_running_loop()
+        while True:
+            last = self._progress_mark()
+            wait = idle if deadline is None else min(idle, deadline - loop.time())
+            done, _ = await asyncio.wait([future], timeout=max(wait, 0.0))
+            if done:
+                return future.result()
+            moved = self.bytes_moved - started[1]
+            if deadline is not None and loop.time() >= deadline:
+                raise transfer_deadline_error(
+                    self._target, deadline - started[0], moved
+                )
+            if self._progress_mark() == last:
+                raise transfer_stalled_error(
+                    self._target, idle, moved, loop.time() - started[0]
+                )
+
+    def _progress_mark(self) -> tuple[int, int]:
+        # What we handed the channel counts when sent; it is still on its way
+        # while the channel's buffer drains, which is progress too.
+        return self.bytes_moved, self._channel.bufferedAmount
+
+    def _moved(self, nbytes: int) -> None:
+        self.bytes_moved += nbytes
+        if self.bytes_moved >= self._next_log:
+            self._next_log = self.bytes_moved + PROGRESS_LOG_BYTES
+            logger.debug(
+                "connection to %s: %d bytes moved", self.peer_uuid, self.bytes_moved
+            )
 
     def lose(self, reason: str) -> None:
         """Mark the connection broken and fail every request waiting on it."""
@@ -221,8 +295,13 @@ class PeerConnection:
             and self._offer_fast_path
             and self._fast_path is not None
             and len(body) >= self._fast_path_threshold
+            # A listener serves our address on this connection (it may open
+            # a moment after the connection does).
+            and self._fast_path.ticket_host(self.local_host) is not None
         ):
-            ticket = self._fast_path.offer(body, self.peer_public, ttl=self._timeout)
+            ticket = self._fast_path.offer(
+                body, self.peer_public, ttl=self._timeout, local_host=self.local_host
+            )
             fields = {**fields, "fast_path": ticket.to_json()}
             body = b""
         finished = started = False
@@ -236,6 +315,7 @@ class PeerConnection:
             ):
                 await self._wait_writable()
                 self._channel.send(frame)
+                self._moved(len(frame))
                 started = True
             finished = True
         finally:
@@ -264,6 +344,7 @@ class PeerConnection:
         if isinstance(data, str):
             self._protocol_error("text message on a binary channel")
             return
+        self._moved(len(data))
         try:
             envelope = self._reassembler.feed(data)
         except FramingError as err:
@@ -290,7 +371,13 @@ class PeerConnection:
         logger.warning("closing connection to %s: %s", self.peer_uuid, reason)
         self.lose(f"protocol error: {reason}")
 
-    async def _to_message(self, envelope: Envelope) -> PeerMessage:
+    async def _to_message(
+        self,
+        envelope: Envelope,
+        idle: float | None = None,
+        deadline: float | None = None,
+        started: tuple[float, int] | None = None,
+    ) -> PeerMessage:
         header = envelope.fields.get("header")
         if not isinstance(header, dict):
             raise FramingError(f"message from {self.peer_uuid} has no header object")
@@ -306,7 +393,9 @@ class PeerConnection:
                     ticket,
                     identity=self._identity,
                     peer_public=self.peer_public,
-                    timeout=self._timeout,
+                    timeout=self._timeout if idle is None else idle,
+                    deadline=deadline,
+                    progress=self._moved,
                 )
             except PeerConnectionError as err:
                 self._check_open()
@@ -315,21 +404,28 @@ class PeerConnection:
                     self.peer_uuid,
                     err,
                 )
-                body = await self._fetch_inline(ticket)
+                body = await self._fetch_inline(ticket, idle, deadline, started)
         return PeerMessage(header, body)
 
-    async def _fetch_inline(self, ticket: FastPathTicket) -> bytearray:
+    async def _fetch_inline(
+        self,
+        ticket: FastPathTicket,
+        idle: float | None,
+        deadline: float | None,
+        started: tuple[float, int] | None,
+    ) -> bytearray:
+        loop = asyncio.get_running_loop()
         message_id = next(self._ids)
-        future: asyncio.Future[Envelope] = asyncio.get_running_loop().create_future()
+        future: asyncio.Future[Envelope] = loop.create_future()
         self._pending[message_id] = future
         try:
             await self._send(message_id, False, {"fallback": ticket.token}, b"")
-            try:
-                envelope = await asyncio.wait_for(future, self._timeout)
-            except asyncio.TimeoutError as err:
-                raise PeerConnectionError(
-                    self._target, "no answer to a fast-path fallback"
-                ) from err
+            envelope = await self._wait_moving(
+                future,
+                self._timeout if idle is None else idle,
+                deadline,
+                started or (loop.time(), self.bytes_moved),
+            )
         finally:
             self._pending.pop(message_id, None)
         if "error" in envelope.fields:

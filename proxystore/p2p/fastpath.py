@@ -24,13 +24,20 @@ import asyncio
 import contextlib
 import dataclasses
 import hmac
+import ipaddress
 import logging
 import secrets
 import ssl
 import struct
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from proxystore.exceptions import LimitExceededError, PeerConnectionError, PeerError
+from proxystore.exceptions import (
+    LimitExceededError,
+    PeerConnectionError,
+    PeerError,
+    StoreTimeoutError,
+)
 
 if TYPE_CHECKING:
     from proxystore.endpoint.identity import Identity
@@ -46,6 +53,41 @@ CONTEXT = b"proxystore-fastpath-v1\x00"
 DEFAULT_STREAM_CHUNK = 4 * 1024 * 1024
 MAX_HOST_LENGTH = 255
 MAX_TICKET_LENGTH = 2**48
+
+
+def transfer_deadline_error(
+    target: str, deadline: float, moved: int, total: int | None = None
+) -> StoreTimeoutError:
+    """Return the error for a transfer whose total deadline passed while moving."""
+    error = StoreTimeoutError(target, deadline, "transfer")
+    of = f" of {total}" if total is not None else ""
+    error.args = (
+        f"transfer with {target} passed its total deadline of {deadline:.3g}s "
+        f"with {moved}{of} bytes moved",
+    )
+    return error
+
+
+def transfer_stalled_error(
+    target: str, idle: float, moved: int, elapsed: float
+) -> StoreTimeoutError:
+    """Return the error for a transfer that moved no byte for ``idle`` seconds."""
+    error = StoreTimeoutError(target, idle, "transfer")
+    error.args = (
+        f"transfer with {target} stalled: no bytes moved for {idle:g}s "
+        f"({moved} bytes moved in {elapsed:.1f}s)",
+    )
+    return error
+
+
+def is_wildcard(host: str) -> bool:
+    """Return whether ``host`` is a wildcard (all interfaces) address."""
+    if host in ("", "*"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_unspecified
+    except ValueError:
+        return False
 
 
 def _client_proof(token: bytes, server_public: bytes) -> bytes:
@@ -151,35 +193,56 @@ def client_context() -> ssl.SSLContext:
 class FastPathServer:
     """A TLS listener that hands out registered bodies against one-time tokens.
 
+    Where it listens and what it puts in tickets are separate settings, so
+    that an endpoint's HTTP API can stay on loopback while peers on other
+    hosts reach its fast path:
+
+    - ``host`` set to an address: one listener there; tickets carry that
+      address (or ``advertised_host``).
+    - ``host`` a wildcard (``0.0.0.0``, ``::``): one listener on every
+      interface; tickets carry ``advertised_host``, or else the local
+      address of the peer connection the ticket is sent over.
+    - ``host`` ``None``: a listener per local address that peer connections
+      actually use (`listen_on`), opened on first need, so nothing listens on
+      an interface no peer reaches us through.
+
+    A ticket never carries a wildcard address.
+
     Args:
         identity: This endpoint's identity; its key signs the listener's
             certificate, which fetchers pin.
-        host: Interface to listen on.
+        host: Interface to listen on, a wildcard, or ``None`` (see above).
         port: Port to listen on; 0 picks a free one.
         timeout: Longest wait for a client's handshake and hello, and for
             each write to drain.
         chunk_size: Bytes written per ``drain()``.
         advertised_host: Address put in tickets, when peers must use another
-            address than ``host`` (listening on 0.0.0.0, NAT, containers).
+            address than the listener's (NAT, containers). Never a wildcard.
     """
 
     def __init__(
         self,
         identity: Identity,
-        host: str = "127.0.0.1",
+        host: str | None = "127.0.0.1",
         port: int = 0,
         *,
         timeout: float = 30.0,
         chunk_size: int = DEFAULT_STREAM_CHUNK,
         advertised_host: str | None = None,
     ) -> None:
+        if advertised_host is not None and is_wildcard(advertised_host):
+            raise PeerError(
+                f"fast-path advertised address {advertised_host!r} is a wildcard; "
+                "give an address peers can connect to"
+            )
         self._identity = identity
         self._host = host
         self._advertised_host = advertised_host
         self._port = port
         self._timeout = timeout
         self._chunk_size = chunk_size
-        self._server: asyncio.Server | None = None
+        self._servers: dict[str, asyncio.Server] = {}
+        self._binding: dict[str, asyncio.Future[asyncio.Server]] = {}
         self._offers: dict[bytes, _Offer] = {}
         self._connections: set[asyncio.Task[None]] = set()
         self.served = 0
@@ -187,15 +250,25 @@ class FastPathServer:
 
     @property
     def address(self) -> tuple[str, int]:
-        """The (host, port) the listener is bound to.
+        """The (host, port) of the first listener.
 
         Raises:
-            PeerError: If the server is not started.
+            PeerError: If no listener is open.
         """
-        if self._server is None:
-            raise PeerError("fast-path server is not started")
-        host, port = self._server.sockets[0].getsockname()[:2]
+        if not self._servers:
+            raise PeerError("fast-path server is not listening")
+        server = next(iter(self._servers.values()))
+        host, port = server.sockets[0].getsockname()[:2]
         return str(host), int(port)
+
+    @property
+    def listening(self) -> list[tuple[str, int]]:
+        """The (host, port) of every open listener."""
+        found = []
+        for server in self._servers.values():
+            host, port = server.sockets[0].getsockname()[:2]
+            found.append((str(host), int(port)))
+        return found
 
     @property
     def pending_offers(self) -> int:
@@ -203,29 +276,93 @@ class FastPathServer:
         return len(self._offers)
 
     async def start(self) -> None:
-        """Start listening.
+        """Start listening (with ``host`` ``None``: only mark the server started).
 
         Raises:
             PeerConnectionError: If the address cannot be bound.
         """
-        try:
-            self._server = await asyncio.start_server(
-                self._serve_connection,
-                self._host,
-                self._port,
-                ssl=server_context(self._identity),
-                ssl_handshake_timeout=self._timeout,
+        if self._host is not None:
+            await self._bind(self._host)
+
+    async def listen_on(self, local_host: str) -> None:
+        """Make sure peers reaching us at ``local_host`` can use the fast path.
+
+        With a fixed ``host`` this does nothing; with ``host`` ``None`` it opens
+        a listener on ``local_host`` unless one is open.
+
+        Raises:
+            PeerConnectionError: If the address cannot be bound.
+        """
+        if self._host is None and not is_wildcard(local_host):
+            await self._bind(local_host)
+
+    def ticket_host(self, local_host: str | None) -> str | None:
+        """Return the address tickets sent over a connection from ``local_host``.
+
+        Returns:
+            ``None`` when no reachable address is known (then the fast path
+            must not be offered over that connection).
+        """
+        if self._host is None:
+            if local_host is None or local_host not in self._servers:
+                return None
+            return self._advertised_host or local_host
+        if self._advertised_host is not None:
+            return self._advertised_host
+        if not is_wildcard(self._host):
+            return self._host
+        if local_host is None or is_wildcard(local_host):
+            return None
+        return local_host
+
+    async def _bind(self, host: str) -> None:
+        if host in self._servers:
+            return
+        pending = self._binding.get(host)
+        if pending is None:
+            pending = asyncio.get_running_loop().create_future()
+            self._binding[host] = pending
+            try:
+                server = await asyncio.start_server(
+                    self._serve_connection,
+                    host,
+                    self._port,
+                    ssl=server_context(self._identity),
+                    ssl_handshake_timeout=self._timeout,
+                )
+            except OSError as err:
+                error = PeerConnectionError(
+                    f"fast-path listener {host}:{self._port}", str(err)
+                )
+                pending.set_exception(error)
+                pending.exception()
+                raise error from err
+            finally:
+                self._binding.pop(host, None)
+            self._servers[host] = server
+            pending.set_result(server)
+            logger.info(
+                "fast path listening on %s:%d",
+                *server.sockets[0].getsockname()[:2],
             )
-        except OSError as err:
-            raise PeerConnectionError(
-                f"fast-path listener {self._host}:{self._port}", str(err)
-            ) from err
+            return
+        await asyncio.shield(pending)
+
+    def _port_for(self, local_host: str | None) -> int:
+        if self._host is not None:
+            server = self._servers.get(self._host)
+        else:
+            server = self._servers.get(local_host or "")
+        if server is None:
+            raise PeerError(f"fast-path server is not listening for {local_host}")
+        return int(server.sockets[0].getsockname()[1])
 
     def offer(
         self,
         body: bytes | bytearray | memoryview,
         peer_public: bytes,
         ttl: float | None = None,
+        local_host: str | None = None,
     ) -> FastPathTicket:
         """Register ``body`` for one fetch by one peer and return its ticket.
 
@@ -233,9 +370,21 @@ class FastPathServer:
             body: Bytes to serve. Kept by reference until fetched or expired.
             peer_public: Raw public key of the only peer that may fetch it.
             ttl: Seconds the token stays valid (default: the server timeout).
+            local_host: Our address on the connection the ticket goes over
+                (see `ticket_host`); default: the listener's own address.
+
+        Raises:
+            PeerError: If no listener serves ``local_host`` or no reachable
+                address is known for it.
         """
-        host, port = self.address
-        host = self._advertised_host or host
+        if local_host is None and self._host is None and self._servers:
+            local_host = next(iter(self._servers))
+        host = self.ticket_host(local_host)
+        if host is None:
+            raise PeerError(
+                f"no address to advertise for the fast path (local {local_host})"
+            )
+        port = self._port_for(local_host)
         token = secrets.token_bytes(TOKEN_SIZE)
         view = memoryview(body).cast("B")
         expiry = asyncio.get_running_loop().call_later(
@@ -269,16 +418,17 @@ class FastPathServer:
         for offer in self._offers.values():
             offer.expiry.cancel()
         self._offers.clear()
-        if self._server is not None:
-            self._server.close()
+        servers = list(self._servers.values())
+        self._servers.clear()
+        for server in servers:
+            server.close()
         for task in list(self._connections):
             task.cancel()
         if self._connections:
             await asyncio.wait(self._connections, timeout=self._timeout)
-        if self._server is not None:
+        for server in servers:
             with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self._server.wait_closed(), self._timeout)
-            self._server = None
+                await asyncio.wait_for(server.wait_closed(), self._timeout)
 
     def _claim(self, hello: bytes) -> _Offer | None:
         """Return and consume the offer ``hello`` proves a right to, else None."""
@@ -333,10 +483,22 @@ class FastPathServer:
                 await asyncio.wait_for(writer.wait_closed(), self._timeout)
 
 
+PROGRESS_LOG_BYTES = 100 * 1024 * 1024
+"""A DEBUG line is logged each time this many more bytes of a body arrived."""
+
+
 class _Receiver(asyncio.BufferedProtocol):
     """Reads ``length:u64 | body`` straight into one preallocated buffer."""
 
-    def __init__(self, expected: int) -> None:
+    def __init__(
+        self,
+        expected: int,
+        progress: Callable[[int], None] | None = None,
+        target: str = "",
+    ) -> None:
+        self._progress = progress
+        self._target = target
+        self._next_log = PROGRESS_LOG_BYTES
         self.header = bytearray(LENGTH.size)
         self.body = bytearray(expected)
         self._views = (memoryview(self.header), memoryview(self.body))
@@ -369,6 +531,16 @@ class _Receiver(asyncio.BufferedProtocol):
             self._finish("sent more bytes than announced")
             return
         self.received += nbytes
+        if self._progress is not None:
+            self._progress(nbytes)
+        if self.received >= self._next_log:
+            self._next_log += PROGRESS_LOG_BYTES
+            logger.debug(
+                "fast path %s: %d of %d bytes received",
+                self._target,
+                self.received,
+                len(self.body),
+            )
         if self.received == len(self.body):
             self._finish(None)
 
@@ -392,6 +564,8 @@ async def fetch(
     identity: Identity,
     peer_public: bytes,
     timeout: float = 30.0,
+    deadline: float | None = None,
+    progress: Callable[[int], None] | None = None,
 ) -> bytearray:
     """Fetch the body a ticket stands for from the peer holding ``peer_public``.
 
@@ -401,8 +575,12 @@ async def fetch(
             fetch comes from the peer the body was offered to.
         peer_public: Raw public key of the holder; a listener presenting any
             other key is refused before the token is sent.
-        timeout: Longest wait for the connection and handshake, and for any
-            progress of the transfer.
+        timeout: Longest wait for the connection and handshake, and the
+            longest the transfer may go without a byte arriving: a transfer
+            that keeps moving is never cut off by it, whatever its size.
+        deadline: Optional end of the whole transfer, in the running loop's
+            `time()`.
+        progress: Called with the size of each piece received.
 
     Returns:
         The body.
@@ -410,7 +588,9 @@ async def fetch(
     Raises:
         PeerConnectionError: If the listener cannot be reached, is not the
             expected peer, refuses the token, closes the stream before the
-            whole body arrived, or the transfer stalls longer than ``timeout``.
+            whole body arrived, or no byte arrives for ``timeout`` seconds.
+        StoreTimeoutError: If ``deadline`` passes first (saying how many
+            bytes had moved).
     """
     from proxystore.endpoint.identity import IdentityError, public_key_of_certificate
 
@@ -419,7 +599,8 @@ async def fetch(
         # Never pin to nothing: an empty key would match a missing certificate.
         raise PeerConnectionError(target, "no identity key to pin the listener to")
     loop = asyncio.get_running_loop()
-    receiver = _Receiver(ticket.length)
+    started = loop.time()
+    receiver = _Receiver(ticket.length, progress, target)
     try:
         transport, _ = await asyncio.wait_for(
             loop.create_connection(
@@ -449,10 +630,20 @@ async def fetch(
         transport.write(token + identity.sign_bytes(_client_proof(token, peer_public)))
         received = -1
         while not receiver.done.done():
+            if deadline is not None and loop.time() >= deadline:
+                raise transfer_deadline_error(
+                    target, deadline - started, receiver.received, ticket.length
+                )
             if receiver.received == received:
-                raise PeerConnectionError(target, f"transfer stalled for {timeout:g}s")
+                raise PeerConnectionError(
+                    target,
+                    f"transfer stalled: no bytes for {timeout:g}s after "
+                    f"{receiver.received} of {ticket.length} bytes "
+                    f"in {loop.time() - started:.1f}s",
+                )
             received = receiver.received
-            await asyncio.wait([receiver.done], timeout=timeout)
+            wait = timeout if deadline is None else min(timeout, deadline - loop.time())
+            await asyncio.wait([receiver.done], timeout=max(wait, 0.0))
         if receiver.error is not None:
             raise PeerConnectionError(target, receiver.error)
         return receiver.body

@@ -9,6 +9,7 @@ loopback traffic is allowed) can keep ICE on loopback by listing addresses in
 from __future__ import annotations
 
 import os
+from typing import Any
 
 import aioice.ice
 
@@ -43,3 +44,20 @@ def apply_address_policy() -> None:
     is kept.
     """
     aioice.ice.get_host_addresses = _host_addresses
+
+
+def selected_local_address(pc: Any) -> str | None:
+    """Return our address on the ICE candidate pair ``pc`` selected, if known.
+
+    That is the address the peer reaches us at, so the one worth advertising
+    for the fast path. aiortc does not expose the pair publicly; this reads
+    aioice's nominated pair and returns ``None`` if that is not available.
+    """
+    try:
+        connection = pc.sctp.transport.transport._connection
+        nominated = connection._nominated
+        pair = nominated.get(1) or next(iter(nominated.values()))
+        host = pair.local_candidate.host
+    except (AttributeError, StopIteration, TypeError):
+        return None
+    return host if isinstance(host, str) and host else None

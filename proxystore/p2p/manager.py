@@ -37,7 +37,7 @@ from proxystore.p2p.connection import (
 )
 from proxystore.p2p.fastpath import FastPathServer
 from proxystore.p2p.framing import DEFAULT_CHUNK_SIZE
-from proxystore.p2p.ice import apply_address_policy
+from proxystore.p2p.ice import apply_address_policy, selected_local_address
 from proxystore.p2p.messages import Handler, PeerMessage
 from proxystore.p2p.signaling_client import SignalingClient
 
@@ -76,11 +76,15 @@ class PeerManager:
         timeout: Default request timeout, and the bound on every internal
             wait (connecting, buffer space, fast-path steps).
         fast_path: Whether to move large bodies over direct TCP.
-        fast_path_host: Interface the fast-path listener binds to; peers
-            connect to it, so it must be reachable by them.
-        fast_path_advertised_host: Address peers are told to connect to, when
-            it differs from ``fast_path_host`` (e.g. binding 0.0.0.0). A peer
-            that cannot connect gets the body over WebRTC instead.
+        fast_path_host: Where the fast-path listener binds: an address, a
+            wildcard (``0.0.0.0``), or ``None`` (the default) for the local
+            address of each peer connection's selected ICE candidate pair
+            (one listener per such address, opened when first needed).
+        fast_path_port: Port of the fast-path listener(s); 0 picks free ones.
+        fast_path_advertised_host: Address peers are told to connect to
+            (default: ``fast_path_host`` if it is an address, else the local
+            address of the connection's selected ICE pair; never a
+            wildcard). A peer that cannot connect gets the body over WebRTC.
         fast_path_threshold: Smallest body sent over the fast path.
         chunk_size: Largest data channel message (64 KiB is safe with any
             WebRTC implementation).
@@ -111,7 +115,8 @@ class PeerManager:
         allow: Callable[[str], bool] | None = None,
         timeout: float = 30.0,
         fast_path: bool = True,
-        fast_path_host: str = "127.0.0.1",
+        fast_path_host: str | None = None,
+        fast_path_port: int = 0,
         fast_path_advertised_host: str | None = None,
         fast_path_threshold: int = DEFAULT_FAST_PATH_THRESHOLD,
         chunk_size: int = DEFAULT_CHUNK_SIZE,
@@ -129,6 +134,7 @@ class PeerManager:
         self._timeout = timeout
         self._fast_path_enabled = fast_path
         self._fast_path_host = fast_path_host
+        self._fast_path_port = fast_path_port
         self._fast_path_advertised_host = fast_path_advertised_host
         self._fast_path_threshold = fast_path_threshold
         self._chunk_size = chunk_size
@@ -164,6 +170,16 @@ class PeerManager:
         return self._signaling.connected
 
     @property
+    def signaling_refused(self) -> str | None:
+        """Why the signaling server refused our registration, if it did."""
+        return self._signaling.refused
+
+    @property
+    def signaling_attempted(self) -> bool:
+        """Whether a first attempt to register has finished (either way)."""
+        return self._signaling.attempted
+
+    @property
     def fast_path_server(self) -> FastPathServer | None:
         """The fast-path listener, when enabled and started."""
         return self._fast_path
@@ -194,6 +210,7 @@ class PeerManager:
             server = FastPathServer(
                 self.identity,
                 self._fast_path_host,
+                self._fast_path_port,
                 timeout=self._timeout,
                 advertised_host=self._fast_path_advertised_host,
             )
@@ -206,15 +223,24 @@ class PeerManager:
         self._signaling.start()
 
     async def request(
-        self, peer_uuid: str, message: PeerMessage, timeout: float | None = None
+        self,
+        peer_uuid: str,
+        message: PeerMessage,
+        timeout: float | None = None,
+        deadline: float | None = None,
     ) -> PeerMessage:
         """Send ``message`` to a peer and return its handler's response.
+
+        Deadlines are on progress, not totals: a large body moves for as
+        long as it keeps moving.
 
         Args:
             peer_uuid: UUID of the endpoint to ask.
             message: The request.
-            timeout: Seconds to wait for the whole exchange, connecting
-                included (default: the manager's timeout).
+            timeout: Seconds to wait for connecting, and the longest the
+                exchange may go without a byte moving (default: the
+                manager's timeout).
+            deadline: Optional seconds for the whole exchange.
 
         Returns:
             The peer handler's response.
@@ -224,7 +250,9 @@ class PeerManager:
             PeerConnectionError: If the peer is not in this endpoint's
                 allowlist, cannot be reached, refuses us or goes away before
                 answering.
-            StoreTimeoutError: If no response arrives within ``timeout``.
+            StoreTimeoutError: If connecting takes over ``timeout``, no
+                byte moves for ``timeout`` seconds, or ``deadline`` passes
+                (the message says which and how many bytes moved).
             PeerError: If the peer's handler raised.
             SerializationError: If the header is not JSON-serializable.
         """
@@ -233,12 +261,20 @@ class PeerManager:
                 f"peer {peer_uuid}", "the peer manager is not running"
             )
         timeout = self._timeout if timeout is None else timeout
+        loop = asyncio.get_running_loop()
+        end = None if deadline is None else loop.time() + deadline
+        connect = timeout if end is None else min(timeout, end - loop.time())
         try:
-            return await asyncio.wait_for(self._request(peer_uuid, message), timeout)
+            connection = await asyncio.wait_for(self._connect(peer_uuid), connect)
+            if connection is None:
+                return await asyncio.wait_for(
+                    self._handler(self.uuid, message), connect
+                )
         except StoreTimeoutError:
             raise
         except asyncio.TimeoutError as err:
-            raise StoreTimeoutError(f"peer {peer_uuid}", timeout, "request") from err
+            raise StoreTimeoutError(f"peer {peer_uuid}", connect, "connect") from err
+        return await connection.request(message, idle=timeout, deadline=end)
 
     async def close(self) -> None:
         """Close all peer connections, the fast-path listener and the signaling link."""
@@ -273,17 +309,17 @@ class PeerManager:
     async def __aexit__(self, *exc_info: object) -> None:
         await self.close()
 
-    async def _request(self, peer_uuid: str, message: PeerMessage) -> PeerMessage:
+    async def _connect(self, peer_uuid: str) -> PeerConnection | None:
+        """Return the connection to ``peer_uuid`` (``None`` for ourselves)."""
         if peer_uuid == self.uuid:
-            return await self._handler(self.uuid, message)
+            return None
         if not self._allow(peer_uuid):
             raise PeerConnectionError(
                 f"peer {peer_uuid}",
                 f"not in the peers.allow of endpoint {self.name!r} "
                 f"(add it with: proxystore-endpoint peers add {self.name} {peer_uuid})",
             )
-        connection = await self._connection_to(peer_uuid)
-        return await connection.request(message)
+        return await self._connection_to(peer_uuid)
 
     async def _connection_to(self, peer_uuid: str) -> PeerConnection:
         connection = self._connections.get(peer_uuid)
@@ -314,13 +350,29 @@ class PeerManager:
         apply_address_policy()
         return RTCPeerConnection(RTCConfiguration(iceServers=[]))
 
-    def _adopt(
+    async def _listen_for(self, pc: RTCPeerConnection, peer_uuid: str) -> None:
+        """Open the fast-path listener for our address on ``pc`` if needed.
+
+        After the connection is adopted, so no message the peer sends on the
+        open channel meanwhile is missed; until the listener is up, bodies
+        take the data channel.
+        """
+        local_host = selected_local_address(pc)
+        if self._fast_path is None or local_host is None:
+            return
+        try:
+            await self._fast_path.listen_on(local_host)
+        except PeerConnectionError as err:
+            logger.warning("no fast path to peer %s: %s", peer_uuid, err)
+
+    async def _adopt(
         self,
         peer_uuid: str,
         pc: RTCPeerConnection,
         channel: RTCDataChannel,
         peer_fast_path: bool,
         peer_public: bytes,
+        local_host: str | None = None,
     ) -> None:
         connection = PeerConnection(
             peer_uuid,
@@ -337,15 +389,25 @@ class PeerManager:
             peer_public=peer_public,
             allow=self._allow,
             max_body=self._max_body,
+            local_host=local_host,
         )
         previous = self._connections.get(peer_uuid)
         self._connections[peer_uuid] = connection
         if previous is not None:
             previous.lose("replaced by a new connection")
+        # Handlers are attached above, so nothing the peer sends is missed
+        # while the listener opens; waiters resume once it is up, so their
+        # first large body can take the fast path.
+        await self._listen_for(pc, peer_uuid)
         future = self._connecting.pop(peer_uuid, None)
         if future is not None and not future.done():
             future.set_result(connection)
-        logger.info("%s connected to peer %s", self.uuid, peer_uuid)
+        logger.info(
+            "%s connected to peer %s (local address %s)",
+            self.uuid,
+            peer_uuid,
+            local_host,
+        )
 
     def _fail_attempt(self, peer_uuid: str, error: BaseException) -> None:
         if peer_uuid in self._dialing or peer_uuid in self._accepting:
@@ -388,8 +450,8 @@ class PeerManager:
         # Wait out the first connection attempt only: once one has failed,
         # report the outage now rather than at the request's timeout.
         if not self._signaling.connected and (
-            self._signaling.last_error is not None
-            or not await self._signaling.wait_connected(self._timeout)
+            not await self._signaling.wait_attempted(self._timeout)
+            or not self._signaling.connected
         ):
             raise PeerConnectionError(
                 self._signaling.url,
@@ -429,7 +491,14 @@ class PeerManager:
             raise
         finally:
             self._answers.pop(session, None)
-        self._adopt(peer_uuid, pc, channel, reply.get("fast_path") is True, peer_public)
+        await self._adopt(
+            peer_uuid,
+            pc,
+            channel,
+            reply.get("fast_path") is True,
+            peer_public,
+            selected_local_address(pc),
+        )
 
     async def _send_signed(self, peer_uuid: str, **fields: Any) -> None:
         body = self.identity.new_body(peer_uuid, **fields)
@@ -500,7 +569,14 @@ class PeerManager:
         except BaseException:
             await _close_quietly(pc, self._timeout)
             raise
-        self._adopt(peer_uuid, pc, channel, offer.get("fast_path") is True, peer_public)
+        await self._adopt(
+            peer_uuid,
+            pc,
+            channel,
+            offer.get("fast_path") is True,
+            peer_public,
+            selected_local_address(pc),
+        )
 
     def _on_signal(self, message: dict[str, Any]) -> None:
         kind = message["type"]

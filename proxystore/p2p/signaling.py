@@ -396,9 +396,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--certfile", default=None, help="TLS certificate (PEM)")
     parser.add_argument("--keyfile", default=None, help="TLS private key (PEM)")
     parser.add_argument("--log-level", default="INFO", help="logging level")
+    parser.add_argument(
+        "--log-file",
+        default=None,
+        help="also log to this file (rotated at 10 MiB, 5 kept)",
+    )
     args = parser.parse_args(argv)
-    logging.basicConfig(level=args.log_level.upper())
     try:
+        from proxystore.endpoint.logs import setup_logging
+
+        setup_logging(args.log_level, Path(args.log_file) if args.log_file else None)
         if args.secret is not None:
             raise ConfigurationError(
                 "--secret is no longer accepted (command lines are visible to "

@@ -100,11 +100,20 @@ class SignalingClient:
         self._attempted = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self.last_error: str | None = None
+        self.refused: str | None = None
+        """Why the server refused our registration (bad secret, identity
+        refused), until a registration succeeds: no retry fixes that without
+        a configuration change."""
 
     @property
     def connected(self) -> bool:
         """Whether the client is registered with the server right now."""
         return self._websocket is not None
+
+    @property
+    def attempted(self) -> bool:
+        """Whether a first connection attempt registered or failed."""
+        return self._attempted.is_set()
 
     def start(self) -> None:
         """Start connecting in the background; returns immediately."""
@@ -162,8 +171,10 @@ class SignalingClient:
 
     async def _run(self) -> None:
         delay = 0.05
+        first = True
         while True:
             replaced = False
+            was_up = False
             try:
                 async with connect(
                     self.url,
@@ -177,9 +188,11 @@ class SignalingClient:
                     await self._register(websocket)
                     delay = 0.05
                     self.last_error = None
+                    self.refused = None
                     self._websocket = websocket
                     self._connected.set()
                     self._attempted.set()
+                    was_up = True
                     logger.info("%s registered with %s", self._uuid, self.url)
                     async for raw in websocket:
                         self._dispatch(raw)
@@ -210,7 +223,13 @@ class SignalingClient:
                 )
                 self.last_error = "replaced by another process with the same key"
                 return
-            logger.debug("signaling link to %s down: %s", self.url, self.last_error)
+            # INFO once per outage (when a link was up, or the first attempt
+            # failed); each further retry only at DEBUG.
+            level = logging.INFO if was_up or first else logging.DEBUG
+            logger.log(
+                level, "signaling link to %s down: %s", self.url, self.last_error
+            )
+            first = False
             # Jitter keeps endpoints restarted together from reconnecting in step.
             await asyncio.sleep(delay * (0.5 + random.random()))
             delay = min(delay * 2, self._reconnect_max_delay)
@@ -243,8 +262,16 @@ class SignalingClient:
                 }
             )
         )
-        reply = protocol.decode(await asyncio.wait_for(websocket.recv(), self._timeout))
+        try:
+            raw = await asyncio.wait_for(websocket.recv(), self._timeout)
+        except ConnectionClosed as err:
+            # The server refuses by an error message and then closing.
+            if err.rcvd is not None and err.rcvd.code == protocol.CLOSE_AUTH_FAILED:
+                self.refused = err.rcvd.reason or "authentication failed"
+            raise
+        reply = protocol.decode(raw)
         if reply["type"] != "registered":
+            self.refused = str(reply.get("reason", reply["type"]))
             raise protocol.SignalingProtocolError(
                 f"registration refused: {reply.get('reason', reply['type'])}"
             )

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import re
+import socket
+import subprocess
 import urllib.request
 import uuid
 from pathlib import Path
@@ -11,11 +14,12 @@ import pytest
 
 from proxystore.endpoint.cli import main
 from proxystore.endpoint.config import read_config
-from proxystore.endpoint.process import is_alive
+from proxystore.endpoint.process import command_line, is_alive, start_time
 from proxystore.endpoint.testing import (
     EndpointProcess,
     configure_endpoint,
     run_cli,
+    start_signaling_server,
     wait_for_port,
 )
 
@@ -88,7 +92,10 @@ def test_detach_then_stop(tmp_path: Path) -> None:
     site = configure_endpoint(tmp_path, "bg")
     started = run_cli(tmp_path, "start", "bg", "--detach", "--timeout", "30")
     assert started.returncode == 0, started.stderr
-    pid = int((tmp_path / "endpoints" / "bg" / "endpoint.pid").read_text())
+    record = json.loads((tmp_path / "endpoints" / "bg" / "endpoint.pid").read_text())
+    pid = record["pid"]
+    assert record["start_time"] == start_time(pid)
+    assert record["command"] == command_line(pid)
     try:
         wait_for_port(site.config.host, site.config.port, 10)
         assert _describe(site)["name"] == "bg"
@@ -238,3 +245,127 @@ def test_version_help_and_no_arguments(capsys: pytest.CaptureFixture[str]) -> No
 
     assert main(["help", "nope"]) == 1
     assert "no command 'nope'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("recorded", ["bare-pid", "reused-pid"])
+def test_stop_never_signals_a_process_a_stale_pid_file_names(
+    tmp_path: Path, recorded: str
+) -> None:
+    configure_endpoint(tmp_path, "old")
+    bystander = subprocess.Popen(["sleep", "60"])
+    try:
+        pid_path = tmp_path / "endpoints" / "old" / "endpoint.pid"
+        if recorded == "bare-pid":
+            pid_path.write_text(f"{bystander.pid}\n")
+        else:
+            # What the endpoint wrote before it died and the pid was reused.
+            started = start_time(bystander.pid)
+            assert started is not None
+            pid_path.write_text(
+                json.dumps(
+                    {
+                        "pid": bystander.pid,
+                        "start_time": started - 1,
+                        "command": ["python", "-m", "proxystore.endpoint.cli"],
+                    }
+                )
+            )
+        stopped = run_cli(tmp_path, "stop", "old")
+        assert stopped.returncode == 1
+        assert "refusing to signal" in stopped.stderr
+        assert str(bystander.pid) in stopped.stderr
+        assert bystander.poll() is None
+        assert is_alive(bystander.pid)
+        assert not pid_path.exists()
+        listed = run_cli(tmp_path, "list")
+        assert "stopped" in listed.stdout
+    finally:
+        bystander.kill()
+        bystander.wait(10)
+
+
+def test_list_reports_and_removes_a_pid_file_of_a_dead_process(
+    tmp_path: Path,
+) -> None:
+    configure_endpoint(tmp_path, "gone")
+    dead = subprocess.Popen(["true"])
+    dead.wait(10)
+    pid_path = tmp_path / "endpoints" / "gone" / "endpoint.pid"
+    pid_path.write_text(json.dumps({"pid": dead.pid, "start_time": 1, "command": []}))
+    listed = run_cli(tmp_path, "list")
+    assert listed.returncode == 0
+    assert "stopped" in listed.stdout
+    assert "stale pid file" in listed.stderr
+    assert not pid_path.exists()
+
+
+def test_detach_fails_when_the_signaling_server_refuses_the_secret(
+    tmp_path: Path,
+) -> None:
+    server = start_signaling_server("the-real-secret-" + "s" * 16)
+    try:
+        configure_endpoint(
+            tmp_path,
+            "wrong",
+            "--server",
+            server.url,
+            secret="a-wrong-secret-" + "w" * 16,
+        )
+        started = run_cli(tmp_path, "start", "wrong", "--detach", "--timeout", "30")
+        assert started.returncode == 1
+        assert "refused" in started.stderr
+        assert "secret" in started.stderr
+        # Nothing left running or claiming to run.
+        assert not (tmp_path / "endpoints" / "wrong" / "endpoint.pid").exists()
+        assert "stopped" in run_cli(tmp_path, "list").stdout
+    finally:
+        server.stop()
+
+
+def _one_line_error(result: subprocess.CompletedProcess[str], *words: str) -> None:
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr
+    lines = [line for line in result.stderr.splitlines() if "error" in line.lower()]
+    assert len(lines) == 1, result.stderr
+    for word in words:
+        assert word in lines[0], result.stderr
+
+
+def test_configure_refuses_an_address_not_on_this_host(tmp_path: Path) -> None:
+    # TEST-NET-3: never assigned to a host.
+    result = run_cli(tmp_path, "configure", "x", "--host", "203.0.113.7")
+    _one_line_error(result, "--host '203.0.113.7'", "not an address of this host")
+    assert not (tmp_path / "endpoints" / "x" / "endpoint.json").exists()
+
+
+def test_start_refuses_an_unknown_log_level(tmp_path: Path) -> None:
+    configure_endpoint(tmp_path, "lvl")
+    result = run_cli(tmp_path, "start", "lvl", "--log-level", "FOO")
+    _one_line_error(result, "unknown log level 'FOO'")
+
+
+def test_start_on_a_taken_port_says_bind_failed(tmp_path: Path) -> None:
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        configure_endpoint(tmp_path, "taken", "--port", str(port))
+        result = run_cli(tmp_path, "start", "taken")
+        detached = run_cli(tmp_path, "start", "taken", "--detach")
+    _one_line_error(result, f"127.0.0.1:{port}", "bind failed")
+    assert "reach" not in result.stderr
+    assert detached.returncode == 1
+    assert "bind failed" in detached.stderr
+
+
+def test_signaling_server_logs_with_timestamps_to_its_log_file(
+    tmp_path: Path,
+) -> None:
+    log = tmp_path / "signaling.log"
+    server = start_signaling_server("s" * 32, log_file=log)
+    try:
+        wait_for_port(server.host, server.port, 30)
+    finally:
+        server.stop()
+    first = log.read_text().splitlines()[0]
+    assert re.match(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} INFO ", first), first

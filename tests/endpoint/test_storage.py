@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+import asyncio
+import json
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -42,11 +45,11 @@ async def test_objects_beyond_memory_limit_spill_to_files(tmp_path: Path) -> Non
     assert storage.memory_bytes == 6
     assert await storage.get("big") == b"b" * 6
     assert await storage.exists("big")
-    spilled = [p for p in tmp_path.rglob("*") if p.is_file()]
+    spilled = [p for p in tmp_path.rglob("*") if p.is_file() and p.name != "owner"]
     assert [p.name for p in spilled] == ["big"]
     await storage.evict("big")
     assert not await storage.exists("big")
-    assert not [p for p in tmp_path.rglob("*") if p.is_file()]
+    assert not [p for p in tmp_path.rglob("*") if p.is_file() and p.name != "owner"]
     await storage.set("big2", b"c" * 20)
     await storage.close()
     assert list(tmp_path.iterdir()) == []
@@ -85,3 +88,56 @@ async def test_unsafe_object_id_never_reaches_the_file_system(tmp_path: Path) ->
         await storage.set("../escape", b"x")
     assert not (tmp_path / "escape").exists()
     await storage.close()
+
+
+async def test_spill_temp_files_never_collide_with_keys(tmp_path: Path) -> None:
+    storage = ObjectStorage(max_memory=0, spill_dir=tmp_path)
+    try:
+        # ".a.tmp" was once the temporary name of key "a".
+        await storage.set(".a.tmp", b"dotted")
+        await storage.set("a", b"plain")
+        await storage.set("a", b"plain again")
+        assert await storage.get(".a.tmp") == b"dotted"
+        assert await storage.get("a") == b"plain again"
+        assert storage.spill_bytes == len(b"dotted") + len(b"plain again")
+    finally:
+        await storage.close()
+
+
+async def test_concurrent_writers_of_one_key_take_turns(tmp_path: Path) -> None:
+    storage = ObjectStorage(max_memory=0, spill_dir=tmp_path)
+    try:
+        bodies = [bytes([i]) * (1000 + i) for i in range(20)]
+        await asyncio.gather(*(storage.set("k", body) for body in bodies))
+        final = await storage.get("k")
+        assert final in bodies
+        # The count is that of the one object left, whichever write won.
+        assert final is not None
+        assert storage.spill_bytes == len(final)
+        files = [p for p in tmp_path.rglob("*") if p.is_file() and p.name != "owner"]
+        assert [p.name for p in files] == ["k"]
+    finally:
+        await storage.close()
+
+
+async def test_start_sweeps_the_spill_directory_of_a_crashed_endpoint(
+    tmp_path: Path,
+) -> None:
+    dead = subprocess.Popen(["true"])
+    dead.wait(10)
+    crashed = tmp_path / "objects-crashed"
+    (crashed / "data").mkdir(parents=True)
+    (crashed / "data" / "k").write_bytes(b"left behind")
+    (crashed / "owner").write_text(
+        json.dumps({"pid": dead.pid, "start_time": 1, "command": ["x"]})
+    )
+    live = ObjectStorage(max_memory=0, spill_dir=tmp_path)
+    try:
+        await live.set("mine", b"kept")
+        # A second endpoint on the same directory keeps the live one's files.
+        other = ObjectStorage(max_memory=0, spill_dir=tmp_path)
+        await other.close()
+        assert not crashed.exists()
+        assert await live.get("mine") == b"kept"
+    finally:
+        await live.close()

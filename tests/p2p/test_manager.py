@@ -208,7 +208,7 @@ async def test_timeout_when_handler_never_answers(
     b = await make_manager(signaling.url, handler=stuck)
     await asyncio.wait_for(a.request(a.uuid, PeerMessage({})), WAIT)
     start = time.monotonic()
-    with pytest.raises(StoreTimeoutError, match="within 1s"):
+    with pytest.raises(StoreTimeoutError, match="no bytes moved for 1s"):
         await a.request(b.uuid, PeerMessage({}), timeout=1.0)
     assert time.monotonic() - start < 1.0 + WAIT / 2
 
@@ -309,3 +309,52 @@ async def test_closed_manager_refuses_requests(
     assert not a.connected_to_signaling
     with pytest.raises(PeerConnectionError, match="not running"):
         await a.request(b.uuid, PeerMessage({}))
+
+
+async def test_transfer_longer_than_the_timeout_succeeds_while_moving(
+    signaling: SignalingServer, make_manager: ManagerFactory
+) -> None:
+    # The data channel: slow enough that a few MiB take longer than `idle`.
+    a = await make_manager(signaling.url, fast_path=False, timeout=BULK_WAIT)
+    b = await make_manager(signaling.url, fast_path=False, timeout=BULK_WAIT)
+    await asyncio.wait_for(a.request(b.uuid, PeerMessage({})), WAIT)
+    idle = 0.5
+    size = 4 * MiB
+    while True:
+        body = os.urandom(size)
+        start = time.monotonic()
+        reply = await a.request(b.uuid, PeerMessage({}, body), timeout=idle)
+        elapsed = time.monotonic() - start
+        assert bytes(reply.body) == body
+        # Proven once a transfer outlasted the idle timeout several times over.
+        if elapsed > 3 * idle or size >= 64 * MiB:
+            break
+        size *= 2
+    assert elapsed > 3 * idle
+
+
+async def test_stalled_request_says_how_much_moved(
+    signaling: SignalingServer, make_manager: ManagerFactory
+) -> None:
+    release = asyncio.Event()
+
+    async def stuck(peer: str, request: PeerMessage) -> PeerMessage:
+        await asyncio.wait_for(release.wait(), BULK_WAIT)
+        return PeerMessage({})
+
+    a = await make_manager(signaling.url)
+    b = await make_manager(signaling.url, handler=stuck)
+    try:
+        # Connect first, so only the request's own wait is measured.
+        await asyncio.wait_for(b.request(a.uuid, PeerMessage({})), WAIT)
+        with pytest.raises(
+            StoreTimeoutError,
+            match=r"stalled: no bytes moved for 0.5s \(\d+ bytes moved",
+        ):
+            await a.request(b.uuid, PeerMessage({}, b"x" * 1000), timeout=0.5)
+        with pytest.raises(
+            StoreTimeoutError, match=r"total deadline of 0.3s with \d+ bytes moved"
+        ):
+            await a.request(b.uuid, PeerMessage({}), timeout=WAIT, deadline=0.3)
+    finally:
+        release.set()

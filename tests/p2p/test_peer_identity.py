@@ -138,6 +138,9 @@ async def test_offer_signed_by_an_outsider_key_is_refused(
         await a.request(b.uuid, PeerMessage({}))
     # And a does not even try to reach a peer it does not allow.
     c = await make_manager(tampering.url, allow=PeerAllowlist())
+    # Registered first: a client cancelled mid-handshake by the teardown
+    # leaves the server waiting out its handshake timeout.
+    assert await c.wait_for_signaling(WAIT)
     with pytest.raises(PeerConnectionError, match=r"peers\.allow of endpoint"):
         await c.request(a.uuid, PeerMessage({}))
 

@@ -1,0 +1,174 @@
+"""Endpoints across two "hosts" (network namespaces joined by a veth pair).
+
+Measures, in one run, in the same two namespaces (root only):
+  (a) raw ceiling: a TLS 1.3 stream of SIZE bytes from a process in A to one
+      in B over the veth link (the reader fills one preallocated buffer);
+  (b) `EndpointStore` resolve in B of a SIZE-byte object made in A, with the
+      endpoints' DEFAULT settings (HTTP to B's endpoint, B's endpoint fetches
+      from A's over the fast path on the link address);
+  (c) 1 KB resolves in B of objects owned by A (remote), per object;
+  (d) 1 KB resolves in A of objects owned by A (local endpoint), per object.
+Row (b) is split using B's endpoint log (its INFO line per request): the
+endpoint-to-endpoint leg (B's handler: peer request + fast path over the link)
+and the rest (HTTP between B's endpoint and its client, deserialization).
+
+Goals: (b) >= 0.6x the throughput of (a); median (c) <= 2x median (d).
+Rounds interleave (a) and (b), so load weighs on both alike; medians and
+spread (min-max) are printed with the ratios.
+
+    sudo python benchmarks/bench_crosshost.py [--size 1000000000] [--rounds 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import pickle
+import statistics
+import sys
+import tempfile
+from pathlib import Path
+
+from proxystore.endpoint.config import free_port
+from proxystore.endpoint.netns import NamespacePair, start_two_sites
+from proxystore.endpoint.testing import wait_for_port, write_test_certificate
+
+_TLS_SERVER = """
+import socket, ssl, sys
+size, port = int(sys.argv[1]), int(sys.argv[2])
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+ctx.minimum_version = ssl.TLSVersion.TLSv1_3
+ctx.load_cert_chain(sys.argv[4], sys.argv[5])
+body = memoryview(bytes(size))
+with socket.create_server((sys.argv[3], port)) as listener:
+    while True:  # until stopped; a probe that only connects is no client
+        conn, _ = listener.accept()
+        try:
+            with ctx.wrap_socket(conn, server_side=True) as tls:
+                for start in range(0, size, 4 << 20):
+                    tls.sendall(body[start : start + (4 << 20)])
+        except OSError:
+            pass
+"""
+_TLS_CLIENT = """
+import socket, ssl, sys, time
+size, port, host = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+ctx.minimum_version = ssl.TLSVersion.TLSv1_3
+ctx.check_hostname = False
+ctx.verify_mode = ssl.CERT_NONE
+start = time.perf_counter()
+buf = bytearray(size)
+view = memoryview(buf)
+with ctx.wrap_socket(socket.create_connection((host, port))) as tls:
+    got = 0
+    while got < size:
+        n = tls.recv_into(view[got:])
+        if not n:
+            raise SystemExit("short stream")
+        got += n
+print(time.perf_counter() - start)
+"""
+_PRODUCE = """
+import pickle, sys
+from proxystore.store import init_store
+size, count = int(sys.argv[1]), int(sys.argv[2])
+store = init_store("endpoint", name="bench", endpoints=["site-a", "site-b"])
+proxies = [store.proxy(bytes([i % 256]) * size) for i in range(count)]
+sys.stdout.buffer.write(pickle.dumps(proxies))
+"""
+_RESOLVE = """
+import pickle, sys, time
+from proxystore.store import init_store
+init_store("endpoint", name="bench", endpoints=["site-a", "site-b"])
+proxies = pickle.loads(sys.stdin.buffer.read())
+times = []
+for p in proxies:
+    start = time.perf_counter()
+    n = len(bytes(p))
+    times.append(time.perf_counter() - start)
+print(" ".join(map(str, times)))
+"""
+
+
+def _last_get_ms(root: Path) -> float:
+    log = root / "site-b" / "endpoints" / "site-b" / "endpoint.log"
+    lines = [line for line in log.read_text().splitlines() if " GET " in line]
+    return float(lines[-1].split(" ms ")[0].rsplit(" ", 1)[-1])
+
+
+def _spread(values: list[float]) -> str:
+    median = statistics.median(values)
+    return f"median {median:.4g} (min {min(values):.4g}, max {max(values):.4g})"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--size", type=int, default=10**9)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--small", type=int, default=100)
+    args = parser.parse_args()
+    if os.geteuid() != 0:
+        print("needs root (network namespaces)", file=sys.stderr)
+        return 1
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        pid = os.getpid()
+        pair = NamespacePair(f"b{pid % 10000}", 20 + (pid + 7) % 200)
+        try:
+            sites = start_two_sites(pair, root)
+            a, b = pair.a, pair.b
+            _, cert, key = write_test_certificate(root / "raw", a.address)
+            port = free_port()
+            pair.popen(
+                a,
+                [sys.executable, "-c", _TLS_SERVER, str(args.size), str(port),
+                 a.address, str(cert), str(key)],
+                sites.env(None),
+            )  # fmt: skip
+            b.run(lambda: wait_for_port(a.address, port, 30))
+            raw: list[float] = []
+            store: list[float] = []
+            legs: list[float] = []
+            for _ in range(args.rounds):
+                result = sites.python(
+                    "site-b", _TLS_CLIENT, str(args.size), str(port), a.address
+                )
+                raw.append(float(result.stdout.decode().split()[-1]))
+                made = sites.python("site-a", _PRODUCE, str(args.size), "1")
+                got = sites.python("site-b", _RESOLVE, stdin=made.stdout)
+                store.append(float(got.stdout.decode().split()[0]))
+                legs.append(_last_get_ms(sites.root) / 1e3)
+            small = sites.python("site-a", _PRODUCE, "1000", str(2 * args.small))
+            proxies = pickle.loads(small.stdout)
+            remote_in = pickle.dumps(proxies[: args.small])
+            local_in = pickle.dumps(proxies[args.small :])
+            remote = sites.python("site-b", _RESOLVE, stdin=remote_in)
+            local = sites.python("site-a", _RESOLVE, stdin=local_in)
+            remote_t = [float(x) for x in remote.stdout.split()]
+            local_t = [float(x) for x in local.stdout.split()]
+        finally:
+            pair.close()
+    gb = args.size / 1e9
+    raw_s, store_s = statistics.median(raw), statistics.median(store)
+    ms = [t * 1e3 for t in remote_t]
+    ml = [t * 1e3 for t in local_t]
+    rows = [
+        f"size {args.size} bytes, {args.rounds} rounds, veth between namespaces",
+        f"(a) raw TLS stream A->B  s: {_spread(raw)}  ({gb / raw_s:.2f} GB/s)",
+        f"(b) EndpointStore A->B   s: {_spread(store)}  ({gb / store_s:.2f} GB/s)",
+        f"    throughput (b)/(a): {raw_s / store_s:.2f}x  (goal >= 0.6x)",
+        f"(b1) endpoint-to-endpoint leg s: {_spread(legs)}"
+        f"  ({gb / statistics.median(legs):.2f} GB/s,"
+        f" {raw_s / statistics.median(legs):.2f}x raw)",
+        f"(c) 1 KB remote get ms: {_spread(ms)}",
+        f"(d) 1 KB local get  ms: {_spread(ml)}",
+        f"    latency (c)/(d): {statistics.median(ms) / statistics.median(ml):.2f}x"
+        "  (goal <= 2x)",
+    ]
+    print("\n".join(rows))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
