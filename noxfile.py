@@ -1,16 +1,58 @@
-"""Developer sessions. They run in the current environment (pip install -e '.[dev]')."""
+"""Developer and CI sessions.
+
+`lint`, `tests`, `generate`, `check_generated`, `docs` and `benchmarks` run in
+the current environment (pip install -e '.[dev]'). `tests-3.10` ... `tests-3.13`
+and `min_deps` each build their own virtualenv from this repository's files,
+with the interpreters installed on the machine (pyenv's, else the PATH's).
+"""
 
 from __future__ import annotations
 
+import os
+import re
+import shutil
+from pathlib import Path
+
 import nox
+from packaging.requirements import Requirement
 
 nox.options.default_venv_backend = "none"
 nox.options.sessions = ["lint", "check_generated", "tests"]
 
+PYTHONS = ("3.10", "3.11", "3.12", "3.13")
+MIN_PYTHON = "3.10"
+# Extras whose floors are the library's promise; dev and docs tools float.
+RUNTIME_EXTRAS = ("redis", "endpoints", "globus", "examples")
+# Large transfers and engine examples run once per CI run (`nox -s tests`),
+# not once per interpreter.
+NOT_HEAVY = ("-m", "not heavy")
+
+
+def _interpreter(version: str) -> str:
+    """Path of the newest installed CPython `version`, or the bare version."""
+    root = Path(os.environ.get("PYENV_ROOT", Path.home() / ".pyenv")) / "versions"
+    found = [
+        path
+        for path in root.glob(f"{version}.*/bin/python{version}")
+        if re.fullmatch(rf"{re.escape(version)}\.\d+", path.parent.parent.name)
+    ]
+    if found:
+        return str(max(found, key=lambda p: int(p.parent.parent.name.split(".")[2])))
+    # pyenv's shims answer only for the selected versions: use a real binary.
+    on_path = shutil.which(f"python{version}")
+    return on_path if on_path is not None else version
+
+
+def _pytest(session: nox.Session, *args: str) -> None:
+    session.run(
+        "python", "-m", "pytest", "-q", "-p", "no:cacheprovider", *args,
+        *session.posargs,
+    )  # fmt: skip
+
 
 @nox.session(python=False)
 def tests(session: nox.Session) -> None:
-    """Run the whole test suite with coverage of proxystore/."""
+    """Run the whole test suite (heavy tests included) with coverage."""
     session.run(
         "pytest",
         "--cov=proxystore",
@@ -20,12 +62,55 @@ def tests(session: nox.Session) -> None:
     )
 
 
+def _versioned_tests(session: nox.Session) -> None:
+    """The suite less heavy tests, in a fresh virtualenv on one interpreter."""
+    session.install("-e", ".[dev]")
+    _pytest(session, *NOT_HEAVY)
+
+
+for _version in PYTHONS:
+    nox.session(
+        name=f"tests-{_version}",
+        python=_interpreter(_version),
+        venv_backend="virtualenv",
+    )(_versioned_tests)
+
+
+def min_constraints(pyproject: dict[str, object]) -> list[str]:
+    """Pin every runtime requirement to its declared lower bound (`name==floor`)."""
+    project = pyproject["project"]
+    assert isinstance(project, dict)
+    requirements = list(project["dependencies"])
+    for extra in RUNTIME_EXTRAS:
+        requirements += project["optional-dependencies"][extra]
+    pins: dict[str, str] = {}
+    for text in requirements:
+        requirement = Requirement(text)
+        floors = [s.version for s in requirement.specifier if s.operator == ">="]
+        if len(floors) != 1:
+            raise ValueError(f"{text!r} in pyproject.toml declares no single floor")
+        pins[requirement.name] = f"{requirement.name}=={floors[0]}"
+    return sorted(pins.values())
+
+
+@nox.session(python=_interpreter(MIN_PYTHON), venv_backend="virtualenv")
+def min_deps(session: nox.Session) -> None:
+    """The suite at the declared minimum Python and dependency floors."""
+    pins = min_constraints(nox.project.load_toml("pyproject.toml"))
+    constraints = Path(session.create_tmp()) / "min-constraints.txt"
+    constraints.write_text("\n".join(pins) + "\n")
+    session.log("constraints: " + ", ".join(pins))
+    session.install("-c", str(constraints), "-e", ".[dev]")
+    _pytest(session, *NOT_HEAVY)
+
+
 @nox.session(python=False)
 def lint(session: nox.Session) -> None:
-    """Ruff (lint and format check) and strict mypy on the package."""
+    """Ruff, strict mypy (package, tests, scripts) and the import-cycle check."""
     session.run("ruff", "check", ".")
     session.run("ruff", "format", "--check", ".")
-    session.run("mypy", "proxystore")
+    session.run("mypy")
+    session.run("python", "scripts/import_graph.py")
 
 
 @nox.session(python=False)

@@ -16,6 +16,13 @@ _names = itertools.count()
 os.environ.setdefault("PROXYSTORE_P2P_ICE_ADDRESSES", "127.0.0.1")
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Engine examples are heavy: CI runs them once, not once per Python."""
+    for item in items:
+        if item.get_closest_marker("example") is not None:
+            item.add_marker(pytest.mark.heavy)
+
+
 @pytest.fixture
 def store_name() -> Iterator[str]:
     """A store name no other test uses; unregistered afterwards."""

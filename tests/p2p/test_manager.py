@@ -35,7 +35,14 @@ BULK_WAIT = 60.0
 
 @pytest.mark.timeout(90)
 @pytest.mark.parametrize("fast_path", [False, True], ids=["webrtc", "fastpath"])
-@pytest.mark.parametrize("size", [1, 1024, 10 * MiB], ids=["1B", "1KiB", "10MiB"])
+@pytest.mark.parametrize(
+    "size",
+    [
+        pytest.param(1, id="1B"),
+        pytest.param(1024, id="1KiB"),
+        pytest.param(10 * MiB, id="10MiB", marks=pytest.mark.heavy),
+    ],
+)
 async def test_request_round_trip(
     signaling: SignalingServer,
     make_manager: ManagerFactory,
