@@ -29,6 +29,10 @@ class UnknownStoreTypeError(ConfigurationError):
         )
 
 
+class MissingExtraError(ProxyStoreError, ImportError):
+    """A store class was used whose optional extra is not installed."""
+
+
 class StoreExistsError(ProxyStoreError):
     """A store with this name is already registered with another configuration.
 

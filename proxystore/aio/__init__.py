@@ -9,16 +9,17 @@ Example:
     assert await aio.resolve(p) == [1, 2, 3]
     ```
 
-Store classes are imported on first use, so a missing optional extra (say
-``redis``) only matters to code that uses that store.
+Store classes (the same names as in `proxystore.store`) are imported on
+first use, so a missing optional extra (say ``redis``) only matters to code
+that uses that store, which gets a `MissingExtraError` naming the extra.
 """
 
 from __future__ import annotations
 
-import importlib
 from typing import TYPE_CHECKING, Any
 
 from proxystore import registry
+from proxystore._store_names import store_attribute
 from proxystore.aio.resolve import resolve, resolve_all
 from proxystore.proxy import Proxy
 from proxystore.registry import STORES
@@ -47,21 +48,9 @@ __all__ = [
     "unregister_store",
 ]
 
-_LAZY = {
-    "Store": "proxystore.aio.base",
-    "LocalStore": "proxystore.aio.local",
-    "FileStore": "proxystore.aio.file",
-    "RedisStore": "proxystore.aio.redis",
-    "GlobusStore": "proxystore.aio.globus",
-    "EndpointStore": "proxystore.aio.endpoint",
-}
-
 
 def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'proxystore.aio' has no attribute {name!r}")
-    return getattr(importlib.import_module(module), name)
+    return store_attribute(__name__, name)
 
 
 def init_store(

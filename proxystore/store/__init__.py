@@ -4,6 +4,9 @@ The store classes in this package (`proxystore.store.base.Store`,
 `proxystore.store.local.LocalStore`, `proxystore.store.file.FileStore`,
 `proxystore.store.redis.RedisStore`...) are generated from `proxystore.aio`
 by ``scripts/generate_sync.py``; this module and `utils` are hand-written.
+The store classes are exported here under the names `proxystore.aio` uses
+(`from proxystore.store import RedisStore`), imported on first use: a store
+whose optional extra is missing raises `MissingExtraError` naming it.
 
 Example:
     ```python
@@ -26,6 +29,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from proxystore import registry
+from proxystore._store_names import store_attribute
 from proxystore.exceptions import (
     ConfigurationError,
     ProxyStoreFactoryError,
@@ -39,10 +43,21 @@ from proxystore.store.factory import StoreFactory
 
 if TYPE_CHECKING:
     from proxystore.store.base import Store
+    from proxystore.store.endpoint import EndpointStore
+    from proxystore.store.file import FileStore
+    from proxystore.store.globus import GlobusStore
+    from proxystore.store.local import LocalStore
+    from proxystore.store.redis import RedisStore
 
 __all__ = [
     "STORES",
+    "EndpointStore",
+    "FileStore",
+    "GlobusStore",
+    "LocalStore",
     "ProxyStoreFactoryError",
+    "RedisStore",
+    "Store",
     "StoreError",
     "StoreExistsError",
     "StoreFactory",
@@ -164,7 +179,7 @@ def __getattr__(name: str) -> Any:
     if name == "_stores":
         _warn_private_stores()
         return {n: registry.lookup(n, "sync") for n in registry.registered_names()}
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return store_attribute(__name__, name)
 
 
 def _warn_private_stores() -> None:
