@@ -220,8 +220,10 @@ class _Runner:
         finally:
             try:
                 self.loop.run_until_complete(self.loop.shutdown_asyncgens())
-                self.loop.run_until_complete(self.loop.shutdown_default_executor())
             finally:
+                # No shutdown_default_executor(): it starts a thread, which
+                # Python 3.12+ refuses at interpreter exit, to wait on an
+                # executor that never waits; close() shuts it down in place.
                 self.loop.close()
 
     def semaphore(self, store: str) -> asyncio.Semaphore:

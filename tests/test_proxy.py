@@ -172,10 +172,18 @@ def test_generic_subscription_does_not_resolve() -> None:
     assert p + 1 == 4
 
 
+class _ThreeSlots:
+    """A plain object of the proxy's layout: three slots and a weakref slot."""
+
+    __slots__ = ("__weakref__", "a", "b", "c")
+
+
 def test_proxy_has_no_instance_dict_and_is_small() -> None:
     p = proxy_of(1)
     assert Proxy.__dictoffset__ == 0
-    assert sys.getsizeof(p) <= 64
+    # Object headers differ between Pythons (64 bytes on 3.11, 72 on 3.13):
+    # compare with the plainest object of the same slots on this interpreter.
+    assert sys.getsizeof(p) == sys.getsizeof(_ThreeSlots())
 
 
 def test_proxy_can_be_weakly_referenced() -> None:
