@@ -51,9 +51,6 @@ Buffer: TypeAlias = bytes | bytearray | memoryview
 Payload: TypeAlias = Sequence[Buffer]
 """A serialized object as parts to be written back to back."""
 
-Serializer = Any
-"""A callable turning an object into `bytes` (user-supplied)."""
-
 _BYTES, _STR, _PICKLE, _OUT_OF_BAND, _DILL, _CUSTOM = b"BSPODC"
 _LEGACY_TAGS = frozenset(b"BSPOD")
 
@@ -360,11 +357,6 @@ def _legacy_out_of_band_loads(view: memoryview) -> Any:
         buffers.append(view[offset : offset + length])
         offset += length
     return pickle.loads(stream, buffers=buffers)
-
-
-def payload_size(payload: Payload) -> int:
-    """Return the total number of bytes in a payload's parts (flat byte buffers)."""
-    return sum(map(len, payload))
 
 
 def join(payload: Payload) -> bytes:
