@@ -21,12 +21,11 @@ import importlib
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 from proxystore import policy
 from proxystore.exceptions import (
     ConfigurationError,
-    NotAStoreProxyError,
     StoreExistsError,
     StoreIdentityError,
     StoreNotFoundError,
@@ -34,10 +33,6 @@ from proxystore.exceptions import (
     UntrustedProxyError,
     describe,
 )
-
-if TYPE_CHECKING:
-    from proxystore.aio.base import Store as AsyncStore
-    from proxystore.store.base import Store as SyncStore
 
 Face = Literal["sync", "async"]
 Identity = tuple[str, str, tuple[tuple[str, Any], ...]]
@@ -140,11 +135,11 @@ class StoreConfig:
             UntrustedProxyError: If the class is neither built in nor registered.
             ConfigurationError: If the class has no such face.
         """
-        cls = store_class(self.kind, face)
-        if getattr(cls, "_IS_SYNC", face == "sync") != (face == "sync"):
+        if not has_face(self.kind, face):
             raise ConfigurationError(
                 f"store {self.name!r} ({self.kind}) has no {face} face"
             )
+        cls = store_class(self.kind, face)
         try:
             return cls(**self.kwargs, **(secrets or {}))
         except (TypeError, ValueError) as err:
@@ -283,10 +278,7 @@ def register_store_class(cls: type) -> None:
     Raises:
         ConfigurationError: If `cls` is not a `Store` subclass (either face).
     """
-    from proxystore.aio.base import Store as AsyncStore
-    from proxystore.store.base import Store as SyncStore
-
-    if not isinstance(cls, type) or not issubclass(cls, (AsyncStore, SyncStore)):
+    if not isinstance(cls, type) or not _is_store_class(cls):
         raise ConfigurationError(f"{cls!r} is not a Store class")
     kind = kind_of(cls)
     if kind not in _BUILTIN_KINDS and _store_classes.get(kind) is not cls:
@@ -315,6 +307,18 @@ def store_class(kind: str, face: Face) -> type:
             "(register_store_class); nothing was imported or built"
         )
     return cls
+
+
+def has_face(kind: str, face: Face) -> bool:
+    """Whether the trusted store class `kind` has a `face` (sync or async).
+
+    A user's async driver registered without a generated twin has no sync
+    face. The one answer for building a face and for choosing how to fetch.
+
+    Raises:
+        UntrustedProxyError: If `kind` is neither built in nor registered.
+    """
+    return getattr(store_class(kind, face), "_IS_SYNC", None) is (face == "sync")
 
 
 def import_class(path: str) -> type:
@@ -351,7 +355,7 @@ def resolve_store_type(store_type: Any, face: Face) -> type:
 
 
 def _is_store_class(cls: type) -> bool:
-    # By its marks rather than issubclass: the base classes import this module.
+    # By its marks rather than issubclass: the registry imports no face.
     return hasattr(cls, "_IS_SYNC") and hasattr(cls, "store_config")
 
 
@@ -383,9 +387,7 @@ def _entry_of(store: Any) -> _Entry:
     return _Entry(store.store_config, secrets)
 
 
-def register(
-    store: SyncStore[Any] | AsyncStore[Any], face: Face, exist_ok: bool
-) -> None:
+def register(store: Any, face: Face, exist_ok: bool) -> None:
     """Register a store instance as the `face` of its name.
 
     Args:
@@ -630,21 +632,6 @@ def init_store(
         entry = _entries[name] = _entry_of(store)
         entry.faces[face] = store
     return store
-
-
-def store_of_proxy(proxy: Any, face: Face) -> Any:
-    """Return the `face` of the store a proxy's factory names, building it if needed.
-
-    Raises:
-        NotAStoreProxyError: If the proxy was not made by a store.
-    """
-    from proxystore.proxy import get_factory
-    from proxystore.store.factory import StoreFactory
-
-    factory = get_factory(proxy)
-    if not isinstance(factory, StoreFactory):
-        raise NotAStoreProxyError(factory)
-    return lookup_or_build(factory.config, face)
 
 
 def registered_names() -> list[str]:

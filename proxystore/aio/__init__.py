@@ -23,6 +23,7 @@ from proxystore._store_names import store_attribute
 from proxystore.aio.resolve import resolve, resolve_all
 from proxystore.proxy import Proxy
 from proxystore.registry import STORES
+from proxystore.store_factory import store_of_proxy
 
 if TYPE_CHECKING:
     from proxystore.aio.base import Store
@@ -86,7 +87,7 @@ def get_store(name_or_proxy: str | Proxy[Any]) -> Store[Any] | None:
         NotAStoreProxyError: If a proxy was given that no store made.
     """
     if isinstance(name_or_proxy, Proxy):
-        store: Store[Any] = registry.store_of_proxy(name_or_proxy, "async")
+        store: Store[Any] = store_of_proxy(name_or_proxy, "async")
         return store
     found: Store[Any] | None = registry.find(name_or_proxy, "async")
     return found

@@ -19,10 +19,9 @@ from collections.abc import Generator
 from typing import Any, Generic, TypeVar
 
 from proxystore import registry
-from proxystore.aio.base import Store
 from proxystore.exceptions import ConfigurationError, FutureStateError
 from proxystore.proxy import Proxy
-from proxystore.store.factory import _carried_config
+from proxystore.store_factory import _carried_config
 
 _IS_SYNC = False
 
@@ -44,7 +43,11 @@ class Future(Generic[T]):
     """
 
     def __init__(
-        self, store: Store[Any], key: Any, *, timeout: float | None = None
+        self,
+        store: Any,  # a Store: its class imports this module, not the reverse
+        key: Any,
+        *,
+        timeout: float | None = None,
     ) -> None:
         _check_timeout(timeout, "timeout")
         self.store = store
@@ -88,7 +91,8 @@ class Future(Generic[T]):
         if self._set:
             return True
         self.store._check_open()
-        return await self.store._aexists(self.key)
+        exists: bool = await self.store._aexists(self.key)
+        return exists
 
     async def result(self, timeout: float | None = _UNSET) -> T:
         """Wait for the value and return it.
@@ -125,7 +129,7 @@ class Future(Generic[T]):
         wait = self.timeout if timeout is _UNSET else timeout
         _check_timeout(wait, "timeout")
         self.store._check_open()
-        return self.store._make_proxy(
+        proxy: Proxy[T] = self.store._make_proxy(
             self.key,
             evict,
             None,
@@ -134,6 +138,7 @@ class Future(Generic[T]):
             False,
             math.inf if wait is None else float(wait),
         )
+        return proxy
 
     if not _IS_SYNC:
 

@@ -39,7 +39,7 @@ from proxystore.exceptions import (
 )
 from proxystore.proxy import Proxy
 from proxystore.registry import STORES
-from proxystore.store.factory import StoreFactory
+from proxystore.store_factory import StoreFactory, store_of_proxy
 
 if TYPE_CHECKING:
     from proxystore.store.base import Store
@@ -122,7 +122,7 @@ def get_store(name_or_proxy: str | Proxy[Any]) -> Store[Any] | None:
         NotAStoreProxyError: If a proxy was given that no store made.
     """
     if isinstance(name_or_proxy, Proxy):
-        store: Store[Any] = registry.store_of_proxy(name_or_proxy, "sync")
+        store: Store[Any] = store_of_proxy(name_or_proxy, "sync")
         return store
     found: Store[Any] | None = registry.find(name_or_proxy, "sync")
     return found

@@ -63,7 +63,7 @@ from proxystore.signing import (
     SigningKeysOption,
     resolve_signing_keys,
 )
-from proxystore.store.factory import StoreFactory, type_path
+from proxystore.store_factory import StoreFactory, type_path
 
 if TYPE_CHECKING:
     from proxystore.store.future import Future

@@ -20,10 +20,9 @@ from collections.abc import Generator
 from typing import Any, Generic, TypeVar
 
 from proxystore import registry
-from proxystore.store.base import Store
 from proxystore.exceptions import ConfigurationError, FutureStateError
 from proxystore.proxy import Proxy
-from proxystore.store.factory import _carried_config
+from proxystore.store_factory import _carried_config
 
 _IS_SYNC = True
 
@@ -45,7 +44,11 @@ class Future(Generic[T]):
     """
 
     def __init__(
-        self, store: Store[Any], key: Any, *, timeout: float | None = None
+        self,
+        store: Any,  # a Store: its class imports this module, not the reverse
+        key: Any,
+        *,
+        timeout: float | None = None,
     ) -> None:
         _check_timeout(timeout, "timeout")
         self.store = store
@@ -89,7 +92,8 @@ class Future(Generic[T]):
         if self._set:
             return True
         self.store._check_open()
-        return self.store._exists(self.key)
+        exists: bool = self.store._exists(self.key)
+        return exists
 
     def result(self, timeout: float | None = _UNSET) -> T:
         """Wait for the value and return it.
@@ -126,7 +130,7 @@ class Future(Generic[T]):
         wait = self.timeout if timeout is _UNSET else timeout
         _check_timeout(wait, "timeout")
         self.store._check_open()
-        return self.store._make_proxy(
+        proxy: Proxy[T] = self.store._make_proxy(
             self.key,
             evict,
             None,
@@ -135,6 +139,7 @@ class Future(Generic[T]):
             False,
             math.inf if wait is None else float(wait),
         )
+        return proxy
 
     if not _IS_SYNC:
 

@@ -9,7 +9,7 @@ from proxystore import _background
 from proxystore._background import FetchFace
 from proxystore.exceptions import ConfigurationError, NotAStoreProxyError
 from proxystore.proxy import Proxy, get_factory, is_resolved
-from proxystore.store.factory import StoreFactory
+from proxystore.store_factory import StoreFactory
 
 
 def get_key(proxy: Proxy[Any]) -> Any:
