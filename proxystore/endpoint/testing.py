@@ -362,6 +362,26 @@ def write_test_certificate(directory: Path, address: str) -> tuple[Path, Path, P
         .not_valid_before(valid[0])
         .not_valid_after(valid[1])
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        # Python 3.13 verifies strictly (VERIFY_X509_STRICT): a CA needs its
+        # key usage and key identifier, a leaf the authority's key identifier.
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=False,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=True,
+                crl_sign=True,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(
+            x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()),
+            critical=False,
+        )
         .sign(ca_key, hashes.SHA256())
     )
     key = ec.generate_private_key(ec.SECP256R1())
@@ -377,6 +397,10 @@ def write_test_certificate(directory: Path, address: str) -> tuple[Path, Path, P
             x509.SubjectAlternativeName(
                 [x509.IPAddress(ipaddress.ip_address(address))]
             ),
+            critical=False,
+        )
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()),
             critical=False,
         )
         .sign(ca_key, hashes.SHA256())

@@ -16,7 +16,8 @@ from proxystore.aio.redis import RedisStore
 from proxystore.exceptions import StoreConnectionError, StoreTimeoutError
 from tests.redis_cluster import RedisClusterNodes
 
-pytestmark = pytest.mark.timeout(180)
+# Cluster failover runs once per CI run, not once per Python version.
+pytestmark = [pytest.mark.timeout(180), pytest.mark.heavy]
 
 _TASKS = 8
 _DEADLINE = 60.0

@@ -18,7 +18,8 @@ from proxystore.exceptions import StoreConnectionError, StoreTimeoutError
 from proxystore.store.redis import RedisStore
 from tests.redis_cluster import RedisClusterNodes
 
-pytestmark = pytest.mark.timeout(180)
+# Cluster failover runs once per CI run, not once per Python version.
+pytestmark = [pytest.mark.timeout(180), pytest.mark.heavy]
 
 _KILL_AFTER = 300  # operations before the kill
 _RECOVERED_AFTER = 300  # successes in a row, after a success on the victim
