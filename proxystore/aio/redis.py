@@ -935,11 +935,13 @@ class RedisStore(Store[str]):
             ):
                 await _arefresh_slots(cluster)
             raise error from err
-        except AttributeError as err:
+        except (AttributeError, TypeError) as err:
             if _IS_SYNC:
                 raise
             # redis-py 8.1's async cluster client, when a node fails, closes
-            # its connections under other tasks still connecting on them.
+            # its connections under other tasks still connecting on them
+            # (AttributeError; on Python 3.13 a TypeError, calling the closed
+            # connection's reader that is now None).
             node = _node_name(cluster, key)
             raise StoreConnectionError(
                 self._target if node is None else f"{node} ({self._target})",
