@@ -9,8 +9,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import dataclasses
-import datetime
-import ipaddress
 import json
 import time
 from collections.abc import Iterator
@@ -18,10 +16,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
@@ -37,6 +31,7 @@ from proxystore.endpoint.testing import (
     run_cli,
     start_signaling_server,
     wait_until_registered,
+    write_test_certificate,
 )
 from proxystore.exceptions import PeerConnectionError, ProxyStoreError
 from proxystore.p2p import PeerManager, PeerMessage
@@ -48,82 +43,6 @@ pytestmark = pytest.mark.timeout(90)
 SECRET = "peer-security-secret-" + "x" * 16
 READY = 30.0
 WAIT = 10.0
-
-
-def _name(common_name: str) -> x509.Name:
-    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
-
-
-def make_ca_and_server_cert(directory: Path) -> tuple[Path, Path, Path]:
-    """Write a test CA and a server certificate for 127.0.0.1 it signed."""
-    now = datetime.datetime.now(datetime.timezone.utc)
-    valid = (now - datetime.timedelta(hours=1), now + datetime.timedelta(days=1))
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca_cert = (
-        x509.CertificateBuilder()
-        .subject_name(_name("proxystore test CA"))
-        .issuer_name(_name("proxystore test CA"))
-        .public_key(ca_key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(valid[0])
-        .not_valid_after(valid[1])
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        # Python 3.13 verifies strictly (VERIFY_X509_STRICT): a CA needs its
-        # key usage and key identifier, a leaf the authority's key identifier.
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=False,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=True,
-                crl_sign=True,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
-        .add_extension(
-            x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()),
-            critical=False,
-        )
-        .sign(ca_key, hashes.SHA256())
-    )
-    key = ec.generate_private_key(ec.SECP256R1())
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(_name("127.0.0.1"))
-        .issuer_name(ca_cert.subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(valid[0])
-        .not_valid_after(valid[1])
-        .add_extension(
-            x509.SubjectAlternativeName(
-                [x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
-            ),
-            critical=False,
-        )
-        .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()),
-            critical=False,
-        )
-        .sign(ca_key, hashes.SHA256())
-    )
-    pem = serialization.Encoding.PEM
-    ca_file, cert_file, key_file = (directory / n for n in ("ca.pem", "c.pem", "k.pem"))
-    ca_file.write_bytes(ca_cert.public_bytes(pem))
-    cert_file.write_bytes(cert.public_bytes(pem))
-    key_file.write_bytes(
-        key.private_bytes(
-            pem,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    key_file.chmod(0o600)
-    return ca_file, cert_file, key_file
 
 
 @dataclasses.dataclass
@@ -138,7 +57,7 @@ class Sites:
 @pytest.fixture(scope="module")
 def sites(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sites]:
     root = tmp_path_factory.mktemp("secure-sites")
-    ca_file, cert_file, key_file = make_ca_and_server_cert(root)
+    ca_file, cert_file, key_file = write_test_certificate(root, "127.0.0.1")
     signaling = start_signaling_server(
         SECRET, log=root / "signaling.log", certfile=cert_file, keyfile=key_file
     )
