@@ -19,7 +19,12 @@ from tests.redis_server import RedisServer
 
 @pytest.fixture
 def no_resource_warnings() -> Iterator[list[str]]:
-    """Turn warnings into errors and collect what finalizers report."""
+    """Turn warnings into errors and collect what finalizers report.
+
+    Garbage left by earlier tests is collected first: only this test's leaks
+    are its own.
+    """
+    gc.collect()
     reported: list[str] = []
     previous = sys.unraisablehook
 
