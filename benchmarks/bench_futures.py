@@ -9,11 +9,22 @@ when the value is in its hands. Baselines, measured in the same run:
   blocked on with ``BLPOP`` (the floor for a wake through the server);
 - local: a `threading.Event` set by the producer, then a dict lookup.
 
+ProxyStore 1.1's ``Store.future()`` (a polling future: its factory sleeps
+``polling_interval`` between ``exists`` calls) is measured on the same Redis
+server in the same run, in its own virtual environment (`ps11`), with the
+same harness: once with its defaults (1 s interval, no backoff) and once
+tuned to a 1 ms interval (its best case, at one ``EXISTS`` per millisecond
+per waiter). Redis cases run in ``--blocks`` interleaved blocks (ABAB), so
+noise from other processes on the machine hits every case alike.
+
 FileStore futures poll with backoff (2 ms doubling to 0.5 s) and are shown
 for comparison over fewer rounds.
 
 Usage:
-    python benchmarks/bench_futures.py [--rounds N]
+    python benchmarks/bench_futures.py [--rounds N] [--blocks B] [--cases ...]
+
+Set ``PROXYSTORE11_VENV=/work/main/.bench/ps11`` to reuse a built 1.1
+environment.
 """
 
 from __future__ import annotations
@@ -33,6 +44,7 @@ import redis
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from benchmarks import ps11
 from proxystore.store import register_store, unregister_store
 from proxystore.store.file import FileStore
 from proxystore.store.local import LocalStore
@@ -113,14 +125,133 @@ def future_runs(store: Any, rounds: int) -> tuple[list[float], list[float]]:
     return results, proxies
 
 
+# Runs under ProxyStore 1.1 (benchmarks/ps11.py): the same harness as
+# `measure`, on the Redis server at argv[1]:argv[2]; prints the latencies.
+PS11_SCRIPT = """
+import json, queue, sys, threading, time
+from proxystore.connectors.redis import RedisConnector
+from proxystore.store import Store, register_store
+
+host, port = sys.argv[1], int(sys.argv[2])
+rounds, interval = int(sys.argv[3]), float(sys.argv[4])
+store = Store("bench-futures-ps11", RedisConnector(host, port), cache_size=0)
+register_store(store)
+payload = b"x" * 100
+handles, woke = queue.Queue(), queue.Queue()
+
+def consumer():
+    for _ in range(rounds):
+        future = handles.get(timeout=30)
+        future.result()
+        woke.put(time.perf_counter())
+
+thread = threading.Thread(target=consumer, daemon=True)
+thread.start()
+latencies = []
+for _ in range(rounds):
+    future = store.future(polling_interval=interval, polling_timeout=30)
+    handles.put(future)
+    time.sleep(SETTLE)
+    start = time.perf_counter()
+    future.set_result(payload)
+    latencies.append(woke.get(timeout=30) - start)
+thread.join(30)
+store.close()
+print(json.dumps(latencies))
+""".replace("SETTLE", repr(SETTLE))
+
+
+def ps11_block(server: Any, rounds: int, interval: float) -> list[float]:
+    """`rounds` wake latencies of ProxyStore 1.1's polling future."""
+    latencies: list[float] = ps11.run(
+        PS11_SCRIPT, server.host, str(server.port), str(rounds), str(interval)
+    )
+    return latencies
+
+
+def redis_cases(rounds: int, blocks: int, with_ps11: bool) -> None:
+    """Every Redis case in `blocks` interleaved blocks, on one server."""
+    per_block = max(rounds // blocks, 1)
+    names = [
+        "redis: RPUSH/BLPOP (baseline)",
+        "redis: future.result()",
+        "redis: future proxy first use",
+    ]
+    if with_ps11:
+        print(f"# ProxyStore {ps11.version()} in {ps11.venv_path()}")
+        names += [
+            "ps1.1: future.result() 1 s poll",
+            "ps1.1: future.result() 1 ms poll",
+        ]
+    found: dict[str, list[float]] = {name: [] for name in names}
+    with RedisServer() as server:
+        raw = redis.Redis(server.host, server.port)
+        waiter = redis.Redis(server.host, server.port)
+        store = RedisStore(
+            "bench-futures-redis", server.host, server.port, cache_size=0
+        )
+        register_store(store)
+
+        def raw_wait(key: str) -> Any:
+            return waiter.blpop([key], timeout=30)
+
+        try:
+            for block in range(blocks):
+                found[names[0]] += measure(
+                    per_block,
+                    lambda index, b=block: f"raw-{b}-{index}",
+                    raw_wait,
+                    lambda key, _: raw.rpush(key, PAYLOAD),
+                )
+                results, proxies = future_runs(store, per_block)
+                found[names[1]] += results
+                found[names[2]] += proxies
+                if with_ps11:
+                    found[names[3]] += ps11_block(server, per_block, 1.0)
+                    found[names[4]] += ps11_block(server, per_block, 0.001)
+        finally:
+            unregister_store("bench-futures-redis")
+            store.close()
+            raw.close()
+            waiter.close()
+    base = found[names[0]]
+    print(row(names[0], base, None))
+    for name in names[1:]:
+        print(row(name, found[name], base))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=1000)
+    parser.add_argument("--blocks", type=int, default=4)
+    parser.add_argument(
+        "--cases",
+        default="local,redis,ps11,file",
+        help="comma-separated: local, redis, ps11 (with redis), file",
+    )
     args = parser.parse_args()
     rounds = args.rounds
+    cases = set(args.cases.split(","))
     header = f"{'case':<34} {'rounds':>6} {'median':>13} {'p99':>13} {'vs base':>9}"
 
     print(header)
+    if "local" in cases:
+        local_cases(rounds)
+    if "redis" in cases or "ps11" in cases:
+        redis_cases(rounds, args.blocks, "ps11" in cases)
+    if "file" in cases:
+        with tempfile.TemporaryDirectory() as directory:
+            files = FileStore("bench-futures-file", directory, cache_size=0)
+            register_store(files)
+            few = max(rounds // 10, 10)
+            results, _ = future_runs(files, few)
+            print(row("file: future.result() (polls)", results, None))
+            unregister_store("bench-futures-file")
+            files.close()
+
+
+def local_cases(rounds: int) -> None:
+    """LocalStore futures against a `threading.Event`."""
     events: dict[int, threading.Event] = {}
     values: dict[int, bytes] = {}
 
@@ -143,41 +274,6 @@ def main() -> None:
     print(row("local: future.result()", results, base))
     print(row("local: future proxy first use", proxies, base))
     local.close()
-
-    with RedisServer() as server:
-        raw = redis.Redis(server.host, server.port)
-        waiter = redis.Redis(server.host, server.port)
-
-        def raw_wait(key: str) -> Any:
-            return waiter.blpop([key], timeout=30)
-
-        base = measure(
-            rounds,
-            lambda index: f"raw-{index}",
-            raw_wait,
-            lambda key, _: raw.rpush(key, PAYLOAD),
-        )
-        print(row("redis: RPUSH/BLPOP (baseline)", base, None))
-        store = RedisStore(
-            "bench-futures-redis", server.host, server.port, cache_size=0
-        )
-        register_store(store)
-        results, proxies = future_runs(store, rounds)
-        print(row("redis: future.result()", results, base))
-        print(row("redis: future proxy first use", proxies, base))
-        unregister_store("bench-futures-redis")
-        store.close()
-        raw.close()
-        waiter.close()
-
-    with tempfile.TemporaryDirectory() as directory:
-        files = FileStore("bench-futures-file", directory, cache_size=0)
-        register_store(files)
-        few = max(rounds // 10, 10)
-        results, _ = future_runs(files, few)
-        print(row("file: future.result() (polls)", results, None))
-        unregister_store("bench-futures-file")
-        files.close()
 
 
 if __name__ == "__main__":

@@ -40,7 +40,14 @@ from proxystore.endpoint.credentials import (
 )
 from proxystore.endpoint.errors import error_from_json
 from proxystore.endpoint.keys import EndpointKey, validate_endpoint_key
-from proxystore.endpoint.protocol import MISSING_KEY, OWNER_PARAM, TIMEOUT_HEADER
+from proxystore.endpoint.protocol import (
+    MAX_WAIT,
+    MISSING_KEY,
+    OWNER_PARAM,
+    TIMEOUT_HEADER,
+    WAIT_PARAM,
+    WAIT_SUFFIX,
+)
 from proxystore.endpoint.streams import PayloadStream
 from proxystore.exceptions import (
     AuthenticationError,
@@ -395,10 +402,59 @@ class EndpointStore(Store[EndpointKey]):
 
     async def _afuture_key(self) -> EndpointKey:
         # Minted here as for any write (users never choose endpoint keys);
-        # the value goes to this endpoint. Waiters poll `exists` (see
-        # `Store._aexists_within`): the endpoint has no wait route yet.
+        # the value goes to this endpoint, which wakes its waiters.
         await self._connected()
         return EndpointKey(new_object_id(), self._endpoint_uuid)
+
+    async def _aexists_within(self, key: EndpointKey, timeout: float | None) -> bool:
+        """Long-poll the endpoint's wait route (`proxystore.endpoint.waiters`).
+
+        Used for objects the endpoint this store talks to owns; objects owned
+        by another endpoint are polled with backoff (waits are not forwarded
+        to peers), as are all objects while the endpoint refuses waits over
+        its cap (429) or is too old to have the route (404).
+        """
+        client = await self._connected()
+        if key.endpoint_id != self._endpoint_uuid:
+            return await super()._aexists_within(key, timeout)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        delay = _FIRST_RETRY_DELAY
+        # Each request waits less than our read timeout, so a slow answer
+        # is a real failure; the server caps it at its MAX_WAIT too.
+        longest = min(MAX_WAIT, self.timeout * _PEER_TIMEOUT_SHARE)
+        while True:
+            wait = longest
+            if deadline is not None:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return await self._aexists(key)
+                wait = min(wait, remaining)
+            request = client.build_request(
+                "GET",
+                self._object_url(key) + WAIT_SUFFIX,
+                params={OWNER_PARAM: key.endpoint_id, WAIT_PARAM: f"{wait:.3f}"},
+                headers={"Authorization": authorization_header(self._api_token)},
+                timeout=httpx.Timeout(self.timeout, read=wait + self.timeout),
+            )
+            response = await self._send_once(
+                client, request, self._endpoint_url, "waiting for a future"
+            )
+            if response.status_code == 404 and not _is_missing(response):
+                # An endpoint without the wait route: poll (the base way).
+                rest = None if deadline is None else deadline - time.monotonic()
+                return await super()._aexists_within(key, max(rest or 0.0, 0.0))
+            if response.status_code == 429:
+                # The endpoint holds its cap of waiters: poll until one ends.
+                if await self._aexists(key):
+                    return True
+                if deadline is not None:
+                    delay = min(delay, max(deadline - time.monotonic(), 0.0))
+                await sleep(delay)
+                delay = min(delay * 2, _MAX_RETRY_DELAY)
+                continue
+            self._raise_for_error(response, self._endpoint_url)
+            if bool(response.json().get("exists")):
+                return True
 
     async def _aget_bytes(self, key: EndpointKey) -> Buffer | None:
         client = await self._connected()

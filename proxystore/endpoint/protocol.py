@@ -10,3 +10,12 @@ OWNER_PARAM = "endpoint"
 
 MISSING_KEY = "MissingKey"
 """``error`` of the 404 JSON body for an object its owner does not hold."""
+
+WAIT_SUFFIX = "/wait"
+"""Long-poll route: an object's URL with this suffix (`proxystore.endpoint.waiters`)."""
+
+WAIT_PARAM = "wait"
+"""Query parameter of the wait route: seconds the client wants to wait."""
+
+MAX_WAIT = 10.0
+"""Most seconds the server holds one wait request open."""

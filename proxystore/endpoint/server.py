@@ -12,6 +12,8 @@ uuid of the endpoint that owns the object; it defaults to this endpoint):
 - ``GET /objects/{key}?endpoint=OWNER``: the raw bytes, or 404.
 - ``GET /objects/{key}/exists?endpoint=OWNER``: ``{"exists": bool}``.
 - ``DELETE /objects/{key}?endpoint=OWNER``: evict (missing is no error).
+- ``GET /objects/{key}/wait?endpoint=OWNER&wait=S``: long-poll until the
+  object exists (`proxystore.endpoint.waiters`).
 
 Every request must carry ``Authorization: Bearer <token>`` with the token of
 the endpoint's ``api-token`` file (`proxystore.endpoint.credentials`):
@@ -38,6 +40,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
+from proxystore.endpoint import waiters
 from proxystore.endpoint.config import EndpointConfig, endpoint_dir
 from proxystore.endpoint.credentials import (
     AUTHORIZATION_SCHEME,
@@ -450,6 +453,7 @@ def create_app(
     app.router.add_get("/objects/{key}", _get)
     app.router.add_get("/objects/{key}/exists", _exists)
     app.router.add_delete("/objects/{key}", _evict)
+    waiters.install(app, endpoint, max_requests)  # GET /objects/{key}/wait
     return app
 
 
