@@ -17,6 +17,12 @@ tuned to a 1 ms interval (its best case, at one ``EXISTS`` per millisecond
 per waiter). Redis cases run in ``--blocks`` interleaved blocks (ABAB), so
 noise from other processes on the machine hits every case alike.
 
+EndpointStore futures long-poll the endpoint (a process started here):
+against a raw HTTP client doing the same (wait, PUT, GET: the protocol's
+floor) and against the polling they replaced (a tenth of the rounds), also
+with the value set 0.1 s after the consumer started waiting (where polling's
+backoff has grown).
+
 FileStore futures poll with backoff (2 ms doubling to 0.5 s) and are shown
 for comparison over fewer rounds.
 
@@ -60,6 +66,7 @@ def measure(
     prepare: Callable[[int], Any],
     wait: Callable[[Any], Any],
     release: Callable[[Any, int], None],
+    settle: float = SETTLE,
 ) -> list[float]:
     """Wake latencies (seconds): `release(handle, i)` to `wait(handle)` returning."""
     handles: queue.Queue[Any] = queue.Queue()
@@ -77,7 +84,7 @@ def measure(
     for index in range(rounds):
         handle = prepare(index)
         handles.put(handle)
-        time.sleep(SETTLE)
+        time.sleep(settle)
         start = time.perf_counter()
         release(handle, index)
         latencies.append(woke.get(timeout=30) - start)
@@ -98,7 +105,9 @@ def row(name: str, latencies: list[float], baseline: list[float] | None) -> str:
     )
 
 
-def future_runs(store: Any, rounds: int) -> tuple[list[float], list[float]]:
+def future_runs(
+    store: Any, rounds: int, settle: float = SETTLE
+) -> tuple[list[float], list[float]]:
     def by_result(future: Any) -> Any:
         return future.result(timeout=30)
 
@@ -110,6 +119,7 @@ def future_runs(store: Any, rounds: int) -> tuple[list[float], list[float]]:
         lambda _: store.future(timeout=30),
         by_result,
         lambda future, _: future.set_result(PAYLOAD),
+        settle,
     )
 
     def prepare_proxy(_: int) -> Any:
@@ -121,6 +131,7 @@ def future_runs(store: Any, rounds: int) -> tuple[list[float], list[float]]:
         prepare_proxy,
         by_proxy,
         lambda pair, _: pair[0].set_result(PAYLOAD),
+        settle,
     )
     return results, proxies
 
@@ -220,14 +231,87 @@ def redis_cases(rounds: int, blocks: int, with_ps11: bool) -> None:
         print(row(name, found[name], base))
 
 
+def endpoint_cases(rounds: int, blocks: int) -> None:
+    """EndpointStore futures (long-poll) against polling and raw HTTP, interleaved."""
+    import httpx
+
+    from proxystore.endpoint.testing import configure_endpoint
+    from proxystore.store.base import Store as SyncStore
+    from proxystore.store.endpoint import EndpointStore
+
+    class PollingEndpointStore(EndpointStore):
+        """The pre-long-poll behaviour: poll `exists` with backoff."""
+
+        def _exists_within(self, key: Any, timeout: float | None) -> bool:
+            return SyncStore._exists_within(self, key, timeout)
+
+    per_block = max(rounds // blocks, 1)
+    names = [
+        "endpoint: raw HTTP wait+PUT+GET (base)",
+        "endpoint: future.result() long-poll",
+        "endpoint: future proxy first use",
+        "endpoint: future.result() polling",
+        "endpoint: long-poll, set after 0.1 s",
+        "endpoint: polling, set after 0.1 s",
+    ]
+    found: dict[str, list[float]] = {name: [] for name in names}
+    with tempfile.TemporaryDirectory() as home:
+        site = configure_endpoint(Path(home), "bench-futures-ep")
+        site.start()
+        options = {"url": site.url, "token_file": str(site.token_file)}
+        store = EndpointStore("bench-futures-ep", cache_size=0, **options)
+        polling = PollingEndpointStore("bench-futures-ep-poll", cache_size=0, **options)
+        register_store(store)
+        owner = {"endpoint": site.uuid}
+        producer = httpx.Client(base_url=site.url, headers=site.auth_headers)
+        consumer = httpx.Client(base_url=site.url, headers=site.auth_headers)
+
+        def raw_wait(key: str) -> Any:
+            found = consumer.get(
+                f"/objects/{key}/wait", params={**owner, "wait": "30"}, timeout=60
+            )
+            assert found.json()["exists"]
+            return consumer.get(f"/objects/{key}", params=owner).content
+
+        def raw_release(key: str, _: int) -> None:
+            producer.put(f"/objects/{key}", params=owner, content=PAYLOAD)
+
+        try:
+            for block in range(blocks):
+                found[names[0]] += measure(
+                    per_block,
+                    lambda index, b=block: f"raw-{b}-{index}",
+                    raw_wait,
+                    raw_release,
+                )
+                results, proxies = future_runs(store, per_block)
+                found[names[1]] += results
+                found[names[2]] += proxies
+                few = max(per_block // 10, 5)
+                found[names[3]] += future_runs(polling, few)[0]
+                found[names[4]] += future_runs(store, few, 0.1)[0]
+                found[names[5]] += future_runs(polling, few, 0.1)[0]
+        finally:
+            unregister_store("bench-futures-ep")
+            store.close()
+            polling.close()
+            producer.close()
+            consumer.close()
+            site.stop()
+    base = found[names[0]]
+    print(row(names[0], base, None))
+    for name in names[1:]:
+        print(row(name, found[name], base))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=1000)
     parser.add_argument("--blocks", type=int, default=4)
     parser.add_argument(
         "--cases",
-        default="local,redis,ps11,file",
-        help="comma-separated: local, redis, ps11 (with redis), file",
+        default="local,redis,ps11,endpoint,file",
+        help="comma-separated: local, redis, ps11 (with redis), endpoint, file",
     )
     args = parser.parse_args()
     rounds = args.rounds
@@ -239,6 +323,8 @@ def main() -> None:
         local_cases(rounds)
     if "redis" in cases or "ps11" in cases:
         redis_cases(rounds, args.blocks, "ps11" in cases)
+    if "endpoint" in cases:
+        endpoint_cases(rounds, args.blocks)
     if "file" in cases:
         with tempfile.TemporaryDirectory() as directory:
             files = FileStore("bench-futures-file", directory, cache_size=0)
