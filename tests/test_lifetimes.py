@@ -232,3 +232,62 @@ def test_many_leases_share_one_thread(store_name: str) -> None:
     assert _wait_until(lambda: not any(store.exists(key) for key in keys), 10)
     assert all(lease.done() for lease in leases)
     store.close()
+
+
+def test_batches_in_a_context_lifetime(store_name: str) -> None:
+    store = LocalStore(store_name)
+    with ContextLifetime() as lifetime:
+        keys = store.set_batch([1, 2, 3], lifetime=lifetime)
+        proxies = store.proxy_batch(["a", "b"], lifetime=lifetime)
+        named = store.proxy_batch(keys=[keys[0]], lifetime=lifetime)
+        assert proxies == ["a", "b"]
+        assert named == [1]
+        assert all(store.exists(key) for key in keys)
+        assert len(lifetime.keys) == 6
+    assert not any(store.exists(key) for key in keys)
+    with pytest.raises(LifetimeEndedError):
+        store.set_batch([4], lifetime=lifetime)
+    store.close()
+
+
+def test_batch_evict_and_lifetime_refused(store_name: str) -> None:
+    store = LocalStore(store_name)
+    with ContextLifetime() as lifetime, pytest.raises(ConfigurationError):
+        store.proxy_batch([1], evict=True, lifetime=lifetime)
+    store.close()
+
+
+def test_redis_batch_lease_is_server_side(
+    store_name: str, redis_server: RedisServer
+) -> None:
+    store = RedisStore(store_name, redis_server.host, redis_server.port, chunk_size=64)
+    raw = redis.Redis(redis_server.host, redis_server.port)
+    lease = LeaseLifetime(30)
+    small, chunked = store.set_batch([b"x", b"y" * 1000], lifetime=lease)
+    for name in (small, f"{{{small}}}:v", chunked, f"{{{chunked}}}:c:0"):
+        assert 0 < raw.pttl(name) <= 30_000, name
+    lease.close()
+    assert raw.exists(small, chunked, f"{{{chunked}}}:c:0") == 0
+    raw.close()
+    store.close()
+
+
+def test_file_batch_lease_writes_lease_files(store_name: str, tmp_path: Path) -> None:
+    store = FileStore(store_name, tmp_path)
+    lease = LeaseLifetime(60)
+    keys = store.set_batch([1, 2], lifetime=lease)
+    for key in keys:
+        assert float((tmp_path / f".lease-{key}").read_text()) == lease.expiry
+    lease.close()
+    assert list(tmp_path.iterdir()) == []
+    store.close()
+
+
+async def test_async_batches_in_a_lifetime(store_name: str) -> None:
+    store = AsyncLocalStore(store_name)
+    async with ContextLifetime() as lifetime:
+        keys = await store.aset_batch([1, 2], lifetime=lifetime)
+        proxies = await store.aproxy_batch([3], lifetime=lifetime)
+        assert proxies == [3]
+    assert not any([await store.aexists(key) for key in keys])
+    await store.aclose()

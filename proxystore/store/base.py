@@ -571,6 +571,7 @@ class Store(Generic[KeyT]):
         keys: Sequence[KeyT | None] | None = None,
         serialize: bool = True,
         serializer: Serializer | None = None,
+        lifetime: Lifetime | None = None,
     ) -> list[KeyT]:
         """Store several objects, all or none (in one round trip where possible).
 
@@ -579,6 +580,9 @@ class Store(Generic[KeyT]):
             keys: A key (or None for a new one) per object; see `set`.
             serialize: False if the objects are bytes to store as given.
             serializer: Custom serializer, as in `set`.
+            lifetime: Evict every object when this lifetime ends (see
+                `set`). A lease is set on each object right after the
+                batch is written (not in the same round trip).
 
         Returns:
             Their keys, in order.
@@ -592,6 +596,7 @@ class Store(Generic[KeyT]):
         """
         self._check_open()
         _check_batch(objs, "objs", "set_batch")
+        check_lifetime(lifetime, False, f"set_batch on store {self.name!r}")
         objs = list(objs)
         wanted: list[KeyT | None] | None = None
         if keys is not None:
@@ -612,10 +617,33 @@ class Store(Generic[KeyT]):
             for key in wanted:
                 if key is not None:
                     self._cache.pop(key)
+        if lifetime is not None:
+            self._ain_lifetime(keys, lifetime)
         if self.metrics is not None:
             nbytes = sum(_nbytes(payload) for payload in payloads)
             self.metrics.record("set_batch", _clock() - start, nbytes)
         return keys
+
+    def _ain_lifetime(self, keys: list[KeyT], lifetime: Lifetime) -> None:
+        """Put a written batch in `lifetime` (leased where the store can).
+
+        If that fails (the lifetime ended meanwhile, a lease write failed),
+        the batch is evicted: it must not outlive its lifetime.
+        """
+        try:
+            expiry = lifetime.expiry
+            if expiry is not None:
+                gather(*[self._alease_one(key, expiry) for key in keys])
+            for key in keys:
+                lifetime.add(self, key)
+        except Exception:
+            for key in keys:
+                self._evict(key)
+            raise
+
+    def _alease_one(self, key: KeyT, expiry: float) -> KeyT:
+        self._set_lease(key, expiry)
+        return key
 
     def get(
         self,
@@ -807,15 +835,20 @@ class Store(Generic[KeyT]):
         serializer: Serializer | None = None,
         deserializer: Deserializer | None = None,
         prefetch: bool = False,
+        lifetime: Lifetime | None = None,
     ) -> list[Proxy[T]]:
         """Store several objects and return a proxy for each, in order.
+
+        Takes the arguments of `proxy`, per batch; `lifetime` evicts every
+        object of the batch when it ends (see `set_batch`).
 
         Raises:
             InvalidArgumentError: If `objs` is a str or bytes.
             BatchWriteError: If a write failed (see `set_batch`).
-            ConfigurationError: If neither `objs` nor `keys` is given, or
-                they differ in length.
+            ConfigurationError: If neither `objs` nor `keys` is given, they
+                differ in length, or both `evict` and `lifetime` are given.
         """
+        check_lifetime(lifetime, evict, f"proxy_batch on store {self.name!r}")
         if objs is not None:
             _check_batch(objs, "objs", "proxy_batch")
         if not serialize:
@@ -827,11 +860,14 @@ class Store(Generic[KeyT]):
                     "keys of objects already in the store"
                 )
             self._check_open()
+            named = [self._validate_key(key) for key in keys]
+            if lifetime is not None:
+                # Not ours to lease on the server: evicted when it ends.
+                for key in named:
+                    lifetime.add(self, key)
             return [
-                self._make_proxy(
-                    self._validate_key(key), evict, deserializer, prefetch, None, strict
-                )
-                for key in keys
+                self._make_proxy(key, evict, deserializer, prefetch, None, strict)
+                for key in named
             ]
         objs = list(objs)
         stored = self.set_batch(
@@ -839,6 +875,7 @@ class Store(Generic[KeyT]):
             keys=keys,
             serialize=serialize,
             serializer=None if serialize else serializer,
+            lifetime=lifetime,
         )
         return [
             self._make_proxy(
