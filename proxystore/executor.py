@@ -6,6 +6,13 @@ result policy come back the same way. What the executor created is evicted
 once it is no longer needed: argument objects when their task finishes,
 result objects when the caller first uses the result proxy (``evict=True``).
 
+The wrapped executor is any `concurrent.futures.Executor` (thread and
+process pools, ``distributed.Client.get_executor()``) or one of Parsl's
+executors (``ThreadPoolExecutor``, ``HighThroughputExecutor``, ... as loaded
+by a ``DataFlowKernel``: ``dfk.executors[label]``), whose ``submit`` takes a
+resource specification first; tasks then go straight to the executor, past
+the kernel's dependency handling.
+
 Policies are picklable callables ``obj -> bool``: `ProxyAlways`,
 `ProxyNever`, `ProxyTypes` and `ProxySize`, or any function of yours that
 the workers can import.
@@ -16,7 +23,7 @@ from __future__ import annotations
 import concurrent.futures
 import sys
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 from proxystore import registry
 from proxystore.exceptions import ConfigurationError
@@ -102,7 +109,9 @@ class StoreExecutor(concurrent.futures.Executor):
 
     Args:
         executor: Any `concurrent.futures.Executor` (thread or process pool,
-            a Dask client's executor, ...). Shut down with this one.
+            a Dask client's executor, ...), shut down with this one; or a
+            started Parsl executor, which its ``DataFlowKernel`` shuts down
+            (``dfk.cleanup()``), not this one.
         store: The (sync-face) store the proxied objects go to; workers
             reach it through its configuration, so it must be reachable
             from them (not a `LocalStore` for a process pool).
@@ -122,10 +131,11 @@ class StoreExecutor(concurrent.futures.Executor):
         should_proxy: Policy | None = None,
         should_proxy_result: Policy | None = None,
     ) -> None:
-        if not isinstance(executor, concurrent.futures.Executor):
+        self._parsl = _is_parsl_executor(executor)
+        if not self._parsl and not isinstance(executor, concurrent.futures.Executor):
             raise ConfigurationError(
-                f"StoreExecutor wraps a concurrent.futures.Executor, got "
-                f"{type(executor).__name__}"
+                f"StoreExecutor wraps a concurrent.futures.Executor or a Parsl "
+                f"executor, got {type(executor).__name__}"
             )
         if getattr(store, "_IS_SYNC", None) is not True:
             raise ConfigurationError(
@@ -141,7 +151,7 @@ class StoreExecutor(concurrent.futures.Executor):
         ):
             if not callable(policy):
                 raise ConfigurationError(f"{name} must be callable, got {policy!r}")
-        self.executor = executor
+        self.executor: Any = executor
         self.store = store
         self.should_proxy = should_proxy
         self.should_proxy_result = should_proxy_result
@@ -159,7 +169,11 @@ class StoreExecutor(concurrent.futures.Executor):
             args = tuple(self._wrap(arg, lifetime) for arg in args)
             kwargs = {name: self._wrap(arg, lifetime) for name, arg in kwargs.items()}
             task = _Task(fn, self.store.store_config, self.should_proxy_result)
-            future = self.executor.submit(task, *args, **kwargs)
+            if self._parsl:
+                # Parsl's submit takes a resource specification first.
+                future = self.executor.submit(task, {}, *args, **kwargs)
+            else:
+                future = self.executor.submit(task, *args, **kwargs)
         except BaseException:
             lifetime.close()
             raise
@@ -175,8 +189,16 @@ class StoreExecutor(concurrent.futures.Executor):
         return self.store.proxy(obj, lifetime=lifetime)
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
-        """Shut the wrapped executor down."""
-        self.executor.shutdown(wait=wait, cancel_futures=cancel_futures)
+        """Shut the wrapped executor down (a Parsl one is left to its kernel)."""
+        if not self._parsl:
+            self.executor.shutdown(wait=wait, cancel_futures=cancel_futures)
+
+
+def _is_parsl_executor(executor: Any) -> bool:
+    """Whether `executor` is one of Parsl's (never imports Parsl)."""
+    base = sys.modules.get("parsl.executors.base")
+    kind = getattr(base, "ParslExecutor", None)
+    return isinstance(kind, type) and isinstance(executor, kind)
 
 
 def _settle(
@@ -195,7 +217,10 @@ def _settle(
     if error is not None:
         outer.set_exception(error)
     else:
-        outer.set_result(inner.result())
+        result = inner.result()
+        if type(result) is _ProxiedResult:
+            result = result.proxy
+        outer.set_result(result)
 
 
 class _Task:
@@ -214,4 +239,12 @@ class _Task:
             return result
         store = registry.lookup_or_build(self.config, "sync")
         # Evicted by its first use in the caller: nobody else holds it.
-        return store.proxy(result, evict=True)
+        # Boxed: an engine must not touch it on the way (Parsl asks a
+        # top-level result whether it is callable, then hashes it).
+        return _ProxiedResult(store.proxy(result, evict=True))
+
+
+class _ProxiedResult(NamedTuple):
+    """A task's result proxy on its way back, unboxed by `_settle`."""
+
+    proxy: Any

@@ -128,3 +128,114 @@ def test_dask_client_executor(file_store: FileStore) -> None:
         assert type(result) is Proxy
         assert int(result.sum()) == 20_000
     assert list(Path(file_store.store_dir).iterdir()) == []
+
+
+def _parsl_run(
+    executor: Any, label: str, run_dir: Path, file_store: FileStore
+) -> dict[str, Any]:
+    """Load `executor` in a DataFlowKernel; run one proxied and one plain task."""
+    import parsl
+    from parsl.config import Config
+
+    dfk = parsl.load(
+        Config(
+            executors=[executor],
+            run_dir=str(run_dir),
+            strategy="none",
+            usage_tracking=0,
+        )
+    )
+    try:
+        array = np.ones(SIZE, dtype=np.uint8)
+        loaded = dfk.executors[label]
+        proxying = StoreExecutor(loaded, file_store, should_proxy=ProxySize(10_000))
+        result = proxying.submit(double, array, offset=1).result(120)
+        proxied_bytes = loaded.sent
+        outcome = {
+            "proxied_bytes": proxied_bytes,
+            "result_was_proxy": type(result) is Proxy,
+            "sum": int(result.sum()),
+            "left_in_store": list(Path(file_store.store_dir).iterdir()),
+        }
+        plain = StoreExecutor(loaded, file_store, should_proxy=ProxyNever())
+        plain_result = plain.submit(double, array).result(120)
+        outcome["plain_bytes"] = loaded.sent - proxied_bytes
+        outcome["plain_sum"] = int(plain_result.sum())
+        proxying.shutdown()  # Parsl's executor is the kernel's to shut down
+        assert loaded.submit(kind_of, {}, b"x").result(60) == "bytes"
+        return outcome
+    finally:
+        dfk.cleanup()
+        parsl.clear()
+
+
+def test_parsl_thread_pool_executor(file_store: FileStore, tmp_path: Path) -> None:
+    from parsl.executors import ThreadPoolExecutor
+
+    class CountingThreads(ThreadPoolExecutor):  # type: ignore[misc]
+        """Counts the pickled bytes of what is submitted."""
+
+        sent = 0
+
+        def submit(self, func: Any, spec: Any, *args: Any, **kwargs: Any) -> Any:
+            self.sent += len(pickle.dumps((func, args, kwargs)))
+            return super().submit(func, spec, *args, **kwargs)
+
+    outcome = _parsl_run(
+        CountingThreads(label="threads", max_threads=2),
+        "threads",
+        tmp_path / "runinfo",
+        file_store,
+    )
+    assert outcome["proxied_bytes"] < 5_000
+    assert outcome["plain_bytes"] > SIZE
+    assert outcome["result_was_proxy"]
+    assert outcome["sum"] == 3 * SIZE
+    assert outcome["plain_sum"] == 2 * SIZE
+    assert outcome["left_in_store"] == []
+
+
+@pytest.mark.heavy
+@pytest.mark.timeout(180)
+def test_parsl_high_throughput_executor(
+    file_store: FileStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import os
+    import sys
+
+    from parsl.executors import HighThroughputExecutor
+    from parsl.providers import LocalProvider
+
+    class CountingHTEX(HighThroughputExecutor):  # type: ignore[misc]
+        """Counts the bytes of every task sent to the interchange."""
+
+        sent = 0
+
+        def submit_payload(self, context: Any, buffer: bytes) -> Any:
+            self.sent += len(buffer)
+            return super().submit_payload(context, buffer)
+
+    root = Path(__file__).resolve().parent.parent
+    # Workers start from PATH and import this module (and proxystore).
+    monkeypatch.setenv(
+        "PATH", os.pathsep.join([os.path.dirname(sys.executable), os.environ["PATH"]])
+    )
+    monkeypatch.setenv("PYTHONPATH", str(root))
+    htex = CountingHTEX(
+        label="htex",
+        address="127.0.0.1",
+        max_workers_per_node=1,
+        cores_per_worker=1,
+        heartbeat_period=2,
+        heartbeat_threshold=10,
+        poll_period=100,
+        provider=LocalProvider(init_blocks=1, min_blocks=1, max_blocks=1),
+    )
+    outcome = _parsl_run(htex, "htex", tmp_path / "runinfo", file_store)
+    # Only the proxy crossed to the workers' processes, not the 1 MB array.
+    assert outcome["proxied_bytes"] < 5_000
+    assert outcome["plain_bytes"] > SIZE
+    assert outcome["result_was_proxy"]
+    assert outcome["sum"] == 3 * SIZE
+    assert outcome["plain_sum"] == 2 * SIZE
+    assert outcome["left_in_store"] == []
