@@ -443,7 +443,9 @@ class EndpointStore(Store[EndpointKey]):
             if response.status_code == 404 and not _is_missing(response):
                 # An endpoint without the wait route: poll (the base way).
                 rest = None if deadline is None else deadline - time.monotonic()
-                return super()._exists_within(key, max(rest or 0.0, 0.0))
+                return super()._exists_within(
+                    key, None if rest is None else max(rest, 0.0)
+                )
             if response.status_code == 429:
                 # The endpoint holds its cap of waiters: poll until one ends.
                 if self._exists(key):
