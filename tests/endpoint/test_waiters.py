@@ -298,3 +298,27 @@ def test_sync_face_future_woken_across_threads(tmp_path: Path) -> None:
         loop.call_soon_threadsafe(stop.set)
         thread.join(30)
         loop.close()
+
+
+async def test_store_polls_an_endpoint_without_the_route(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from proxystore.endpoint import waiters
+
+    # An endpoint from before the wait route: GET .../wait is a 404.
+    monkeypatch.setattr(waiters, "install", lambda *args: None)
+    token_file = create_api_token(tmp_path)
+    config = EndpointConfig(name="old", uuid=str(uuid.uuid4()), port=0)
+    async with (
+        EndpointServer(config, api_token=read_api_token(token_file)) as server,
+        EndpointStore("waits-old", url=server.url, token_file=str(token_file)) as store,
+    ):
+        future = await store.afuture(timeout=30)
+        waiting = asyncio.ensure_future(future.result())
+        # Not for correctness (set before or after the 404, it gets the
+        # value): a moment so that it usually finds the route missing.
+        await asyncio.sleep(0.05)
+        await future.set_result("polled")
+        assert await asyncio.wait_for(waiting, 10) == "polled"
+        with pytest.raises(StoreTimeoutError):
+            await (await store.afuture()).result(timeout=0.1)
