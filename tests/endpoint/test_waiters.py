@@ -313,11 +313,20 @@ async def test_store_polls_an_endpoint_without_the_route(
         EndpointServer(config, api_token=read_api_token(token_file)) as server,
         EndpointStore("waits-old", url=server.url, token_file=str(token_file)) as store,
     ):
+        storage = server._storage
+        assert storage is not None
+        original: Callable[[str], Awaitable[bool]] = storage.exists
+        polled = asyncio.Event()
+
+        async def exists(object_id: str) -> bool:
+            polled.set()
+            return await original(object_id)
+
+        setattr(storage, "exists", exists)  # noqa: B010
         future = await store.afuture(timeout=30)
         waiting = asyncio.ensure_future(future.result())
-        # Not for correctness (set before or after the 404, it gets the
-        # value): a moment so that it usually finds the route missing.
-        await asyncio.sleep(0.05)
+        # The route is missing (404), so the store polls: set only once it has.
+        await asyncio.wait_for(polled.wait(), 10)
         await future.set_result("polled")
         assert await asyncio.wait_for(waiting, 10) == "polled"
         with pytest.raises(StoreTimeoutError):
