@@ -13,7 +13,6 @@ apart).
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import re
@@ -22,7 +21,15 @@ from typing import Any
 
 from proxystore._shared import new_object_id, next_version
 from proxystore._tempfiles import fsync_directory, host_name, is_orphan, temp_name
-from proxystore.store._compat import open_file, run_blocking
+from proxystore.aio._compat import (
+    open_file,
+    path_exists,
+    remove_file,
+    replace,
+    stat,
+    to_thread,
+    utime,
+)
 from proxystore.store.base import Store
 from proxystore.exceptions import (
     ConfigurationError,
@@ -251,14 +258,14 @@ class FileStore(Store[str]):
 
     def _get_version(self, key: str) -> int | None:
         try:
-            return os.stat(self._path(key)).st_mtime_ns
+            return (stat(self._path(key))).st_mtime_ns
         except FileNotFoundError:
             return None
         except OSError as err:
             raise self._error("get_timestamp", err) from err
 
     def _exists(self, key: str) -> bool:
-        return os.path.exists(self._path(key))
+        return path_exists(self._path(key))
 
     def _evict(self, key: str) -> None:
         try:
@@ -317,18 +324,12 @@ def write_file_atomically(
             # Flushed first: a later flush (at close) would move the mtime.
             file.flush()
             if mtime_ns is not None:
-                os.utime(temp, ns=(mtime_ns, mtime_ns))
+                utime(temp, ns=(mtime_ns, mtime_ns))
             if durable:
-                run_blocking(os.fsync, file.fileno())
-        os.replace(temp, path)
+                to_thread(os.fsync, file.fileno())
+        replace(temp, path)
     except BaseException:
         remove_file(temp)
         raise
     if durable:
-        run_blocking(fsync_directory, directory)
-
-
-def remove_file(path: str) -> None:
-    """Remove a file; a file that is already gone is not an error."""
-    with contextlib.suppress(FileNotFoundError):
-        os.remove(path)
+        to_thread(fsync_directory, directory)
