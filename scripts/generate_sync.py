@@ -88,6 +88,7 @@ RULES: list[tuple[str, str]] = [
     (r"\bproxystore\.aio\b(?!\._compat\b)", "proxystore.store"),
     (r"\bhttpx\.AsyncClient\b", "httpx.Client"),
     (r"\bredis\.asyncio\b", "redis"),
+    (r"\bAsyncIterator\b", "Iterator"),
 ]
 """Token rules, applied line by line after the async-only blocks are dropped."""
 
