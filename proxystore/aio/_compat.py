@@ -10,6 +10,9 @@ I/O, sleeping, semaphores, the current loop or blocking calls.
 
 The async twins never block the event loop: file metadata calls and
 blocking SDK calls run in a worker thread (the loop's default executor).
+A thread hop costs tens of microseconds, so a driver makes one per
+operation where it can (`aremove_files` takes several paths; `ato_thread`
+runs a helper doing several calls).
 """
 
 from __future__ import annotations
@@ -53,34 +56,16 @@ stat = os.stat
 """`os.stat`."""
 
 
-async def areplace(source: str, target: str) -> None:
-    """`os.replace` in a worker thread."""
-    await asyncio.to_thread(os.replace, source, target)
+async def aremove_files(*paths: str) -> None:
+    """`remove_files` in a worker thread (one hop for all of them)."""
+    await asyncio.to_thread(remove_files, *paths)
 
 
-replace = os.replace
-"""`os.replace`."""
-
-
-async def autime(path: str, ns: tuple[int, int]) -> None:
-    """`os.utime` (nanoseconds) in a worker thread."""
-    await asyncio.to_thread(os.utime, path, ns=ns)
-
-
-def utime(path: str, ns: tuple[int, int]) -> None:
-    """`os.utime` (nanoseconds)."""
-    os.utime(path, ns=ns)
-
-
-async def aremove_file(path: str) -> None:
-    """`remove_file` in a worker thread."""
-    await asyncio.to_thread(remove_file, path)
-
-
-def remove_file(path: str) -> None:
-    """Remove a file; a file that is already gone is not an error."""
-    with contextlib.suppress(FileNotFoundError):
-        os.remove(path)
+def remove_files(*paths: str) -> None:
+    """Remove files; a file that is already gone is not an error."""
+    for path in paths:
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(path)
 
 
 # -- blocking calls, sleeping, concurrency -----------------------------------------

@@ -24,7 +24,7 @@ from proxystore._shared import new_object_id
 from proxystore.aio._compat import (
     aopen_file,
     apath_exists,
-    aremove_file,
+    aremove_files,
     asleep,
     ato_thread,
 )
@@ -258,7 +258,7 @@ class GlobusStore(Store[GlobusKey]):
             remaining = []
             for filename in filenames:
                 try:
-                    await aremove_file(self._path(filename))
+                    await aremove_files(self._path(filename))
                 except OSError:
                     remaining.append(filename)
             if not isinstance(err, Exception):
@@ -316,7 +316,7 @@ class GlobusStore(Store[GlobusKey]):
 
     async def _aevict(self, key: GlobusKey) -> None:
         try:
-            await aremove_file(self._path(key.filename))
+            await aremove_files(self._path(key.filename))
         except OSError as err:
             raise self._file_error("evict", err) from err
         if self._others:

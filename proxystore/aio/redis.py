@@ -1244,7 +1244,7 @@ def _version(value: Any) -> int:
 
 
 async def _aclose_client(client: _Client) -> None:
-    """Stop a client's queued gets and close its pool (in its own loop)."""
+    """Close a client's pool (and, on an event loop, its queued gets), in its loop."""
     # async-only: begin
     client.queue.cancel()
     # async-only: end

@@ -25,7 +25,7 @@ from proxystore._shared import new_object_id
 from proxystore.aio._compat import (
     open_file,
     path_exists,
-    remove_file,
+    remove_files,
     sleep,
     to_thread,
 )
@@ -259,7 +259,7 @@ class GlobusStore(Store[GlobusKey]):
             remaining = []
             for filename in filenames:
                 try:
-                    remove_file(self._path(filename))
+                    remove_files(self._path(filename))
                 except OSError:
                     remaining.append(filename)
             if not isinstance(err, Exception):
@@ -317,7 +317,7 @@ class GlobusStore(Store[GlobusKey]):
 
     def _evict(self, key: GlobusKey) -> None:
         try:
-            remove_file(self._path(key.filename))
+            remove_files(self._path(key.filename))
         except OSError as err:
             raise self._file_error("evict", err) from err
         if self._others:

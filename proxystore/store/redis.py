@@ -1206,7 +1206,7 @@ def _version(value: Any) -> int:
 
 
 def _close_client(client: _Client) -> None:
-    """Stop a client's queued gets and close its pool (in its own loop)."""
+    """Close a client's pool (and, on an event loop, its queued gets), in its loop."""
     client.pool.close()
 
 
