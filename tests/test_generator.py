@@ -135,12 +135,12 @@ def test_malformed_async_only_blocks_are_errors(source: str, message: str) -> No
 
 def test_both_names_of_a_pair_imported_together_become_one() -> None:
     source = (
-        "from proxystore.aio._compat import (\n    aremove_file,\n    remove_file,\n)\n"
+        "from proxystore.aio._compat import (\n    aremove_files,\n    remove_files,\n)\n"
     )
-    output = _convert(source, names={"aremove_file": "remove_file"})
+    output = _convert(source, names={"aremove_files": "remove_files"})
     assert output.splitlines()[1:] == [
         "from proxystore.aio._compat import (",
-        "    remove_file,",
+        "    remove_files,",
         ")",
     ]
 
