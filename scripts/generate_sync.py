@@ -19,6 +19,10 @@ The rules, all checked by ``--check``:
   has a ``def <name>`` twin in the same class (``ClientsPerLoop.aclose_all``
   and ``close_all``). A coroutine of the sources whose natural name starts
   with "a" is therefore spelled with the prefix anyway (``aadd``).
+- A source never picks a primitive by its face (``x if _IS_SYNC else y``:
+  that is a compat pair) nor tests ``not _IS_SYNC`` (code the sync face
+  would carry dead: that is an async-only block). ``_IS_SYNC`` itself stays
+  for the faces' identity and for the rare sync-only workaround.
 - Lines from ``# async-only: begin`` to ``# async-only: end`` are dropped.
   Such a block is a hook into an `ASYNC_ONLY` module (an import, a call),
   at most `MAX_BLOCK_LINES` lines: async-only code lives in those modules.
@@ -101,6 +105,8 @@ LEAKS = (
 )
 """Patterns that must not appear in a generated file."""
 
+_FACE_TERNARY = re.compile(r"\bif\s+(?:not\s+)?_IS_SYNC\s+else\b")
+_NOT_SYNC = re.compile(r"\bnot\s+_IS_SYNC\b")
 _IMPORT_OPEN = re.compile(r"^from [\w.]+ import \($")
 _IMPORTED_NAME = re.compile(r"^\s+(\w+),$")
 _ASYNC_PREFIX = re.compile(r"^(_*)a([a-z_]\w*)$")
@@ -248,10 +254,29 @@ def drop_async_only(source: str, path: str) -> str:
     return "".join(kept)
 
 
+def check_face_tests(source: str, path: str) -> None:
+    """Refuse a source that picks a primitive or skips code by testing its face.
+
+    ``x if _IS_SYNC else y`` is a compat pair's job, and ``if not _IS_SYNC``
+    (code the sync face would carry dead) an ``# async-only`` block's.
+    """
+    for number, line in enumerate(source.splitlines(), 1):
+        if _FACE_TERNARY.search(line):
+            raise GeneratorError(
+                f"{path}:{number}: a face ternary; use a pair of the compat module"
+            )
+        if _NOT_SYNC.search(line):
+            raise GeneratorError(
+                f"{path}:{number}: `not _IS_SYNC`; put async-only code in an "
+                "async-only module hooked by an `# async-only` block"
+            )
+
+
 def convert(
     source: str, path: str, renames: Renames, uses: list[int] | None = None
 ) -> str:
     """Return the sync twin of an async module's source, counting rule uses."""
+    check_face_tests(source, path)
     lines = [HEADER.format(source=path)]
     rules = [(re.compile(pattern), replacement) for pattern, replacement in RULES]
     rename = renames.pattern()

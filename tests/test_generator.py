@@ -135,7 +135,10 @@ def test_malformed_async_only_blocks_are_errors(source: str, message: str) -> No
 
 def test_both_names_of_a_pair_imported_together_become_one() -> None:
     source = (
-        "from proxystore.aio._compat import (\n    aremove_files,\n    remove_files,\n)\n"
+        "from proxystore.aio._compat import (\n"
+        "    aremove_files,\n"
+        "    remove_files,\n"
+        ")\n"
     )
     output = _convert(source, names={"aremove_files": "remove_files"})
     assert output.splitlines()[1:] == [
@@ -233,3 +236,16 @@ def test_every_module_of_both_faces_is_in_one_list(
         "stray.py is neither generated nor in HAND_WRITTEN" in p for p in problems
     )
     assert len(problems) == 2
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ("loop = None if _IS_SYNC else get_loop()\n", "face ternary"),
+        ("if not _IS_SYNC:\n    pass\n", "not _IS_SYNC"),
+    ],
+)
+def test_a_source_never_tests_its_face_for_a_primitive(line: str, message: str) -> None:
+    with pytest.raises(generator.GeneratorError, match=message):
+        _convert(line)
+    _convert("if _IS_SYNC:\n    refresh()\n")  # a sync-only workaround is allowed
