@@ -120,13 +120,13 @@ def lint(session: nox.Session) -> None:
 
 @nox.session(python=False)
 def generate(session: nox.Session) -> None:
-    """Rewrite the generated sync stores in proxystore/store/ from proxystore/aio/."""
+    """Rewrite the generated sync face (proxystore/store/, the sync contract)."""
     session.run("python", "scripts/generate_sync.py")
 
 
 @nox.session(python=False)
 def check_generated(session: nox.Session) -> None:
-    """Fail when a generated sync store is stale or orphaned."""
+    """Fail when a generated file is stale, orphaned or leaks async code."""
     session.run("python", "scripts/generate_sync.py", "--check")
 
 

@@ -1,6 +1,6 @@
 """The process-wide background event loop that runs prefetches.
 
-One daemon thread runs one event loop, started on the first `submit`, and a
+One daemon thread runs one event loop, started on the first prefetch, and a
 few daemon worker threads run blocking calls for it (`run_blocking`, and the
 loop's default executor, which `aiofiles` and `asyncio.to_thread` use). A
 forked child forgets the parent's loop (its threads do not exist in the child)
@@ -9,14 +9,17 @@ cancelled, the loop is stopped and its thread joined, all within about a
 second; a thread stuck in a blocking call (a read from a hung file system, a
 deserializer that never returns) is a daemon and never holds the exit up.
 
-Work submitted under a store name runs under that store's semaphore. A
-prefetch (`submit_held`) keeps its slot after it finishes, until its result is
-used (`Ticket.release`): so at most `max_concurrency` objects per store are
-being fetched or waiting to be used, which bounds a consumer's memory however
-many proxies it receives, and fetches happen in the order proxies arrive. A
-queued prefetch holds its owner weakly and is cancelled when the owner is
-dropped, and whatever a prefetch raises, `BaseException`s included, goes to
-its future, never out of the loop.
+A prefetch (`submit_held`) runs under its store's semaphore and keeps its
+slot after it finishes, until its result is used (`Prefetch.release`): so at
+most `max_concurrency` objects per store are being fetched or waiting to be
+used, which bounds a consumer's memory however many proxies it receives, and
+fetches happen in the order proxies arrive. One `Prefetch` handle owns the
+fetch's future, its slots and the id of the process that made it, and moves
+through explicit states (`PrefetchState`). A queued prefetch holds its owner
+weakly and is cancelled when the owner is dropped, and whatever a prefetch
+raises, `BaseException`s included, goes to its future, never out of the loop.
+The limits, wait timeout and face are one frozen `PrefetchSettings`, replaced
+whole by `configure`.
 """
 
 from __future__ import annotations
@@ -25,6 +28,8 @@ import asyncio
 import atexit
 import concurrent.futures
 import contextlib
+import dataclasses
+import enum
 import functools
 import os
 import queue
@@ -32,8 +37,8 @@ import threading
 import time
 import types
 import weakref
-from collections.abc import Callable, Coroutine
-from typing import Any, Literal, TypeVar
+from collections.abc import Callable, Coroutine, Mapping
+from typing import Any, Generic, Literal, TypeVar
 
 from proxystore._validate import check_seconds
 from proxystore.exceptions import ConfigurationError
@@ -68,11 +73,29 @@ _STOP_TIMEOUT = 5.0
 _EXIT_TIMEOUT = 1.0
 _WORKERS = 8
 
+
+@dataclasses.dataclass(frozen=True)
+class PrefetchSettings:
+    """How background fetches run; `configure` replaces the whole object."""
+
+    max_concurrency: int = DEFAULT_MAX_CONCURRENCY
+    """Fetches per store in flight or fetched and not yet used."""
+    store_limits: Mapping[str, int] = dataclasses.field(
+        default_factory=lambda: types.MappingProxyType({})
+    )
+    """Per-store overrides of `max_concurrency` (read-only)."""
+    wait_timeout: float = DEFAULT_WAIT_TIMEOUT
+    """Seconds a sync first use waits for a pending prefetch."""
+    face: FetchFace = DEFAULT_FETCH_FACE
+    """Which face of a store background fetches go through."""
+
+    def limit(self, store: str) -> int:
+        """Return how many fetches from `store` may be in flight at once."""
+        return self.store_limits.get(store, self.max_concurrency)
+
+
 _config_lock = threading.Lock()
-_default_limit = DEFAULT_MAX_CONCURRENCY
-_store_limits: dict[str, int] = {}
-_wait_timeout = DEFAULT_WAIT_TIMEOUT
-_fetch_face: FetchFace = DEFAULT_FETCH_FACE
+_settings = PrefetchSettings()
 
 
 _Job = tuple[Callable[[], Any], Callable[[tuple[bool, Any]], None]]
@@ -235,31 +258,16 @@ class _Runner:
             entry = self.semaphores[store] = (limit, asyncio.Semaphore(limit))
         return entry[1]
 
-    async def bounded(
+    async def run_prefetch(
         self,
-        store: str | None,
-        limiter: asyncio.Semaphore | None,
-        coro: Coroutine[Any, Any, T],
-    ) -> T:
-        # The caller's limiter first, so a task waiting on it holds no store slot.
-        if limiter is not None:
-            async with limiter:
-                return await self.bounded(store, None, coro)
-        if store is not None:
-            async with self.semaphore(store):
-                return await coro
-        return await coro
-
-    async def held(
-        self,
-        ticket: Ticket,
+        prefetch: Prefetch[T],
         store: str,
         limiter: asyncio.Semaphore | None,
         job: Callable[[], Coroutine[Any, Any, T] | None],
-        result: concurrent.futures.Future[T | None],
     ) -> None:
+        result = prefetch.future
         try:
-            value = await self._held(ticket, store, limiter, job)
+            value = await self._run_prefetch(prefetch, store, limiter, job)
         except asyncio.CancelledError:
             result.cancel()
             raise
@@ -271,9 +279,9 @@ class _Runner:
             return
         _deliver(result, True, value)
 
-    async def _held(
+    async def _run_prefetch(
         self,
-        ticket: Ticket,
+        prefetch: Prefetch[T],
         store: str,
         limiter: asyncio.Semaphore | None,
         job: Callable[[], Coroutine[Any, Any, T] | None],
@@ -290,18 +298,18 @@ class _Runner:
             for semaphore in acquired:
                 semaphore.release()
             raise
-        if not ticket._start(acquired, self.loop):
+        if not prefetch._start(acquired, self.loop):
             for semaphore in acquired:
                 semaphore.release()
             return None
         try:
             coro = job()
             if coro is None:  # its owner was dropped meanwhile
-                ticket.release()
+                prefetch.release()
                 return None
             return await coro
         except BaseException:
-            ticket.release()
+            prefetch.release()
             raise
 
     async def cancel_pending(self) -> None:
@@ -336,38 +344,67 @@ def _deliver(future: concurrent.futures.Future[Any], ok: bool, value: Any) -> No
             future.set_exception(value)
 
 
-class Ticket:
-    """A held background job's claim on its concurrency slots.
+class PrefetchState(enum.Enum):
+    """Where a `Prefetch` is; the last three are final."""
 
-    The job waits for its slots (queued), runs, and keeps the slots after it
-    finishes until `release` is called, normally when its result is used. A
-    job still queued can be taken over by the caller (`claim`), which then
-    does the work itself; the job will never run.
+    QUEUED = "queued"
+    """Waiting on the loop for its slots (the limiter's, then the store's)."""
+    RUNNING = "running"
+    """Holds its slots: fetching, or fetched and not yet used."""
+    CLAIMED = "claimed"
+    """Taken over by its first use before it started: it never runs."""
+    CANCELLED = "cancelled"
+    """Dropped before it started (its proxy was, say): it never runs."""
+    RELEASED = "released"
+    """It ran, and its slots are back (used, failed, or dropped after)."""
+
+
+class Prefetch(Generic[T]):
+    """One background fetch: its future, its slots and the process that made it.
+
+    Made by `submit_held`. The fetch waits for its slots (`QUEUED`), runs
+    and keeps the slots after it finishes (`RUNNING`) until `release` is
+    called, normally when its result is used (`RELEASED`). A fetch still
+    queued can be taken over by its first use (`claim`, `CLAIMED`), which
+    then fetches itself, or dropped (`release`, `CANCELLED`); either way it
+    never runs. A handle inherited through fork belongs to the parent: it
+    is never waited on nor released in the child (`inherited`).
     """
 
-    _QUEUED, _RUNNING, _RELEASED = "queued", "running", "released"
-
     def __init__(self) -> None:
+        self.future: concurrent.futures.Future[T | None] = concurrent.futures.Future()
+        """The fetch's result or what it raised; cancelled (or None) if it never ran."""
+        self.pid = os.getpid()
+        """The process that made it (and whose loop runs it)."""
         self._lock = threading.Lock()
-        self._state = self._QUEUED
-        self._held: list[asyncio.Semaphore] = []
+        self._state = PrefetchState.QUEUED
+        self._slots: list[asyncio.Semaphore] = []
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._pid = os.getpid()
-        # The queued job's task: cancelled when the job will never be needed,
+        # The queued fetch's task: cancelled when it will never be needed,
         # so a queue of dropped proxies' fetches does not wait for slots.
         self._task: concurrent.futures.Future[Any] | None = None
 
     @property
+    def state(self) -> PrefetchState:
+        """The current state."""
+        return self._state
+
+    @property
     def started(self) -> bool:
-        """Whether the job got its slots and ran (or is running)."""
-        return self._state != self._QUEUED and self._loop is not None
+        """Whether the fetch got its slots and ran (or is running)."""
+        return self._state in (PrefetchState.RUNNING, PrefetchState.RELEASED)
+
+    @property
+    def inherited(self) -> bool:
+        """Whether this process is not the one that made it (a forked child)."""
+        return self.pid != os.getpid()
 
     def claim(self) -> bool:
-        """Take over a job that has not started: return True if it never will."""
+        """Take over a fetch that has not started: return True if it never will."""
         with self._lock:
-            if self._state != self._QUEUED:
+            if self._state is not PrefetchState.QUEUED:
                 return False
-            self._state = self._RELEASED
+            self._state = PrefetchState.CLAIMED
             task = self._task
         _cancel(task)
         return True
@@ -375,33 +412,49 @@ class Ticket:
     def release(self) -> None:
         """Give the slots back (safe from any thread, and more than once).
 
-        A job still queued is cancelled: it will never run.
+        A fetch still queued is cancelled: it will never run.
         """
-        if self._pid != os.getpid():
-            return  # inherited through fork: the slots belong to the parent
+        if self.inherited:
+            return  # the slots belong to the parent's loop
         with self._lock:
-            queued = self._state == self._QUEUED
-            held, self._held = self._held, []
-            self._state = self._RELEASED
-            loop = self._loop
-            task = self._task
-        if queued:
+            was = self._state
+            if was is PrefetchState.QUEUED:
+                self._state = PrefetchState.CANCELLED
+            elif was is PrefetchState.RUNNING:
+                self._state = PrefetchState.RELEASED
+            else:
+                return
+            slots, self._slots = self._slots, []
+            loop, task = self._loop, self._task
+        if was is PrefetchState.QUEUED:
             _cancel(task)
-        if held and loop is not None:
+        if slots and loop is not None:
             with contextlib.suppress(RuntimeError):  # the loop already closed
-                for semaphore in held:
+                for semaphore in slots:
                     loop.call_soon_threadsafe(semaphore.release)
 
     def _start(
-        self, held: list[asyncio.Semaphore], loop: asyncio.AbstractEventLoop
+        self, slots: list[asyncio.Semaphore], loop: asyncio.AbstractEventLoop
     ) -> bool:
+        """On the loop, slots acquired: run unless claimed or dropped meanwhile."""
         with self._lock:
-            if self._state != self._QUEUED:
+            if self._state is not PrefetchState.QUEUED:
                 return False
-            self._state = self._RUNNING
-            self._held = held
+            self._state = PrefetchState.RUNNING
+            self._slots = slots
             self._loop = loop
             return True
+
+    def _attach(self, task: concurrent.futures.Future[Any]) -> None:
+        """Record the loop task; cancel it if the fetch was dropped before."""
+        with self._lock:
+            self._task = task
+            never = self._state in (PrefetchState.CLAIMED, PrefetchState.CANCELLED)
+        if never:
+            _cancel(task)
+
+    def __repr__(self) -> str:
+        return f"Prefetch(state={self._state.value}, pid={self.pid})"
 
 
 _lock = threading.Lock()
@@ -422,30 +475,6 @@ def _get_runner() -> _Runner:
         return _runner
 
 
-def submit(
-    coro: Coroutine[Any, Any, T],
-    *,
-    store: str | None = None,
-    limiter: asyncio.Semaphore | None = None,
-) -> concurrent.futures.Future[T]:
-    """Run a coroutine on the background loop and return its future.
-
-    Args:
-        coro: The coroutine to run.
-        store: Run it under this store's concurrency limit.
-        limiter: Run it under this semaphore too (used only on the
-            background loop), to bound one batch of work.
-
-    Returns:
-        A future that is safe to wait on from any thread except the
-        background loop's own (see `in_background_thread`).
-    """
-    runner = _get_runner()
-    if store is not None or limiter is not None:
-        coro = runner.bounded(store, limiter, coro)
-    return asyncio.run_coroutine_threadsafe(coro, runner.loop)
-
-
 async def run_blocking(function: Callable[[], T]) -> T:
     """Run a blocking call in a background worker thread and await its result.
 
@@ -461,38 +490,30 @@ def submit_held(
     *,
     store: str,
     limiter: asyncio.Semaphore | None = None,
-) -> tuple[concurrent.futures.Future[T | None], Ticket]:
+) -> Prefetch[T]:
     """Run `job()` under `store`'s limit, keeping its slot until released.
 
     Args:
         job: Makes the coroutine to run once the slots are free (it is never
-            made if the job is claimed before it starts).
+            made if the fetch is claimed before it starts).
         store: The store whose limit applies.
         limiter: Another semaphore to hold along with the store's.
 
     Returns:
-        The job's future and the ticket whose `release` frees the slots (the
-        job releases them itself if it fails). The future holds whatever the
+        The fetch's handle: `Prefetch.release` frees the slots (the fetch
+        releases them itself if it fails). Its future holds whatever the
         job raised, `BaseException`s included; it is cancelled (or holds
-        None) if the job was claimed, released or dropped before it ran.
-        The job is held weakly when it is a bound method: dropping its
-        owner lets the owner's finalizer release the ticket, which cancels
-        the queued job.
+        None) if the fetch was claimed or dropped before it ran. The job is
+        held weakly when it is a bound method: dropping its owner lets the
+        owner's finalizer release the handle, which cancels the queued fetch.
     """
     runner = _get_runner()
-    ticket = Ticket()
-    result: concurrent.futures.Future[T | None] = concurrent.futures.Future()
+    prefetch: Prefetch[T] = Prefetch()
     task = asyncio.run_coroutine_threadsafe(
-        runner.held(ticket, store, limiter, _weakly(job), result), runner.loop
+        runner.run_prefetch(prefetch, store, limiter, _weakly(job)), runner.loop
     )
-    with ticket._lock:
-        ticket._task = task
-        # Released before its task was recorded, and never started: cancel
-        # it here (a started job is left alone, it runs to completion).
-        dropped = ticket._state == ticket._RELEASED and ticket._loop is None
-    if dropped:
-        _cancel(task)
-    return result, ticket
+    prefetch._attach(task)
+    return prefetch
 
 
 def _weakly(
@@ -529,19 +550,24 @@ def in_background_thread() -> bool:
     return runner is not None and threading.current_thread() is runner.thread
 
 
+def settings() -> PrefetchSettings:
+    """Return the current settings (an immutable snapshot)."""
+    return _settings
+
+
 def max_concurrency(store: str) -> int:
     """Return how many fetches from `store` may be in flight at once."""
-    return _store_limits.get(store, _default_limit)
+    return _settings.limit(store)
 
 
 def wait_timeout() -> float:
     """Return the seconds a sync first use waits for a pending prefetch."""
-    return _wait_timeout
+    return _settings.wait_timeout
 
 
 def fetch_face() -> FetchFace:
     """Return which face of a store background fetches go through."""
-    return _fetch_face
+    return _settings.face
 
 
 def configure(
@@ -565,7 +591,7 @@ def configure(
     Raises:
         ConfigurationError: If a limit is not a positive number.
     """
-    global _default_limit, _fetch_face, _wait_timeout
+    global _settings
     if face is not None and face not in ("async", "sync"):
         raise ConfigurationError(f"face must be 'async' or 'sync', got {face!r}")
     if max_concurrency is not None and (
@@ -579,31 +605,31 @@ def configure(
     if wait_timeout is not None:
         check_seconds(wait_timeout, "timeout", "configure_prefetch")
     with _config_lock:
+        changes: dict[str, Any] = {}
         if max_concurrency is not None:
             if store is None:
-                _default_limit = max_concurrency
+                changes["max_concurrency"] = max_concurrency
             else:
-                _store_limits[store] = max_concurrency
+                limits = {**_settings.store_limits, store: max_concurrency}
+                changes["store_limits"] = types.MappingProxyType(limits)
         if wait_timeout is not None:
-            _wait_timeout = wait_timeout
+            changes["wait_timeout"] = wait_timeout
         if face is not None:
-            _fetch_face = face
+            changes["face"] = face
+        _settings = dataclasses.replace(_settings, **changes)
 
 
 def reset_configuration() -> None:
     """Restore the default limits, timeout and face."""
-    global _default_limit, _fetch_face, _wait_timeout
+    global _settings
     with _config_lock:
-        _default_limit = DEFAULT_MAX_CONCURRENCY
-        _store_limits.clear()
-        _wait_timeout = DEFAULT_WAIT_TIMEOUT
-        _fetch_face = DEFAULT_FETCH_FACE
+        _settings = PrefetchSettings()
 
 
 def shutdown(timeout: float = _STOP_TIMEOUT) -> None:
     """Cancel pending work, stop the background loop and join its thread.
 
-    A later `submit` starts a new loop. Called at interpreter exit.
+    A later prefetch starts a new loop. Called at interpreter exit.
     """
     global _runner
     with _lock:

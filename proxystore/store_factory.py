@@ -83,10 +83,8 @@ class StoreFactory(Factory[T]):
 
     __slots__ = (
         "_pending",
-        "_pending_pid",
         "_resolve_stats",
         "_target_class",
-        "_ticket",
         "config",
         "deserializer",
         "evict",
@@ -124,9 +122,7 @@ class StoreFactory(Factory[T]):
         self.strict = strict
         self.wait = wait
         self._target_class: type | object | None = _NOT_IMPORTED
-        self._pending: concurrent.futures.Future[T | None] | None = None
-        self._ticket: _background.Ticket | None = None
-        self._pending_pid = 0
+        self._pending: _background.Prefetch[T] | None = None
         self._resolve_stats: OperationMetrics | None = None
 
     @property
@@ -152,15 +148,13 @@ class StoreFactory(Factory[T]):
             limiter: Also hold this semaphore until the result is used.
         """
         with _pending_lock:
-            if self._pending is not None and self._pending_pid == os.getpid():
+            if self._pending is not None and not self._pending.inherited:
                 return
-            self._pending, ticket = _background.submit_held(
+            pending = self._pending = _background.submit_held(
                 self._prefetch, store=self.config.name, limiter=limiter
             )
-            self._ticket = ticket
-            self._pending_pid = os.getpid()
         # A proxy dropped before its first use must not keep the slot.
-        finalizer = weakref.finalize(self, ticket.release)
+        finalizer = weakref.finalize(self, pending.release)
         finalizer.atexit = False
 
     def resolve(self) -> T:
@@ -173,20 +167,20 @@ class StoreFactory(Factory[T]):
             StoreTimeoutError: If a running prefetch did not finish within
                 the wait timeout (`proxystore.store.utils.configure_prefetch`).
         """
-        pending, ticket = self._take_pending()
-        if pending is None or ticket is None:
+        pending = self._take_pending()
+        if pending is None:
             return self._fetch()
-        if not pending.done() and self._has_sync_face() and ticket.claim():
+        if not pending.future.done() and self._has_sync_face() and pending.claim():
             # Still queued behind other prefetches: fetching now is sooner.
             self._forget(pending)
             return self._fetch()
-        if not pending.done() and _background.in_background_thread():
+        if not pending.future.done() and _background.in_background_thread():
             # The thread this would block may be the one the fetch needs.
             return self._fetch()
         # A future's prefetch is waiting for its value: give it that long too.
         timeout = _background.wait_timeout() + (self.wait or 0.0)
         done, _ = concurrent.futures.wait(
-            [pending], None if math.isinf(timeout) else timeout
+            [pending.future], None if math.isinf(timeout) else timeout
         )
         if not done:
             raise StoreTimeoutError(
@@ -194,9 +188,9 @@ class StoreFactory(Factory[T]):
                 timeout,
                 f"prefetch of key {self.key!r}",
             )
-        if pending.cancelled() or not ticket.started:
+        if pending.future.cancelled() or not pending.started:
             return self._fetch()
-        return self._result_of(pending, ticket)
+        return self._result_of(pending)
 
     def resolve_async(self) -> None:
         """Start fetching the object in the background; return at once (0.4's API).
@@ -216,7 +210,8 @@ class StoreFactory(Factory[T]):
     def _obj_future(self) -> concurrent.futures.Future[T | None] | None:
         # ProxyStore 0.4's private attribute, read by code (and tests) written
         # for it: the background fetch resolve_async started, until taken.
-        return self._take_pending()[0]
+        pending = self._take_pending()
+        return None if pending is None else pending.future
 
     async def aresolve(self) -> T:
         """Return the object without blocking the running event loop.
@@ -227,45 +222,39 @@ class StoreFactory(Factory[T]):
         Raises:
             MissingKeyError: If the key is not in the store.
         """
-        pending, ticket = self._take_pending()
-        if pending is None or ticket is None:
+        pending = self._take_pending()
+        if pending is None:
             return await self._afetch()
-        if not pending.done() and ticket.claim():
+        if not pending.future.done() and pending.claim():
             self._forget(pending)
             return await self._afetch()
         try:
-            await asyncio.shield(asyncio.wrap_future(pending))
+            await asyncio.shield(asyncio.wrap_future(pending.future))
         except asyncio.CancelledError:
-            if not pending.cancelled():
+            if not pending.future.cancelled():
                 raise
         except Exception:
             pass  # raised from `_result_of`, which also forgets the fetch
-        if pending.cancelled() or not ticket.started:
+        if pending.future.cancelled() or not pending.started:
             return await self._afetch()
-        return self._result_of(pending, ticket)
+        return self._result_of(pending)
 
-    def _take_pending(
-        self,
-    ) -> tuple[concurrent.futures.Future[T | None] | None, _background.Ticket | None]:
+    def _take_pending(self) -> _background.Prefetch[T] | None:
         with _pending_lock:
-            if self._pending is not None and self._pending_pid != os.getpid():
+            if self._pending is not None and self._pending.inherited:
                 # Made before a fork: the thread that would finish it is
                 # not in this process.
-                self._pending = self._ticket = None
-            return self._pending, self._ticket
+                self._pending = None
+            return self._pending
 
-    def _forget(self, pending: concurrent.futures.Future[T | None]) -> None:
+    def _forget(self, pending: _background.Prefetch[T]) -> None:
         with _pending_lock:
             if self._pending is pending:
-                self._pending = self._ticket = None
+                self._pending = None
 
-    def _result_of(
-        self,
-        pending: concurrent.futures.Future[T | None],
-        ticket: _background.Ticket,
-    ) -> T:
+    def _result_of(self, pending: _background.Prefetch[T]) -> T:
         try:
-            result = pending.result(0)
+            result = pending.future.result(0)
         except BaseException:
             # A failed prefetch is reported once; the next use fetches again.
             self._forget(pending)
@@ -273,7 +262,7 @@ class StoreFactory(Factory[T]):
         # Taken once (as in 0.4): a later resolve fetches, and the factory
         # does not keep the object alive.
         self._forget(pending)
-        ticket.release()
+        pending.release()
         return result  # type: ignore[return-value]
 
     def _has_sync_face(self) -> bool:

@@ -31,6 +31,7 @@ from proxystore.store import get_store, init_store
 from proxystore.store.factory import StoreFactory
 from proxystore.store.file import FileStore
 from proxystore.store.utils import configure_prefetch, get_key, prefetch, resolve_async
+from tests.background import submit
 
 TIMEOUT = 10.0
 
@@ -68,8 +69,8 @@ def _gets(store_name: str) -> dict[str, int]:
 def _wait_prefetch(proxy: Proxy[Any]) -> None:
     pending = _factory(proxy)._pending
     assert pending is not None
-    concurrent.futures.wait([pending], TIMEOUT)
-    assert pending.done()
+    concurrent.futures.wait([pending.future], TIMEOUT)
+    assert pending.future.done()
 
 
 async def _hold(gate: asyncio.Event) -> None:
@@ -94,10 +95,10 @@ class _StoreSlot:
     def __init__(self, store_name: str) -> None:
         configure_prefetch(max_concurrency=1, store=store_name)
         self.gate = asyncio.Event()
-        self.held = _background.submit(_hold(self.gate), store=store_name)
+        self.held = submit(_hold(self.gate), store=store_name)
 
     def release(self) -> None:
-        _background.submit(_open(self.gate)).result(TIMEOUT)
+        submit(_open(self.gate)).result(TIMEOUT)
         self.held.result(TIMEOUT)
 
 
@@ -165,7 +166,7 @@ def test_failed_prefetch_never_used_is_not_logged(
     with caplog.at_level(logging.DEBUG, logger="asyncio"):
         del consumer
         gc.collect()
-        _background.submit(_noop()).result(TIMEOUT)
+        submit(_noop()).result(TIMEOUT)
     assert caplog.records == []
 
 
@@ -195,7 +196,7 @@ def test_touched_on_the_background_thread_does_not_deadlock(store_name: str) -> 
         return sum(consumer)
 
     try:
-        assert _background.submit(touch()).result(TIMEOUT) == 9
+        assert submit(touch()).result(TIMEOUT) == 9
     finally:
         slot.release()
 
@@ -245,7 +246,7 @@ def test_forked_child_never_waits_on_the_parents_fetch(store_name: str) -> None:
     slot = _StoreSlot(store_name)
     try:
         consumer = _roundtrip(proxy)
-        assert not _factory(consumer)._pending.done()  # type: ignore[union-attr]
+        assert not _factory(consumer)._pending.future.done()  # type: ignore[union-attr]
         ctx = multiprocessing.get_context("fork")
         receive, send = ctx.Pipe(duplex=False)
         child = ctx.Process(
@@ -270,7 +271,7 @@ def test_pickling_a_proxy_mid_prefetch(store_name: str) -> None:
         consumer = _roundtrip(proxy)
         pending = _factory(consumer)._pending
         assert pending is not None
-        assert not pending.done()
+        assert not pending.future.done()
         blob = pickle.dumps(consumer)
         assert len(blob) < 600
         assert not is_resolved(consumer)
@@ -323,15 +324,15 @@ def test_first_use_of_a_queued_prefetch_fetches_at_once(store_name: str) -> None
         slot.release()
     assert pending is not None
     # The queued job was cancelled when first use took it over: it never fetched.
-    concurrent.futures.wait([pending], TIMEOUT)
-    assert pending.cancelled()
+    concurrent.futures.wait([pending.future], TIMEOUT)
+    assert pending.future.cancelled()
     assert sum(_gets(store_name).values()) == 1
 
 
 def _settled(proxy: Proxy[Any]) -> None:
     pending = _factory(proxy)._pending
     assert pending is not None
-    assert pending.result(TIMEOUT) is not None
+    assert pending.future.result(TIMEOUT) is not None
 
 
 def test_fetched_objects_wait_for_use_within_the_limit(store_name: str) -> None:
@@ -340,7 +341,7 @@ def test_fetched_objects_wait_for_use_within_the_limit(store_name: str) -> None:
     consumers = [_roundtrip(store.proxy([i], prefetch=True)) for i in range(5)]
     _settled(consumers[0])
     _settled(consumers[1])
-    _background.submit(_noop()).result(TIMEOUT)
+    submit(_noop()).result(TIMEOUT)
     # Two fetched and unused: the third waits for one of them to be used.
     assert sum(_gets(store_name).values()) == 2
     assert consumers[0] == [0]
@@ -392,9 +393,9 @@ async def _gated_proxies(
 def _check_bounded(store: GatedStore, consumers: list[Proxy[Any]]) -> None:
     assert store.full.wait(TIMEOUT), "fewer fetches started than the limit"
     # Every queued fetch has had its turn to run before this no-op does.
-    _background.submit(_noop()).result(TIMEOUT)
+    submit(_noop()).result(TIMEOUT)
     assert store.max_in_flight == store.expected
-    _background.submit(_open(store.gate)).result(TIMEOUT)
+    submit(_open(store.gate)).result(TIMEOUT)
     assert [int(c) for c in consumers] == list(range(len(consumers)))
     assert store.max_in_flight == store.expected
     assert store.metrics is not None
@@ -501,8 +502,8 @@ def test_payload_raising_base_exception_does_not_stop_prefetching(
     )
     pending = _factory(bad)._pending
     assert pending is not None
-    concurrent.futures.wait([pending], TIMEOUT)
-    assert isinstance(pending.exception(0), error)
+    concurrent.futures.wait([pending.future], TIMEOUT)
+    assert isinstance(pending.future.exception(0), error)
     with pytest.raises(error):
         len(bad)  # the payload's error goes to the proxy's first use
     # The loop keeps serving: later prefetches still run in the background.
@@ -510,7 +511,7 @@ def test_payload_raising_base_exception_does_not_stop_prefetching(
         good = _roundtrip(store.proxy([value], prefetch=True))
         _settled(good)
         assert good == [value]
-    assert _background.submit(_noop()).result(TIMEOUT) is None
+    assert submit(_noop()).result(TIMEOUT) is None
 
 
 def test_dropped_proxies_queued_fetches_are_cancelled(store_name: str) -> None:
@@ -537,7 +538,7 @@ def test_dropped_proxies_queued_fetches_are_cancelled(store_name: str) -> None:
         return len(asyncio.all_tasks())
 
     # Only the counting task is left on the loop: no queued job lingers.
-    assert _background.submit(count_tasks()).result(TIMEOUT) == 1
+    assert submit(count_tasks()).result(TIMEOUT) == 1
 
 
 _BLOCKED_EXIT_SCRIPT = """

@@ -1,14 +1,27 @@
-"""Async primitives whose sync twins live in `proxystore.store._compat`.
+"""The primitives that differ between the faces, in pairs, for both faces.
 
-Driver code in `proxystore.aio` imports these names only; the generator
-rewrites the import to the sync module, so a driver never branches on its
-face for file I/O, locks, sleeping or blocking SDK calls.
+Every name here used by the async face, ``aname`` (or ``AName``), has its
+sync twin ``name`` (``Name``) beside it. Drivers in `proxystore.aio` import
+only the async names; `scripts/generate_sync.py` renames each to its twin in
+the sync face (a pair is two names of this module that differ by the
+leading ``a``; its ``--check`` fails on a name without its twin). Both faces
+import this one module, so a driver never branches on its face for file
+I/O, sleeping, semaphores, the current loop or blocking calls.
+
+The async twins never block the event loop: file metadata calls and
+blocking SDK calls run in a worker thread (the loop's default executor).
+A thread hop costs tens of microseconds, so a driver makes one per
+operation where it can (`aremove_files` takes several paths; `ato_thread`
+runs a helper doing several calls).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import threading
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -16,27 +29,99 @@ import aiofiles
 
 T = TypeVar("T")
 
-open_file = aiofiles.open
-"""Open a file for async reads and writes (`aiofiles.open`)."""
+# -- files ----------------------------------------------------------------------
 
-Lock = asyncio.Lock
-"""A lock for tasks of one event loop."""
+aopen_file = aiofiles.open
+"""Open a file for reads and writes awaited on the loop (`aiofiles.open`)."""
 
-sleep = asyncio.sleep
-"""Sleep without blocking the loop."""
+open_file = open
+"""Open a file (the builtin `open`)."""
 
 
-async def run_blocking(function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+async def apath_exists(path: str) -> bool:
+    """`os.path.exists` in a worker thread."""
+    return await asyncio.to_thread(os.path.exists, path)
+
+
+path_exists = os.path.exists
+"""`os.path.exists`."""
+
+
+async def astat(path: str) -> os.stat_result:
+    """`os.stat` in a worker thread."""
+    return await asyncio.to_thread(os.stat, path)
+
+
+stat = os.stat
+"""`os.stat`."""
+
+
+async def aremove_files(*paths: str) -> None:
+    """`remove_files` in a worker thread (one hop for all of them)."""
+    await asyncio.to_thread(remove_files, *paths)
+
+
+def remove_files(*paths: str) -> None:
+    """Remove files; a file that is already gone is not an error."""
+    for path in paths:
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(path)
+
+
+# -- blocking calls, sleeping, concurrency -----------------------------------------
+
+
+async def ato_thread(function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     """Run a blocking call in a worker thread and await its result."""
     return await asyncio.to_thread(function, *args, **kwargs)
 
 
-async def gather(*awaitables: Awaitable[T]) -> list[T]:
+def to_thread(function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """Call a blocking function in the calling thread (the sync face blocks)."""
+    return function(*args, **kwargs)
+
+
+asleep = asyncio.sleep
+"""Sleep without blocking the loop."""
+
+sleep = time.sleep
+"""Sleep, blocking the thread."""
+
+
+async def agather(*awaitables: Awaitable[T]) -> list[T]:
     """Await several operations concurrently, returning results in order."""
     return list(await asyncio.gather(*awaitables))
 
 
-class Waiter:
+def gather(*results: T) -> list[T]:
+    """Return results already computed one after the other, as a list."""
+    return list(results)
+
+
+ASemaphore = asyncio.Semaphore
+"""Bounds concurrent tasks of one event loop."""
+
+Semaphore = threading.BoundedSemaphore
+"""Bounds concurrent threads."""
+
+ATimeoutError = asyncio.TimeoutError
+"""What an operation on the loop raises when it times out (not the builtin on 3.10)."""
+
+TimeoutError = TimeoutError
+"""What a blocking operation raises when it times out."""
+
+
+def acurrent_loop() -> asyncio.AbstractEventLoop:
+    """The running event loop: per-loop state (client pools) is keyed by it."""
+    return asyncio.get_running_loop()
+
+
+def current_loop() -> asyncio.AbstractEventLoop | None:
+    """None: the sync face runs on no loop, so per-loop state has one entry."""
+    return None
+
+
+class AWaiter:
     """A one-shot wake-up that any thread may trigger, awaited in this loop.
 
     Made in the task that waits (it binds the running loop); `wake` is safe
@@ -60,3 +145,18 @@ class Waiter:
         except asyncio.TimeoutError:
             return False
         return True
+
+
+class Waiter:
+    """A one-shot wake-up that any thread may trigger, waited on by this thread."""
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+
+    def wake(self) -> None:
+        """Wake the waiting thread."""
+        self._event.set()
+
+    def wait(self, timeout: float | None) -> bool:
+        """Wait for `wake`; return False if `timeout` seconds passed first."""
+        return self._event.wait(timeout)

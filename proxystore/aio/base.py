@@ -1,4 +1,4 @@
-"""The async `Store`: every store's public API over a small byte-level driver.
+"""The `Store`: every store's public API over a small byte-level driver.
 
 Drivers subclass `Store` and implement `_aset_bytes`, `_aget_bytes`,
 `_aexists`, `_aevict`, `_aclose`, `_validate_key` and `config`; drivers whose
@@ -28,7 +28,7 @@ from proxystore._shared import (
     raw_bytes,
 )
 from proxystore._validate import check_flag
-from proxystore.aio._compat import gather, sleep
+from proxystore.aio._compat import agather, asleep
 from proxystore.cache import MISSING, LRUCache
 from proxystore.exceptions import (
     BatchWriteError,
@@ -238,7 +238,7 @@ class Store(Generic[KeyT]):
         wrote and raise `BatchWriteError` (listing what it could not remove).
         """
         wanted = keys if keys is not None else [None] * len(payloads)
-        outcomes = await gather(
+        outcomes = await agather(
             *[
                 _settled(self._aset_bytes, payload, key)
                 for payload, key in zip(payloads, wanted, strict=True)
@@ -287,7 +287,7 @@ class Store(Generic[KeyT]):
 
     async def _aget_bytes_batch(self, keys: Sequence[KeyT]) -> list[Buffer | None]:
         """Fetch several payloads; drivers override this with one round trip."""
-        return await gather(*[self._aget_bytes(key) for key in keys])
+        return await agather(*[self._aget_bytes(key) for key in keys])
 
     async def _aexists(self, key: KeyT) -> bool:
         """Return whether an object is stored under `key`."""
@@ -350,7 +350,7 @@ class Store(Generic[KeyT]):
                 if remaining <= 0:
                     return False
                 delay = min(delay, remaining)
-            await sleep(delay)
+            await asleep(delay)
             delay = min(delay * 2, _POLL_MAX)
 
     # -- public API --------------------------------------------------------

@@ -12,7 +12,6 @@ configuration, so it is never in a proxy).
 
 from __future__ import annotations
 
-import asyncio
 import os
 import time
 import uuid
@@ -25,7 +24,7 @@ import httpx
 from proxystore._clients import ClientsPerLoop
 from proxystore._shared import new_object_id
 from proxystore._validate import check_seconds
-from proxystore.aio._compat import sleep
+from proxystore.aio._compat import acurrent_loop, asleep
 from proxystore.aio.base import Store
 from proxystore.endpoint.config import (
     endpoint_dir,
@@ -209,9 +208,7 @@ class EndpointStore(Store[EndpointKey]):
         return client
 
     def _http_client(self) -> httpx.AsyncClient:
-        return self._clients.client_for(
-            None if _IS_SYNC else asyncio.get_running_loop()
-        )
+        return self._clients.client_for(acurrent_loop())
 
     def _new_http_client(self) -> httpx.AsyncClient:
         return httpx.AsyncClient(
@@ -328,7 +325,7 @@ class EndpointStore(Store[EndpointKey]):
             response = await self._send_once(client, request, url, operation)
             if response.status_code != 429 or time.monotonic() + delay > deadline:
                 return response
-            await sleep(delay)
+            await asleep(delay)
             delay = min(delay * 2, _MAX_RETRY_DELAY)
 
     async def _send_once(

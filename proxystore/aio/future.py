@@ -1,8 +1,8 @@
 """`Future`: a key whose value a producer sets later (``store.afuture()``).
 
 A future is one store key that is empty until `set_result` or
-`set_exception` writes it. Consumers wait with `result` (or ``await fut``
-on the async face), or take `proxy`: a proxy that can be pickled and sent
+`set_exception` writes it. Consumers wait with `result` (on an event loop,
+``await fut`` does too), or take `proxy`: a proxy that can be pickled and sent
 before the value exists and resolves once it arrives. A future itself can
 be pickled and sent to the process that will set it.
 
@@ -15,13 +15,16 @@ poll with backoff (see `Store._aexists_within`).
 from __future__ import annotations
 
 import math
-from collections.abc import Generator
 from typing import Any, Generic, TypeVar
 
 from proxystore import registry
 from proxystore.exceptions import ConfigurationError, FutureStateError
 from proxystore.proxy import Proxy
 from proxystore.store_factory import _carried_config
+
+# async-only: begin
+from collections.abc import Generator  # isort: skip
+# async-only: end
 
 _IS_SYNC = False
 
@@ -33,7 +36,7 @@ _UNSET: Any = object()
 class Future(Generic[T]):
     """A value a producer sets later, that consumers wait for.
 
-    Made by `Store.afuture` (async face) or `Store.future` (sync face).
+    Made by `Store.afuture`.
 
     Args:
         store: The store holding the value.
@@ -140,14 +143,12 @@ class Future(Generic[T]):
         )
         return proxy
 
-    if not _IS_SYNC:
+    # async-only: begin
+    def __await__(self) -> Generator[Any, None, T]:
+        """``await fut`` is ``await fut.result()``."""
+        return self.result().__await__()
 
-        def __await__(self) -> Generator[Any, None, T]:
-            """``await fut`` is ``await fut.result()`` (async face only)."""
-            # Typed `Any`: the generated sync face keeps this dead branch.
-            awaitable: Any = self.result()
-            generator: Generator[Any, None, T] = awaitable.__await__()
-            return generator
+    # async-only: end
 
     def __reduce__(self) -> tuple[Any, ...]:
         config = self.store.store_config

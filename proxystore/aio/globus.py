@@ -7,8 +7,8 @@ from its own endpoint directory. Which endpoint is "this host's" is decided by
 matching each endpoint's ``host_regex`` against the host name (see
 `proxystore.globus.endpoints`).
 
-Globus calls are blocking HTTP requests made with globus-sdk; the async face
-runs them in worker threads.
+Globus calls are blocking HTTP requests made with globus-sdk; on an event
+loop they run in worker threads.
 """
 
 from __future__ import annotations
@@ -21,9 +21,15 @@ from typing import Any
 import globus_sdk
 
 from proxystore._shared import new_object_id
-from proxystore.aio._compat import open_file, run_blocking, sleep
+from proxystore.aio._compat import (
+    aopen_file,
+    apath_exists,
+    aremove_files,
+    asleep,
+    ato_thread,
+)
 from proxystore.aio.base import Store
-from proxystore.aio.file import remove_file, write_file_atomically
+from proxystore.aio.file import write_file_atomically
 from proxystore.exceptions import (
     BatchWriteError,
     ConfigurationError,
@@ -239,7 +245,7 @@ class GlobusStore(Store[GlobusKey]):
             for payload in payloads:
                 filenames.append(await self._write_file(payload))
             submitting = True
-            task_ids = await run_blocking(
+            task_ids = await ato_thread(
                 submit_copies,
                 self._client,
                 self.endpoint,
@@ -252,7 +258,7 @@ class GlobusStore(Store[GlobusKey]):
             remaining = []
             for filename in filenames:
                 try:
-                    remove_file(self._path(filename))
+                    await aremove_files(self._path(filename))
                 except OSError:
                     remaining.append(filename)
             if not isinstance(err, Exception):
@@ -296,7 +302,7 @@ class GlobusStore(Store[GlobusKey]):
     async def _aget_bytes(self, key: GlobusKey) -> Buffer | None:
         await self._wait_for_transfer(key)
         try:
-            async with open_file(self._path(key.filename), "rb") as file:
+            async with aopen_file(self._path(key.filename), "rb") as file:
                 data: bytes = await file.read()
         except FileNotFoundError:
             return None
@@ -306,15 +312,15 @@ class GlobusStore(Store[GlobusKey]):
 
     async def _aexists(self, key: GlobusKey) -> bool:
         await self._wait_for_transfer(key)
-        return os.path.exists(self._path(key.filename))
+        return await apath_exists(self._path(key.filename))
 
     async def _aevict(self, key: GlobusKey) -> None:
         try:
-            remove_file(self._path(key.filename))
+            await aremove_files(self._path(key.filename))
         except OSError as err:
             raise self._file_error("evict", err) from err
         if self._others:
-            await run_blocking(
+            await ato_thread(
                 submit_deletes,
                 self._client,
                 self._others,
@@ -345,8 +351,7 @@ class GlobusStore(Store[GlobusKey]):
         deadline = time.monotonic() + self.timeout
         while pending:
             states = [
-                await run_blocking(get_task_state, self._client, task)
-                for task in pending
+                await ato_thread(get_task_state, self._client, task) for task in pending
             ]
             waiting: list[TaskState] = []
             for state in states:
@@ -369,7 +374,7 @@ class GlobusStore(Store[GlobusKey]):
                     f"{self.endpoint.uuid}",
                 )
             if pending:
-                await sleep(min(self.polling_interval, remaining))
+                await asleep(min(self.polling_interval, remaining))
 
     def _remember_settled(self, task_ids: Sequence[str]) -> None:
         if len(self._settled) >= _MAX_SETTLED:

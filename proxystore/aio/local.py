@@ -18,7 +18,7 @@ from proxystore._shared import (
     remove_waiter,
     wake_waiters,
 )
-from proxystore.aio._compat import Waiter
+from proxystore.aio._compat import AWaiter
 from proxystore.aio.base import Store
 from proxystore.exceptions import InvalidKeyError
 from proxystore.serialize import Buffer, Payload, join
@@ -119,7 +119,7 @@ class LocalStore(Store[str]):
     async def _aexists_within(self, key: str, timeout: float | None) -> bool:
         # Woken by the writer (any face, any thread of this process); the
         # waiter is registered before the check, so no write slips between.
-        waiter = Waiter()
+        waiter = AWaiter()
         add_waiter(self.name, key, waiter.wake)
         try:
             if key in self._objects:

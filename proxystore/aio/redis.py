@@ -22,12 +22,13 @@ also reads, in its transaction, what the key held: an overwritten chunked
 object's chunks are then deleted (one more round trip, only then), so none
 is left behind.
 
-A store keeps one connection pool per event loop (an asyncio connection is
-bound to the loop that opened it; the async face may be used from the
-user's loop and from the background prefetch loop) and builds it on first
-use, so constructing a store does no I/O. A forked child builds its own.
-At most `max_connections` operations per pool are in flight; in the async
-face, gets that find them all busy wait together and go out as one ``MGET``.
+A store keeps one connection pool per process and event loop (a
+connection used on an event loop is bound to it, and a store may be used
+from the user's loop and from the background prefetch loop) and builds it
+on first use, so constructing a store does no I/O. A forked child builds
+its own. At most `max_connections` operations per pool are in flight; on
+an event loop, gets that find them all busy wait together and go out as
+one ``MGET``.
 
 On a Redis Cluster (``cluster=True`` or ``cluster_nodes=[...]``) the store
 talks through redis-py's cluster client instead, which follows ``MOVED``
@@ -41,10 +42,8 @@ client takes one per argument), so the zero-copy path is single-server only.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import struct
-import threading
 import time
 from collections.abc import Sequence
 from typing import Any, Literal, Protocol
@@ -64,6 +63,7 @@ from proxystore._shared import (
     next_version,
 )
 from proxystore._validate import check_seconds
+from proxystore.aio._compat import ASemaphore, ATimeoutError, acurrent_loop
 from proxystore.aio.base import Store
 from proxystore.exceptions import (
     BatchWriteError,
@@ -76,6 +76,10 @@ from proxystore.exceptions import (
 )
 from proxystore.serialize import Buffer, Payload
 from proxystore.signing import SigningKeysOption
+
+# async-only: begin
+from proxystore.aio._redis_async import QueuedGets, closed_under  # isort: skip
+# async-only: end
 
 _IS_SYNC = False
 
@@ -98,7 +102,6 @@ _Write = tuple[str, list[Buffer]]
 """One key's write: the key and the pieces that make its value."""
 _Command = list[_Write]
 """Writes sent as one command: SET for one key, MSET (atomic) for several."""
-_Owner = asyncio.AbstractEventLoop | None
 
 
 class _Connection(Protocol):
@@ -128,19 +131,16 @@ class _Pool(Protocol):
 
 
 class _Client:
-    """A connection pool and the slots bounding its concurrent operations.
+    """A connection pool and the slots bounding its concurrent operations."""
 
-    In the async face, gets that find every slot taken queue in `queued`
-    and go out together in one MGET sent by a `tasks` member.
-    """
+    # async-only: begin
+    queue: QueuedGets
+    """Gets that found every slot taken, sent together as one MGET."""
+    # async-only: end
 
-    __slots__ = ("pool", "queued", "slots", "tasks")
-
-    def __init__(self, pool: _Pool, slots: Any) -> None:
+    def __init__(self, pool: _Pool, slots: ASemaphore) -> None:
         self.pool = pool
         self.slots = slots
-        self.queued: list[tuple[str, Any]] = []
-        self.tasks: set[Any] = set()
 
 
 class RedisStore(Store[str]):
@@ -167,7 +167,7 @@ class RedisStore(Store[str]):
         ssl_cert_reqs: Whether the server's certificate is ``"required"``,
             ``"optional"`` or not checked (``"none"``).
         ssl_check_hostname: Check that the certificate matches `hostname`.
-        socket_timeout: Seconds to wait on a reply (and, in the async face,
+        socket_timeout: Seconds to wait on a reply (and, on an event loop,
             to send one request) before `StoreTimeoutError`.
         socket_connect_timeout: Seconds to wait for a connection before
             `StoreConnectionError`.
@@ -574,12 +574,12 @@ class RedisStore(Store[str]):
         pair: list[Any] | None = None
         if self._cluster:
             (pair,) = await self._arun([("MGET", key, _version_key(key))], "get", key)
-        elif not _IS_SYNC:
-            client = self._client()
-            if client.slots.locked():
-                # Every connection is busy: wait for one together with the
-                # other gets queued meanwhile, as one MGET.
-                pair = await self._aget_queued(client, key)
+        # async-only: begin
+        elif (queue := self._client().queue).busy():
+            # Every connection is busy: wait for one together with the
+            # other gets queued meanwhile, as one MGET.
+            pair = await queue.aget(key)
+        # async-only: end
         if pair is None:
             try:
                 (pair,) = await self._aexecute(
@@ -713,55 +713,18 @@ class RedisStore(Store[str]):
         except _DRIVER_ERRORS as err:
             raise self._error(err, "evict") from err
 
-    async def _aget_queued(self, client: _Client, key: str) -> list[Any]:
-        """Async face only: join the next MGET of gets waiting for a connection.
-
-        Returns the key's value and version, as `MGET K {K}:v` would.
-        """
-        # Typed `Any` because the generated sync twin keeps this dead branch.
-        loop: Any = asyncio.get_running_loop()
-        future = loop.create_future()
-        client.queued.append((key, future))
-        if len(client.queued) == 1:
-            task = loop.create_task(self._afetch_queued(client))
-            client.tasks.add(task)
-            task.add_done_callback(client.tasks.discard)
-        pair: list[Any] = await future
-        return pair
-
-    async def _afetch_queued(self, client: _Client) -> int:
-        """Send one MGET for every queued get once a connection is free.
-
-        Returns how many gets it answered. Every waiter sees a failure; the
-        task itself ends quietly unless cancelled.
-        """
+    # async-only: begin
+    async def _aget_holding(self, client: _Client, keys: list[str]) -> list[Any]:
+        """MGET the keys' values and versions on a slot the caller holds."""
+        names = [name for key in keys for name in (key, _version_key(key))]
         try:
-            await client.slots.acquire()
-        except BaseException:
-            batch, client.queued = client.queued, []
-            _settle(batch, asyncio.CancelledError())
-            raise
-        try:
-            batch, client.queued = client.queued, []
-            command = _command(
-                "MGET", *(name for key, _ in batch for name in (key, _version_key(key)))
-            )
-            try:
-                (values,) = await self._aexecute_on(client, [command], 1)
-            except _DRIVER_ERRORS as err:
-                error = self._error(err, "get")
-                error.__cause__ = err
-                _settle(batch, error)
-                return 0
-            except BaseException as err:
-                _settle(batch, err)
-                raise
-        finally:
-            client.slots.release()
-        for index, (_, future) in enumerate(batch):
-            if not future.done():
-                future.set_result(values[2 * index : 2 * index + 2])
-        return len(batch)
+            replies = await self._aexecute_on(client, [_command("MGET", *names)], 1)
+        except _DRIVER_ERRORS as err:
+            raise self._error(err, "get") from err
+        values: list[Any] = replies[0]
+        return values
+
+    # async-only: end
 
     async def _aclose(self) -> None:
         await self._clients.aclose_all(_aclose_client)
@@ -914,9 +877,10 @@ class RedisStore(Store[str]):
                     # The node from `key`'s slot: redis-py would parse
                     # every key of an MSET/MGET to find it (MOVED is still
                     # followed).
-                    if not _IS_SYNC:
-                        # The async client reads the slot map lazily.
-                        await cluster.initialize()
+                    # async-only: begin
+                    # The asyncio client reads the slot map lazily.
+                    await cluster.initialize()
+                    # async-only: end
                     node = cluster.get_node_from_key(key)
                     return [
                         await cluster.execute_command(*commands[0], target_nodes=node)
@@ -935,19 +899,11 @@ class RedisStore(Store[str]):
             ):
                 await _arefresh_slots(cluster)
             raise error from err
+        # async-only: begin
         except (AttributeError, TypeError) as err:
-            if _IS_SYNC:
-                raise
-            # redis-py 8.1's async cluster client, when a node fails, closes
-            # its connections under other tasks still connecting on them
-            # (AttributeError; on Python 3.13 a TypeError, calling the closed
-            # connection's reader that is now None).
             node = _node_name(cluster, key)
-            raise StoreConnectionError(
-                self._target if node is None else f"{node} ({self._target})",
-                f"{operation} failed: a connection was closed under it after "
-                f"a node failed: {err!r}",
-            ) from err
+            raise closed_under(self._target, node, operation, err) from err
+        # async-only: end
 
     def _new_cluster_client(self) -> Any:
         """A redis-py cluster client (its own pool per node)."""
@@ -982,20 +938,19 @@ class RedisStore(Store[str]):
         )
 
     def _client(self) -> _Client:
-        return self._clients.client_for(
-            None if _IS_SYNC else asyncio.get_running_loop()
-        )
+        return self._clients.client_for(acurrent_loop())
 
     def _new_client(self) -> _Client:
-        return _Client(
-            self._pool(),
-            # Bounds connections per pool: a thousand concurrent tasks share
-            # max_connections sockets. A semaphore is much cheaper per
-            # command than redis-py's BlockingConnectionPool.
-            threading.BoundedSemaphore(self.max_connections)
-            if _IS_SYNC
-            else asyncio.Semaphore(self.max_connections),
+        # Bounds connections per pool: a thousand concurrent tasks share
+        # max_connections sockets. A semaphore is much cheaper per
+        # command than redis-py's BlockingConnectionPool.
+        client = _Client(self._pool(), ASemaphore(self.max_connections))
+        # async-only: begin
+        client.queue = QueuedGets(
+            client.slots, lambda keys: self._aget_holding(client, keys)
         )
+        # async-only: end
+        return client
 
     def _pool(self) -> _Pool:
         if self._cluster:
@@ -1098,7 +1053,7 @@ class RedisStore(Store[str]):
         )
 
 
-_DRIVER_ERRORS = (redis_errors.RedisError, OSError, asyncio.TimeoutError)
+_DRIVER_ERRORS = (redis_errors.RedisError, OSError, ATimeoutError)
 # RedisClusterException is no RedisError (say, a slot no node serves).
 _CLUSTER_ERRORS = (*_DRIVER_ERRORS, redis_errors.RedisClusterException)
 _CLUSTER_DOWN = (
@@ -1113,7 +1068,7 @@ async def _arefresh_slots(cluster: Any) -> None:
 
     redis-py's sync client does so itself for a lone command, not for a
     transaction: it would keep sending an object's MULTI to a dead master
-    after its replica took over (the async client marks its map stale).
+    after its replica took over (the event-loop client marks its map stale).
     Best effort: a cluster still failing over is read again after the next
     failure.
     """
@@ -1288,21 +1243,11 @@ def _version(value: Any) -> int:
         return 0
 
 
-def _settle(batch: list[tuple[str, Any]], error: BaseException) -> None:
-    """Fail the futures of queued gets (cancel them if `error` is a cancel)."""
-    for _, future in batch:
-        if future.done():
-            continue
-        if isinstance(error, asyncio.CancelledError):
-            future.cancel()
-        else:
-            future.set_exception(error)
-
-
 async def _aclose_client(client: _Client) -> None:
-    """Stop a client's queued-get tasks and close its pool (in its own loop)."""
-    for task in list(client.tasks):
-        task.cancel()
+    """Close a client's pool (and, on an event loop, its queued gets), in its loop."""
+    # async-only: begin
+    client.queue.cancel()
+    # async-only: end
     await client.pool.aclose()
 
 

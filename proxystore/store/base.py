@@ -1,5 +1,5 @@
 # Generated from proxystore/aio/base.py by scripts/generate_sync.py: DO NOT EDIT.
-"""The async `Store`: every store's public API over a small byte-level driver.
+"""The `Store`: every store's public API over a small byte-level driver.
 
 Drivers subclass `Store` and implement `_set_bytes`, `_get_bytes`,
 `_exists`, `_evict`, `_close`, `_validate_key` and `config`; drivers whose
@@ -29,7 +29,7 @@ from proxystore._shared import (
     raw_bytes,
 )
 from proxystore._validate import check_flag
-from proxystore.store._compat import gather, sleep
+from proxystore.aio._compat import gather, sleep
 from proxystore.cache import MISSING, LRUCache
 from proxystore.exceptions import (
     BatchWriteError,

@@ -13,7 +13,6 @@ configuration, so it is never in a proxy).
 
 from __future__ import annotations
 
-import asyncio
 import os
 import time
 import uuid
@@ -26,7 +25,7 @@ import httpx
 from proxystore._clients import ClientsPerLoop
 from proxystore._shared import new_object_id
 from proxystore._validate import check_seconds
-from proxystore.store._compat import sleep
+from proxystore.aio._compat import current_loop, sleep
 from proxystore.store.base import Store
 from proxystore.endpoint.config import (
     endpoint_dir,
@@ -210,9 +209,7 @@ class EndpointStore(Store[EndpointKey]):
         return client
 
     def _http_client(self) -> httpx.Client:
-        return self._clients.client_for(
-            None if _IS_SYNC else asyncio.get_running_loop()
-        )
+        return self._clients.client_for(current_loop())
 
     def _new_http_client(self) -> httpx.Client:
         return httpx.Client(

@@ -13,7 +13,6 @@ apart).
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import re
@@ -22,7 +21,13 @@ from typing import Any
 
 from proxystore._shared import new_object_id, next_version
 from proxystore._tempfiles import fsync_directory, host_name, is_orphan, temp_name
-from proxystore.store._compat import open_file, run_blocking
+from proxystore.aio._compat import (
+    open_file,
+    path_exists,
+    remove_files,
+    stat,
+    to_thread,
+)
 from proxystore.store.base import Store
 from proxystore.exceptions import (
     ConfigurationError,
@@ -195,7 +200,7 @@ class FileStore(Store[str]):
         if expiry > time.time() or _KEY_PATTERN.fullmatch(key) is None:
             return False
         try:
-            remove_file(self._path(key))
+            remove_files(self._path(key))
         except OSError as err:
             raise self._error("sweep", err) from err
         return True
@@ -251,19 +256,18 @@ class FileStore(Store[str]):
 
     def _get_version(self, key: str) -> int | None:
         try:
-            return os.stat(self._path(key)).st_mtime_ns
+            return (stat(self._path(key))).st_mtime_ns
         except FileNotFoundError:
             return None
         except OSError as err:
             raise self._error("get_timestamp", err) from err
 
     def _exists(self, key: str) -> bool:
-        return os.path.exists(self._path(key))
+        return path_exists(self._path(key))
 
     def _evict(self, key: str) -> None:
         try:
-            remove_file(self._path(key))
-            remove_file(self._path(LEASE_PREFIX + key))
+            remove_files(self._path(key), self._path(LEASE_PREFIX + key))
         except OSError as err:
             raise self._error("evict", err) from err
 
@@ -314,21 +318,34 @@ def write_file_atomically(
         with open_file(temp, "wb") as file:
             for part in payload:
                 file.write(part)
-            # Flushed first: a later flush (at close) would move the mtime.
-            file.flush()
-            if mtime_ns is not None:
-                os.utime(temp, ns=(mtime_ns, mtime_ns))
             if durable:
-                run_blocking(os.fsync, file.fileno())
-        os.replace(temp, path)
+                file.flush()
+                to_thread(_seal, file.fileno(), temp, mtime_ns)
+        # Closed, so flushed: nothing moves the times set from here on.
+        to_thread(_publish, temp, path, None if durable else mtime_ns, durable)
     except BaseException:
-        remove_file(temp)
+        remove_files(temp)
         raise
+
+
+def _seal(fd: int, temp: str, mtime_ns: int | None) -> None:
+    """Date the open, flushed temporary file (its version), then fsync it.
+
+    Dated first, so the version survives a crash along with the bytes.
+    """
+    if mtime_ns is not None:
+        os.utime(temp, ns=(mtime_ns, mtime_ns))
+    os.fsync(fd)
+
+
+def _publish(temp: str, path: str, mtime_ns: int | None, durable: bool) -> None:
+    """Date the written temporary file if asked, and rename it over `path`.
+
+    Blocking calls made together: on an event loop, one worker-thread hop.
+    With `durable`, the directory is fsynced after the rename.
+    """
+    if mtime_ns is not None:
+        os.utime(temp, ns=(mtime_ns, mtime_ns))
+    os.replace(temp, path)
     if durable:
-        run_blocking(fsync_directory, directory)
-
-
-def remove_file(path: str) -> None:
-    """Remove a file; a file that is already gone is not an error."""
-    with contextlib.suppress(FileNotFoundError):
-        os.remove(path)
+        fsync_directory(os.path.dirname(path))

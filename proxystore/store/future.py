@@ -2,8 +2,8 @@
 """`Future`: a key whose value a producer sets later (``store.future()``).
 
 A future is one store key that is empty until `set_result` or
-`set_exception` writes it. Consumers wait with `result` (or ``fut``
-on the async face), or take `proxy`: a proxy that can be pickled and sent
+`set_exception` writes it. Consumers wait with `result` (on an event loop,
+``fut`` does too), or take `proxy`: a proxy that can be pickled and sent
 before the value exists and resolves once it arrives. A future itself can
 be pickled and sent to the process that will set it.
 
@@ -16,13 +16,13 @@ poll with backoff (see `Store._exists_within`).
 from __future__ import annotations
 
 import math
-from collections.abc import Generator
 from typing import Any, Generic, TypeVar
 
 from proxystore import registry
 from proxystore.exceptions import ConfigurationError, FutureStateError
 from proxystore.proxy import Proxy
 from proxystore.store_factory import _carried_config
+
 
 _IS_SYNC = True
 
@@ -34,7 +34,7 @@ _UNSET: Any = object()
 class Future(Generic[T]):
     """A value a producer sets later, that consumers wait for.
 
-    Made by `Store.future` (async face) or `Store.future` (sync face).
+    Made by `Store.future`.
 
     Args:
         store: The store holding the value.
@@ -141,14 +141,6 @@ class Future(Generic[T]):
         )
         return proxy
 
-    if not _IS_SYNC:
-
-        def __await__(self) -> Generator[Any, None, T]:
-            """``fut`` is ``fut.result()`` (async face only)."""
-            # Typed `Any`: the generated sync face keeps this dead branch.
-            awaitable: Any = self.result()
-            generator: Generator[Any, None, T] = awaitable.__await__()
-            return generator
 
     def __reduce__(self) -> tuple[Any, ...]:
         config = self.store.store_config

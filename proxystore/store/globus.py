@@ -8,8 +8,8 @@ from its own endpoint directory. Which endpoint is "this host's" is decided by
 matching each endpoint's ``host_regex`` against the host name (see
 `proxystore.globus.endpoints`).
 
-Globus calls are blocking HTTP requests made with globus-sdk; the async face
-runs them in worker threads.
+Globus calls are blocking HTTP requests made with globus-sdk; on an event
+loop they run in worker threads.
 """
 
 from __future__ import annotations
@@ -22,9 +22,15 @@ from typing import Any
 import globus_sdk
 
 from proxystore._shared import new_object_id
-from proxystore.store._compat import open_file, run_blocking, sleep
+from proxystore.aio._compat import (
+    open_file,
+    path_exists,
+    remove_files,
+    sleep,
+    to_thread,
+)
 from proxystore.store.base import Store
-from proxystore.store.file import remove_file, write_file_atomically
+from proxystore.store.file import write_file_atomically
 from proxystore.exceptions import (
     BatchWriteError,
     ConfigurationError,
@@ -240,7 +246,7 @@ class GlobusStore(Store[GlobusKey]):
             for payload in payloads:
                 filenames.append(self._write_file(payload))
             submitting = True
-            task_ids = run_blocking(
+            task_ids = to_thread(
                 submit_copies,
                 self._client,
                 self.endpoint,
@@ -253,7 +259,7 @@ class GlobusStore(Store[GlobusKey]):
             remaining = []
             for filename in filenames:
                 try:
-                    remove_file(self._path(filename))
+                    remove_files(self._path(filename))
                 except OSError:
                     remaining.append(filename)
             if not isinstance(err, Exception):
@@ -307,15 +313,15 @@ class GlobusStore(Store[GlobusKey]):
 
     def _exists(self, key: GlobusKey) -> bool:
         self._wait_for_transfer(key)
-        return os.path.exists(self._path(key.filename))
+        return path_exists(self._path(key.filename))
 
     def _evict(self, key: GlobusKey) -> None:
         try:
-            remove_file(self._path(key.filename))
+            remove_files(self._path(key.filename))
         except OSError as err:
             raise self._file_error("evict", err) from err
         if self._others:
-            run_blocking(
+            to_thread(
                 submit_deletes,
                 self._client,
                 self._others,
@@ -346,8 +352,7 @@ class GlobusStore(Store[GlobusKey]):
         deadline = time.monotonic() + self.timeout
         while pending:
             states = [
-                run_blocking(get_task_state, self._client, task)
-                for task in pending
+                to_thread(get_task_state, self._client, task) for task in pending
             ]
             waiting: list[TaskState] = []
             for state in states:

@@ -19,7 +19,7 @@ from proxystore._shared import (
     remove_waiter,
     wake_waiters,
 )
-from proxystore.store._compat import Waiter
+from proxystore.aio._compat import Waiter
 from proxystore.store.base import Store
 from proxystore.exceptions import InvalidKeyError
 from proxystore.serialize import Buffer, Payload, join

@@ -23,12 +23,13 @@ also reads, in its transaction, what the key held: an overwritten chunked
 object's chunks are then deleted (one more round trip, only then), so none
 is left behind.
 
-A store keeps one connection pool per event loop (an asyncio connection is
-bound to the loop that opened it; the async face may be used from the
-user's loop and from the background prefetch loop) and builds it on first
-use, so constructing a store does no I/O. A forked child builds its own.
-At most `max_connections` operations per pool are in flight; in the async
-face, gets that find them all busy wait together and go out as one ``MGET``.
+A store keeps one connection pool per process and event loop (a
+connection used on an event loop is bound to it, and a store may be used
+from the user's loop and from the background prefetch loop) and builds it
+on first use, so constructing a store does no I/O. A forked child builds
+its own. At most `max_connections` operations per pool are in flight; on
+an event loop, gets that find them all busy wait together and go out as
+one ``MGET``.
 
 On a Redis Cluster (``cluster=True`` or ``cluster_nodes=[...]``) the store
 talks through redis-py's cluster client instead, which follows ``MOVED``
@@ -42,10 +43,8 @@ client takes one per argument), so the zero-copy path is single-server only.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import struct
-import threading
 import time
 from collections.abc import Sequence
 from typing import Any, Literal, Protocol
@@ -65,6 +64,7 @@ from proxystore._shared import (
     next_version,
 )
 from proxystore._validate import check_seconds
+from proxystore.aio._compat import Semaphore, TimeoutError, current_loop
 from proxystore.store.base import Store
 from proxystore.exceptions import (
     BatchWriteError,
@@ -77,6 +77,7 @@ from proxystore.exceptions import (
 )
 from proxystore.serialize import Buffer, Payload
 from proxystore.signing import SigningKeysOption
+
 
 _IS_SYNC = True
 
@@ -99,7 +100,6 @@ _Write = tuple[str, list[Buffer]]
 """One key's write: the key and the pieces that make its value."""
 _Command = list[_Write]
 """Writes sent as one command: SET for one key, MSET (atomic) for several."""
-_Owner = asyncio.AbstractEventLoop | None
 
 
 class _Connection(Protocol):
@@ -129,19 +129,12 @@ class _Pool(Protocol):
 
 
 class _Client:
-    """A connection pool and the slots bounding its concurrent operations.
+    """A connection pool and the slots bounding its concurrent operations."""
 
-    In the async face, gets that find every slot taken queue in `queued`
-    and go out together in one MGET sent by a `tasks` member.
-    """
 
-    __slots__ = ("pool", "queued", "slots", "tasks")
-
-    def __init__(self, pool: _Pool, slots: Any) -> None:
+    def __init__(self, pool: _Pool, slots: Semaphore) -> None:
         self.pool = pool
         self.slots = slots
-        self.queued: list[tuple[str, Any]] = []
-        self.tasks: set[Any] = set()
 
 
 class RedisStore(Store[str]):
@@ -168,7 +161,7 @@ class RedisStore(Store[str]):
         ssl_cert_reqs: Whether the server's certificate is ``"required"``,
             ``"optional"`` or not checked (``"none"``).
         ssl_check_hostname: Check that the certificate matches `hostname`.
-        socket_timeout: Seconds to wait on a reply (and, in the async face,
+        socket_timeout: Seconds to wait on a reply (and, on an event loop,
             to send one request) before `StoreTimeoutError`.
         socket_connect_timeout: Seconds to wait for a connection before
             `StoreConnectionError`.
@@ -361,7 +354,7 @@ class RedisStore(Store[str]):
         if key is not None:
             return (self._set_bytes_batch([payload], [key]))[0]
         key, commands, _ = self._writes(payload)
-        self._awrite(commands, "set")
+        self._write(commands, "set")
         return key
 
     def _set_bytes_batch(
@@ -381,7 +374,7 @@ class RedisStore(Store[str]):
                 written[key] = (len(more) - 1, version)
         operation = "set_batch" if len(payloads) > 1 else "set"
         try:
-            heads = self._awrite(commands, operation, list(written))
+            heads = self._write(commands, operation, list(written))
         except ProxyStoreError as err:
             if len(payloads) == 1:
                 raise
@@ -413,7 +406,7 @@ class RedisStore(Store[str]):
         keeps its chunks.
         """
         if self._cluster:
-            self._arun(
+            self._run(
                 [
                     (
                         "EVAL",
@@ -437,13 +430,13 @@ class RedisStore(Store[str]):
             version.decode(),
         )
         try:
-            self._aexecute([command], 1)
+            self._execute([command], 1)
         except _DRIVER_ERRORS as err:
             raise self._error(
                 err, "set (deleting the replaced object's chunks)"
             ) from err
 
-    def _awrite(
+    def _write(
         self,
         commands: list[_Command],
         operation: str,
@@ -462,19 +455,19 @@ class RedisStore(Store[str]):
         if self._cluster:
             if tail:
                 self._refuse_on_cluster(operation)
-            return self._awrite_cluster(commands, operation, heads)
+            return self._write_cluster(commands, operation, heads)
         count = len(commands) + len(heads) + len(tail)
         replies = 1 if count == 1 else count + 2
         writes = [write for command in commands for write in command]
         try:
-            results = self._aexecute(_pack(commands, heads, tail), replies)
+            results = self._execute(_pack(commands, heads, tail), replies)
         except _DRIVER_ERRORS as err:
             error = self._error(err, operation)
             if isinstance(error, StoreConnectionError) and _size_over(writes, MiB):
                 # The server drops the connection on a value longer than its
                 # proto-max-bulk-len (1 MiB at least): say so instead of
                 # "cannot reach".
-                error = self._aexplain_dropped_write(error, writes, operation)
+                error = self._explain_dropped_write(error, writes, operation)
             raise error from err
         failed = (
             [r for r in results[-1] if isinstance(r, Exception)] if replies > 1 else []
@@ -490,10 +483,10 @@ class RedisStore(Store[str]):
             )
         return list(results[-1][: len(heads)]) if heads else []
 
-    def _awrite_cluster(
+    def _write_cluster(
         self, commands: list[_Command], operation: str, heads: Sequence[str]
     ) -> list[Any]:
-        """`_awrite` on a cluster: per object, one command or one transaction.
+        """`_write` on a cluster: per object, one command or one transaction.
 
         An object's commands all reach its key's slot: a one-command object
         (value and version, one ``MSET``) joins the others in one pipeline,
@@ -512,12 +505,12 @@ class RedisStore(Store[str]):
         try:
             single = [(key, unit[0]) for key, unit in units.items() if len(unit) == 1]
             if single:
-                self._arun(
+                self._run(
                     [command for _, command in single], operation, single[0][0]
                 )
             for key, unit in units.items():
                 if len(unit) > 1:
-                    replies = self._arun(unit, operation, key, transaction=True)
+                    replies = self._run(unit, operation, key, transaction=True)
                     found[key] = replies[0]
         except StoreOperationError:
             # The server refused a command (EXEC runs the others): leave none.
@@ -533,13 +526,13 @@ class RedisStore(Store[str]):
             "supported on a Redis Cluster yet (use a single server for them)"
         )
 
-    def _aexplain_dropped_write(
+    def _explain_dropped_write(
         self, error: ProxyStoreError, writes: list[_Write], operation: str
     ) -> ProxyStoreError:
         largest = max(_size(pieces) for _, pieces in writes)
         try:
             command = _command("CONFIG", "GET", "proto-max-bulk-len")
-            (reply,) = self._aexecute([command], 1)
+            (reply,) = self._execute([command], 1)
             pairs = list(reply.items()) if isinstance(reply, dict) else [reply]
             limit = int(pairs[0][1])
         except (*_DRIVER_ERRORS, IndexError, TypeError, ValueError):
@@ -557,12 +550,12 @@ class RedisStore(Store[str]):
         """Delete keys if the server lets us; return whether it did."""
         if self._cluster:
             try:
-                self._arun([("DEL", key) for key in set(keys)], "evict", keys[0])
+                self._run([("DEL", key) for key in set(keys)], "evict", keys[0])
             except ProxyStoreError:
                 return False
             return True
         try:
-            self._aexecute([_command("DEL", *set(keys))], 1)
+            self._execute([_command("DEL", *set(keys))], 1)
         except _DRIVER_ERRORS:
             return False
         return True
@@ -574,16 +567,10 @@ class RedisStore(Store[str]):
     def _get_versioned(self, key: str) -> tuple[Buffer, int] | None:
         pair: list[Any] | None = None
         if self._cluster:
-            (pair,) = self._arun([("MGET", key, _version_key(key))], "get", key)
-        elif not _IS_SYNC:
-            client = self._client()
-            if client.slots.locked():
-                # Every connection is busy: wait for one together with the
-                # other gets queued meanwhile, as one MGET.
-                pair = self._get_queued(client, key)
+            (pair,) = self._run([("MGET", key, _version_key(key))], "get", key)
         if pair is None:
             try:
-                (pair,) = self._aexecute(
+                (pair,) = self._execute(
                     [_command("MGET", key, _version_key(key))], 1
                 )
             except _DRIVER_ERRORS as err:
@@ -606,7 +593,7 @@ class RedisStore(Store[str]):
         if self._cluster:
             # One MGET per object (its chunks share its slot).
             commands = [("MGET", *_chunk_keys(key, n)) for key, n in counts.items()]
-            replies = self._arun(commands, operation, next(iter(counts)))
+            replies = self._run(commands, operation, next(iter(counts)))
             values = [value for reply in replies for value in reply]
         else:
             names = [
@@ -615,7 +602,7 @@ class RedisStore(Store[str]):
                 for chunk in _chunk_keys(key, count)
             ]
             try:
-                (values,) = self._aexecute([_command("MGET", *names)], 1)
+                (values,) = self._execute([_command("MGET", *names)], 1)
             except _DRIVER_ERRORS as err:
                 raise self._error(err, operation) from err
         joined: list[bytes | None] = []
@@ -629,13 +616,13 @@ class RedisStore(Store[str]):
 
     def _get_version(self, key: str) -> int | None:
         if self._cluster:
-            exists, version = self._arun(
+            exists, version = self._run(
                 [("EXISTS", key), ("GET", _version_key(key))], "get_timestamp", key
             )
             return _version(version) if exists else None
         commands = _command("EXISTS", key) + _command("GET", _version_key(key))
         try:
-            exists, version = self._aexecute([commands], 2)
+            exists, version = self._execute([commands], 2)
         except _DRIVER_ERRORS as err:
             raise self._error(err, "get_timestamp") from err
         return _version(version) if exists else None
@@ -644,12 +631,12 @@ class RedisStore(Store[str]):
         values: list[Any]
         if self._cluster:
             # Keys of several slots: one GET each, one round trip per node.
-            values = self._arun(
+            values = self._run(
                 [("GET", key) for key in keys], "get_batch", keys[0]
             )
         else:
             try:
-                (values,) = self._aexecute([_command("MGET", *keys)], 1)
+                (values,) = self._execute([_command("MGET", *keys)], 1)
             except _DRIVER_ERRORS as err:
                 raise self._error(err, "get_batch") from err
         results: list[Buffer | None] = list(values)
@@ -669,22 +656,22 @@ class RedisStore(Store[str]):
 
     def _exists(self, key: str) -> bool:
         if self._cluster:
-            count, value = self._arun(
+            count, value = self._run(
                 [("EXISTS", key), ("GETRANGE", key, 0, _MANIFEST.size - 1)],
                 "exists",
                 key,
             )
             chunks = _chunk_keys(key, _manifest_count(value))
             if count and chunks:
-                (count,) = self._arun([("EXISTS", *chunks)], "exists", key)
+                (count,) = self._run([("EXISTS", *chunks)], "exists", key)
                 return bool(count == len(chunks))
             return bool(count)
         head = _command("GETRANGE", key, "0", str(_MANIFEST.size - 1))
         try:
-            count, value = self._aexecute([_command("EXISTS", key) + head], 2)
+            count, value = self._execute([_command("EXISTS", key) + head], 2)
             chunks = _chunk_keys(key, _manifest_count(value))
             if count and chunks:
-                (count,) = self._aexecute([_command("EXISTS", *chunks)], 1)
+                (count,) = self._execute([_command("EXISTS", *chunks)], 1)
                 return bool(count == len(chunks))
         except _DRIVER_ERRORS as err:
             raise self._error(err, "exists") from err
@@ -692,7 +679,7 @@ class RedisStore(Store[str]):
 
     def _evict(self, key: str) -> None:
         if self._cluster:
-            value, _ = self._arun(
+            value, _ = self._run(
                 [
                     ("GETRANGE", key, 0, _MANIFEST.size - 1),
                     ("DEL", key, _version_key(key)),
@@ -702,67 +689,18 @@ class RedisStore(Store[str]):
             )
             chunks = _chunk_keys(key, _manifest_count(value))
             if chunks:
-                self._arun([("DEL", *chunks)], "evict", key)
+                self._run([("DEL", *chunks)], "evict", key)
             return
         head = _command("GETRANGE", key, "0", str(_MANIFEST.size - 1))
         delete = _command("DEL", key, _version_key(key), _wake_key(key))
         try:
-            value, _ = self._aexecute([head + delete], 2)
+            value, _ = self._execute([head + delete], 2)
             chunks = _chunk_keys(key, _manifest_count(value))
             if chunks:
-                self._aexecute([_command("DEL", *chunks)], 1)
+                self._execute([_command("DEL", *chunks)], 1)
         except _DRIVER_ERRORS as err:
             raise self._error(err, "evict") from err
 
-    def _get_queued(self, client: _Client, key: str) -> list[Any]:
-        """Async face only: join the next MGET of gets waiting for a connection.
-
-        Returns the key's value and version, as `MGET K {K}:v` would.
-        """
-        # Typed `Any` because the generated sync twin keeps this dead branch.
-        loop: Any = asyncio.get_running_loop()
-        future = loop.create_future()
-        client.queued.append((key, future))
-        if len(client.queued) == 1:
-            task = loop.create_task(self._fetch_queued(client))
-            client.tasks.add(task)
-            task.add_done_callback(client.tasks.discard)
-        pair: list[Any] = future
-        return pair
-
-    def _fetch_queued(self, client: _Client) -> int:
-        """Send one MGET for every queued get once a connection is free.
-
-        Returns how many gets it answered. Every waiter sees a failure; the
-        task itself ends quietly unless cancelled.
-        """
-        try:
-            client.slots.acquire()
-        except BaseException:
-            batch, client.queued = client.queued, []
-            _settle(batch, asyncio.CancelledError())
-            raise
-        try:
-            batch, client.queued = client.queued, []
-            command = _command(
-                "MGET", *(name for key, _ in batch for name in (key, _version_key(key)))
-            )
-            try:
-                (values,) = self._aexecute_on(client, [command], 1)
-            except _DRIVER_ERRORS as err:
-                error = self._error(err, "get")
-                error.__cause__ = err
-                _settle(batch, error)
-                return 0
-            except BaseException as err:
-                _settle(batch, err)
-                raise
-        finally:
-            client.slots.release()
-        for index, (_, future) in enumerate(batch):
-            if not future.done():
-                future.set_result(values[2 * index : 2 * index + 2])
-        return len(batch)
 
     def _close(self) -> None:
         self._clients.close_all(_close_client)
@@ -787,7 +725,7 @@ class RedisStore(Store[str]):
         stored, commands, _ = self._writes(payload)
         names = [name for command in commands for name, _ in command]
         names.append(_wake_key(stored))
-        self._awrite(commands, "set", tail=_expire_at(names, expiry))
+        self._write(commands, "set", tail=_expire_at(names, expiry))
         return stored
 
     def _set_lease(self, key: str, expiry: float) -> None:
@@ -796,11 +734,11 @@ class RedisStore(Store[str]):
             self._refuse_on_cluster("a lease")
         head = _command("GETRANGE", key, "0", str(_MANIFEST.size - 1))
         try:
-            (value,) = self._aexecute([head], 1)
+            (value,) = self._execute([head], 1)
             names = [key, _version_key(key), _wake_key(key)]
             names += _chunk_keys(key, _manifest_count(value))
             tail = _expire_at(names, expiry)
-            self._aexecute([_MULTI, *tail, _EXEC], len(tail) + 2)
+            self._execute([_MULTI, *tail, _EXEC], len(tail) + 2)
         except _DRIVER_ERRORS as err:
             raise self._error(err, "lease") from err
 
@@ -819,7 +757,7 @@ class RedisStore(Store[str]):
         _, commands, _ = self._writes(payload, key)
         wake = _wake_key(key)
         tail = [_command("DEL", wake), _command("RPUSH", wake, "1")]
-        self._awrite(commands, "set_result", tail=tail)
+        self._write(commands, "set_result", tail=tail)
 
     def _exists_within(self, key: str, timeout: float | None) -> bool:
         """Block on ``{K}:w`` (BLMOVE), in slices shorter than `socket_timeout`.
@@ -848,7 +786,7 @@ class RedisStore(Store[str]):
             try:
                 # Outside the slots bounding operations: waiters blocked on
                 # futures must never starve the set_result that wakes them.
-                (token,) = self._aexecute_on(self._client(), [command], 1)
+                (token,) = self._execute_on(self._client(), [command], 1)
             except _DRIVER_ERRORS as err:
                 raise self._error(err, "waiting for a future") from err
             if isinstance(token, Exception):
@@ -861,7 +799,7 @@ class RedisStore(Store[str]):
 
     # -- helpers --------------------------------------------------------------
 
-    def _aexecute(self, packed: Sequence[Buffer], replies: int) -> list[Any]:
+    def _execute(self, packed: Sequence[Buffer], replies: int) -> list[Any]:
         """Send packed commands on a pooled connection and read their replies.
 
         redis-py's connection and parser (hiredis), without its client
@@ -870,12 +808,12 @@ class RedisStore(Store[str]):
         """
         client = self._client()
         with client.slots:
-            return self._aexecute_on(client, packed, replies)
+            return self._execute_on(client, packed, replies)
 
-    def _aexecute_on(
+    def _execute_on(
         self, client: _Client, packed: Sequence[Buffer], replies: int
     ) -> list[Any]:
-        """`_aexecute` for a caller that holds one of the client's slots."""
+        """`_execute` for a caller that holds one of the client's slots."""
         connection = client.pool.get_connection()
         try:
             connection.send_packed_command(packed, check_health=False)
@@ -887,7 +825,7 @@ class RedisStore(Store[str]):
         finally:
             client.pool.release(connection)
 
-    def _arun(
+    def _run(
         self,
         commands: Sequence[tuple[Any, ...]],
         operation: str,
@@ -915,9 +853,6 @@ class RedisStore(Store[str]):
                     # The node from `key`'s slot: redis-py would parse
                     # every key of an MSET/MGET to find it (MOVED is still
                     # followed).
-                    if not _IS_SYNC:
-                        # The async client reads the slot map lazily.
-                        cluster.initialize()
                     node = cluster.get_node_from_key(key)
                     return [
                         cluster.execute_command(*commands[0], target_nodes=node)
@@ -934,21 +869,8 @@ class RedisStore(Store[str]):
                 and cluster is not None
                 and isinstance(error, StoreConnectionError)
             ):
-                _arefresh_slots(cluster)
+                _refresh_slots(cluster)
             raise error from err
-        except (AttributeError, TypeError) as err:
-            if _IS_SYNC:
-                raise
-            # redis-py 8.1's async cluster client, when a node fails, closes
-            # its connections under other tasks still connecting on them
-            # (AttributeError; on Python 3.13 a TypeError, calling the closed
-            # connection's reader that is now None).
-            node = _node_name(cluster, key)
-            raise StoreConnectionError(
-                self._target if node is None else f"{node} ({self._target})",
-                f"{operation} failed: a connection was closed under it after "
-                f"a node failed: {err!r}",
-            ) from err
 
     def _new_cluster_client(self) -> Any:
         """A redis-py cluster client (its own pool per node)."""
@@ -983,20 +905,14 @@ class RedisStore(Store[str]):
         )
 
     def _client(self) -> _Client:
-        return self._clients.client_for(
-            None if _IS_SYNC else asyncio.get_running_loop()
-        )
+        return self._clients.client_for(current_loop())
 
     def _new_client(self) -> _Client:
-        return _Client(
-            self._pool(),
-            # Bounds connections per pool: a thousand concurrent tasks share
-            # max_connections sockets. A semaphore is much cheaper per
-            # command than redis-py's BlockingConnectionPool.
-            threading.BoundedSemaphore(self.max_connections)
-            if _IS_SYNC
-            else asyncio.Semaphore(self.max_connections),
-        )
+        # Bounds connections per pool: a thousand concurrent tasks share
+        # max_connections sockets. A semaphore is much cheaper per
+        # command than redis-py's BlockingConnectionPool.
+        client = _Client(self._pool(), Semaphore(self.max_connections))
+        return client
 
     def _pool(self) -> _Pool:
         if self._cluster:
@@ -1099,7 +1015,7 @@ class RedisStore(Store[str]):
         )
 
 
-_DRIVER_ERRORS = (redis_errors.RedisError, OSError, asyncio.TimeoutError)
+_DRIVER_ERRORS = (redis_errors.RedisError, OSError, TimeoutError)
 # RedisClusterException is no RedisError (say, a slot no node serves).
 _CLUSTER_ERRORS = (*_DRIVER_ERRORS, redis_errors.RedisClusterException)
 _CLUSTER_DOWN = (
@@ -1109,12 +1025,12 @@ _CLUSTER_DOWN = (
 )
 
 
-def _arefresh_slots(cluster: Any) -> None:
+def _refresh_slots(cluster: Any) -> None:
     """Sync face: read the slot map again after a node failed under a pipeline.
 
     redis-py's sync client does so itself for a lone command, not for a
     transaction: it would keep sending an object's MULTI to a dead master
-    after its replica took over (the async client marks its map stale).
+    after its replica took over (the event-loop client marks its map stale).
     Best effort: a cluster still failing over is read again after the next
     failure.
     """
@@ -1289,21 +1205,8 @@ def _version(value: Any) -> int:
         return 0
 
 
-def _settle(batch: list[tuple[str, Any]], error: BaseException) -> None:
-    """Fail the futures of queued gets (cancel them if `error` is a cancel)."""
-    for _, future in batch:
-        if future.done():
-            continue
-        if isinstance(error, asyncio.CancelledError):
-            future.cancel()
-        else:
-            future.set_exception(error)
-
-
 def _close_client(client: _Client) -> None:
-    """Stop a client's queued-get tasks and close its pool (in its own loop)."""
-    for task in list(client.tasks):
-        task.cancel()
+    """Close a client's pool (and, on an event loop, its queued gets), in its loop."""
     client.pool.close()
 
 

@@ -1,4 +1,7 @@
-"""The async face over LocalStore and FileStore."""
+"""The async face over LocalStore and FileStore: what only it has.
+
+What every store does on both faces is in tests/contract/.
+"""
 
 from __future__ import annotations
 
@@ -12,9 +15,7 @@ import pytest
 
 from proxystore import aio
 from proxystore.aio.base import Store
-from proxystore.exceptions import InvalidKeyError, MissingKeyError
 from proxystore.proxy import is_resolved
-from proxystore.store.utils import get_key
 
 
 @pytest.fixture(params=["local", "file"])
@@ -27,15 +28,6 @@ async def store(
         store = aio.init_store("file", name=store_name, store_dir=tmp_path)
     async with store:
         yield store
-
-
-async def test_set_get_exists_evict(store: Store[Any]) -> None:
-    key = await store.aset({"a": 1})
-    assert await store.aexists(key)
-    assert await store.aget(key) == {"a": 1}
-    await store.aevict(key)
-    assert not await store.aexists(key)
-    assert await store.aget(key) is None
 
 
 async def test_aproxy_and_aio_resolve(store: Store[Any]) -> None:
@@ -54,13 +46,6 @@ async def test_resolve_all_and_batches(store: Store[Any]) -> None:
     assert await store.aget_batch(keys) == ["a", "b"]
 
 
-async def test_aio_resolve_missing_key(store: Store[Any]) -> None:
-    p = await store.aproxy("x")
-    await store.aevict(get_key(p))
-    with pytest.raises(MissingKeyError):
-        await aio.resolve(p)
-
-
 async def test_many_tasks_share_one_store(store: Store[Any]) -> None:
     async def work(i: int) -> int:
         key = await store.aset(i)
@@ -70,11 +55,6 @@ async def test_many_tasks_share_one_store(store: Store[Any]) -> None:
 
     results = await asyncio.gather(*(work(i) for i in range(200)))
     assert results == list(range(200))
-
-
-async def test_invalid_key(store: Store[Any]) -> None:
-    with pytest.raises(InvalidKeyError):
-        await store.aget("")
 
 
 async def test_sync_face_resolves_async_made_proxy(store: Store[Any]) -> None:

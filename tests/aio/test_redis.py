@@ -455,7 +455,7 @@ async def test_cancelled_waiter_leaves_the_others_their_values(
     # One pass of the loop (not a timed wait) runs each task to its first
     # await: the first holds the connection, the others are queued.
     await asyncio.sleep(0)
-    assert len(store._clients[asyncio.get_running_loop()].queued) == 19
+    assert len(store._clients[asyncio.get_running_loop()].queue.queued) == 19
     tasks[5].cancel()
     results = await asyncio.gather(*tasks, return_exceptions=True)
     assert isinstance(results[5], asyncio.CancelledError)

@@ -93,7 +93,7 @@ async def test_cancelled_waiter_leaves_the_prefetch_running(store_name: str) -> 
         factory = get_factory(consumer)
         assert isinstance(factory, StoreFactory)
         assert factory._pending is not None
-        assert not factory._pending.cancelled()
+        assert not factory._pending.future.cancelled()
     finally:
         _RELEASE.set()
     assert await asyncio.wait_for(aio.resolve(consumer), TIMEOUT) == [7]
