@@ -632,7 +632,7 @@ class Store(Generic[KeyT]):
         try:
             expiry = lifetime.expiry
             if expiry is not None:
-                await gather(*[self._alease_one(key, expiry) for key in keys])
+                await agather(*[self._alease_one(key, expiry) for key in keys])
             for key in keys:
                 lifetime.add(self, key)
         except Exception:

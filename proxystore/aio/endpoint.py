@@ -448,7 +448,7 @@ class EndpointStore(Store[EndpointKey]):
                     return True
                 if deadline is not None:
                     delay = min(delay, max(deadline - time.monotonic(), 0.0))
-                await sleep(delay)
+                await asleep(delay)
                 delay = min(delay * 2, _MAX_RETRY_DELAY)
                 continue
             self._raise_for_error(response, self._endpoint_url)

@@ -618,13 +618,13 @@ class Store(Generic[KeyT]):
                 if key is not None:
                     self._cache.pop(key)
         if lifetime is not None:
-            self._ain_lifetime(keys, lifetime)
+            self._in_lifetime(keys, lifetime)
         if self.metrics is not None:
             nbytes = sum(_nbytes(payload) for payload in payloads)
             self.metrics.record("set_batch", _clock() - start, nbytes)
         return keys
 
-    def _ain_lifetime(self, keys: list[KeyT], lifetime: Lifetime) -> None:
+    def _in_lifetime(self, keys: list[KeyT], lifetime: Lifetime) -> None:
         """Put a written batch in `lifetime` (leased where the store can).
 
         If that fails (the lifetime ended meanwhile, a lease write failed),
@@ -633,7 +633,7 @@ class Store(Generic[KeyT]):
         try:
             expiry = lifetime.expiry
             if expiry is not None:
-                gather(*[self._alease_one(key, expiry) for key in keys])
+                gather(*[self._lease_one(key, expiry) for key in keys])
             for key in keys:
                 lifetime.add(self, key)
         except Exception:
@@ -641,7 +641,7 @@ class Store(Generic[KeyT]):
                 self._evict(key)
             raise
 
-    def _alease_one(self, key: KeyT, expiry: float) -> KeyT:
+    def _lease_one(self, key: KeyT, expiry: float) -> KeyT:
         self._set_lease(key, expiry)
         return key
 
