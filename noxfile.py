@@ -1,9 +1,10 @@
 """Developer and CI sessions.
 
-`lint`, `tests`, `generate`, `check_generated`, `docs` and `benchmarks` run in
-the current environment (pip install -e '.[dev]'). `tests-3.10` ... `tests-3.13`
-and `min_deps` each build their own virtualenv from this repository's files,
-with the interpreters installed on the machine (pyenv's, else the PATH's).
+`lint`, `tests`, `generate`, `check_generated`, `dupes`, `docs` and
+`benchmarks` run in the current environment (pip install -e '.[dev]').
+`tests-3.10` ... `tests-3.13` and `min_deps` each build their own virtualenv
+from this repository's files, with the interpreters installed on the machine
+(pyenv's, else the PATH's).
 """
 
 from __future__ import annotations
@@ -97,9 +98,10 @@ def min_constraints(pyproject: dict[str, object]) -> list[str]:
 def min_deps(session: nox.Session) -> None:
     """The suite less heavy tests at Python 3.10 and the declared floors.
 
-    Installs `.[test]` (not `.[dev]`: the engines, linters and nox itself
+    Installs `.[test]` (not `.[dev]`: Parsl, the linters and nox itself
     need newer shared dependencies than the library declares) with every
-    runtime requirement pinned to its lower bound.
+    runtime requirement pinned to its lower bound. Every floor has a wheel
+    for CPython 3.10, so nothing is built from source.
     """
     pins = min_constraints(nox.project.load_toml("pyproject.toml"))
     constraints = Path(session.create_tmp()) / "min-constraints.txt"
@@ -128,6 +130,53 @@ def generate(session: nox.Session) -> None:
 def check_generated(session: nox.Session) -> None:
     """Fail when a generated file is stale, orphaned or leaks async code."""
     session.run("python", "scripts/generate_sync.py", "--check")
+
+
+# The first line of every module scripts/generate_sync.py writes.
+GENERATED_HEADER = "# Generated from proxystore/aio/"
+
+
+def generated_modules(package: Path = Path("proxystore")) -> list[Path]:
+    """The modules of `package` that scripts/generate_sync.py writes."""
+    return sorted(
+        path
+        for path in package.rglob("*.py")
+        if path.read_text(encoding="utf-8").startswith(GENERATED_HEADER)
+    )
+
+
+@nox.session(python=False)
+def dupes(session: nox.Session) -> None:
+    """Report code repeated in 6+ lines across the hand-written package.
+
+    The generated sync stores repeat their proxystore/aio/ sources by design
+    and are left out. A report, not a gate: repeats do not fail the session.
+    Extra arguments go to pylint (`nox -s dupes -- --min-similarity-lines=10`).
+    """
+    # pylint reads each pattern as a path, so a backslash would become a
+    # separator: `[.]` matches the dot.
+    ignored = ",".join(
+        ".*" + re.escape(path.with_suffix("").as_posix()) + "[.]py$"
+        for path in generated_modules()
+    )
+    session.log(f"left out (generated): {len(generated_modules())} modules")
+    report = session.run(
+        "pylint", "--disable=all", "--enable=duplicate-code",
+        "--min-similarity-lines=6", "--score=n", f"--ignore-paths={ignored}",
+        *session.posargs, "proxystore",
+        success_codes=[0, 8],  # 8: refactor messages (the repeats) only
+        silent=True,
+    )  # fmt: skip
+    if isinstance(report, str):  # None under --install-only
+        print(report, end="")
+        session.log(summarize_duplicates(report))
+
+
+def summarize_duplicates(report: str) -> str:
+    """One line counting pylint's duplicate-code messages and the lines they span."""
+    ranges = re.findall(r"R0801: .*?\n==[\w.]+:\[(\d+):(\d+)\]", report)
+    lines = sum(int(end) - int(start) for start, end in ranges)
+    return f"{len(ranges)} repeated blocks, {lines} lines (first copy of each)"
 
 
 @nox.session(python=False)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import logging
 import random
 import ssl
@@ -25,6 +26,15 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 MessageCallback = Callable[[dict[str, Any]], None]
+
+# Keyword arguments for `connect` that keep the link direct. websockets 15
+# added proxy support, on by default (it follows HTTP(S)_PROXY and ALL_PROXY).
+# websockets 13 and 14 have no `proxy` argument (they never use a proxy) and
+# hand unknown arguments to `loop.create_connection`, which raises TypeError;
+# so the argument is passed only where it exists.
+DIRECT_CONNECTION: dict[str, Any] = (
+    {"proxy": None} if "proxy" in inspect.signature(connect).parameters else {}
+)
 
 
 class SignalingClient:
@@ -181,7 +191,7 @@ class SignalingClient:
                     open_timeout=self._timeout,
                     close_timeout=min(self._timeout, 2.0),
                     compression=None,
-                    proxy=None,
+                    **DIRECT_CONNECTION,
                     ssl=self._tls,
                     max_size=MAX_MESSAGE_SIZE,
                 ) as websocket:
@@ -196,8 +206,10 @@ class SignalingClient:
                     logger.info("%s registered with %s", self._uuid, self.url)
                     async for raw in websocket:
                         self._dispatch(raw)
-                    replaced = websocket.close_code == protocol.CLOSE_REPLACED
-                    self.last_error = f"server closed the link ({websocket.close_code})"
+                    # `websocket.close_code` exists from websockets 13.1 on.
+                    close_code = websocket.protocol.close_code
+                    replaced = close_code == protocol.CLOSE_REPLACED
+                    self.last_error = f"server closed the link ({close_code})"
             except ConnectionClosed as err:
                 replaced = (
                     err.rcvd is not None and err.rcvd.code == protocol.CLOSE_REPLACED

@@ -36,7 +36,7 @@ from proxystore.endpoint.testing import (
 from proxystore.exceptions import PeerConnectionError, ProxyStoreError
 from proxystore.p2p import PeerManager, PeerMessage
 from proxystore.p2p import signaling_protocol as protocol
-from proxystore.p2p.signaling_client import SignalingClient
+from proxystore.p2p.signaling_client import DIRECT_CONNECTION, SignalingClient
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -111,7 +111,7 @@ async def test_impostor_with_the_secret_cannot_take_over_an_endpoint(
     }
     for label, make_proof in attempts.items():
         async with connect(
-            sites.signaling.url, ssl=context, open_timeout=WAIT, proxy=None
+            sites.signaling.url, ssl=context, open_timeout=WAIT, **DIRECT_CONNECTION
         ) as ws:
             nonce = json.loads(await asyncio.wait_for(ws.recv(), WAIT))["nonce"]
             body = {

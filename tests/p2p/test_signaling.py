@@ -25,6 +25,7 @@ from proxystore.p2p.signaling import (
     read_secret,
     serve,
 )
+from proxystore.p2p.signaling_client import DIRECT_CONNECTION
 
 SECRET = "test-secret"  # the conftest fixtures' secret
 WAIT = 10.0
@@ -50,7 +51,7 @@ async def register(
 ) -> ClientConnection:
     """Register ``identity``, or claim ``uuid`` with ``identity``'s key."""
     uuid = uuid or identity.uuid
-    ws = await connect(server.url, open_timeout=WAIT, proxy=None)
+    ws = await connect(server.url, open_timeout=WAIT, **DIRECT_CONNECTION)
     challenge = await recv(ws)
     assert challenge["type"] == "challenge"
     auth = protocol.auth_digest(secret, challenge["nonce"], uuid)
@@ -73,7 +74,7 @@ async def register(
 async def test_registration_without_secret_is_refused(
     signaling: SignalingServer,
 ) -> None:
-    async with connect(signaling.url, open_timeout=WAIT, proxy=None) as ws:
+    async with connect(signaling.url, open_timeout=WAIT, **DIRECT_CONNECTION) as ws:
         await recv(ws)
         await ws.send(json.dumps({"type": "register", "uuid": "x", "auth": "guess"}))
         assert await recv(ws) == {"type": "error", "reason": "authentication failed"}
@@ -91,7 +92,7 @@ async def test_wrong_secret_and_malformed_registration_are_refused(
     ws = await register(signaling, IDS["a"], secret="not-the-secret")
     assert (await recv(ws))["reason"] == "authentication failed"
     await ws.close()
-    async with connect(signaling.url, open_timeout=WAIT, proxy=None) as ws:
+    async with connect(signaling.url, open_timeout=WAIT, **DIRECT_CONNECTION) as ws:
         await recv(ws)
         await ws.send("not json")
         assert (await recv(ws))["type"] == "error"
@@ -173,7 +174,7 @@ async def test_console_script_serves_until_sigterm() -> None:
         line = (await asyncio.wait_for(process.stdout.readline(), WAIT)).decode()
         assert "listening on ws://" in line
         url = line.split("listening on ", 1)[1].strip()
-        async with connect(url, open_timeout=WAIT, proxy=None) as ws:
+        async with connect(url, open_timeout=WAIT, **DIRECT_CONNECTION) as ws:
             assert (await recv(ws))["type"] == "challenge"
         process.send_signal(signal.SIGTERM)
         assert await asyncio.wait_for(process.wait(), WAIT) == 0
@@ -217,7 +218,7 @@ async def test_registration_without_a_fresh_identity_proof_is_refused(
         ("another recipient", {"to": "someone"}),
         ("stale", {"ts": time.time() - 600}),
     ]:
-        async with connect(signaling.url, open_timeout=WAIT, proxy=None) as ws:
+        async with connect(signaling.url, open_timeout=WAIT, **DIRECT_CONNECTION) as ws:
             nonce = (await recv(ws))["nonce"]
             body = {"from": identity.uuid, "to": "signaling", "nonce": nonce}
             message: dict[str, Any] = {

@@ -132,7 +132,9 @@ def test_config_carries_the_sorted_seeds_and_no_password(
         assert config["cluster_nodes"] == sorted(seeds)
         assert f"{config['hostname']}:{config['port']}" == sorted(seeds)[0]
         assert "password" not in config
-        blob = pickle.dumps(store.proxy("x"))
+        # No I/O: the cluster has no password, and redis-py before 8 fails a
+        # connection whose AUTH the server refuses.
+        blob = pickle.dumps(store.proxy_from_key("x"))
         assert b"hunter2" not in blob
         assert all(seed.encode() in blob for seed in seeds)
     finally:
