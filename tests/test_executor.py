@@ -120,6 +120,21 @@ def test_results_as_proxies_by_default(file_store: FileStore) -> None:
         assert list(Path(file_store.store_dir).iterdir()) == []
 
 
+def test_result_proxy_passed_on_resolves_in_the_next_worker(
+    file_store: FileStore,
+) -> None:
+    pool = CountingPool()
+    with StoreExecutor(pool, file_store, should_proxy=ProxySize(10_000)) as executor:
+        first = executor.submit(double, np.ones(SIZE, dtype=np.uint8)).result(60)
+        sent = pool.sent
+        second = executor.submit(double, first).result(60)
+        assert pool.sent - sent < 5_000  # the proxy went, not the array
+        assert not is_resolved(first)  # never fetched here
+        assert int(second.sum()) == 4 * SIZE
+    # The first result was evicted by its use in the second task's worker.
+    assert list(Path(file_store.store_dir).iterdir()) == []
+
+
 @pytest.mark.parametrize("result_as", ["proxy", "value"])
 def test_cancelled_while_running_leaves_nothing(
     file_store: FileStore, result_as: str
