@@ -118,7 +118,7 @@ def size_of(obj: Any) -> int:
     return sys.getsizeof(obj)
 
 
-class Wrapping:
+class _Wrapping:
     """What `StoreExecutor` and `AsyncStoreExecutor` share: checked settings."""
 
     _SYNC_FACE: ClassVar[bool] = True
@@ -132,25 +132,24 @@ class Wrapping:
         result_as: ResultAs = "proxy",
     ) -> None:
         who = type(self).__name__
-        self._parsl = check_executor(executor, who)
+        self._parsl = _check_executor(executor, who)
         if getattr(store, "_IS_SYNC", None) is not self._SYNC_FACE:
             face = (
-                "sync face (proxystore.store"
-                if self._SYNC_FACE
-                else ("async face (proxystore.aio")
+                "sync (proxystore.store" if self._SYNC_FACE else "async (proxystore.aio"
             )
             raise ConfigurationError(
-                f"{who} needs a store of the {face}...), got {type(store).__name__}"
+                f"{who} needs a store of the {face}...) face, "
+                f"got {type(store).__name__}"
             )
         self.executor: Any = executor
         self.store = store
-        self.should_proxy, self.should_proxy_result = check_policies(
+        self.should_proxy, self.should_proxy_result = _check_policies(
             should_proxy, should_proxy_result
         )
-        self.result_as: ResultAs = check_result_as(result_as)
+        self.result_as: ResultAs = _check_result_as(result_as)
 
 
-class StoreExecutor(Wrapping, concurrent.futures.Executor):
+class StoreExecutor(_Wrapping, concurrent.futures.Executor):
     """Wrap an executor so arguments and results matching a policy travel as proxies.
 
     Args:
@@ -194,7 +193,7 @@ class StoreExecutor(Wrapping, concurrent.futures.Executor):
             args = tuple(self._wrap(arg, lifetime) for arg in args)
             kwargs = {name: self._wrap(arg, lifetime) for name, arg in kwargs.items()}
             task = _Task(fn, self.store.store_config, self.should_proxy_result)
-            future = submit_task(self.executor, self._parsl, task, args, kwargs)
+            future = _submit_task(self.executor, self._parsl, task, args, kwargs)
         except BaseException:
             lifetime.close()
             raise
@@ -217,7 +216,7 @@ class StoreExecutor(Wrapping, concurrent.futures.Executor):
             self.executor.shutdown(wait=wait, cancel_futures=cancel_futures)
 
 
-def check_executor(executor: Any, who: str) -> bool:
+def _check_executor(executor: Any, who: str) -> bool:
     """Refuse what is not an executor; return whether it is one of Parsl's."""
     parsl = _is_parsl_executor(executor)
     if not parsl and not isinstance(executor, concurrent.futures.Executor):
@@ -228,7 +227,7 @@ def check_executor(executor: Any, who: str) -> bool:
     return parsl
 
 
-def check_policies(
+def _check_policies(
     should_proxy: Policy | None, should_proxy_result: Policy | None
 ) -> tuple[Policy, Policy]:
     """Return the argument and result policies, defaults filled in, checked."""
@@ -244,7 +243,7 @@ def check_policies(
     return should_proxy, should_proxy_result
 
 
-def check_result_as(result_as: Any) -> ResultAs:
+def _check_result_as(result_as: Any) -> ResultAs:
     """Refuse a `result_as` other than ``"proxy"`` or ``"value"``."""
     if result_as not in _RESULT_AS:
         raise ConfigurationError(
@@ -253,7 +252,7 @@ def check_result_as(result_as: Any) -> ResultAs:
     return result_as  # type: ignore[no-any-return]
 
 
-def submit_task(
+def _submit_task(
     executor: Any,
     parsl: bool,
     task: Callable[..., Any],
@@ -271,7 +270,7 @@ def submit_task(
     return future
 
 
-def discard_result(outcome: Any) -> None:
+def _discard_result(outcome: Any) -> None:
     """Evict a task's proxied result nobody will use (its caller cancelled).
 
     Blocking (the sync face), but only a delete.
@@ -320,12 +319,12 @@ def _settle(
         return
     result = inner.result()
     if outer.done():  # cancelled by the caller while the task ran
-        discard_result(result)
+        _discard_result(result)
     elif type(result) is not _ProxiedResult:
         _deliver(outer, True, result)
     elif result_as == "proxy":
         if not _deliver(outer, True, result.proxy):
-            discard_result(result)
+            _discard_result(result)
     else:
         # Fetched off this thread: it may be an engine's event loop (Dask).
         fetch = _background.submit(_fetch_value(result.proxy))

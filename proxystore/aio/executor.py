@@ -35,18 +35,18 @@ from typing_extensions import Self
 
 from proxystore.aio.resolve import resolve
 from proxystore.executor import (
-    Wrapping,
+    _discard_result,
     _ProxiedResult,
+    _submit_task,
     _Task,
-    discard_result,
-    submit_task,
+    _Wrapping,
 )
 from proxystore.lifetimes import ContextLifetime
 
 T = TypeVar("T")
 
 
-class AsyncStoreExecutor(Wrapping):
+class AsyncStoreExecutor(_Wrapping):
     """Run tasks on an executor from asyncio code, large data passed by proxy.
 
     Args:
@@ -99,7 +99,7 @@ class AsyncStoreExecutor(Wrapping):
                 name: await self._wrap(arg, lifetime) for name, arg in kwargs.items()
             }
             task = _Task(fn, self.store.store_config, self.should_proxy_result)
-            inner = submit_task(self.executor, self._parsl, task, args, kwargs)
+            inner = _submit_task(self.executor, self._parsl, task, args, kwargs)
         except BaseException:
             await lifetime.aclose()
             raise
@@ -156,4 +156,4 @@ def _clean_up(lifetime: ContextLifetime, inner: concurrent.futures.Future[Any]) 
     """Evict a cancelled call's arguments and result (sync faces: any thread)."""
     lifetime.close()
     if not inner.cancelled() and inner.exception() is None:
-        discard_result(inner.result())
+        _discard_result(inner.result())

@@ -166,7 +166,7 @@ async def test_thread_pool_and_never_policy(file_store: FileStore) -> None:
 def test_bad_configuration(store_name: str, tmp_path: Path) -> None:
     pool = concurrent.futures.ThreadPoolExecutor(1)
     sync_store = LocalStore(store_name)
-    with pytest.raises(ConfigurationError, match="async face"):
+    with pytest.raises(ConfigurationError, match="async"):
         AsyncStoreExecutor(pool, sync_store)
     store = FileStore(store_name, tmp_path)
     with pytest.raises(ConfigurationError, match="Executor"):
