@@ -9,11 +9,13 @@ two could leave objects without a lease.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 import redis
 
 from proxystore.aio.redis import RedisStore as AsyncRedisStore
+from proxystore.exceptions import ConfigurationError
 from proxystore.lifetimes import LeaseLifetime
 from proxystore.store.redis import RedisStore
 from tests.redis_server import RedisServer
@@ -86,3 +88,26 @@ async def test_async_face_batch_lease_is_one_transaction(
     await lease.aclose()
     assert raw.exists(*keys) == 0
     await store.aclose()
+
+
+def test_cluster_refuses_a_leased_batch_before_writing(
+    store_name: str, redis_cluster: Any
+) -> None:
+    store = RedisStore(store_name, cluster_nodes=redis_cluster.seeds)
+    nodes = [redis.Redis(server.host, server.port) for server in redis_cluster.servers]
+
+    def writes() -> int:
+        stats = [node.info("commandstats") for node in nodes]
+        return sum(
+            found.get(f"cmdstat_{name}", {}).get("calls", 0)
+            for found in stats
+            for name in ("set", "mset", "exec")
+        )
+
+    before = writes()
+    with pytest.raises(ConfigurationError, match="leases are not supported"):
+        store.set_batch([1, 2], lifetime=LeaseLifetime(30))
+    assert writes() == before  # refused before anything was sent
+    for node in nodes:
+        node.close()
+    store.close()
