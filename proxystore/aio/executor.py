@@ -2,10 +2,14 @@
 
 ``await executor.submit(fn, *args)`` runs ``fn`` on the wrapped executor (any
 `concurrent.futures.Executor`, a Dask client's ``get_executor()``, or a
-Parsl executor loaded by a ``DataFlowKernel``) and returns its result; the
-event loop is never blocked: arguments go to the store through its async
-face, the task's future is awaited (`asyncio.wrap_future`), and a result to
-fetch is fetched through the async face too.
+Parsl executor loaded by a ``DataFlowKernel``) and returns its result
+without blocking the event loop on I/O: arguments go to the store through
+its async face, the task's future is awaited (`asyncio.wrap_future`), and a
+result to fetch is fetched through the async face too. The wrapped
+executor's own ``submit`` is called on the loop: quick for thread and
+process pools (they pickle in their own threads); Dask and Parsl serialize
+the task there, which is small when its large arguments are proxies (with
+`ProxyNever` and large arguments, expect that cost on the loop).
 
 As with `proxystore.executor.StoreExecutor`, arguments matching
 `should_proxy` travel as proxies and are evicted when their task finishes
