@@ -1,20 +1,21 @@
-"""Dask distributed with proxies: large arrays skip the scheduler.
+"""Dask distributed with `StoreExecutor`: large arrays skip the scheduler.
 
 Starts a small `distributed.LocalCluster` (2 worker processes, 1 thread each)
-and sums the same numpy arrays three times:
+and runs the same tasks on the same numpy arrays three ways:
 
-- raw: the arrays themselves are the task inputs;
-- proxied: proxies of them (a `FileStore` in a temporary directory), bound
-  into the task so dask never looks inside them;
-- proxied, plain: proxies passed the obvious way, ``client.submit(total, p)``.
+- raw: ``client.submit(total, array)``, the arrays themselves in the graph;
+- executor: ``StoreExecutor(client.get_executor(), store).submit(total,
+  array)``: arrays of 100 kB or more go to a `FileStore` (a temporary
+  directory) and travel as proxies, resolved on the workers; each is
+  evicted when its task finishes;
+- executor, array results: ``submit(double, array)`` with
+  ``result_as="value"``: the workers put their large results in the store
+  too, and the executor fetches them (and evicts them) for the caller.
 
 For each round it prints the bytes the client sent to the scheduler and the
 bytes the scheduler sent to the workers (distributed's own per-connection
-byte counters), and how often the proxies were fetched from the store in
-the client/scheduler process versus on the workers. Both proxied rounds
-fetch only on the workers: store proxies answer dask's isinstance() checks
-and attribute probes from the class they recorded, and dask hashes them by
-store and key.
+byte counters), how often the store was read in this process (client and
+scheduler) and on the workers, and the bytes read from the store here.
 
 Run it:
 
@@ -29,8 +30,8 @@ The last line printed is a JSON summary (the tests read it).
 from __future__ import annotations
 
 import argparse
-import functools
 import json
+import os
 import tempfile
 import warnings
 from collections.abc import Callable
@@ -40,7 +41,7 @@ import numpy as np
 from distributed import Client, LocalCluster
 
 import proxystore as ps
-from proxystore.proxy import is_resolved
+from proxystore.executor import ProxySize, StoreExecutor
 from proxystore.store.base import Store
 
 STORE_NAME = "dask-example"
@@ -67,65 +68,48 @@ def _traffic(client: Client) -> tuple[int, int]:
 
 
 def total(array: np.ndarray) -> float:
-    """The task: a function defined in this script, as user code usually is."""
+    """Task: the sum of an array (a small result)."""
     return float(array.sum())
 
 
-def submit_bound(client: Client, value: Any) -> Any:
-    """Submit `np.sum(value)` so dask never inspects `value` outside a worker.
-
-    Needed only for proxies whose class is not known before they resolve
-    (made by ``proxy_from_key`` or with a custom deserializer): dask checks
-    plain task arguments with isinstance(), which such a proxy can only
-    answer by resolving.
-    """
-    return client.submit(functools.partial(np.sum, value), pure=False)
-
-
-def submit_plain(client: Client, value: Any) -> Any:
-    """Submit `total(value)` the obvious way."""
-    return client.submit(total, value, pure=False)
+def double(array: np.ndarray) -> np.ndarray:
+    """Task: a new array as large as its argument."""
+    return array * 2
 
 
 def run_round(
-    client: Client, inputs: list[Any], submit: Callable[[Client, Any], Any]
+    client: Client,
+    store: Store[Any],
+    submit: Callable[..., Any],
+    task: Callable[..., Any],
+    arrays: list[np.ndarray],
 ) -> dict[str, Any]:
-    """Sum every input on the cluster; return the sums and the bytes moved."""
+    """Run `task` on every array; return the sums, bytes moved and store reads."""
+    metrics = store.metrics
+    if metrics is None:
+        raise RuntimeError(f"store {store.name!r} was built without metrics=True")
     before = _traffic(client)
-    futures = [submit(client, value) for value in inputs]
-    sums = [float(result) for result in client.gather(futures)]
+    # The client and the LocalCluster scheduler share this process and this
+    # store, so its metrics count reads made by either.
+    here_before, bytes_before = _fetches(store), metrics["get"].bytes
+    workers_before = sum(client.run(_worker_fetches).values())
+    futures = [submit(task, array) for array in arrays]
+    sums = [float(np.sum(future.result(120))) for future in futures]
     after = _traffic(client)
     return {
         "sums": sums,
         "client_to_scheduler_bytes": after[0] - before[0],
         "scheduler_to_workers_bytes": after[1] - before[1],
+        "fetches_here": _fetches(store) - here_before,
+        "fetched_bytes_here": metrics["get"].bytes - bytes_before,
+        "fetches_on_workers": sum(client.run(_worker_fetches).values())
+        - workers_before,
     }
-
-
-def run_proxied_round(
-    client: Client,
-    store: Store[Any],
-    arrays: list[np.ndarray],
-    submit: Callable[[Client, Any], Any],
-) -> dict[str, Any]:
-    """Like `run_round` with proxies, counting where the proxies resolved."""
-    proxies = [store.proxy(array) for array in arrays]
-    # The client and the LocalCluster scheduler share this process and this
-    # store, so its metrics count fetches made by either.
-    local_before = _fetches(store)
-    workers_before = sum(client.run(_worker_fetches).values())
-    result = run_round(client, proxies, submit)
-    result["resolved_on_client"] = sum(is_resolved(p) for p in proxies)
-    result["fetches_outside_workers"] = _fetches(store) - local_before
-    workers_after = sum(client.run(_worker_fetches).values())
-    result["fetches_on_workers"] = workers_after - workers_before
-    return result
 
 
 def _fetches(store: Store[Any]) -> int:
     metrics = store.metrics
-    if metrics is None:
-        raise RuntimeError(f"store {store.name!r} was built without metrics=True")
+    assert metrics is not None
     return metrics["get"].count + metrics["cache_hit"].count
 
 
@@ -154,35 +138,69 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         store = ps.store.init_store(
             "file", name=STORE_NAME, store_dir=store_dir, metrics=True
         )
+        # Arguments and results of 100 kB or more travel by proxy.
+        policy = ProxySize(100_000)
+        executor = StoreExecutor(
+            client.get_executor(pure=False), store, should_proxy=policy
+        )
+        values = StoreExecutor(
+            client.get_executor(pure=False),
+            store,
+            should_proxy=policy,
+            result_as="value",
+        )
         try:
             with warnings.catch_warnings():
                 # The raw round is *meant* to put large objects in the graph.
                 warnings.filterwarnings("ignore", message=".*Large object.*")
-                raw = run_round(client, arrays, submit_bound)
-            proxied = run_proxied_round(client, store, arrays, submit_bound)
-            plain = run_proxied_round(client, store, arrays, submit_plain)
+                raw = run_round(client, store, _plain_submit(client), total, arrays)
+            proxied = run_round(client, store, executor.submit, total, arrays)
+            results = run_round(client, store, values.submit, double, arrays)
+            left = os.listdir(store_dir)
         finally:
             store.close()
             ps.store.unregister_store(STORE_NAME)
 
-    for other in (proxied, plain):
-        if other["sums"] != raw["sums"]:
-            raise RuntimeError(f"results differ: {raw['sums']} != {other['sums']}")
+    if proxied["sums"] != raw["sums"]:
+        raise RuntimeError(f"results differ: {raw['sums']} != {proxied['sums']}")
+    if results["sums"] != [2 * value for value in raw["sums"]]:
+        raise RuntimeError(f"doubled results differ: {results['sums']}")
 
     print(f"{args.tasks} arrays, {payload:,} bytes in total")
-    header = ("client->scheduler", "scheduler->workers", "fetches here", "on workers")
-    print(f"{'':>16} {header[0]:>18} {header[1]:>19} {header[2]:>13} {header[3]:>11}")
-    rows = (("raw", raw), ("proxied", proxied), ("proxied, plain", plain))
+    header = ("client->scheduler", "scheduler->workers", "reads here", "on workers")
+    print(f"{'':>28} {header[0]:>18} {header[1]:>19} {header[2]:>11} {header[3]:>11}")
+    rows = (
+        ("raw client.submit", raw),
+        ("StoreExecutor", proxied),
+        ("StoreExecutor, array results", results),
+    )
     for label, result in rows:
         print(
-            f"{label:>16} {result['client_to_scheduler_bytes']:>18,}"
+            f"{label:>28} {result['client_to_scheduler_bytes']:>18,}"
             f" {result['scheduler_to_workers_bytes']:>19,}"
-            f" {result.get('fetches_outside_workers', '-'):>13}"
-            f" {result.get('fetches_on_workers', '-'):>11}"
+            f" {result['fetches_here']:>11} {result['fetches_on_workers']:>11}"
         )
-    summary = {"payload_bytes": payload, "raw": raw, "proxied": proxied, "plain": plain}
+    print(
+        f"array results fetched from the store here: "
+        f"{results['fetched_bytes_here']:,} bytes; objects left in the store: "
+        f"{len(left)}"
+    )
+    summary = {
+        "payload_bytes": payload,
+        "raw": raw,
+        "proxied": proxied,
+        "results": results,
+        "left_in_store": len(left),
+    }
     print(json.dumps(summary))
     return summary
+
+
+def _plain_submit(client: Client) -> Callable[..., Any]:
+    def submit(task: Callable[..., Any], array: np.ndarray) -> Any:
+        return client.submit(task, array, pure=False)
+
+    return submit
 
 
 if __name__ == "__main__":

@@ -1,17 +1,22 @@
-"""Map-reduce on Parsl with proxies: map tasks get proxies of numpy arrays.
+"""Map-reduce on Parsl with `StoreExecutor`: map tasks get proxies of numpy arrays.
 
 Runs a `HighThroughputExecutor` whose workers are real processes on this
-machine (`LocalProvider`, one block of 2 workers). The producer puts each
-array in a `FileStore` (a temporary directory) and hands the map tasks
-proxies; each map task resolves its proxy on the worker, where the first use
-fetches the array from the store, and returns a small partial result. A
-reduce task sums the partials.
+machine (`LocalProvider`, one block of 2 workers), loaded by a
+``DataFlowKernel``. ``StoreExecutor(dfk.executors["htex-local"], store)``
+wraps it: each array given to a map task (64 kB or more) is put in a
+`FileStore` (a temporary directory) and sent as a proxy, which the task
+resolves on its worker (the first use fetches the array from the store);
+the map tasks return small partial sums, which a reduce task adds up. Every
+array the executor stored is evicted when its task finishes.
 
-Map tasks take *lists* of proxies. For comparison, the script then runs the
-same map-reduce with each proxy as a top-level argument, ``map_one(proxy)``,
-and counts the proxies resolved in this process while submitting: Parsl
-checks each top-level argument with isinstance(), which store proxies answer
-from the class they recorded, without fetching.
+For comparison it runs the same map-reduce with ``should_proxy=ProxyNever()``
+(the arrays go through Parsl's interchange), and prints the bytes of the
+task buffers the executor sent to the interchange in both runs.
+
+Tasks submitted through `StoreExecutor` go straight to the executor, past
+the kernel's dependency handling: they are plain functions (no
+``@python_app``), and the reduce is submitted with the map results, not
+their futures.
 
 Run it:
 
@@ -20,34 +25,43 @@ Run it:
 The last line printed is a JSON summary (the tests read it).
 """
 
-# parsl's decorators and executors are not fully annotated.
-# mypy: disallow-untyped-calls=False, disallow-untyped-decorators=False
+# parsl's executors are not fully annotated.
+# mypy: disallow-untyped-calls=False
 
 from __future__ import annotations
 
 import argparse
 import json
 import os
-import pickle
 import tempfile
 from typing import Any
 
 import numpy as np
 import parsl
-from parsl.app.app import python_app
 from parsl.config import Config
 from parsl.executors import HighThroughputExecutor
 from parsl.providers import LocalProvider
 
 import proxystore as ps
-from proxystore.proxy import is_resolved
+from proxystore.executor import Policy, ProxyNever, ProxySize, StoreExecutor
 
 STORE_NAME = "parsl-example"
+LABEL = "htex-local"
 WORKERS = 2
 
 
-@python_app
-def map_sum(arrays: list[Any]) -> tuple[float, int, int]:
+class CountingHTEX(HighThroughputExecutor):  # type: ignore[misc]
+    """A `HighThroughputExecutor` that counts the task bytes sent to its interchange."""
+
+    sent = 0
+
+    def submit_payload(self, context: Any, buffer: bytes) -> Any:
+        """Count the serialized task (function, arguments), then send it."""
+        self.sent += len(buffer)
+        return super().submit_payload(context, buffer)
+
+
+def map_sum(*arrays: Any) -> tuple[float, int, int]:
     """Sum a chunk of arrays on a worker.
 
     Returns:
@@ -62,17 +76,6 @@ def map_sum(arrays: list[Any]) -> tuple[float, int, int]:
     return float(sum(array.sum() for array in arrays)), proxies, os.getpid()
 
 
-@python_app
-def map_one(array: Any) -> tuple[float, int, int]:
-    """Sum one array passed as a top-level argument (the obvious way)."""
-    import os
-
-    from proxystore.proxy import Proxy
-
-    return float(array.sum()), int(type(array) is Proxy), os.getpid()
-
-
-@python_app
 def reduce_sum(*partials: tuple[float, int, int]) -> float:
     """Add the partial sums."""
     return sum(partial[0] for partial in partials)
@@ -87,8 +90,8 @@ def htex_config(run_dir: str) -> Config:
     """
     return Config(
         executors=[
-            HighThroughputExecutor(
-                label="htex-local",
+            CountingHTEX(
+                label=LABEL,
                 address="127.0.0.1",
                 max_workers_per_node=WORKERS,
                 cores_per_worker=1,
@@ -108,20 +111,25 @@ def htex_config(run_dir: str) -> Config:
     )
 
 
-def map_reduce(chunks: list[list[Any]]) -> dict[str, Any]:
-    """Run one map task per chunk and a reduce over their results."""
-    partials = [map_sum(chunk) for chunk in chunks]
-    total = reduce_sum(*partials).result(timeout=120)
-    outcomes = [future.result() for future in partials]
+def map_reduce(
+    htex: CountingHTEX, store: Any, policy: Policy, chunks: list[list[np.ndarray]]
+) -> dict[str, Any]:
+    """One map task per chunk, then a reduce, through a `StoreExecutor`."""
+    executor = StoreExecutor(htex, store, should_proxy=policy)
+    sent_before = htex.sent
+    partials = [executor.submit(map_sum, *chunk) for chunk in chunks]
+    outcomes = [future.result(timeout=120) for future in partials]
+    total = executor.submit(reduce_sum, *outcomes).result(timeout=120)
     return {
         "total": total,
         "arrived_as_proxy": sum(proxies for _, proxies, _ in outcomes),
         "worker_pids": sorted({pid for _, _, pid in outcomes}),
+        "executor_bytes": htex.sent - sent_before,
     }
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
-    """Run the map-reduce and return the summary printed as the last line."""
+    """Run the map-reduce both ways and return the summary printed last."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--arrays", type=int, default=8, help="number of arrays")
     parser.add_argument(
@@ -133,35 +141,22 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     arrays = [np.full(args.size, float(i)) for i in range(args.arrays)]
     payload = sum(array.nbytes for array in arrays)
     expected = float(sum(array.sum() for array in arrays))
+    chunks = [
+        arrays[start : start + args.chunk]
+        for start in range(0, len(arrays), args.chunk)
+    ]
 
     with tempfile.TemporaryDirectory() as work_dir:
+        store_dir = os.path.join(work_dir, "store")
         store = ps.store.init_store(
-            "file",
-            name=STORE_NAME,
-            store_dir=os.path.join(work_dir, "store"),
-            metrics=True,
+            "file", name=STORE_NAME, store_dir=store_dir, metrics=True
         )
         dfk = parsl.load(htex_config(os.path.join(work_dir, "runinfo")))
         try:
-            proxies = [store.proxy(array) for array in arrays]
-            # Map tasks take lists of proxies: Parsl looks at each top-level
-            # argument with isinstance() (is it a Future? a File?), which a
-            # transparent proxy can only answer by fetching its target.
-            chunks = [
-                proxies[start : start + args.chunk]
-                for start in range(0, len(proxies), args.chunk)
-            ]
-            result = map_reduce(chunks)
-            result["resolved_on_submit_side"] = sum(map(is_resolved, proxies))
-            result["pickled_proxy_bytes"] = len(pickle.dumps(chunks))
-
-            # The same with each proxy as a top-level argument, for comparison.
-            plain_proxies = [store.proxy(array) for array in arrays]
-            plain_partials = [map_one(proxy) for proxy in plain_proxies]
-            plain = {
-                "total": reduce_sum(*plain_partials).result(timeout=120),
-                "resolved_on_submit_side": sum(map(is_resolved, plain_proxies)),
-            }
+            htex = dfk.executors[LABEL]
+            result = map_reduce(htex, store, ProxySize(64_000), chunks)
+            result["left_in_store"] = len(os.listdir(store_dir))
+            plain = map_reduce(htex, store, ProxyNever(), chunks)
         finally:
             dfk.cleanup()
             parsl.clear()
@@ -182,13 +177,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     }
     print(f"sum over {args.arrays} arrays ({payload:,} bytes): {result['total']}")
     print(
-        f"{len(chunks)} map tasks in {len(result['worker_pids'])} worker process(es), "
-        f"sent {summary['pickled_proxy_bytes']:,} bytes of pickled proxies"
+        f"{len(chunks)} map tasks in {len(result['worker_pids'])} worker process(es); "
+        f"{result['arrived_as_proxy']} arrays arrived as proxies"
     )
     print(
-        "proxies resolved on the submitting side: "
-        f"{result['resolved_on_submit_side']} in lists, "
-        f"{plain['resolved_on_submit_side']} as top-level arguments"
+        "bytes sent to Parsl's interchange: "
+        f"{result['executor_bytes']:,} with StoreExecutor, "
+        f"{plain['executor_bytes']:,} without (ProxyNever)"
     )
     print(json.dumps(summary))
     return summary

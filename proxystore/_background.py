@@ -475,6 +475,15 @@ def _get_runner() -> _Runner:
         return _runner
 
 
+def run_on_loop(coro: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T]:
+    """Run `coro` on the background loop; its outcome comes in the returned future.
+
+    For library work that must not run on the caller's thread (e.g. an
+    engine's event loop); the loop's shutdown cancels it.
+    """
+    return asyncio.run_coroutine_threadsafe(coro, _get_runner().loop)
+
+
 async def run_blocking(function: Callable[[], T]) -> T:
     """Run a blocking call in a background worker thread and await its result.
 

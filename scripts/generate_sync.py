@@ -64,7 +64,7 @@ TEST_MODULES: dict[str, str] = {
 }
 """Generated test modules: the store contract, written for the async face."""
 
-ASYNC_ONLY = ("__init__", "_redis_async", "resolve")
+ASYNC_ONLY = ("__init__", "_redis_async", "executor", "resolve")
 """Modules of proxystore/aio/ that are never generated nor imported by the sync face."""
 
 SHARED = ("_compat",)

@@ -51,6 +51,14 @@ def describe(value: Any) -> tuple[bool, str]:
     return type(value) is Proxy, value.__class__.__name__
 
 
+def wait_then_double(started: Any, release: Any, array: np.ndarray) -> np.ndarray:
+    """Say the task started, wait (bounded) to be released, then double."""
+    started.set()
+    if not release.wait(60):
+        raise TimeoutError("never released")
+    return array * 2
+
+
 @pytest.fixture
 def file_store(store_name: str, tmp_path: Path) -> Any:
     store = FileStore(store_name, tmp_path / "store", metrics=True)
@@ -81,6 +89,76 @@ def test_large_arguments_and_results_travel_as_proxies(file_store: FileStore) ->
         assert small == "bytes"
 
 
+def test_results_as_values(file_store: FileStore) -> None:
+    pool = CountingPool()
+    array = np.ones(SIZE, dtype=np.uint8)
+    with StoreExecutor(
+        pool, file_store, should_proxy=ProxySize(10_000), result_as="value"
+    ) as executor:
+        result = executor.submit(double, array, offset=1).result(60)
+        # The object itself, fetched (and evicted) before the future completed;
+        # its bytes came through the store, not the pool.
+        assert type(result) is np.ndarray
+        assert int(result.sum()) == 3 * SIZE
+        assert pool.sent < 5_000
+        assert list(Path(file_store.store_dir).iterdir()) == []
+        assert file_store.metrics is not None
+        assert file_store.metrics["get"].bytes >= SIZE
+        # Results the policy leaves alone are values either way.
+        assert executor.submit(kind_of, b"x").result(60) == "bytes"
+
+
+def test_results_as_proxies_by_default(file_store: FileStore) -> None:
+    executor = StoreExecutor(concurrent.futures.ThreadPoolExecutor(1), file_store)
+    assert executor.result_as == "proxy"
+    with executor:
+        result = executor.submit(double, np.ones(SIZE, dtype=np.uint8)).result(60)
+        assert type(result) is Proxy
+        assert not is_resolved(result)
+        assert len(list(Path(file_store.store_dir).iterdir())) == 1
+        assert int(result.sum()) == 2 * SIZE  # the first use evicts
+        assert list(Path(file_store.store_dir).iterdir()) == []
+
+
+def test_result_proxy_passed_on_resolves_in_the_next_worker(
+    file_store: FileStore,
+) -> None:
+    pool = CountingPool()
+    with StoreExecutor(pool, file_store, should_proxy=ProxySize(10_000)) as executor:
+        first = executor.submit(double, np.ones(SIZE, dtype=np.uint8)).result(60)
+        sent = pool.sent
+        second = executor.submit(double, first).result(60)
+        assert pool.sent - sent < 5_000  # the proxy went, not the array
+        assert not is_resolved(first)  # never fetched here
+        assert int(second.sum()) == 4 * SIZE
+    # The first result was evicted by its use in the second task's worker.
+    assert list(Path(file_store.store_dir).iterdir()) == []
+
+
+@pytest.mark.parametrize("result_as", ["proxy", "value"])
+def test_cancelled_while_running_leaves_nothing(
+    file_store: FileStore, result_as: str
+) -> None:
+    context = multiprocessing.get_context("spawn")
+    with context.Manager() as manager:
+        started, release = manager.Event(), manager.Event()
+        executor = StoreExecutor(
+            concurrent.futures.ProcessPoolExecutor(1, mp_context=context),
+            file_store,
+            should_proxy=ProxySize(10_000),
+            result_as=result_as,  # type: ignore[arg-type]
+        )
+        future = executor.submit(
+            wait_then_double, started, release, np.ones(SIZE, dtype=np.uint8)
+        )
+        assert started.wait(60)
+        assert future.cancel()  # the caller's future; the task still runs
+        release.set()
+        executor.shutdown(wait=True)  # the pool's callbacks ran before this returns
+    # The argument was evicted when the task ended, the unused result too.
+    assert list(Path(file_store.store_dir).iterdir()) == []
+
+
 def test_never_policy_sends_values(file_store: FileStore) -> None:
     pool = CountingPool()
     with StoreExecutor(pool, file_store, should_proxy=ProxyNever()) as executor:
@@ -109,6 +187,8 @@ def test_bad_configuration(store_name: str) -> None:
         StoreExecutor(object(), store)  # type: ignore[arg-type]
     with pytest.raises(ConfigurationError, match="callable"):
         StoreExecutor(pool, store, should_proxy=3)  # type: ignore[arg-type]
+    with pytest.raises(ConfigurationError, match="result_as"):
+        StoreExecutor(pool, store, result_as="values")  # type: ignore[arg-type]
     with pytest.raises(ConfigurationError, match="min_bytes"):
         ProxySize(-1)
     with pytest.raises(ConfigurationError, match="ProxyTypes"):

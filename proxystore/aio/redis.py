@@ -364,8 +364,13 @@ class RedisStore(Store[str]):
         return key
 
     async def _aset_bytes_batch(
-        self, payloads: Sequence[Payload], keys: Sequence[str | None] | None = None
+        self,
+        payloads: Sequence[Payload],
+        keys: Sequence[str | None] | None = None,
+        expiry: float | None = None,
     ) -> list[str]:
+        if expiry is not None and self._cluster:
+            self._refuse_on_cluster("a lease")
         wanted = keys if keys is not None else [None] * len(payloads)
         stored: list[str] = []
         commands: list[_Command] = []
@@ -379,8 +384,12 @@ class RedisStore(Store[str]):
                 # and version, to clean up what it replaced.
                 written[key] = (len(more) - 1, version)
         operation = "set_batch" if len(payloads) > 1 else "set"
+        tail: list[bytes] = []
+        if expiry is not None:
+            names = [name for command in commands for name, _ in command]
+            tail = _expire_at(names + [_wake_key(key) for key in stored], expiry)
         try:
-            heads = await self._awrite(commands, operation, list(written))
+            heads = await self._awrite(commands, operation, list(written), tail)
         except ProxyStoreError as err:
             if len(payloads) == 1:
                 raise
@@ -737,20 +746,28 @@ class RedisStore(Store[str]):
         """Write the object and ``PEXPIREAT`` every key of it in one MULTI.
 
         The server deletes it at `expiry` even if this process dies right
-        after the write. A user key's write keeps the cleanup of what it
-        replaced (`_aset_bytes`), then sets the expiry in a second round trip.
+        after the write. A user key's write goes through
+        `_aset_bytes_batch` (which also cleans up what it replaced), with
+        the expiry in its MULTI.
         """
         if self._cluster:
             self._refuse_on_cluster("a lease")
         if key is not None:
-            stored = await self._aset_bytes(payload, key)
-            await self._aset_lease(stored, expiry)
-            return stored
+            return (await self._aset_bytes_batch([payload], [key], expiry))[0]
         stored, commands, _ = self._writes(payload)
         names = [name for command in commands for name, _ in command]
         names.append(_wake_key(stored))
         await self._awrite(commands, "set", tail=_expire_at(names, expiry))
         return stored
+
+    async def _aset_bytes_batch_leased(
+        self,
+        payloads: Sequence[Payload],
+        keys: Sequence[str | None] | None,
+        expiry: float,
+    ) -> list[str]:
+        """Write a batch and ``PEXPIREAT`` every key of it in the same MULTI."""
+        return await self._aset_bytes_batch(payloads, keys, expiry)
 
     async def _aset_lease(self, key: str, expiry: float) -> None:
         """Set the server-side expiry of every key of the object under `key`."""

@@ -315,6 +315,32 @@ class Store(Generic[KeyT]):
         self._set_lease(stored, expiry)
         return stored
 
+    def _set_bytes_batch_leased(
+        self,
+        payloads: Sequence[Payload],
+        keys: Sequence[KeyT | None] | None,
+        expiry: float,
+    ) -> list[KeyT]:
+        """Store a batch (as `_set_bytes_batch`) that must be gone at `expiry`.
+
+        The default writes the batch, then sets each lease (`_set_lease`;
+        on failure the batch is evicted): a producer killed between the two
+        leaves the batch without a server-side lease. Drivers that can do
+        both at once (Redis: one MULTI) override this.
+        """
+        stored = (
+            self._set_bytes_batch(payloads)
+            if keys is None
+            else self._set_bytes_batch(payloads, keys)
+        )
+        try:
+            gather(*[self._lease_one(key, expiry) for key in stored])
+        except Exception:
+            for key in stored:
+                self._evict(key)
+            raise
+        return stored
+
     def _set_lease(self, key: KeyT, expiry: float) -> None:
         """Make the store itself delete `key` at unix time `expiry`, if it can.
 
@@ -581,8 +607,9 @@ class Store(Generic[KeyT]):
             serialize: False if the objects are bytes to store as given.
             serializer: Custom serializer, as in `set`.
             lifetime: Evict every object when this lifetime ends (see
-                `set`). A lease is set on each object right after the
-                batch is written (not in the same round trip).
+                `set`). `RedisStore` sets a lease in the batch's own
+                transaction; other stores set it on each object right
+                after the batch is written.
 
         Returns:
             Their keys, in order.
@@ -608,31 +635,39 @@ class Store(Generic[KeyT]):
                 wanted = [None if key is None else self._user_key(key) for key in keys]
         payloads = [self._payload(obj, serialize, serializer) for obj in objs]
         start = _clock()
-        keys = (
-            self._set_bytes_batch(payloads)
-            if wanted is None
-            else self._set_bytes_batch(payloads, wanted)
-        )
+        expiry = None if lifetime is None else lifetime.expiry
+        if expiry is not None:
+            keys = self._set_bytes_batch_leased(payloads, wanted, expiry)
+        else:
+            keys = (
+                self._set_bytes_batch(payloads)
+                if wanted is None
+                else self._set_bytes_batch(payloads, wanted)
+            )
         if wanted is not None:
             for key in wanted:
                 if key is not None:
                     self._cache.pop(key)
         if lifetime is not None:
-            self._in_lifetime(keys, lifetime)
+            self._in_lifetime(keys, lifetime, leased=expiry)
         if self.metrics is not None:
             nbytes = sum(_nbytes(payload) for payload in payloads)
             self.metrics.record("set_batch", _clock() - start, nbytes)
         return keys
 
-    def _in_lifetime(self, keys: list[KeyT], lifetime: Lifetime) -> None:
+    def _in_lifetime(
+        self, keys: list[KeyT], lifetime: Lifetime, leased: float | None = None
+    ) -> None:
         """Put a written batch in `lifetime` (leased where the store can).
 
-        If that fails (the lifetime ended meanwhile, a lease write failed),
-        the batch is evicted: it must not outlive its lifetime.
+        `leased`: the expiry the write already set (`_set_bytes_batch_leased`);
+        a lease extended meanwhile is set again. If that fails (the lifetime
+        ended meanwhile, a lease write failed), the batch is evicted: it
+        must not outlive its lifetime.
         """
         try:
             expiry = lifetime.expiry
-            if expiry is not None:
+            if expiry is not None and expiry != leased:
                 gather(*[self._lease_one(key, expiry) for key in keys])
             for key in keys:
                 lifetime.add(self, key)

@@ -23,21 +23,23 @@ def test_dask_example_keeps_arrays_off_the_scheduler() -> None:
     assert payload == TASKS * SIZE * 8
     expected = [float(i * SIZE) for i in range(TASKS)]
 
-    raw, proxied, plain = summary["raw"], summary["proxied"], summary["plain"]
-    for result in (raw, proxied, plain):
-        assert result["sums"] == expected
+    raw, proxied, results = summary["raw"], summary["proxied"], summary["results"]
+    assert raw["sums"] == proxied["sums"] == expected
+    assert results["sums"] == [2 * value for value in expected]
 
-    # Without proxies every array crosses both hops.
+    # Without the executor every array crosses both hops.
     assert raw["client_to_scheduler_bytes"] >= payload
     assert raw["scheduler_to_workers_bytes"] >= payload
-    # With proxies only the small proxies do.
-    for result in (proxied, plain):
+    assert raw["fetches_on_workers"] == raw["fetches_here"] == 0
+    # Through StoreExecutor only the small proxies do; the workers fetch
+    # the arrays from the store, never the client or the scheduler.
+    for result in (proxied, results):
         assert result["client_to_scheduler_bytes"] < payload / 50
         assert result["scheduler_to_workers_bytes"] < payload / 50
         assert result["fetches_on_workers"] == TASKS
-
-    # Bound into the task or passed plainly, proxies resolve on the workers
-    # only: dask's isinstance checks, probes and tokenize do not fetch.
-    for result in (proxied, plain):
-        assert result["resolved_on_client"] == 0
-        assert result["fetches_outside_workers"] == 0
+    assert proxied["fetches_here"] == 0
+    # Array results came back through the store, fetched here by the executor.
+    assert results["fetches_here"] == TASKS
+    assert results["fetched_bytes_here"] >= payload
+    # Every argument and result the executor stored was evicted.
+    assert summary["left_in_store"] == 0

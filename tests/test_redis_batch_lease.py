@@ -1,0 +1,113 @@
+"""Leased batches on Redis: the leases are in the batch's own MULTI (one EXEC).
+
+Counted with the server's ``INFO commandstats``: a lease set in a second
+round trip would show as a second ``EXEC`` (and a ``GETRANGE`` of each
+object's head, which finds its chunks), so a producer killed between the
+two could leave objects without a lease.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import redis
+
+from proxystore.aio.redis import RedisStore as AsyncRedisStore
+from proxystore.exceptions import ConfigurationError
+from proxystore.lifetimes import LeaseLifetime
+from proxystore.store.redis import RedisStore
+from tests.redis_server import RedisServer
+
+
+@pytest.fixture
+def raw(redis_server: RedisServer) -> Iterator[redis.Redis]:
+    client = redis.Redis(redis_server.host, redis_server.port)
+    yield client
+    client.close()
+
+
+def calls(raw: redis.Redis) -> dict[str, int]:
+    stats = raw.info("commandstats")
+    return {
+        name: stats.get(f"cmdstat_{name}", {}).get("calls", 0)
+        for name in ("exec", "getrange", "pexpireat")
+    }
+
+
+def delta(before: dict[str, int], after: dict[str, int]) -> dict[str, int]:
+    return {name: after[name] - before[name] for name in before}
+
+
+def test_batch_and_leases_are_one_transaction(
+    store_name: str, redis_server: RedisServer, raw: redis.Redis
+) -> None:
+    store = RedisStore(store_name, redis_server.host, redis_server.port, chunk_size=64)
+    lease = LeaseLifetime(30)
+    before = calls(raw)
+    small, chunked = store.set_batch([b"x", b"y" * 100], lifetime=lease)
+    # K, {K}:v, {K}:w per object, and the chunked object's two chunks.
+    assert delta(before, calls(raw)) == {"exec": 1, "getrange": 0, "pexpireat": 8}
+    for name in (small, f"{{{small}}}:v", chunked, f"{{{chunked}}}:c:1"):
+        assert 0 < raw.pttl(name) <= 30_000, name
+    lease.close()
+    assert raw.exists(small, chunked, f"{{{chunked}}}:c:0") == 0
+    store.close()
+
+
+def test_user_keys_and_leases_are_one_transaction(
+    store_name: str, redis_server: RedisServer, raw: redis.Redis
+) -> None:
+    store = RedisStore(store_name, redis_server.host, redis_server.port)
+    lease = LeaseLifetime(30)
+    before = calls(raw)
+    store.set_batch([1, 2], keys=["one", None], lifetime=lease)
+    store.set(3, key="three", lifetime=lease)
+    # One EXEC each; the GETRANGE of a user key's old head is in that MULTI.
+    assert delta(before, calls(raw)) == {"exec": 2, "getrange": 2, "pexpireat": 9}
+    assert 0 < raw.pttl("one") <= 30_000
+    assert 0 < raw.pttl("three") <= 30_000
+    # An extended lease is set again on every key.
+    lease.extend(30)
+    assert 30_000 < raw.pttl("one") <= 60_000
+    lease.close()
+    assert raw.exists("one", "three") == 0
+    store.close()
+
+
+async def test_async_face_batch_lease_is_one_transaction(
+    store_name: str, redis_server: RedisServer, raw: redis.Redis
+) -> None:
+    store = AsyncRedisStore(store_name, redis_server.host, redis_server.port)
+    lease = LeaseLifetime(30)
+    before = calls(raw)
+    keys = await store.aset_batch([1, 2, 3], lifetime=lease)
+    assert delta(before, calls(raw)) == {"exec": 1, "getrange": 0, "pexpireat": 9}
+    assert all(0 < raw.pttl(key) <= 30_000 for key in keys)
+    await lease.aclose()
+    assert raw.exists(*keys) == 0
+    await store.aclose()
+
+
+def test_cluster_refuses_a_leased_batch_before_writing(
+    store_name: str, redis_cluster: Any
+) -> None:
+    store = RedisStore(store_name, cluster_nodes=redis_cluster.seeds)
+    nodes = [redis.Redis(server.host, server.port) for server in redis_cluster.servers]
+
+    def writes() -> int:
+        stats = [node.info("commandstats") for node in nodes]
+        return sum(
+            found.get(f"cmdstat_{name}", {}).get("calls", 0)
+            for found in stats
+            for name in ("set", "mset", "exec")
+        )
+
+    before = writes()
+    with pytest.raises(ConfigurationError, match="leases are not supported"):
+        store.set_batch([1, 2], lifetime=LeaseLifetime(30))
+    assert writes() == before  # refused before anything was sent
+    for node in nodes:
+        node.close()
+    store.close()
