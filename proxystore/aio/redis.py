@@ -55,6 +55,7 @@ import redis.asyncio.cluster as redis_cluster
 from redis import exceptions as redis_errors
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialWithJitterBackoff
+from redis.crc import key_slot
 
 from proxystore._clients import ClientsPerLoop
 from proxystore._shared import (
@@ -64,6 +65,7 @@ from proxystore._shared import (
     next_version,
 )
 from proxystore._validate import check_seconds
+from proxystore.aio._compat import gather, sleep
 from proxystore.aio.base import Store
 from proxystore.exceptions import (
     BatchWriteError,
@@ -194,6 +196,14 @@ class RedisStore(Store[str]):
             node (10 ms to 100 ms apart, reading the slot map again): a
             command on a slot whose master just died fails within about
             half a second, and works again once a replica has taken over.
+        wait_replicas: After every write, wait (Redis ``WAIT``, in the
+            write's round trip) until this many replicas of the master that
+            took it have it too, so an acknowledged write survives the
+            master's death; 0 (the default) does not wait. Costs a replica's
+            round trip per write.
+        wait_timeout: Seconds `wait_replicas` waits; fewer confirmations by
+            then raise `StoreTimeoutError` (the write is on the master, not
+            known to be on enough replicas).
 
     Raises:
         ConfigurationError: If an argument cannot work (bad URL, port, db,
@@ -253,6 +263,8 @@ class RedisStore(Store[str]):
         cluster: bool = False,
         cluster_nodes: Sequence[str] | None = None,
         cluster_retries: int = 3,
+        wait_replicas: int = 0,
+        wait_timeout: float = 1.0,
     ) -> None:
         super().__init__(
             name,
@@ -269,19 +281,13 @@ class RedisStore(Store[str]):
         _check_positive_int("port", port, upper=65535)
         _check_positive_int("max_connections", max_connections)
         _check_positive_int("chunk_size", chunk_size)
-        if (
-            not isinstance(cluster_retries, int)
-            or isinstance(cluster_retries, bool)
-            or cluster_retries < 0
-        ):
-            raise ConfigurationError(
-                f"cluster_retries must be an int >= 0, got {cluster_retries!r}"
-            )
-        if not isinstance(db, int) or isinstance(db, bool) or db < 0:
-            raise ConfigurationError(f"db must be an int >= 0, got {db!r}")
+        _check_count("cluster_retries", cluster_retries)
+        _check_count("wait_replicas", wait_replicas)
+        _check_count("db", db)
         owner = f"RedisStore {name!r}"
         check_seconds(socket_timeout, "socket_timeout", owner)
         check_seconds(socket_connect_timeout, "socket_connect_timeout", owner)
+        check_seconds(wait_timeout, "wait_timeout", owner)
         if ssl_cert_reqs not in ("required", "optional", "none"):
             raise ConfigurationError(
                 "ssl_cert_reqs must be 'required', 'optional' or 'none', "
@@ -307,6 +313,18 @@ class RedisStore(Store[str]):
         self.max_connections = max_connections
         self.chunk_size = chunk_size
         self.cluster_retries = cluster_retries
+        self.wait_replicas = wait_replicas
+        self.wait_timeout = float(wait_timeout)
+        # WAIT after EXEC (inside a MULTI it would not block).
+        self._wait: list[bytes] = (
+            [
+                _command(
+                    "WAIT", str(wait_replicas), str(max(1, int(wait_timeout * 1000)))
+                )
+            ]
+            if wait_replicas
+            else []
+        )
         self._target = f"cluster {','.join(seeds)}" if seeds else f"{hostname}:{port}"
         self._cluster = seeds is not None
         self._clients: ClientsPerLoop[_Client] = ClientsPerLoop(
@@ -339,6 +357,8 @@ class RedisStore(Store[str]):
             "cluster": self.cluster_nodes is not None,
             "cluster_nodes": self.cluster_nodes,
             "cluster_retries": self.cluster_retries,
+            "wait_replicas": self.wait_replicas,
+            "wait_timeout": self.wait_timeout,
         }
 
     def __repr__(self) -> str:
@@ -411,22 +431,6 @@ class RedisStore(Store[str]):
         and the delete are atomic): a newer chunked object under the key
         keeps its chunks.
         """
-        if self._cluster:
-            await self._arun(
-                [
-                    (
-                        "EVAL",
-                        _DELETE_IF_VERSION,
-                        1 + len(chunks),
-                        _version_key(key),
-                        *chunks,
-                        version,
-                    )
-                ],
-                "set (deleting the replaced object's chunks)",
-                key,
-            )
-            return
         command = _command(
             "EVAL",
             _DELETE_IF_VERSION,
@@ -436,7 +440,7 @@ class RedisStore(Store[str]):
             version.decode(),
         )
         try:
-            await self._aexecute([command], 1)
+            await self._aexecute([command], 1, key)
         except _DRIVER_ERRORS as err:
             raise self._error(
                 err, "set (deleting the replaced object's chunks)"
@@ -452,21 +456,31 @@ class RedisStore(Store[str]):
         """Send writes in one round trip, in MULTI/EXEC if more than one command.
 
         An object that fits one value is one MSET of the value and its
-        version, atomic by itself.
+        version, atomic by itself. With `wait_replicas`, a ``WAIT`` follows
+        in the same round trip. On a cluster, writes of one object go to
+        its slot's master the same way; several objects' go to
+        `_awrite_cluster`.
 
         Returns:
             The first bytes `heads` (keys) held before the writes, read in
             the same transaction.
         """
-        if self._cluster:
-            if tail:
-                self._refuse_on_cluster(operation)
+        key = _object_key(commands[0][0][0])
+        if self._cluster and any(
+            _object_key(name) != key
+            for names in ([name for name, _ in command] for command in commands)
+            for name in names
+        ):
             return await self._awrite_cluster(commands, operation, heads)
         count = len(commands) + len(heads) + len(tail)
         replies = 1 if count == 1 else count + 2
         writes = [write for command in commands for write in command]
         try:
-            results = await self._aexecute(_pack(commands, heads, tail), replies)
+            results = await self._aexecute(
+                _pack(commands, heads, tail, self._wait),
+                replies + len(self._wait),
+                key,
+            )
         except _DRIVER_ERRORS as err:
             error = self._error(err, operation)
             if isinstance(error, StoreConnectionError) and _size_over(writes, MiB):
@@ -475,6 +489,31 @@ class RedisStore(Store[str]):
                 # "cannot reach".
                 error = await self._aexplain_dropped_write(error, writes, operation)
             raise error from err
+        return await self._achecked(results, replies, writes, operation, heads)
+
+    async def _achecked(
+        self,
+        results: list[Any],
+        replies: int,
+        writes: list[_Write],
+        operation: str,
+        heads: Sequence[str],
+    ) -> list[Any]:
+        """Check one object's write replies; return what `heads` held.
+
+        A command EXEC ran and the server refused leaves none of the
+        object's keys; too few replicas confirming (`wait_replicas`) is a
+        `StoreTimeoutError`.
+        """
+        if self._wait:
+            confirmed = results.pop()
+            if not isinstance(confirmed, int) or confirmed < self.wait_replicas:
+                raise StoreTimeoutError(
+                    self._node_target(writes[0][0]),
+                    self.wait_timeout,
+                    f"{operation} (written, but {confirmed} of "
+                    f"{self.wait_replicas} replicas confirmed it)",
+                )
         failed = (
             [r for r in results[-1] if isinstance(r, Exception)] if replies > 1 else []
         )
@@ -484,53 +523,65 @@ class RedisStore(Store[str]):
             # EXEC runs every queued command even if one of them fails.
             await self._aevict_quietly([key for key, _ in writes])
             raise StoreOperationError(
-                f"{operation} on {self._target} (store {self.name!r}) failed: "
-                f"{failed[0]}"
+                f"{operation} on {self._node_target(writes[0][0])} "
+                f"(store {self.name!r}) failed: {failed[0]}"
             )
         return list(results[-1][: len(heads)]) if heads else []
 
     async def _awrite_cluster(
         self, commands: list[_Command], operation: str, heads: Sequence[str]
     ) -> list[Any]:
-        """`_awrite` on a cluster: per object, one command or one transaction.
+        """`_awrite` of several objects on a cluster: one round trip per node.
 
-        An object's commands all reach its key's slot: a one-command object
-        (value and version, one ``MSET``) joins the others in one pipeline,
-        one round trip per node; a chunked object, or a user key whose old
-        head is read, is a ``MULTI``/``EXEC`` on the node owning its slot.
+        Each object is one command (value and version, ``MSET``) or one
+        ``MULTI``/``EXEC`` (chunked, or a user key whose old head is read)
+        on the master of its slot; the objects of one master go out
+        together, followed by one ``WAIT`` with `wait_replicas`.
         """
-        units: dict[str, list[tuple[Any, ...]]] = {}
+        units: dict[str, tuple[list[_Command], list[str]]] = {}
         for key in heads:
-            units.setdefault(key, []).append(("GETRANGE", key, 0, _MANIFEST.size - 1))
+            units.setdefault(key, ([], []))[1].append(key)
         for command in commands:
-            args: list[Any] = ["SET" if len(command) == 1 else "MSET"]
-            for name, pieces in command:
-                args += [name, _joined(pieces)]
-            units.setdefault(_object_key(command[0][0]), []).append(tuple(args))
-        found: dict[str, Any] = {}
-        try:
-            single = [(key, unit[0]) for key, unit in units.items() if len(unit) == 1]
-            if single:
-                await self._arun(
-                    [command for _, command in single], operation, single[0][0]
-                )
-            for key, unit in units.items():
-                if len(unit) > 1:
-                    replies = await self._arun(unit, operation, key, transaction=True)
-                    found[key] = replies[0]
-        except StoreOperationError:
-            # The server refused a command (EXEC runs the others): leave none.
-            await self._aevict_quietly(
-                [key for command in commands for key, _ in command]
+            units.setdefault(_object_key(command[0][0]), ([], []))[0].append(command)
+        packed: list[tuple[str, list[Buffer], int]] = []
+        for key, (unit, unit_heads) in units.items():
+            count = len(unit) + len(unit_heads)
+            packed.append(
+                (key, _pack(unit, unit_heads), 1 if count == 1 else count + 2)
             )
-            raise
+        try:
+            results = await self._aexecute_groups(packed)
+        except _DRIVER_ERRORS as err:
+            raise self._error(err, operation) from err
+        found: dict[str, Any] = {}
+        failure: ProxyStoreError | None = None
+        for (key, (unit, unit_heads)), (_, _, replies), result in zip(
+            units.items(), packed, results, strict=True
+        ):
+            writes = [write for command in unit for write in command]
+            try:
+                head = await self._achecked(
+                    result, replies, writes, operation, unit_heads
+                )
+            except ProxyStoreError as err:
+                failure = failure or err
+                continue
+            if head:
+                found[key] = head[0]
+        if failure is not None:
+            # Leave none of the batch (the caller also evicts on failure).
+            raise failure
         return [found.get(key) for key in heads]
 
-    def _refuse_on_cluster(self, feature: str) -> None:
-        raise ConfigurationError(
-            f"{feature} on store {self.name!r}: futures and leases are not "
-            "supported on a Redis Cluster yet (use a single server for them)"
-        )
+    def _node_target(self, key: str) -> str:
+        """The target to name in an error about `key`: on a cluster, its master too."""
+        if not self._cluster:
+            return self._target
+        node = None
+        with contextlib.suppress(Exception):  # no slot map yet: the cluster only
+            cluster: Any = self._client().pool
+            node = cluster.nodes_manager.get_node_from_slot(key_slot(key.encode()))
+        return self._target if node is None else f"{node.name} ({self._target})"
 
     async def _aexplain_dropped_write(
         self, error: ProxyStoreError, writes: list[_Write], operation: str
@@ -538,7 +589,7 @@ class RedisStore(Store[str]):
         largest = max(_size(pieces) for _, pieces in writes)
         try:
             command = _command("CONFIG", "GET", "proto-max-bulk-len")
-            (reply,) = await self._aexecute([command], 1)
+            (reply,) = await self._aexecute([command], 1, writes[0][0])
             pairs = list(reply.items()) if isinstance(reply, dict) else [reply]
             limit = int(pairs[0][1])
         except (*_DRIVER_ERRORS, IndexError, TypeError, ValueError):
@@ -554,14 +605,14 @@ class RedisStore(Store[str]):
 
     async def _aevict_quietly(self, keys: list[str]) -> bool:
         """Delete keys if the server lets us; return whether it did."""
-        if self._cluster:
+        if self._cluster and len({_object_key(key) for key in keys}) > 1:
             try:
                 await self._arun([("DEL", key) for key in set(keys)], "evict", keys[0])
             except ProxyStoreError:
                 return False
             return True
         try:
-            await self._aexecute([_command("DEL", *set(keys))], 1)
+            await self._aexecute([_command("DEL", *set(keys))], 1, keys[0])
         except _DRIVER_ERRORS:
             return False
         return True
@@ -572,9 +623,7 @@ class RedisStore(Store[str]):
 
     async def _aget_versioned(self, key: str) -> tuple[Buffer, int] | None:
         pair: list[Any] | None = None
-        if self._cluster:
-            (pair,) = await self._arun([("MGET", key, _version_key(key))], "get", key)
-        elif not _IS_SYNC:
+        if not _IS_SYNC and not self._cluster:
             client = self._client()
             if client.slots.locked():
                 # Every connection is busy: wait for one together with the
@@ -583,7 +632,7 @@ class RedisStore(Store[str]):
         if pair is None:
             try:
                 (pair,) = await self._aexecute(
-                    [_command("MGET", key, _version_key(key))], 1
+                    [_command("MGET", key, _version_key(key))], 1, key
                 )
             except _DRIVER_ERRORS as err:
                 raise self._error(err, "get") from err
@@ -602,7 +651,7 @@ class RedisStore(Store[str]):
     ) -> list[bytes | None]:
         """Join the chunks of manifests' objects (None where a chunk is gone)."""
         values: list[Any]
-        if self._cluster:
+        if self._cluster and len(counts) > 1:
             # One MGET per object (its chunks share its slot).
             commands = [("MGET", *_chunk_keys(key, n)) for key, n in counts.items()]
             replies = await self._arun(commands, operation, next(iter(counts)))
@@ -614,7 +663,9 @@ class RedisStore(Store[str]):
                 for chunk in _chunk_keys(key, count)
             ]
             try:
-                (values,) = await self._aexecute([_command("MGET", *names)], 1)
+                (values,) = await self._aexecute(
+                    [_command("MGET", *names)], 1, next(iter(counts))
+                )
             except _DRIVER_ERRORS as err:
                 raise self._error(err, operation) from err
         joined: list[bytes | None] = []
@@ -627,14 +678,11 @@ class RedisStore(Store[str]):
         return joined
 
     async def _aget_version(self, key: str) -> int | None:
-        if self._cluster:
-            exists, version = await self._arun(
-                [("EXISTS", key), ("GET", _version_key(key))], "get_timestamp", key
-            )
-            return _version(version) if exists else None
-        commands = _command("EXISTS", key) + _command("GET", _version_key(key))
+        commands = _transaction(
+            _command("EXISTS", key), _command("GET", _version_key(key))
+        )
         try:
-            exists, version = await self._aexecute([commands], 2)
+            *_, (exists, version) = await self._aexecute([commands], 4, key)
         except _DRIVER_ERRORS as err:
             raise self._error(err, "get_timestamp") from err
         return _version(version) if exists else None
@@ -667,49 +715,27 @@ class RedisStore(Store[str]):
         return results
 
     async def _aexists(self, key: str) -> bool:
-        if self._cluster:
-            count, value = await self._arun(
-                [("EXISTS", key), ("GETRANGE", key, 0, _MANIFEST.size - 1)],
-                "exists",
-                key,
+        head = _command("GETRANGE", key, "0", str(_MANIFEST.size - 1))
+        try:
+            *_, (count, value) = await self._aexecute(
+                [_transaction(_command("EXISTS", key), head)], 4, key
             )
             chunks = _chunk_keys(key, _manifest_count(value))
             if count and chunks:
-                (count,) = await self._arun([("EXISTS", *chunks)], "exists", key)
-                return bool(count == len(chunks))
-            return bool(count)
-        head = _command("GETRANGE", key, "0", str(_MANIFEST.size - 1))
-        try:
-            count, value = await self._aexecute([_command("EXISTS", key) + head], 2)
-            chunks = _chunk_keys(key, _manifest_count(value))
-            if count and chunks:
-                (count,) = await self._aexecute([_command("EXISTS", *chunks)], 1)
+                (count,) = await self._aexecute([_command("EXISTS", *chunks)], 1, key)
                 return bool(count == len(chunks))
         except _DRIVER_ERRORS as err:
             raise self._error(err, "exists") from err
         return bool(count)
 
     async def _aevict(self, key: str) -> None:
-        if self._cluster:
-            value, _ = await self._arun(
-                [
-                    ("GETRANGE", key, 0, _MANIFEST.size - 1),
-                    ("DEL", key, _version_key(key)),
-                ],
-                "evict",
-                key,
-            )
-            chunks = _chunk_keys(key, _manifest_count(value))
-            if chunks:
-                await self._arun([("DEL", *chunks)], "evict", key)
-            return
         head = _command("GETRANGE", key, "0", str(_MANIFEST.size - 1))
         delete = _command("DEL", key, _version_key(key), _wake_key(key))
         try:
-            value, _ = await self._aexecute([head + delete], 2)
+            *_, (value, _) = await self._aexecute([_transaction(head, delete)], 4, key)
             chunks = _chunk_keys(key, _manifest_count(value))
             if chunks:
-                await self._aexecute([_command("DEL", *chunks)], 1)
+                await self._aexecute([_command("DEL", *chunks)], 1, key)
         except _DRIVER_ERRORS as err:
             raise self._error(err, "evict") from err
 
@@ -777,8 +803,6 @@ class RedisStore(Store[str]):
         after the write. A user key's write keeps the cleanup of what it
         replaced (`_aset_bytes`), then sets the expiry in a second round trip.
         """
-        if self._cluster:
-            self._refuse_on_cluster("a lease")
         if key is not None:
             stored = await self._aset_bytes(payload, key)
             await self._aset_lease(stored, expiry)
@@ -791,15 +815,13 @@ class RedisStore(Store[str]):
 
     async def _aset_lease(self, key: str, expiry: float) -> None:
         """Set the server-side expiry of every key of the object under `key`."""
-        if self._cluster:
-            self._refuse_on_cluster("a lease")
         head = _command("GETRANGE", key, "0", str(_MANIFEST.size - 1))
         try:
-            (value,) = await self._aexecute([head], 1)
+            (value,) = await self._aexecute([head], 1, key)
             names = [key, _version_key(key), _wake_key(key)]
             names += _chunk_keys(key, _manifest_count(value))
             tail = _expire_at(names, expiry)
-            await self._aexecute([_MULTI, *tail, _EXEC], len(tail) + 2)
+            await self._aexecute([_MULTI, *tail, _EXEC], len(tail) + 2, key)
         except _DRIVER_ERRORS as err:
             raise self._error(err, "lease") from err
 
@@ -813,8 +835,6 @@ class RedisStore(Store[str]):
         wakes on the same token (Redis serves all clients blocked on a list
         while it is non-empty). The list is deleted with the object.
         """
-        if self._cluster:
-            self._refuse_on_cluster("a future")
         _, commands, _ = self._writes(payload, key)
         wake = _wake_key(key)
         tail = [_command("DEL", wake), _command("RPUSH", wake, "1")]
@@ -828,8 +848,6 @@ class RedisStore(Store[str]):
         write that wakes them); a slice that ends without a token is
         retried until `timeout` (None: no limit) has passed.
         """
-        if self._cluster:
-            self._refuse_on_cluster("a future")
         wake = _wake_key(key)
         deadline = None if timeout is None else time.monotonic() + timeout
         longest = max(self.socket_timeout / 2, 0.01)
@@ -847,7 +865,7 @@ class RedisStore(Store[str]):
             try:
                 # Outside the slots bounding operations: waiters blocked on
                 # futures must never starve the set_result that wakes them.
-                (token,) = await self._aexecute_on(self._client(), [command], 1)
+                (token,) = await self._aexecute_on(self._client(), [command], 1, key)
             except _DRIVER_ERRORS as err:
                 raise self._error(err, "waiting for a future") from err
             if isinstance(token, Exception):
@@ -860,21 +878,31 @@ class RedisStore(Store[str]):
 
     # -- helpers --------------------------------------------------------------
 
-    async def _aexecute(self, packed: Sequence[Buffer], replies: int) -> list[Any]:
+    async def _aexecute(
+        self, packed: Sequence[Buffer], replies: int, key: str | None = None
+    ) -> list[Any]:
         """Send packed commands on a pooled connection and read their replies.
 
         redis-py's connection and parser (hiredis), without its client
         layer: the store's commands need no reply callbacks, and large
-        values go out by reference.
+        values go out by reference. On a cluster, every key of the
+        commands is in `key`'s slot, and they go to its master.
         """
         client = self._client()
         async with client.slots:
-            return await self._aexecute_on(client, packed, replies)
+            return await self._aexecute_on(client, packed, replies, key)
 
     async def _aexecute_on(
-        self, client: _Client, packed: Sequence[Buffer], replies: int
+        self,
+        client: _Client,
+        packed: Sequence[Buffer],
+        replies: int,
+        key: str | None = None,
     ) -> list[Any]:
         """`_aexecute` for a caller that holds one of the client's slots."""
+        if self._cluster:
+            assert key is not None
+            return await self._aexecute_slot(client, packed, replies, key)
         connection = await client.pool.get_connection()
         try:
             await connection.send_packed_command(packed, check_health=False)
@@ -885,6 +913,148 @@ class RedisStore(Store[str]):
             raise
         finally:
             await client.pool.release(connection)
+
+    async def _aexecute_slot(
+        self, client: _Client, packed: Sequence[Buffer], replies: int, key: str
+    ) -> list[Any]:
+        """Cluster: send packed commands to the master of `key`'s slot.
+
+        The packed commands are one command or one ``MULTI``/``EXEC``,
+        optionally followed by keyless ones (``WAIT``), so one ``ASKING``
+        before them covers every key. ``MOVED``, ``TRYAGAIN``,
+        ``CLUSTERDOWN``, an uncovered slot or an unreachable node read the
+        slot map again and retry (`cluster_retries` times, 10 ms to 100 ms
+        apart); ``ASK`` resends to the node named, after ``ASKING``. The
+        error raised names the node it came from.
+        """
+        cluster: Any = client.pool
+        slot = key_slot(key.encode())
+        asking: Any = None
+        node: Any = None
+        attempt = 0
+        while True:
+            try:
+                if not _IS_SYNC:
+                    await cluster.initialize()  # the async client reads lazily
+                node = asking or cluster.nodes_manager.get_node_from_slot(slot)
+                if asking is None:
+                    return await self._aexecute_node(cluster, node, packed, replies)
+                results = await self._aexecute_node(
+                    cluster, node, [_ASKING, *packed], replies + 1
+                )
+                return results[1:]
+            except redis_errors.AskError as err:
+                asking = cluster.get_node(host=err.host, port=err.port)
+                if asking is None or attempt >= self.cluster_retries:
+                    _blame(err, node)
+                    raise
+            except _RETRIED as err:
+                if attempt >= self.cluster_retries or isinstance(err, _TIMEOUTS):
+                    _blame(err, node)
+                    raise
+                asking = None
+                await sleep(_BACKOFF.compute(attempt + 1))
+                await _arefresh_slots(cluster)
+            except BaseException as err:
+                _blame(err, node)
+                raise
+            attempt += 1
+
+    async def _aexecute_node(
+        self, cluster: Any, node: Any, packed: Sequence[Buffer], replies: int
+    ) -> list[Any]:
+        """Send packed commands on one of a cluster node's pooled connections."""
+        release: Any
+        if _IS_SYNC:
+            pool = cluster.get_redis_connection(node).connection_pool
+            connection = pool.get_connection()
+            release = pool.release
+        else:
+            connection = node.acquire_connection()
+            release = node.release
+        try:
+            await connection.send_packed_command(packed, check_health=False)
+            return [await connection.read_response() for _ in range(replies)]
+        except BaseException as err:
+            await connection.disconnect()
+            if not _IS_SYNC and isinstance(err, (AttributeError, TypeError)):
+                # redis-py 8.1's async cluster client, when a node fails,
+                # closes its connections under tasks still using them
+                # (AttributeError; on Python 3.13 a TypeError, calling the
+                # closed connection's reader that is now None).
+                raise redis_errors.ConnectionError(
+                    f"a connection was closed under the command after a node "
+                    f"failed: {err!r}"
+                ) from err
+            raise
+        finally:
+            release(connection)
+
+    async def _aexecute_groups(
+        self, units: list[tuple[str, list[Buffer], int]]
+    ) -> list[list[Any]]:
+        """Cluster: send (key, packed commands, replies) units, a round trip per master.
+
+        The units whose slots one master serves go out together, followed
+        by one ``WAIT`` with `wait_replicas` (its reply is appended to each
+        of their replies); masters are sent to concurrently in the async
+        face. A master that fails or redirects has its units sent again
+        one by one (`_aexecute_slot`, which follows the redirects).
+        """
+        client = self._client()
+        cluster: Any = client.pool
+        async with client.slots:
+            if not _IS_SYNC:
+                await cluster.initialize()
+            groups: dict[str, tuple[Any, list[int]]] = {}
+            for index, (key, _, _) in enumerate(units):
+                try:
+                    node = cluster.nodes_manager.get_node_from_slot(
+                        key_slot(key.encode())
+                    )
+                except redis_errors.SlotNotCoveredError:
+                    node = None
+                groups.setdefault("" if node is None else node.name, (node, []))[
+                    1
+                ].append(index)
+            results: list[list[Any]] = [[] for _ in units]
+
+            async def send(node: Any, indexes: list[int]) -> int:
+                """Send one master's units; return how many."""
+                if node is not None:
+                    packed = [part for i in indexes for part in units[i][1]]
+                    counts = [units[i][2] for i in indexes]
+                    try:
+                        replies = await self._aexecute_node(
+                            cluster,
+                            node,
+                            [*packed, *self._wait],
+                            sum(counts) + len(self._wait),
+                        )
+                    except _RETRIED:
+                        pass  # each unit again, following redirects
+                    else:
+                        waited = replies[-1:] if self._wait else []
+                        start = 0
+                        for index, count in zip(indexes, counts, strict=True):
+                            results[index] = [
+                                *replies[start : start + count],
+                                *waited,
+                            ]
+                            start += count
+                        return len(indexes)
+                for index in indexes:
+                    key, packed_unit, count = units[index]
+                    results[index] = await self._aexecute_slot(
+                        client,
+                        [*packed_unit, *self._wait],
+                        count + len(self._wait),
+                        key,
+                    )
+                return len(indexes)
+
+            await gather(*(send(node, indexes) for node, indexes in groups.values()))
+            return results
 
     async def _arun(
         self,
@@ -974,7 +1144,9 @@ class RedisStore(Store[str]):
             password=self.password,
             socket_timeout=self.socket_timeout,
             socket_connect_timeout=self.socket_connect_timeout,
-            max_connections=self.max_connections,
+            # Operations are bounded by our slots; future waiters (BLMOVE)
+            # hold connections of their own beyond them.
+            max_connections=_UNBOUNDED,
             retry=Retry(
                 ExponentialWithJitterBackoff(base=0.01, cap=0.1), self.cluster_retries
             ),
@@ -1060,6 +1232,7 @@ class RedisStore(Store[str]):
         self, err: BaseException, operation: str, node: str | None = None
     ) -> ProxyStoreError:
         """Wrap a driver error; `node` is the cluster node that failed."""
+        node = node or getattr(err, "_proxystore_node", None)
         target = self._target if node is None else f"{node} ({self._target})"
         if isinstance(err, _CLUSTER_DOWN):
             return StoreConnectionError(
@@ -1098,14 +1271,43 @@ class RedisStore(Store[str]):
         )
 
 
-_DRIVER_ERRORS = (redis_errors.RedisError, OSError, asyncio.TimeoutError)
 # RedisClusterException is no RedisError (say, a slot no node serves).
-_CLUSTER_ERRORS = (*_DRIVER_ERRORS, redis_errors.RedisClusterException)
+_DRIVER_ERRORS = (
+    redis_errors.RedisError,
+    redis_errors.RedisClusterException,
+    OSError,
+    asyncio.TimeoutError,
+)
+_CLUSTER_ERRORS = _DRIVER_ERRORS
 _CLUSTER_DOWN = (
     redis_errors.ClusterDownError,
     redis_errors.TryAgainError,
     redis_errors.SlotNotCoveredError,
 )
+# Cluster errors after which the slot map is read again and the command retried.
+_RETRIED = (
+    *_CLUSTER_DOWN,
+    redis_errors.MovedError,
+    redis_errors.AskError,
+    redis_errors.ConnectionError,
+    OSError,
+)
+_TIMEOUTS = (redis_errors.TimeoutError, TimeoutError, asyncio.TimeoutError)
+_BACKOFF = ExponentialWithJitterBackoff(base=0.01, cap=0.1)
+_UNBOUNDED = 2**31 - 1
+_ASKING = b"*1\r\n$6\r\nASKING\r\n"
+
+
+def _blame(err: BaseException, node: Any) -> None:
+    """Note on `err` the cluster node it came from (for `RedisStore._error`)."""
+    if node is not None:
+        with contextlib.suppress(AttributeError):
+            err._proxystore_node = node.name  # type: ignore[attr-defined]
+
+
+def _transaction(*commands: bytes) -> bytes:
+    """Encoded commands wrapped in ``MULTI``/``EXEC`` (their replies: EXEC's)."""
+    return b"".join((_MULTI, *commands, _EXEC))
 
 
 async def _arefresh_slots(cluster: Any) -> None:
@@ -1137,10 +1339,6 @@ def _object_key(name: str) -> str:
     return name[1 : name.index("}")] if name.startswith("{") else name
 
 
-def _joined(pieces: list[Buffer]) -> Buffer:
-    return pieces[0] if len(pieces) == 1 else b"".join(pieces)
-
-
 def _command(*args: str) -> bytes:
     """Encode one command as RESP (keys and arguments as UTF-8)."""
     encoded = [arg.encode() for arg in args]
@@ -1159,12 +1357,16 @@ _EXEC = b"*1\r\n$4\r\nEXEC\r\n"
 
 
 def _pack(
-    commands: list[_Command], heads: Sequence[str] = (), tail: Sequence[bytes] = ()
+    commands: list[_Command],
+    heads: Sequence[str] = (),
+    tail: Sequence[bytes] = (),
+    after: Sequence[bytes] = (),
 ) -> list[Buffer]:
     """Encode reads of `heads`, the writes and `tail` as RESP, in MULTI/EXEC if several.
 
-    `tail` holds commands already encoded, sent after the writes. Large
-    pieces stay by reference; the rest is joined.
+    `tail` holds commands already encoded, sent after the writes; `after`
+    ones sent after the EXEC (say, ``WAIT``). Large pieces stay by
+    reference; the rest is joined.
     """
     several = len(commands) + len(heads) + len(tail) > 1
     parts: list[Buffer] = [_MULTI] if several else []
@@ -1183,6 +1385,7 @@ def _pack(
     parts += tail
     if several:
         parts.append(_EXEC)
+    parts += after
     packed: list[Buffer] = []
     small: list[Buffer] = []
     for part in parts:
@@ -1338,6 +1541,11 @@ def _split_seed(node: Any) -> tuple[str, int]:
             f"a cluster node must be 'host:port' (port 1-65535), got {node!r}"
         )
     return host.strip("[]"), int(port)
+
+
+def _check_count(option: str, value: Any) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise ConfigurationError(f"{option} must be an int >= 0, got {value!r}")
 
 
 def _check_positive_int(option: str, value: Any, upper: int | None = None) -> None:

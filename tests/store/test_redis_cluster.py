@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import pickle
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -21,6 +23,7 @@ from proxystore.exceptions import (
     StoreConnectionError,
     StoreExistsError,
     StoreOperationError,
+    StoreTimeoutError,
 )
 from proxystore.store.redis import RedisStore
 from tests.redis_cluster import RedisClusterNodes
@@ -326,15 +329,66 @@ def test_slot_in_migration_is_followed(
     assert not store.exists(key)
 
 
-def test_futures_and_leases_are_refused_clearly(store: RedisStore) -> None:
-    from proxystore.lifetimes import LeaseLifetime
+def _produce(blob: bytes, value: Any) -> None:
+    future = pickle.loads(blob)
+    future.set_result(value)
 
-    future = store.future()
-    with pytest.raises(ConfigurationError, match="not supported on a Redis Cluster"):
-        future.set_result(1)
-    lease = LeaseLifetime(30)
+
+def test_future_set_in_another_process_wakes(
+    store: RedisStore, raw: RawCluster
+) -> None:
+    from proxystore.store import register_store, unregister_store
+
+    register_store(store)
     try:
-        with pytest.raises(ConfigurationError, match="not supported on a Redis"):
-            store.set(b"x", lifetime=lease)
+        future = store.future(timeout=60)
+        ctx = multiprocessing.get_context("spawn")
+        with ctx.Pool(1) as pool:
+            value = np.arange(3000, dtype=np.int64)  # chunked: 6 chunks
+            done = pool.apply_async(_produce, (pickle.dumps(future), value))
+            np.testing.assert_array_equal(future.result(), value)
+            done.get(60)
+        key = future.key
+        # The wake list shares the object's slot (BLMOVE works in one slot).
+        assert raw.keyslot(f"{{{key}}}:w") == raw.keyslot(key)
+        assert raw.exists(f"{{{key}}}:w") == 1
+        store.evict(key)
+        assert raw.exists(key, f"{{{key}}}:v", f"{{{key}}}:w", f"{{{key}}}:c:0") == 0
+    finally:
+        unregister_store(store.name)
+
+
+def test_future_times_out_clearly(store: RedisStore) -> None:
+    future = store.future(timeout=0.2)
+    with pytest.raises(StoreTimeoutError):
+        future.result()
+
+
+def test_lease_expires_every_part(store: RedisStore, raw: RawCluster) -> None:
+    from proxystore.lifetimes import LeaseLifetime
+    from proxystore.store import register_store, unregister_store
+
+    register_store(store)
+    lease = LeaseLifetime(2.0)
+    try:
+        small = store.set(b"x", lifetime=lease)
+        chunked = store.set(np.arange(3000, dtype=np.int64), lifetime=lease)
+        user = f"leased-{os.getpid()}"
+        store.set(np.arange(3000, dtype=np.int64), key=user, lifetime=lease)
+        names = [small, f"{{{small}}}:v"]
+        for key in (chunked, user):
+            names += [key, f"{{{key}}}:v"]
+            names += [f"{{{key}}}:c:{index}" for index in range(6)]
+        assert raw.exists(*names) == len(names)
+        # The servers expire every part (PEXPIREAT in the write's MULTI) ...
+        assert all(0 < raw.pttl(name) <= 2000 for name in names)
+        lease.extend(1.0)  # ... and extending moves every part's expiry.
+        assert all(1000 < raw.pttl(name) <= 3000 for name in names)
+        # Every part is gone at the expiry.
+        deadline = time.monotonic() + 10
+        while raw.exists(*names) and time.monotonic() < deadline:
+            time.sleep(0.02)  # polling the servers, with a deadline
+        assert raw.exists(*names) == 0
     finally:
         lease.close()
+        unregister_store(store.name)
