@@ -19,6 +19,7 @@ from redis.cluster import RedisCluster as RawCluster
 
 import proxystore as ps
 from proxystore.exceptions import (
+    BatchWriteError,
     ConfigurationError,
     StoreConnectionError,
     StoreExistsError,
@@ -392,3 +393,30 @@ def test_lease_expires_every_part(store: RedisStore, raw: RawCluster) -> None:
     finally:
         lease.close()
         unregister_store(store.name)
+
+
+def test_wait_replicas(redis_cluster: RedisClusterNodes, store_name: str) -> None:
+    store = RedisStore(store_name, cluster_nodes=redis_cluster.seeds, wait_replicas=1)
+    greedy = RedisStore(
+        f"{store_name}-2",
+        cluster_nodes=redis_cluster.seeds,
+        wait_replicas=2,  # each master has one replica
+        wait_timeout=0.1,
+        chunk_size=4096,
+    )
+    try:
+        keys = store.set_batch([np.full(1000, i) for i in range(30)])  # every master
+        key = store.set(np.arange(3000))  # chunked: a MULTI, then WAIT
+        np.testing.assert_array_equal(store.get(key), np.arange(3000))
+        assert len(store.get_batch(keys)) == 30
+        with pytest.raises(StoreTimeoutError, match="1 of 2 replicas confirmed"):
+            greedy.set(np.arange(3000), key=f"greedy-{os.getpid()}")
+        with pytest.raises(BatchWriteError):
+            greedy.set_batch([1, 2, 3, 4, 5, 6])
+    finally:
+        store.close()
+        greedy.close()
+    with pytest.raises(ConfigurationError, match="wait_replicas"):
+        RedisStore("bad", wait_replicas=-1)
+    with pytest.raises(ConfigurationError, match="wait_timeout"):
+        RedisStore("bad", wait_replicas=1, wait_timeout=0)
