@@ -31,13 +31,19 @@ At most `max_connections` operations per pool are in flight; in the async
 face, gets that find them all busy wait together and go out as one ``MGET``.
 
 On a Redis Cluster (``cluster=True`` or ``cluster_nodes=[...]``) the store
-talks through redis-py's cluster client instead, which follows ``MOVED``
-and ``ASK`` and refreshes its slot map after a failover. The layout is the
-same and every key of an object is in its slot: an object is one ``MSET``
-(value and version) or, chunked or under a user key, one ``MULTI``/``EXEC``
-on the node owning the slot; batches go out as one pipeline, one round
-trip per node. Values are joined into one buffer first (the cluster
-client takes one per argument), so the zero-copy path is single-server only.
+reads the slot map with redis-py's cluster client and sends each object's
+commands, encoded as above (large parts by reference), straight to the
+master of the object's slot on a connection of that node's pool: the
+layout is the same and every key of an object (``K``, ``{K}:v``,
+``{K}:c:<i>``, ``{K}:w``) is in ``K``'s slot, so single-object operations,
+futures and leases are the single-server commands. ``MOVED``, ``ASK``,
+``TRYAGAIN``, a slot no node serves or an unreachable node are followed
+or retried after reading the slot map again. A batch of writes goes out
+as one round trip per master; batch reads use redis-py's cluster pipeline.
+
+With ``wait_replicas=N`` every write is followed, in its round trip, by
+``WAIT N`` on the same connection: the write is acknowledged once N
+replicas of its master have it.
 """
 
 from __future__ import annotations
@@ -218,9 +224,11 @@ class RedisStore(Store[str]):
     over its ``proto-max-bulk-len``). On a cluster the messages name the
     node owning the key's slot, and an unserved slot (a master down before
     its replica takes over) is a `StoreConnectionError`. The redis-py error
-    is the ``__cause__``. Nothing is retried: a connection found dead when taken
-    from the pool is replaced, so the store recovers by itself once the
-    server is back.
+    is the ``__cause__``. On one server nothing is retried (on a cluster,
+    see `cluster_retries`): a connection found dead when taken from the
+    pool is replaced, so the store recovers by itself once the server is
+    back. With `wait_replicas`, a write too few replicas confirmed in
+    `wait_timeout` raises `StoreTimeoutError` (it is on the master).
 
     Example:
         ```python
@@ -906,7 +914,7 @@ class RedisStore(Store[str]):
             return self._aexecute_slot(client, packed, replies, key)
         connection = client.pool.get_connection()
         try:
-            connection.send_packed_command(packed, check_health=False)
+            _asend(connection, packed)
             return [connection.read_response() for _ in range(replies)]
         except BaseException:
             # Unread replies or a half-sent command: never reuse it.
@@ -974,7 +982,7 @@ class RedisStore(Store[str]):
             connection = node.acquire_connection()
             release = node.release
         try:
-            connection.send_packed_command(packed, check_health=False)
+            _asend(connection, packed)
             return [connection.read_response() for _ in range(replies)]
         except BaseException as err:
             connection.disconnect()
@@ -1297,6 +1305,36 @@ _TIMEOUTS = (redis_errors.TimeoutError, TimeoutError, asyncio.TimeoutError)
 _BACKOFF = ExponentialWithJitterBackoff(base=0.01, cap=0.1)
 _UNBOUNDED = 2**31 - 1
 _ASKING = b"*1\r\n$6\r\nASKING\r\n"
+
+
+def _asend(connection: Any, packed: Sequence[Buffer]) -> None:
+    """Send packed commands on a redis-py connection, large parts by reference.
+
+    The async face writes each part to the stream itself: redis-py's
+    ``writelines`` would join them into one copy first on Python < 3.12
+    (`asyncio`'s default ``writelines``). A connection not yet open is
+    opened by redis-py's ``send_packed_command``.
+    """
+    writer = getattr(connection, "_writer", None)
+    if _IS_SYNC or len(packed) == 1 or writer is None or not connection.is_connected:
+        connection.send_packed_command(packed, check_health=False)
+        return
+    try:
+        for part in packed:
+            writer.write(part)
+        _adrain(writer, connection.socket_timeout)
+    except asyncio.TimeoutError:
+        raise redis_errors.TimeoutError("Timeout writing to socket") from None
+    except OSError as err:
+        raise redis_errors.ConnectionError(
+            f"Error while writing to socket: {err}"
+        ) from err
+
+
+def _adrain(writer: Any, timeout: float | None) -> Any:
+    """Wait until `writer` has sent its buffer (async face only)."""
+    # Returned, not awaited alone: the sync twin keeps this dead code.
+    return asyncio.wait_for(writer.drain(), timeout)
 
 
 def _blame(err: BaseException, node: Any) -> None:
