@@ -83,7 +83,10 @@ def _row(label: str, pairs: list[tuple[Timed, Timed]], count: int) -> str:
     )
 
 
-def _alternate(a: Callable[[], Timed], b: Callable[[], Timed], reps: int) -> list:
+def _alternate(
+    a: Callable[[], Timed], b: Callable[[], Timed], reps: int, flush: Callable[[], Any]
+) -> list[tuple[Timed, Timed]]:
+    """ABBA: `reps` pairs of timings, the cluster flushed after each pair."""
     pairs = []
     for rep in range(reps):
         if rep % 2:
@@ -91,6 +94,7 @@ def _alternate(a: Callable[[], Timed], b: Callable[[], Timed], reps: int) -> lis
         else:
             first, second = a(), b()
         pairs.append((first, second))
+        flush()  # every run writes new keys into an empty cluster
     return pairs
 
 
@@ -106,8 +110,8 @@ def sync_overhead(seeds: list[str], reps: int) -> None:
         count = _count(size)
 
         def raw_run(obj: bytes = obj, count: int = count) -> None:
-            for index in range(count):
-                key = f"raw-{index}"
+            for _ in range(count):
+                key = os.urandom(16).hex()  # a new key, as the store's
                 raw.set(key, pickle.dumps(obj, protocol=5))
                 pickle.loads(raw.get(key))
 
@@ -120,23 +124,20 @@ def sync_overhead(seeds: list[str], reps: int) -> None:
         def wait_run(obj: bytes = obj, count: int = count) -> None:
             store_run(obj, count, waiting)
 
+        def flush() -> None:
+            raw.flushall(target_nodes=RedisCluster.PRIMARIES)
+
         for run in (raw_run, store_run, wait_run):
             run()  # warm up
-        print(
-            _row(
-                label,
-                _alternate(lambda: _timed(raw_run), lambda: _timed(store_run), reps),
-                count,
-            )
+        flush()
+        pairs = _alternate(
+            lambda: _timed(raw_run), lambda: _timed(store_run), reps, flush
         )
-        rows.append(
-            _row(
-                label,
-                _alternate(lambda: _timed(store_run), lambda: _timed(wait_run), reps),
-                count,
-            )
+        print(_row(label, pairs, count))
+        pairs = _alternate(
+            lambda: _timed(store_run), lambda: _timed(wait_run), reps, flush
         )
-        raw.flushall(target_nodes=RedisCluster.PRIMARIES)
+        rows.append(_row(label, pairs, count))
     print("sync face: wait_replicas=1 / no wait (median, min-max)")
     print("\n".join(rows))
     store.close()
@@ -158,8 +159,8 @@ async def async_overhead(seeds: list[str], reps: int) -> None:
         count = _count(size)
 
         async def raw_run(obj: bytes = obj, count: int = count) -> None:
-            for index in range(count):
-                key = f"araw-{index}"
+            for _ in range(count):
+                key = os.urandom(16).hex()  # a new key, as the store's
                 await raw.set(key, pickle.dumps(obj, protocol=5))
                 pickle.loads(await raw.get(key))
 
@@ -169,6 +170,7 @@ async def async_overhead(seeds: list[str], reps: int) -> None:
 
         await raw_run()
         await store_run()
+        await raw.flushall(target_nodes=aiocluster.RedisCluster.PRIMARIES)
         pairs = []
         for rep in range(reps):
             if rep % 2:
@@ -178,6 +180,7 @@ async def async_overhead(seeds: list[str], reps: int) -> None:
                 first = await _atimed(raw_run)
                 second = await _atimed(store_run)
             pairs.append((first, second))
+            await raw.flushall(target_nodes=aiocluster.RedisCluster.PRIMARIES)
         print(_row(label, pairs, count))
     await store.aclose()
     await raw.aclose()
@@ -188,6 +191,14 @@ def _cpu_seconds(pid: int) -> float:
     with open(f"/proc/{pid}/stat") as stat:
         fields = stat.read().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _machine_busy() -> float:
+    """Seconds of CPU the whole machine spent busy so far (every core)."""
+    with open("/proc/stat") as stat:
+        fields = [int(value) for value in stat.readline().split()[1:]]
+    idle = fields[3] + fields[4]  # idle, iowait
+    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
 
 
 def _worker(config: dict[str, Any], seconds: float, barrier: Any, queue: Any) -> None:
@@ -209,10 +220,11 @@ def _worker(config: dict[str, Any], seconds: float, barrier: Any, queue: Any) ->
 
 def throughput(
     config: dict[str, Any], servers: list[RedisServer], processes: int, seconds: float
-) -> tuple[float, float, list[float]]:
-    """MB/s of 1 MB set+get (2 MB a pair), client cores busy, each server's.
+) -> tuple[float, float, list[float], float]:
+    """MB/s of 1 MB set+get (2 MB a pair), client cores busy, each server's, machine's.
 
-    Cores busy: CPU seconds over the run's wall seconds.
+    Cores busy: CPU seconds over the run's wall seconds; the machine's
+    counts every process (other work on the host too).
     """
     ctx = multiprocessing.get_context("spawn")
     barrier = ctx.Barrier(processes + 1)
@@ -228,7 +240,9 @@ def throughput(
         barrier.wait(timeout=120)
         began = time.perf_counter()
         before = [_cpu_seconds(server.pid or 0) for server in running]
+        machine = _machine_busy()
         results = [queue.get(timeout=120 + seconds) for _ in workers]
+        machine = _machine_busy() - machine
         after = [_cpu_seconds(server.pid or 0) for server in running]
         wall = time.perf_counter() - began
     finally:
@@ -239,7 +253,7 @@ def throughput(
     pairs = sum(done for done, _ in results)
     client_cpu = sum(cpu for _, cpu in results)
     busy = [(b - a) / wall for a, b in zip(before, after, strict=True)]
-    return 2 * pairs / seconds, client_cpu / seconds, busy
+    return 2 * pairs / seconds, client_cpu / seconds, busy, machine / wall
 
 
 def scaling(
@@ -261,14 +275,14 @@ def scaling(
     }
     print(
         f"aggregate 1 MB set+get+evict ({os.cpu_count()} CPUs): MB/s (x one server) "
-        "[client cores busy + server cores busy, busiest server]"
+        "[client cores busy + server cores busy, busiest server; machine]"
     )
     bounds: dict[str, list[float]] = {name: [] for name in setups}
     for processes in (1, 2, 4):
         cells = []
         single = 0.0
         for name, (config, servers) in setups.items():
-            rate, clients, busy = throughput(
+            rate, clients, busy, machine = throughput(
                 {**config, "cache_size": 0}, servers, processes, seconds
             )
             single = single or rate
@@ -277,7 +291,7 @@ def scaling(
             bounds[name].append(rate / max(busy))
             cells.append(
                 f"{name} {rate:5.0f} ({rate / single:.2f}x) "
-                f"[{clients:.2f}+{sum(busy):.2f}, {max(busy):.2f}]"
+                f"[{clients:.2f}+{sum(busy):.2f}, {max(busy):.2f}; {machine:.2f}]"
             )
         print(f"  {processes} process(es): " + "; ".join(cells))
     print(
