@@ -24,7 +24,8 @@
    without and with ``wait_replicas=1``.
 
 Usage:
-    python benchmarks/bench_cluster.py [--reps N] [--seconds S] [--failover]
+    python benchmarks/bench_cluster.py [--reps N] [--seconds S] [--rounds R]
+        [--failover] [--skip-scaling]
 """
 
 from __future__ import annotations
@@ -261,6 +262,7 @@ def scaling(
     cluster: RedisClusterNodes,
     bare: RedisClusterNodes,
     seconds: float,
+    rounds: int,
 ) -> None:
     setups = {
         "one server": (
@@ -274,29 +276,42 @@ def scaling(
         "3 masters": ({"name": "bench-b", "cluster_nodes": bare.seeds}, bare.servers),
     }
     print(
-        f"aggregate 1 MB set+get+evict ({os.cpu_count()} CPUs): MB/s (x one server) "
-        "[client cores busy + server cores busy, busiest server; machine]"
+        f"aggregate 1 MB set+get+evict ({os.cpu_count()} CPUs), median of "
+        f"{rounds} rounds (setups in rotating order): MB/s (x one server) "
+        "[client cores busy + server cores busy, busiest server; whole machine]"
     )
     bounds: dict[str, list[float]] = {name: [] for name in setups}
+    names = list(setups)
     for processes in (1, 2, 4):
+        runs: dict[str, list[tuple[float, float, list[float], float]]] = {
+            name: [] for name in setups
+        }
+        for round_ in range(rounds):
+            turn = round_ % len(names)
+            for name in names[turn:] + names[:turn]:
+                config, servers = setups[name]
+                runs[name].append(
+                    throughput({**config, "cache_size": 0}, servers, processes, seconds)
+                )
         cells = []
-        single = 0.0
-        for name, (config, servers) in setups.items():
-            rate, clients, busy, machine = throughput(
-                {**config, "cache_size": 0}, servers, processes, seconds
-            )
-            single = single or rate
+        single = statistics.median(run[0] for run in runs["one server"])
+        for name in names:
+            rate = statistics.median(run[0] for run in runs[name])
+            clients = statistics.median(run[1] for run in runs[name])
+            servers_busy = statistics.median(sum(run[2]) for run in runs[name])
+            busiest = statistics.median(max(run[2]) for run in runs[name])
+            machine = statistics.median(run[3] for run in runs[name])
             # A redis-server runs commands on one thread: on a host of its
             # own it saturates at one core busy.
-            bounds[name].append(rate / max(busy))
+            bounds[name] += [run[0] / max(run[2]) for run in runs[name]]
             cells.append(
                 f"{name} {rate:5.0f} ({rate / single:.2f}x) "
-                f"[{clients:.2f}+{sum(busy):.2f}, {max(busy):.2f}; {machine:.2f}]"
+                f"[{clients:.2f}+{servers_busy:.2f}, {busiest:.2f}; {machine:.2f}]"
             )
         print(f"  {processes} process(es): " + "; ".join(cells))
     print(
         "  projected server-side bound (the busiest server at one core, each "
-        "node on its own host, clients elsewhere): "
+        "node on its own host, clients elsewhere; median of every run): "
         + ", ".join(
             f"{name} {statistics.median(values):.0f} MB/s"
             for name, values in bounds.items()
@@ -335,6 +350,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--reps", type=int, default=21)
     parser.add_argument("--seconds", type=float, default=3.0)
+    parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--failover", action="store_true")
     parser.add_argument("--skip-scaling", action="store_true")
     args = parser.parse_args()
@@ -343,7 +359,7 @@ def main() -> None:
         asyncio.run(async_overhead(cluster.seeds, args.reps))
         if not args.skip_scaling:
             with RedisClusterNodes(replicas=0) as bare:
-                scaling(server, cluster, bare, args.seconds)
+                scaling(server, cluster, bare, args.seconds, args.rounds)
     if args.failover:
         failover()
 
