@@ -38,8 +38,8 @@ layout is the same and every key of an object (``K``, ``{K}:v``,
 ``{K}:c:<i>``, ``{K}:w``) is in ``K``'s slot, so single-object operations,
 futures and leases are the single-server commands. ``MOVED``, ``ASK``,
 ``TRYAGAIN``, a slot no node serves or an unreachable node are followed
-or retried after reading the slot map again. A batch of writes goes out
-as one round trip per master; batch reads use redis-py's cluster pipeline.
+or retried after reading the slot map again. A batch (writes, reads,
+chunk reads, deletes) goes out as one round trip per master.
 
 With ``wait_replicas=N`` every write is followed, in its round trip, by
 ``WAIT N`` on the same connection: the write is acknowledged once N
@@ -616,7 +616,9 @@ class RedisStore(Store[str]):
         """Delete keys if the server lets us; return whether it did."""
         if self._cluster and len({_object_key(key) for key in keys}) > 1:
             try:
-                self._arun([("DEL", key) for key in set(keys)], "evict", keys[0])
+                self._aper_object(
+                    [(key, _command("DEL", key)) for key in set(keys)], "evict"
+                )
             except ProxyStoreError:
                 return False
             return True
@@ -662,8 +664,13 @@ class RedisStore(Store[str]):
         values: list[Any]
         if self._cluster and len(counts) > 1:
             # One MGET per object (its chunks share its slot).
-            commands = [("MGET", *_chunk_keys(key, n)) for key, n in counts.items()]
-            replies = self._arun(commands, operation, next(iter(counts)))
+            replies = self._aper_object(
+                [
+                    (key, _command("MGET", *_chunk_keys(key, count)))
+                    for key, count in counts.items()
+                ],
+                operation,
+            )
             values = [value for reply in replies for value in reply]
         else:
             names = [
@@ -699,9 +706,9 @@ class RedisStore(Store[str]):
     def _get_bytes_batch(self, keys: Sequence[str]) -> list[Buffer | None]:
         values: list[Any]
         if self._cluster:
-            # Keys of several slots: one GET each, one round trip per node.
-            values = self._arun(
-                [("GET", key) for key in keys], "get_batch", keys[0]
+            # Keys of several slots: one GET each, one round trip per master.
+            values = self._aper_object(
+                [(key, _command("GET", key)) for key in keys], "get_batch"
             )
         else:
             try:
@@ -1000,18 +1007,20 @@ class RedisStore(Store[str]):
             release(connection)
 
     def _aexecute_groups(
-        self, units: list[tuple[str, list[Buffer], int]]
+        self, units: list[tuple[str, list[Buffer], int]], wait: bool = True
     ) -> list[list[Any]]:
         """Cluster: send (key, packed commands, replies) units, a round trip per master.
 
         The units whose slots one master serves go out together, followed
-        by one ``WAIT`` with `wait_replicas` (its reply is appended to each
-        of their replies); masters are sent to concurrently in the async
-        face. A master that fails or redirects has its units sent again
-        one by one (`_aexecute_slot`, which follows the redirects).
+        (if `wait`) by one ``WAIT`` with `wait_replicas` (its reply is
+        appended to each of their replies); masters are sent to
+        concurrently in the async face. A master that fails or redirects
+        has its units sent again one by one (`_aexecute_slot`, which
+        follows the redirects).
         """
         client = self._client()
         cluster: Any = client.pool
+        after = self._wait if wait else []
         with client.slots:
             if not _IS_SYNC:
                 cluster.initialize()
@@ -1037,13 +1046,13 @@ class RedisStore(Store[str]):
                         replies = self._aexecute_node(
                             cluster,
                             node,
-                            [*packed, *self._wait],
-                            sum(counts) + len(self._wait),
+                            [*packed, *after],
+                            sum(counts) + len(after),
                         )
                     except _RETRIED:
                         pass  # each unit again, following redirects
                     else:
-                        waited = replies[-1:] if self._wait else []
+                        waited = replies[-1:] if after else []
                         start = 0
                         for index, count in zip(indexes, counts, strict=True):
                             results[index] = [
@@ -1056,8 +1065,8 @@ class RedisStore(Store[str]):
                     key, packed_unit, count = units[index]
                     results[index] = self._aexecute_slot(
                         client,
-                        [*packed_unit, *self._wait],
-                        count + len(self._wait),
+                        [*packed_unit, *after],
+                        count + len(after),
                         key,
                     )
                 return len(indexes)
@@ -1065,68 +1074,20 @@ class RedisStore(Store[str]):
             gather(*(send(node, indexes) for node, indexes in groups.values()))
             return results
 
-    def _arun(
-        self,
-        commands: Sequence[tuple[Any, ...]],
-        operation: str,
-        key: str,
-        *,
-        transaction: bool = False,
+    def _aper_object(
+        self, commands: list[tuple[str, bytes]], operation: str
     ) -> list[Any]:
-        """Run commands on the cluster and return their replies.
+        """Cluster: (object key, encoded command) pairs, a round trip per master.
 
-        Each command's keys share one slot. Several go out as a pipeline
-        (one round trip per node) or, with `transaction`, as one
-        ``MULTI``/``EXEC`` (all keys in one slot). redis-py follows
-        ``MOVED`` and ``ASK`` and refreshes the slot map.
-
-        Raises:
-            ProxyStoreError: Naming the node that owns `key`'s slot.
+        Returns each command's reply, in order.
         """
-        cluster: Any = None
         try:
-            # The sync client reads the slot map when built: inside the try.
-            client = self._client()
-            cluster = client.pool
-            with client.slots:
-                if len(commands) == 1 and not transaction:
-                    # The node from `key`'s slot: redis-py would parse
-                    # every key of an MSET/MGET to find it (MOVED is still
-                    # followed).
-                    if not _IS_SYNC:
-                        # The async client reads the slot map lazily.
-                        cluster.initialize()
-                    node = cluster.get_node_from_key(key)
-                    return [
-                        cluster.execute_command(*commands[0], target_nodes=node)
-                    ]
-                with cluster.pipeline(transaction=transaction) as pipe:
-                    for command in commands:
-                        pipe.execute_command(*command)
-                    replies: list[Any] = pipe.execute()
-                    return replies
-        except _CLUSTER_ERRORS as err:
-            error = self._error(err, operation, _node_name(cluster, key))
-            if (
-                _IS_SYNC
-                and cluster is not None
-                and isinstance(error, StoreConnectionError)
-            ):
-                _arefresh_slots(cluster)
-            raise error from err
-        except (AttributeError, TypeError) as err:
-            if _IS_SYNC:
-                raise
-            # redis-py 8.1's async cluster client, when a node fails, closes
-            # its connections under other tasks still connecting on them
-            # (AttributeError; on Python 3.13 a TypeError, calling the closed
-            # connection's reader that is now None).
-            node = _node_name(cluster, key)
-            raise StoreConnectionError(
-                self._target if node is None else f"{node} ({self._target})",
-                f"{operation} failed: a connection was closed under it after "
-                f"a node failed: {err!r}",
-            ) from err
+            results = self._aexecute_groups(
+                [(key, [command], 1) for key, command in commands], wait=False
+            )
+        except _DRIVER_ERRORS as err:
+            raise self._error(err, operation) from err
+        return [result[0] for result in results]
 
     def _new_cluster_client(self) -> Any:
         """A redis-py cluster client (its own pool per node)."""
@@ -1350,27 +1311,13 @@ def _transaction(*commands: bytes) -> bytes:
 
 
 def _arefresh_slots(cluster: Any) -> None:
-    """Sync face: read the slot map again after a node failed under a pipeline.
+    """Read a cluster client's slot map again (after a redirect or a failed node).
 
-    redis-py's sync client does so itself for a lone command, not for a
-    transaction: it would keep sending an object's MULTI to a dead master
-    after its replica took over (the async client marks its map stale).
     Best effort: a cluster still failing over is read again after the next
     failure.
     """
     with contextlib.suppress(*_CLUSTER_ERRORS):
         cluster.nodes_manager.initialize()
-
-
-def _node_name(client: Any, key: str) -> str | None:
-    """``host:port`` of the node owning `key`'s slot, if the client knows it."""
-    if client is None:
-        return None
-    try:
-        name: str = client.get_node_from_key(key).name
-    except Exception:  # no slot map yet: name the cluster only
-        return None
-    return name
 
 
 def _object_key(name: str) -> str:
