@@ -1207,7 +1207,7 @@ class RedisStore(Store[str]):
             return StoreConnectionError(
                 target,
                 f"{operation} failed: the cluster cannot serve this key's slot "
-                f"now (a failover under way?): {err}",
+                f"now (a failover or slot migration under way?): {err}",
             )
         if isinstance(err, redis_errors.RedisClusterException):
             # No seed answered as a cluster node, or no slot map.

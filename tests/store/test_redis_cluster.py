@@ -324,8 +324,19 @@ def test_slot_in_migration_is_followed(
         # Every key already moved: the old owner answers ASK.
         assert store.get(key, strict=True) == [1, 2, 3]
         assert store.exists(key)
+        assert store.get_timestamp(key) > 0
+        # A write of keys that moved (a MULTI: the old head, then MSET).
+        store.set("replaced", key=key)
+        assert store.get(key, strict=True) == "replaced"
+        # New keys (chunks) in a slot half migrated: Redis says TRYAGAIN
+        # until the migration ends; a clear error, never a partial object.
+        with pytest.raises(StoreConnectionError, match="slot migration"):
+            store.set(np.arange(3000), key=key)
+        assert store.get(key, strict=True) == "replaced"
     finally:
         _assign(redis_cluster, *migration)
+    store.set(np.arange(3000), key=key)  # works once the slot has moved
+    np.testing.assert_array_equal(store.get(key, strict=True), np.arange(3000))
     store.evict(key)
     assert not store.exists(key)
 
