@@ -692,12 +692,23 @@ class RedisStore(Store[str]):
             joined.append(None if None in chunks else b"".join(chunks))
         return joined
 
+    async def _apair(self, first: bytes, second: bytes, key: str) -> list[Any]:
+        """Send two encoded commands in one round trip; return their replies.
+
+        On a cluster they go in one ``MULTI``/``EXEC`` so that one ``ASKING``
+        (a slot in migration) covers both; on one server the two extra
+        replies would only cost time.
+        """
+        if self._cluster:
+            *_, replies = await self._aexecute([_transaction(first, second)], 4, key)
+            return list(replies)
+        return await self._aexecute([first + second], 2, key)
+
     async def _aget_version(self, key: str) -> int | None:
-        commands = _transaction(
-            _command("EXISTS", key), _command("GET", _version_key(key))
-        )
         try:
-            *_, (exists, version) = await self._aexecute([commands], 4, key)
+            exists, version = await self._apair(
+                _command("EXISTS", key), _command("GET", _version_key(key)), key
+            )
         except _DRIVER_ERRORS as err:
             raise self._error(err, "get_timestamp") from err
         return _version(version) if exists else None
@@ -732,9 +743,7 @@ class RedisStore(Store[str]):
     async def _aexists(self, key: str) -> bool:
         head = _command("GETRANGE", key, "0", str(_MANIFEST.size - 1))
         try:
-            *_, (count, value) = await self._aexecute(
-                [_transaction(_command("EXISTS", key), head)], 4, key
-            )
+            count, value = await self._apair(_command("EXISTS", key), head, key)
             chunks = _chunk_keys(key, _manifest_count(value))
             if count and chunks:
                 (count,) = await self._aexecute([_command("EXISTS", *chunks)], 1, key)
@@ -747,7 +756,7 @@ class RedisStore(Store[str]):
         head = _command("GETRANGE", key, "0", str(_MANIFEST.size - 1))
         delete = _command("DEL", key, _version_key(key), _wake_key(key))
         try:
-            *_, (value, _) = await self._aexecute([_transaction(head, delete)], 4, key)
+            value, _ = await self._apair(head, delete, key)
             chunks = _chunk_keys(key, _manifest_count(value))
             if chunks:
                 await self._aexecute([_command("DEL", *chunks)], 1, key)
