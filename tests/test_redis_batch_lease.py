@@ -13,9 +13,9 @@ from typing import Any
 
 import pytest
 import redis
+import redis.cluster
 
 from proxystore.aio.redis import RedisStore as AsyncRedisStore
-from proxystore.exceptions import ConfigurationError
 from proxystore.lifetimes import LeaseLifetime
 from proxystore.store.redis import RedisStore
 from tests.redis_server import RedisServer
@@ -90,24 +90,24 @@ async def test_async_face_batch_lease_is_one_transaction(
     await store.aclose()
 
 
-def test_cluster_refuses_a_leased_batch_before_writing(
+def test_cluster_leased_batch_expires_every_part_on_every_master(
     store_name: str, redis_cluster: Any
 ) -> None:
-    store = RedisStore(store_name, cluster_nodes=redis_cluster.seeds)
-    nodes = [redis.Redis(server.host, server.port) for server in redis_cluster.servers]
-
-    def writes() -> int:
-        stats = [node.info("commandstats") for node in nodes]
-        return sum(
-            found.get(f"cmdstat_{name}", {}).get("calls", 0)
-            for found in stats
-            for name in ("set", "mset", "exec")
-        )
-
-    before = writes()
-    with pytest.raises(ConfigurationError, match="leases are not supported"):
-        store.set_batch([1, 2], lifetime=LeaseLifetime(30))
-    assert writes() == before  # refused before anything was sent
-    for node in nodes:
-        node.close()
+    store = RedisStore(store_name, cluster_nodes=redis_cluster.seeds, chunk_size=64)
+    raw = redis.cluster.RedisCluster(
+        startup_nodes=[
+            redis.cluster.ClusterNode(server.host, server.port)
+            for server in redis_cluster.servers
+        ]
+    )
+    lease = LeaseLifetime(30)
+    keys = store.set_batch([b"x" * 100, *range(11)], lifetime=lease)
+    masters = {raw.get_node_from_key(key).name for key in keys}
+    assert len(masters) > 1  # the batch spans masters: one MULTI per object
+    parts = [f"{{{keys[0]}}}:c:0", f"{{{keys[0]}}}:c:1"]
+    for name in [*keys, *(f"{{{key}}}:v" for key in keys), *parts]:
+        assert 0 < raw.pttl(name) <= 30_000, name
+    lease.close()
+    assert all(raw.exists(name) == 0 for name in [*keys, *parts])
+    raw.close()
     store.close()

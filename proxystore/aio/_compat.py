@@ -89,8 +89,20 @@ sleep = time.sleep
 
 
 async def agather(*awaitables: Awaitable[T]) -> list[T]:
-    """Await several operations concurrently, returning results in order."""
-    return list(await asyncio.gather(*awaitables))
+    """Await several operations concurrently, returning results in order.
+
+    The operations are owned: when one fails (or the caller is cancelled)
+    the others are cancelled and awaited before the error propagates, so
+    none keeps running unobserved.
+    """
+    tasks = [asyncio.ensure_future(awaitable) for awaitable in awaitables]
+    try:
+        return list(await asyncio.gather(*tasks))
+    except BaseException:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        raise
 
 
 def gather(*results: T) -> list[T]:

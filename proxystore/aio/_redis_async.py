@@ -3,8 +3,9 @@
 Queued gets: at most `max_connections` operations per pool are in flight. In the async
 face, gets that find every slot taken queue here and go out as one ``MGET``
 sent by one task once a slot frees up, instead of one round trip each (a
-thread of the sync face waits for its slot). And the error for a race of
-redis-py's asyncio cluster client (`closed_under`).
+thread of the sync face waits for its slot). Also: the error for a race of
+redis-py's asyncio cluster client (`unclosed_connection_error`), and writes
+of large parts by reference (`send_by_reference`).
 
 This module is never generated and the sync face never imports it:
 `proxystore.aio.redis` calls it from ``# async-only`` blocks (see
@@ -14,10 +15,13 @@ scripts/generate_sync.py).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
-from proxystore.exceptions import ProxyStoreError, StoreConnectionError
+from redis import exceptions as redis_errors
+
+from proxystore.exceptions import ProxyStoreError
+from proxystore.serialize import Buffer
 
 SendGets = Callable[[list[str]], Awaitable[list[Any]]]
 """Sends ``MGET`` of the keys' values and versions on a connection whose slot the
@@ -103,18 +107,44 @@ def _settle(batch: list[tuple[str, Any]], error: BaseException) -> None:
             future.set_exception(error)
 
 
-def closed_under(
-    target: str, node: str | None, operation: str, err: BaseException
-) -> StoreConnectionError:
-    """The error for a connection closed under an operation after a node failed.
+def unclosed_connection_error(err: BaseException) -> redis_errors.ConnectionError:
+    """The error for a connection closed under a command after a node failed.
 
     redis-py 8.1's asyncio cluster client, when a node fails, closes its
-    connections under other tasks still connecting on them (AttributeError;
-    on Python 3.13 a TypeError, calling the closed connection's reader that
-    is now None). `target` names the store's cluster, `node` the failed node.
+    connections under other tasks still using them (AttributeError; on
+    Python 3.13 a TypeError, calling the closed connection's reader that is
+    now None). As a redis-py ``ConnectionError`` the store retries it after
+    reading the slot map again, like any other failed node.
     """
-    return StoreConnectionError(
-        target if node is None else f"{node} ({target})",
-        f"{operation} failed: a connection was closed under it after "
-        f"a node failed: {err!r}",
+    return redis_errors.ConnectionError(
+        f"a connection was closed under the command after a node failed: {err!r}"
     )
+
+
+async def send_by_reference(connection: Any, packed: Sequence[Buffer]) -> bool:
+    """Write packed commands' parts to an open connection's stream one by one.
+
+    redis-py's ``writelines`` joins them into one copy first on Python <
+    3.12 (asyncio's default). Returns False, having sent nothing, where
+    there is nothing to gain (one part) or no open stream to write to; the
+    caller then sends them through redis-py.
+
+    Raises:
+        redis.exceptions.TimeoutError: If the parts are not sent within the
+            connection's socket timeout.
+        redis.exceptions.ConnectionError: If writing fails.
+    """
+    writer = getattr(connection, "_writer", None)
+    if len(packed) == 1 or writer is None or not connection.is_connected:
+        return False
+    try:
+        for part in packed:
+            writer.write(part)
+        await asyncio.wait_for(writer.drain(), connection.socket_timeout)
+    except asyncio.TimeoutError:
+        raise redis_errors.TimeoutError("Timeout writing to socket") from None
+    except OSError as err:
+        raise redis_errors.ConnectionError(
+            f"Error while writing to socket: {err}"
+        ) from err
+    return True

@@ -31,13 +31,19 @@ an event loop, gets that find them all busy wait together and go out as
 one ``MGET``.
 
 On a Redis Cluster (``cluster=True`` or ``cluster_nodes=[...]``) the store
-talks through redis-py's cluster client instead, which follows ``MOVED``
-and ``ASK`` and refreshes its slot map after a failover. The layout is the
-same and every key of an object is in its slot: an object is one ``MSET``
-(value and version) or, chunked or under a user key, one ``MULTI``/``EXEC``
-on the node owning the slot; batches go out as one pipeline, one round
-trip per node. Values are joined into one buffer first (the cluster
-client takes one per argument), so the zero-copy path is single-server only.
+reads the slot map with redis-py's cluster client and sends each object's
+commands, encoded as above (large parts by reference), straight to the
+master of the object's slot on a connection of that node's pool: the
+layout is the same and every key of an object (``K``, ``{K}:v``,
+``{K}:c:<i>``, ``{K}:w``) is in ``K``'s slot, so single-object operations,
+futures and leases are the single-server commands. ``MOVED``, ``ASK``,
+``TRYAGAIN``, a slot no node serves or an unreachable node are followed
+or retried after reading the slot map again. A batch (writes, reads,
+chunk reads, deletes) goes out as one round trip per master.
+
+With ``wait_replicas=N`` every write is followed, in its round trip, by
+``WAIT N`` on the same connection: the write is acknowledged once N
+replicas of its master have it.
 """
 
 from __future__ import annotations
@@ -54,6 +60,7 @@ import redis.asyncio.cluster as redis_cluster
 from redis import exceptions as redis_errors
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialWithJitterBackoff
+from redis.crc import key_slot
 
 from proxystore._clients import ClientsPerLoop
 from proxystore._shared import (
@@ -63,7 +70,13 @@ from proxystore._shared import (
     next_version,
 )
 from proxystore._validate import check_seconds
-from proxystore.aio._compat import ASemaphore, ATimeoutError, acurrent_loop
+from proxystore.aio._compat import (
+    ASemaphore,
+    ATimeoutError,
+    acurrent_loop,
+    agather,
+    asleep,
+)
 from proxystore.aio.base import Store
 from proxystore.exceptions import (
     BatchWriteError,
@@ -78,7 +91,11 @@ from proxystore.serialize import Buffer, Payload
 from proxystore.signing import SigningKeysOption
 
 # async-only: begin
-from proxystore.aio._redis_async import QueuedGets, closed_under  # isort: skip
+from proxystore.aio._redis_async import (  # isort: skip
+    QueuedGets,
+    send_by_reference,
+    unclosed_connection_error,
+)
 # async-only: end
 
 _IS_SYNC = False
@@ -194,6 +211,14 @@ class RedisStore(Store[str]):
             node (10 ms to 100 ms apart, reading the slot map again): a
             command on a slot whose master just died fails within about
             half a second, and works again once a replica has taken over.
+        wait_replicas: After every write, wait (Redis ``WAIT``, in the
+            write's round trip) until this many replicas of the master that
+            took it have it too, so an acknowledged write survives the
+            master's death; 0 (the default) does not wait. Costs a replica's
+            round trip per write.
+        wait_timeout: Seconds `wait_replicas` waits; fewer confirmations by
+            then raise `StoreTimeoutError` (the write is on the master, not
+            known to be on enough replicas).
 
     Raises:
         ConfigurationError: If an argument cannot work (bad URL, port, db,
@@ -207,9 +232,11 @@ class RedisStore(Store[str]):
     over its ``proto-max-bulk-len``). On a cluster the messages name the
     node owning the key's slot, and an unserved slot (a master down before
     its replica takes over) is a `StoreConnectionError`. The redis-py error
-    is the ``__cause__``. Nothing is retried: a connection found dead when taken
-    from the pool is replaced, so the store recovers by itself once the
-    server is back.
+    is the ``__cause__``. On one server nothing is retried (on a cluster,
+    see `cluster_retries`): a connection found dead when taken from the
+    pool is replaced, so the store recovers by itself once the server is
+    back. With `wait_replicas`, a write too few replicas confirmed in
+    `wait_timeout` raises `StoreTimeoutError` (it is on the master).
 
     Example:
         ```python
@@ -253,6 +280,8 @@ class RedisStore(Store[str]):
         cluster: bool = False,
         cluster_nodes: Sequence[str] | None = None,
         cluster_retries: int = 3,
+        wait_replicas: int = 0,
+        wait_timeout: float = 1.0,
     ) -> None:
         super().__init__(
             name,
@@ -269,19 +298,13 @@ class RedisStore(Store[str]):
         _check_positive_int("port", port, upper=65535)
         _check_positive_int("max_connections", max_connections)
         _check_positive_int("chunk_size", chunk_size)
-        if (
-            not isinstance(cluster_retries, int)
-            or isinstance(cluster_retries, bool)
-            or cluster_retries < 0
-        ):
-            raise ConfigurationError(
-                f"cluster_retries must be an int >= 0, got {cluster_retries!r}"
-            )
-        if not isinstance(db, int) or isinstance(db, bool) or db < 0:
-            raise ConfigurationError(f"db must be an int >= 0, got {db!r}")
+        _check_count("cluster_retries", cluster_retries)
+        _check_count("wait_replicas", wait_replicas)
+        _check_count("db", db)
         owner = f"RedisStore {name!r}"
         check_seconds(socket_timeout, "socket_timeout", owner)
         check_seconds(socket_connect_timeout, "socket_connect_timeout", owner)
+        check_seconds(wait_timeout, "wait_timeout", owner)
         if ssl_cert_reqs not in ("required", "optional", "none"):
             raise ConfigurationError(
                 "ssl_cert_reqs must be 'required', 'optional' or 'none', "
@@ -307,6 +330,18 @@ class RedisStore(Store[str]):
         self.max_connections = max_connections
         self.chunk_size = chunk_size
         self.cluster_retries = cluster_retries
+        self.wait_replicas = wait_replicas
+        self.wait_timeout = float(wait_timeout)
+        # WAIT after EXEC (inside a MULTI it would not block).
+        self._wait: list[bytes] = (
+            [
+                _command(
+                    "WAIT", str(wait_replicas), str(max(1, int(wait_timeout * 1000)))
+                )
+            ]
+            if wait_replicas
+            else []
+        )
         self._target = f"cluster {','.join(seeds)}" if seeds else f"{hostname}:{port}"
         self._cluster = seeds is not None
         self._clients: ClientsPerLoop[_Client] = ClientsPerLoop(
@@ -339,6 +374,8 @@ class RedisStore(Store[str]):
             "cluster": self.cluster_nodes is not None,
             "cluster_nodes": self.cluster_nodes,
             "cluster_retries": self.cluster_retries,
+            "wait_replicas": self.wait_replicas,
+            "wait_timeout": self.wait_timeout,
         }
 
     def __repr__(self) -> str:
@@ -369,8 +406,6 @@ class RedisStore(Store[str]):
         keys: Sequence[str | None] | None = None,
         expiry: float | None = None,
     ) -> list[str]:
-        if expiry is not None and self._cluster:
-            self._refuse_on_cluster("a lease")
         wanted = keys if keys is not None else [None] * len(payloads)
         stored: list[str] = []
         commands: list[_Command] = []
@@ -384,12 +419,10 @@ class RedisStore(Store[str]):
                 # and version, to clean up what it replaced.
                 written[key] = (len(more) - 1, version)
         operation = "set_batch" if len(payloads) > 1 else "set"
-        tail: list[bytes] = []
-        if expiry is not None:
-            names = [name for command in commands for name, _ in command]
-            tail = _expire_at(names + [_wake_key(key) for key in stored], expiry)
         try:
-            heads = await self._awrite(commands, operation, list(written), tail)
+            heads = await self._awrite(
+                commands, operation, list(written), expiry=expiry
+            )
         except ProxyStoreError as err:
             if len(payloads) == 1:
                 raise
@@ -420,22 +453,6 @@ class RedisStore(Store[str]):
         and the delete are atomic): a newer chunked object under the key
         keeps its chunks.
         """
-        if self._cluster:
-            await self._arun(
-                [
-                    (
-                        "EVAL",
-                        _DELETE_IF_VERSION,
-                        1 + len(chunks),
-                        _version_key(key),
-                        *chunks,
-                        version,
-                    )
-                ],
-                "set (deleting the replaced object's chunks)",
-                key,
-            )
-            return
         command = _command(
             "EVAL",
             _DELETE_IF_VERSION,
@@ -445,7 +462,7 @@ class RedisStore(Store[str]):
             version.decode(),
         )
         try:
-            await self._aexecute([command], 1)
+            await self._aexecute([command], 1, key)
         except _DRIVER_ERRORS as err:
             raise self._error(
                 err, "set (deleting the replaced object's chunks)"
@@ -457,25 +474,40 @@ class RedisStore(Store[str]):
         operation: str,
         heads: Sequence[str] = (),
         tail: Sequence[bytes] = (),
+        *,
+        expiry: float | None = None,
     ) -> list[Any]:
         """Send writes in one round trip, in MULTI/EXEC if more than one command.
 
         An object that fits one value is one MSET of the value and its
-        version, atomic by itself.
+        version, atomic by itself. With `wait_replicas`, a ``WAIT`` follows
+        in the same round trip. On a cluster, writes of one object go to
+        its slot's master the same way; several objects' go to
+        `_awrite_cluster`. With `expiry` (a lease), every key written and
+        each object's wake key expire then (``PEXPIREAT`` in the same MULTI).
 
         Returns:
             The first bytes `heads` (keys) held before the writes, read in
             the same transaction.
         """
-        if self._cluster:
-            if tail:
-                self._refuse_on_cluster(operation)
-            return await self._awrite_cluster(commands, operation, heads)
+        key = _object_key(commands[0][0][0])
+        if self._cluster and any(
+            _object_key(name) != key
+            for names in ([name for name, _ in command] for command in commands)
+            for name in names
+        ):
+            return await self._awrite_cluster(commands, operation, heads, expiry)
+        if expiry is not None:
+            tail = [*tail, *_lease_tail(commands, expiry)]
         count = len(commands) + len(heads) + len(tail)
         replies = 1 if count == 1 else count + 2
         writes = [write for command in commands for write in command]
         try:
-            results = await self._aexecute(_pack(commands, heads, tail), replies)
+            results = await self._aexecute(
+                _pack(commands, heads, tail, self._wait),
+                replies + len(self._wait),
+                key,
+            )
         except _DRIVER_ERRORS as err:
             error = self._error(err, operation)
             if isinstance(error, StoreConnectionError) and _size_over(writes, MiB):
@@ -484,6 +516,31 @@ class RedisStore(Store[str]):
                 # "cannot reach".
                 error = await self._aexplain_dropped_write(error, writes, operation)
             raise error from err
+        return await self._achecked(results, replies, writes, operation, heads)
+
+    async def _achecked(
+        self,
+        results: list[Any],
+        replies: int,
+        writes: list[_Write],
+        operation: str,
+        heads: Sequence[str],
+    ) -> list[Any]:
+        """Check one object's write replies; return what `heads` held.
+
+        A command EXEC ran and the server refused leaves none of the
+        object's keys; too few replicas confirming (`wait_replicas`) is a
+        `StoreTimeoutError`.
+        """
+        if self._wait:
+            confirmed = results.pop()
+            if not isinstance(confirmed, int) or confirmed < self.wait_replicas:
+                raise StoreTimeoutError(
+                    self._node_target(writes[0][0]),
+                    self.wait_timeout,
+                    f"{operation} (written, but {confirmed} of "
+                    f"{self.wait_replicas} replicas confirmed it)",
+                )
         failed = (
             [r for r in results[-1] if isinstance(r, Exception)] if replies > 1 else []
         )
@@ -493,53 +550,70 @@ class RedisStore(Store[str]):
             # EXEC runs every queued command even if one of them fails.
             await self._aevict_quietly([key for key, _ in writes])
             raise StoreOperationError(
-                f"{operation} on {self._target} (store {self.name!r}) failed: "
-                f"{failed[0]}"
+                f"{operation} on {self._node_target(writes[0][0])} "
+                f"(store {self.name!r}) failed: {failed[0]}"
             )
         return list(results[-1][: len(heads)]) if heads else []
 
     async def _awrite_cluster(
-        self, commands: list[_Command], operation: str, heads: Sequence[str]
+        self,
+        commands: list[_Command],
+        operation: str,
+        heads: Sequence[str],
+        expiry: float | None = None,
     ) -> list[Any]:
-        """`_awrite` on a cluster: per object, one command or one transaction.
+        """`_awrite` of several objects on a cluster: one round trip per node.
 
-        An object's commands all reach its key's slot: a one-command object
-        (value and version, one ``MSET``) joins the others in one pipeline,
-        one round trip per node; a chunked object, or a user key whose old
-        head is read, is a ``MULTI``/``EXEC`` on the node owning its slot.
+        Each object is one command (value and version, ``MSET``) or one
+        ``MULTI``/``EXEC`` (chunked, or a user key whose old head is read)
+        on the master of its slot; the objects of one master go out
+        together, followed by one ``WAIT`` with `wait_replicas`.
         """
-        units: dict[str, list[tuple[Any, ...]]] = {}
+        units: dict[str, tuple[list[_Command], list[str]]] = {}
         for key in heads:
-            units.setdefault(key, []).append(("GETRANGE", key, 0, _MANIFEST.size - 1))
+            units.setdefault(key, ([], []))[1].append(key)
         for command in commands:
-            args: list[Any] = ["SET" if len(command) == 1 else "MSET"]
-            for name, pieces in command:
-                args += [name, _joined(pieces)]
-            units.setdefault(_object_key(command[0][0]), []).append(tuple(args))
-        found: dict[str, Any] = {}
-        try:
-            single = [(key, unit[0]) for key, unit in units.items() if len(unit) == 1]
-            if single:
-                await self._arun(
-                    [command for _, command in single], operation, single[0][0]
-                )
-            for key, unit in units.items():
-                if len(unit) > 1:
-                    replies = await self._arun(unit, operation, key, transaction=True)
-                    found[key] = replies[0]
-        except StoreOperationError:
-            # The server refused a command (EXEC runs the others): leave none.
-            await self._aevict_quietly(
-                [key for command in commands for key, _ in command]
+            units.setdefault(_object_key(command[0][0]), ([], []))[0].append(command)
+        packed: list[tuple[str, list[Buffer], int]] = []
+        for key, (unit, unit_heads) in units.items():
+            tail = [] if expiry is None else _lease_tail(unit, expiry)
+            count = len(unit) + len(unit_heads) + len(tail)
+            packed.append(
+                (key, _pack(unit, unit_heads, tail), 1 if count == 1 else count + 2)
             )
-            raise
+        try:
+            results = await self._aexecute_groups(packed)
+        except _DRIVER_ERRORS as err:
+            raise self._error(err, operation) from err
+        found: dict[str, Any] = {}
+        failure: ProxyStoreError | None = None
+        for (key, (unit, unit_heads)), (_, _, replies), result in zip(
+            units.items(), packed, results, strict=True
+        ):
+            writes = [write for command in unit for write in command]
+            try:
+                head = await self._achecked(
+                    result, replies, writes, operation, unit_heads
+                )
+            except ProxyStoreError as err:
+                failure = failure or err
+                continue
+            if head:
+                found[key] = head[0]
+        if failure is not None:
+            # Leave none of the batch (the caller also evicts on failure).
+            raise failure
         return [found.get(key) for key in heads]
 
-    def _refuse_on_cluster(self, feature: str) -> None:
-        raise ConfigurationError(
-            f"{feature} on store {self.name!r}: futures and leases are not "
-            "supported on a Redis Cluster yet (use a single server for them)"
-        )
+    def _node_target(self, key: str) -> str:
+        """The target to name in an error about `key`: on a cluster, its master too."""
+        if not self._cluster:
+            return self._target
+        node = None
+        with contextlib.suppress(Exception):  # no slot map yet: the cluster only
+            cluster: Any = self._client().pool
+            node = cluster.nodes_manager.get_node_from_slot(key_slot(key.encode()))
+        return self._target if node is None else f"{node.name} ({self._target})"
 
     async def _aexplain_dropped_write(
         self, error: ProxyStoreError, writes: list[_Write], operation: str
@@ -547,7 +621,7 @@ class RedisStore(Store[str]):
         largest = max(_size(pieces) for _, pieces in writes)
         try:
             command = _command("CONFIG", "GET", "proto-max-bulk-len")
-            (reply,) = await self._aexecute([command], 1)
+            (reply,) = await self._aexecute([command], 1, writes[0][0])
             pairs = list(reply.items()) if isinstance(reply, dict) else [reply]
             limit = int(pairs[0][1])
         except (*_DRIVER_ERRORS, IndexError, TypeError, ValueError):
@@ -563,14 +637,16 @@ class RedisStore(Store[str]):
 
     async def _aevict_quietly(self, keys: list[str]) -> bool:
         """Delete keys if the server lets us; return whether it did."""
-        if self._cluster:
+        if self._cluster and len({_object_key(key) for key in keys}) > 1:
             try:
-                await self._arun([("DEL", key) for key in set(keys)], "evict", keys[0])
+                await self._aper_object(
+                    [(key, _command("DEL", key)) for key in set(keys)], "evict"
+                )
             except ProxyStoreError:
                 return False
             return True
         try:
-            await self._aexecute([_command("DEL", *set(keys))], 1)
+            await self._aexecute([_command("DEL", *set(keys))], 1, keys[0])
         except _DRIVER_ERRORS:
             return False
         return True
@@ -581,10 +657,8 @@ class RedisStore(Store[str]):
 
     async def _aget_versioned(self, key: str) -> tuple[Buffer, int] | None:
         pair: list[Any] | None = None
-        if self._cluster:
-            (pair,) = await self._arun([("MGET", key, _version_key(key))], "get", key)
         # async-only: begin
-        elif (queue := self._client().queue).busy():
+        if not self._cluster and (queue := self._client().queue).busy():
             # Every connection is busy: wait for one together with the
             # other gets queued meanwhile, as one MGET.
             pair = await queue.aget(key)
@@ -592,7 +666,7 @@ class RedisStore(Store[str]):
         if pair is None:
             try:
                 (pair,) = await self._aexecute(
-                    [_command("MGET", key, _version_key(key))], 1
+                    [_command("MGET", key, _version_key(key))], 1, key
                 )
             except _DRIVER_ERRORS as err:
                 raise self._error(err, "get") from err
@@ -611,10 +685,15 @@ class RedisStore(Store[str]):
     ) -> list[bytes | None]:
         """Join the chunks of manifests' objects (None where a chunk is gone)."""
         values: list[Any]
-        if self._cluster:
+        if self._cluster and len(counts) > 1:
             # One MGET per object (its chunks share its slot).
-            commands = [("MGET", *_chunk_keys(key, n)) for key, n in counts.items()]
-            replies = await self._arun(commands, operation, next(iter(counts)))
+            replies = await self._aper_object(
+                [
+                    (key, _command("MGET", *_chunk_keys(key, count)))
+                    for key, count in counts.items()
+                ],
+                operation,
+            )
             values = [value for reply in replies for value in reply]
         else:
             names = [
@@ -623,7 +702,9 @@ class RedisStore(Store[str]):
                 for chunk in _chunk_keys(key, count)
             ]
             try:
-                (values,) = await self._aexecute([_command("MGET", *names)], 1)
+                (values,) = await self._aexecute(
+                    [_command("MGET", *names)], 1, next(iter(counts))
+                )
             except _DRIVER_ERRORS as err:
                 raise self._error(err, operation) from err
         joined: list[bytes | None] = []
@@ -635,15 +716,23 @@ class RedisStore(Store[str]):
             joined.append(None if None in chunks else b"".join(chunks))
         return joined
 
-    async def _aget_version(self, key: str) -> int | None:
+    async def _apair(self, first: bytes, second: bytes, key: str) -> list[Any]:
+        """Send two encoded commands in one round trip; return their replies.
+
+        On a cluster they go in one ``MULTI``/``EXEC`` so that one ``ASKING``
+        (a slot in migration) covers both; on one server the two extra
+        replies would only cost time.
+        """
         if self._cluster:
-            exists, version = await self._arun(
-                [("EXISTS", key), ("GET", _version_key(key))], "get_timestamp", key
-            )
-            return _version(version) if exists else None
-        commands = _command("EXISTS", key) + _command("GET", _version_key(key))
+            *_, replies = await self._aexecute([_transaction(first, second)], 4, key)
+            return list(replies)
+        return await self._aexecute([first + second], 2, key)
+
+    async def _aget_version(self, key: str) -> int | None:
         try:
-            exists, version = await self._aexecute([commands], 2)
+            exists, version = await self._apair(
+                _command("EXISTS", key), _command("GET", _version_key(key)), key
+            )
         except _DRIVER_ERRORS as err:
             raise self._error(err, "get_timestamp") from err
         return _version(version) if exists else None
@@ -651,9 +740,9 @@ class RedisStore(Store[str]):
     async def _aget_bytes_batch(self, keys: Sequence[str]) -> list[Buffer | None]:
         values: list[Any]
         if self._cluster:
-            # Keys of several slots: one GET each, one round trip per node.
-            values = await self._arun(
-                [("GET", key) for key in keys], "get_batch", keys[0]
+            # Keys of several slots: one GET each, one round trip per master.
+            values = await self._aper_object(
+                [(key, _command("GET", key)) for key in keys], "get_batch"
             )
         else:
             try:
@@ -676,49 +765,25 @@ class RedisStore(Store[str]):
         return results
 
     async def _aexists(self, key: str) -> bool:
-        if self._cluster:
-            count, value = await self._arun(
-                [("EXISTS", key), ("GETRANGE", key, 0, _MANIFEST.size - 1)],
-                "exists",
-                key,
-            )
-            chunks = _chunk_keys(key, _manifest_count(value))
-            if count and chunks:
-                (count,) = await self._arun([("EXISTS", *chunks)], "exists", key)
-                return bool(count == len(chunks))
-            return bool(count)
         head = _command("GETRANGE", key, "0", str(_MANIFEST.size - 1))
         try:
-            count, value = await self._aexecute([_command("EXISTS", key) + head], 2)
+            count, value = await self._apair(_command("EXISTS", key), head, key)
             chunks = _chunk_keys(key, _manifest_count(value))
             if count and chunks:
-                (count,) = await self._aexecute([_command("EXISTS", *chunks)], 1)
+                (count,) = await self._aexecute([_command("EXISTS", *chunks)], 1, key)
                 return bool(count == len(chunks))
         except _DRIVER_ERRORS as err:
             raise self._error(err, "exists") from err
         return bool(count)
 
     async def _aevict(self, key: str) -> None:
-        if self._cluster:
-            value, _ = await self._arun(
-                [
-                    ("GETRANGE", key, 0, _MANIFEST.size - 1),
-                    ("DEL", key, _version_key(key)),
-                ],
-                "evict",
-                key,
-            )
-            chunks = _chunk_keys(key, _manifest_count(value))
-            if chunks:
-                await self._arun([("DEL", *chunks)], "evict", key)
-            return
         head = _command("GETRANGE", key, "0", str(_MANIFEST.size - 1))
         delete = _command("DEL", key, _version_key(key), _wake_key(key))
         try:
-            value, _ = await self._aexecute([head + delete], 2)
+            value, _ = await self._apair(head, delete, key)
             chunks = _chunk_keys(key, _manifest_count(value))
             if chunks:
-                await self._aexecute([_command("DEL", *chunks)], 1)
+                await self._aexecute([_command("DEL", *chunks)], 1, key)
         except _DRIVER_ERRORS as err:
             raise self._error(err, "evict") from err
 
@@ -750,14 +815,10 @@ class RedisStore(Store[str]):
         `_aset_bytes_batch` (which also cleans up what it replaced), with
         the expiry in its MULTI.
         """
-        if self._cluster:
-            self._refuse_on_cluster("a lease")
         if key is not None:
             return (await self._aset_bytes_batch([payload], [key], expiry))[0]
         stored, commands, _ = self._writes(payload)
-        names = [name for command in commands for name, _ in command]
-        names.append(_wake_key(stored))
-        await self._awrite(commands, "set", tail=_expire_at(names, expiry))
+        await self._awrite(commands, "set", expiry=expiry)
         return stored
 
     async def _aset_bytes_batch_leased(
@@ -771,15 +832,13 @@ class RedisStore(Store[str]):
 
     async def _aset_lease(self, key: str, expiry: float) -> None:
         """Set the server-side expiry of every key of the object under `key`."""
-        if self._cluster:
-            self._refuse_on_cluster("a lease")
         head = _command("GETRANGE", key, "0", str(_MANIFEST.size - 1))
         try:
-            (value,) = await self._aexecute([head], 1)
+            (value,) = await self._aexecute([head], 1, key)
             names = [key, _version_key(key), _wake_key(key)]
             names += _chunk_keys(key, _manifest_count(value))
             tail = _expire_at(names, expiry)
-            await self._aexecute([_MULTI, *tail, _EXEC], len(tail) + 2)
+            await self._aexecute([_MULTI, *tail, _EXEC], len(tail) + 2, key)
         except _DRIVER_ERRORS as err:
             raise self._error(err, "lease") from err
 
@@ -793,8 +852,6 @@ class RedisStore(Store[str]):
         wakes on the same token (Redis serves all clients blocked on a list
         while it is non-empty). The list is deleted with the object.
         """
-        if self._cluster:
-            self._refuse_on_cluster("a future")
         _, commands, _ = self._writes(payload, key)
         wake = _wake_key(key)
         tail = [_command("DEL", wake), _command("RPUSH", wake, "1")]
@@ -808,8 +865,6 @@ class RedisStore(Store[str]):
         write that wakes them); a slice that ends without a token is
         retried until `timeout` (None: no limit) has passed.
         """
-        if self._cluster:
-            self._refuse_on_cluster("a future")
         wake = _wake_key(key)
         deadline = None if timeout is None else time.monotonic() + timeout
         longest = max(self.socket_timeout / 2, 0.01)
@@ -827,7 +882,7 @@ class RedisStore(Store[str]):
             try:
                 # Outside the slots bounding operations: waiters blocked on
                 # futures must never starve the set_result that wakes them.
-                (token,) = await self._aexecute_on(self._client(), [command], 1)
+                (token,) = await self._aexecute_on(self._client(), [command], 1, key)
             except _DRIVER_ERRORS as err:
                 raise self._error(err, "waiting for a future") from err
             if isinstance(token, Exception):
@@ -840,24 +895,34 @@ class RedisStore(Store[str]):
 
     # -- helpers --------------------------------------------------------------
 
-    async def _aexecute(self, packed: Sequence[Buffer], replies: int) -> list[Any]:
+    async def _aexecute(
+        self, packed: Sequence[Buffer], replies: int, key: str | None = None
+    ) -> list[Any]:
         """Send packed commands on a pooled connection and read their replies.
 
         redis-py's connection and parser (hiredis), without its client
         layer: the store's commands need no reply callbacks, and large
-        values go out by reference.
+        values go out by reference. On a cluster, every key of the
+        commands is in `key`'s slot, and they go to its master.
         """
         client = self._client()
         async with client.slots:
-            return await self._aexecute_on(client, packed, replies)
+            return await self._aexecute_on(client, packed, replies, key)
 
     async def _aexecute_on(
-        self, client: _Client, packed: Sequence[Buffer], replies: int
+        self,
+        client: _Client,
+        packed: Sequence[Buffer],
+        replies: int,
+        key: str | None = None,
     ) -> list[Any]:
         """`_aexecute` for a caller that holds one of the client's slots."""
+        if self._cluster:
+            assert key is not None
+            return await self._aexecute_slot(client, packed, replies, key)
         connection = await client.pool.get_connection()
         try:
-            await connection.send_packed_command(packed, check_health=False)
+            await _asend(connection, packed)
             return [await connection.read_response() for _ in range(replies)]
         except BaseException:
             # Unread replies or a half-sent command: never reuse it.
@@ -866,61 +931,155 @@ class RedisStore(Store[str]):
         finally:
             await client.pool.release(connection)
 
-    async def _arun(
-        self,
-        commands: Sequence[tuple[Any, ...]],
-        operation: str,
-        key: str,
-        *,
-        transaction: bool = False,
+    async def _aexecute_slot(
+        self, client: _Client, packed: Sequence[Buffer], replies: int, key: str
     ) -> list[Any]:
-        """Run commands on the cluster and return their replies.
+        """Cluster: send packed commands to the master of `key`'s slot.
 
-        Each command's keys share one slot. Several go out as a pipeline
-        (one round trip per node) or, with `transaction`, as one
-        ``MULTI``/``EXEC`` (all keys in one slot). redis-py follows
-        ``MOVED`` and ``ASK`` and refreshes the slot map.
-
-        Raises:
-            ProxyStoreError: Naming the node that owns `key`'s slot.
+        The packed commands are one command or one ``MULTI``/``EXEC``,
+        optionally followed by keyless ones (``WAIT``), so one ``ASKING``
+        before them covers every key. ``MOVED``, ``TRYAGAIN``,
+        ``CLUSTERDOWN``, an uncovered slot or an unreachable node read the
+        slot map again and retry (`cluster_retries` times, 10 ms to 100 ms
+        apart); ``ASK`` resends to the node named, after ``ASKING``. The
+        error raised names the node it came from.
         """
-        cluster: Any = None
-        try:
-            # The sync client reads the slot map when built: inside the try.
-            client = self._client()
-            cluster = client.pool
-            async with client.slots:
-                if len(commands) == 1 and not transaction:
-                    # The node from `key`'s slot: redis-py would parse
-                    # every key of an MSET/MGET to find it (MOVED is still
-                    # followed).
-                    # async-only: begin
-                    # The asyncio client reads the slot map lazily.
-                    await cluster.initialize()
-                    # async-only: end
-                    node = cluster.get_node_from_key(key)
-                    return [
-                        await cluster.execute_command(*commands[0], target_nodes=node)
-                    ]
-                async with cluster.pipeline(transaction=transaction) as pipe:
-                    for command in commands:
-                        pipe.execute_command(*command)
-                    replies: list[Any] = await pipe.execute()
-                    return replies
-        except _CLUSTER_ERRORS as err:
-            error = self._error(err, operation, _node_name(cluster, key))
-            if (
-                _IS_SYNC
-                and cluster is not None
-                and isinstance(error, StoreConnectionError)
-            ):
+        cluster: Any = client.pool
+        slot = key_slot(key.encode())
+        asking: Any = None
+        node: Any = None
+        attempt = 0
+        while True:
+            try:
+                # async-only: begin
+                await cluster.initialize()  # the event-loop client reads lazily
+                # async-only: end
+                node = asking or cluster.nodes_manager.get_node_from_slot(slot)
+                if asking is None:
+                    return await self._aexecute_node(cluster, node, packed, replies)
+                results = await self._aexecute_node(
+                    cluster, node, [_ASKING, *packed], replies + 1
+                )
+                return results[1:]
+            except redis_errors.AskError as err:
+                asking = cluster.get_node(host=err.host, port=err.port)
+                if asking is None or attempt >= self.cluster_retries:
+                    _blame(err, node)
+                    raise
+            except _RETRIED as err:
+                if attempt >= self.cluster_retries or isinstance(err, _TIMEOUTS):
+                    _blame(err, node)
+                    raise
+                asking = None
+                await asleep(_BACKOFF.compute(attempt + 1))
                 await _arefresh_slots(cluster)
-            raise error from err
+            except BaseException as err:
+                _blame(err, node)
+                raise
+            attempt += 1
+
+    async def _aexecute_node(
+        self, cluster: Any, node: Any, packed: Sequence[Buffer], replies: int
+    ) -> list[Any]:
+        """Send packed commands on one of a cluster node's pooled connections."""
+        connection, release = _node_connection(cluster, node)
+        try:
+            await _asend(connection, packed)
+            return [await connection.read_response() for _ in range(replies)]
         # async-only: begin
         except (AttributeError, TypeError) as err:
-            node = _node_name(cluster, key)
-            raise closed_under(self._target, node, operation, err) from err
+            await connection.disconnect()
+            raise unclosed_connection_error(err) from err
         # async-only: end
+        except BaseException:
+            await connection.disconnect()
+            raise
+        finally:
+            release(connection)
+
+    async def _aexecute_groups(
+        self, units: list[tuple[str, list[Buffer], int]], wait: bool = True
+    ) -> list[list[Any]]:
+        """Cluster: send (key, packed commands, replies) units, a round trip per master.
+
+        The units whose slots one master serves go out together, followed
+        (if `wait`) by one ``WAIT`` with `wait_replicas` (its reply is
+        appended to each of their replies); masters are sent to
+        concurrently on an event loop. A master that fails or redirects
+        has its units sent again one by one (`_aexecute_slot`, which
+        follows the redirects).
+        """
+        client = self._client()
+        cluster: Any = client.pool
+        after = self._wait if wait else []
+        async with client.slots:
+            # async-only: begin
+            await cluster.initialize()
+            # async-only: end
+            groups: dict[str, tuple[Any, list[int]]] = {}
+            for index, (key, _, _) in enumerate(units):
+                try:
+                    node = cluster.nodes_manager.get_node_from_slot(
+                        key_slot(key.encode())
+                    )
+                except redis_errors.SlotNotCoveredError:
+                    node = None
+                groups.setdefault("" if node is None else node.name, (node, []))[
+                    1
+                ].append(index)
+            results: list[list[Any]] = [[] for _ in units]
+
+            async def send(node: Any, indexes: list[int]) -> int:
+                """Send one master's units; return how many."""
+                if node is not None:
+                    packed = [part for i in indexes for part in units[i][1]]
+                    counts = [units[i][2] for i in indexes]
+                    try:
+                        replies = await self._aexecute_node(
+                            cluster,
+                            node,
+                            [*packed, *after],
+                            sum(counts) + len(after),
+                        )
+                    except _RETRIED:
+                        pass  # each unit again, following redirects
+                    else:
+                        waited = replies[-1:] if after else []
+                        start = 0
+                        for index, count in zip(indexes, counts, strict=True):
+                            results[index] = [
+                                *replies[start : start + count],
+                                *waited,
+                            ]
+                            start += count
+                        return len(indexes)
+                for index in indexes:
+                    key, packed_unit, count = units[index]
+                    results[index] = await self._aexecute_slot(
+                        client,
+                        [*packed_unit, *after],
+                        count + len(after),
+                        key,
+                    )
+                return len(indexes)
+
+            await agather(*(send(node, indexes) for node, indexes in groups.values()))
+            return results
+
+    async def _aper_object(
+        self, commands: list[tuple[str, bytes]], operation: str
+    ) -> list[Any]:
+        """Cluster: (object key, encoded command) pairs, a round trip per master.
+
+        Returns each command's reply, in order.
+        """
+        try:
+            results = await self._aexecute_groups(
+                [(key, [command], 1) for key, command in commands], wait=False
+            )
+        except _DRIVER_ERRORS as err:
+            raise self._error(err, operation) from err
+        return [result[0] for result in results]
 
     def _new_cluster_client(self) -> Any:
         """A redis-py cluster client (its own pool per node)."""
@@ -947,7 +1106,9 @@ class RedisStore(Store[str]):
             password=self.password,
             socket_timeout=self.socket_timeout,
             socket_connect_timeout=self.socket_connect_timeout,
-            max_connections=self.max_connections,
+            # Operations are bounded by our slots; future waiters (BLMOVE)
+            # hold connections of their own beyond them.
+            max_connections=_UNBOUNDED,
             retry=Retry(
                 ExponentialWithJitterBackoff(base=0.01, cap=0.1), self.cluster_retries
             ),
@@ -1032,12 +1193,13 @@ class RedisStore(Store[str]):
         self, err: BaseException, operation: str, node: str | None = None
     ) -> ProxyStoreError:
         """Wrap a driver error; `node` is the cluster node that failed."""
+        node = node or getattr(err, "_proxystore_node", None)
         target = self._target if node is None else f"{node} ({self._target})"
         if isinstance(err, _CLUSTER_DOWN):
             return StoreConnectionError(
                 target,
                 f"{operation} failed: the cluster cannot serve this key's slot "
-                f"now (a failover under way?): {err}",
+                f"now (a failover or slot migration under way?): {err}",
             )
         if isinstance(err, redis_errors.RedisClusterException):
             # No seed answered as a cluster node, or no slot map.
@@ -1070,22 +1232,72 @@ class RedisStore(Store[str]):
         )
 
 
-_DRIVER_ERRORS = (redis_errors.RedisError, OSError, ATimeoutError)
 # RedisClusterException is no RedisError (say, a slot no node serves).
-_CLUSTER_ERRORS = (*_DRIVER_ERRORS, redis_errors.RedisClusterException)
+_DRIVER_ERRORS = (
+    redis_errors.RedisError,
+    redis_errors.RedisClusterException,
+    OSError,
+    ATimeoutError,
+)
+_CLUSTER_ERRORS = _DRIVER_ERRORS
 _CLUSTER_DOWN = (
     redis_errors.ClusterDownError,
     redis_errors.TryAgainError,
     redis_errors.SlotNotCoveredError,
 )
+# Cluster errors after which the slot map is read again and the command retried.
+_RETRIED = (
+    *_CLUSTER_DOWN,
+    redis_errors.MovedError,
+    redis_errors.AskError,
+    redis_errors.ConnectionError,
+    OSError,
+)
+_TIMEOUTS = (redis_errors.TimeoutError, TimeoutError, ATimeoutError)
+_BACKOFF = ExponentialWithJitterBackoff(base=0.01, cap=0.1)
+_UNBOUNDED = 2**31 - 1
+_ASKING = b"*1\r\n$6\r\nASKING\r\n"
+
+
+async def _asend(connection: Any, packed: Sequence[Buffer]) -> None:
+    """Send packed commands on a redis-py connection, large parts by reference.
+
+    On an event loop the parts are written to the stream one by one
+    (`proxystore.aio._redis_async.send_by_reference`): redis-py's
+    ``writelines`` would join them into one copy first on Python < 3.12. A
+    connection not yet open is opened by redis-py's ``send_packed_command``.
+    """
+    # async-only: begin
+    if await send_by_reference(connection, packed):
+        return
+    # async-only: end
+    await connection.send_packed_command(packed, check_health=False)
+
+
+def _node_connection(cluster: Any, node: Any) -> tuple[Any, Any]:
+    """A pooled connection to a cluster node, and the call that releases it."""
+    # async-only: begin
+    return node.acquire_connection(), node.release
+    # async-only: end
+    pool = cluster.get_redis_connection(node).connection_pool
+    return pool.get_connection(), pool.release
+
+
+def _blame(err: BaseException, node: Any) -> None:
+    """Note on `err` the cluster node it came from (for `RedisStore._error`)."""
+    if node is not None:
+        with contextlib.suppress(AttributeError):
+            err._proxystore_node = node.name  # type: ignore[attr-defined]
+
+
+def _transaction(*commands: bytes) -> bytes:
+    """Encoded commands wrapped in ``MULTI``/``EXEC`` (their replies: EXEC's)."""
+    return b"".join((_MULTI, *commands, _EXEC))
 
 
 async def _arefresh_slots(cluster: Any) -> None:
-    """Sync face: read the slot map again after a node failed under a pipeline.
+    """Read a cluster client's slot map again (after a redirect or a failed node).
 
-    redis-py's sync client does so itself for a lone command, not for a
-    transaction: it would keep sending an object's MULTI to a dead master
-    after its replica took over (the event-loop client marks its map stale).
     Best effort: a cluster still failing over is read again after the next
     failure.
     """
@@ -1093,24 +1305,9 @@ async def _arefresh_slots(cluster: Any) -> None:
         await cluster.nodes_manager.initialize()
 
 
-def _node_name(client: Any, key: str) -> str | None:
-    """``host:port`` of the node owning `key`'s slot, if the client knows it."""
-    if client is None:
-        return None
-    try:
-        name: str = client.get_node_from_key(key).name
-    except Exception:  # no slot map yet: name the cluster only
-        return None
-    return name
-
-
 def _object_key(name: str) -> str:
     """The store key ``K`` a Redis key (``K``, ``{K}:v``, ``{K}:c:<i>``) belongs to."""
     return name[1 : name.index("}")] if name.startswith("{") else name
-
-
-def _joined(pieces: list[Buffer]) -> Buffer:
-    return pieces[0] if len(pieces) == 1 else b"".join(pieces)
 
 
 def _command(*args: str) -> bytes:
@@ -1131,12 +1328,16 @@ _EXEC = b"*1\r\n$4\r\nEXEC\r\n"
 
 
 def _pack(
-    commands: list[_Command], heads: Sequence[str] = (), tail: Sequence[bytes] = ()
+    commands: list[_Command],
+    heads: Sequence[str] = (),
+    tail: Sequence[bytes] = (),
+    after: Sequence[bytes] = (),
 ) -> list[Buffer]:
     """Encode reads of `heads`, the writes and `tail` as RESP, in MULTI/EXEC if several.
 
-    `tail` holds commands already encoded, sent after the writes. Large
-    pieces stay by reference; the rest is joined.
+    `tail` holds commands already encoded, sent after the writes; `after`
+    ones sent after the EXEC (say, ``WAIT``). Large pieces stay by
+    reference; the rest is joined.
     """
     several = len(commands) + len(heads) + len(tail) > 1
     parts: list[Buffer] = [_MULTI] if several else []
@@ -1155,6 +1356,7 @@ def _pack(
     parts += tail
     if several:
         parts.append(_EXEC)
+    parts += after
     packed: list[Buffer] = []
     small: list[Buffer] = []
     for part in parts:
@@ -1232,6 +1434,13 @@ def _expire_at(names: Sequence[str], expiry: float) -> list[bytes]:
     return [_command("PEXPIREAT", name, when) for name in names]
 
 
+def _lease_tail(commands: list[_Command], expiry: float) -> list[bytes]:
+    """``PEXPIREAT`` of every key the commands write and of each object's wake key."""
+    names = [name for command in commands for name, _ in command]
+    objects = dict.fromkeys(_object_key(name) for name in names)
+    return _expire_at([*names, *(_wake_key(key) for key in objects)], expiry)
+
+
 def _wake_key(key: str) -> str:
     return f"{{{key}}}:w"
 
@@ -1300,6 +1509,11 @@ def _split_seed(node: Any) -> tuple[str, int]:
             f"a cluster node must be 'host:port' (port 1-65535), got {node!r}"
         )
     return host.strip("[]"), int(port)
+
+
+def _check_count(option: str, value: Any) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise ConfigurationError(f"{option} must be an int >= 0, got {value!r}")
 
 
 def _check_positive_int(option: str, value: Any, upper: int | None = None) -> None:

@@ -16,6 +16,7 @@ import redis
 from proxystore import aio
 from proxystore.aio.redis import RedisStore
 from proxystore.exceptions import (
+    BatchWriteError,
     ConfigurationError,
     InvalidKeyError,
     MissingKeyError,
@@ -480,4 +481,18 @@ async def test_queued_gets_all_fail_clearly_when_the_server_dies(
         assert all(f"{server.port}" in str(r) for r in results)
         server.restart()
         assert await store.aget(await store.aset("again")) == "again"
+        await store.aclose()
+
+
+async def test_wait_replicas_without_replicas_times_out(
+    redis_server: RedisServer, store_name: str
+) -> None:
+    where = {"hostname": redis_server.host, "port": redis_server.port}
+    store = RedisStore(store_name, wait_replicas=1, wait_timeout=0.05, **where)
+    try:
+        with pytest.raises(StoreTimeoutError, match="0 of 1 replicas confirmed"):
+            await store.aset(np.arange(100_000))  # large: parts by reference
+        with pytest.raises(BatchWriteError):
+            await store.aset_batch([1, 2])
+    finally:
         await store.aclose()

@@ -4,17 +4,25 @@ from __future__ import annotations
 
 import asyncio
 import os
+import pickle
+import sys
+import time
 from collections.abc import AsyncIterator
 
 import numpy as np
 import pytest
+from redis.cluster import ClusterNode
+from redis.cluster import RedisCluster as RawCluster
 
 from proxystore.aio.redis import RedisStore
 from proxystore.exceptions import StoreConnectionError
+from proxystore.lifetimes import LeaseLifetime
 from tests.redis_cluster import RedisClusterNodes
 from tests.redis_server import unused_address
 
 pytestmark = pytest.mark.timeout(120)
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 @pytest.fixture
@@ -94,3 +102,60 @@ async def test_moved_slot_is_followed(
     assert await store.aget(key, strict=True) == "replaced"
     await store.aevict(key)
     assert not await store.aexists(key)
+
+
+_PRODUCER = """
+import asyncio, pickle, sys
+import numpy as np
+future = pickle.loads(sys.stdin.buffer.read())
+asyncio.run(future.set_result(np.arange(3000)))
+"""
+
+
+async def test_future_waiters_woken_by_another_process(
+    store: RedisStore, redis_cluster: RedisClusterNodes
+) -> None:
+    future = await store.afuture(timeout=60)
+    waiters = [asyncio.ensure_future(future.result()) for _ in range(3)]
+    await asyncio.sleep(0)  # let every waiter block on {K}:w
+    assert not any(waiter.done() for waiter in waiters)
+    producer = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-c",
+        _PRODUCER,
+        stdin=asyncio.subprocess.PIPE,
+        cwd=ROOT,
+    )
+    await asyncio.wait_for(producer.communicate(pickle.dumps(future)), 60)
+    assert producer.returncode == 0
+    for value in await asyncio.wait_for(asyncio.gather(*waiters), 30):
+        np.testing.assert_array_equal(value, np.arange(3000))
+    await store.aevict(future.key)
+    host, port = redis_cluster.seeds[0].split(":")
+    raw = RawCluster(startup_nodes=[ClusterNode(host, int(port))])
+    try:
+        assert raw.exists(future.key, f"{{{future.key}}}:w") == 0
+    finally:
+        raw.close()
+
+
+async def test_lease_expires_every_part(
+    store: RedisStore, redis_cluster: RedisClusterNodes
+) -> None:
+    host, port = redis_cluster.seeds[0].split(":")
+    raw = RawCluster(startup_nodes=[ClusterNode(host, int(port))])
+    lease = LeaseLifetime(2.0)
+    try:
+        key = await store.aset(np.arange(3000, dtype=np.int64), lifetime=lease)
+        names = [key, f"{{{key}}}:v", *(f"{{{key}}}:c:{i}" for i in range(6))]
+        assert raw.exists(*names) == len(names)
+        assert all(0 < raw.pttl(name) <= 2000 for name in names)
+        await lease.aextend(1.0)
+        assert all(1000 < raw.pttl(name) <= 3000 for name in names)
+        deadline = time.monotonic() + 10
+        while raw.exists(*names) and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)  # polling the servers, with a deadline
+        assert raw.exists(*names) == 0
+    finally:
+        lease.close()
+        raw.close()

@@ -37,6 +37,7 @@ async def test_master_killed_under_concurrent_tasks(store_name: str) -> None:
         reached = asyncio.Event()
         target = 200
         last_failure = 0.0
+        acknowledged: dict[str, tuple[int, int]] = {}
 
         async def worker(worker: int) -> None:
             nonlocal last_failure
@@ -46,6 +47,7 @@ async def test_master_killed_under_concurrent_tasks(store_name: str) -> None:
                 key = f"afo-{worker}-{step}"
                 try:
                     await store.aset((worker, step), key=key)
+                    acknowledged[key] = (worker, step)
                     got = await store.aget(key)
                 except (StoreConnectionError, StoreTimeoutError):
                     counts["failed"] += 1
@@ -83,9 +85,18 @@ async def test_master_killed_under_concurrent_tasks(store_name: str) -> None:
         finally:
             recovered.set()
             await asyncio.gather(*tasks)
+        try:
+            # Acknowledged writes the promoted replica never received.
+            lost = 0
+            for key, value in acknowledged.items():
+                lost += await store.aget(key, strict=True) != value
+        finally:
             await store.aclose()
     window = last_failure - killed
-    print(f"\nasync failover: {counts}, last failure {window:.2f}s after the kill")
+    print(
+        f"\nasync failover: {counts}, {lost} of {len(acknowledged)} acknowledged "
+        f"writes lost, last failure {window:.2f}s after the kill"
+    )
     assert counts["failed"] > 0
     assert counts["wrong"] == 0
     assert counts["missing"] == 0

@@ -81,7 +81,7 @@ def spec(request: pytest.FixtureRequest, tmp_path: Path) -> StoreSpec:
         return StoreSpec(kind, "redis", {"hostname": "127.0.0.1", "port": server.port})
     if kind == "redis-cluster":
         cluster = request.getfixturevalue("redis_cluster")
-        return StoreSpec(kind, "redis", {"cluster_nodes": cluster.seeds}, futures=False)
+        return StoreSpec(kind, "redis", {"cluster_nodes": cluster.seeds})
     if kind == "endpoint":
         return StoreSpec(kind, "endpoint", request.getfixturevalue("contract_endpoint"))
     assert kind == "globus"

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import pickle
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -17,10 +19,12 @@ from redis.cluster import RedisCluster as RawCluster
 
 import proxystore as ps
 from proxystore.exceptions import (
+    BatchWriteError,
     ConfigurationError,
     StoreConnectionError,
     StoreExistsError,
     StoreOperationError,
+    StoreTimeoutError,
 )
 from proxystore.store.redis import RedisStore
 from tests.redis_cluster import RedisClusterNodes
@@ -322,21 +326,110 @@ def test_slot_in_migration_is_followed(
         # Every key already moved: the old owner answers ASK.
         assert store.get(key, strict=True) == [1, 2, 3]
         assert store.exists(key)
+        assert store.get_timestamp(key) > 0
+        # A write of keys that moved (a MULTI: the old head, then MSET).
+        store.set("replaced", key=key)
+        assert store.get(key, strict=True) == "replaced"
+        # New keys (chunks) in a slot half migrated: Redis says TRYAGAIN
+        # until the migration ends; a clear error, never a partial object.
+        with pytest.raises(StoreConnectionError, match="slot migration"):
+            store.set(np.arange(3000), key=key)
+        assert store.get(key, strict=True) == "replaced"
     finally:
         _assign(redis_cluster, *migration)
+    store.set(np.arange(3000), key=key)  # works once the slot has moved
+    np.testing.assert_array_equal(store.get(key, strict=True), np.arange(3000))
     store.evict(key)
     assert not store.exists(key)
 
 
-def test_futures_and_leases_are_refused_clearly(store: RedisStore) -> None:
-    from proxystore.lifetimes import LeaseLifetime
+def _produce(blob: bytes, value: Any) -> None:
+    future = pickle.loads(blob)
+    future.set_result(value)
 
-    future = store.future()
-    with pytest.raises(ConfigurationError, match="not supported on a Redis Cluster"):
-        future.set_result(1)
-    lease = LeaseLifetime(30)
+
+def test_future_set_in_another_process_wakes(
+    store: RedisStore, raw: RawCluster
+) -> None:
+    from proxystore.store import register_store, unregister_store
+
+    register_store(store)
     try:
-        with pytest.raises(ConfigurationError, match="not supported on a Redis"):
-            store.set(b"x", lifetime=lease)
+        future = store.future(timeout=60)
+        ctx = multiprocessing.get_context("spawn")
+        with ctx.Pool(1) as pool:
+            value = np.arange(3000, dtype=np.int64)  # chunked: 6 chunks
+            done = pool.apply_async(_produce, (pickle.dumps(future), value))
+            np.testing.assert_array_equal(future.result(), value)
+            done.get(60)
+        key = future.key
+        # The wake list shares the object's slot (BLMOVE works in one slot).
+        assert raw.keyslot(f"{{{key}}}:w") == raw.keyslot(key)
+        assert raw.exists(f"{{{key}}}:w") == 1
+        store.evict(key)
+        assert raw.exists(key, f"{{{key}}}:v", f"{{{key}}}:w", f"{{{key}}}:c:0") == 0
+    finally:
+        unregister_store(store.name)
+
+
+def test_future_times_out_clearly(store: RedisStore) -> None:
+    future = store.future(timeout=0.2)
+    with pytest.raises(StoreTimeoutError):
+        future.result()
+
+
+def test_lease_expires_every_part(store: RedisStore, raw: RawCluster) -> None:
+    from proxystore.lifetimes import LeaseLifetime
+    from proxystore.store import register_store, unregister_store
+
+    register_store(store)
+    lease = LeaseLifetime(2.0)
+    try:
+        small = store.set(b"x", lifetime=lease)
+        chunked = store.set(np.arange(3000, dtype=np.int64), lifetime=lease)
+        user = f"leased-{os.getpid()}"
+        store.set(np.arange(3000, dtype=np.int64), key=user, lifetime=lease)
+        names = [small, f"{{{small}}}:v"]
+        for key in (chunked, user):
+            names += [key, f"{{{key}}}:v"]
+            names += [f"{{{key}}}:c:{index}" for index in range(6)]
+        assert raw.exists(*names) == len(names)
+        # The servers expire every part (PEXPIREAT in the write's MULTI) ...
+        assert all(0 < raw.pttl(name) <= 2000 for name in names)
+        lease.extend(1.0)  # ... and extending moves every part's expiry.
+        assert all(1000 < raw.pttl(name) <= 3000 for name in names)
+        # Every part is gone at the expiry.
+        deadline = time.monotonic() + 10
+        while raw.exists(*names) and time.monotonic() < deadline:
+            time.sleep(0.02)  # polling the servers, with a deadline
+        assert raw.exists(*names) == 0
     finally:
         lease.close()
+        unregister_store(store.name)
+
+
+def test_wait_replicas(redis_cluster: RedisClusterNodes, store_name: str) -> None:
+    store = RedisStore(store_name, cluster_nodes=redis_cluster.seeds, wait_replicas=1)
+    greedy = RedisStore(
+        f"{store_name}-2",
+        cluster_nodes=redis_cluster.seeds,
+        wait_replicas=2,  # each master has one replica
+        wait_timeout=0.1,
+        chunk_size=4096,
+    )
+    try:
+        keys = store.set_batch([np.full(1000, i) for i in range(30)])  # every master
+        key = store.set(np.arange(3000))  # chunked: a MULTI, then WAIT
+        np.testing.assert_array_equal(store.get(key), np.arange(3000))
+        assert len(store.get_batch(keys)) == 30
+        with pytest.raises(StoreTimeoutError, match="1 of 2 replicas confirmed"):
+            greedy.set(np.arange(3000), key=f"greedy-{os.getpid()}")
+        with pytest.raises(BatchWriteError):
+            greedy.set_batch([1, 2, 3, 4, 5, 6])
+    finally:
+        store.close()
+        greedy.close()
+    with pytest.raises(ConfigurationError, match="wait_replicas"):
+        RedisStore("bad", wait_replicas=-1)
+    with pytest.raises(ConfigurationError, match="wait_timeout"):
+        RedisStore("bad", wait_replicas=1, wait_timeout=0)

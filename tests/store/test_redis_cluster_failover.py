@@ -4,7 +4,9 @@ The store (never restarted) must fail with our errors while the dead
 master's slots are unserved, and work again once its replica takes over.
 A value read back is never another one; acknowledged writes that the
 promoted replica had not received (Redis replicates asynchronously) are
-counted as lost, separately.
+counted as lost, separately; with ``wait_replicas=1`` none may be lost.
+The longest outage is the longest run of consecutive failures: from a
+failure after a success to the next success.
 """
 
 from __future__ import annotations
@@ -34,12 +36,19 @@ class Tally:
     wrong_values: int = 0
     first_failure: float | None = None  # seconds after the kill
     last_failure: float = 0.0
+    longest_outage: float = 0.0  # longest run of consecutive failures, in seconds
     slowest: float = 0.0
     errors: set[str] = field(default_factory=set)
 
 
-def run_failover(store: RedisStore, cluster: RedisClusterNodes) -> tuple[Tally, int]:
+def run_failover(
+    store: RedisStore, cluster: RedisClusterNodes, restart: bool = False
+) -> tuple[Tally, int]:
     """Set/get a fresh key per step; kill a master after `_KILL_AFTER` steps.
+
+    With `restart`, the dead master is started again once its replica has
+    taken over (it rejoins as the new master's replica, which
+    ``wait_replicas`` needs before writes to those slots succeed again).
 
     Returns the tally and how many acknowledged writes are missing at the end.
     """
@@ -49,12 +58,20 @@ def run_failover(store: RedisStore, cluster: RedisClusterNodes) -> tuple[Tally, 
     victim = cluster.master_of_key(victim_slot_key)
     killed_at = 0.0
     in_a_row = 0
+    failing_since: float | None = None
     deadline = time.monotonic() + _DEADLINE
     step = 0
     while time.monotonic() < deadline:
         if step == _KILL_AFTER:
             victim.kill()
             killed_at = time.monotonic()
+        elif (
+            restart
+            and killed_at
+            and victim.pid is None
+            and cluster.master_of_key(victim_slot_key) is not victim
+        ):
+            victim.restart()
         key = f"fo-{step}"
         step += 1
         tally.attempted += 1
@@ -71,9 +88,15 @@ def run_failover(store: RedisStore, cluster: RedisClusterNodes) -> tuple[Tally, 
             if tally.first_failure is None:
                 tally.first_failure = began - killed_at
             tally.last_failure = ended - killed_at
+            if failing_since is None:
+                failing_since = began
             in_a_row = 0
             continue
-        tally.slowest = max(tally.slowest, time.monotonic() - began)
+        ended = time.monotonic()
+        tally.slowest = max(tally.slowest, ended - began)
+        if failing_since is not None:
+            tally.longest_outage = max(tally.longest_outage, ended - failing_since)
+            failing_since = None
         if got is None:
             tally.lost_reads += 1
         elif got != ("value", step):
@@ -100,17 +123,19 @@ def _served_by_promoted(store: RedisStore) -> bool:
         return False
 
 
-def test_master_killed_mid_run(store_name: str) -> None:
+@pytest.mark.parametrize("wait_replicas", [0, 1])
+def test_master_killed_mid_run(store_name: str, wait_replicas: int) -> None:
     with RedisClusterNodes() as cluster:
         store = RedisStore(
             store_name,
             cluster_nodes=cluster.seeds,
             socket_timeout=2.0,
             socket_connect_timeout=1.0,
+            wait_replicas=wait_replicas,
         )
         try:
             started = time.monotonic()
-            tally, lost = run_failover(store, cluster)
+            tally, lost = run_failover(store, cluster, restart=wait_replicas > 0)
             elapsed = time.monotonic() - started
         finally:
             store.close()
@@ -118,16 +143,20 @@ def test_master_killed_mid_run(store_name: str) -> None:
     assert tally.first_failure is not None  # the kill was seen
     window = tally.last_failure - tally.first_failure
     print(
-        f"\nfailover: {tally.attempted} attempted, {tally.failed_clearly} "
+        f"\nfailover (wait_replicas={wait_replicas}): {tally.attempted} attempted, "
+        f"{tally.failed_clearly} "
         f"failed clearly {sorted(tally.errors)}, {lost} acknowledged writes "
         f"lost, {tally.lost_reads} reads missed, {tally.wrong_values} wrong "
         f"values, failures from {tally.first_failure:.2f}s to "
-        f"{tally.last_failure:.2f}s after the kill ({window:.2f}s), slowest set+get "
+        f"{tally.last_failure:.2f}s after the kill ({window:.2f}s), longest run "
+        f"of consecutive failures {tally.longest_outage:.2f}s, slowest set+get "
         f"{tally.slowest:.2f}s, {elapsed:.1f}s in all"
     )
     assert tally.wrong_values == 0
     assert window < 30.0  # recovered without a restart
     assert tally.slowest < 2.0  # failing, not hanging, while the slot is down
-    # Writes acknowledged before the kill may miss the replica's copy;
-    # nothing written after recovery may be lost.
-    assert lost <= _KILL_AFTER
+    assert tally.longest_outage < 30.0
+    # Without WAIT, writes acknowledged just before the kill may miss the
+    # replica's copy; nothing written after recovery may be lost. With
+    # wait_replicas=1 every acknowledged write is on the promoted replica.
+    assert lost <= (_KILL_AFTER if wait_replicas == 0 else 0)
