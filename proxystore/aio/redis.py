@@ -1170,8 +1170,11 @@ class RedisStore(Store[str]):
         version_text = str(next_version()).encode()
         version: _Write = (_version_key(key), [version_text])
         pieces = _pieces(payload)
-        if _size(pieces) <= self.chunk_size:
+        size = _size(pieces)
+        if size <= self.chunk_size and not _looks_like_manifest(pieces, size):
             return key, [[(key, pieces), version]], version_text
+        # A raw value (serialize=False) shaped like a manifest is stored as
+        # one chunk behind a real manifest, so it reads back as itself.
         chunks = _split(pieces, self.chunk_size)
         if len(chunks) > _MAX_CHUNKS:
             raise StoreOperationError(
@@ -1447,6 +1450,11 @@ def _wake_key(key: str) -> str:
 
 def _chunk_keys(key: str, count: int) -> list[str]:
     return [f"{{{key}}}:c:{index}" for index in range(count)]
+
+
+def _looks_like_manifest(pieces: list[Buffer], size: int) -> bool:
+    """Whether a value of `size` bytes in `pieces` would read back as a manifest."""
+    return size == _MANIFEST.size and b"".join(pieces).startswith(_MANIFEST_MAGIC)
 
 
 def _manifest_count(value: Any) -> int:

@@ -127,6 +127,18 @@ async def test_batches_are_one_round_trip(store: RedisStore, raw: redis.Redis) -
     assert got[4] == "missing"
 
 
+@pytest.mark.parametrize("count", [0, 1, 2, 2**32 - 1])
+async def test_raw_bytes_shaped_like_a_manifest_read_back_as_themselves(
+    store: RedisStore, count: int
+) -> None:
+    raw = b"\x00PXC" + count.to_bytes(4, "little")
+    key = await store.aset(raw, serialize=False)
+    assert await store.aget(key, deserialize=False) == raw
+    assert await store.aexists(key)
+    await store.aevict(key)
+    assert not await store.aexists(key)
+
+
 async def test_proxy_resolves_and_evict_flag(store: RedisStore) -> None:
     proxy = await store.aproxy({"a": 1}, evict=True)
     assert len(pickle.dumps(proxy)) < 1000
