@@ -25,7 +25,17 @@ OUTPUT_DIR = ROOT / "proxystore" / "store"
 
 # Modules of proxystore/aio/ with a generated twin; the rest (the package
 # __init__, _compat, resolve helpers) are async-only or hand-written twice.
-MODULES = ("base", "local", "file", "redis", "globus", "endpoint", "future")
+MODULES = (
+    "base",
+    "local",
+    "file",
+    "redis",
+    "globus",
+    "endpoint",
+    "future",
+    "stream",
+    "stream_brokers",
+)
 
 HEADER = (
     "# Generated from proxystore/aio/{name}.py by scripts/generate_sync.py: "
@@ -34,13 +44,18 @@ HEADER = (
 HEADER_MARK = "# Generated from proxystore/aio/"
 
 _COROUTINE_NAMES = (
-    r"(?:set|get|exists|evict|proxy|close|resolve|fetch|is_cached|future)"
+    r"(?:set|get|exists|evict|proxy|close|resolve|fetch|is_cached|future"
+    r"|send|flush|publish|pending|receive|ack|subscribe)"
 )
 
 RULES: list[tuple[str, str]] = [
     (r"\b_IS_SYNC = False\b", "_IS_SYNC = True"),
     (r"\basync def\b", "def"),
     (r"\basync with\b", "with"),
+    (r"\basync for\b", "for"),
+    (r"\b__aiter__\b", "__iter__"),
+    (r"\b__anext__\b", "__next__"),
+    (r"\bStopAsyncIteration\b", "StopIteration"),
     (r"\bawait ", ""),
     (r"\b__aenter__\b", "__enter__"),
     (r"\b__aexit__\b", "__exit__"),
