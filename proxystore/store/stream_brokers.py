@@ -490,10 +490,16 @@ class RedisStreamSubscriber:
             )
             for stream, entries in replies or ():
                 topic = self._streams[_text(stream)]
-                events += [
-                    Event(topic, _text(entry), fields or {})
-                    for entry, fields in entries
-                ]
+                for entry, fields in entries:
+                    event = Event(topic, _text(entry), fields or {})
+                    if event.fields.get(b"t") == KIND_END:
+                        # The group ends when it has finished every item,
+                        # including those group-mates took and may still
+                        # drop (see _afinished), not when one reads this.
+                        self.ack(event, _fan_out(event.fields))
+                        client.set(redis_keys(topic)[2], event.id)
+                    else:
+                        events.append(event)
             if not events:
                 events = self._afinished(client)
         except redis.exceptions.RedisError as err:
@@ -568,6 +574,11 @@ class RedisStreamSubscriber:
             f"RedisStreamSubscriber({self._redis.target}, topics={self.topics}, "
             f"group={self.group!r}, consumer={self.consumer!r})"
         )
+
+
+def _fan_out(fields: Any) -> int:
+    raw = fields.get(b"g", b"1")
+    return int(raw) if raw.isdigit() and 0 < len(raw) <= 4 else 1
 
 
 def _text(value: Any) -> str:
