@@ -70,6 +70,8 @@ DEFAULT_INLINE_THRESHOLD = 4096
 """Objects whose payload is at most this many bytes travel inline."""
 
 _SIGNING_NAME = "proxystore.stream"
+# What a malformed event is acknowledged as (by one group; never evicts).
+_DROPPED = Parsed(KIND_END, None, None, None, {}, 1, False)
 # Backpressure polls the broker with this backoff (seconds).
 _FIRST_POLL = 0.001
 _LAST_POLL = 0.05
@@ -394,6 +396,8 @@ class StreamConsumer:
         self._ready: collections.deque[tuple[Event, Parsed]] = collections.deque()
         self._prefetched: dict[str, Proxy[Any]] = {}
         self._current: tuple[Event, Parsed] | None = None
+        # Items this consumer is done with, acknowledged with the next read.
+        self._done: list[tuple[Event, Parsed]] = []
         self._ended: set[str] = set()
         self._closed = False
         self.received = 0
@@ -426,21 +430,22 @@ class StreamConsumer:
             raise StoreClosedError("stream consumer")
         current, self._current = self._current, None
         if current is not None:
-            await self._adone(*current)
+            self._done.append(current)
         while True:
             taken = await self._next_event()
             if taken is None:
+                await self._aflush_done()
                 return None
             event, parsed = taken
             if self.filter is not None and not self.filter(parsed.metadata):
                 self.skipped += 1
                 self._prefetched.pop(event.id, None)
-                await self._adone(event, parsed)
+                self._done.append((event, parsed))
                 continue
             try:
                 value = await self._avalue(event, parsed)
             except SerializationError:
-                await self._adone(event, parsed)
+                self._done.append((event, parsed))
                 raise
             self._current = (event, parsed)
             self.received += 1
@@ -459,18 +464,24 @@ class StreamConsumer:
                 raise StoreTimeoutError(
                     f"topics {self.subscriber.topics}", self.timeout or 0.0, "receive"
                 )
-            events = await self.subscriber.areceive(self.prefetch + 1, left)
+            done, self._done = self._done, []
+            events, finished = await self.subscriber.areceive(
+                self.prefetch + 1,
+                left,
+                [(event, parsed.fan_out) for event, parsed in done],
+            )
+            await self._aevict_finished(done, finished)
             malformed = None
             for event in events:
                 try:
                     parsed = parse(event, max_inline=self.max_inline)
                 except MalformedEventError as err:
-                    await self.subscriber.aack(event, 1)
+                    self._done.append((event, _DROPPED))
                     malformed = malformed or err
                     continue
                 if parsed.kind == KIND_END:
                     self._ended.add(event.topic)
-                    await self.subscriber.aack(event, parsed.fan_out)
+                    self._done.append((event, parsed))
                     continue
                 self._ready.append((event, parsed))
             if malformed is not None:
@@ -537,12 +548,23 @@ class StreamConsumer:
         store: Store[Any] | None = find(name, "sync" if _IS_SYNC else "async")
         return store
 
-    async def _adone(self, event: Event, parsed: Parsed) -> None:
-        finished = await self.subscriber.aack(event, parsed.fan_out)
-        if finished and parsed.evict and self.evict and parsed.store is not None:
-            store = self._stores_get(parsed.store)
-            if store is not None and parsed.key is not None:
-                await store.aevict(store._validate_key(parsed.key))
+    async def _aflush_done(self) -> None:
+        done, self._done = self._done, []
+        finished = [
+            await self.subscriber.aack(event, parsed.fan_out) for event, parsed in done
+        ]
+        await self._aevict_finished(done, finished)
+
+    async def _aevict_finished(
+        self, done: list[tuple[Event, Parsed]], finished: list[bool]
+    ) -> None:
+        if not self.evict:
+            return
+        for (_, parsed), last in zip(done, finished, strict=True):
+            if last and parsed.evict and parsed.store is not None:
+                store = self._stores_get(parsed.store)
+                if store is not None and parsed.key is not None:
+                    await store.aevict(store._validate_key(parsed.key))
 
     async def aclose(self, *, close_subscriber: bool = True) -> None:
         """Acknowledge the current item and close the subscriber.
@@ -555,7 +577,8 @@ class StreamConsumer:
         current, self._current = self._current, None
         self._closed = True
         if current is not None:
-            await self._adone(*current)
+            self._done.append(current)
+        await self._aflush_done()
         if close_subscriber:
             await self.subscriber.aclose()
 

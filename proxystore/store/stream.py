@@ -71,6 +71,8 @@ DEFAULT_INLINE_THRESHOLD = 4096
 """Objects whose payload is at most this many bytes travel inline."""
 
 _SIGNING_NAME = "proxystore.stream"
+# What a malformed event is acknowledged as (by one group; never evicts).
+_DROPPED = Parsed(KIND_END, None, None, None, {}, 1, False)
 # Backpressure polls the broker with this backoff (seconds).
 _FIRST_POLL = 0.001
 _LAST_POLL = 0.05
@@ -395,6 +397,8 @@ class StreamConsumer:
         self._ready: collections.deque[tuple[Event, Parsed]] = collections.deque()
         self._prefetched: dict[str, Proxy[Any]] = {}
         self._current: tuple[Event, Parsed] | None = None
+        # Items this consumer is done with, acknowledged with the next read.
+        self._done: list[tuple[Event, Parsed]] = []
         self._ended: set[str] = set()
         self._closed = False
         self.received = 0
@@ -427,21 +431,22 @@ class StreamConsumer:
             raise StoreClosedError("stream consumer")
         current, self._current = self._current, None
         if current is not None:
-            self._adone(*current)
+            self._done.append(current)
         while True:
             taken = self._next_event()
             if taken is None:
+                self._flush_done()
                 return None
             event, parsed = taken
             if self.filter is not None and not self.filter(parsed.metadata):
                 self.skipped += 1
                 self._prefetched.pop(event.id, None)
-                self._adone(event, parsed)
+                self._done.append((event, parsed))
                 continue
             try:
                 value = self._avalue(event, parsed)
             except SerializationError:
-                self._adone(event, parsed)
+                self._done.append((event, parsed))
                 raise
             self._current = (event, parsed)
             self.received += 1
@@ -460,18 +465,24 @@ class StreamConsumer:
                 raise StoreTimeoutError(
                     f"topics {self.subscriber.topics}", self.timeout or 0.0, "receive"
                 )
-            events = self.subscriber.receive(self.prefetch + 1, left)
+            done, self._done = self._done, []
+            events, finished = self.subscriber.receive(
+                self.prefetch + 1,
+                left,
+                [(event, parsed.fan_out) for event, parsed in done],
+            )
+            self._evict_finished(done, finished)
             malformed = None
             for event in events:
                 try:
                     parsed = parse(event, max_inline=self.max_inline)
                 except MalformedEventError as err:
-                    self.subscriber.ack(event, 1)
+                    self._done.append((event, _DROPPED))
                     malformed = malformed or err
                     continue
                 if parsed.kind == KIND_END:
                     self._ended.add(event.topic)
-                    self.subscriber.ack(event, parsed.fan_out)
+                    self._done.append((event, parsed))
                     continue
                 self._ready.append((event, parsed))
             if malformed is not None:
@@ -538,12 +549,23 @@ class StreamConsumer:
         store: Store[Any] | None = find(name, "sync" if _IS_SYNC else "async")
         return store
 
-    def _adone(self, event: Event, parsed: Parsed) -> None:
-        finished = self.subscriber.ack(event, parsed.fan_out)
-        if finished and parsed.evict and self.evict and parsed.store is not None:
-            store = self._stores_get(parsed.store)
-            if store is not None and parsed.key is not None:
-                store.evict(store._validate_key(parsed.key))
+    def _flush_done(self) -> None:
+        done, self._done = self._done, []
+        finished = [
+            self.subscriber.ack(event, parsed.fan_out) for event, parsed in done
+        ]
+        self._evict_finished(done, finished)
+
+    def _evict_finished(
+        self, done: list[tuple[Event, Parsed]], finished: list[bool]
+    ) -> None:
+        if not self.evict:
+            return
+        for (_, parsed), last in zip(done, finished, strict=True):
+            if last and parsed.evict and parsed.store is not None:
+                store = self._stores_get(parsed.store)
+                if store is not None and parsed.key is not None:
+                    store.evict(store._validate_key(parsed.key))
 
     def close(self, *, close_subscriber: bool = True) -> None:
         """Acknowledge the current item and close the subscriber.
@@ -556,7 +578,8 @@ class StreamConsumer:
         current, self._current = self._current, None
         self._closed = True
         if current is not None:
-            self._adone(*current)
+            self._done.append(current)
+        self._flush_done()
         if close_subscriber:
             self.subscriber.close()
 

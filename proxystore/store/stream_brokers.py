@@ -106,11 +106,19 @@ class Subscriber(Protocol):
     topics: tuple[str, ...]
     """The topics it receives."""
 
-    def receive(self, count: int, timeout: float) -> list[Event]:
-        """Return up to `count` events, waiting at most `timeout` seconds.
+    def receive(
+        self, count: int, timeout: float, acks: Sequence[Ack] = ()
+    ) -> tuple[list[Event], list[bool]]:
+        """Acknowledge `acks`, then return up to `count` events.
 
-        An empty list means none came in time. When a topic has ended and
-        nothing of it is left for this subscriber, an end event is returned.
+        Waits at most `timeout` seconds for events; an empty list means none
+        came in time. When a topic has ended and nothing of it is left for
+        this subscriber, an end event is returned. Acknowledging in the same
+        call saves a round trip per item.
+
+        Returns:
+            The events, and for each of `acks` whether every consumer group
+            is now done with it (see `ack`).
         """
 
     def ack(self, event: Event, fan_out: int) -> bool:
@@ -123,6 +131,10 @@ class Subscriber(Protocol):
 
     def close(self) -> None:
         """Release the broker's connections."""
+
+
+Ack = tuple[Event, int]
+"""An event a consumer is done with, and its fan-out."""
 
 
 def _topics(topics: str | Iterable[str]) -> tuple[str, ...]:
@@ -201,20 +213,23 @@ class QueueSubscriber:
         self.broker = broker
         self.topics = topics
 
-    def receive(self, count: int, timeout: float) -> list[Event]:
+    def receive(
+        self, count: int, timeout: float, acks: Sequence[Ack] = ()
+    ) -> tuple[list[Event], list[bool]]:
         """Return up to `count` queued events, waiting up to `timeout` seconds."""
+        finished = [True] * len(acks)
         taken = self.broker._take(self.topics, count, None)
         if taken:
-            return taken
+            return taken, finished
         waiter = Waiter()
         taken = self.broker._take(self.topics, count, waiter)
         if taken:
-            return taken
+            return taken, finished
         try:
             waiter.wait(timeout)
         finally:
             self.broker._forget(self.topics, waiter)
-        return self.broker._take(self.topics, count, None)
+        return self.broker._take(self.topics, count, None), finished
 
     def ack(self, event: Event, fan_out: int) -> bool:
         """An in-process event has one receiver: it is finished."""
@@ -354,10 +369,17 @@ class RedisStreamPublisher:
         client = self._redis.client()
         try:
             self._aprepare(client, topic)
-            pipe = client.pipeline(transaction=False)
-            for fields in events:
-                pipe.xadd(stream, fields, maxlen=self.maxlen, approximate=True)
-            ids = pipe.execute()
+            if len(events) == 1:
+                ids = [
+                    client.xadd(
+                        stream, events[0], maxlen=self.maxlen, approximate=True
+                    )
+                ]
+            else:
+                pipe = client.pipeline(transaction=False)
+                for fields in events:
+                    pipe.xadd(stream, fields, maxlen=self.maxlen, approximate=True)
+                ids = pipe.execute()
             ends = [
                 entry
                 for entry, fields in zip(ids, events, strict=True)
@@ -455,39 +477,73 @@ class RedisStreamSubscriber:
         self._ready = False
         self._ended: set[str] = set()
         self._next_claim = 0.0
-        self._script: Any = None
+        self._sha = ""
 
     def _aprepare(self, client: Any) -> None:
         if self._ready:
             return
         for stream in self._streams:
             _acreate_group(client, stream, self.group)
-        self._script = client.register_script(_ACK_SCRIPT)
+        self._sha = _text(client.script_load(_ACK_SCRIPT))
         self._ready = True
 
-    def receive(self, count: int, timeout: float) -> list[Event]:
-        """Return up to `count` events: claimed from crashed consumers, then new."""
+    def _queue_ack(self, pipe: Any, event: Event, fan_out: int) -> None:
+        stream, acks, _ = redis_keys(event.topic)
+        pipe.evalsha(self._sha, 2, stream, acks, self.group, event.id, max(fan_out, 1))
+
+    def _acks(
+        self, client: Any, acks: Sequence[Ack], results: list[Any]
+    ) -> list[bool]:
+        finished = []
+        for (event, fan_out), result in zip(acks, results, strict=True):
+            if isinstance(result, redis.exceptions.NoScriptError):
+                # The server lost its scripts (restart, SCRIPT FLUSH).
+                self._ready = False
+                self._aprepare(client)
+                pipe = client.pipeline(transaction=False)
+                self._queue_ack(pipe, event, fan_out)
+                (result,) = pipe.execute()
+            elif isinstance(result, Exception):
+                raise result
+            finished.append(result == 1 and fan_out > 0)
+        return finished
+
+    def receive(
+        self, count: int, timeout: float, acks: Sequence[Ack] = ()
+    ) -> tuple[list[Event], list[bool]]:
+        """Acknowledge `acks`, then return up to `count` events.
+
+        Events left unacknowledged by crashed consumers come first (claimed),
+        then new ones; the acknowledgements and the read share a round trip.
+        """
         block = min(timeout, self.block)
         client = self._redis.client(block)
         try:
             self._aprepare(client)
             events = self._aclaim(client, count)
-            if events:
-                return events
             live = {
                 stream: ">"
                 for stream, topic in self._streams.items()
                 if topic not in self._ended
             }
-            if not live:
-                return []
-            replies = client.xreadgroup(
-                self.group,
-                self.consumer,
-                live,
-                count=count,
-                block=max(1, int(block * 1000)),
-            )
+            pipe = client.pipeline(transaction=False)
+            for event, fan_out in acks:
+                self._queue_ack(pipe, event, fan_out)
+            if live and not events:
+                pipe.xreadgroup(
+                    self.group,
+                    self.consumer,
+                    live,
+                    count=count,
+                    block=max(1, int(block * 1000)),
+                )
+            results = pipe.execute(raise_on_error=False) if len(pipe) else []
+            finished = self._acks(client, acks, results[: len(acks)])
+            if events or not live:
+                return events, finished
+            replies = results[-1]
+            if isinstance(replies, Exception):
+                raise replies
             for stream, entries in replies or ():
                 topic = self._streams[_text(stream)]
                 for entry, fields in entries:
@@ -507,7 +563,7 @@ class RedisStreamSubscriber:
         for event in events:
             if event.fields.get(b"t") == KIND_END:
                 self._ended.add(event.topic)
-        return events
+        return events, finished
 
     def _aclaim(self, client: Any, count: int) -> list[Event]:
         now = time.monotonic()
@@ -552,18 +608,18 @@ class RedisStreamSubscriber:
 
     def ack(self, event: Event, fan_out: int) -> bool:
         """Acknowledge `event` for this group; True when every group has."""
-        stream, acks, _ = redis_keys(event.topic)
         client = self._redis.client(self.block)
         try:
             self._aprepare(client)
-            done = self._script(
-                keys=[stream, acks], args=[self.group, event.id, max(fan_out, 1)]
-            )
+            pipe = client.pipeline(transaction=False)
+            self._queue_ack(pipe, event, fan_out)
+            results = pipe.execute(raise_on_error=False)
+            (finished,) = self._acks(client, [(event, fan_out)], results)
         except redis.exceptions.RedisError as err:
             raise self._redis.error(
                 err, f"acknowledge entry {event.id} of topic {event.topic!r}"
             ) from err
-        return bool(done == 1 and fan_out > 0)
+        return finished
 
     def close(self) -> None:
         """Close the connections (unacknowledged items stay pending, to be claimed)."""
@@ -646,7 +702,9 @@ class RedisPubSubSubscriber:
                 raise self._redis.error(err, f"subscribe to {self.topics}") from err
             self._pubsub = pubsub
 
-    def receive(self, count: int, timeout: float) -> list[Event]:
+    def receive(
+        self, count: int, timeout: float, acks: Sequence[Ack] = ()
+    ) -> tuple[list[Event], list[bool]]:
         """Return up to `count` events, waiting up to `timeout` for the first."""
         self.subscribe()
         events: list[Event] = []
@@ -672,7 +730,7 @@ class RedisPubSubSubscriber:
                 events.append(Event(topic, entry, unpack_fields(data, topic, entry)))
         except redis.exceptions.RedisError as err:
             raise self._redis.error(err, f"read of topics {self.topics}") from err
-        return events
+        return events, [False] * len(acks)
 
     def ack(self, event: Event, fan_out: int) -> bool:
         """Nothing to acknowledge; never reports an item finished."""
