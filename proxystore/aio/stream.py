@@ -340,10 +340,13 @@ class StreamProducer:
 class StreamConsumer:
     """Iterates over the items of a subscriber's topics until they all end.
 
-    An item is acknowledged (done, never redelivered) when the next one is
-    asked for, or at `aclose`: a consumer that crashes while working on an
-    item leaves it to be redelivered (Redis Streams: to another consumer of
-    the group, after its `claim_after`). Delivery is at least once.
+    An item is done when the next one is asked for (or at `aclose`); it is
+    acknowledged with the next read from the broker (so, with `prefetch`,
+    up to that many items later). A consumer that crashes while working on
+    an item never acknowledged it: it is redelivered (Redis Streams: to
+    another consumer of the group, after its `claim_after`). Delivery is at
+    least once. With eviction, an object is deleted once every group is
+    done with its item: use (or resolve) a proxy before asking for the next.
 
     Args:
         subscriber: The broker's subscriber.
@@ -449,7 +452,7 @@ class StreamConsumer:
                 raise
             self._current = (event, parsed)
             self.received += 1
-            self._start_prefetch()
+            await self._afetch_ahead()
             return StreamItem(value, parsed.metadata)
 
     async def _next_event(self) -> tuple[Event, Parsed] | None:
@@ -518,7 +521,7 @@ class StreamConsumer:
             ) from None
         return await store.aproxy_from_key(key)
 
-    def _start_prefetch(self) -> None:
+    async def _afetch_ahead(self) -> None:
         if not self.prefetch:
             return
         started = []
@@ -534,7 +537,7 @@ class StreamConsumer:
                 key = store._validate_key(parsed.key)
             except Exception:
                 continue
-            proxy = store._make_proxy(key, False, None, False)
+            proxy = await store.aproxy_from_key(key)
             self._prefetched[event.id] = proxy
             started.append(proxy)
         if started:
