@@ -27,9 +27,11 @@ from proxystore.exceptions import (
     SerializationError,
     StreamFullError,
 )
+from proxystore.lifetimes import ContextLifetime
 from proxystore.proxy import Proxy, is_resolved
 from proxystore.serialize import serialize
 from proxystore.signing import SigningKeys
+from proxystore.store.utils import get_key
 from proxystore.stream_format import redis_keys
 from tests.redis_server import RedisServer
 
@@ -382,3 +384,21 @@ async def test_bad_arguments(store: RedisStore, redis_server: RedisServer) -> No
         RedisStreamPublisher(redis_server.host, redis_server.port, groups="a")
     with pytest.raises(ConfigurationError, match="on_full"):
         StreamProducer(broker, store, on_full="drop")  # type: ignore[arg-type]
+
+
+async def test_lifetime_evicts_what_consumers_left(
+    store: RedisStore, topic: str, redis_server: RedisServer, raw: redis.Redis
+) -> None:
+    lifetime = ContextLifetime()
+    producer = StreamProducer(
+        publisher(redis_server), store, evict=False, lifetime=lifetime
+    )
+    await producer.asend_batch(topic, [bytes(10_000), bytes(20_000)])
+    await producer.aclose_topic(topic)
+    await producer.aclose()
+    items = await collect(StreamConsumer(subscriber(redis_server, topic)))
+    keys = [get_key(value) for value, _ in items]
+    # Not evicted on acknowledgement (evict=False): the lifetime owns them.
+    assert all([await store.aexists(key) for key in keys])
+    await lifetime.aclose()
+    assert not any([await store.aexists(key) for key in keys])
