@@ -547,15 +547,9 @@ class RedisStreamSubscriber:
             for stream, entries in replies or ():
                 topic = self._streams[_text(stream)]
                 for entry, fields in entries:
-                    event = Event(topic, _text(entry), fields or {})
-                    if event.fields.get(b"t") == KIND_END:
-                        # The group ends when it has finished every item,
-                        # including those group-mates took and may still
-                        # drop (see _afinished), not when one reads this.
-                        self.ack(event, _fan_out(event.fields))
-                        client.set(redis_keys(topic)[2], event.id)
-                    else:
-                        events.append(event)
+                    self._receive_entry(
+                        client, Event(topic, _text(entry), fields or {}), events
+                    )
             if not events:
                 events = self._afinished(client)
         except redis.exceptions.RedisError as err:
@@ -564,6 +558,18 @@ class RedisStreamSubscriber:
             if event.fields.get(b"t") == KIND_END:
                 self._ended.add(event.topic)
         return events, finished
+
+    def _receive_entry(
+        self, client: Any, event: Event, events: list[Event]
+    ) -> None:
+        if event.fields.get(b"t") != KIND_END:
+            events.append(event)
+            return
+        # The group ends when it has finished every item, including those
+        # group-mates took and may still drop (see _afinished), not when one
+        # of its consumers reads the end event.
+        self.ack(event, _fan_out(event.fields))
+        client.set(redis_keys(event.topic)[2], event.id)
 
     def _aclaim(self, client: Any, count: int) -> list[Event]:
         now = time.monotonic()
@@ -578,11 +584,15 @@ class RedisStreamSubscriber:
             )
             entries = reply[1] if len(reply) > 1 else []
             for entry, fields in entries:
+                if entry is None:
+                    continue  # Redis 6.2: an entry deleted while pending
                 if fields is None:
                     # Trimmed while pending: nothing left to deliver.
                     client.xack(stream, self.group, entry)
                     continue
-                events.append(Event(topic, _text(entry), fields))
+                self._receive_entry(
+                    client, Event(topic, _text(entry), fields), events
+                )
             if events:
                 # More may be waiting: claim again on the next read.
                 self._next_claim = now

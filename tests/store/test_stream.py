@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import multiprocessing
 import os
@@ -13,7 +14,9 @@ from typing import Any
 import pytest
 import redis
 
+from proxystore.exceptions import NotAStoreProxyError
 from proxystore.store import init_store
+from proxystore.store.utils import get_key
 from proxystore.stream import (
     QueueBroker,
     RedisStreamPublisher,
@@ -71,11 +74,14 @@ def _consume(
         host, port, topic, claim_after=claim_after, block=0.1
     )
     seen = []
-    with StreamConsumer(subscriber, resolve=True, timeout=_WAIT) as consumer:
+    keys = []
+    with StreamConsumer(subscriber, timeout=_WAIT) as consumer:
         for value, metadata in consumer:
+            with contextlib.suppress(NotAStoreProxyError):  # inline
+                keys.append(get_key(value))
             assert value == _item(metadata["i"])
             seen.append(metadata["i"])
-    results.put(seen)
+    results.put((seen, keys))
     store.close()
 
 
@@ -103,14 +109,17 @@ def test_consumers_in_processes_get_each_item_once(
         process.start()
     producer = ctx.Process(target=_produce, args=(*address, 60))
     producer.start()
-    seen = [results.get(timeout=_WAIT) for _ in consumers]
+    reports = [results.get(timeout=_WAIT) for _ in consumers]
     for process in [producer, *consumers]:
         process.join(_WAIT)
         assert process.exitcode == 0
-    assert sorted(itertools.chain.from_iterable(seen)) == list(range(60))
+    seen = itertools.chain.from_iterable(items for items, _ in reports)
+    assert sorted(seen) == list(range(60))
+    stored_keys = list(itertools.chain.from_iterable(keys for _, keys in reports))
+    assert len(stored_keys) == 20  # every third item went through the store
     # Everything acknowledged by the group was evicted and deleted.
     assert raw.xlen(redis_keys(topic)[0]) == 0
-    assert raw.keys("[0-9a-f]*") == []
+    assert not raw.exists(*stored_keys)
 
 
 def test_sigkilled_consumer_item_is_redelivered(
@@ -130,7 +139,7 @@ def test_sigkilled_consumer_item_is_redelivered(
 
     results = ctx.Queue()
     _consume(*address, results, claim_after=0.5)
-    seen = results.get(timeout=_WAIT)
+    seen, _ = results.get(timeout=_WAIT)
     # Nothing lost: the survivor got every item, including the one the
     # victim took and never acknowledged (delivered twice: at least once).
     assert sorted(seen) == list(range(12))
