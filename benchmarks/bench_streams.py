@@ -12,6 +12,10 @@ repetition (ABC ABC ...) on one private redis-server:
   (``resolve=True``).
 - ``raw``: redis-py only, data inline in the stream entry: ``XADD`` per
   item; consumers ``XREADGROUP COUNT 1`` then ``XACK`` + ``XDEL``.
+Also the client CPU time per item (producer plus consumers, `process_time`),
+which other load on the machine disturbs less than wall time; "cpu Nx" is
+theirs / ours (above 1: ours uses less).
+
 - ``1.1``: ProxyStore 1.1's ``StreamProducer``/``StreamConsumer`` over its
   Redis queue shim (``proxystore.stream.shims.redis.RedisQueuePublisher``,
   one consumer per message) and its ``RedisStore`` (``evict=True``), run in
@@ -65,11 +69,12 @@ def _ours_consumer(host: str, port: int, topic: str, ready: Any, done: Any) -> N
     subscriber.receive(1, 0.001)  # connect and join the group before timing
     count = nbytes = 0
     ready.put(1)
+    cpu = time.process_time()
     with StreamConsumer(subscriber, resolve=True) as consumer:
         for value, _ in consumer:
             count += 1
             nbytes += len(value)
-    done.put((time.monotonic(), count, nbytes))
+    done.put((time.monotonic(), count, nbytes, time.process_time() - cpu))
     store.close()
 
 
@@ -97,6 +102,7 @@ def _raw_consumer(host: str, port: int, topic: str, ready: Any, done: Any) -> No
     name = f"c{os.getpid()}"
     count = nbytes = 0
     ready.put(1)
+    cpu = time.process_time()
     while True:
         reply = client.xreadgroup("g", name, {topic: ">"}, count=1, block=50)
         if not reply:
@@ -110,7 +116,7 @@ def _raw_consumer(host: str, port: int, topic: str, ready: Any, done: Any) -> No
             break
         count += 1
         nbytes += len(fields[b"d"])
-    done.put((time.monotonic(), count, nbytes))
+    done.put((time.monotonic(), count, nbytes, time.process_time() - cpu))
     client.close()
 
 
@@ -146,27 +152,31 @@ def run_local(
     for _ in processes:
         ready.get(timeout=_WAIT)
     start = time.monotonic()
+    cpu = time.process_time()
     if kind == "ours":
         _ours_producer(host, port, topic, data, n)
     else:
         _raw_producer(host, port, topic, data, n)
         _raw_end(host, port, topic, consumers)
+    cpu = time.process_time() - cpu
     results = [done.get(timeout=_WAIT) for _ in processes]
     for process in processes:
         process.join(_WAIT)
-    end = max(finish for finish, _, _ in results)
-    count = sum(items for _, items, _ in results)
-    nbytes = sum(size for _, _, size in results)
+    end = max(result[0] for result in results)
+    count = sum(result[1] for result in results)
+    nbytes = sum(result[2] for result in results)
+    cpu += sum(result[3] for result in results)
     if count != n or nbytes != n * len(data):
         raise RuntimeError(f"{kind}: {count} items of {n} received")
-    return _rates(end - start, n, size)
+    return _rates(end - start, n, size, cpu)
 
 
-def _rates(seconds: float, n: int, size: int) -> dict[str, float]:
+def _rates(seconds: float, n: int, size: int, cpu: float) -> dict[str, float]:
     return {
         "seconds": seconds,
         "items_s": n / seconds,
         "mb_s": n * size / seconds / 1e6,
+        "cpu_ms_item": cpu * 1000 / n,
     }
 
 
@@ -187,11 +197,12 @@ def consumer(ready, done):
     sub = RedisQueueSubscriber(host, port, topic)
     count = nbytes = 0
     ready.put(1)
+    cpu = time.process_time()
     with StreamConsumer(sub) as stream:
         for obj in stream.iter_objects():
             count += 1
             nbytes += len(obj)
-    done.put((time.monotonic(), count, nbytes))
+    done.put((time.monotonic(), count, nbytes, time.process_time() - cpu))
 
 ready, done = ctx.Queue(), ctx.Queue()
 procs = [ctx.Process(target=consumer, args=(ready, done)) for _ in range(consumers)]
@@ -202,17 +213,20 @@ for _ in procs:
 data = os.urandom(size)
 store = Store("bench-streams-11", RedisConnector(host, port), register=True)
 start = time.monotonic()
+cpu = time.process_time()
 producer = StreamProducer(RedisQueuePublisher(host, port), default_store=store)
 for _ in range(n):
     producer.send(topic, data, evict=True)
 for _ in range(consumers):
     producer.close_topics(topic)
+cpu = time.process_time() - cpu
 results = [done.get(timeout=600) for _ in procs]
 for p in procs:
     p.join(600)
 end = max(r[0] for r in results)
 print(json.dumps({"seconds": end - start, "items": sum(r[1] for r in results),
-                  "bytes": sum(r[2] for r in results)}))
+                  "bytes": sum(r[2] for r in results),
+                  "cpu": cpu + sum(r[3] for r in results)}))
 """
 
 
@@ -231,7 +245,7 @@ def run_ps11(
     )
     if out["items"] != n or out["bytes"] != n * size:
         raise RuntimeError(f"1.1: {out['items']} items of {n} received")
-    return _rates(out["seconds"], n, size)
+    return _rates(out["seconds"], n, size, out["cpu"])
 
 
 # -- driver ---------------------------------------------------------------------
@@ -293,6 +307,7 @@ def _row(
             "items_s_min": rates[0],
             "items_s_max": rates[-1],
             "mb_s": statistics.median(mbs),
+            "cpu_ms_item": statistics.median(r["cpu_ms_item"] for r in results),
         }
     # Ratios per repetition (interleaved runs share the machine's noise).
     for other in ("raw", "1.1"):
@@ -305,6 +320,11 @@ def _row(
             "min": ratios[0],
             "max": ratios[-1],
         }
+        # Client CPU (producer + consumers) per item: theirs / ours.
+        row[f"cpu_vs_{other}"] = statistics.median(
+            theirs["cpu_ms_item"] / ours["cpu_ms_item"]
+            for ours, theirs in zip(runs["ours"], runs[other], strict=True)
+        )
     return row
 
 
@@ -314,12 +334,14 @@ def _print(row: dict[str, Any]) -> None:
         stats = row[kind]
         parts.append(
             f"{kind} {stats['items_s']:9.1f} it/s {stats['mb_s']:8.1f} MB/s "
-            f"[{stats['items_s_min']:.0f}-{stats['items_s_max']:.0f}]"
+            f"[{stats['items_s_min']:.0f}-{stats['items_s_max']:.0f}] "
+            f"cpu {stats['cpu_ms_item']:.2f} ms/it"
         )
     for other in ("raw", "1.1"):
         ratio = row[f"vs_{other}"]
         parts.append(
             f"vs {other} {ratio['median']:.2f}x [{ratio['min']:.2f}-{ratio['max']:.2f}]"
+            f" cpu {row[f'cpu_vs_{other}']:.2f}x"
         )
     print(" | ".join(parts), flush=True)
 
