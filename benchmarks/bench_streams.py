@@ -24,6 +24,7 @@ theirs / ours (above 1: ours uses less).
 Usage:
     PROXYSTORE11_VENV=/work/main/.bench/ps11 python benchmarks/bench_streams.py
         [--reps N] [--quick] [--sizes 1KB,1MB,32MB] [--consumers 1,4]
+    python benchmarks/bench_streams.py --crash --sizes 1KB,1MB
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ import contextlib
 import json
 import multiprocessing
 import os
+import signal
 import statistics
 import sys
 import time
@@ -78,12 +80,14 @@ def _ours_consumer(host: str, port: int, topic: str, ready: Any, done: Any) -> N
     store.close()
 
 
-def _ours_producer(host: str, port: int, topic: str, data: bytes, n: int) -> None:
+def _ours_producer(
+    host: str, port: int, topic: str, data: bytes, n: int, numbered: bool = False
+) -> None:
     store = init_store("redis", "bench-streams", hostname=host, port=port)
     publisher = RedisStreamPublisher(host, port)
     with StreamProducer(publisher, store) as producer:
-        for _ in range(n):
-            producer.send(topic, data)
+        for index in range(n):
+            producer.send(topic, data, metadata={"i": index} if numbered else None)
         producer.close_topic(topic)
     store.close()
 
@@ -248,6 +252,76 @@ def run_ps11(
     return _rates(out["seconds"], n, size, out["cpu"])
 
 
+# -- consumer crash ---------------------------------------------------------------
+
+
+def _crash_consumer(
+    host: str, port: int, topic: str, ready: Any, seen: Any, hang_after: int
+) -> None:
+    store = init_store("redis", "bench-streams", hostname=host, port=port)
+    subscriber = RedisStreamSubscriber(host, port, topic, block=0.05, claim_after=1.0)
+    subscriber.receive(1, 0.001)
+    ready.put(1)
+    with StreamConsumer(subscriber, resolve=True) as consumer:
+        for count, (value, metadata) in enumerate(consumer, 1):
+            assert len(value) > 0
+            seen.put((os.getpid(), metadata["i"]))
+            if count == hang_after:
+                seen.put((os.getpid(), "hanging"))
+                time.sleep(_WAIT)  # working on it... until SIGKILL
+    seen.put((os.getpid(), "done"))
+    store.close()
+
+
+def run_crash(server: RedisServer, size: int, n: int, consumers: int) -> dict[str, int]:
+    """Kill one of `consumers` with SIGKILL mid-item; count what was delivered."""
+    # A topic ends once: a fresh one per run.
+    host, port, topic = server.host, server.port, f"bench-crash-{size}"
+    ready, seen = _CTX.Queue(), _CTX.Queue()
+    processes = [
+        _CTX.Process(
+            target=_crash_consumer,
+            args=(
+                host,
+                port,
+                topic,
+                ready,
+                seen,
+                n // (2 * consumers) if i == 0 else 0,
+            ),
+        )
+        for i in range(consumers)
+    ]
+    for process in processes:
+        process.start()
+    for _ in processes:
+        ready.get(timeout=_WAIT)
+    _ours_producer(host, port, topic, os.urandom(size), n, numbered=True)
+    victim = processes[0].pid
+    delivered: list[int] = []
+    finished = 0
+    while finished < consumers - 1:
+        pid, what = seen.get(timeout=_WAIT)
+        if what == "hanging":
+            os.kill(pid, signal.SIGKILL)
+        elif what == "done":
+            finished += 1
+        else:
+            delivered.append(what)
+    for process in processes:
+        process.join(_WAIT)
+    unique = set(delivered)
+    return {
+        "produced": n,
+        "delivered": len(delivered),
+        "unique": len(unique),
+        "duplicates": len(delivered) - len(unique),
+        "lost": n - len(unique),
+        "victim_exit": processes[0].exitcode or 0,
+        "victim": victim or 0,
+    }
+
+
 # -- driver ---------------------------------------------------------------------
 
 
@@ -258,7 +332,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sizes", default="1KB,1MB,32MB")
     parser.add_argument("--consumers", default="1,4")
     parser.add_argument("--json", help="also write the rows here")
+    parser.add_argument(
+        "--crash",
+        action="store_true",
+        help="only the crash check: 4 consumers, one SIGKILLed mid-item",
+    )
     args = parser.parse_args(argv)
+    if args.crash:
+        with RedisServer() as server:
+            for label in args.sizes.split(","):
+                result = run_crash(server, SIZES[label], 200, 4)
+                print(f"{label}: {json.dumps(result)}", flush=True)
+        return 0
     items = QUICK_ITEMS if args.quick else ITEMS
     rows = []
     with RedisServer() as server:
