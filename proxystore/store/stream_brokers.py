@@ -357,9 +357,11 @@ class RedisStreamPublisher:
     def _aprepare(self, client: Any, topic: str) -> None:
         if topic in self._ready:
             return
-        stream = redis_keys(topic)[0]
+        stream, _, end = redis_keys(topic)
         for group in self.groups:
             _acreate_group(client, stream, group)
+        # Publishing to a topic that ended reopens it (a producer run again).
+        client.delete(end)
         self._ready.add(topic)
 
     def publish(self, topic: str, events: Sequence[Fields]) -> None:

@@ -405,3 +405,15 @@ async def test_lifetime_evicts_what_consumers_left(
     assert all([await store.aexists(key) for key in keys])
     await lifetime.aclose()
     assert not any([await store.aexists(key) for key in keys])
+
+
+async def test_a_new_producer_reopens_an_ended_topic(
+    store: RedisStore, topic: str, redis_server: RedisServer
+) -> None:
+    for run in range(2):
+        producer = StreamProducer(publisher(redis_server), store)
+        await producer.asend(topic, run)
+        await producer.aclose_topic(topic)
+        await producer.aclose()
+        consumer = StreamConsumer(subscriber(redis_server, topic), resolve=True)
+        assert await collect(consumer) == [(run, {})]
