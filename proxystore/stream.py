@@ -3,14 +3,15 @@
 The same classes as `proxystore.aio.stream` with blocking methods (``send``,
 ``send_batch``, ``flush``, ``close_topic``; ``for item in consumer``),
 generated into `proxystore.store.stream`; the brokers are in
-`proxystore.store.stream_brokers`. See ``docs/guides/streams.md``.
+`proxystore.store.stream_brokers` and `proxystore.store.stream_redis`.
+See ``docs/guides/streams.md``.
 """
 
 from __future__ import annotations
 
 from proxystore.store.stream import StreamConsumer, StreamItem, StreamProducer
-from proxystore.store.stream_brokers import (
-    QueueBroker,
+from proxystore.store.stream_brokers import QueueBroker
+from proxystore.store.stream_redis import (
     RedisPubSubPublisher,
     RedisPubSubSubscriber,
     RedisStreamPublisher,

@@ -35,6 +35,7 @@ MODULES = (
     "future",
     "stream",
     "stream_brokers",
+    "stream_redis",
 )
 
 HEADER = (

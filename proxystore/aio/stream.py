@@ -4,9 +4,10 @@ Small objects travel inline in the event, as a checksummed (and, with signing
 keys, signed) payload frame; larger ones go to the store chosen for their
 topic, and the event carries the store's name and the key. Consumers receive
 proxies (or the objects) with the item's metadata; a filter on metadata skips
-items without fetching them. Events travel through a broker
-(`proxystore.aio.stream_brokers`): Redis Streams for delivery that survives a
-crashed consumer, Redis pub/sub, or an in-process queue.
+items without fetching them. Events travel through a broker: Redis Streams
+for delivery that survives a crashed consumer, or Redis pub/sub
+(`proxystore.aio.stream_redis`), or an in-process queue
+(`proxystore.aio.stream_brokers`).
 
 Example:
     ```python

@@ -13,8 +13,8 @@ import redis
 from proxystore import aio
 from proxystore.aio.redis import RedisStore
 from proxystore.aio.stream import StreamConsumer, StreamProducer
-from proxystore.aio.stream_brokers import (
-    QueueBroker,
+from proxystore.aio.stream_brokers import QueueBroker
+from proxystore.aio.stream_redis import (
     RedisPubSubPublisher,
     RedisPubSubSubscriber,
     RedisStreamPublisher,
