@@ -340,6 +340,27 @@ class LifetimeEndedError(ProxyStoreError):
     """An object was added to a lifetime that already ended (closed or expired)."""
 
 
+class StreamError(ProxyStoreError):
+    """A stream of proxies (`proxystore.stream`) cannot go on."""
+
+
+class MalformedEventError(StreamError, SerializationError):
+    """A stream event is not one a producer makes; names the stream and entry id."""
+
+    def __init__(self, stream: str, entry: str, problem: str) -> None:
+        self.stream = stream
+        self.entry = entry
+        self.problem = problem
+        super().__init__(f"stream {stream!r} entry {entry!r}: {problem}")
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.stream, self.entry, self.problem))
+
+
+class StreamFullError(StreamError):
+    """A producer found more unconsumed items in a stream than it may leave there."""
+
+
 # ProxyStore 0.4's names for errors of this hierarchy (see docs/migrating.md).
 StoreError = ProxyStoreError
 """0.4's base class of store errors: every error here."""

@@ -55,7 +55,18 @@ OUTPUT_DIR = ROOT / "proxystore" / "store"
 
 MODULES: dict[str, str] = {
     f"proxystore/aio/{name}.py": f"proxystore/store/{name}.py"
-    for name in ("base", "local", "file", "redis", "globus", "endpoint", "future")
+    for name in (
+        "base",
+        "local",
+        "file",
+        "redis",
+        "globus",
+        "endpoint",
+        "future",
+        "stream",
+        "stream_brokers",
+        "stream_redis",
+    )
 }
 """Generated library modules: async source -> sync twin (paths from the root)."""
 
@@ -87,6 +98,10 @@ RULES: list[tuple[str, str]] = [
     (r"\b_IS_SYNC = False\b", "_IS_SYNC = True"),
     (r"\basync def\b", "def"),
     (r"\basync with\b", "with"),
+    (r"\basync for\b", "for"),
+    (r"\b__aiter__\b", "__iter__"),
+    (r"\b__anext__\b", "__next__"),
+    (r"\bStopAsyncIteration\b", "StopIteration"),
     (r"\bawait ", ""),
     # The compat module is shared: its import stays, its names are renamed.
     (r"\bproxystore\.aio\b(?!\._compat\b)", "proxystore.store"),

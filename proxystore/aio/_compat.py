@@ -23,7 +23,7 @@ import os
 import threading
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import aiofiles
 
@@ -121,6 +121,13 @@ ATimeoutError = asyncio.TimeoutError
 
 TimeoutError = TimeoutError
 """What a blocking operation raises when it times out."""
+
+
+AFACE: Literal["async"] = "async"
+"""The registry's name for the face the code runs in (`proxystore.registry.find`)."""
+
+FACE: Literal["sync"] = "sync"
+"""The registry's name for the face the code runs in (`proxystore.registry.find`)."""
 
 
 def acurrent_loop() -> asyncio.AbstractEventLoop:
