@@ -89,10 +89,11 @@ RETRY_AFTER = 1
 """Seconds a client refused for ``max_requests`` is told to wait."""
 _LIMIT_STATUS = {"max_object_size": 413, "max_requests": 429}
 
-# Private hook for benchmarks/bench_endpoint.py, which measures the cost of
+# INSECURE, benchmarks only: benchmarks/bench_endpoint.py measures the cost of
 # authentication by running the same server with the check left out. Set only
-# from code in the endpoint's own process; there is no option or variable.
-_CHECK_API_TOKEN = True
+# from code in the endpoint's own process; there is no option, argument or
+# environment variable, and the server logs a warning when it is set.
+_INSECURE_SKIP_API_TOKEN_CHECK = False
 
 
 @dataclasses.dataclass
@@ -100,6 +101,7 @@ class _Gate:
     """What every request goes through: the token and the request limit."""
 
     api_token: str | None
+    """``None`` only under `_INSECURE_SKIP_API_TOKEN_CHECK`."""
     max_requests: int | None
     log: RateLimitedLog
     guard: ConnectionGuard | None = None
@@ -428,8 +430,14 @@ def create_app(
         signaling_state: More fields for ``GET /endpoint`` about signaling
             (``signaling_attempted``, ``signaling_error``).
     """
+    if not isinstance(api_token, str) or not api_token:
+        raise ConfigurationError(
+            "an endpoint needs a non-empty API token: every request must present it"
+        )
+    if _INSECURE_SKIP_API_TOKEN_CHECK:
+        logger.warning("INSECURE: API token check disabled (benchmark hook)")
     gate = _Gate(
-        api_token if _CHECK_API_TOKEN else None,
+        None if _INSECURE_SKIP_API_TOKEN_CHECK else api_token,
         max_requests,
         RateLimitedLog(logger),
         guard,
@@ -460,7 +468,8 @@ class EndpointServer:
         config: The endpoint's configuration.
         api_token: Token clients must present (default: read from the
             ``api-token`` file in the endpoint's directory at start, which
-            must then exist and be private).
+            must then exist and be private). There is no way to run without
+            one: a missing, empty or unreadable token refuses the start.
 
     Example:
         ```python
@@ -616,6 +625,10 @@ class EndpointServer:
 async def serve(
     config: EndpointConfig, stop: asyncio.Event, api_token: str | None = None
 ) -> None:
-    """Run the endpoint described by ``config`` until ``stop`` is set."""
+    """Run the endpoint described by ``config`` until ``stop`` is set.
+
+    ``api_token`` ``None`` reads the endpoint's ``api-token`` file (see
+    `EndpointServer`): the endpoint is never served without authentication.
+    """
     async with EndpointServer(config, api_token=api_token):
         await stop.wait()
