@@ -9,7 +9,9 @@ uuid of the endpoint that owns the object; it defaults to this endpoint):
   attempt finished) and ``signaling_error`` (why the server refused the
   registration, e.g. a wrong secret, or null).
 - ``PUT /objects/{key}?endpoint=OWNER``: store the raw request body.
-- ``GET /objects/{key}?endpoint=OWNER``: the raw bytes, or 404.
+- ``GET /objects/{key}?endpoint=OWNER``: the raw bytes, or 404. A client
+  on the same host may take large bodies as shared-memory files instead
+  (`proxystore.endpoint.handoff`).
 - ``GET /objects/{key}/exists?endpoint=OWNER``: ``{"exists": bool}``.
 - ``DELETE /objects/{key}?endpoint=OWNER``: evict (missing is no error).
 
@@ -48,6 +50,13 @@ from proxystore.endpoint.credentials import (
 )
 from proxystore.endpoint.endpoint import Endpoint
 from proxystore.endpoint.errors import error_to_json
+from proxystore.endpoint.handoff import (
+    HANDOFF_HEADER,
+    HANDOFF_THRESHOLD,
+    LENGTH_HEADER,
+    HandoffDir,
+    HandoffFile,
+)
 from proxystore.endpoint.keys import validate_object_id
 from proxystore.endpoint.limits import (
     DEFAULT_KEEPALIVE_TIMEOUT,
@@ -82,8 +91,13 @@ _SIGNALING_STATE_KEY: web.AppKey[Callable[[], dict[str, Any]]] = web.AppKey(
     "signaling_state"
 )
 _GATE_KEY: web.AppKey[_Gate] = web.AppKey("gate")
+_HANDOFF_KEY: web.AppKey[HandoffDir | None] = web.AppKey("handoff")
 
 DEFAULT_BODY_IDLE_TIMEOUT = 60.0
+HANDOFF_TTL = 60.0
+"""Seconds a handed-off body waits for its client before it is removed."""
+RESPONSE_CHUNK = 1024 * 1024
+"""Bytes per write of a large response body (each waits for the socket)."""
 SHUTDOWN_TIMEOUT = 5.0
 RETRY_AFTER = 1
 """Seconds a client refused for ``max_requests`` is told to wait."""
@@ -182,8 +196,9 @@ async def _log_requests(request: web.Request, handler: Handler) -> web.StreamRes
     try:
         response = await handler(request)
         status = response.status
-        if request.method == "GET" and isinstance(response, web.Response):
-            size = response.content_length
+        if request.method == "GET":
+            handed = response.headers.get(LENGTH_HEADER)
+            size = int(handed) if handed is not None else response.content_length
         return response
     finally:
         key = request.match_info.get("key", "")
@@ -286,19 +301,109 @@ async def _describe(request: web.Request) -> web.Response:
             "peering": endpoint.peers is not None,
             "signaling": request.app[_SIGNALING_KEY](),
             **request.app[_SIGNALING_STATE_KEY](),
+            **_describe_handoff(request.app[_HANDOFF_KEY]),
         }
     )
 
 
-async def _get(request: web.Request) -> web.Response:
+def _describe_handoff(handoff: HandoffDir | None) -> dict[str, Any]:
+    return {} if handoff is None else {"handoff": handoff.describe()}
+
+
+class _HandoffFiles:
+    """Files made for one GET: the one handed to the client, or none."""
+
+    def __init__(self, handoff: HandoffDir) -> None:
+        self.handoff = handoff
+        self.made: list[HandoffFile] = []
+
+    def allocate(self, size: int) -> bytearray | memoryview:
+        """Make the buffer a peer's body is received into."""
+        if size >= HANDOFF_THRESHOLD:
+            try:
+                file = self.handoff.new(size)
+            except OSError as err:
+                logger.warning("cannot hand off %d bytes: %s", size, err)
+            else:
+                self.made.append(file)
+                return file.view
+        return bytearray(size)
+
+    def file_for(self, data: bytes | bytearray | memoryview) -> HandoffFile | None:
+        """Return the file holding ``data`` (made or filled here), if possible."""
+        for file in self.made:
+            if file.view is data:  # received straight into the file
+                self.made.remove(file)
+                return file
+        try:
+            file = self.handoff.new(len(data))
+        except OSError as err:
+            logger.warning("cannot hand off %d bytes: %s", len(data), err)
+            return None
+        try:
+            file.write(data)
+        except BaseException:
+            file.discard()
+            raise
+        return file
+
+    def discard(self) -> None:
+        for file in self.made:
+            file.discard()
+        self.made.clear()
+
+
+async def _get(request: web.Request) -> web.StreamResponse:
     endpoint = request.app[_ENDPOINT_KEY]
     key = request.match_info["key"]
-    data = await endpoint.get(key, _owner(request), _timeout(request))
-    if data is None:
-        return _error_response(
-            404, {"error": MISSING_KEY, "message": f"no object {key!r}"}
+    handoff = request.app[_HANDOFF_KEY]
+    files = (
+        _HandoffFiles(handoff)
+        if handoff is not None and request.headers.get(HANDOFF_HEADER) == "1"
+        else None
+    )
+    try:
+        data = await endpoint.get(
+            key,
+            _owner(request),
+            _timeout(request),
+            allocate=None if files is None else files.allocate,
         )
-    return web.Response(body=data, content_type="application/octet-stream")
+        if data is None:
+            return _error_response(
+                404, {"error": MISSING_KEY, "message": f"no object {key!r}"}
+            )
+        if files is not None and len(data) >= HANDOFF_THRESHOLD:
+            file = files.file_for(data)
+            if file is not None:
+                del data  # may be a view of the file, released by publish()
+                name = files.handoff.publish(file)
+                return web.Response(
+                    status=200,
+                    headers={HANDOFF_HEADER: name, LENGTH_HEADER: str(file.size)},
+                )
+        return await _send_body(request, data)
+    finally:
+        if files is not None:
+            files.discard()
+
+
+async def _send_body(
+    request: web.Request, data: bytes | bytearray | memoryview
+) -> web.StreamResponse:
+    if len(data) <= RESPONSE_CHUNK:
+        return web.Response(body=data, content_type="application/octet-stream")
+    # Written in pieces that each wait for the socket: handing the whole body
+    # to the transport at once copies all of it (more than once) first.
+    response = web.StreamResponse()
+    response.content_type = "application/octet-stream"
+    response.content_length = len(data)
+    await response.prepare(request)
+    view = memoryview(data).cast("B")
+    for start in range(0, len(view), RESPONSE_CHUNK):
+        await response.write(view[start : start + RESPONSE_CHUNK])
+    await response.write_eof()
+    return response
 
 
 async def _put(request: web.Request) -> web.Response:
@@ -411,6 +516,7 @@ def create_app(
     guard: ConnectionGuard | None = None,
     body_budget: int | None = None,
     signaling_state: Callable[[], dict[str, Any]] | None = None,
+    handoff: HandoffDir | None = None,
 ) -> web.Application:
     """Return the aiohttp application serving ``endpoint``.
 
@@ -429,6 +535,8 @@ def create_app(
             (``None``: no limit); more get 503 naming ``max_memory``.
         signaling_state: More fields for ``GET /endpoint`` about signaling
             (``signaling_attempted``, ``signaling_error``).
+        handoff: Where large bodies are handed to same-host clients as
+            files (``None``: always in the response).
     """
     if not isinstance(api_token, str) or not api_token:
         raise ConfigurationError(
@@ -453,6 +561,7 @@ def create_app(
     app[_SIGNALING_KEY] = signaling
     app[_SIGNALING_STATE_KEY] = signaling_state or dict
     app[_IDLE_TIMEOUT_KEY] = body_idle_timeout
+    app[_HANDOFF_KEY] = handoff
     app.router.add_get("/endpoint", _describe)
     app.router.add_put("/objects/{key}", _put)
     app.router.add_get("/objects/{key}", _get)
@@ -487,6 +596,7 @@ class EndpointServer:
         self._listener: asyncio.Server | None = None
         self._peers: PeerManager | None = None
         self._storage: ObjectStorage | None = None
+        self._handoff: HandoffDir | None = None
         self._port = config.port
 
     @property
@@ -534,6 +644,12 @@ class EndpointServer:
             self._peers = peer_manager(config, endpoint.handle_peer_request)
             endpoint.peers = self._peers
             await self._peers.start()
+        try:
+            self._handoff = HandoffDir(config.uuid, HANDOFF_TTL)
+        except OSError as err:
+            logger.warning(
+                "large bodies go over HTTP only: no handoff directory (%s)", err
+            )
         guard = ConnectionGuard(config.max_connections, RateLimitedLog(logger))
         app = create_app(
             endpoint,
@@ -546,6 +662,7 @@ class EndpointServer:
             # for one object of any accepted size, which may go to spill).
             body_budget=max(max_memory, config.max_object_size),
             signaling_state=self._signaling_state,
+            handoff=self._handoff,
         )
         self._runner = web.AppRunner(
             app,
@@ -613,6 +730,9 @@ class EndpointServer:
         if self._storage is not None:
             await self._storage.close()
             self._storage = None
+        if self._handoff is not None:
+            self._handoff.close()
+            self._handoff = None
 
     async def __aenter__(self) -> EndpointServer:
         await self.start()

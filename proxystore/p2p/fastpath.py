@@ -486,6 +486,11 @@ class FastPathServer:
 PROGRESS_LOG_BYTES = 100 * 1024 * 1024
 """A DEBUG line is logged each time this many more bytes of a body arrived."""
 
+Body = bytearray | memoryview
+"""A received body: a new bytearray, or the buffer an `Allocate` returned."""
+Allocate = Callable[[int], Body]
+"""Returns a writable buffer of exactly the given size to receive a body into."""
+
 
 class _Receiver(asyncio.BufferedProtocol):
     """Reads ``length:u64 | body`` straight into one preallocated buffer."""
@@ -495,12 +500,15 @@ class _Receiver(asyncio.BufferedProtocol):
         expected: int,
         progress: Callable[[int], None] | None = None,
         target: str = "",
+        allocate: Allocate | None = None,
     ) -> None:
         self._progress = progress
         self._target = target
         self._next_log = PROGRESS_LOG_BYTES
         self.header = bytearray(LENGTH.size)
-        self.body = bytearray(expected)
+        self.body: Body = (
+            bytearray(expected) if allocate is None else allocate(expected)
+        )
         self._views = (memoryview(self.header), memoryview(self.body))
         self.received = 0
         self._header_left = LENGTH.size
@@ -566,7 +574,8 @@ async def fetch(
     timeout: float = 30.0,
     deadline: float | None = None,
     progress: Callable[[int], None] | None = None,
-) -> bytearray:
+    allocate: Allocate | None = None,
+) -> Body:
     """Fetch the body a ticket stands for from the peer holding ``peer_public``.
 
     Args:
@@ -581,6 +590,8 @@ async def fetch(
         deadline: Optional end of the whole transfer, in the running loop's
             `time()`.
         progress: Called with the size of each piece received.
+        allocate: Makes the buffer the body is received into (default: a
+            new bytearray), e.g. a shared-memory file for a local client.
 
     Returns:
         The body.
@@ -600,7 +611,7 @@ async def fetch(
         raise PeerConnectionError(target, "no identity key to pin the listener to")
     loop = asyncio.get_running_loop()
     started = loop.time()
-    receiver = _Receiver(ticket.length, progress, target)
+    receiver = _Receiver(ticket.length, progress, target, allocate)
     try:
         transport, _ = await asyncio.wait_for(
             loop.create_connection(

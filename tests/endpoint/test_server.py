@@ -51,7 +51,10 @@ async def test_describe_names_the_endpoint(
 ) -> None:
     response = await client.get("/endpoint")
     assert response.status_code == 200
-    assert response.json() == {
+    description = response.json()
+    handoff = description.pop("handoff")
+    assert Path(handoff["dir"], "nonce").read_text() == handoff["nonce"]
+    assert description == {
         "uuid": server.config.uuid,
         "name": "solo",
         "max_object_size": MAX_OBJECT_SIZE,
