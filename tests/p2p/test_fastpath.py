@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import os
 import secrets
@@ -109,10 +110,14 @@ async def test_plaintext_client_is_refused(server: FastPathServer) -> None:
     reader, writer = await asyncio.open_connection(host, port)
     writer.write(bytes.fromhex(ticket.token) + bytes(64))
     writer.write_eof()
-    data = await asyncio.wait_for(reader.read(), WAIT)
+    try:
+        data = await asyncio.wait_for(reader.read(), WAIT)
+    except ConnectionResetError:
+        data = b""  # the listener's TLS alert, then a reset: refused as well
     assert b"payload" not in data
     writer.close()
-    await writer.wait_closed()
+    with contextlib.suppress(ConnectionResetError):
+        await writer.wait_closed()
     assert server.pending_offers == 1
 
 
