@@ -267,6 +267,12 @@ class PeerManager:
         loop = asyncio.get_running_loop()
         end = None if deadline is None else loop.time() + deadline
         connect = timeout if end is None else min(timeout, end - loop.time())
+        connection = self._connections.get(peer_uuid)
+        if connection is not None and connection.is_open and self._allow(peer_uuid):
+            # Connected already: no wait to bound (saves a task per request).
+            return await connection.request(
+                message, idle=timeout, deadline=end, allocate=allocate
+            )
         try:
             connection = await asyncio.wait_for(self._connect(peer_uuid), connect)
             if connection is None:
