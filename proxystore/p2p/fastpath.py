@@ -35,8 +35,10 @@ import secrets
 import socket
 import ssl
 import struct
+import threading
+import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from proxystore.exceptions import (
     LimitExceededError,
@@ -49,6 +51,8 @@ if TYPE_CHECKING:
     from proxystore.endpoint.identity import Identity
 
 logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 TOKEN_SIZE = 32
 SIGNATURE_SIZE = 64
@@ -503,7 +507,7 @@ class FastPathServer:
         self._sockets.add(sock)
         tls: ssl.SSLSocket | None = None
         try:
-            tls, hello = await asyncio.to_thread(self._handshake, sock)
+            tls, hello = await _in_thread(self._handshake, sock)
             assert tls is not None
             offer = self._claim(hello)
             if offer is None:
@@ -513,7 +517,7 @@ class FastPathServer:
                     peer,
                 )
                 return
-            await asyncio.to_thread(self._send_body, tls, offer.body)
+            await _in_thread(self._send_body, tls, offer.body)
             self.served += 1
         except (OSError, ssl.SSLError) as err:
             logger.debug("fast-path transfer with %s aborted: %r", peer, err)
@@ -533,78 +537,175 @@ Allocate = Callable[[int], Body]
 """Returns a writable buffer of exactly the given size to receive a body into."""
 
 
-class _Receiver(asyncio.BufferedProtocol):
-    """Reads ``length:u64 | body`` straight into one preallocated buffer."""
+PROGRESS_REPORT_BYTES = 4 * 1024 * 1024
+"""Bytes received between two progress reports to the event loop."""
 
-    def __init__(
-        self,
-        expected: int,
-        progress: Callable[[int], None] | None = None,
-        target: str = "",
-        allocate: Allocate | None = None,
-    ) -> None:
-        self._progress = progress
-        self._target = target
-        self._next_log = PROGRESS_LOG_BYTES
-        self.header = bytearray(LENGTH.size)
-        self.body: Body = (
-            bytearray(expected) if allocate is None else allocate(expected)
-        )
-        self._views = (memoryview(self.header), memoryview(self.body))
-        self.received = 0
-        self._header_left = LENGTH.size
-        self.done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self.error: str | None = None
 
-    def get_buffer(self, sizehint: int) -> memoryview:
-        if self._header_left:
-            return self._views[0][LENGTH.size - self._header_left :]
-        if self.received < len(self.body):
-            return self._views[1][self.received :]
-        # More bytes than announced: take them to refuse the stream.
-        return memoryview(bytearray(1))
+async def _in_thread(function: Callable[..., T], *args: Any) -> T:
+    """Run ``function(*args)`` in a new thread of its own and await its result.
 
-    def buffer_updated(self, nbytes: int) -> None:
-        if self._header_left:
-            self._header_left -= nbytes
-            if not self._header_left:
-                (length,) = LENGTH.unpack(self.header)
+    A thread per transfer rather than the loop's shared executor: a fetch
+    and the send it waits for may run in one process (tests, or two
+    endpoints in one program) and must never queue behind each other.
+    """
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[T] = loop.create_future()
+
+    def settle(outcome: Callable[[], None]) -> None:
+        with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
+            loop.call_soon_threadsafe(outcome)
+
+    def run() -> None:
+        try:
+            result = function(*args)
+        except BaseException as err:
+            error = err
+            settle(lambda: None if future.done() else future.set_exception(error))
+        else:
+            settle(lambda: None if future.done() else future.set_result(result))
+
+    threading.Thread(target=run, name="proxystore-fastpath", daemon=True).start()
+    return await future
+
+
+@dataclasses.dataclass
+class _Fetch:
+    """One fetch, run in a worker thread on a blocking TLS socket."""
+
+    ticket: FastPathTicket
+    identity: Identity
+    peer_public: bytes
+    timeout: float
+    deadline: float | None
+    """In `time.monotonic()` (the default event loop's clock)."""
+    body: Body
+    report: Callable[[int], None]
+    target: str
+    received: int = 0
+    sock: socket.socket | None = None
+    started: float = dataclasses.field(default_factory=time.monotonic)
+
+    def run(self) -> Body:
+        try:
+            sock = socket.create_connection(
+                (self.ticket.host, self.ticket.port), timeout=self.timeout
+            )
+        except OSError as err:
+            raise PeerConnectionError(self.target, f"cannot connect: {err!r}") from err
+        self.sock = sock
+        with sock:
+            try:
+                tls = client_context().wrap_socket(sock, server_hostname=None)
+            except (OSError, ssl.SSLError) as err:
+                raise PeerConnectionError(
+                    self.target, f"cannot connect: {err!r}"
+                ) from err
+            with tls:
+                self._check_listener(tls)
+                token = bytes.fromhex(self.ticket.token)
+                proof = _client_proof(token, self.peer_public)
+                try:
+                    tls.sendall(token + self.identity.sign_bytes(proof))
+                    header = self._read_header(tls)
+                except (OSError, ssl.SSLError) as err:
+                    raise PeerConnectionError(self.target, "token refused") from err
+                if header is None:
+                    raise PeerConnectionError(self.target, "token refused")
+                (length,) = LENGTH.unpack(header)
                 if length != len(self.body):
-                    self._finish(
-                        f"announced {length} bytes, ticket said {len(self.body)}"
+                    raise PeerConnectionError(
+                        self.target,
+                        f"announced {length} bytes, ticket said {len(self.body)}",
                     )
-                elif not length:
-                    self._finish(None)
-            return
-        if self.received >= len(self.body):
-            self._finish("sent more bytes than announced")
-            return
-        self.received += nbytes
-        if self._progress is not None:
-            self._progress(nbytes)
-        if self.received >= self._next_log:
-            self._next_log += PROGRESS_LOG_BYTES
-            logger.debug(
-                "fast path %s: %d of %d bytes received",
-                self._target,
-                self.received,
-                len(self.body),
-            )
-        if self.received == len(self.body):
-            self._finish(None)
+                self._read_body(tls)
+        return self.body
 
-    def connection_lost(self, exc: Exception | None) -> None:
-        if self._header_left:
-            self._finish("token refused")
-        elif self.received < len(self.body):
-            self._finish(
-                f"stream closed after {self.received} of {len(self.body)} bytes"
+    def _check_listener(self, tls: ssl.SSLSocket) -> None:
+        from proxystore.endpoint.identity import (
+            IdentityError,
+            public_key_of_certificate,
+        )
+
+        der = tls.getpeercert(binary_form=True)
+        try:
+            presented = public_key_of_certificate(der) if der else b""
+        except IdentityError:
+            presented = b""
+        if not hmac.compare_digest(presented, self.peer_public):
+            raise PeerConnectionError(
+                self.target, "listener does not hold the expected peer's identity key"
             )
 
-    def _finish(self, error: str | None) -> None:
-        if not self.done.done():
-            self.error = error
-            self.done.set_result(None)
+    def _read_header(self, tls: ssl.SSLSocket) -> bytes | None:
+        header = bytearray()
+        while len(header) < LENGTH.size:
+            self._arm(tls)
+            piece = tls.recv(LENGTH.size - len(header))
+            if not piece:
+                return None
+            header += piece
+        return bytes(header)
+
+    def _arm(self, tls: ssl.SSLSocket) -> None:
+        """Set the wait for the next bytes: the idle timeout, or what is left."""
+        wait = self.timeout
+        if self.deadline is not None:
+            left = self.deadline - time.monotonic()
+            if left <= 0:
+                raise self._deadline_error()
+            wait = min(wait, left)
+        tls.settimeout(wait)
+
+    def _deadline_error(self) -> StoreTimeoutError:
+        assert self.deadline is not None
+        return transfer_deadline_error(
+            self.target,
+            self.deadline - self.started,
+            self.received,
+            len(self.body),
+        )
+
+    def _read_body(self, tls: ssl.SSLSocket) -> None:
+        view = memoryview(self.body).cast("B")
+        size = len(view)
+        unreported = 0
+        next_log = PROGRESS_LOG_BYTES
+        while self.received < size:
+            self._arm(tls)
+            try:
+                got = tls.recv_into(view[self.received :])
+            except TimeoutError as err:
+                if self.deadline is not None and time.monotonic() >= self.deadline:
+                    raise self._deadline_error() from err
+                raise PeerConnectionError(
+                    self.target,
+                    f"transfer stalled: no bytes for {self.timeout:g}s after "
+                    f"{self.received} of {size} bytes "
+                    f"in {time.monotonic() - self.started:.1f}s",
+                ) from err
+            except (OSError, ssl.SSLError, ValueError) as err:
+                got = 0
+                reason = repr(err)
+            else:
+                reason = "closed"
+            if not got:
+                raise PeerConnectionError(
+                    self.target,
+                    f"stream closed after {self.received} of {size} bytes ({reason})",
+                )
+            self.received += got
+            unreported += got
+            if unreported >= PROGRESS_REPORT_BYTES or self.received == size:
+                self.report(unreported)
+                unreported = 0
+            if self.received >= next_log:
+                next_log += PROGRESS_LOG_BYTES
+                logger.debug(
+                    "fast path %s: %d of %d bytes received",
+                    self.target,
+                    self.received,
+                    size,
+                )
 
 
 async def fetch(
@@ -644,60 +745,33 @@ async def fetch(
         StoreTimeoutError: If ``deadline`` passes first (saying how many
             bytes had moved).
     """
-    from proxystore.endpoint.identity import IdentityError, public_key_of_certificate
-
     target = f"fast path {ticket.host}:{ticket.port}"
     if len(peer_public) != PUBLIC_KEY_SIZE:
         # Never pin to nothing: an empty key would match a missing certificate.
         raise PeerConnectionError(target, "no identity key to pin the listener to")
     loop = asyncio.get_running_loop()
-    started = loop.time()
-    receiver = _Receiver(ticket.length, progress, target, allocate)
+    body = bytearray(ticket.length) if allocate is None else allocate(ticket.length)
+
+    def report(nbytes: int) -> None:
+        if progress is not None:
+            with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
+                loop.call_soon_threadsafe(progress, nbytes)
+
+    job = _Fetch(
+        ticket,
+        identity,
+        peer_public,
+        timeout,
+        None if deadline is None else time.monotonic() + (deadline - loop.time()),
+        body,
+        report,
+        target,
+    )
     try:
-        transport, _ = await asyncio.wait_for(
-            loop.create_connection(
-                lambda: receiver,
-                ticket.host,
-                ticket.port,
-                ssl=client_context(),
-                server_hostname="",
-                ssl_handshake_timeout=timeout,
-            ),
-            timeout,
-        )
-    except (OSError, asyncio.TimeoutError) as err:
-        raise PeerConnectionError(target, f"cannot connect: {err!r}") from err
-    try:
-        ssl_object = transport.get_extra_info("ssl_object")
-        der = ssl_object.getpeercert(binary_form=True) if ssl_object else None
-        try:
-            presented = public_key_of_certificate(der) if der else b""
-        except IdentityError:
-            presented = b""
-        if not hmac.compare_digest(presented, peer_public):
-            raise PeerConnectionError(
-                target, "listener does not hold the expected peer's identity key"
-            )
-        token = bytes.fromhex(ticket.token)
-        transport.write(token + identity.sign_bytes(_client_proof(token, peer_public)))
-        received = -1
-        while not receiver.done.done():
-            if deadline is not None and loop.time() >= deadline:
-                raise transfer_deadline_error(
-                    target, deadline - started, receiver.received, ticket.length
-                )
-            if receiver.received == received:
-                raise PeerConnectionError(
-                    target,
-                    f"transfer stalled: no bytes for {timeout:g}s after "
-                    f"{receiver.received} of {ticket.length} bytes "
-                    f"in {loop.time() - started:.1f}s",
-                )
-            received = receiver.received
-            wait = timeout if deadline is None else min(timeout, deadline - loop.time())
-            await asyncio.wait([receiver.done], timeout=max(wait, 0.0))
-        if receiver.error is not None:
-            raise PeerConnectionError(target, receiver.error)
-        return receiver.body
-    finally:
-        transport.close()
+        return await _in_thread(job.run)
+    except asyncio.CancelledError:
+        # The thread fails at once on a shut-down socket.
+        if job.sock is not None:
+            with contextlib.suppress(OSError):
+                job.sock.shutdown(socket.SHUT_RDWR)
+        raise
