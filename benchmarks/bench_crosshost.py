@@ -172,19 +172,19 @@ def main() -> int:
                 remote_ms, local_ms = _small_gets(sites, args.small, args.blocks)
         finally:
             pair.close()
-    gb = size / 1e9
     raw_s, store_s = statistics.median(raw), statistics.median(store)
     rounds = zip(raw, store, strict=True)
+    mb = size / 1e6
     path = "WebRTC data channel only" if args.webrtc_only else "default settings"
     rows = [
         f"size {size} bytes, {args.rounds} rounds, veth between namespaces, {path}",
-        f"(a) raw TLS stream A->B  s: {_spread(raw)}  ({gb / raw_s:.2f} GB/s)",
-        f"(b) EndpointStore A->B   s: {_spread(store)}  ({gb / store_s:.2f} GB/s)",
+        f"(a) raw TLS stream A->B  s: {_spread(raw)}  ({mb / raw_s:.1f} MB/s)",
+        f"(b) EndpointStore A->B   s: {_spread(store)}  ({mb / store_s:.1f} MB/s)",
         f"    throughput (b)/(a): {raw_s / store_s:.2f}x"
         f"  (per round: {', '.join(f'{r / t:.2f}' for r, t in rounds)})"
         + ("" if args.webrtc_only else "  (goal >= 0.6x)"),
         f"(b1) endpoint-to-endpoint leg s: {_spread(legs)}"
-        f"  ({gb / statistics.median(legs):.2f} GB/s,"
+        f"  ({mb / statistics.median(legs):.1f} MB/s,"
         f" {raw_s / statistics.median(legs):.2f}x raw)",
     ]
     if remote_ms:
