@@ -7,8 +7,9 @@ own site) can instead take the body as a file:
 
 - At start the endpoint makes a private directory (mode 0700) in
   ``/dev/shm`` (else the system temp directory), named
-  ``proxystore-handoff-<uuid>-<random>``, holding an ``owner`` record (to
-  sweep it after a crash) and a ``nonce`` file (32 random bytes, hex).
+  ``proxystore-handoff-<uuid>-<random>``, holding an ``owner`` record (any
+  endpoint starting later sweeps it once that process is gone) and a
+  ``nonce`` file (32 random bytes, hex).
   ``GET /endpoint`` reports ``{"handoff": {"dir": ..., "nonce": ...}}``.
 - The client reads ``dir/nonce``; only if it holds the nonce the endpoint
   reported (so the client sees the endpoint's file system, as the same user)
@@ -66,8 +67,11 @@ def _base_dir() -> Path:
     return Path(tempfile.gettempdir())
 
 
-def sweep_handoff_dirs(endpoint_uuid: str, base: Path | None = None) -> list[Path]:
-    """Remove the handoff directories of earlier runs of this endpoint that are gone.
+def sweep_handoff_dirs(base: Path | None = None) -> list[Path]:
+    """Remove this user's handoff directories whose endpoint process is gone.
+
+    Directories of live endpoints (their ``owner`` record matches a running
+    process) and other users' directories are kept.
 
     Returns:
         The directories removed.
@@ -75,11 +79,12 @@ def sweep_handoff_dirs(endpoint_uuid: str, base: Path | None = None) -> list[Pat
     from proxystore.endpoint.storage import remove_orphans
 
     base = _base_dir() if base is None else base
-    ours = [
-        directory
-        for directory in base.glob(f"{_PREFIX}{endpoint_uuid}-*")
-        if directory.lstat().st_uid == os.getuid() and directory.is_dir()
-    ]
+    ours = []
+    for directory in base.glob(f"{_PREFIX}*"):
+        with contextlib.suppress(OSError):
+            info = directory.lstat()
+            if info.st_uid == os.getuid() and stat.S_ISDIR(info.st_mode):
+                ours.append(directory)
     return remove_orphans(ours, "handoff")
 
 
@@ -169,7 +174,7 @@ class HandoffDir:
         from proxystore.endpoint.process import PidRecord
 
         base = _base_dir() if base is None else base
-        sweep_handoff_dirs(endpoint_uuid, base)
+        sweep_handoff_dirs(base)
         self.path = Path(
             tempfile.mkdtemp(prefix=f"{_PREFIX}{endpoint_uuid}-", dir=base)
         )

@@ -108,15 +108,16 @@ async def test_plaintext_client_is_refused(server: FastPathServer) -> None:
     ticket = server.offer(b"payload", FETCHER.public_bytes)
     host, port = server.address
     reader, writer = await asyncio.open_connection(host, port)
-    writer.write(bytes.fromhex(ticket.token) + bytes(64))
-    writer.write_eof()
+    data = b""
     try:
+        writer.write(bytes.fromhex(ticket.token) + bytes(64))
+        writer.write_eof()
         data = await asyncio.wait_for(reader.read(), WAIT)
-    except ConnectionResetError:
-        data = b""  # the listener's TLS alert, then a reset: refused as well
+    except OSError:
+        pass  # the listener's TLS alert and reset may come at any point
     assert b"payload" not in data
     writer.close()
-    with contextlib.suppress(ConnectionResetError):
+    with contextlib.suppress(OSError):
         await writer.wait_closed()
     assert server.pending_offers == 1
 
