@@ -41,6 +41,7 @@ import secrets
 import shutil
 import stat
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +59,7 @@ NONCE_FILE = "nonce"
 OWNER_FILE = "owner"
 _PREFIX = "proxystore-handoff-"
 _NAME = re.compile(r"[0-9a-f]{32}")
+_UNCLAIMED_GRACE = 60.0
 
 
 def _base_dir() -> Path:
@@ -83,8 +85,14 @@ def sweep_handoff_dirs(base: Path | None = None) -> list[Path]:
     for directory in base.glob(f"{_PREFIX}*"):
         with contextlib.suppress(OSError):
             info = directory.lstat()
-            if info.st_uid == os.getuid() and stat.S_ISDIR(info.st_mode):
-                ours.append(directory)
+            if info.st_uid != os.getuid() or not stat.S_ISDIR(info.st_mode):
+                continue
+            if (
+                not (directory / OWNER_FILE).exists()
+                and time.time() - info.st_mtime < _UNCLAIMED_GRACE
+            ):
+                continue  # being made by an endpoint starting right now
+            ours.append(directory)
     return remove_orphans(ours, "handoff")
 
 
