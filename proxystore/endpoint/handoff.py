@@ -140,12 +140,18 @@ class HandoffFile:
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
         """Write the whole body (``size`` bytes) into the file."""
+        if memoryview(data).nbytes != self.size:
+            raise ValueError(f"{memoryview(data).nbytes} bytes for a {self.size}")
+        self.write_at(data, 0)
+
+    def write_at(self, data: bytes | bytearray | memoryview, offset: int) -> None:
+        """Write ``data`` at ``offset`` (within the file's size)."""
         view = memoryview(data).cast("B")
-        if view.nbytes != self.size:
-            raise ValueError(f"{view.nbytes} bytes for a file of {self.size}")
+        if offset < 0 or offset + view.nbytes > self.size:
+            raise ValueError(f"{view.nbytes} bytes at {offset} overflow {self.size}")
         done = 0
-        while done < self.size:
-            done += os.pwrite(self._fd, view[done:], done)
+        while done < view.nbytes:
+            done += os.pwrite(self._fd, view[done:], offset + done)
 
     def finish(self) -> None:
         """Release this process's mapping and descriptor (the file stays)."""

@@ -98,6 +98,7 @@ HANDOFF_TTL = 60.0
 """Seconds a handed-off body waits for its client before it is removed."""
 RESPONSE_CHUNK = 1024 * 1024
 """Bytes per write of a large response body (each waits for the socket)."""
+_COPY_PIECE = 64 * 1024 * 1024
 SHUTDOWN_TIMEOUT = 5.0
 RETRY_AFTER = 1
 """Seconds a client refused for ``max_requests`` is told to wait."""
@@ -329,7 +330,9 @@ class _HandoffFiles:
                 return file.view
         return bytearray(size)
 
-    def file_for(self, data: bytes | bytearray | memoryview) -> HandoffFile | None:
+    async def file_for(
+        self, data: bytes | bytearray | memoryview
+    ) -> HandoffFile | None:
         """Return the file holding ``data`` (made or filled here), if possible."""
         for file in self.made:
             if file.view is data:  # received straight into the file
@@ -341,7 +344,12 @@ class _HandoffFiles:
             logger.warning("cannot hand off %d bytes: %s", len(data), err)
             return None
         try:
-            file.write(data)
+            # A copy of up to max_object_size bytes: in pieces, so other
+            # requests are served meanwhile.
+            view = memoryview(data).cast("B")
+            for start in range(0, len(view), _COPY_PIECE):
+                file.write_at(view[start : start + _COPY_PIECE], start)
+                await asyncio.sleep(0)
         except BaseException:
             file.discard()
             raise
@@ -374,7 +382,7 @@ async def _get(request: web.Request) -> web.StreamResponse:
                 404, {"error": MISSING_KEY, "message": f"no object {key!r}"}
             )
         if files is not None and len(data) >= HANDOFF_THRESHOLD:
-            file = files.file_for(data)
+            file = await files.file_for(data)
             if file is not None:
                 del data  # may be a view of the file, released by publish()
                 name = files.handoff.publish(file)
