@@ -503,7 +503,11 @@ class FastPathServer:
             tls.sendall(body[start : start + self._chunk_size])
 
     async def _serve_connection(self, sock: socket.socket) -> None:
-        peer = sock.getpeername()
+        try:
+            peer = sock.getpeername()
+        except OSError:  # gone already
+            sock.close()
+            return
         self._sockets.add(sock)
         tls: ssl.SSLSocket | None = None
         try:
