@@ -436,8 +436,28 @@ class EndpointStore(Store[EndpointKey]):
                     f"endpoint at {_host_port(self._endpoint_url)} handed off "
                     "a body without its length"
                 ) from None
-            return take_handoff(self._handoff, name, length)
+            return await self._take_handoff(client, name, length)
         return response.content
+
+    async def _take_handoff(
+        self, client: httpx.AsyncClient, name: str, length: int
+    ) -> Buffer:
+        assert self._handoff is not None
+        try:
+            return take_handoff(self._handoff, name, length)
+        except StoreOperationError:
+            # A restarted endpoint hands off from a new directory: look it up.
+            description = await self._describe(
+                client,
+                self._endpoint_url,
+                self._endpoint_uuid,
+                (self._api_token, self._token_source),
+            )
+            moved = verify_handoff(description)
+            if moved is None or moved == self._handoff:
+                raise
+            self._handoff = moved
+            return take_handoff(moved, name, length)
 
     async def _aexists(self, key: EndpointKey) -> bool:
         client = await self._connected()

@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from proxystore.aio.endpoint import EndpointStore
-from proxystore.endpoint.config import EndpointConfig
+from proxystore.endpoint.config import EndpointConfig, free_port
 from proxystore.endpoint.credentials import create_api_token, read_api_token
 from proxystore.endpoint.handoff import (
     HANDOFF_HEADER,
@@ -139,3 +139,24 @@ async def test_untaken_files_expire_and_stale_dirs_are_swept(tmp_path: Path) -> 
             await asyncio.sleep(0.02)
     finally:
         handoff.close()
+
+
+async def test_client_follows_a_restarted_endpoint_to_its_new_directory(
+    tmp_path: Path,
+) -> None:
+    config = EndpointConfig(name="again", uuid=str(uuid.uuid4()), port=free_port())
+    token_file = str(create_api_token(tmp_path))
+    token = read_api_token(token_file)
+    store = EndpointStore("again", url=config.url, token_file=token_file)
+    try:
+        async with EndpointServer(config, api_token=token) as first:
+            key = await store.aset(b"a" * BIG)
+            assert await store.aget(key) == b"a" * BIG
+            old = _handoff_dir(first)
+        async with EndpointServer(config, api_token=token) as second:
+            assert _handoff_dir(second) != old
+            key = await store.aset(b"b" * BIG)
+            assert await store.aget(key) == b"b" * BIG
+            assert store._handoff == _handoff_dir(second)
+    finally:
+        await store.aclose()
