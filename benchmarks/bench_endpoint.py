@@ -10,9 +10,10 @@ then measures over HTTP, as `EndpointStore` does:
   (e) median latency of sequential 1 KiB gets, local and remote,
   (f) the cost of API authentication on those 1 KiB gets: a second fast-path
       pair runs the same code with the server's token check left out (the
-      private `server._CHECK_API_TOKEN` hook, set in that endpoint process by
-      a launcher here, never by an option), and gets with and without the
-      Authorization header are timed in alternating rounds in the same run.
+      private `server._INSECURE_SKIP_API_TOKEN_CHECK` hook, set in that
+      endpoint process by a launcher here, never by an option), and gets
+      with and without the Authorization header are timed in alternating
+      rounds in the same run.
 
     python benchmarks/bench_endpoint.py [--mb 100] [--webrtc-mb 100] [--repeat 3]
     python benchmarks/bench_endpoint.py --auth-only [--rounds 7]
@@ -79,7 +80,7 @@ def raw_tcp(size: int) -> float:
 # Runs `proxystore-endpoint start NAME` with the token check left out.
 _UNCHECKED_START = (
     "import sys; from proxystore.endpoint import server; "
-    "server._CHECK_API_TOKEN = False; "
+    "server._INSECURE_SKIP_API_TOKEN_CHECK = True; "
     "from proxystore.endpoint.cli import main; sys.exit(main(sys.argv[1:]))"
 )
 

@@ -197,8 +197,20 @@ async def main_async(size: int, repeat: int) -> None:
             for site in sites:
                 wait_until_registered(site, 30)
             async with (
-                EndpointStore("own", url=owner.url, timeout=300, cache_size=0) as at_o,
-                EndpointStore("rd", url=reader.url, timeout=300, cache_size=0) as at_r,
+                EndpointStore(
+                    "own",
+                    url=owner.url,
+                    token_file=str(owner.token_file),
+                    timeout=300,
+                    cache_size=0,
+                ) as at_o,
+                EndpointStore(
+                    "rd",
+                    url=reader.url,
+                    token_file=str(reader.token_file),
+                    timeout=300,
+                    cache_size=0,
+                ) as at_r,
             ):
                 key = await at_o.aset(os.urandom(size))
 

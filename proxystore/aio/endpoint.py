@@ -8,6 +8,9 @@ another with no shared file system.
 Every request carries the endpoint's API token, read from the ``api-token``
 file in the endpoint's configuration directory (never from the store's
 configuration, so it is never in a proxy).
+
+Large objects from an endpoint on this host come as shared-memory files
+rather than in the HTTP response (`proxystore.endpoint.handoff`).
 """
 
 from __future__ import annotations
@@ -38,6 +41,12 @@ from proxystore.endpoint.credentials import (
     token_path,
 )
 from proxystore.endpoint.errors import error_from_json
+from proxystore.endpoint.handoff import (
+    HANDOFF_HEADER,
+    LENGTH_HEADER,
+    take_handoff,
+    verify_handoff,
+)
 from proxystore.endpoint.keys import EndpointKey, validate_endpoint_key
 from proxystore.endpoint.protocol import (
     MAX_WAIT,
@@ -175,6 +184,7 @@ class EndpointStore(Store[EndpointKey]):
         self._api_token = ""
         self._token_source = ""
         self._max_object_size: int | None = None
+        self._handoff: Path | None = None
 
     def config(self) -> dict[str, Any]:
         """Return the keyword arguments that rebuild this store anywhere."""
@@ -204,6 +214,7 @@ class EndpointStore(Store[EndpointKey]):
             size = description.get("max_object_size")
             self._max_object_size = size if isinstance(size, int) else None
             self._api_token, self._token_source = token
+            self._handoff = verify_handoff(description)
             self._endpoint_url, self._endpoint_uuid = url, description["uuid"]
         return client
 
@@ -298,11 +309,14 @@ class EndpointStore(Store[EndpointKey]):
         params: dict[str, str] | None = None,
         stream: PayloadStream | None = None,
         token: str | None = None,
+        handoff: bool = False,
     ) -> httpx.Response:
         headers = {
             TIMEOUT_HEADER: f"{self.timeout * _PEER_TIMEOUT_SHARE:g}",
             "Authorization": authorization_header(token or self._api_token),
         }
+        if handoff:
+            headers[HANDOFF_HEADER] = "1"
         if stream is not None:
             headers["Content-Length"] = str(stream.nbytes)
         deadline = time.monotonic() + self.timeout
@@ -463,11 +477,42 @@ class EndpointStore(Store[EndpointKey]):
             self._object_url(key),
             "get",
             params={OWNER_PARAM: key.endpoint_id},
+            handoff=self._handoff is not None,
         )
         if response.status_code == 404 and _is_missing(response):
             return None
         self._raise_for_error(response, self._endpoint_url)
+        name = response.headers.get(HANDOFF_HEADER)
+        if name is not None and self._handoff is not None:
+            try:
+                length = int(response.headers.get(LENGTH_HEADER, ""))
+            except ValueError:
+                raise StoreOperationError(
+                    f"endpoint at {_host_port(self._endpoint_url)} handed off "
+                    "a body without its length"
+                ) from None
+            return await self._take_handoff(client, name, length)
         return response.content
+
+    async def _take_handoff(
+        self, client: httpx.AsyncClient, name: str, length: int
+    ) -> Buffer:
+        assert self._handoff is not None
+        try:
+            return take_handoff(self._handoff, name, length)
+        except StoreOperationError:
+            # A restarted endpoint hands off from a new directory: look it up.
+            description = await self._describe(
+                client,
+                self._endpoint_url,
+                self._endpoint_uuid,
+                (self._api_token, self._token_source),
+            )
+            moved = verify_handoff(description)
+            if moved is None or moved == self._handoff:
+                raise
+            self._handoff = moved
+            return take_handoff(moved, name, length)
 
     async def _aexists(self, key: EndpointKey) -> bool:
         client = await self._connected()

@@ -24,6 +24,7 @@ from proxystore.exceptions import (
 )
 
 if TYPE_CHECKING:
+    from proxystore.p2p.fastpath import Allocate
     from proxystore.p2p.messages import PeerMessage
 
 logger = logging.getLogger(__name__)
@@ -40,6 +41,7 @@ class PeerRequester(Protocol):
         message: PeerMessage,
         timeout: float | None = ...,
         deadline: float | None = ...,
+        allocate: Allocate | None = ...,
     ) -> PeerMessage:
         """Send ``message`` to ``peer_uuid`` and return its answer."""
         ...
@@ -92,14 +94,24 @@ class Endpoint:
         return owner is None or validate_endpoint_uuid(owner) == self.uuid
 
     async def get(
-        self, object_id: str, owner: str | None = None, timeout: float | None = None
+        self,
+        object_id: str,
+        owner: str | None = None,
+        timeout: float | None = None,
+        allocate: Allocate | None = None,
     ) -> Data | None:
-        """Return the object, or ``None`` if its owner does not have it."""
+        """Return the object, or ``None`` if its owner does not have it.
+
+        ``allocate`` makes the buffer an object fetched from a peer over the
+        fast path is received into (default: a new bytearray).
+        """
         validate_object_id(object_id)
         if self.is_local(owner):
             return await self.storage.get(object_id)
         assert owner is not None
-        header, body = await self._request_peer(owner, "get", object_id, timeout)
+        header, body = await self._request_peer(
+            owner, "get", object_id, timeout, allocate=allocate
+        )
         return body if header.get("found") else None
 
     async def set(
@@ -203,6 +215,8 @@ class Endpoint:
         object_id: str,
         timeout: float | None,
         body: Data = b"",
+        *,
+        allocate: Allocate | None = None,
     ) -> tuple[dict[str, Any], Data]:
         owner = validate_endpoint_uuid(owner)
         if self.peers is None:
@@ -217,7 +231,11 @@ class Endpoint:
         message = PeerMessage({"op": op, "key": object_id}, body)
         try:
             response = await self.peers.request(
-                owner, message, timeout=wait, deadline=self.peer_deadline
+                owner,
+                message,
+                timeout=wait,
+                deadline=self.peer_deadline,
+                allocate=allocate,
             )
         except ProxyStoreError:
             raise

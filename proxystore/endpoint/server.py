@@ -9,7 +9,9 @@ uuid of the endpoint that owns the object; it defaults to this endpoint):
   attempt finished) and ``signaling_error`` (why the server refused the
   registration, e.g. a wrong secret, or null).
 - ``PUT /objects/{key}?endpoint=OWNER``: store the raw request body.
-- ``GET /objects/{key}?endpoint=OWNER``: the raw bytes, or 404.
+- ``GET /objects/{key}?endpoint=OWNER``: the raw bytes, or 404. A client
+  on the same host may take large bodies as shared-memory files instead
+  (`proxystore.endpoint.handoff`).
 - ``GET /objects/{key}/exists?endpoint=OWNER``: ``{"exists": bool}``.
 - ``DELETE /objects/{key}?endpoint=OWNER``: evict (missing is no error).
 - ``GET /objects/{key}/wait?endpoint=OWNER&wait=S``: long-poll until the
@@ -51,6 +53,13 @@ from proxystore.endpoint.credentials import (
 )
 from proxystore.endpoint.endpoint import Endpoint
 from proxystore.endpoint.errors import error_to_json
+from proxystore.endpoint.handoff import (
+    HANDOFF_HEADER,
+    HANDOFF_THRESHOLD,
+    LENGTH_HEADER,
+    HandoffDir,
+    HandoffFile,
+)
 from proxystore.endpoint.keys import validate_object_id
 from proxystore.endpoint.limits import (
     DEFAULT_KEEPALIVE_TIMEOUT,
@@ -85,17 +94,24 @@ _SIGNALING_STATE_KEY: web.AppKey[Callable[[], dict[str, Any]]] = web.AppKey(
     "signaling_state"
 )
 _GATE_KEY: web.AppKey[_Gate] = web.AppKey("gate")
+_HANDOFF_KEY: web.AppKey[HandoffDir | None] = web.AppKey("handoff")
 
 DEFAULT_BODY_IDLE_TIMEOUT = 60.0
+HANDOFF_TTL = 60.0
+"""Seconds a handed-off body waits for its client before it is removed."""
+RESPONSE_CHUNK = 1024 * 1024
+"""Bytes per write of a large response body (each waits for the socket)."""
+_COPY_PIECE = 64 * 1024 * 1024
 SHUTDOWN_TIMEOUT = 5.0
 RETRY_AFTER = 1
 """Seconds a client refused for ``max_requests`` is told to wait."""
 _LIMIT_STATUS = {"max_object_size": 413, "max_requests": 429}
 
-# Private hook for benchmarks/bench_endpoint.py, which measures the cost of
+# INSECURE, benchmarks only: benchmarks/bench_endpoint.py measures the cost of
 # authentication by running the same server with the check left out. Set only
-# from code in the endpoint's own process; there is no option or variable.
-_CHECK_API_TOKEN = True
+# from code in the endpoint's own process; there is no option, argument or
+# environment variable, and the server logs a warning when it is set.
+_INSECURE_SKIP_API_TOKEN_CHECK = False
 
 
 @dataclasses.dataclass
@@ -103,6 +119,7 @@ class _Gate:
     """What every request goes through: the token and the request limit."""
 
     api_token: str | None
+    """``None`` only under `_INSECURE_SKIP_API_TOKEN_CHECK`."""
     max_requests: int | None
     log: RateLimitedLog
     guard: ConnectionGuard | None = None
@@ -183,8 +200,9 @@ async def _log_requests(request: web.Request, handler: Handler) -> web.StreamRes
     try:
         response = await handler(request)
         status = response.status
-        if request.method == "GET" and isinstance(response, web.Response):
-            size = response.content_length
+        if request.method == "GET":
+            handed = response.headers.get(LENGTH_HEADER)
+            size = int(handed) if handed is not None else response.content_length
         return response
     finally:
         key = request.match_info.get("key", "")
@@ -287,19 +305,116 @@ async def _describe(request: web.Request) -> web.Response:
             "peering": endpoint.peers is not None,
             "signaling": request.app[_SIGNALING_KEY](),
             **request.app[_SIGNALING_STATE_KEY](),
+            **_describe_handoff(request.app[_HANDOFF_KEY]),
         }
     )
 
 
-async def _get(request: web.Request) -> web.Response:
+def _describe_handoff(handoff: HandoffDir | None) -> dict[str, Any]:
+    return {} if handoff is None else {"handoff": handoff.describe()}
+
+
+class _HandoffFiles:
+    """Files made for one GET: the one handed to the client, or none."""
+
+    def __init__(self, handoff: HandoffDir) -> None:
+        self.handoff = handoff
+        self.made: list[HandoffFile] = []
+
+    def allocate(self, size: int) -> bytearray | memoryview:
+        """Make the buffer a peer's body is received into."""
+        if size >= HANDOFF_THRESHOLD:
+            try:
+                file = self.handoff.new(size)
+            except OSError as err:
+                logger.warning("cannot hand off %d bytes: %s", size, err)
+            else:
+                self.made.append(file)
+                return file.view
+        return bytearray(size)
+
+    async def file_for(
+        self, data: bytes | bytearray | memoryview
+    ) -> HandoffFile | None:
+        """Return the file holding ``data`` (made or filled here), if possible."""
+        for file in self.made:
+            if file.view is data:  # received straight into the file
+                self.made.remove(file)
+                return file
+        try:
+            file = self.handoff.new(len(data))
+        except OSError as err:
+            logger.warning("cannot hand off %d bytes: %s", len(data), err)
+            return None
+        try:
+            # A copy of up to max_object_size bytes: in pieces, so other
+            # requests are served meanwhile.
+            view = memoryview(data).cast("B")
+            for start in range(0, len(view), _COPY_PIECE):
+                file.write_at(view[start : start + _COPY_PIECE], start)
+                await asyncio.sleep(0)
+        except BaseException:
+            file.discard()
+            raise
+        return file
+
+    def discard(self) -> None:
+        for file in self.made:
+            file.discard()
+        self.made.clear()
+
+
+async def _get(request: web.Request) -> web.StreamResponse:
     endpoint = request.app[_ENDPOINT_KEY]
     key = request.match_info["key"]
-    data = await endpoint.get(key, _owner(request), _timeout(request))
-    if data is None:
-        return _error_response(
-            404, {"error": MISSING_KEY, "message": f"no object {key!r}"}
+    handoff = request.app[_HANDOFF_KEY]
+    files = (
+        _HandoffFiles(handoff)
+        if handoff is not None and request.headers.get(HANDOFF_HEADER) == "1"
+        else None
+    )
+    try:
+        data = await endpoint.get(
+            key,
+            _owner(request),
+            _timeout(request),
+            allocate=None if files is None else files.allocate,
         )
-    return web.Response(body=data, content_type="application/octet-stream")
+        if data is None:
+            return _error_response(
+                404, {"error": MISSING_KEY, "message": f"no object {key!r}"}
+            )
+        if files is not None and len(data) >= HANDOFF_THRESHOLD:
+            file = await files.file_for(data)
+            if file is not None:
+                del data  # may be a view of the file, released by publish()
+                name = files.handoff.publish(file)
+                return web.Response(
+                    status=200,
+                    headers={HANDOFF_HEADER: name, LENGTH_HEADER: str(file.size)},
+                )
+        return await _send_body(request, data)
+    finally:
+        if files is not None:
+            files.discard()
+
+
+async def _send_body(
+    request: web.Request, data: bytes | bytearray | memoryview
+) -> web.StreamResponse:
+    if len(data) <= RESPONSE_CHUNK:
+        return web.Response(body=data, content_type="application/octet-stream")
+    # Written in pieces that each wait for the socket: handing the whole body
+    # to the transport at once copies all of it (more than once) first.
+    response = web.StreamResponse()
+    response.content_type = "application/octet-stream"
+    response.content_length = len(data)
+    await response.prepare(request)
+    view = memoryview(data).cast("B")
+    for start in range(0, len(view), RESPONSE_CHUNK):
+        await response.write(view[start : start + RESPONSE_CHUNK])
+    await response.write_eof()
+    return response
 
 
 async def _put(request: web.Request) -> web.Response:
@@ -412,6 +527,7 @@ def create_app(
     guard: ConnectionGuard | None = None,
     body_budget: int | None = None,
     signaling_state: Callable[[], dict[str, Any]] | None = None,
+    handoff: HandoffDir | None = None,
 ) -> web.Application:
     """Return the aiohttp application serving ``endpoint``.
 
@@ -430,9 +546,17 @@ def create_app(
             (``None``: no limit); more get 503 naming ``max_memory``.
         signaling_state: More fields for ``GET /endpoint`` about signaling
             (``signaling_attempted``, ``signaling_error``).
+        handoff: Where large bodies are handed to same-host clients as
+            files (``None``: always in the response).
     """
+    if not isinstance(api_token, str) or not api_token:
+        raise ConfigurationError(
+            "an endpoint needs a non-empty API token: every request must present it"
+        )
+    if _INSECURE_SKIP_API_TOKEN_CHECK:
+        logger.warning("INSECURE: API token check disabled (benchmark hook)")
     gate = _Gate(
-        api_token if _CHECK_API_TOKEN else None,
+        None if _INSECURE_SKIP_API_TOKEN_CHECK else api_token,
         max_requests,
         RateLimitedLog(logger),
         guard,
@@ -448,6 +572,7 @@ def create_app(
     app[_SIGNALING_KEY] = signaling
     app[_SIGNALING_STATE_KEY] = signaling_state or dict
     app[_IDLE_TIMEOUT_KEY] = body_idle_timeout
+    app[_HANDOFF_KEY] = handoff
     app.router.add_get("/endpoint", _describe)
     app.router.add_put("/objects/{key}", _put)
     app.router.add_get("/objects/{key}", _get)
@@ -464,7 +589,8 @@ class EndpointServer:
         config: The endpoint's configuration.
         api_token: Token clients must present (default: read from the
             ``api-token`` file in the endpoint's directory at start, which
-            must then exist and be private).
+            must then exist and be private). There is no way to run without
+            one: a missing, empty or unreadable token refuses the start.
 
     Example:
         ```python
@@ -482,6 +608,7 @@ class EndpointServer:
         self._listener: asyncio.Server | None = None
         self._peers: PeerManager | None = None
         self._storage: ObjectStorage | None = None
+        self._handoff: HandoffDir | None = None
         self._port = config.port
 
     @property
@@ -529,6 +656,12 @@ class EndpointServer:
             self._peers = peer_manager(config, endpoint.handle_peer_request)
             endpoint.peers = self._peers
             await self._peers.start()
+        try:
+            self._handoff = HandoffDir(config.uuid, HANDOFF_TTL)
+        except OSError as err:
+            logger.warning(
+                "large bodies go over HTTP only: no handoff directory (%s)", err
+            )
         guard = ConnectionGuard(config.max_connections, RateLimitedLog(logger))
         app = create_app(
             endpoint,
@@ -541,6 +674,7 @@ class EndpointServer:
             # for one object of any accepted size, which may go to spill).
             body_budget=max(max_memory, config.max_object_size),
             signaling_state=self._signaling_state,
+            handoff=self._handoff,
         )
         self._runner = web.AppRunner(
             app,
@@ -608,6 +742,9 @@ class EndpointServer:
         if self._storage is not None:
             await self._storage.close()
             self._storage = None
+        if self._handoff is not None:
+            self._handoff.close()
+            self._handoff = None
 
     async def __aenter__(self) -> EndpointServer:
         await self.start()
@@ -620,6 +757,10 @@ class EndpointServer:
 async def serve(
     config: EndpointConfig, stop: asyncio.Event, api_token: str | None = None
 ) -> None:
-    """Run the endpoint described by ``config`` until ``stop`` is set."""
+    """Run the endpoint described by ``config`` until ``stop`` is set.
+
+    ``api_token`` ``None`` reads the endpoint's ``api-token`` file (see
+    `EndpointServer`): the endpoint is never served without authentication.
+    """
     async with EndpointServer(config, api_token=api_token):
         await stop.wait()

@@ -20,7 +20,7 @@ import os
 import secrets
 import shutil
 import tempfile
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from pathlib import Path
 
 from proxystore.endpoint.keys import validate_object_id
@@ -44,13 +44,22 @@ def sweep_spill_dir(spill_dir: str | Path) -> list[Path]:
     Returns:
         The directories removed.
     """
+    base = Path(spill_dir)
+    if not base.is_dir():
+        return []
+    return remove_orphans(base.glob(f"{_PREFIX}*"), "spill")
+
+
+def remove_orphans(directories: Iterable[Path], kind: str) -> list[Path]:
+    """Delete those of ``directories`` whose ``owner`` record names no live process.
+
+    Returns:
+        The directories removed.
+    """
     from proxystore.endpoint.process import PidRecord
 
     removed: list[Path] = []
-    base = Path(spill_dir)
-    if not base.is_dir():
-        return removed
-    for directory in base.glob(f"{_PREFIX}*"):
+    for directory in directories:
         try:
             record = PidRecord.from_text((directory / _OWNER_FILE).read_text())
         except OSError:
@@ -59,7 +68,9 @@ def sweep_spill_dir(spill_dir: str | Path) -> list[Path]:
             continue
         shutil.rmtree(directory, ignore_errors=True)
         removed.append(directory)
-        logger.info("removed the spill directory %s of a crashed endpoint", directory)
+        logger.info(
+            "removed the %s directory %s of a crashed endpoint", kind, directory
+        )
     return removed
 
 

@@ -19,6 +19,8 @@ from proxystore.exceptions import (
 )
 from proxystore.p2p.fastpath import (
     PROGRESS_LOG_BYTES,
+    Allocate,
+    Body,
     FastPathServer,
     FastPathTicket,
     fetch,
@@ -158,6 +160,7 @@ class PeerConnection:
         *,
         idle: float | None = None,
         deadline: float | None = None,
+        allocate: Allocate | None = None,
     ) -> PeerMessage:
         """Send a request and wait for the peer handler's response.
 
@@ -171,6 +174,8 @@ class PeerConnection:
                 connection's timeout).
             deadline: End of the whole request, in the running loop's
                 `time()` (default: none).
+            allocate: Makes the buffer a response body coming over the
+                fast path is received into (default: a new bytearray).
 
         Raises:
             PeerConnectionError: If the connection is or gets lost.
@@ -198,7 +203,7 @@ class PeerConnection:
             raise PeerError(
                 f"peer {self.peer_uuid} failed to handle the request: {error}"
             )
-        return await self._to_message(envelope, idle, deadline, started)
+        return await self._to_message(envelope, idle, deadline, started, allocate)
 
     async def _wait_moving(
         self,
@@ -377,11 +382,12 @@ class PeerConnection:
         idle: float | None = None,
         deadline: float | None = None,
         started: tuple[float, int] | None = None,
+        allocate: Allocate | None = None,
     ) -> PeerMessage:
         header = envelope.fields.get("header")
         if not isinstance(header, dict):
             raise FramingError(f"message from {self.peer_uuid} has no header object")
-        body: bytearray = envelope.body
+        body: Body = envelope.body
         if "fast_path" in envelope.fields:
             ticket = FastPathTicket.from_json(
                 envelope.fields["fast_path"], max_length=self._max_body
@@ -396,6 +402,7 @@ class PeerConnection:
                     timeout=self._timeout if idle is None else idle,
                     deadline=deadline,
                     progress=self._moved,
+                    allocate=allocate,
                 )
             except PeerConnectionError as err:
                 self._check_open()

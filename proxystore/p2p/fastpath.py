@@ -16,6 +16,11 @@ and reads the body::
 The listener hands a body out only to the peer it was offered to (the
 signature) with an unused, unexpired token; anything else is refused by
 closing the connection before a single body byte is written.
+
+The listener accepts in the event loop but runs each connection's TLS
+(handshake, hello, body) in a worker thread on a blocking socket, as a plain
+TLS sender would: encryption and ``send`` release the GIL, and no
+intermediate buffer of the event loop's TLS layer copies the body.
 """
 
 from __future__ import annotations
@@ -27,10 +32,13 @@ import hmac
 import ipaddress
 import logging
 import secrets
+import socket
 import ssl
 import struct
+import threading
+import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from proxystore.exceptions import (
     LimitExceededError,
@@ -43,6 +51,8 @@ if TYPE_CHECKING:
     from proxystore.endpoint.identity import Identity
 
 logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 TOKEN_SIZE = 32
 SIGNATURE_SIZE = 64
@@ -160,6 +170,28 @@ class FastPathTicket:
 
 
 @dataclasses.dataclass
+class _Listener:
+    """A listening socket and the task accepting on it."""
+
+    sock: socket.socket
+    task: asyncio.Task[None] | None = None
+
+    def getsockname(self) -> tuple[str, int]:
+        host, port = self.sock.getsockname()[:2]
+        return str(host), int(port)
+
+
+def _recv_exactly(tls: ssl.SSLSocket, size: int) -> bytes:
+    data = bytearray()
+    while len(data) < size:
+        piece = tls.recv(size - len(data))
+        if not piece:
+            raise ConnectionError(f"closed after {len(data)} of {size} bytes")
+        data += piece
+    return bytes(data)
+
+
+@dataclasses.dataclass
 class _Offer:
     body: memoryview
     peer_public: bytes
@@ -241,10 +273,12 @@ class FastPathServer:
         self._port = port
         self._timeout = timeout
         self._chunk_size = chunk_size
-        self._servers: dict[str, asyncio.Server] = {}
-        self._binding: dict[str, asyncio.Future[asyncio.Server]] = {}
+        self._servers: dict[str, _Listener] = {}
+        self._binding: dict[str, asyncio.Future[_Listener]] = {}
         self._offers: dict[bytes, _Offer] = {}
         self._connections: set[asyncio.Task[None]] = set()
+        self._sockets: set[socket.socket] = set()
+        self._context = server_context(identity)
         self.served = 0
         """Number of bodies handed out so far."""
 
@@ -257,18 +291,12 @@ class FastPathServer:
         """
         if not self._servers:
             raise PeerError("fast-path server is not listening")
-        server = next(iter(self._servers.values()))
-        host, port = server.sockets[0].getsockname()[:2]
-        return str(host), int(port)
+        return next(iter(self._servers.values())).getsockname()
 
     @property
     def listening(self) -> list[tuple[str, int]]:
         """The (host, port) of every open listener."""
-        found = []
-        for server in self._servers.values():
-            host, port = server.sockets[0].getsockname()[:2]
-            found.append((str(host), int(port)))
-        return found
+        return [server.getsockname() for server in self._servers.values()]
 
     @property
     def pending_offers(self) -> int:
@@ -323,13 +351,13 @@ class FastPathServer:
             pending = asyncio.get_running_loop().create_future()
             self._binding[host] = pending
             try:
-                server = await asyncio.start_server(
-                    self._serve_connection,
-                    host,
-                    self._port,
-                    ssl=server_context(self._identity),
-                    ssl_handshake_timeout=self._timeout,
+                family = socket.AF_INET6 if ":" in host else socket.AF_INET
+                sock = socket.create_server(
+                    (host, self._port), family=family, backlog=100
                 )
+                sock.setblocking(False)
+                server = _Listener(sock)
+                server.task = asyncio.get_running_loop().create_task(self._accept(sock))
             except OSError as err:
                 error = PeerConnectionError(
                     f"fast-path listener {host}:{self._port}", str(err)
@@ -341,10 +369,7 @@ class FastPathServer:
                 self._binding.pop(host, None)
             self._servers[host] = server
             pending.set_result(server)
-            logger.info(
-                "fast path listening on %s:%d",
-                *server.sockets[0].getsockname()[:2],
-            )
+            logger.info("fast path listening on %s:%d", *server.getsockname())
             return
         await asyncio.shield(pending)
 
@@ -355,7 +380,7 @@ class FastPathServer:
             server = self._servers.get(local_host or "")
         if server is None:
             raise PeerError(f"fast-path server is not listening for {local_host}")
-        return int(server.sockets[0].getsockname()[1])
+        return server.getsockname()[1]
 
     def offer(
         self,
@@ -421,14 +446,19 @@ class FastPathServer:
         servers = list(self._servers.values())
         self._servers.clear()
         for server in servers:
-            server.close()
+            if server.task is not None:
+                server.task.cancel()
+            server.sock.close()
+        # Worker threads blocked in a send or receive fail at once.
+        for sock in list(self._sockets):
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
         for task in list(self._connections):
             task.cancel()
-        if self._connections:
-            await asyncio.wait(self._connections, timeout=self._timeout)
-        for server in servers:
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(server.wait_closed(), self._timeout)
+        waiting = [s.task for s in servers if s.task is not None]
+        waiting += self._connections
+        if waiting:
+            await asyncio.wait(waiting, timeout=self._timeout)
 
     def _claim(self, hello: bytes) -> _Offer | None:
         """Return and consume the offer ``hello`` proves a right to, else None."""
@@ -446,116 +476,240 @@ class FastPathServer:
         offer.expiry.cancel()
         return offer
 
-    async def _serve_connection(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
-    ) -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        self._connections.add(task)
+    async def _accept(self, listener: socket.socket) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            try:
+                sock, _ = await loop.sock_accept(listener)
+            except OSError as err:
+                if listener.fileno() < 0:
+                    return
+                logger.debug("fast-path accept failed: %r", err)
+                continue
+            task = loop.create_task(self._serve_connection(sock))
+            self._connections.add(task)
+            task.add_done_callback(self._connections.discard)
+
+    def _handshake(self, sock: socket.socket) -> tuple[ssl.SSLSocket, bytes]:
+        """In a worker thread: TLS handshake, then the client's hello."""
+        sock.settimeout(self._timeout)
+        tls = self._context.wrap_socket(sock, server_side=True)
+        return tls, _recv_exactly(tls, HELLO_SIZE)
+
+    def _send_body(self, tls: ssl.SSLSocket, body: memoryview) -> None:
+        """In a worker thread: ``length | body``; each piece has the timeout."""
+        tls.sendall(LENGTH.pack(len(body)))
+        for start in range(0, len(body), self._chunk_size):
+            tls.sendall(body[start : start + self._chunk_size])
+
+    async def _serve_connection(self, sock: socket.socket) -> None:
         try:
-            hello = await asyncio.wait_for(
-                reader.readexactly(HELLO_SIZE), self._timeout
-            )
+            peer = sock.getpeername()
+        except OSError:  # gone already
+            sock.close()
+            return
+        self._sockets.add(sock)
+        tls: ssl.SSLSocket | None = None
+        try:
+            tls, hello = await _in_thread(self._handshake, sock)
+            assert tls is not None
             offer = self._claim(hello)
             if offer is None:
                 logger.warning(
                     "fast path refused a connection from %s: unknown or used "
                     "token, or not signed by the peer it was offered to",
-                    writer.get_extra_info("peername"),
+                    peer,
                 )
                 return
-            body = offer.body
-            writer.write(LENGTH.pack(len(body)))
-            for start in range(0, len(body), self._chunk_size):
-                writer.write(body[start : start + self._chunk_size])
-                await asyncio.wait_for(writer.drain(), self._timeout)
+            await _in_thread(self._send_body, tls, offer.body)
             self.served += 1
-        except (OSError, asyncio.IncompleteReadError, asyncio.TimeoutError) as err:
-            logger.debug("fast-path transfer aborted: %r", err)
+        except (OSError, ssl.SSLError) as err:
+            logger.debug("fast-path transfer with %s aborted: %r", peer, err)
         finally:
-            self._connections.discard(task)
-            writer.close()
-            # Cancelled by close() while saying goodbye: the task ends here
-            # anyway, and a cancelled stream handler makes asyncio log noise.
-            with contextlib.suppress(
-                OSError, asyncio.TimeoutError, asyncio.CancelledError
-            ):
-                await asyncio.wait_for(writer.wait_closed(), self._timeout)
+            self._sockets.discard(sock)
+            if tls is not None:
+                tls.close()
+            sock.close()
 
 
 PROGRESS_LOG_BYTES = 100 * 1024 * 1024
 """A DEBUG line is logged each time this many more bytes of a body arrived."""
 
+Body = bytearray | memoryview
+"""A received body: a new bytearray, or the buffer an `Allocate` returned."""
+Allocate = Callable[[int], Body]
+"""Returns a writable buffer of exactly the given size to receive a body into."""
 
-class _Receiver(asyncio.BufferedProtocol):
-    """Reads ``length:u64 | body`` straight into one preallocated buffer."""
 
-    def __init__(
-        self,
-        expected: int,
-        progress: Callable[[int], None] | None = None,
-        target: str = "",
-    ) -> None:
-        self._progress = progress
-        self._target = target
-        self._next_log = PROGRESS_LOG_BYTES
-        self.header = bytearray(LENGTH.size)
-        self.body = bytearray(expected)
-        self._views = (memoryview(self.header), memoryview(self.body))
-        self.received = 0
-        self._header_left = LENGTH.size
-        self.done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self.error: str | None = None
+PROGRESS_REPORT_BYTES = 4 * 1024 * 1024
+"""Bytes received between two progress reports to the event loop."""
 
-    def get_buffer(self, sizehint: int) -> memoryview:
-        if self._header_left:
-            return self._views[0][LENGTH.size - self._header_left :]
-        if self.received < len(self.body):
-            return self._views[1][self.received :]
-        # More bytes than announced: take them to refuse the stream.
-        return memoryview(bytearray(1))
 
-    def buffer_updated(self, nbytes: int) -> None:
-        if self._header_left:
-            self._header_left -= nbytes
-            if not self._header_left:
-                (length,) = LENGTH.unpack(self.header)
+async def _in_thread(function: Callable[..., T], *args: Any) -> T:
+    """Run ``function(*args)`` in a new thread of its own and await its result.
+
+    A thread per transfer rather than the loop's shared executor: a fetch
+    and the send it waits for may run in one process (tests, or two
+    endpoints in one program) and must never queue behind each other.
+    """
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[T] = loop.create_future()
+
+    def settle(outcome: Callable[[], None]) -> None:
+        with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
+            loop.call_soon_threadsafe(outcome)
+
+    def run() -> None:
+        try:
+            result = function(*args)
+        except BaseException as err:
+            error = err
+            settle(lambda: None if future.done() else future.set_exception(error))
+        else:
+            settle(lambda: None if future.done() else future.set_result(result))
+
+    threading.Thread(target=run, name="proxystore-fastpath", daemon=True).start()
+    return await future
+
+
+@dataclasses.dataclass
+class _Fetch:
+    """One fetch, run in a worker thread on a blocking TLS socket."""
+
+    ticket: FastPathTicket
+    identity: Identity
+    peer_public: bytes
+    timeout: float
+    deadline: float | None
+    """In `time.monotonic()` (the default event loop's clock)."""
+    body: Body
+    report: Callable[[int], None]
+    target: str
+    received: int = 0
+    sock: socket.socket | None = None
+    started: float = dataclasses.field(default_factory=time.monotonic)
+
+    def run(self) -> Body:
+        try:
+            sock = socket.create_connection(
+                (self.ticket.host, self.ticket.port), timeout=self.timeout
+            )
+        except OSError as err:
+            raise PeerConnectionError(self.target, f"cannot connect: {err!r}") from err
+        self.sock = sock
+        with sock:
+            try:
+                tls = client_context().wrap_socket(sock, server_hostname=None)
+            except (OSError, ssl.SSLError) as err:
+                raise PeerConnectionError(
+                    self.target, f"cannot connect: {err!r}"
+                ) from err
+            with tls:
+                self._check_listener(tls)
+                token = bytes.fromhex(self.ticket.token)
+                proof = _client_proof(token, self.peer_public)
+                try:
+                    tls.sendall(token + self.identity.sign_bytes(proof))
+                    header = self._read_header(tls)
+                except (OSError, ssl.SSLError) as err:
+                    raise PeerConnectionError(self.target, "token refused") from err
+                if header is None:
+                    raise PeerConnectionError(self.target, "token refused")
+                (length,) = LENGTH.unpack(header)
                 if length != len(self.body):
-                    self._finish(
-                        f"announced {length} bytes, ticket said {len(self.body)}"
+                    raise PeerConnectionError(
+                        self.target,
+                        f"announced {length} bytes, ticket said {len(self.body)}",
                     )
-                elif not length:
-                    self._finish(None)
-            return
-        if self.received >= len(self.body):
-            self._finish("sent more bytes than announced")
-            return
-        self.received += nbytes
-        if self._progress is not None:
-            self._progress(nbytes)
-        if self.received >= self._next_log:
-            self._next_log += PROGRESS_LOG_BYTES
-            logger.debug(
-                "fast path %s: %d of %d bytes received",
-                self._target,
-                self.received,
-                len(self.body),
-            )
-        if self.received == len(self.body):
-            self._finish(None)
+                self._read_body(tls)
+        return self.body
 
-    def connection_lost(self, exc: Exception | None) -> None:
-        if self._header_left:
-            self._finish("token refused")
-        elif self.received < len(self.body):
-            self._finish(
-                f"stream closed after {self.received} of {len(self.body)} bytes"
+    def _check_listener(self, tls: ssl.SSLSocket) -> None:
+        from proxystore.endpoint.identity import (
+            IdentityError,
+            public_key_of_certificate,
+        )
+
+        der = tls.getpeercert(binary_form=True)
+        try:
+            presented = public_key_of_certificate(der) if der else b""
+        except IdentityError:
+            presented = b""
+        if not hmac.compare_digest(presented, self.peer_public):
+            raise PeerConnectionError(
+                self.target, "listener does not hold the expected peer's identity key"
             )
 
-    def _finish(self, error: str | None) -> None:
-        if not self.done.done():
-            self.error = error
-            self.done.set_result(None)
+    def _read_header(self, tls: ssl.SSLSocket) -> bytes | None:
+        header = bytearray()
+        while len(header) < LENGTH.size:
+            self._arm(tls)
+            piece = tls.recv(LENGTH.size - len(header))
+            if not piece:
+                return None
+            header += piece
+        return bytes(header)
+
+    def _arm(self, tls: ssl.SSLSocket) -> None:
+        """Set the wait for the next bytes: the idle timeout, or what is left."""
+        wait = self.timeout
+        if self.deadline is not None:
+            left = self.deadline - time.monotonic()
+            if left <= 0:
+                raise self._deadline_error()
+            wait = min(wait, left)
+        tls.settimeout(wait)
+
+    def _deadline_error(self) -> StoreTimeoutError:
+        assert self.deadline is not None
+        return transfer_deadline_error(
+            self.target,
+            self.deadline - self.started,
+            self.received,
+            len(self.body),
+        )
+
+    def _read_body(self, tls: ssl.SSLSocket) -> None:
+        view = memoryview(self.body).cast("B")
+        size = len(view)
+        unreported = 0
+        next_log = PROGRESS_LOG_BYTES
+        while self.received < size:
+            self._arm(tls)
+            try:
+                got = tls.recv_into(view[self.received :])
+            except TimeoutError as err:
+                if self.deadline is not None and time.monotonic() >= self.deadline:
+                    raise self._deadline_error() from err
+                raise PeerConnectionError(
+                    self.target,
+                    f"transfer stalled: no bytes for {self.timeout:g}s after "
+                    f"{self.received} of {size} bytes "
+                    f"in {time.monotonic() - self.started:.1f}s",
+                ) from err
+            except (OSError, ssl.SSLError, ValueError) as err:
+                got = 0
+                reason = repr(err)
+            else:
+                reason = "closed"
+            if not got:
+                raise PeerConnectionError(
+                    self.target,
+                    f"stream closed after {self.received} of {size} bytes ({reason})",
+                )
+            self.received += got
+            unreported += got
+            if unreported >= PROGRESS_REPORT_BYTES or self.received == size:
+                self.report(unreported)
+                unreported = 0
+            if self.received >= next_log:
+                next_log += PROGRESS_LOG_BYTES
+                logger.debug(
+                    "fast path %s: %d of %d bytes received",
+                    self.target,
+                    self.received,
+                    size,
+                )
 
 
 async def fetch(
@@ -566,7 +720,8 @@ async def fetch(
     timeout: float = 30.0,
     deadline: float | None = None,
     progress: Callable[[int], None] | None = None,
-) -> bytearray:
+    allocate: Allocate | None = None,
+) -> Body:
     """Fetch the body a ticket stands for from the peer holding ``peer_public``.
 
     Args:
@@ -581,6 +736,8 @@ async def fetch(
         deadline: Optional end of the whole transfer, in the running loop's
             `time()`.
         progress: Called with the size of each piece received.
+        allocate: Makes the buffer the body is received into (default: a
+            new bytearray), e.g. a shared-memory file for a local client.
 
     Returns:
         The body.
@@ -592,60 +749,33 @@ async def fetch(
         StoreTimeoutError: If ``deadline`` passes first (saying how many
             bytes had moved).
     """
-    from proxystore.endpoint.identity import IdentityError, public_key_of_certificate
-
     target = f"fast path {ticket.host}:{ticket.port}"
     if len(peer_public) != PUBLIC_KEY_SIZE:
         # Never pin to nothing: an empty key would match a missing certificate.
         raise PeerConnectionError(target, "no identity key to pin the listener to")
     loop = asyncio.get_running_loop()
-    started = loop.time()
-    receiver = _Receiver(ticket.length, progress, target)
+    body = bytearray(ticket.length) if allocate is None else allocate(ticket.length)
+
+    def report(nbytes: int) -> None:
+        if progress is not None:
+            with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
+                loop.call_soon_threadsafe(progress, nbytes)
+
+    job = _Fetch(
+        ticket,
+        identity,
+        peer_public,
+        timeout,
+        None if deadline is None else time.monotonic() + (deadline - loop.time()),
+        body,
+        report,
+        target,
+    )
     try:
-        transport, _ = await asyncio.wait_for(
-            loop.create_connection(
-                lambda: receiver,
-                ticket.host,
-                ticket.port,
-                ssl=client_context(),
-                server_hostname="",
-                ssl_handshake_timeout=timeout,
-            ),
-            timeout,
-        )
-    except (OSError, asyncio.TimeoutError) as err:
-        raise PeerConnectionError(target, f"cannot connect: {err!r}") from err
-    try:
-        ssl_object = transport.get_extra_info("ssl_object")
-        der = ssl_object.getpeercert(binary_form=True) if ssl_object else None
-        try:
-            presented = public_key_of_certificate(der) if der else b""
-        except IdentityError:
-            presented = b""
-        if not hmac.compare_digest(presented, peer_public):
-            raise PeerConnectionError(
-                target, "listener does not hold the expected peer's identity key"
-            )
-        token = bytes.fromhex(ticket.token)
-        transport.write(token + identity.sign_bytes(_client_proof(token, peer_public)))
-        received = -1
-        while not receiver.done.done():
-            if deadline is not None and loop.time() >= deadline:
-                raise transfer_deadline_error(
-                    target, deadline - started, receiver.received, ticket.length
-                )
-            if receiver.received == received:
-                raise PeerConnectionError(
-                    target,
-                    f"transfer stalled: no bytes for {timeout:g}s after "
-                    f"{receiver.received} of {ticket.length} bytes "
-                    f"in {loop.time() - started:.1f}s",
-                )
-            received = receiver.received
-            wait = timeout if deadline is None else min(timeout, deadline - loop.time())
-            await asyncio.wait([receiver.done], timeout=max(wait, 0.0))
-        if receiver.error is not None:
-            raise PeerConnectionError(target, receiver.error)
-        return receiver.body
-    finally:
-        transport.close()
+        return await _in_thread(job.run)
+    except asyncio.CancelledError:
+        # The thread fails at once on a shut-down socket.
+        if job.sock is not None:
+            with contextlib.suppress(OSError):
+                job.sock.shutdown(socket.SHUT_RDWR)
+        raise

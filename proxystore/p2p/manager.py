@@ -35,7 +35,7 @@ from proxystore.p2p.connection import (
     DEFAULT_MAX_BODY,
     PeerConnection,
 )
-from proxystore.p2p.fastpath import FastPathServer
+from proxystore.p2p.fastpath import Allocate, FastPathServer
 from proxystore.p2p.framing import DEFAULT_CHUNK_SIZE
 from proxystore.p2p.ice import apply_address_policy, selected_local_address
 from proxystore.p2p.messages import Handler, PeerMessage
@@ -228,6 +228,7 @@ class PeerManager:
         message: PeerMessage,
         timeout: float | None = None,
         deadline: float | None = None,
+        allocate: Allocate | None = None,
     ) -> PeerMessage:
         """Send ``message`` to a peer and return its handler's response.
 
@@ -241,6 +242,8 @@ class PeerManager:
                 exchange may go without a byte moving (default: the
                 manager's timeout).
             deadline: Optional seconds for the whole exchange.
+            allocate: Makes the buffer a response body coming over the fast
+                path is received into (default: a new bytearray).
 
         Returns:
             The peer handler's response.
@@ -264,6 +267,12 @@ class PeerManager:
         loop = asyncio.get_running_loop()
         end = None if deadline is None else loop.time() + deadline
         connect = timeout if end is None else min(timeout, end - loop.time())
+        connection = self._connections.get(peer_uuid)
+        if connection is not None and connection.is_open and self._allow(peer_uuid):
+            # Connected already: no wait to bound (saves a task per request).
+            return await connection.request(
+                message, idle=timeout, deadline=end, allocate=allocate
+            )
         try:
             connection = await asyncio.wait_for(self._connect(peer_uuid), connect)
             if connection is None:
@@ -274,7 +283,9 @@ class PeerManager:
             raise
         except asyncio.TimeoutError as err:
             raise StoreTimeoutError(f"peer {peer_uuid}", connect, "connect") from err
-        return await connection.request(message, idle=timeout, deadline=end)
+        return await connection.request(
+            message, idle=timeout, deadline=end, allocate=allocate
+        )
 
     async def close(self) -> None:
         """Close all peer connections, the fast-path listener and the signaling link."""

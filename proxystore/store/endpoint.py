@@ -9,6 +9,9 @@ another with no shared file system.
 Every request carries the endpoint's API token, read from the ``api-token``
 file in the endpoint's configuration directory (never from the store's
 configuration, so it is never in a proxy).
+
+Large objects from an endpoint on this host come as shared-memory files
+rather than in the HTTP response (`proxystore.endpoint.handoff`).
 """
 
 from __future__ import annotations
@@ -39,6 +42,12 @@ from proxystore.endpoint.credentials import (
     token_path,
 )
 from proxystore.endpoint.errors import error_from_json
+from proxystore.endpoint.handoff import (
+    HANDOFF_HEADER,
+    LENGTH_HEADER,
+    take_handoff,
+    verify_handoff,
+)
 from proxystore.endpoint.keys import EndpointKey, validate_endpoint_key
 from proxystore.endpoint.protocol import (
     MAX_WAIT,
@@ -176,6 +185,7 @@ class EndpointStore(Store[EndpointKey]):
         self._api_token = ""
         self._token_source = ""
         self._max_object_size: int | None = None
+        self._handoff: Path | None = None
 
     def config(self) -> dict[str, Any]:
         """Return the keyword arguments that rebuild this store anywhere."""
@@ -205,6 +215,7 @@ class EndpointStore(Store[EndpointKey]):
             size = description.get("max_object_size")
             self._max_object_size = size if isinstance(size, int) else None
             self._api_token, self._token_source = token
+            self._handoff = verify_handoff(description)
             self._endpoint_url, self._endpoint_uuid = url, description["uuid"]
         return client
 
@@ -299,11 +310,14 @@ class EndpointStore(Store[EndpointKey]):
         params: dict[str, str] | None = None,
         stream: PayloadStream | None = None,
         token: str | None = None,
+        handoff: bool = False,
     ) -> httpx.Response:
         headers = {
             TIMEOUT_HEADER: f"{self.timeout * _PEER_TIMEOUT_SHARE:g}",
             "Authorization": authorization_header(token or self._api_token),
         }
+        if handoff:
+            headers[HANDOFF_HEADER] = "1"
         if stream is not None:
             headers["Content-Length"] = str(stream.nbytes)
         deadline = time.monotonic() + self.timeout
@@ -464,11 +478,42 @@ class EndpointStore(Store[EndpointKey]):
             self._object_url(key),
             "get",
             params={OWNER_PARAM: key.endpoint_id},
+            handoff=self._handoff is not None,
         )
         if response.status_code == 404 and _is_missing(response):
             return None
         self._raise_for_error(response, self._endpoint_url)
+        name = response.headers.get(HANDOFF_HEADER)
+        if name is not None and self._handoff is not None:
+            try:
+                length = int(response.headers.get(LENGTH_HEADER, ""))
+            except ValueError:
+                raise StoreOperationError(
+                    f"endpoint at {_host_port(self._endpoint_url)} handed off "
+                    "a body without its length"
+                ) from None
+            return self._take_handoff(client, name, length)
         return response.content
+
+    def _take_handoff(
+        self, client: httpx.Client, name: str, length: int
+    ) -> Buffer:
+        assert self._handoff is not None
+        try:
+            return take_handoff(self._handoff, name, length)
+        except StoreOperationError:
+            # A restarted endpoint hands off from a new directory: look it up.
+            description = self._describe(
+                client,
+                self._endpoint_url,
+                self._endpoint_uuid,
+                (self._api_token, self._token_source),
+            )
+            moved = verify_handoff(description)
+            if moved is None or moved == self._handoff:
+                raise
+            self._handoff = moved
+            return take_handoff(moved, name, length)
 
     def _exists(self, key: EndpointKey) -> bool:
         client = self._connected()

@@ -12,10 +12,12 @@ import httpx
 import pytest
 from aiohttp import web
 
-from proxystore.endpoint.config import EndpointConfig
+from proxystore.endpoint.config import EndpointConfig, endpoint_dir
+from proxystore.endpoint.credentials import create_api_token, read_api_token
 from proxystore.endpoint.endpoint import Endpoint
-from proxystore.endpoint.server import EndpointServer, create_app
+from proxystore.endpoint.server import EndpointServer, create_app, serve
 from proxystore.endpoint.storage import ObjectStorage
+from proxystore.exceptions import ConfigurationError
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -49,7 +51,10 @@ async def test_describe_names_the_endpoint(
 ) -> None:
     response = await client.get("/endpoint")
     assert response.status_code == 200
-    assert response.json() == {
+    description = response.json()
+    handoff = description.pop("handoff")
+    assert Path(handoff["dir"], "nonce").read_text() == handoff["nonce"]
+    assert description == {
         "uuid": server.config.uuid,
         "name": "solo",
         "max_object_size": MAX_OBJECT_SIZE,
@@ -174,3 +179,39 @@ async def test_stalled_request_body_times_out_with_504() -> None:
         assert not await endpoint.exists("slow")
     finally:
         await runner.cleanup()
+
+
+async def test_default_server_reads_its_token_and_refuses_unauthenticated(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PROXYSTORE_HOME", str(tmp_path))
+    config = EndpointConfig(name="secure", uuid=str(uuid.uuid4()), port=0)
+    token = read_api_token(create_api_token(endpoint_dir("secure")))
+    async with (
+        EndpointServer(config) as running,
+        httpx.AsyncClient(base_url=running.url, timeout=10) as http,
+    ):
+        anonymous = await http.get("/endpoint")
+        assert anonymous.status_code == 401
+        assert anonymous.json()["error"] == "AuthenticationError"
+        put = await http.put("/objects/k", content=b"x")
+        assert put.status_code == 401
+        wrong = await http.get("/endpoint", headers=AUTH)
+        assert wrong.status_code == 403
+        right = await http.get(
+            "/endpoint", headers={"Authorization": f"Bearer {token}"}
+        )
+        assert right.status_code == 200
+
+
+async def test_default_server_without_a_token_file_refuses_to_start(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PROXYSTORE_HOME", str(tmp_path))
+    config = EndpointConfig(name="tokenless", uuid=str(uuid.uuid4()), port=0)
+    stop = asyncio.Event()
+    stop.set()
+    with pytest.raises(ConfigurationError, match="no API token file"):
+        await serve(config, stop)
+    with pytest.raises(ConfigurationError, match="non-empty API token"):
+        create_app(Endpoint(config.uuid, "x", ObjectStorage(1024)), 1024, api_token="")

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import os
 import secrets
@@ -107,12 +108,17 @@ async def test_plaintext_client_is_refused(server: FastPathServer) -> None:
     ticket = server.offer(b"payload", FETCHER.public_bytes)
     host, port = server.address
     reader, writer = await asyncio.open_connection(host, port)
-    writer.write(bytes.fromhex(ticket.token) + bytes(64))
-    writer.write_eof()
-    data = await asyncio.wait_for(reader.read(), WAIT)
+    data = b""
+    try:
+        writer.write(bytes.fromhex(ticket.token) + bytes(64))
+        writer.write_eof()
+        data = await asyncio.wait_for(reader.read(), WAIT)
+    except OSError:
+        pass  # the listener's TLS alert and reset may come at any point
     assert b"payload" not in data
     writer.close()
-    await writer.wait_closed()
+    with contextlib.suppress(OSError):
+        await writer.wait_closed()
     assert server.pending_offers == 1
 
 
