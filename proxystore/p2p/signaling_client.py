@@ -222,6 +222,13 @@ class SignalingClient:
                 protocol.SignalingProtocolError,
             ) as err:
                 self.last_error = f"{type(err).__name__}: {err}"
+            except Exception as err:
+                # A defect (ours or a dependency's): retrying would fail the
+                # same way, so report it as permanent instead of "retrying".
+                logger.exception("signaling client for %s failed", self.url)
+                self.last_error = f"internal error: {type(err).__name__}: {err}"
+                self.refused = self.last_error
+                return
             finally:
                 self._websocket = None
                 self._connected.clear()

@@ -294,3 +294,32 @@ async def test_plain_ws_server_off_loopback_warns(
 def test_deeply_nested_message_is_a_protocol_error() -> None:
     with pytest.raises(protocol.SignalingProtocolError, match="not valid JSON"):
         protocol.decode("[" * 100_000 + "]" * 100_000)
+
+
+async def test_client_defect_is_reported_as_permanent_not_retried(
+    signaling: SignalingServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from proxystore.p2p.signaling_client import SignalingClient
+
+    attempts = 0
+
+    async def broken_register(self: SignalingClient, websocket: Any) -> None:
+        nonlocal attempts
+        attempts += 1
+        raise TypeError("unexpected keyword argument")
+
+    monkeypatch.setattr(SignalingClient, "_register", broken_register)
+    client = SignalingClient(
+        signaling.url, IDS["a"], "a", SECRET, lambda message: None, timeout=WAIT
+    )
+    client.start()
+    try:
+        assert await client.wait_attempted(WAIT)
+        assert client._task is not None
+        await asyncio.wait_for(asyncio.shield(client._task), WAIT)  # it ended
+        assert attempts == 1
+        assert client.refused is not None
+        assert "internal error: TypeError" in client.refused
+        assert not client.connected
+    finally:
+        await client.close()
