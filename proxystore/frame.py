@@ -29,8 +29,6 @@ of the buffer it was given.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import struct
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, NamedTuple, TypeAlias
@@ -183,6 +181,11 @@ def encode(
 def _mac(
     key: bytes, header: bytes, tag: int, parts: Sequence[Buffer], full: bool
 ) -> bytes:
+    # Imported here: loading OpenSSL's hashes costs milliseconds that
+    # unsigned stores never need.
+    import hashlib
+    import hmac
+
     if full:
         covered: Sequence[Buffer] = parts
     elif tag in CODE_TAGS:
@@ -325,6 +328,8 @@ def decode(
     if key is not None:
         header = bytes(view[:mac_start])
         expected = _mac(key, header, tag, parts, bool(flags & MAC_FULL))
+        import hmac
+
         if not hmac.compare_digest(expected, bytes(view[mac_start:header_size])):
             raise PayloadSignatureError(
                 f"payload signature (key id {kid!r}) does not verify: the payload "

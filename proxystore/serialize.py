@@ -33,8 +33,6 @@ import struct
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, TypeAlias
 
-import dill
-
 from proxystore import frame
 from proxystore.exceptions import (
     NotAPayloadError,
@@ -181,7 +179,17 @@ def _flat(view: memoryview) -> memoryview:
     return view.cast("B")
 
 
+def _dill_loads(data: Buffer) -> Any:
+    # dill costs tens of milliseconds to import: only payloads that need it
+    # (lambdas, closures) pay for it.
+    import dill
+
+    return dill.loads(bytes(data))
+
+
 def _dill_dumps(obj: Any, pickle_error: Exception) -> bytes:
+    import dill
+
     try:
         data: bytes = dill.dumps(obj, protocol=5)
     except Exception as dill_error:
@@ -240,7 +248,7 @@ def deserialize(
             return pickle.loads(part0)
         if tag == _OUT_OF_BAND:
             return pickle.loads(part0, buffers=payload.parts[1:])
-        return dill.loads(bytes(part0))
+        return _dill_loads(part0)
     except Exception as err:
         raise SerializationError(
             f"corrupt payload ({view.nbytes} bytes, tag {bytes([tag])!r}): {err!r}"
@@ -327,7 +335,7 @@ def _legacy_loads(view: memoryview) -> Any:
             return pickle.loads(view[1:])
         if tag == _OUT_OF_BAND:
             return _legacy_out_of_band_loads(view.toreadonly())
-        return dill.loads(bytes(view[1:]))
+        return _dill_loads(view[1:])
     except SerializationError:
         raise
     except Exception as err:

@@ -25,21 +25,18 @@ among modules already imported. See ``docs/security/proxies.md``.
 
 from __future__ import annotations
 
-import asyncio
-import concurrent.futures
 import math
 import os
 import sys
 import threading
 import time
 import types
-import uuid
 import warnings
 import weakref
 from collections.abc import Callable, Mapping
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from proxystore import _background, policy, registry
+from proxystore import policy, registry
 from proxystore._shared import raw_bytes
 from proxystore.exceptions import (
     NotAStoreProxyError,
@@ -51,6 +48,14 @@ from proxystore.factory import Factory
 from proxystore.metrics import OperationMetrics
 from proxystore.proxy import Proxy, get_factory
 from proxystore.registry import StoreConfig
+
+if TYPE_CHECKING:
+    # The background loop, asyncio and concurrent.futures are imported by
+    # the first prefetch or async resolve: the sync face never needs them.
+    import asyncio
+    import concurrent.futures
+
+    from proxystore import _background
 
 T = TypeVar("T")
 
@@ -151,6 +156,8 @@ class StoreFactory(Factory[T]):
         Args:
             limiter: Also hold this semaphore until the result is used.
         """
+        from proxystore import _background
+
         with _pending_lock:
             if self._pending is not None and self._pending_pid == os.getpid():
                 return
@@ -176,6 +183,10 @@ class StoreFactory(Factory[T]):
         pending, ticket = self._take_pending()
         if pending is None or ticket is None:
             return self._fetch()
+        import concurrent.futures
+
+        from proxystore import _background
+
         if not pending.done() and self._has_sync_face() and ticket.claim():
             # Still queued behind other prefetches: fetching now is sooner.
             self._forget(pending)
@@ -230,6 +241,8 @@ class StoreFactory(Factory[T]):
         pending, ticket = self._take_pending()
         if pending is None or ticket is None:
             return await self._afetch()
+        import asyncio
+
         if not pending.done() and ticket.claim():
             self._forget(pending)
             return await self._afetch()
@@ -336,6 +349,8 @@ class StoreFactory(Factory[T]):
         self._resolve_stats.add(elapsed, 0)
 
     async def _prefetch(self) -> T:
+        from proxystore import _background
+
         try:
             if _background.fetch_face() == "sync" and self._has_sync_face():
                 return await _background.run_blocking(self._fetch)
@@ -444,7 +459,8 @@ def _plain_value(value: Any) -> Any:
     to_dict = getattr(value, "to_dict", None)
     if callable(to_dict):
         return to_dict()
-    if isinstance(value, uuid.UUID):
+    uuid = sys.modules.get("uuid")  # not imported: value is no UUID
+    if uuid is not None and isinstance(value, uuid.UUID):
         return str(value)
     if isinstance(value, os.PathLike):
         return os.fspath(value)

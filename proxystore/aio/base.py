@@ -11,15 +11,12 @@ for every driver and for both faces.
 from __future__ import annotations
 
 import copy
-import json
 import os
 import time
 import warnings
 from collections.abc import Callable, Iterable, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
-
-from typing_extensions import Self
 
 from proxystore._shared import (
     USER_KEY_PATTERN,
@@ -65,6 +62,8 @@ from proxystore.signing import (
 from proxystore.store_factory import StoreFactory, type_path
 
 if TYPE_CHECKING:
+    from typing_extensions import Self
+
     from proxystore.aio.future import Future
 
 _IS_SYNC = False
@@ -984,6 +983,8 @@ class Store(Generic[KeyT]):
 
     def _future_error_payload(self, error: BaseException) -> Payload:
         """Frame an exception as text (tag C): its type and message, never a pickle."""
+        import json  # futures' errors only
+
         kind = type(error)
         body = {
             "type": f"{kind.__module__}.{kind.__qualname__}"[:_MAX_ERROR_TYPE],
@@ -1007,6 +1008,8 @@ class Store(Generic[KeyT]):
             return
         if view[_TAG_OFFSET] != ord("C"):
             return
+        import json
+
         body = deserialize_custom(
             data, json.loads, keys=self._signing_keys, require_checksum=self._CHECKSUM
         )
