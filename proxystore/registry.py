@@ -525,11 +525,16 @@ _SCALARS = (str, int, float, bool, type(None))
 
 
 def _check_plain(config: StoreConfig, cls: type) -> None:
-    where = f"a proxy of store {config.name!r} ({cls.__name__})"
     if config.kwargs.get("name") != config.name:
+        where = f"a proxy of store {config.name!r} ({cls.__name__})"
         raise UntrustedProxyError(f"{where} carries a mismatched name argument")
     budget = [_MAX_ITEMS]
     for key, value in config.kwargs.items():
+        # Scalars first: most arguments are, and they need no recursion.
+        if type(key) is str and type(value) in _SCALARS:
+            budget[0] -= 1
+            continue
+        where = f"a proxy of store {config.name!r} ({cls.__name__})"
         if type(key) is not str:
             raise UntrustedProxyError(f"{where} carries argument {describe(key)}")
         if not _plain(value, 0, budget):

@@ -260,6 +260,10 @@ class StoreFactory(Factory[T]):
     def _take_pending(
         self,
     ) -> tuple[concurrent.futures.Future[T | None] | None, _background.Ticket | None]:
+        if self._pending is None:
+            # Most proxies never prefetch: no lock for them. One that starts
+            # a prefetch while this runs is fetched here as well, harmlessly.
+            return None, None
         with _pending_lock:
             if self._pending is not None and self._pending_pid != os.getpid():
                 # Made before a fork: the thread that would finish it is
@@ -315,7 +319,7 @@ class StoreFactory(Factory[T]):
 
     def _fetch(self) -> T:
         store = registry.lookup_or_build(self.config, "sync")
-        start = time.perf_counter()
+        start = time.perf_counter() if store.has_stats else 0.0
         result: T
         if self.wait is not None:
             wait = None if math.isinf(self.wait) else self.wait
@@ -330,7 +334,7 @@ class StoreFactory(Factory[T]):
 
     async def _afetch(self) -> T:
         store = registry.lookup_or_build(self.config, "async")
-        start = time.perf_counter()
+        start = time.perf_counter() if store.has_stats else 0.0
         result: T
         if self.wait is not None:
             wait = None if math.isinf(self.wait) else self.wait

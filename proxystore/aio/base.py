@@ -944,7 +944,7 @@ class Store(Generic[KeyT]):
     ) -> Any:
         # The key came with a proxy: check it before it reaches a driver.
         key = self._validate_key(key)
-        start = _clock()
+        start = 0.0 if self.metrics is None else _clock()
         obj = await self._afetch(key, deserializer, strict)
         if obj is MISSING:
             raise MissingKeyError(key, self.name)
@@ -1049,7 +1049,7 @@ class Store(Generic[KeyT]):
             if metrics is not None:
                 metrics.record("cache_hit", 0.0, 0, key)
             return obj
-        start = _clock()
+        start = 0.0 if metrics is None else _clock()
         found = await self._aget_versioned(key)
         if found is None:
             self._cache.pop(key)

@@ -90,15 +90,16 @@ class LocalStore(Store[str]):
     async def _aset_bytes(self, payload: Payload, key: str | None = None) -> str:
         if key is None:
             key = new_object_id()
-        self._objects[key] = join(payload)
+        local_objects(self.name)[key] = join(payload)
         self._versions[key] = next_version()
         return key
 
     async def _aget_bytes(self, key: str) -> Buffer | None:
-        return self._objects.get(key)
+        return local_objects(self.name).get(key)
 
     async def _aget_versioned(self, key: str) -> tuple[Buffer, int] | None:
         version = self._versions.get(key, 0)
+        # Through _aget_bytes: subclasses hook fetches there.
         data = await self._aget_bytes(key)
         return None if data is None else (data, version)
 

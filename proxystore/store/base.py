@@ -945,7 +945,7 @@ class Store(Generic[KeyT]):
     ) -> Any:
         # The key came with a proxy: check it before it reaches a driver.
         key = self._validate_key(key)
-        start = _clock()
+        start = 0.0 if self.metrics is None else _clock()
         obj = self._fetch(key, deserializer, strict)
         if obj is MISSING:
             raise MissingKeyError(key, self.name)
@@ -1050,7 +1050,7 @@ class Store(Generic[KeyT]):
             if metrics is not None:
                 metrics.record("cache_hit", 0.0, 0, key)
             return obj
-        start = _clock()
+        start = 0.0 if metrics is None else _clock()
         found = self._get_versioned(key)
         if found is None:
             self._cache.pop(key)

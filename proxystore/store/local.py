@@ -91,15 +91,16 @@ class LocalStore(Store[str]):
     def _set_bytes(self, payload: Payload, key: str | None = None) -> str:
         if key is None:
             key = new_object_id()
-        self._objects[key] = join(payload)
+        local_objects(self.name)[key] = join(payload)
         self._versions[key] = next_version()
         return key
 
     def _get_bytes(self, key: str) -> Buffer | None:
-        return self._objects.get(key)
+        return local_objects(self.name).get(key)
 
     def _get_versioned(self, key: str) -> tuple[Buffer, int] | None:
         version = self._versions.get(key, 0)
+        # Through _get_bytes: subclasses hook fetches there.
         data = self._get_bytes(key)
         return None if data is None else (data, version)
 
