@@ -23,7 +23,12 @@ thread (so waiting for a shared CPU counts for neither side):
   than the cache holds) against ``pickle.loads`` of a dict's values;
 - resolve, 100 B: ``pickle.loads`` of a pickled LocalStore proxy and its
   first use, over 1,000 proxies of distinct keys (the cache misses), against
-  unpickling the key and ``pickle.loads`` of the dict's value.
+  unpickling the key and ``pickle.loads`` of the dict's value;
+- async file set+get, 100 B and 1 MB numpy: ``aset`` + ``aget`` + ``aevict``
+  on an async FileStore against one ``asyncio.to_thread`` hop per file
+  operation (write a temp file and rename it, read, remove) with pickle;
+  these two in CPU time of the whole process, whose worker threads do the
+  file work.
 
 The process pins itself to one CPU (``--cpu``, default the last one).
 
@@ -35,9 +40,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import atexit
 import itertools
 import os
 import pickle
+import shutil
 import statistics
 import sys
 import tempfile
@@ -251,6 +258,13 @@ def small_cells(
             len(loads(resolve_raw[loads(blob)]))
         return (_cpu_clock() - start) / len(key_blobs)
 
+    file_cells = [
+        (f"async file set+get, {label}", *_async_file_pair(obj, quick))
+        for label, obj in (
+            ("100 B", small),
+            ("1 MB numpy", make("numpy", 1_000_000)),
+        )
+    ]
     return [
         ("local set+get, 100 B", set_get, raw_set_get),
         (
@@ -260,7 +274,55 @@ def small_cells(
         ),
         ("local get, 10,000 x 1 KB", get_many, raw_get_many),
         ("resolve (unpickle + len), 100 B", resolve, raw_resolve),
+        *file_cells,
     ]
+
+
+def _async_file_pair(
+    obj: Any, quick: bool
+) -> tuple[Callable[[], float], Callable[[], float]]:
+    """Async FileStore set+get+evict against one to_thread hop per file operation.
+
+    The raw side pickles, writes a temp file and renames it (one hop), reads
+    the file (one hop), unpickles, removes the file (one hop). Timed in CPU
+    time of the whole process (the worker threads do the file work).
+    """
+    calls = 200 if quick else 1000
+    store_dir = tempfile.mkdtemp()
+    raw_dir = tempfile.mkdtemp()
+    atexit.register(shutil.rmtree, store_dir, True)
+    atexit.register(shutil.rmtree, raw_dir, True)
+    store = aio.FileStore("bench-async-file", store_dir)
+    counter = itertools.count()
+
+    def write(path: str, data: bytes) -> None:
+        temp = f"{path}.tmp"
+        with open(temp, "wb") as file:
+            file.write(data)
+        os.replace(temp, path)
+
+    def read(path: str) -> bytes:
+        with open(path, "rb") as file:
+            return file.read()
+
+    async def ours() -> float:
+        start = time.process_time()
+        for _ in range(calls):
+            key = await store.aset(obj)
+            await store.aget(key)
+            await store.aevict(key)
+        return (time.process_time() - start) / calls
+
+    async def raw() -> float:
+        start = time.process_time()
+        for _ in range(calls):
+            path = os.path.join(raw_dir, f"k{next(counter)}")
+            await asyncio.to_thread(write, path, pickle.dumps(obj, protocol=5))
+            pickle.loads(await asyncio.to_thread(read, path))
+            await asyncio.to_thread(os.remove, path)
+        return (time.process_time() - start) / calls
+
+    return (lambda: asyncio.run(ours())), (lambda: asyncio.run(raw()))
 
 
 def run_small(quick: bool) -> None:
