@@ -42,14 +42,17 @@ import argparse
 import asyncio
 import atexit
 import itertools
+import json
 import os
 import pickle
 import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -58,6 +61,9 @@ from proxystore import aio
 from proxystore.store.base import Store
 from proxystore.store.file import FileStore
 from proxystore.store.local import LocalStore
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
 
 SIZES = {"100 B": 100, "10 KB": 10_000, "1 MB": 1_000_000, "100 MB": 100_000_000}
 
@@ -338,6 +344,148 @@ def run_small(quick: bool) -> None:
         )
 
 
+# The physical floor of a large object: what moving its bytes costs at
+# least, measured in a fresh process per sample so its peak RSS is its own.
+FLOOR_CHILD = r"""
+import json, os, pickle, statistics, sys, tempfile, time
+import numpy as np
+
+store_kind, obj_kind, mode, size, reps, where = sys.argv[1:]
+size, reps = int(size), int(reps)
+
+if obj_kind == "bytes":
+    obj = os.urandom(size)
+else:
+    obj = np.empty(size, dtype=np.uint8)
+    for start in range(0, size, 1 << 20):  # no temporary the size of obj
+        chunk = obj[start : start + (1 << 20)]
+        chunk[:] = np.frombuffer(os.urandom(chunk.nbytes), dtype=np.uint8)
+raw = memoryview(obj).cast("B")
+
+
+def vm(field):
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith(field):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+if mode == "ours":
+    if store_kind == "local":
+        from proxystore.store.local import LocalStore
+        store = LocalStore("floor")
+    elif store_kind == "file":
+        from proxystore.store.file import FileStore
+        store = FileStore("floor", where)
+    else:
+        from proxystore.store.redis import RedisStore
+        store = RedisStore("floor", "127.0.0.1", int(where))
+
+    def once():
+        key = store.set(obj)
+        out = store.get(key)
+        assert len(out) == size
+        store.evict(key)
+else:
+    if store_kind == "redis":
+        import redis
+        client = redis.Redis("127.0.0.1", int(where))
+    path = os.path.join(where, "floor") if store_kind == "file" else None
+
+    def once():
+        if store_kind == "local":
+            out = bytearray(raw)  # one copy
+        elif store_kind == "file":
+            with open(path, "wb", buffering=0) as file:
+                file.write(raw)
+            out = bytearray(size)
+            with open(path, "rb", buffering=0) as file:
+                file.readinto(out)
+            os.remove(path)
+        else:
+            client.set("floor", raw)
+            out = client.get("floor")
+            client.delete("floor")
+        assert len(out) == size
+
+once()  # warm up (imports, connections, page cache)
+times = []
+rss = vm("VmRSS:")
+try:
+    with open("/proc/self/clear_refs", "w") as refs:
+        refs.write("5")  # reset the peak (VmHWM) to the current RSS
+except OSError:
+    pass
+for _ in range(reps):
+    start = time.perf_counter()
+    once()
+    times.append(time.perf_counter() - start)
+print(json.dumps({"times": times, "extra_peak": vm("VmHWM:") - rss}))
+"""
+
+
+def run_floor(size: int, rounds: int, reps: int) -> None:
+    """Print ours / floor and the extra peak RSS for large objects."""
+    from tests.redis_server import RedisServer
+
+    print(
+        f"physical floor, {size / 1e6:.0f} MB, set+get+evict, {rounds} rounds "
+        f"x {reps} reps ABAB, each round a fresh process; extra peak RSS "
+        "over the process before the operations, in object sizes"
+    )
+    print(
+        f"{'store':6} {'kind':6} {'ours':>9} {'floor':>9} {'ratio':>6} "
+        f"{'spread':>11} {'peak ours':>10} {'peak floor':>11}"
+    )
+    with RedisServer() as server, tempfile.TemporaryDirectory() as directory:
+        for store_kind, obj_kind in itertools.product(
+            ["local", "file", "redis"], ["bytes", "numpy"]
+        ):
+            where = str(server.port) if store_kind == "redis" else directory
+            samples: dict[str, list[dict[str, Any]]] = {"ours": [], "floor": []}
+            for _ in range(rounds):
+                for mode in samples:
+                    out = subprocess.run(
+                        [
+                            sys.executable,
+                            "-c",
+                            FLOOR_CHILD,
+                            store_kind,
+                            obj_kind,
+                            mode,
+                            str(size),
+                            str(reps),
+                            where,
+                        ],
+                        check=True,
+                        capture_output=True,
+                        text=True,
+                        env={**os.environ, "PYTHONPATH": str(ROOT)},
+                    ).stdout
+                    samples[mode].append(json.loads(out))
+            medians = {
+                mode: [statistics.median(s["times"]) for s in runs]
+                for mode, runs in samples.items()
+            }
+            ratios = [
+                a / b for a, b in zip(medians["ours"], medians["floor"], strict=True)
+            ]
+            peaks = {
+                mode: max(s["extra_peak"] for s in runs) / size
+                for mode, runs in samples.items()
+            }
+            ours_s = statistics.median(medians["ours"])
+            floor_s = statistics.median(medians["floor"])
+            print(
+                f"{store_kind:6} {obj_kind:6} {format_time(ours_s)} "
+                f"{format_time(floor_s)} {ours_s / floor_s:6.2f} "
+                f"{min(ratios):5.2f}-{max(ratios):<5.2f} "
+                f"{peaks['ours']:9.2f}x {peaks['floor']:10.2f}x",
+                flush=True,
+            )
+
+
 def format_time(seconds: float) -> str:
     if seconds < 1e-3:
         return f"{seconds * 1e6:8.2f} us"
@@ -348,7 +496,10 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer repetitions")
     parser.add_argument("--max-mb", type=float, default=100, help="largest size to run")
-    parser.add_argument("--cells", choices=["small", "sizes", "all"], default="all")
+    parser.add_argument(
+        "--cells", choices=["small", "sizes", "floor", "all"], default="all"
+    )
+    parser.add_argument("--floor-mb", type=float, default=100)
     parser.add_argument("--cpu", type=int, default=None, help="pin to this CPU")
     args = parser.parse_args()
     if hasattr(os, "sched_setaffinity"):
@@ -358,7 +509,10 @@ def main() -> int:
     print(f"python {sys.version.split()[0]}, numpy {np.__version__}")
     if args.cells in ("small", "all"):
         run_small(args.quick)
-    if args.cells == "small":
+    if args.cells in ("floor", "all"):
+        rounds = 3 if args.quick else 5
+        run_floor(int(args.floor_mb * 1e6), rounds, 3)
+    if args.cells in ("small", "floor"):
         return 0
     print(
         f"{'store':6} {'kind':6} {'size':>7} {'store':>11} {'raw':>11} "
