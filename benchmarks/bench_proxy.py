@@ -37,9 +37,9 @@ class Value:
 
 # statement, plain object, budget for the added ns (None: no budget)
 CASES: list[tuple[str, Any, float | None]] = [
-    ("len(x)", [1, 2, 3], 90.0),
+    ("len(x)", [1, 2, 3], 60.0),
     ("x.attr", Target(), 250.0),
-    ("isinstance(x, Target)", Target(), 185.0),
+    ("isinstance(x, Target)", Target(), 90.0),
     ("x + 1", 1, None),
     ("x[0]", [1, 2, 3], None),
     ("hash(x)", "key", None),

@@ -64,9 +64,13 @@ def local_versions(store_name: str) -> dict[Any, int]:
 def next_version() -> int:
     """Return the version of a new write: `time.time_ns()`, rising in this process."""
     global _last_version
-    with _version_lock:
-        _last_version = max(time.time_ns(), _last_version + 1)
-        return _last_version
+    now = time.time_ns()
+    # acquire/release rather than `with`: this runs on every local write,
+    # and nothing between them can raise.
+    _version_lock.acquire()
+    version = _last_version = now if now > _last_version else _last_version + 1
+    _version_lock.release()
+    return version
 
 
 def raw_bytes(data: bytes) -> bytes:

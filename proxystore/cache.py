@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 from collections import OrderedDict
 from typing import Any, Generic, TypeVar
 
@@ -42,8 +41,10 @@ class LRUCache(Generic[K]):
         entry = data.get(key)
         if entry is None:
             return MISSING
-        with contextlib.suppress(KeyError):
+        try:  # noqa: SIM105 (contextlib.suppress costs more than the rest)
             data.move_to_end(key)
+        except KeyError:
+            pass
         return entry[0]
 
     def entry(self, key: K) -> tuple[Any, int | None] | None:
@@ -59,10 +60,14 @@ class LRUCache(Generic[K]):
             return
         data = self._data
         data[key] = (value, version)
-        with contextlib.suppress(KeyError):
+        # try/except rather than contextlib.suppress: this runs on every
+        # fetch, and the context manager costs more than the rest.
+        try:
             data.move_to_end(key)
             while len(data) > self.maxsize:
                 data.popitem(last=False)
+        except KeyError:
+            pass
 
     def pop(self, key: K) -> None:
         """Forget a key if it is cached."""

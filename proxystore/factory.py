@@ -9,8 +9,7 @@ factory can (a store's factory does) and otherwise does nothing.
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from typing import Any, Generic, TypeVar
 
 T = TypeVar("T")
@@ -34,6 +33,8 @@ class Factory(Generic[T]):
 
     async def aresolve(self) -> T:
         """Produce the target object without blocking the running event loop."""
+        import asyncio  # the sync face never needs it
+
         return await asyncio.to_thread(self.resolve)
 
     def resolve_async(self) -> None:
@@ -85,12 +86,16 @@ class LambdaFactory(Factory[T]):
     def resolve(self) -> T:
         """Call the function and return its result."""
         result = self._function(*self._args, **self._kwargs)
-        if asyncio.iscoroutine(result):
+        if isinstance(result, Coroutine):
+            import asyncio
+
             result = asyncio.run(result)
         return result  # type: ignore[no-any-return]
 
     async def aresolve(self) -> T:
         """Call the function (awaiting it if it is a coroutine function)."""
+        import asyncio
+
         if asyncio.iscoroutinefunction(self._function):
             result = await self._function(*self._args, **self._kwargs)
             return result  # type: ignore[no-any-return]

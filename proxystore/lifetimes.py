@@ -22,20 +22,25 @@ from __future__ import annotations
 
 import atexit
 import heapq
-import logging
 import os
 import threading
 import time
 from types import TracebackType
-from typing import Any, ClassVar
-
-from typing_extensions import Self
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from proxystore import registry
 from proxystore.exceptions import ConfigurationError, LifetimeEndedError
 from proxystore.registry import StoreConfig
 
-logger = logging.getLogger(__name__)
+if TYPE_CHECKING:
+    from typing_extensions import Self
+
+
+def _logger() -> Any:
+    # logging costs milliseconds to import; only a failing eviction logs.
+    import logging
+
+    return logging.getLogger(__name__)
 
 
 class Lifetime:
@@ -82,7 +87,7 @@ class Lifetime:
             try:
                 registry.lookup_or_build(config, "sync").evict(key)
             except Exception as err:
-                logger.warning(
+                _logger().warning(
                     "lifetime could not evict %r from store %r: %s",
                     key,
                     config.name,
@@ -95,7 +100,7 @@ class Lifetime:
             try:
                 await registry.lookup_or_build(config, "async").aevict(key)
             except Exception as err:
-                logger.warning(
+                _logger().warning(
                     "lifetime could not evict %r from store %r: %s",
                     key,
                     config.name,
@@ -276,7 +281,7 @@ class _Scheduler:
             try:
                 lease._expire()
             except Exception:  # never let one lease stop the others
-                logger.exception("ending lease %r failed", lease)
+                _logger().exception("ending lease %r failed", lease)
 
     def _after_fork(self) -> None:
         self._heap = []

@@ -133,6 +133,15 @@ class Proxy(Generic[T]):
     # --- attributes -------------------------------------------------------
 
     def __getattribute__(self, name: str) -> Any:
+        if name == "__class__":
+            # What isinstance() asks a proxy: answered in the fewest steps.
+            try:
+                return _get_target(self).__class__
+            except AttributeError:
+                known = _known_class(self)
+                if known is not None:
+                    return known
+                return _resolve(self).__class__
         if name in _OWN_NAMES:
             return object.__getattribute__(self, name)
         try:

@@ -160,8 +160,7 @@ class StoreConfig:
         Raises:
             UntrustedProxyError: If the class is neither built in nor registered.
         """
-        cls = store_class(self.kind, "async")
-        values = identity_arguments(cls, self.kwargs)
+        values = identity_arguments(declaring_class(self.kind), self.kwargs)
         return (
             neutral_kind(self.kind),
             self.name,
@@ -171,7 +170,7 @@ class StoreConfig:
     def describe(self) -> str:
         """Return ``Class(identity arguments)``, for messages (no secrets)."""
         try:
-            values = identity_arguments(store_class(self.kind, "async"), self.kwargs)
+            values = identity_arguments(declaring_class(self.kind), self.kwargs)
         except UntrustedProxyError:
             return describe(self.kind)
         shown = ", ".join(
@@ -307,6 +306,30 @@ def store_class(kind: str, face: Face) -> type:
             "(register_store_class); nothing was imported or built"
         )
     return cls
+
+
+def declaring_class(kind: str) -> type:
+    """Return a class whose declarations describe the trusted store `kind`.
+
+    Its ``_IDENTITY``, ``_SECRETS``, constructor arguments and defaults are
+    those of every face: a built-in store's sync class is generated from its
+    async one. Whichever face is already imported is used, so the sync face
+    never imports the async one (and asyncio) to answer.
+
+    Raises:
+        UntrustedProxyError: If `kind` is neither built in nor registered.
+    """
+    neutral = neutral_kind(kind)
+    if neutral in _BUILTIN_KINDS:
+        for face in _FACES:
+            cls = _builtin_classes.get((neutral, face))
+            if cls is not None:
+                return cls
+        return store_class(neutral, "sync")
+    return store_class(kind, "async")
+
+
+_FACES: tuple[Face, ...] = ("sync", "async")
 
 
 def has_face(kind: str, face: Face) -> bool:
@@ -472,7 +495,7 @@ def admit(config: StoreConfig) -> None:
     entry = _entries.get(config.name)
     if entry is not None and entry.config is config:
         return
-    cls = store_class(config.kind, "async")
+    cls = declaring_class(config.kind)
     # Plain data first: comparing anything else could run its code.
     _check_plain(config, cls)
     if entry is not None and entry.config == config:
@@ -502,11 +525,16 @@ _SCALARS = (str, int, float, bool, type(None))
 
 
 def _check_plain(config: StoreConfig, cls: type) -> None:
-    where = f"a proxy of store {config.name!r} ({cls.__name__})"
     if config.kwargs.get("name") != config.name:
+        where = f"a proxy of store {config.name!r} ({cls.__name__})"
         raise UntrustedProxyError(f"{where} carries a mismatched name argument")
     budget = [_MAX_ITEMS]
     for key, value in config.kwargs.items():
+        # Scalars first: most arguments are, and they need no recursion.
+        if type(key) is str and type(value) in _SCALARS:
+            budget[0] -= 1
+            continue
+        where = f"a proxy of store {config.name!r} ({cls.__name__})"
         if type(key) is not str:
             raise UntrustedProxyError(f"{where} carries argument {describe(key)}")
         if not _plain(value, 0, budget):
@@ -590,7 +618,7 @@ def lookup_or_build(config: StoreConfig, face: Face) -> Any:
         entry = _entries.get(config.name)
         if entry is None:
             admit(config)
-            cls: Any = store_class(config.kind, "async")
+            cls: Any = declaring_class(config.kind)
             entry = _Entry(config, cls._environment_secrets(), provisional=True)
             store = entry.config.build(face, entry.secrets)
             entry.faces[face] = store

@@ -33,8 +33,6 @@ import struct
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, TypeAlias
 
-import dill
-
 from proxystore import frame
 from proxystore.exceptions import (
     NotAPayloadError,
@@ -54,6 +52,7 @@ Payload: TypeAlias = Sequence[Buffer]
 _BYTES, _STR, _PICKLE, _OUT_OF_BAND, _DILL, _CUSTOM = b"BSPODC"
 _LEGACY_TAGS = frozenset(b"BSPOD")
 
+_SLICE_LIMIT = 4096
 _COUNT = struct.Struct("<I")
 _LENGTH = struct.Struct("<Q")
 
@@ -181,7 +180,17 @@ def _flat(view: memoryview) -> memoryview:
     return view.cast("B")
 
 
+def _dill_loads(data: Buffer) -> Any:
+    # dill costs tens of milliseconds to import: only payloads that need it
+    # (lambdas, closures) pay for it.
+    import dill
+
+    return dill.loads(bytes(data))
+
+
 def _dill_dumps(obj: Any, pickle_error: Exception) -> bytes:
+    import dill
+
     try:
         data: bytes = dill.dumps(obj, protocol=5)
     except Exception as dill_error:
@@ -216,6 +225,10 @@ def deserialize(
         SerializationError: If `data` is not a bytes-like object, is empty,
             truncated, has trailing bytes, fails its checksum, or is corrupt.
     """
+    if keys is None and type(data) is bytes:
+        found = frame.decode_one(data, require_checksum)
+        if found is not None:
+            return _loads_one(data, found[0], found[2])
     view = _as_view(data)
     if _is_legacy(view):
         if keys is not None:
@@ -224,7 +237,11 @@ def deserialize(
                 "which carries no signature; this store has signing keys"
             )
         return _legacy_loads(view)
-    payload = frame.decode(view, keys=keys, require_checksum=require_checksum)
+    payload = frame.decode(
+        data if type(data) is bytes else view,
+        keys=keys,
+        require_checksum=require_checksum,
+    )
     tag = payload.tag
     if tag == _CUSTOM:
         raise SerializationError(
@@ -240,11 +257,38 @@ def deserialize(
             return pickle.loads(part0)
         if tag == _OUT_OF_BAND:
             return pickle.loads(part0, buffers=payload.parts[1:])
-        return dill.loads(bytes(part0))
+        return _dill_loads(part0)
     except Exception as err:
         raise SerializationError(
             f"corrupt payload ({view.nbytes} bytes, tag {bytes([tag])!r}): {err!r}"
         ) from err
+
+
+def _loads_one(data: bytes, tag: int, start: int) -> Any:
+    """Deserialize the part of a verified one-part frame held in `data`."""
+    # Small parts are sliced (one short copy costs less than a view);
+    # large ones are read in place.
+    part: Buffer = (
+        data[start:] if len(data) <= _SLICE_LIMIT else memoryview(data)[start:]
+    )
+    try:
+        if tag == _BYTES:
+            return bytes(part)
+        if tag == _PICKLE:
+            return pickle.loads(part)
+        if tag == _STR:
+            return str(part, "utf-8", "surrogatepass")
+        if tag == _OUT_OF_BAND:
+            return pickle.loads(part, buffers=())
+        if tag == _DILL:
+            return _dill_loads(part)
+    except Exception as err:
+        raise SerializationError(
+            f"corrupt payload ({len(data)} bytes, tag {bytes([tag])!r}): {err!r}"
+        ) from err
+    raise SerializationError(
+        "payload was stored with a custom serializer; read it with its deserializer"
+    )
 
 
 def deserialize_custom(
@@ -292,6 +336,10 @@ def deserialize_custom(
 
 
 def _as_view(data: Any) -> memoryview:
+    if type(data) is bytes:  # flat, contiguous, read-only
+        if not data:
+            raise SerializationError("cannot deserialize an empty payload")
+        return memoryview(data)
     try:
         view = memoryview(data)
     except TypeError:
@@ -327,7 +375,7 @@ def _legacy_loads(view: memoryview) -> Any:
             return pickle.loads(view[1:])
         if tag == _OUT_OF_BAND:
             return _legacy_out_of_band_loads(view.toreadonly())
-        return dill.loads(bytes(view[1:]))
+        return _dill_loads(view[1:])
     except SerializationError:
         raise
     except Exception as err:

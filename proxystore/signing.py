@@ -26,7 +26,6 @@ import base64
 import binascii
 import os
 import re
-import secrets
 import stat
 import threading
 from collections.abc import Iterable, Mapping
@@ -278,4 +277,6 @@ def new_signing_key(kid: str) -> str:
     """
     if KID_PATTERN.fullmatch(kid) is None:
         raise ConfigurationError(f"key id {kid!r} is not 1-32 of [A-Za-z0-9_.-]")
+    import secrets  # imports hmac and hashlib: only when making keys
+
     return f"{kid}:{base64.b64encode(secrets.token_bytes(MIN_KEY_BYTES)).decode()}"

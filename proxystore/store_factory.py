@@ -25,21 +25,18 @@ among modules already imported. See ``docs/security/proxies.md``.
 
 from __future__ import annotations
 
-import asyncio
-import concurrent.futures
 import math
 import os
 import sys
 import threading
 import time
 import types
-import uuid
 import warnings
 import weakref
 from collections.abc import Callable, Mapping
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from proxystore import _background, policy, registry
+from proxystore import policy, registry
 from proxystore._shared import raw_bytes
 from proxystore.exceptions import (
     NotAStoreProxyError,
@@ -51,6 +48,14 @@ from proxystore.factory import Factory
 from proxystore.metrics import OperationMetrics
 from proxystore.proxy import Proxy, get_factory
 from proxystore.registry import StoreConfig
+
+if TYPE_CHECKING:
+    # The background loop, asyncio and concurrent.futures are imported by
+    # the first prefetch or async resolve: the sync face never needs them.
+    import asyncio
+    import concurrent.futures
+
+    from proxystore import _background
 
 T = TypeVar("T")
 
@@ -147,6 +152,8 @@ class StoreFactory(Factory[T]):
         Args:
             limiter: Also hold this semaphore until the result is used.
         """
+        from proxystore import _background
+
         with _pending_lock:
             if self._pending is not None and not self._pending.inherited:
                 return
@@ -170,6 +177,10 @@ class StoreFactory(Factory[T]):
         pending = self._take_pending()
         if pending is None:
             return self._fetch()
+        import concurrent.futures
+
+        from proxystore import _background
+
         if not pending.future.done() and self._has_sync_face() and pending.claim():
             # Still queued behind other prefetches: fetching now is sooner.
             self._forget(pending)
@@ -225,6 +236,8 @@ class StoreFactory(Factory[T]):
         pending = self._take_pending()
         if pending is None:
             return await self._afetch()
+        import asyncio
+
         if not pending.future.done() and pending.claim():
             self._forget(pending)
             return await self._afetch()
@@ -240,6 +253,10 @@ class StoreFactory(Factory[T]):
         return self._result_of(pending)
 
     def _take_pending(self) -> _background.Prefetch[T] | None:
+        if self._pending is None:
+            # Most proxies never prefetch: no lock for them. One that starts
+            # a prefetch while this runs is fetched here as well, harmlessly.
+            return None
         with _pending_lock:
             if self._pending is not None and self._pending.inherited:
                 # Made before a fork: the thread that would finish it is
@@ -291,7 +308,7 @@ class StoreFactory(Factory[T]):
 
     def _fetch(self) -> T:
         store = registry.lookup_or_build(self.config, "sync")
-        start = time.perf_counter()
+        start = time.perf_counter() if store.has_stats else 0.0
         result: T
         if self.wait is not None:
             wait = None if math.isinf(self.wait) else self.wait
@@ -306,7 +323,7 @@ class StoreFactory(Factory[T]):
 
     async def _afetch(self) -> T:
         store = registry.lookup_or_build(self.config, "async")
-        start = time.perf_counter()
+        start = time.perf_counter() if store.has_stats else 0.0
         result: T
         if self.wait is not None:
             wait = None if math.isinf(self.wait) else self.wait
@@ -325,6 +342,8 @@ class StoreFactory(Factory[T]):
         self._resolve_stats.add(elapsed, 0)
 
     async def _prefetch(self) -> T:
+        from proxystore import _background
+
         try:
             if _background.fetch_face() == "sync" and self._has_sync_face():
                 return await _background.run_blocking(self._fetch)
@@ -433,7 +452,8 @@ def _plain_value(value: Any) -> Any:
     to_dict = getattr(value, "to_dict", None)
     if callable(to_dict):
         return to_dict()
-    if isinstance(value, uuid.UUID):
+    uuid = sys.modules.get("uuid")  # not imported: value is no UUID
+    if uuid is not None and isinstance(value, uuid.UUID):
         return str(value)
     if isinstance(value, os.PathLike):
         return os.fspath(value)

@@ -7,9 +7,10 @@ Usage:
 The rules, all checked by ``--check``:
 
 - Every module of proxystore/aio/ is in exactly one list: `MODULES` (it has a
-  generated sync twin), `ASYNC_ONLY` (never generated; the sync face never
-  imports it) or `SHARED` (the compat module both faces import). Every file
-  of proxystore/store/ is a generated twin or in `HAND_WRITTEN`.
+  generated sync twin) or `ASYNC_ONLY` (never generated; the sync face never
+  imports it). Every file of proxystore/store/ is a generated twin or in
+  `HAND_WRITTEN`. The compat module both faces import, `proxystore._compat`,
+  is face-neutral (outside both packages) and imports asyncio lazily.
 - Renames are derived, not listed: every ``async def`` named ``a<name>``
   (after any leading underscores: ``_awrite``, ``__aenter__``) in a
   generated source or a compat module becomes ``<name>``, everywhere in the
@@ -78,10 +79,7 @@ TEST_MODULES: dict[str, str] = {
 ASYNC_ONLY = ("__init__", "_redis_async", "executor", "resolve")
 """Modules of proxystore/aio/ that are never generated nor imported by the sync face."""
 
-SHARED = ("_compat",)
-"""Modules of proxystore/aio/ imported by both faces, never generated."""
-
-COMPAT_MODULES = ("proxystore/aio/_compat.py", "tests/contract/_compat.py")
+COMPAT_MODULES = ("proxystore/_compat.py", "tests/contract/_compat.py")
 """Modules holding async/sync pairs of primitives (see the module docstring)."""
 
 HAND_WRITTEN = ("__init__", "exceptions", "factory", "utils")
@@ -103,8 +101,7 @@ RULES: list[tuple[str, str]] = [
     (r"\b__anext__\b", "__next__"),
     (r"\bStopAsyncIteration\b", "StopIteration"),
     (r"\bawait ", ""),
-    # The compat module is shared: its import stays, its names are renamed.
-    (r"\bproxystore\.aio\b(?!\._compat\b)", "proxystore.store"),
+    (r"\bproxystore\.aio\b", "proxystore.store"),
     (r"\bhttpx\.AsyncClient\b", "httpx.Client"),
     (r"\bredis\.asyncio\b", "redis"),
     (r"\bAsyncIterator\b", "Iterator"),
@@ -171,7 +168,18 @@ def sync_name(name: str) -> str | None:
 def compat_pairs(source: str, path: str) -> dict[str, str]:
     """The async -> sync pairs of a compat module; a twinless async name is an error."""
     defined: set[str] = set()
-    for node in ast.parse(source).body:
+    body = ast.parse(source).body
+    # Names bound lazily (module ``__getattr__``) are declared for type
+    # checkers under ``if TYPE_CHECKING:``: they are the module's names too.
+    body += [
+        inner
+        for node in body
+        if isinstance(node, ast.If)
+        and isinstance(node.test, ast.Name)
+        and node.test.id == "TYPE_CHECKING"
+        for inner in node.body
+    ]
+    for node in body:
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
             defined.add(node.name)
         elif isinstance(node, ast.Assign):
@@ -404,14 +412,13 @@ def unlisted() -> list[str]:
     lists: Mapping[str, set[str]] = {
         "MODULES": generated,
         "ASYNC_ONLY": set(ASYNC_ONLY),
-        "SHARED": set(SHARED),
     }
     for path in sorted(SOURCE_DIR.glob("*.py")):
         homes = [name for name, members in lists.items() if path.stem in members]
         if len(homes) != 1:
             problems.append(
                 f"proxystore/aio/{path.name} is in {homes or 'no list'}: put it in "
-                "exactly one of MODULES, ASYNC_ONLY and SHARED"
+                "exactly one of MODULES and ASYNC_ONLY"
             )
     for name, members in lists.items():
         for member in sorted(members):

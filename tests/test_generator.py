@@ -135,14 +135,11 @@ def test_malformed_async_only_blocks_are_errors(source: str, message: str) -> No
 
 def test_both_names_of_a_pair_imported_together_become_one() -> None:
     source = (
-        "from proxystore.aio._compat import (\n"
-        "    aremove_files,\n"
-        "    remove_files,\n"
-        ")\n"
+        "from proxystore._compat import (\n    aremove_files,\n    remove_files,\n)\n"
     )
     output = _convert(source, names={"aremove_files": "remove_files"})
     assert output.splitlines()[1:] == [
-        "from proxystore.aio._compat import (",
+        "from proxystore._compat import (",
         "    remove_files,",
         ")",
     ]
@@ -219,7 +216,7 @@ def test_every_module_of_both_faces_is_in_one_list(
     store = tmp_path / "store"
     aio.mkdir()
     store.mkdir()
-    for name in ["base", "_compat", "resolve", "new_driver"]:
+    for name in ["base", "resolve", "new_driver"]:
         (aio / f"{name}.py").touch()
     for name in ["base", "utils", "stray"]:
         (store / f"{name}.py").touch()

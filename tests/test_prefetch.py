@@ -545,7 +545,7 @@ _BLOCKED_EXIT_SCRIPT = """
 import os, pickle, sys, threading
 from proxystore import aio, store as sync
 from proxystore.store.utils import configure_prefetch
-import aiofiles.threadpool, proxystore.store.file
+import builtins, proxystore.aio.file, proxystore.store.file
 
 face, how, store_dir = sys.argv[1:]
 configure_prefetch(face=face)
@@ -567,10 +567,10 @@ if how == "fifo":
     path = os.path.join(store_dir, sync.utils.get_key(proxy))
     os.remove(path)
     os.mkfifo(path)  # a read that never returns: no writer ever comes
-    # Both run in the thread that then blocks: the sync face's worker, and
-    # the executor thread aiofiles opens in.
-    aiofiles.threadpool.sync_open = reporting(aiofiles.threadpool.sync_open)
-    proxystore.store.file.open_file = reporting(proxystore.store.file.open_file)
+    # Both open in the thread that then blocks: the sync face's worker, and
+    # the executor thread the async face's read runs in.
+    proxystore.aio.file.open = reporting(builtins.open)
+    proxystore.store.file.open = reporting(builtins.open)
 else:
     proxy = store.proxy(
         [1], serializer=pickle.dumps, deserializer=block, prefetch=True

@@ -20,14 +20,14 @@ from typing import Any
 
 import globus_sdk
 
-from proxystore._shared import new_object_id
-from proxystore.aio._compat import (
+from proxystore._compat import (
     aopen_file,
     apath_exists,
     aremove_files,
     asleep,
     ato_thread,
 )
+from proxystore._shared import new_object_id
 from proxystore.aio.base import Store
 from proxystore.aio.file import write_file_atomically
 from proxystore.exceptions import (

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from proxystore._compat import AWaiter
 from proxystore._shared import (
     add_waiter,
     local_objects,
@@ -18,7 +19,6 @@ from proxystore._shared import (
     remove_waiter,
     wake_waiters,
 )
-from proxystore.aio._compat import AWaiter
 from proxystore.aio.base import Store
 from proxystore.exceptions import InvalidKeyError
 from proxystore.serialize import Buffer, Payload, join
@@ -90,15 +90,16 @@ class LocalStore(Store[str]):
     async def _aset_bytes(self, payload: Payload, key: str | None = None) -> str:
         if key is None:
             key = new_object_id()
-        self._objects[key] = join(payload)
+        local_objects(self.name)[key] = join(payload)
         self._versions[key] = next_version()
         return key
 
     async def _aget_bytes(self, key: str) -> Buffer | None:
-        return self._objects.get(key)
+        return local_objects(self.name).get(key)
 
     async def _aget_versioned(self, key: str) -> tuple[Buffer, int] | None:
         version = self._versions.get(key, 0)
+        # Through _aget_bytes: subclasses hook fetches there.
         data = await self._aget_bytes(key)
         return None if data is None else (data, version)
 

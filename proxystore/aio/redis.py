@@ -63,6 +63,13 @@ from redis.backoff import ExponentialWithJitterBackoff
 from redis.crc import key_slot
 
 from proxystore._clients import ClientsPerLoop
+from proxystore._compat import (
+    ASemaphore,
+    ATimeoutError,
+    acurrent_loop,
+    agather,
+    asleep,
+)
 from proxystore._shared import (
     USER_KEY_PATTERN,
     USER_KEY_RULE,
@@ -70,13 +77,6 @@ from proxystore._shared import (
     next_version,
 )
 from proxystore._validate import check_seconds
-from proxystore.aio._compat import (
-    ASemaphore,
-    ATimeoutError,
-    acurrent_loop,
-    agather,
-    asleep,
-)
 from proxystore.aio.base import Store
 from proxystore.exceptions import (
     BatchWriteError,

@@ -30,8 +30,8 @@ from typing import Any, Literal, NamedTuple
 
 from typing_extensions import Self
 
+from proxystore._compat import AFACE, asleep
 from proxystore._validate import check_seconds
-from proxystore.aio._compat import AFACE, asleep
 from proxystore.aio.base import Store
 from proxystore.aio.stream_brokers import Publisher, Subscriber
 from proxystore.exceptions import (

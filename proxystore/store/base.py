@@ -12,7 +12,6 @@ for every driver and for both faces.
 from __future__ import annotations
 
 import copy
-import json
 import os
 import time
 import warnings
@@ -20,8 +19,7 @@ from collections.abc import Callable, Iterable, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 
-from typing_extensions import Self
-
+from proxystore._compat import gather, sleep
 from proxystore._shared import (
     USER_KEY_PATTERN,
     USER_KEY_RULE,
@@ -29,7 +27,6 @@ from proxystore._shared import (
     raw_bytes,
 )
 from proxystore._validate import check_flag
-from proxystore.aio._compat import gather, sleep
 from proxystore.cache import MISSING, LRUCache
 from proxystore.exceptions import (
     BatchWriteError,
@@ -66,6 +63,8 @@ from proxystore.signing import (
 from proxystore.store_factory import StoreFactory, type_path
 
 if TYPE_CHECKING:
+    from typing_extensions import Self
+
     from proxystore.store.future import Future
 
 _IS_SYNC = True
@@ -1018,7 +1017,7 @@ class Store(Generic[KeyT]):
     ) -> Any:
         # The key came with a proxy: check it before it reaches a driver.
         key = self._validate_key(key)
-        start = _clock()
+        start = 0.0 if self.metrics is None else _clock()
         obj = self._fetch(key, deserializer, strict)
         if obj is MISSING:
             raise MissingKeyError(key, self.name)
@@ -1057,6 +1056,8 @@ class Store(Generic[KeyT]):
 
     def _future_error_payload(self, error: BaseException) -> Payload:
         """Frame an exception as text (tag C): its type and message, never a pickle."""
+        import json  # futures' errors only
+
         kind = type(error)
         body = {
             "type": f"{kind.__module__}.{kind.__qualname__}"[:_MAX_ERROR_TYPE],
@@ -1080,6 +1081,8 @@ class Store(Generic[KeyT]):
             return
         if view[_TAG_OFFSET] != ord("C"):
             return
+        import json
+
         body = deserialize_custom(
             data, json.loads, keys=self._signing_keys, require_checksum=self._CHECKSUM
         )
@@ -1119,7 +1122,7 @@ class Store(Generic[KeyT]):
             if metrics is not None:
                 metrics.record("cache_hit", 0.0, 0, key)
             return obj
-        start = _clock()
+        start = 0.0 if metrics is None else _clock()
         found = self._get_versioned(key)
         if found is None:
             self._cache.pop(key)

@@ -26,9 +26,9 @@ from typing import Any
 import httpx
 
 from proxystore._clients import ClientsPerLoop
+from proxystore._compat import current_loop, sleep
 from proxystore._shared import new_object_id
 from proxystore._validate import check_seconds
-from proxystore.aio._compat import current_loop, sleep
 from proxystore.store.base import Store
 from proxystore.endpoint.config import (
     endpoint_dir,

@@ -21,14 +21,14 @@ from typing import Any
 
 import globus_sdk
 
-from proxystore._shared import new_object_id
-from proxystore.aio._compat import (
+from proxystore._compat import (
     open_file,
     path_exists,
     remove_files,
     sleep,
     to_thread,
 )
+from proxystore._shared import new_object_id
 from proxystore.store.base import Store
 from proxystore.store.file import write_file_atomically
 from proxystore.exceptions import (

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from proxystore._compat import Waiter
 from proxystore._shared import (
     add_waiter,
     local_objects,
@@ -19,7 +20,6 @@ from proxystore._shared import (
     remove_waiter,
     wake_waiters,
 )
-from proxystore.aio._compat import Waiter
 from proxystore.store.base import Store
 from proxystore.exceptions import InvalidKeyError
 from proxystore.serialize import Buffer, Payload, join
@@ -91,15 +91,16 @@ class LocalStore(Store[str]):
     def _set_bytes(self, payload: Payload, key: str | None = None) -> str:
         if key is None:
             key = new_object_id()
-        self._objects[key] = join(payload)
+        local_objects(self.name)[key] = join(payload)
         self._versions[key] = next_version()
         return key
 
     def _get_bytes(self, key: str) -> Buffer | None:
-        return self._objects.get(key)
+        return local_objects(self.name).get(key)
 
     def _get_versioned(self, key: str) -> tuple[Buffer, int] | None:
         version = self._versions.get(key, 0)
+        # Through _get_bytes: subclasses hook fetches there.
         data = self._get_bytes(key)
         return None if data is None else (data, version)
 

@@ -64,6 +64,13 @@ from redis.backoff import ExponentialWithJitterBackoff
 from redis.crc import key_slot
 
 from proxystore._clients import ClientsPerLoop
+from proxystore._compat import (
+    Semaphore,
+    TimeoutError,
+    current_loop,
+    gather,
+    sleep,
+)
 from proxystore._shared import (
     USER_KEY_PATTERN,
     USER_KEY_RULE,
@@ -71,13 +78,6 @@ from proxystore._shared import (
     next_version,
 )
 from proxystore._validate import check_seconds
-from proxystore.aio._compat import (
-    Semaphore,
-    TimeoutError,
-    current_loop,
-    gather,
-    sleep,
-)
 from proxystore.store.base import Store
 from proxystore.exceptions import (
     BatchWriteError,

@@ -31,8 +31,8 @@ from typing import Any, Literal, NamedTuple
 
 from typing_extensions import Self
 
+from proxystore._compat import FACE, sleep
 from proxystore._validate import check_seconds
-from proxystore.aio._compat import FACE, sleep
 from proxystore.store.base import Store
 from proxystore.store.stream_brokers import Publisher, Subscriber
 from proxystore.exceptions import (

@@ -23,7 +23,7 @@ import threading
 from collections.abc import Iterable, Sequence
 from typing import Protocol
 
-from proxystore.aio._compat import Waiter
+from proxystore._compat import Waiter
 from proxystore.exceptions import ConfigurationError
 from proxystore.stream_format import Event, Fields, check_topic
 

@@ -32,10 +32,11 @@ TIMEOUT = 30.0
 # (which never comes when the test kills it).
 _HELD_WRITER = """
 import sys
+import builtins
 import proxystore.store.file as file_module
 from proxystore.store.file import FileStore
 
-real_open = file_module.open_file
+real_open = builtins.open
 
 class Held:
     def __init__(self, path, mode):
@@ -56,7 +57,7 @@ def held_open(path, mode="r", *args, **kwargs):
         return Held(path, mode)
     return real_open(path, mode, *args, **kwargs)
 
-file_module.open_file = held_open
+file_module.open = held_open  # the module's files open through it
 FileStore("writer", sys.argv[1]).set(b"x" * 100_000)
 """
 

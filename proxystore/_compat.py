@@ -1,5 +1,9 @@
 """The primitives that differ between the faces, in pairs, for both faces.
 
+Face-neutral (outside both face packages) and light: the sync face imports
+it, so asyncio and aiofiles are imported only when an async name is first
+used (`ASemaphore` and `ATimeoutError` through the module's ``__getattr__``).
+
 Every name here used by the async face, ``aname`` (or ``AName``), has its
 sync twin ``name`` (``Name``) beside it. Drivers in `proxystore.aio` import
 only the async names; `scripts/generate_sync.py` renames each to its twin in
@@ -17,22 +21,45 @@ runs a helper doing several calls).
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import os
 import threading
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
-import aiofiles
+if TYPE_CHECKING:
+    import asyncio
+
+    ASemaphore = asyncio.Semaphore
+    """Bounds concurrent tasks of one event loop."""
+
+    ATimeoutError = asyncio.TimeoutError
+    """What an operation on the loop raises on timeout (3.10: not the builtin)."""
 
 T = TypeVar("T")
 
+
+def __getattr__(name: str) -> Any:
+    # Checked before importing: the import system asks for other names
+    # (``__path__``) that must not import asyncio.
+    if name not in ("ASemaphore", "ATimeoutError"):
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import asyncio
+
+    return asyncio.Semaphore if name == "ASemaphore" else asyncio.TimeoutError
+
+
 # -- files ----------------------------------------------------------------------
 
-aopen_file = aiofiles.open
-"""Open a file for reads and writes awaited on the loop (`aiofiles.open`)."""
+
+def aopen_file(path: str, mode: str) -> Any:
+    """Open a file for reads and writes awaited on the loop (`aiofiles.open`)."""
+    import aiofiles
+
+    opener: Any = aiofiles.open  # its overloads want a literal mode
+    return opener(path, mode)
+
 
 open_file = open
 """Open a file (the builtin `open`)."""
@@ -40,6 +67,8 @@ open_file = open
 
 async def apath_exists(path: str) -> bool:
     """`os.path.exists` in a worker thread."""
+    import asyncio
+
     return await asyncio.to_thread(os.path.exists, path)
 
 
@@ -49,6 +78,8 @@ path_exists = os.path.exists
 
 async def astat(path: str) -> os.stat_result:
     """`os.stat` in a worker thread."""
+    import asyncio
+
     return await asyncio.to_thread(os.stat, path)
 
 
@@ -58,6 +89,8 @@ stat = os.stat
 
 async def aremove_files(*paths: str) -> None:
     """`remove_files` in a worker thread (one hop for all of them)."""
+    import asyncio
+
     await asyncio.to_thread(remove_files, *paths)
 
 
@@ -73,6 +106,8 @@ def remove_files(*paths: str) -> None:
 
 async def ato_thread(function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     """Run a blocking call in a worker thread and await its result."""
+    import asyncio
+
     return await asyncio.to_thread(function, *args, **kwargs)
 
 
@@ -81,8 +116,12 @@ def to_thread(function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     return function(*args, **kwargs)
 
 
-asleep = asyncio.sleep
-"""Sleep without blocking the loop."""
+async def asleep(delay: float) -> None:
+    """Sleep without blocking the loop."""
+    import asyncio
+
+    await asyncio.sleep(delay)
+
 
 sleep = time.sleep
 """Sleep, blocking the thread."""
@@ -95,6 +134,8 @@ async def agather(*awaitables: Awaitable[T]) -> list[T]:
     the others are cancelled and awaited before the error propagates, so
     none keeps running unobserved.
     """
+    import asyncio
+
     tasks = [asyncio.ensure_future(awaitable) for awaitable in awaitables]
     try:
         return list(await asyncio.gather(*tasks))
@@ -110,14 +151,8 @@ def gather(*results: T) -> list[T]:
     return list(results)
 
 
-ASemaphore = asyncio.Semaphore
-"""Bounds concurrent tasks of one event loop."""
-
 Semaphore = threading.BoundedSemaphore
 """Bounds concurrent threads."""
-
-ATimeoutError = asyncio.TimeoutError
-"""What an operation on the loop raises when it times out (not the builtin on 3.10)."""
 
 TimeoutError = TimeoutError
 """What a blocking operation raises when it times out."""
@@ -132,6 +167,8 @@ FACE: Literal["sync"] = "sync"
 
 def acurrent_loop() -> asyncio.AbstractEventLoop:
     """The running event loop: per-loop state (client pools) is keyed by it."""
+    import asyncio
+
     return asyncio.get_running_loop()
 
 
@@ -148,6 +185,8 @@ class AWaiter:
     """
 
     def __init__(self) -> None:
+        import asyncio
+
         self._loop = asyncio.get_running_loop()
         self._event = asyncio.Event()
 
@@ -159,6 +198,8 @@ class AWaiter:
 
     async def wait(self, timeout: float | None) -> bool:
         """Wait for `wake`; return False if `timeout` seconds passed first."""
+        import asyncio
+
         try:
             await asyncio.wait_for(self._event.wait(), timeout)
         except asyncio.TimeoutError:
