@@ -20,6 +20,7 @@ import os
 import secrets
 import socket
 import time
+import weakref
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -44,6 +45,7 @@ from proxystore.stream_format import (
     redis_keys,
     unpack_fields,
 )
+from proxystore.stream_heartbeat import Heartbeat
 
 _IS_SYNC = False
 
@@ -110,18 +112,25 @@ class _RedisClient:
     def client(self, block: float = 0.0) -> Any:
         if self._client is None or self._pid != os.getpid():
             self._pid = os.getpid()
-            self._client = redis.asyncio.Redis(
-                host=self.hostname,
-                port=self.port,
-                db=self.db,
-                username=self.username,
-                password=self._password,
-                ssl=self.ssl,
-                socket_connect_timeout=self.timeout,
-                # A blocking read waits up to `block` on the server.
-                socket_timeout=self.timeout + block,
-            )
+            # A blocking read waits up to `block` on the server.
+            self._client = redis.asyncio.Redis(**self._options(self.timeout + block))
         return self._client
+
+    def _options(self, socket_timeout: float) -> dict[str, Any]:
+        return {
+            "host": self.hostname,
+            "port": self.port,
+            "db": self.db,
+            "username": self.username,
+            "password": self._password,
+            "ssl": self.ssl,
+            "socket_connect_timeout": self.timeout,
+            "socket_timeout": socket_timeout,
+        }
+
+    def blocking_client(self) -> Any:
+        """A new blocking client (for a thread of its own; the caller closes it)."""
+        return redis.Redis(**self._options(self.timeout))
 
     async def aclose(self) -> None:
         client, self._client = self._client, None
@@ -270,6 +279,11 @@ class RedisStreamSubscriber:
         block: Seconds one read waits on the server; also how often a
             consumer whose group-mates took the end event checks whether the
             topic is finished.
+        heartbeat: While this consumer holds items (delivered, not yet
+            acknowledged), a background thread resets their idle time every
+            `claim_after` / 3 seconds, so a slow item is not claimed by
+            another consumer while this process lives (False: no heartbeat;
+            an item held over `claim_after` is then processed twice).
         db: Database number.
         username: ACL user.
         password: Password (default ``PROXYSTORE_REDIS_PASSWORD``).
@@ -287,6 +301,7 @@ class RedisStreamSubscriber:
         consumer: str | None = None,
         claim_after: float = DEFAULT_CLAIM_AFTER,
         block: float = 0.5,
+        heartbeat: bool = True,
         db: int = 0,
         username: str | None = None,
         password: str | None = None,
@@ -316,6 +331,22 @@ class RedisStreamSubscriber:
         self._ended: set[str] = set()
         self._next_claim = 0.0
         self._sha = ""
+        if not isinstance(heartbeat, bool):
+            raise ConfigurationError(
+                f"heartbeat must be True or False, got {heartbeat!r}"
+            )
+        self._heartbeat: Heartbeat | None = None
+        if heartbeat:
+            self._heartbeat = Heartbeat(
+                self._redis.blocking_client,
+                self.group,
+                self.consumer,
+                self.claim_after / 3,
+                self._redis.timeout + 1.0,
+            )
+            # The thread holds the heartbeat, not the subscriber: a
+            # subscriber dropped without close still stops it.
+            weakref.finalize(self, self._heartbeat.stop)
 
     async def _aprepare(self, client: Any) -> None:
         if self._ready:
@@ -327,6 +358,8 @@ class RedisStreamSubscriber:
 
     def _queue_ack(self, pipe: Any, event: Event, fan_out: int) -> None:
         stream, acks, _ = redis_keys(event.topic)
+        if self._heartbeat is not None:
+            self._heartbeat.release(stream, event.id)
         pipe.evalsha(self._sha, 2, stream, acks, self.group, event.id, max(fan_out, 1))
 
     async def _aacks(
@@ -402,6 +435,8 @@ class RedisStreamSubscriber:
     ) -> None:
         if event.fields.get(b"t") != KIND_END:
             events.append(event)
+            if self._heartbeat is not None:
+                self._heartbeat.hold(redis_keys(event.topic)[0], event.id)
             return
         # The group ends when it has finished every item, including those
         # group-mates took and may still drop (see _afinished), not when one
@@ -470,7 +505,13 @@ class RedisStreamSubscriber:
         return finished
 
     async def aclose(self) -> None:
-        """Close the connections (unacknowledged items stay pending, to be claimed)."""
+        """Close the connections (unacknowledged items stay pending, to be claimed).
+
+        Stops the heartbeat: items held and not acknowledged are claimed by
+        another consumer after `claim_after`.
+        """
+        if self._heartbeat is not None:
+            self._heartbeat.stop()
         await self._redis.aclose()
 
     def __repr__(self) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import threading
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -25,6 +26,7 @@ from proxystore.exceptions import (
     MalformedEventError,
     PayloadSignatureError,
     SerializationError,
+    StoreTimeoutError,
     StreamFullError,
 )
 from proxystore.lifetimes import ContextLifetime
@@ -417,3 +419,32 @@ async def test_a_new_producer_reopens_an_ended_topic(
         await producer.aclose()
         consumer = StreamConsumer(subscriber(redis_server, topic), resolve=True)
         assert await collect(consumer) == [(run, {})]
+
+
+async def test_heartbeat_beats_while_the_consumer_holds_the_loop(
+    redis_server: RedisServer, topic: str, raw: redis.Redis
+) -> None:
+    async with StreamProducer(publisher(redis_server)) as producer:
+        await producer.asend(topic, b"slow")
+    holder = StreamConsumer(subscriber(redis_server, topic, claim_after=0.6))
+    other = StreamConsumer(
+        subscriber(redis_server, topic, claim_after=0.6), timeout=0.5
+    )
+    try:
+        assert await holder.areceive() is not None
+        # CPU-bound work on the item holds the event loop for 2 s (over 3x
+        # claim_after): the heartbeat is a thread, it beats regardless.
+        threading.Event().wait(2.0)
+        (pending,) = raw.xpending_range(redis_keys(topic)[0], "default", "-", "+", 1)
+        idle = pending["time_since_delivered"]
+        assert isinstance(idle, int)
+        assert idle < 600
+        with pytest.raises(StoreTimeoutError):
+            await other.areceive()
+        (pending,) = raw.xpending_range(redis_keys(topic)[0], "default", "-", "+", 1)
+        assert pending["consumer"] == holder.subscriber.consumer.encode()
+        assert pending["times_delivered"] == 1
+    finally:
+        await holder.aclose()
+        await other.aclose()
+    assert raw.xlen(redis_keys(topic)[0]) == 0

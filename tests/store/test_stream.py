@@ -8,13 +8,14 @@ import multiprocessing
 import os
 import signal
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 import redis
 
-from proxystore.exceptions import NotAStoreProxyError
+from proxystore.exceptions import NotAStoreProxyError, StoreTimeoutError
 from proxystore.store import init_store
 from proxystore.store.utils import get_key
 from proxystore.stream import (
@@ -89,9 +90,15 @@ def _take_one_and_hang(
     host: str, port: int, store_name: str, topic: str, taken: Any
 ) -> None:
     init_store("redis", store_name, hostname=host, port=port)
-    subscriber = RedisStreamSubscriber(host, port, topic, block=0.1)
+    subscriber = RedisStreamSubscriber(host, port, topic, block=0.1, claim_after=0.5)
     consumer = StreamConsumer(subscriber, resolve=True, timeout=_WAIT)
     _, metadata = consumer.receive() or (None, {})
+    # Its heartbeat is beating when it dies (and stops with it).
+    heartbeat = subscriber._heartbeat
+    assert heartbeat is not None
+    deadline = time.monotonic() + _WAIT
+    while heartbeat.beats < 2 and time.monotonic() < deadline:
+        threading.Event().wait(0.05)
     taken.put(metadata["i"])
     threading.Event().wait(_WAIT)  # working on it... until SIGKILL
 
@@ -144,6 +151,49 @@ def test_sigkilled_consumer_item_is_redelivered(
     # victim took and never acknowledged (delivered twice: at least once).
     assert sorted(seen) == list(range(12))
     assert lost in seen
+    assert raw.xlen(redis_keys(topic)[0]) == 0
+
+
+@pytest.mark.parametrize("heartbeat", [True, False])
+def test_live_consumer_holding_an_item_past_claim_after_keeps_it(
+    redis_server: RedisServer,
+    store_name: str,
+    topic: str,
+    raw: redis.Redis,
+    heartbeat: bool,
+) -> None:
+    host, port = redis_server.host, redis_server.port
+    with StreamProducer(RedisStreamPublisher(host, port)) as producer:
+        producer.send(topic, b"slow", metadata={"i": 0})
+    holder = StreamConsumer(
+        RedisStreamSubscriber(
+            host, port, topic, claim_after=0.6, block=0.1, heartbeat=heartbeat
+        )
+    )
+    other = StreamConsumer(
+        RedisStreamSubscriber(host, port, topic, claim_after=0.6, block=0.1),
+        timeout=2.5,
+    )
+    try:
+        assert holder.receive() is not None
+        # The holder works on its item for 2.5 s (4x claim_after) while the
+        # other consumer of the group looks for work.
+        if heartbeat:
+            with pytest.raises(StoreTimeoutError):
+                other.receive()
+            (pending,) = raw.xpending_range(
+                redis_keys(topic)[0], "default", "-", "+", 10
+            )
+            assert pending["consumer"] == holder.subscriber.consumer.encode()
+            assert pending["times_delivered"] == 1
+        else:
+            # Without a heartbeat the item looks crashed: processed twice.
+            item = other.receive()
+            assert item is not None
+            assert item.metadata == {"i": 0}
+    finally:
+        holder.close()
+        other.close()
     assert raw.xlen(redis_keys(topic)[0]) == 0
 
 
