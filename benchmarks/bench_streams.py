@@ -21,10 +21,21 @@ theirs / ours (above 1: ours uses less).
   one consumer per message) and its ``RedisStore`` (``evict=True``), run in
   its own virtual environment (`benchmarks/ps11.py`).
 
+With ``--objects``: the producer's cost per item for objects whose size is
+not known up front (a list of floats, a dict of numpy arrays), 1 MB and
+32 MB, which the producer serializes once and hands to the store as a
+payload. Per repetition, interleaved, each kind in a fresh process on the
+same redis-server: ``after`` (`StreamProducer.send` of this tree),
+``before`` (the same with the tree given by ``--before-root``, e.g. the
+round-1 build that pickled such objects twice) and ``floor``
+(``RedisStore.set`` of the object: one serialization and one write, no
+event). Medians of the per-item times, ratios per repetition.
+
 Usage:
     PROXYSTORE11_VENV=/work/main/.bench/ps11 python benchmarks/bench_streams.py
         [--reps N] [--quick] [--sizes 1KB,1MB,32MB] [--consumers 1,4]
     python benchmarks/bench_streams.py --crash --sizes 1KB,1MB
+    python benchmarks/bench_streams.py --objects [--before-root /work/main]
 """
 
 from __future__ import annotations
@@ -36,6 +47,7 @@ import multiprocessing
 import os
 import signal
 import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -322,6 +334,111 @@ def run_crash(server: RedisServer, size: int, n: int, consumers: int) -> dict[st
     }
 
 
+# -- objects of unknown size: producer cost -------------------------------------
+
+OBJECTS_SCRIPT = r"""
+import json, sys, time
+root, host, port, kind, shape, size, n = sys.argv[1:8]
+sys.path.insert(0, root)
+port, size, n = int(port), int(size), int(n)
+from proxystore.store import init_store
+from proxystore.stream import RedisStreamPublisher, StreamProducer
+if shape == "list":
+    obj = [float(i) for i in range(size // 9)]  # 9 bytes of pickle per float
+else:
+    import numpy
+    obj = {f"a{i}": numpy.ones(size // 8 // 8) for i in range(8)}
+store = init_store("redis", "bench-objects", hostname=host, port=port)
+producer = StreamProducer(RedisStreamPublisher(host, port), store, evict=False)
+if kind == "floor":
+    send = lambda: store.set(obj)
+else:
+    send = lambda: producer.send("bench-objects", obj)
+send()  # warm: connections, the consumer group
+times = []
+for _ in range(n):
+    start = time.perf_counter()
+    send()
+    times.append(time.perf_counter() - start)
+producer.close()
+store.close()
+print(json.dumps(times))
+"""
+
+OBJECT_ITEMS = {"1MB": 40, "32MB": 6}
+
+
+def run_objects(
+    server: RedisServer, root: str, kind: str, shape: str, size: int, n: int
+) -> float:
+    """Median seconds per item of `n` sends of one object (its own process)."""
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            OBJECTS_SCRIPT,
+            root,
+            server.host,
+            str(server.port),
+            kind,
+            shape,
+            str(size),
+            str(n),
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=_WAIT,
+    )
+    return float(statistics.median(json.loads(out.stdout)))
+
+
+def main_objects(reps: int, sizes: list[str], before_root: str | None) -> None:
+    """Print the producer cost of unknown-size objects, interleaved ABC."""
+    here = str(Path(__file__).resolve().parent.parent)
+    kinds = {"after": here, "floor": here}
+    if before_root:
+        kinds["before"] = before_root
+    with RedisServer() as server:
+        client = server.client()
+        for label in sizes:
+            for shape in ("list", "arrays"):
+                runs: dict[str, list[float]] = {kind: [] for kind in kinds}
+                for _ in range(reps):
+                    for kind, root in kinds.items():
+                        client.flushall()
+                        runs[kind].append(
+                            run_objects(
+                                server,
+                                root,
+                                kind,
+                                shape,
+                                SIZES[label],
+                                OBJECT_ITEMS[label],
+                            )
+                        )
+                parts = [f"{label:>5} {shape:<6}"]
+                for kind, times in runs.items():
+                    ordered = sorted(times)
+                    parts.append(
+                        f"{kind} {statistics.median(ordered) * 1e3:7.2f} ms "
+                        f"[{ordered[0] * 1e3:.2f}-{ordered[-1] * 1e3:.2f}]"
+                    )
+                for kind in ("floor", "before"):
+                    if kind not in runs:
+                        continue
+                    ratios = sorted(
+                        after / other
+                        for after, other in zip(runs["after"], runs[kind], strict=True)
+                    )
+                    parts.append(
+                        f"after/{kind} {statistics.median(ratios):.2f}x "
+                        f"[{ratios[0]:.2f}-{ratios[-1]:.2f}]"
+                    )
+                print(" | ".join(parts), flush=True)
+        client.close()
+
+
 # -- driver ---------------------------------------------------------------------
 
 
@@ -337,7 +454,20 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="only the crash check: 4 consumers, one SIGKILLed mid-item",
     )
+    parser.add_argument(
+        "--objects",
+        action="store_true",
+        help="only the producer cost of objects of unknown size (list, arrays)",
+    )
+    parser.add_argument(
+        "--before-root",
+        help="with --objects: a source tree to compare with (e.g. /work/main)",
+    )
     args = parser.parse_args(argv)
+    if args.objects:
+        sizes = [s for s in args.sizes.split(",") if s in OBJECT_ITEMS]
+        main_objects(args.reps, sizes, args.before_root)
+        return 0
     if args.crash:
         with RedisServer() as server:
             for label in args.sizes.split(","):

@@ -44,10 +44,10 @@ from proxystore.exceptions import (
     StreamFullError,
 )
 from proxystore.factory import SimpleFactory
-from proxystore.lifetimes import Lifetime
+from proxystore.lifetimes import Lifetime, check_lifetime
 from proxystore.proxy import Proxy, get_factory
 from proxystore.registry import find
-from proxystore.serialize import deserialize, serialize, serialize_parts
+from proxystore.serialize import Payload, deserialize, serialize
 from proxystore.signing import SigningKeys, SigningKeysOption, resolve_signing_keys
 from proxystore.store.utils import prefetch as start_prefetch
 from proxystore.stream_format import (
@@ -72,6 +72,8 @@ DEFAULT_INLINE_THRESHOLD = 4096
 """Objects whose payload is at most this many bytes travel inline."""
 
 _SIGNING_NAME = "proxystore.stream"
+# An inline frame may exceed the threshold by its header, checksum and MAC.
+_FRAME_SLACK = 128
 # What a malformed event is acknowledged as (by one group; never evicts).
 _DROPPED = Parsed(KIND_END, None, None, None, {}, 1, False)
 # Backpressure polls the broker with this backoff (seconds).
@@ -150,6 +152,7 @@ class StreamProducer:
         if not isinstance(evict, bool):
             raise ConfigurationError(f"evict must be True or False, got {evict!r}")
         self.evict = evict
+        check_lifetime(lifetime, False, "stream producer")
         self.lifetime = lifetime
         if max_unconsumed is not None:
             _check_count(max_unconsumed, "max_unconsumed", 1)
@@ -175,20 +178,32 @@ class StreamProducer:
             )
         return store
 
-    def _inline_frame(self, obj: Any) -> bytes | None:
-        """The object's frame if it is small enough to travel inline."""
+    def _route(self, topic: str, obj: Any) -> tuple[bytes | None, Payload | None]:
+        """Serialize the object once: its inline frame, or its store payload.
+
+        Returns ``(frame, None)`` when it travels inline, else ``(None,
+        payload)`` with the payload its store will hold (None: not made yet).
+        An object whose size is not known up front is serialized by the
+        topic's store's rules (`Store._dump`, as `set` would), and that
+        payload is the one stored: pickled once. Only one found small
+        enough to go inline is serialized again, as the inline frame.
+        """
         if not self.inline_threshold:
-            return None
+            return None, None
         size = _known_size(obj)
         if size is not None and size > self.inline_threshold:
-            return None
+            return None, None
+        payload: Payload | None = None
         if size is None:
-            # Sized without a checksum or a MAC (no pass over the bytes).
-            parts = serialize_parts(obj, checksum=False)
-            if sum(memoryview(part).nbytes for part in parts) > self.inline_threshold:
-                return None
+            store = self._stores.get(topic) or self._stores.get(None)
+            if store is not None:
+                payload = store._dump(obj, None)
+                if _nbytes(payload) > self.inline_threshold + _FRAME_SLACK:
+                    return None, payload
         frame = serialize(obj, keys=self._keys)
-        return frame if len(frame) <= self.inline_threshold + 128 else None
+        if len(frame) <= self.inline_threshold + _FRAME_SLACK:
+            return frame, None
+        return None, payload
 
     def send(
         self, topic: str, obj: Any, *, metadata: Mapping[str, Any] | None = None
@@ -237,18 +252,22 @@ class StreamProducer:
         encoded = [encode_metadata(item, topic) for item in metadata]
         self._wait_for_room(topic, len(objs))
         fan_out = self.publisher.fan_out
-        frames = [self._inline_frame(obj) for obj in objs]
-        large = [obj for obj, frame in zip(objs, frames, strict=True) if frame is None]
+        routes = [self._route(topic, obj) for obj in objs]
+        large = [
+            (obj, payload)
+            for obj, (frame, payload) in zip(objs, routes, strict=True)
+            if frame is None
+        ]
         keys: list[Any] = []
         store = None
         if large:
             store = self._store_for(topic)
-            if self.lifetime is not None:
-                keys = [store.set(obj, lifetime=self.lifetime) for obj in large]
-            elif len(large) == 1:
-                keys = [store.set(large[0])]
-            else:
-                keys = store.set_batch(large)
+            payloads = [
+                store._dump(obj, None) if payload is None else payload
+                for obj, payload in large
+            ]
+            keys = _store_payloads(store, payloads, self.lifetime)
+        frames = [frame for frame, _ in routes]
         stored = iter(keys)
         events = []
         for frame, meta in zip(frames, encoded, strict=True):
@@ -612,6 +631,35 @@ def _check_count(value: Any, option: str, low: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < low:
         raise ConfigurationError(f"{option} must be an int >= {low}, got {value!r}")
     return value
+
+
+def _store_payloads(
+    store: Store[Any], payloads: list[Payload], lifetime: Lifetime | None
+) -> list[Any]:
+    """Write payloads made by `Store._dump` as `set` / `set_batch` would.
+
+    The stored bytes are those `set(obj)` stores (the same `_dump`), so a
+    proxy of the key resolves them exactly as it would any object; only the
+    serialization is not repeated.
+    """
+    store._check_open()
+    if lifetime is not None:
+        return [
+            store._set_in_lifetime(payload, None, lifetime)
+            for payload in payloads
+        ]
+    start = time.perf_counter()
+    if len(payloads) == 1:
+        keys = [store._set_bytes(payloads[0])]
+        store._record("set", start, payloads[0], keys[0])
+        return keys
+    keys = store._set_bytes_batch(payloads)
+    store._record("set_batch", start, [part for p in payloads for part in p])
+    return keys
+
+
+def _nbytes(payload: Payload) -> int:
+    return sum(memoryview(part).nbytes for part in payload)
 
 
 def _known_size(obj: Any) -> int | None:

@@ -205,6 +205,48 @@ async def test_small_objects_travel_inline(
     assert is_resolved(items[0][0])
 
 
+class CountsPickles:
+    """An object of unknown size that counts how often it is pickled."""
+
+    pickled = 0
+
+    def __init__(self, size: int) -> None:
+        self.data = bytes(size)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        CountsPickles.pickled += 1
+        return (CountsPickles, (len(self.data),))
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, CountsPickles) and other.data == self.data
+
+
+async def test_objects_of_unknown_size_are_pickled_once(
+    store: RedisStore, topic: str, redis_server: RedisServer, raw: redis.Redis
+) -> None:
+    big = [list(range(5000)), CountsPickles(10)]  # over the inline threshold
+    producer = StreamProducer(publisher(redis_server), store, evict=False)
+    CountsPickles.pickled = 0
+    await producer.asend(topic, big)
+    assert CountsPickles.pickled == 1
+    await producer.asend_batch(topic, [big, big])
+    assert CountsPickles.pickled == 3
+    # Small: sized by the store's serialization, then framed for the event.
+    await producer.asend(topic, CountsPickles(10))
+    assert CountsPickles.pickled == 5
+    await producer.aclose_topic(topic)
+    await producer.aclose()
+    entries: Any = raw.xrange(redis_keys(topic)[0])
+    assert [b"k" in fields for _, fields in entries[:4]] == [True] * 3 + [False]
+    # Stored exactly as aset stores the object: a proxy resolves it as ever.
+    key = await store.aset(big)
+    stored = entries[0][1][b"k"].decode()
+    expected = await store.aget(key, deserialize=False)
+    assert await store.aget(store._validate_key(stored), deserialize=False) == expected
+    items = await collect(StreamConsumer(subscriber(redis_server, topic)))
+    assert [value for value, _ in items] == [big, big, big, CountsPickles(10)]
+
+
 async def test_tampered_inline_frame_is_refused(
     store: RedisStore, topic: str, redis_server: RedisServer, raw: redis.Redis
 ) -> None:
