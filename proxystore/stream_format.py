@@ -16,6 +16,9 @@ as it is; packed by `pack_fields` for brokers that carry one message):
 - ``m``: optional metadata, a JSON object (UTF-8).
 - ``g``: optional fan-out: how many consumer groups must acknowledge the
   item before it is finished (absent: brokers without acknowledgements).
+  Redis Streams consumers do not trust the number: an item is finished
+  when every consumer group of the stream (``XINFO GROUPS``) acknowledged
+  it; only whether ``g`` is there (acknowledgements count at all) matters.
 - ``x``: ``b"1"`` to evict the item's object from its store once it is
   finished (absent: the object stays, e.g. until a lifetime ends).
 

@@ -58,15 +58,20 @@ DEFAULT_MAXLEN = 100_000
 DEFAULT_CLAIM_AFTER = 30.0
 """Seconds an item may stay unacknowledged before another consumer claims it."""
 
-# XACK the entry; count the group's acknowledgement; when every group has
-# acknowledged it, forget the count and delete the entry (so XLEN counts the
-# items some group still has to finish). Returns 1 when this was the last
-# group, 0 when others remain, -1 when this group had acknowledged it already
-# (a redelivered duplicate).
+# XACK the entry; count the group's acknowledgement; when every consumer
+# group of the stream has acknowledged it, forget the count and delete the
+# entry (so XLEN counts the items some group still has to finish). The number
+# of groups is the stream's own (XINFO GROUPS), never the event's "g" field:
+# whoever can XADD to the stream could lower that and have an object evicted
+# before the other groups read it. Returns 1 when this was the last group, 0
+# when others remain, -1 when this group had acknowledged it already (a
+# redelivered duplicate). XINFO is non-deterministic: Redis < 7 must
+# replicate the script's effects, not the script.
 _ACK_SCRIPT = """
+redis.replicate_commands()
 local acked = redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])
 if acked == 0 then return -1 end
-local groups = tonumber(ARGV[3])
+local groups = #redis.call('XINFO', 'GROUPS', KEYS[1])
 if groups > 1 then
   local count = redis.call('HINCRBY', KEYS[2], ARGV[2], 1)
   if count < groups then return 0 end
@@ -360,7 +365,7 @@ class RedisStreamSubscriber:
         stream, acks, _ = redis_keys(event.topic)
         if self._heartbeat is not None:
             self._heartbeat.release(stream, event.id)
-        pipe.evalsha(self._sha, 2, stream, acks, self.group, event.id, max(fan_out, 1))
+        pipe.evalsha(self._sha, 2, stream, acks, self.group, event.id)
 
     async def _aacks(
         self, client: Any, acks: Sequence[Ack], results: list[Any]

@@ -129,6 +129,30 @@ async def test_fan_out_evicts_only_after_every_group(
     assert [len(v) for v, _ in await collect(second)] == [50_000]
 
 
+async def test_a_forged_group_count_does_not_evict_early(
+    store: RedisStore, topic: str, redis_server: RedisServer, raw: redis.Redis
+) -> None:
+    producer = StreamProducer(publisher(redis_server, groups=("a", "b")), store)
+    await producer.asend(topic, bytes(50_000))
+    await producer.aflush()
+    # A writer of the stream claims the item needs only one group.
+    entries: Any = raw.xrange(redis_keys(topic)[0])
+    ((entry, fields),) = entries
+    assert fields[b"g"] == b"2"
+    raw.xdel(redis_keys(topic)[0], entry)
+    raw.xadd(redis_keys(topic)[0], {**fields, b"g": b"1"})
+    await producer.aclose_topic(topic)
+    await producer.aclose()
+    key = fields[b"k"].decode()
+    first = StreamConsumer(subscriber(redis_server, topic, group="a"), resolve=True)
+    assert [len(v) for v, _ in await collect(first)] == [50_000]
+    # The stream has two groups: group b's object is still there.
+    assert raw.exists(key)
+    second = StreamConsumer(subscriber(redis_server, topic, group="b"), resolve=True)
+    assert [len(v) for v, _ in await collect(second)] == [50_000]
+    assert not raw.exists(key)
+
+
 async def test_consumers_of_one_group_split_items(
     store: RedisStore, topic: str, redis_server: RedisServer
 ) -> None:
