@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import itertools
 import threading
 from collections.abc import AsyncIterator, Iterator
@@ -514,3 +515,29 @@ async def test_heartbeat_beats_while_the_consumer_holds_the_loop(
         await holder.aclose()
         await other.aclose()
     assert raw.xlen(redis_keys(topic)[0]) == 0
+
+
+def _heartbeat_threads(consumer: str) -> list[threading.Thread]:
+    name = f"proxystore-stream-heartbeat-{consumer}"
+    return [thread for thread in threading.enumerate() if thread.name == name]
+
+
+async def test_heartbeat_thread_is_owned(redis_server: RedisServer, topic: str) -> None:
+    async with StreamProducer(publisher(redis_server)) as producer:
+        await producer.asend_batch(topic, [b"a", b"b"])
+    closed = subscriber(redis_server, topic, claim_after=0.6)
+    events, _ = await closed.areceive(1, 5.0)
+    assert len(events) == 1
+    (thread,) = _heartbeat_threads(closed.consumer)
+    await closed.aclose()
+    assert not thread.is_alive()  # close stops and joins it
+    # A subscriber dropped without close stops it too.
+    dropped = subscriber(redis_server, topic, claim_after=0.6)
+    events, _ = await dropped.areceive(1, 5.0)
+    assert len(events) == 1
+    (thread,) = _heartbeat_threads(dropped.consumer)
+    await dropped._redis.aclose()
+    del dropped
+    gc.collect()
+    thread.join(5.0)
+    assert not thread.is_alive()
