@@ -364,8 +364,9 @@ class StreamConsumer:
     acknowledged with the next read from the broker (so, with `prefetch`,
     up to that many items later). A consumer that crashes while working on
     an item never acknowledged it: it is redelivered (Redis Streams: to
-    another consumer of the group, after its `claim_after`). Delivery is at
-    least once. With eviction, an object is deleted once every group is
+    another consumer of the group, after its `claim_after`; a live one
+    keeps its items however long it works on them: the subscriber's
+    heartbeat). Delivery is at least once. With eviction, an object is deleted once every group is
     done with its item: use (or resolve) a proxy before asking for the next.
 
     Args:

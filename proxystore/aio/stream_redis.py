@@ -277,10 +277,11 @@ class RedisStreamSubscriber:
             every group reads every item. Use a group the producer declares.
         consumer: This consumer's name in the group (default: host, pid and
             a random suffix, so a restarted process is a new consumer).
-        claim_after: Seconds an item may stay unacknowledged by the consumer
-            that took it before this one claims it (``XAUTOCLAIM``): longer
-            than the slowest item takes to process, or items are processed
-            twice.
+        claim_after: Seconds an item may go without a sign of life from the
+            consumer that took it (its heartbeat, see `heartbeat`) before
+            this one claims it (``XAUTOCLAIM``): how long a crashed
+            consumer's items wait. Use the same value for every consumer of
+            a group (each beats at a third of its own).
         block: Seconds one read waits on the server; also how often a
             consumer whose group-mates took the end event checks whether the
             topic is finished.
