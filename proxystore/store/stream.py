@@ -367,8 +367,9 @@ class StreamConsumer:
     an item never acknowledged it: it is redelivered (Redis Streams: to
     another consumer of the group, after its `claim_after`; a live one
     keeps its items however long it works on them: the subscriber's
-    heartbeat). Delivery is at least once. With eviction, an object is deleted once every group is
-    done with its item: use (or resolve) a proxy before asking for the next.
+    heartbeat). Delivery is at least once. With eviction, an object is
+    deleted once every group is done with its item: use (or resolve) a
+    proxy before asking for the next.
 
     Args:
         subscriber: The broker's subscriber.
