@@ -21,6 +21,12 @@ as it is; packed by `pack_fields` for brokers that carry one message):
   it; only whether ``g`` is there (acknowledgements count at all) matters.
 - ``x``: ``b"1"`` to evict the item's object from its store once it is
   finished (absent: the object stays, e.g. until a lifetime ends).
+- ``a``: (when the producer has signing keys) ``<kid>:<hex HMAC-SHA256>``
+  over the topic and every other field (`sign_event`). A consumer with
+  signing keys refuses an event without a valid one before acting on it,
+  so a writer of the stream without the key can neither name keys for
+  consumers to fetch or evict nor end a topic early (it can still replay a
+  signed event of the same topic).
 
 Nothing in an event is trusted: `parse` checks the field names, counts,
 lengths and values against caps before anything else reads them, and a bad
@@ -29,6 +35,8 @@ event raises `MalformedEventError` naming the stream and the entry id.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import re
 import struct
@@ -36,6 +44,7 @@ from collections.abc import Mapping
 from typing import Any, NamedTuple
 
 from proxystore.exceptions import ConfigurationError, MalformedEventError
+from proxystore.signing import SigningKeys
 
 VERSION = b"1"
 """The event format version this module writes and reads."""
@@ -48,7 +57,7 @@ _KINDS = frozenset((KIND_STORED, KIND_INLINE, KIND_END))
 TOPIC_PATTERN = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,199}")
 """Topic names: 1-200 of ``[A-Za-z0-9._-]``, not starting with a dot."""
 
-MAX_FIELDS = 8
+MAX_FIELDS = 9
 """Most fields an event may have."""
 MAX_NAME = 200
 """Longest store name or key in an event, in bytes."""
@@ -59,7 +68,9 @@ DEFAULT_MAX_INLINE = 1024 * 1024
 MAX_FAN_OUT = 1024
 """Most consumer groups an item may wait for."""
 
-_FIELDS = frozenset((b"v", b"t", b"s", b"k", b"d", b"m", b"g", b"x"))
+_FIELDS = frozenset((b"v", b"t", b"s", b"k", b"d", b"m", b"g", b"x", b"a"))
+_AUTH = b"a"
+_AUTH_VALUE = re.compile(rb"([A-Za-z0-9._-]{1,64}):([0-9a-f]{64})")
 _NAME = re.compile(rb"[A-Za-z0-9._:/@+=-]{1,%d}" % MAX_NAME)
 _FAN_OUT = re.compile(rb"[1-9][0-9]{0,3}")
 _FIELD_COUNT = struct.Struct("<B")
@@ -198,12 +209,58 @@ def check_name(value: str, what: str) -> str:
     return value
 
 
-def parse(event: Event, *, max_inline: int = DEFAULT_MAX_INLINE) -> Parsed:
-    """Check an event's fields and return what they say.
+def _event_mac(key: bytes, topic: str, fields: Mapping[bytes, bytes]) -> str:
+    signed = {name: value for name, value in fields.items() if name != _AUTH}
+    message = topic.encode() + b"\0" + pack_fields(dict(sorted(signed.items())))
+    return hmac.new(key, message, hashlib.sha256).hexdigest()
+
+
+def sign_event(topic: str, fields: Fields, keys: SigningKeys) -> Fields:
+    """Return the event's fields with its MAC (field ``a``) under `keys`."""
+    mac = _event_mac(keys.signing_key, topic, fields)
+    return {**fields, _AUTH: f"{keys.signing_kid}:{mac}".encode("ascii")}
+
+
+def _check_mac(
+    event: Event, fields: Mapping[bytes, bytes], keys: SigningKeys, bad: Any
+) -> None:
+    raw = fields.get(_AUTH)
+    if raw is None:
+        raise bad("unsigned event (this consumer has signing keys)")
+    found = _AUTH_VALUE.fullmatch(raw)
+    if found is None:
+        raise bad(f"malformed event MAC {raw[:40]!r}")
+    kid, mac = found.group(1).decode(), found.group(2).decode()
+    key = keys.key_for(kid)
+    if key is None:
+        raise bad(f"event signed with unknown key id {kid!r}")
+    if not hmac.compare_digest(mac, _event_mac(key, event.topic, fields)):
+        raise bad(f"event MAC does not verify under key id {kid!r}")
+
+
+def authentic(event: Event, keys: SigningKeys | None) -> bool:
+    """Whether `event` carries a valid MAC under `keys` (always, without keys)."""
+    if keys is None:
+        return True
+    try:
+        _check_mac(event, event.fields, keys, lambda problem: ValueError(problem))
+    except (ValueError, AttributeError, TypeError):
+        return False
+    return True
+
+
+def parse(
+    event: Event,
+    *,
+    max_inline: int = DEFAULT_MAX_INLINE,
+    keys: SigningKeys | None = None,
+) -> Parsed:
+    """Check an event's fields (and, given `keys`, its MAC); return what they say.
 
     Raises:
         MalformedEventError: If a field is unknown, missing, too long or
-            malformed; names the topic and the entry id.
+            malformed, or (with `keys`) the event's MAC is missing or wrong;
+            names the topic and the entry id.
     """
     fields = event.fields
 
@@ -268,8 +325,12 @@ def parse(event: Event, *, max_inline: int = DEFAULT_MAX_INLINE) -> Parsed:
             )
         if b"s" in fields or b"k" in fields or evict:
             raise bad("an inline object names no store or key to evict")
-    elif not fields.keys() <= {b"v", b"t", b"g"}:
+    elif not fields.keys() <= {b"v", b"t", b"g", _AUTH}:
         raise bad("an end event carries only its version, kind and fan-out")
+    if keys is not None:
+        # Last, so a malformed event says what is wrong with it; nothing
+        # parsed is returned unless the MAC verifies.
+        _check_mac(event, fields, keys, bad)
     return Parsed(kind, store, key, inline, metadata, fan_out, evict)
 
 

@@ -62,6 +62,7 @@ from proxystore.stream_format import (
     end_event,
     inline_event,
     parse,
+    sign_event,
     stored_event,
 )
 
@@ -284,7 +285,14 @@ class StreamProducer:
     async def _apublish_buffer(self, topic: str) -> None:
         events = self._buffers.pop(topic, [])
         if events:
-            await self.publisher.apublish(topic, events)
+            await self.publisher.apublish(topic, self._signed(topic, events))
+
+    def _signed(self, topic: str, events: list[Fields]) -> list[Fields]:
+        """The events with their MACs when this producer has signing keys."""
+        keys = self._keys
+        if keys is None:
+            return events
+        return [sign_event(topic, fields, keys) for fields in events]
 
     async def _wait_for_room(self, topic: str, count: int) -> None:
         limit = self.max_unconsumed
@@ -330,7 +338,9 @@ class StreamProducer:
         self._check_open()
         check_topic(topic)
         await self._apublish_buffer(topic)
-        await self.publisher.apublish(topic, [end_event(self.publisher.fan_out)])
+        await self.publisher.apublish(
+            topic, self._signed(topic, [end_event(self.publisher.fan_out)])
+        )
 
     async def aclose(self, *, close_publisher: bool = True) -> None:
         """Publish what is buffered and close the publisher (topics stay open)."""
@@ -418,6 +428,7 @@ class StreamConsumer:
         self._keys: SigningKeys | None = resolve_signing_keys(
             signing_keys, _SIGNING_NAME
         )
+        subscriber.event_keys = self._keys
         self._ready: collections.deque[tuple[Event, Parsed]] = collections.deque()
         self._prefetched: dict[str, Proxy[Any]] = {}
         self._current: tuple[Event, Parsed] | None = None
@@ -499,7 +510,7 @@ class StreamConsumer:
             malformed = None
             for event in events:
                 try:
-                    parsed = parse(event, max_inline=self.max_inline)
+                    parsed = parse(event, max_inline=self.max_inline, keys=self._keys)
                 except MalformedEventError as err:
                     self._done.append((event, _DROPPED))
                     malformed = malformed or err

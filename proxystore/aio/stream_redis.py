@@ -35,14 +35,17 @@ from proxystore.exceptions import (
     StoreConnectionError,
     StoreTimeoutError,
 )
+from proxystore.signing import SigningKeys
 from proxystore.stream_format import (
     KIND_END,
     Event,
     Fields,
+    authentic,
     check_topic,
     end_event,
     pack_fields,
     redis_keys,
+    sign_event,
     unpack_fields,
 )
 from proxystore.stream_heartbeat import Heartbeat
@@ -333,6 +336,7 @@ class RedisStreamSubscriber:
             timeout=timeout,
         )
         self._streams = {redis_keys(topic)[0]: topic for topic in self.topics}
+        self.event_keys: SigningKeys | None = None
         self._ready = False
         self._ended: set[str] = set()
         self._next_claim = 0.0
@@ -432,14 +436,16 @@ class RedisStreamSubscriber:
         except redis.exceptions.RedisError as err:
             raise self._redis.error(err, f"read of topics {self.topics}") from err
         for event in events:
-            if event.fields.get(b"t") == KIND_END:
+            if event.fields.get(b"t") == KIND_END and authentic(event, self.event_keys):
                 self._ended.add(event.topic)
         return events, finished
 
     async def _areceive_entry(
         self, client: Any, event: Event, events: list[Event]
     ) -> None:
-        if event.fields.get(b"t") != KIND_END:
+        if event.fields.get(b"t") != KIND_END or not authentic(event, self.event_keys):
+            # An end event without a valid MAC ends nothing: the consumer
+            # refuses it like any other forged event.
             events.append(event)
             if self._heartbeat is not None:
                 self._heartbeat.hold(redis_keys(event.topic)[0], event.id)
@@ -492,7 +498,11 @@ class RedisStreamSubscriber:
                     continue
                 delivered = _entry_id(_text(info["last-delivered-id"]))
                 if info["pending"] == 0 and delivered >= _entry_id(_text(end)):
-                    ended.append(Event(topic, _text(end), end_event()))
+                    fields = end_event()
+                    if self.event_keys is not None:
+                        # Made here from an end event that was verified.
+                        fields = sign_event(topic, fields, self.event_keys)
+                    ended.append(Event(topic, _text(end), fields))
         return ended
 
     async def aack(self, event: Event, fan_out: int) -> bool:
@@ -584,6 +594,7 @@ class RedisPubSubSubscriber:
         self.topics = check_topics(topics)
         self._redis = _RedisClient(hostname, port, **kwargs)
         self._channels = {redis_keys(topic)[0]: topic for topic in self.topics}
+        self.event_keys: SigningKeys | None = None
         self._pubsub: Any = None
         self._counter = 0
 

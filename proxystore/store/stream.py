@@ -63,6 +63,7 @@ from proxystore.stream_format import (
     end_event,
     inline_event,
     parse,
+    sign_event,
     stored_event,
 )
 
@@ -285,7 +286,14 @@ class StreamProducer:
     def _publish_buffer(self, topic: str) -> None:
         events = self._buffers.pop(topic, [])
         if events:
-            self.publisher.publish(topic, events)
+            self.publisher.publish(topic, self._signed(topic, events))
+
+    def _signed(self, topic: str, events: list[Fields]) -> list[Fields]:
+        """The events with their MACs when this producer has signing keys."""
+        keys = self._keys
+        if keys is None:
+            return events
+        return [sign_event(topic, fields, keys) for fields in events]
 
     def _wait_for_room(self, topic: str, count: int) -> None:
         limit = self.max_unconsumed
@@ -331,7 +339,9 @@ class StreamProducer:
         self._check_open()
         check_topic(topic)
         self._publish_buffer(topic)
-        self.publisher.publish(topic, [end_event(self.publisher.fan_out)])
+        self.publisher.publish(
+            topic, self._signed(topic, [end_event(self.publisher.fan_out)])
+        )
 
     def close(self, *, close_publisher: bool = True) -> None:
         """Publish what is buffered and close the publisher (topics stay open)."""
@@ -419,6 +429,7 @@ class StreamConsumer:
         self._keys: SigningKeys | None = resolve_signing_keys(
             signing_keys, _SIGNING_NAME
         )
+        subscriber.event_keys = self._keys
         self._ready: collections.deque[tuple[Event, Parsed]] = collections.deque()
         self._prefetched: dict[str, Proxy[Any]] = {}
         self._current: tuple[Event, Parsed] | None = None
@@ -500,7 +511,7 @@ class StreamConsumer:
             malformed = None
             for event in events:
                 try:
-                    parsed = parse(event, max_inline=self.max_inline)
+                    parsed = parse(event, max_inline=self.max_inline, keys=self._keys)
                 except MalformedEventError as err:
                     self._done.append((event, _DROPPED))
                     malformed = malformed or err

@@ -25,6 +25,7 @@ from typing import Protocol
 
 from proxystore._compat import Waiter
 from proxystore.exceptions import ConfigurationError
+from proxystore.signing import SigningKeys
 from proxystore.stream_format import Event, Fields, check_topic
 
 _IS_SYNC = True
@@ -51,6 +52,15 @@ class Subscriber(Protocol):
 
     topics: tuple[str, ...]
     """The topics it receives."""
+
+    event_keys: SigningKeys | None
+    """Keys events are verified with (set by `StreamConsumer` from its own).
+
+    A subscriber that acts on an event itself (a Redis Streams subscriber
+    ends its group's topic on an end event) acts only on authentic ones
+    (`proxystore.stream_format.authentic`) and passes the others on, for the
+    consumer to refuse.
+    """
 
     def receive(
         self, count: int, timeout: float, acks: Sequence[Ack] = ()
@@ -159,6 +169,7 @@ class QueueSubscriber:
     def __init__(self, broker: QueueBroker, topics: tuple[str, ...]) -> None:
         self.broker = broker
         self.topics = topics
+        self.event_keys: SigningKeys | None = None
 
     def receive(
         self, count: int, timeout: float, acks: Sequence[Ack] = ()

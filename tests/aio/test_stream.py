@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import redis
 
-from proxystore import aio
+from proxystore import aio, signing
 from proxystore.aio.redis import RedisStore
 from proxystore.aio.stream import StreamConsumer, StreamProducer
 from proxystore.aio.stream_brokers import QueueBroker
@@ -25,7 +25,6 @@ from proxystore.aio.stream_redis import (
 from proxystore.exceptions import (
     ConfigurationError,
     MalformedEventError,
-    PayloadSignatureError,
     SerializationError,
     StoreTimeoutError,
     StreamFullError,
@@ -42,6 +41,13 @@ pytestmark = pytest.mark.timeout(60)
 
 _topics = itertools.count()
 KEYS = SigningKeys([("k1", b"k" * 32)])
+
+
+@pytest.fixture(autouse=True)
+def forget_stream_keys() -> Iterator[None]:
+    """Keys given to one producer or consumer are the process's stream keys."""
+    yield
+    signing._given.pop("proxystore.stream", None)
 
 
 @pytest.fixture
@@ -299,10 +305,52 @@ async def test_unsigned_inline_pickle_is_refused_with_keys(
     # What someone who can write to the stream but has no key could inject.
     raw.xadd(stream, {"v": "1", "t": "i", "d": serialize(Exploit())})
     consumer = StreamConsumer(subscriber(redis_server, topic), signing_keys=KEYS)
-    with pytest.raises(PayloadSignatureError, match="not signed"):
+    with pytest.raises(MalformedEventError, match="unsigned event"):
         await consumer.areceive()
     assert UNPICKLED == []
     await consumer.aclose()
+
+
+async def test_forged_events_cannot_evict_fetch_or_end_with_keys(
+    store: RedisStore, topic: str, redis_server: RedisServer, raw: redis.Redis
+) -> None:
+    victim = await store.aset(b"someone else's object")
+    producer = StreamProducer(
+        publisher(redis_server), store, signing_keys=KEYS, inline_threshold=0
+    )
+    await producer.asend(topic, b"genuine", metadata={"n": 1})
+    await producer.aflush()
+    stream = redis_keys(topic)[0]
+    # Someone who can write to the stream, without the key: an event naming
+    # the victim for eviction, one ending the topic, and a signed event
+    # with its key changed.
+    raw.xadd(
+        stream, {"v": "1", "t": "o", "s": store.name, "k": victim, "g": "1", "x": "1"}
+    )
+    raw.xadd(stream, {"v": "1", "t": "e", "g": "1"})
+    genuine: Any = raw.xrange(stream)[0][1]  # type: ignore[index]
+    raw.xadd(stream, {**genuine, b"k": victim.encode()})
+    await producer.aclose_topic(topic)
+    await producer.aclose()
+    consumer = StreamConsumer(
+        subscriber(redis_server, topic), signing_keys=KEYS, resolve=True, timeout=10
+    )
+    received = []
+    refused = []
+    while True:
+        try:
+            item = await consumer.areceive()
+        except MalformedEventError as err:
+            refused.append(str(err))
+            continue
+        if item is None:
+            break
+        received.append(item)
+    await consumer.aclose()
+    assert received == [(b"genuine", {"n": 1})]
+    assert len(refused) == 3
+    assert all("unsigned event" in r or "does not verify" in r for r in refused)
+    assert await store.aget(victim) == b"someone else's object"
 
 
 UNPICKLED: list[str] = []
