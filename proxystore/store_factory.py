@@ -468,7 +468,12 @@ def _rebuild(
 ) -> StoreFactory[Any]:
     # Everything here arrived from whoever sent the proxy: check it all
     # before anything can build, import, connect or prefetch.
-    config = _carried_config(kind, kwargs)
+    # A configuration admitted before (most proxies carry one) is not
+    # checked again; flags and key always are.
+    config = registry.admitted(kind, kwargs)
+    checked = config is not None
+    if config is None:
+        config = _carried_config(kind, kwargs)
     evict, deserializer, prefetch, target_type, strict, wait = _carried_flags(
         flags, config.name
     )
@@ -477,7 +482,8 @@ def _rebuild(
             f"a proxy of store {config.name!r} carries a key of type "
             f"{type(key).__name__}, not a str, int, bytes or tuple of those"
         )
-    registry.admit(config)
+    if not checked:
+        registry.admit(config)
     factory: StoreFactory[Any] = StoreFactory(
         config,
         key,
@@ -528,18 +534,25 @@ def _plain_key(key: Any) -> bool:
     )
 
 
+def _where(name: str) -> str:
+    return f"a proxy of store {name!r}"
+
+
 def _carried_flags(
     flags: Any, name: str
 ) -> tuple[bool, Callable[[bytes], Any] | None, bool, str | None, bool, float | None]:
-    where = f"a proxy of store {name!r}"
+    # `where` is formatted only on the way to an error: this runs for every
+    # proxy unpickled.
     if type(flags) is not tuple or len(flags) not in (4, 5, 6):
-        raise UntrustedProxyError(f"{where} carries malformed flags {describe(flags)}")
+        raise UntrustedProxyError(
+            f"{_where(name)} carries malformed flags {describe(flags)}"
+        )
     evict, deserializer, prefetch, target_type, *extra = flags
     strict = extra[0] if extra else False
     wait = extra[1] if len(extra) > 1 else None
     if wait is not None and (type(wait) is not float or not wait >= 0):
         raise UntrustedProxyError(
-            f"{where} carries future wait {describe(wait)}, not seconds >= 0"
+            f"{_where(name)} carries future wait {describe(wait)}, not seconds >= 0"
         )
     if (
         type(evict) is not bool
@@ -547,24 +560,25 @@ def _carried_flags(
         or type(strict) is not bool
     ):
         raise UntrustedProxyError(
-            f"{where} carries non-bool evict/prefetch/strict flags"
+            f"{_where(name)} carries non-bool evict/prefetch/strict flags"
         )
     if target_type is not None and (
         type(target_type) is not str or len(target_type) > _MAX_TYPE_PATH_LENGTH
     ):
         raise UntrustedProxyError(
-            f"{where} carries target type {describe(target_type)}, not a type path"
+            f"{_where(name)} carries target type {describe(target_type)}, "
+            "not a type path"
         )
     if deserializer is not None and deserializer is not raw_bytes:
         # type(), not isinstance(): a proxy answers isinstance for its target.
         if type(deserializer) is Proxy or not callable(deserializer):
             raise UntrustedProxyError(
-                f"{where} carries deserializer {describe(deserializer)}, "
+                f"{_where(name)} carries deserializer {describe(deserializer)}, "
                 "which is a proxy or not callable"
             )
         if not policy.current().allows_deserializer(deserializer):
             raise UntrustedProxyError(
-                f"{where} carries deserializer {describe(deserializer)}; the "
+                f"{_where(name)} carries deserializer {describe(deserializer)}; the "
                 "strict proxy policy accepts only deserializers given to "
                 "proxystore.policy.configure(deserializers=...)"
             )
