@@ -509,7 +509,11 @@ def admit(config: StoreConfig) -> None:
                 {**_constructor_defaults(cls), **config.kwargs},
                 config.describe,
             )
-    # else: exactly what this process registered
+    else:
+        # Exactly what this process registered: later proxies share the
+        # registered configuration object, which `lookup_or_build` then
+        # recognizes by identity.
+        config = entry.config
     key = _admitted_key(config.kind, config.kwargs)
     if key is not None:
         if len(_admitted) >= _MAX_ADMITTED:

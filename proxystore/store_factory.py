@@ -308,7 +308,8 @@ class StoreFactory(Factory[T]):
 
     def _fetch(self) -> T:
         store = registry.lookup_or_build(self.config, "sync")
-        start = time.perf_counter() if store.has_stats else 0.0
+        stats = store.has_stats
+        start = time.perf_counter() if stats else 0.0
         result: T
         if self.wait is not None:
             wait = None if math.isinf(self.wait) else self.wait
@@ -317,7 +318,7 @@ class StoreFactory(Factory[T]):
             result = store._resolve(
                 self.key, self.deserializer, self.evict, self.strict
             )
-        if store.has_stats:
+        if stats:
             self._record_resolve(time.perf_counter() - start)
         return result
 
@@ -484,16 +485,20 @@ def _rebuild(
         )
     if not checked:
         registry.admit(config)
-    factory: StoreFactory[Any] = StoreFactory(
-        config,
-        key,
-        evict=evict,
-        deserializer=deserializer,
-        prefetch=prefetch,
-        target_type=target_type,
-        strict=strict,
-        wait=wait,
-    )
+    # `StoreFactory.__init__`'s assignments without its argument handling
+    # (everything is checked above): this runs for every proxy unpickled.
+    factory: StoreFactory[Any] = _new_factory(StoreFactory)
+    factory.config = config
+    factory.key = key
+    factory.evict = evict
+    factory.deserializer = deserializer
+    factory.prefetch = prefetch
+    factory.target_type = target_type
+    factory.strict = strict
+    factory.wait = wait
+    factory._target_class = _NOT_IMPORTED
+    factory._pending = None
+    factory._resolve_stats = None
     if prefetch:
         factory.start_prefetch()
     return factory
@@ -587,6 +592,7 @@ def _carried_flags(
 
 _pending_lock = threading.Lock()
 _NOT_IMPORTED = object()
+_new_factory = object.__new__
 
 
 def type_path(obj: Any) -> str | None:

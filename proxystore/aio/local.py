@@ -151,6 +151,19 @@ class LocalStore(Store[str]):
                 return obj
         return await super()._afetch(key, deserializer, strict)
 
+    async def _aresolve(
+        self,
+        key: str,
+        deserializer: Deserializer | None,
+        evict: bool,
+        strict: bool = False,
+    ) -> Any:
+        if deserializer is None and not evict and not strict and type(key) is str:
+            obj = self._plain_fetch(key)
+            if obj is not NOT_PLAIN:
+                return obj
+        return await super()._aresolve(key, deserializer, evict, strict)
+
     # The direct paths: what the generic ones do for an open store without
     # metrics or signing keys, an unkeyed default-serialized object, and a
     # plain frame (`proxystore.serialize.plain_frame`), in one call each.
