@@ -174,6 +174,8 @@ class StoreFactory(Factory[T]):
             StoreTimeoutError: If a running prefetch did not finish within
                 the wait timeout (`proxystore.store.utils.configure_prefetch`).
         """
+        if self._pending is None:
+            return self._fetch()  # no prefetch: the usual case, in one step
         pending = self._take_pending()
         if pending is None:
             return self._fetch()
@@ -548,6 +550,23 @@ def _carried_flags(
 ) -> tuple[bool, Callable[[bytes], Any] | None, bool, str | None, bool, float | None]:
     # `where` is formatted only on the way to an error: this runs for every
     # proxy unpickled.
+    if type(flags) is tuple and len(flags) == 4:
+        # The usual proxy: no eviction, deserializer or prefetch; checked by
+        # identity (nothing carried is compared with `==`).
+        evict, deserializer, prefetch, target_type = flags
+        if (
+            evict is False
+            and deserializer is None
+            and prefetch is False
+            and (
+                target_type is None
+                or (
+                    type(target_type) is str
+                    and len(target_type) <= _MAX_TYPE_PATH_LENGTH
+                )
+            )
+        ):
+            return False, None, False, target_type, False, None
     if type(flags) is not tuple or len(flags) not in (4, 5, 6):
         raise UntrustedProxyError(
             f"{_where(name)} carries malformed flags {describe(flags)}"
