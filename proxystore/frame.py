@@ -441,3 +441,15 @@ def _verifying_key(kid: str | None, keys: SigningKeys | None) -> bytes | None:
             f"store's signing keys {list(keys.kids)!r}"
         )
     return key
+
+
+PLAIN_HEADS: dict[bytes, int] = {
+    _FIXED.pack(MAGIC, VERSION, 0, tag, 0, 1): tag for tag in TAGS
+}
+"""The first 12 header bytes of every unsigned one-part frame without a
+checksum (what `LocalStore` writes), mapped to its tag: one slice and one
+dict look-up check magic, version, flags, tag, key id and part count at once
+(`decode_one` with ``flags == 0``, in fewer steps)."""
+
+PLAIN_HEADER_SIZE = _ONE_PART.size
+"""Where the part of such a frame starts: the 12 bytes above and its length."""

@@ -204,6 +204,15 @@ def current() -> Policy:
     return policy
 
 
+def in_force() -> Policy | None:
+    """Return the policy `current` would return if already read, else None.
+
+    Never reads the environment: what a cache of admitted configurations
+    compares to know the policy did not change (`configure`, `reset`).
+    """
+    return _current
+
+
 def _set(policy: Policy | None) -> None:
     global _current
     _current = policy

@@ -213,6 +213,7 @@ class Proxy(Generic[T]):
         clone: Proxy[T] = type(self)(_get_factory(self))
         if (target := _peek_target(self)) is not _UNRESOLVED:
             _set_target_slot(clone, copy.copy(target))
+            _set_lock(clone, _RESOLVED)
         return clone
 
     def __deepcopy__(self, memo: dict[int, Any]) -> Proxy[T]:
@@ -228,6 +229,7 @@ class Proxy(Generic[T]):
             return type(self)(_DeepCopyingFactory(_get_factory(self)))
         clone: Proxy[T] = type(self)(_get_factory(self))
         _set_target_slot(clone, copy.deepcopy(target, memo))
+        _set_lock(clone, _RESOLVED)
         return clone
 
     def __repr__(self) -> str:
@@ -920,33 +922,43 @@ def _known_class(proxy: Proxy[Any]) -> type | None:
 def _resolve(proxy: Proxy[T]) -> T:
     """Call the proxy's factory once, keep the target, and return it."""
     # The lock slot holds (lock, generation) while a resolution may be in
-    # flight; only this slow path reads it, the resolved fast path never does.
+    # flight, and `_RESOLVED` once the target is set (by this function or
+    # `_set_target`); only this slow path reads it, the resolved fast path
+    # never does. Asking it, rather than reading the empty target slot,
+    # raises no AttributeError on the way to the first resolution.
     entry = _get_lock(proxy)
+    if entry is _RESOLVED:
+        return _get_target(proxy)  # type: ignore[no-any-return]
     generation = _generation
     if entry is None or entry[1] != generation:
         with _LOCK_CREATION:
             entry = _get_lock(proxy)
+            if entry is _RESOLVED:
+                return _get_target(proxy)  # type: ignore[no-any-return]
             if entry is None or entry[1] != generation:
                 # Reentrant so a factory that touches its own proxy fails
                 # with a RecursionError instead of deadlocking.
                 entry = (threading.RLock(), generation)
                 _set_lock(proxy, entry)
-    lock = entry[0]
-    with lock:
-        target = _peek_target(proxy)
-        if target is _UNRESOLVED:
-            factory = _get_factory(proxy)
-            try:
-                target = factory()
-            except AttributeError as err:
-                raise ProxyResolveError(
-                    f"the factory {describe(factory)} of a proxy raised "
-                    f"AttributeError while resolving it: {err}"
-                ) from err
-            _set_target_slot(proxy, target)
-            # Threads already waiting hold their own reference to the lock.
-            _set_lock(proxy, None)
+    with entry[0]:
+        if _get_lock(proxy) is _RESOLVED:
+            return _get_target(proxy)  # type: ignore[no-any-return]
+        factory = _get_factory(proxy)
+        try:
+            target = factory()
+        except AttributeError as err:
+            raise ProxyResolveError(
+                f"the factory {describe(factory)} of a proxy raised "
+                f"AttributeError while resolving it: {err}"
+            ) from err
+        _set_target_slot(proxy, target)
+        # Threads already waiting hold their own reference to the lock.
+        _set_lock(proxy, _RESOLVED)
     return target  # type: ignore[no-any-return]
+
+
+_RESOLVED: Any = ("resolved",)
+"""What the lock slot holds once the target slot is set."""
 
 
 class _DeepCopyingFactory(Generic[T]):
@@ -1080,3 +1092,4 @@ def _set_target(proxy: Proxy[T], target: T) -> None:
     """
     _check_proxy(proxy)
     _set_target_slot(proxy, target)
+    _set_lock(proxy, _RESOLVED)

@@ -498,18 +498,67 @@ def admit(config: StoreConfig) -> None:
     cls = declaring_class(config.kind)
     # Plain data first: comparing anything else could run its code.
     _check_plain(config, cls)
-    if entry is not None and entry.config == config:
-        return  # exactly what this process registered
-    _check_declared(config, cls)
-    if entry is not None:
-        _check_identity(entry, config)
-        return
-    policy.check(
-        neutral_kind(config.kind),
-        config.name,
-        {**_constructor_defaults(cls), **config.kwargs},
-        config.describe,
-    )
+    if entry is None or entry.config != config:
+        _check_declared(config, cls)
+        if entry is not None:
+            _check_identity(entry, config)
+        else:
+            policy.check(
+                neutral_kind(config.kind),
+                config.name,
+                {**_constructor_defaults(cls), **config.kwargs},
+                config.describe,
+            )
+    else:
+        # Exactly what this process registered: later proxies share the
+        # registered configuration object, which `lookup_or_build` then
+        # recognizes by identity.
+        config = entry.config
+    key = _admitted_key(config.kind, config.kwargs)
+    if key is not None:
+        if len(_admitted) >= _MAX_ADMITTED:
+            _admitted.clear()
+        _admitted[key] = (config, entry, policy.in_force())
+
+
+def admitted(kind: Any, kwargs: Any) -> StoreConfig | None:
+    """Return the configuration `admit` admitted for exactly these carried values.
+
+    A fast path for unpickling proxies: most carry a configuration this
+    process has admitted already. Only configurations whose arguments are
+    all str, int, float, bool or None are remembered, keyed by their kind
+    and their arguments with their types (hashing and comparing such values
+    runs no foreign code, and ``1``, ``1.0`` and ``True`` stay apart). A
+    remembered admission holds only while the name's registry entry and the
+    proxy policy in force are those it was made under; anything else
+    returns None, and the caller checks the configuration in full.
+    """
+    key = _admitted_key(kind, kwargs)
+    if key is None:
+        return None
+    found = _admitted.get(key)
+    if found is None:
+        return None
+    config, entry, in_force = found
+    if _entries.get(config.name) is not entry or policy.in_force() is not in_force:
+        return None
+    return config
+
+
+_MAX_ADMITTED = 1024
+_admitted: dict[tuple[Any, ...], tuple[StoreConfig, _Entry | None, Any]] = {}
+
+
+def _admitted_key(kind: Any, kwargs: Any) -> tuple[Any, ...] | None:
+    if type(kind) is not str or type(kwargs) is not dict:
+        return None
+    items = []
+    for key, value in kwargs.items():
+        kind_of_value = type(value)
+        if type(key) is not str or kind_of_value not in _SCALARS:
+            return None
+        items.append((key, kind_of_value, value))
+    return (kind, *items)
 
 
 def _check_identity(entry: _Entry, config: StoreConfig) -> None:

@@ -291,6 +291,72 @@ def _loads_one(data: bytes, tag: int, start: int) -> Any:
     )
 
 
+def plain_frame(obj: Any) -> bytes | None:
+    """Serialize into an unsigned one-part frame without a checksum, joined.
+
+    What `LocalStore` writes when it has no signing keys, in fewer steps
+    than ``join(serialize_parts(obj, checksum=False))``, which it equals.
+    None when the object needs more than that (out-of-band buffers, dill,
+    a part longer than a frame takes): serialize it with `serialize_parts`.
+    """
+    kind = type(obj)
+    if kind is bytes:
+        tag, part = _BYTES, obj
+    elif kind is str:
+        tag, part = _STR, obj.encode("utf-8", "surrogatepass")
+    else:
+        buffers: list[pickle.PickleBuffer] = []
+        try:
+            part = pickle.dumps(obj, protocol=5, buffer_callback=buffers.append)
+        except Exception:
+            return None
+        if buffers:
+            return None
+        tag = _PICKLE
+    return b"".join((_PLAIN_HEAD[tag], _LENGTH.pack(len(part)), part))
+
+
+_PLAIN_HEAD = {tag: head for head, tag in frame.PLAIN_HEADS.items()}
+
+
+def plain_loads(data: bytes) -> Any:
+    """Deserialize a `plain_frame` payload; `NOT_PLAIN` if it is not one.
+
+    The checks are `frame.decode_one`'s for an unsigned frame without a
+    checksum (magic, version, flags, tag, key id, part count, exact
+    length); anything else, valid or not, is `NOT_PLAIN`, for `deserialize`
+    to check in full.
+
+    Raises:
+        SerializationError: If the part is corrupt or was made by a custom
+            serializer (the errors `deserialize` raises for it).
+    """
+    tag = _plain_heads.get(data[:12])
+    if tag is None:
+        return NOT_PLAIN
+    size = len(data)
+    if size < _PLAIN_START or size != _PLAIN_START + _unpack_length(data, 12)[0]:
+        return NOT_PLAIN
+    if tag == _BYTES:
+        return data[_PLAIN_START:]
+    if tag == _PICKLE and size <= _SLICE_LIMIT:
+        try:
+            return pickle.loads(data[_PLAIN_START:])
+        except Exception as err:
+            raise SerializationError(
+                f"corrupt payload ({size} bytes, tag {bytes([tag])!r}): {err!r}"
+            ) from err
+    return _loads_one(data, tag, _PLAIN_START)
+
+
+_plain_heads = frame.PLAIN_HEADS
+_unpack_length = _LENGTH.unpack_from
+_PLAIN_START = frame.PLAIN_HEADER_SIZE
+
+NOT_PLAIN: Any = object()
+"""Returned by `plain_loads` for a payload it does not read."""
+
+
 def deserialize_custom(
     data: Buffer,
     deserializer: Callable[[bytes], Any],

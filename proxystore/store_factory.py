@@ -174,6 +174,8 @@ class StoreFactory(Factory[T]):
             StoreTimeoutError: If a running prefetch did not finish within
                 the wait timeout (`proxystore.store.utils.configure_prefetch`).
         """
+        if self._pending is None:
+            return self._fetch()  # no prefetch: the usual case, in one step
         pending = self._take_pending()
         if pending is None:
             return self._fetch()
@@ -308,7 +310,8 @@ class StoreFactory(Factory[T]):
 
     def _fetch(self) -> T:
         store = registry.lookup_or_build(self.config, "sync")
-        start = time.perf_counter() if store.has_stats else 0.0
+        stats = store.has_stats
+        start = time.perf_counter() if stats else 0.0
         result: T
         if self.wait is not None:
             wait = None if math.isinf(self.wait) else self.wait
@@ -317,7 +320,7 @@ class StoreFactory(Factory[T]):
             result = store._resolve(
                 self.key, self.deserializer, self.evict, self.strict
             )
-        if store.has_stats:
+        if stats:
             self._record_resolve(time.perf_counter() - start)
         return result
 
@@ -468,7 +471,12 @@ def _rebuild(
 ) -> StoreFactory[Any]:
     # Everything here arrived from whoever sent the proxy: check it all
     # before anything can build, import, connect or prefetch.
-    config = _carried_config(kind, kwargs)
+    # A configuration admitted before (most proxies carry one) is not
+    # checked again; flags and key always are.
+    config = registry.admitted(kind, kwargs)
+    checked = config is not None
+    if config is None:
+        config = _carried_config(kind, kwargs)
     evict, deserializer, prefetch, target_type, strict, wait = _carried_flags(
         flags, config.name
     )
@@ -477,17 +485,22 @@ def _rebuild(
             f"a proxy of store {config.name!r} carries a key of type "
             f"{type(key).__name__}, not a str, int, bytes or tuple of those"
         )
-    registry.admit(config)
-    factory: StoreFactory[Any] = StoreFactory(
-        config,
-        key,
-        evict=evict,
-        deserializer=deserializer,
-        prefetch=prefetch,
-        target_type=target_type,
-        strict=strict,
-        wait=wait,
-    )
+    if not checked:
+        registry.admit(config)
+    # `StoreFactory.__init__`'s assignments without its argument handling
+    # (everything is checked above): this runs for every proxy unpickled.
+    factory: StoreFactory[Any] = _new_factory(StoreFactory)
+    factory.config = config
+    factory.key = key
+    factory.evict = evict
+    factory.deserializer = deserializer
+    factory.prefetch = prefetch
+    factory.target_type = target_type
+    factory.strict = strict
+    factory.wait = wait
+    factory._target_class = _NOT_IMPORTED
+    factory._pending = None
+    factory._resolve_stats = None
     if prefetch:
         factory.start_prefetch()
     return factory
@@ -528,18 +541,42 @@ def _plain_key(key: Any) -> bool:
     )
 
 
+def _where(name: str) -> str:
+    return f"a proxy of store {name!r}"
+
+
 def _carried_flags(
     flags: Any, name: str
 ) -> tuple[bool, Callable[[bytes], Any] | None, bool, str | None, bool, float | None]:
-    where = f"a proxy of store {name!r}"
+    # `where` is formatted only on the way to an error: this runs for every
+    # proxy unpickled.
+    if type(flags) is tuple and len(flags) == 4:
+        # The usual proxy: no eviction, deserializer or prefetch; checked by
+        # identity (nothing carried is compared with `==`).
+        evict, deserializer, prefetch, target_type = flags
+        if (
+            evict is False
+            and deserializer is None
+            and prefetch is False
+            and (
+                target_type is None
+                or (
+                    type(target_type) is str
+                    and len(target_type) <= _MAX_TYPE_PATH_LENGTH
+                )
+            )
+        ):
+            return False, None, False, target_type, False, None
     if type(flags) is not tuple or len(flags) not in (4, 5, 6):
-        raise UntrustedProxyError(f"{where} carries malformed flags {describe(flags)}")
+        raise UntrustedProxyError(
+            f"{_where(name)} carries malformed flags {describe(flags)}"
+        )
     evict, deserializer, prefetch, target_type, *extra = flags
     strict = extra[0] if extra else False
     wait = extra[1] if len(extra) > 1 else None
     if wait is not None and (type(wait) is not float or not wait >= 0):
         raise UntrustedProxyError(
-            f"{where} carries future wait {describe(wait)}, not seconds >= 0"
+            f"{_where(name)} carries future wait {describe(wait)}, not seconds >= 0"
         )
     if (
         type(evict) is not bool
@@ -547,24 +584,25 @@ def _carried_flags(
         or type(strict) is not bool
     ):
         raise UntrustedProxyError(
-            f"{where} carries non-bool evict/prefetch/strict flags"
+            f"{_where(name)} carries non-bool evict/prefetch/strict flags"
         )
     if target_type is not None and (
         type(target_type) is not str or len(target_type) > _MAX_TYPE_PATH_LENGTH
     ):
         raise UntrustedProxyError(
-            f"{where} carries target type {describe(target_type)}, not a type path"
+            f"{_where(name)} carries target type {describe(target_type)}, "
+            "not a type path"
         )
     if deserializer is not None and deserializer is not raw_bytes:
         # type(), not isinstance(): a proxy answers isinstance for its target.
         if type(deserializer) is Proxy or not callable(deserializer):
             raise UntrustedProxyError(
-                f"{where} carries deserializer {describe(deserializer)}, "
+                f"{_where(name)} carries deserializer {describe(deserializer)}, "
                 "which is a proxy or not callable"
             )
         if not policy.current().allows_deserializer(deserializer):
             raise UntrustedProxyError(
-                f"{where} carries deserializer {describe(deserializer)}; the "
+                f"{_where(name)} carries deserializer {describe(deserializer)}; the "
                 "strict proxy policy accepts only deserializers given to "
                 "proxystore.policy.configure(deserializers=...)"
             )
@@ -573,6 +611,7 @@ def _carried_flags(
 
 _pending_lock = threading.Lock()
 _NOT_IMPORTED = object()
+_new_factory = object.__new__
 
 
 def type_path(obj: Any) -> str | None:

@@ -12,6 +12,7 @@ from typing import Any
 
 from proxystore._compat import Waiter
 from proxystore._shared import (
+    _local_objects,
     add_waiter,
     local_objects,
     local_versions,
@@ -20,9 +21,18 @@ from proxystore._shared import (
     remove_waiter,
     wake_waiters,
 )
-from proxystore.store.base import Store
-from proxystore.exceptions import InvalidKeyError
-from proxystore.serialize import Buffer, Payload, join
+from proxystore.store.base import Deserializer, Serializer, Store
+from proxystore.cache import MISSING
+from proxystore.exceptions import InvalidKeyError, SerializationError
+from proxystore.lifetimes import Lifetime
+from proxystore.serialize import (
+    NOT_PLAIN,
+    Buffer,
+    Payload,
+    join,
+    plain_frame,
+    plain_loads,
+)
 from proxystore.signing import SigningKeysOption
 
 _IS_SYNC = True
@@ -76,12 +86,142 @@ class LocalStore(Store[str]):
         # Versions beside the bytes: written after them, read before them,
         # so a reader never pairs old bytes with a newer version.
         self._versions: dict[str, int] = local_versions(name)
+        # The direct paths (`_plain_set`, `_plain_fetch`) skip the generic
+        # layers only when no hook they would skip is overridden.
+        cls = type(self)
+        self._direct = (
+            cls._set_bytes is LocalStore._set_bytes
+            and cls._get_bytes is LocalStore._get_bytes
+            and cls._get_versioned is LocalStore._get_versioned
+            and cls._dump is Store._dump
+            and cls._load is Store._load
+        )
 
     @property
     def _objects(self) -> dict[str, bytes]:
         # Looked up on each use: the name's mapping is the latest `store_dict`
         # given, so every face and instance of the name sees the same objects.
         return local_objects(self.name)
+
+    def set(
+        self,
+        obj: Any,
+        *,
+        key: str | None = None,
+        serialize: bool = True,
+        serializer: Serializer | None = None,
+        lifetime: Lifetime | None = None,
+    ) -> str:
+        """Store an object and return its key (see `Store.set`)."""
+        if key is None and serialize and serializer is None and lifetime is None:
+            stored = self._plain_set(obj)
+            if stored is not None:
+                return stored
+        return super().set(
+            obj, key=key, serialize=serialize, serializer=serializer, lifetime=lifetime
+        )
+
+    def get(
+        self,
+        key: str,
+        *,
+        deserialize: bool = True,
+        strict: bool = False,
+        deserializer: Deserializer | None = None,
+        default: Any = None,
+    ) -> Any:
+        """Return the object stored under `key`, or `default` (see `Store.get`)."""
+        if deserialize and not strict and deserializer is None and type(key) is str:
+            obj = self._plain_fetch(key)
+            if obj is not NOT_PLAIN:
+                return default if obj is MISSING else obj
+        return super().get(
+            key,
+            deserialize=deserialize,
+            strict=strict,
+            deserializer=deserializer,
+            default=default,
+        )
+
+    def _fetch(
+        self, key: str, deserializer: Deserializer | None, strict: bool = False
+    ) -> Any:
+        if deserializer is None and not strict:
+            obj = self._plain_fetch(key)
+            if obj is not NOT_PLAIN:
+                return obj
+        return super()._fetch(key, deserializer, strict)
+
+    def _resolve(
+        self,
+        key: str,
+        deserializer: Deserializer | None,
+        evict: bool,
+        strict: bool = False,
+    ) -> Any:
+        if deserializer is None and not evict and not strict and type(key) is str:
+            obj = self._plain_fetch(key)
+            if obj is not NOT_PLAIN:
+                return obj
+        return super()._resolve(key, deserializer, evict, strict)
+
+    # The direct paths: what the generic ones do for an open store without
+    # metrics or signing keys, an unkeyed default-serialized object, and a
+    # plain frame (`proxystore.serialize.plain_frame`), in one call each.
+    # Anything else (and every error but a corrupt payload) goes the
+    # generic way.
+
+    def _plain_set(self, obj: Any) -> str | None:
+        if self._closed or self.metrics is not None or self._signing_keys is not None:
+            return None
+        if not self._direct:
+            return None
+        data = plain_frame(obj)
+        if data is None:
+            return None
+        key = new_object_id()
+        local_objects(self.name)[key] = data
+        self._versions[key] = next_version()
+        return key
+
+    def _plain_fetch(self, key: str) -> Any:
+        """The cached or stored object, `MISSING`, or `NOT_PLAIN` (go generic)."""
+        if self._closed or self.metrics is not None or self._signing_keys is not None:
+            return NOT_PLAIN
+        if not self._direct or not key:
+            return NOT_PLAIN
+        # The cache's get and put (`LRUCache`), inlined: same steps, each
+        # one atomic, a step that loses a race with another thread skipped.
+        cache = self._cache
+        entries = cache._data
+        if entries:
+            entry = entries.get(key)
+            if entry is not None:
+                try:  # noqa: SIM105 (contextlib.suppress costs more)
+                    entries.move_to_end(key)
+                except KeyError:
+                    pass
+                return entry[0]
+        version = self._versions.get(key, 0)
+        objects = _local_objects.get(self.name)
+        data = None if objects is None else objects.get(key)
+        if type(data) is not bytes:
+            # Absent, or a user's store_dict holding another buffer type.
+            return NOT_PLAIN
+        try:
+            obj = plain_loads(data)
+        except SerializationError as err:
+            err.args = (f"cannot load key {key!r} from store {self.name!r}: {err}",)
+            raise
+        if obj is not NOT_PLAIN and cache.maxsize:
+            entries[key] = (obj, version)
+            try:
+                entries.move_to_end(key)
+                if len(entries) > cache.maxsize:
+                    entries.popitem(last=False)
+            except KeyError:
+                pass
+        return obj
 
     def _validate_key(self, key: Any) -> str:
         if type(key) is not str or not key:
