@@ -36,6 +36,7 @@ from proxystore.exceptions import (
     StoreConnectionError,
     StoreTimeoutError,
 )
+from proxystore.signing import SigningKeys
 from proxystore.stream_format import (
     KIND_END,
     Event,
@@ -48,7 +49,6 @@ from proxystore.stream_format import (
     sign_event,
     unpack_fields,
 )
-from proxystore.signing import SigningKeys
 from proxystore.stream_heartbeat import Heartbeat
 
 _IS_SYNC = True
@@ -437,9 +437,7 @@ class RedisStreamSubscriber:
         except redis.exceptions.RedisError as err:
             raise self._redis.error(err, f"read of topics {self.topics}") from err
         for event in events:
-            if event.fields.get(b"t") == KIND_END and authentic(
-                event, self.event_keys
-            ):
+            if event.fields.get(b"t") == KIND_END and authentic(event, self.event_keys):
                 self._ended.add(event.topic)
         return events, finished
 
