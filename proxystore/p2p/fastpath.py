@@ -619,12 +619,22 @@ class _Fetch:
         self.sock = sock
         with sock:
             try:
-                tls = client_context().wrap_socket(sock, server_hostname=None)
+                tls = client_context().wrap_socket(
+                    sock, server_hostname=None, do_handshake_on_connect=False
+                )
             except (OSError, ssl.SSLError) as err:
                 raise PeerConnectionError(
                     self.target, f"cannot connect: {err!r}"
                 ) from err
+            # Wrapping moved the descriptor: a cancelled fetch shuts this down.
+            self.sock = tls
             with tls:
+                try:
+                    tls.do_handshake()
+                except (OSError, ssl.SSLError) as err:
+                    raise PeerConnectionError(
+                        self.target, f"cannot connect: {err!r}"
+                    ) from err
                 self._check_listener(tls)
                 token = bytes.fromhex(self.ticket.token)
                 proof = _client_proof(token, self.peer_public)
@@ -797,5 +807,6 @@ async def fetch(
         # The thread fails at once on a shut-down socket.
         if job.sock is not None:
             with contextlib.suppress(OSError):
-                job.sock.shutdown(socket.SHUT_RDWR)
+                # The plain socket's shutdown, as in `_Served.shutdown`.
+                socket.socket.shutdown(job.sock, socket.SHUT_RDWR)
         raise

@@ -283,3 +283,41 @@ async def test_client_gone_before_its_hello_leaves_no_open_socket(
         warnings.simplefilter("always", ResourceWarning)
         gc.collect()
     assert [str(w.message) for w in caught] == []
+
+
+async def test_cancelled_fetch_stops_receiving_at_once() -> None:
+    gone = asyncio.Event()
+    started = asyncio.Event()
+
+    async def stalling(
+        reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        try:
+            await reader.readexactly(TOKEN_SIZE + 64)
+            writer.write(LENGTH.pack(1000) + b"x" * 10)
+            await writer.drain()
+            started.set()
+            # Nothing more is sent: the fetch waits (up to WAIT) for bytes.
+            with contextlib.suppress(OSError):
+                await reader.read()
+            gone.set()
+        finally:
+            writer.close()
+            with contextlib.suppress(OSError):
+                await writer.wait_closed()
+
+    listener = await asyncio.start_server(
+        stalling, "127.0.0.1", 0, ssl=server_context(HOLDER)
+    )
+    async with listener:
+        port = listener.sockets[0].getsockname()[1]
+        ticket = FastPathTicket("127.0.0.1", port, "00" * TOKEN_SIZE, 1000)
+        fetching = asyncio.create_task(get(ticket))
+        await asyncio.wait_for(started.wait(), WAIT)
+        start = time.monotonic()
+        fetching.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await fetching
+        # Its thread let go of the connection, not at its own timeout.
+        await asyncio.wait_for(gone.wait(), WAIT)
+        assert time.monotonic() - start < WAIT / 2
