@@ -8,7 +8,7 @@ import os
 import secrets
 import time
 import warnings
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 
@@ -185,27 +185,36 @@ async def test_reclaim_returns_the_body_once(server: FastPathServer) -> None:
         await get(ticket)
 
 
-async def test_stream_cut_mid_transfer() -> None:
-    async def truncating(
-        reader: asyncio.StreamReader, writer: asyncio.StreamWriter
-    ) -> None:
+@contextlib.asynccontextmanager
+async def _ten_of_a_thousand(
+    then: Callable[[asyncio.StreamReader], Awaitable[None]] | None = None,
+) -> AsyncIterator[FastPathTicket]:
+    """A TLS listener that announces 1000 bytes and sends 10, then `then`."""
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         # Closed whatever the client did first: on Python 3.10 a TLS
         # transport left open warns (unclosed transport) when collected.
         try:
             await reader.readexactly(TOKEN_SIZE + 64)
             writer.write(LENGTH.pack(1000) + b"x" * 10)
             await writer.drain()
+            if then is not None:
+                await then(reader)
         finally:
             writer.close()
             with contextlib.suppress(OSError):
                 await writer.wait_closed()
 
     listener = await asyncio.start_server(
-        truncating, "127.0.0.1", 0, ssl=server_context(HOLDER)
+        serve, "127.0.0.1", 0, ssl=server_context(HOLDER)
     )
     async with listener:
         port = listener.sockets[0].getsockname()[1]
-        ticket = FastPathTicket("127.0.0.1", port, "00" * TOKEN_SIZE, 1000)
+        yield FastPathTicket("127.0.0.1", port, "00" * TOKEN_SIZE, 1000)
+
+
+async def test_stream_cut_mid_transfer() -> None:
+    async with _ten_of_a_thousand() as ticket:
         with pytest.raises(PeerConnectionError, match="after 10 of 1000 bytes"):
             await get(ticket)
 
@@ -289,29 +298,14 @@ async def test_cancelled_fetch_stops_receiving_at_once() -> None:
     gone = asyncio.Event()
     started = asyncio.Event()
 
-    async def stalling(
-        reader: asyncio.StreamReader, writer: asyncio.StreamWriter
-    ) -> None:
-        try:
-            await reader.readexactly(TOKEN_SIZE + 64)
-            writer.write(LENGTH.pack(1000) + b"x" * 10)
-            await writer.drain()
-            started.set()
-            # Nothing more is sent: the fetch waits (up to WAIT) for bytes.
-            with contextlib.suppress(OSError):
-                await reader.read()
-            gone.set()
-        finally:
-            writer.close()
-            with contextlib.suppress(OSError):
-                await writer.wait_closed()
+    async def stall(reader: asyncio.StreamReader) -> None:
+        started.set()
+        # Nothing more is sent: the fetch waits (up to WAIT) for bytes.
+        with contextlib.suppress(OSError):
+            await reader.read()
+        gone.set()
 
-    listener = await asyncio.start_server(
-        stalling, "127.0.0.1", 0, ssl=server_context(HOLDER)
-    )
-    async with listener:
-        port = listener.sockets[0].getsockname()[1]
-        ticket = FastPathTicket("127.0.0.1", port, "00" * TOKEN_SIZE, 1000)
+    async with _ten_of_a_thousand(stall) as ticket:
         fetching = asyncio.create_task(get(ticket))
         await asyncio.wait_for(started.wait(), WAIT)
         start = time.monotonic()
