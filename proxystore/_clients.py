@@ -39,6 +39,11 @@ class ClientsPerLoop(Mapping[Owner, C]):
     loop, which the loop closes in `shutdown_asyncgens`; a loop closed
     without that step leaves its clients to be dropped, as before.
 
+    The sync face's client (owner None) is closed when this map is garbage
+    collected with it still open: a store dropped without `close` (one a
+    received proxy built, then unregistered or replaced) does not leave
+    its sockets to the garbage collector, which reports each as unclosed.
+
     Args:
         create: Makes a new client for the calling loop (or thread, if sync).
         close: Closes a client (a coroutine function for loop owners); None
@@ -50,6 +55,7 @@ class ClientsPerLoop(Mapping[Owner, C]):
         self._close = close
         self._clients: dict[Owner, C] = {}
         self._guards: dict[Owner, _Guard] = {}
+        self._finalizers: dict[Owner, weakref.finalize[Any, Any]] = {}
         self._lock = threading.Lock()
         self._pid = os.getpid()
         self._inherited: list[object] = []
@@ -67,6 +73,7 @@ class ClientsPerLoop(Mapping[Owner, C]):
                 self._inherited.extend(self._guards.values())
                 self._clients = {}
                 self._guards = {}
+                _detach(self._finalizers)
                 self._pid = os.getpid()
             for loop in [loop for loop in self._clients if _closed(loop)]:
                 del self._clients[loop]
@@ -79,6 +86,9 @@ class ClientsPerLoop(Mapping[Owner, C]):
                     self._guards[owner] = _Guard(
                         _guard(weakref.ref(self), owner, client, self._close)
                     )
+                elif owner is None and _closes_in_place(self._close):
+                    assert self._close is not None
+                    self._finalizers[None] = _finalizer(self, client, self._close)
             guard = self._guards.get(owner)
         for old in stale:
             old.discard()
@@ -109,6 +119,7 @@ class ClientsPerLoop(Mapping[Owner, C]):
         with self._lock:
             clients, self._clients = self._clients, {}
             guards, self._guards = self._guards, {}
+            _detach(self._finalizers)
         for guard in guards.values():
             guard.discard()
         return clients if self._pid == os.getpid() else {}
@@ -143,6 +154,33 @@ def _new_locks_after_fork() -> None:
 
 
 os.register_at_fork(after_in_child=_new_locks_after_fork)
+
+
+def _closes_in_place(close: Close[C] | None) -> bool:
+    """Whether `close` closes a client without a loop (a plain function)."""
+    return close is not None and not inspect.iscoroutinefunction(close)
+
+
+def _finalizer(
+    clients: ClientsPerLoop[C], client: C, close: Close[C]
+) -> weakref.finalize[Any, Any]:
+    """Close the sync client when `clients` is collected; not at exit."""
+    finalizer = weakref.finalize(clients, _close_dropped, client, close, os.getpid())
+    finalizer.atexit = False
+    return finalizer
+
+
+def _close_dropped(client: C, close: Close[C], pid: int) -> None:
+    # A forked child that inherited the map never closes the parent's client.
+    if os.getpid() == pid:
+        close(client)
+
+
+def _detach(finalizers: dict[Owner, weakref.finalize[Any, Any]]) -> None:
+    """Forget the finalizers: their clients were taken (closed by the taker)."""
+    for finalizer in finalizers.values():
+        finalizer.detach()
+    finalizers.clear()
 
 
 def _closed(loop: Owner) -> bool:

@@ -5,15 +5,19 @@ from __future__ import annotations
 import asyncio
 import gc
 import multiprocessing
+import pickle
 import sys
 import warnings
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
 
+from proxystore import registry
 from proxystore._clients import ClientsPerLoop
 from proxystore.aio.redis import RedisStore
+from proxystore.store.endpoint import EndpointStore
 from tests.redis_server import RedisServer
 
 
@@ -73,6 +77,55 @@ def test_dropped_store_is_closed_with_its_loop(
     gc.collect()
 
 
+@pytest.fixture(scope="module")
+def endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    """One endpoint process: the URL and API token file a store needs."""
+    from proxystore.endpoint.testing import configure_endpoint
+
+    site = configure_endpoint(tmp_path_factory.mktemp("clients-site"), "clients")
+    site.start(wait=30.0)
+    try:
+        yield {"url": site.url, "token_file": str(site.token_file)}
+    finally:
+        site.stop()
+
+
+def test_sync_store_built_by_prefetching_proxies_leaks_nothing(
+    endpoint: dict[str, str], store_name: str, no_resource_warnings: list[str]
+) -> None:
+    producer = EndpointStore(store_name, **endpoint)
+    sent = [pickle.dumps(producer.proxy(i, prefetch=True)) for i in range(8)]
+    producer.close()
+
+    def receive(data: bytes) -> int:
+        # Unpickling starts a prefetch: a background worker thread builds
+        # the store (provisionally registered) and opens its connections.
+        return int(pickle.loads(data) + 0)
+
+    with ThreadPoolExecutor(4) as pool:
+        assert list(pool.map(receive, sent)) == list(range(8))
+    consumer = registry.lookup(store_name, "sync")
+    assert isinstance(consumer, EndpointStore)
+    assert len(consumer._clients) == 1
+    # Dropped without close (as the name's owner replacing it would): its
+    # sockets are closed with it, not left to the garbage collector.
+    registry.unregister(store_name)
+    del consumer
+
+
+def test_closed_sync_store_used_again_by_a_late_worker_leaks_nothing(
+    endpoint: dict[str, str], store_name: str, no_resource_warnings: list[str]
+) -> None:
+    store = EndpointStore(store_name, **endpoint)
+    key = store.set(b"x")
+    store.close()
+    # A prefetch worker's get that passed the closed check just before
+    # close reconnects after it.
+    assert store._get_bytes(key) is not None
+    assert len(store._clients) == 1
+    del store
+
+
 class Client:
     def __init__(self) -> None:
         self.closed = 0
@@ -80,6 +133,35 @@ class Client:
 
 async def close_client(client: Client) -> None:
     client.closed += 1
+
+
+def close_now(client: Client) -> None:
+    client.closed += 1
+
+
+def test_dropped_map_closes_its_sync_client_once() -> None:
+    clients: ClientsPerLoop[Client] = ClientsPerLoop(Client, close_now)
+    client = clients.client_for(None)
+    del clients
+    gc.collect()
+    assert client.closed == 1
+
+    clients = ClientsPerLoop(Client, close_now)
+    taken = clients.client_for(None)
+    clients.close_all(close_now)
+    del clients
+    gc.collect()
+    assert taken.closed == 1  # by close_all, not again when collected
+
+
+_forked: list[ClientsPerLoop[Client]] = []
+
+
+def report_closed_after_drop(outbox: Any) -> None:
+    client = _forked[0][None]
+    _forked.clear()  # the child's last reference to the map
+    gc.collect()
+    outbox.put(client.closed)
 
 
 def test_closed_clients_are_closed_once() -> None:
@@ -135,3 +217,27 @@ def test_child_forked_while_a_thread_holds_the_lock_gets_a_client() -> None:
             child.join(timeout=10)
         outbox.close()
         outbox.join_thread()
+
+
+def test_child_never_closes_the_parents_sync_client() -> None:
+    clients: ClientsPerLoop[Client] = ClientsPerLoop(Client, close_now)
+    client = clients.client_for(None)
+    _forked.append(clients)
+    del clients
+    context = multiprocessing.get_context("fork")
+    outbox = context.Queue()
+    child = context.Process(target=report_closed_after_drop, args=(outbox,))
+    child.start()
+    _forked.clear()
+    try:
+        assert outbox.get(timeout=10) == 0
+        child.join(timeout=10)
+        assert child.exitcode == 0
+    finally:
+        if child.is_alive():
+            child.kill()
+            child.join(timeout=10)
+        outbox.close()
+        outbox.join_thread()
+    gc.collect()
+    assert client.closed == 1  # here, by the parent, whose client it is

@@ -226,8 +226,14 @@ def test_many_leases_share_one_thread(store_name: str) -> None:
 
     store = LocalStore(store_name)
     before = threading.active_count()
-    leases = [LeaseLifetime(0.05 + index / 10_000) for index in range(500)]
-    keys = [store.set(index, lifetime=lease) for index, lease in enumerate(leases)]
+    # Each lease is made just before its set, so however slowly a loaded
+    # machine runs the 500 sets, none ends before its own set (a lease made
+    # up front could); the earlier ones end while later sets still run.
+    leases: list[LeaseLifetime] = []
+    keys = []
+    for index in range(500):
+        leases.append(LeaseLifetime(1.0 + index / 10_000))
+        keys.append(store.set(index, lifetime=leases[-1]))
     assert threading.active_count() <= before + 1
     assert _wait_until(lambda: not any(store.exists(key) for key in keys), 10)
     assert all(lease.done() for lease in leases)

@@ -22,6 +22,12 @@ own site) can instead take the body as a file:
   the announced size), maps it read-only, and unlinks it. A file nobody
   took is unlinked by the endpoint after its timeout; the directory goes
   when the endpoint stops.
+- The files are memory (``/dev/shm`` is RAM): the bytes of files made and
+  not yet taken, expired or discarded are counted against a cap (the
+  endpoint's ``max_memory``). A body that would go over it is sent in the
+  HTTP response instead, so a client that asks for many large objects and
+  never takes the files cannot fill ``/dev/shm``. Files taken meanwhile are
+  noticed (they are gone) when the cap is reached.
 
 The request and answer still go through the authenticated HTTP API; the file
 system adds no new reader: whoever can open the directory can read the
@@ -42,6 +48,7 @@ import shutil
 import stat
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -109,10 +116,16 @@ class HandoffFile:
         name: The file's name in the directory.
     """
 
-    def __init__(self, directory: Path, size: int) -> None:
+    def __init__(
+        self,
+        directory: Path,
+        size: int,
+        on_discard: Callable[[HandoffFile], None] | None = None,
+    ) -> None:
         self.name = secrets.token_hex(16)
         self.path = directory / self.name
         self.size = size
+        self._on_discard = on_discard
         self._map: mmap.mmap | None = None
         self._view: memoryview | None = None
         self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
@@ -170,6 +183,9 @@ class HandoffFile:
         """Release the mapping and remove the file."""
         self.finish()
         self.path.unlink(missing_ok=True)
+        on_discard, self._on_discard = self._on_discard, None
+        if on_discard is not None:
+            on_discard(self)
 
 
 class HandoffDir:
@@ -180,10 +196,16 @@ class HandoffDir:
         ttl: Seconds a file waits for its client before it is removed.
         base: Where the directory is made (default ``/dev/shm`` if usable,
             else the system temp directory).
+        max_bytes: Most bytes of files made and not yet taken, expired or
+            discarded (None: no cap); `new` refuses a file beyond it.
     """
 
     def __init__(
-        self, endpoint_uuid: str, ttl: float, base: Path | None = None
+        self,
+        endpoint_uuid: str,
+        ttl: float,
+        base: Path | None = None,
+        max_bytes: int | None = None,
     ) -> None:
         from proxystore.endpoint.process import PidRecord
 
@@ -194,6 +216,10 @@ class HandoffDir:
         )
         self.nonce = secrets.token_hex(32)
         self.ttl = ttl
+        self.max_bytes = max_bytes
+        self.outstanding = 0
+        """Bytes of files made and not yet taken, expired or discarded."""
+        self._published: dict[str, int] = {}
         (self.path / OWNER_FILE).write_text(PidRecord.of_this_process().to_text())
         fd = os.open(
             self.path / NONCE_FILE, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600
@@ -205,19 +231,46 @@ class HandoffDir:
         """Return what ``GET /endpoint`` reports under ``handoff``."""
         return {"dir": str(self.path), "nonce": self.nonce}
 
-    def new(self, size: int) -> HandoffFile:
-        """Return a new file of ``size`` bytes to write a body into."""
-        return HandoffFile(self.path, size)
+    def new(self, size: int) -> HandoffFile | None:
+        """Return a new file of ``size`` bytes to write a body into.
+
+        None if it would take the files outstanding over `max_bytes` (the
+        body then goes in the HTTP response).
+
+        Raises:
+            OSError: If the file cannot be made (e.g. a full tmpfs).
+        """
+        if self.max_bytes is not None and self.outstanding + size > self.max_bytes:
+            self._reclaim_taken()
+            if self.outstanding + size > self.max_bytes:
+                return None
+        file = HandoffFile(self.path, size, self._discarded)
+        self.outstanding += size
+        return file
 
     def publish(self, file: HandoffFile) -> str:
         """Release ``file`` for its client; it is removed after `ttl` if not taken."""
         import asyncio
 
         file.finish()
-        asyncio.get_running_loop().call_later(
-            self.ttl, lambda: file.path.unlink(missing_ok=True)
-        )
+        # Its bytes stay counted until it is taken or expires.
+        file._on_discard = None
+        self._published[file.name] = file.size
+        asyncio.get_running_loop().call_later(self.ttl, self._expire, file.name)
         return file.name
+
+    def _discarded(self, file: HandoffFile) -> None:
+        self.outstanding -= file.size
+
+    def _expire(self, name: str) -> None:
+        (self.path / name).unlink(missing_ok=True)
+        self.outstanding -= self._published.pop(name, 0)
+
+    def _reclaim_taken(self) -> None:
+        """Stop counting published files their clients took (unlinked)."""
+        for name in list(self._published):
+            if not (self.path / name).exists():
+                self.outstanding -= self._published.pop(name)
 
     def close(self) -> None:
         """Remove the directory and every file not taken."""

@@ -329,22 +329,25 @@ class _HandoffFiles:
             except OSError as err:
                 logger.warning("cannot hand off %d bytes: %s", size, err)
             else:
-                self.made.append(file)
-                return file.view
+                if file is not None:
+                    self.made.append(file)
+                    return file.view
         return bytearray(size)
 
     async def file_for(
         self, data: bytes | bytearray | memoryview
     ) -> HandoffFile | None:
         """Return the file holding ``data`` (made or filled here), if possible."""
-        for file in self.made:
-            if file.view is data:  # received straight into the file
-                self.made.remove(file)
-                return file
+        for made in self.made:
+            if made.view is data:  # received straight into the file
+                self.made.remove(made)
+                return made
         try:
             file = self.handoff.new(len(data))
         except OSError as err:
             logger.warning("cannot hand off %d bytes: %s", len(data), err)
+            return None
+        if file is None:  # the files not yet taken hold the cap
             return None
         try:
             # A copy of up to max_object_size bytes: in pieces, so other
@@ -657,7 +660,8 @@ class EndpointServer:
             endpoint.peers = self._peers
             await self._peers.start()
         try:
-            self._handoff = HandoffDir(config.uuid, HANDOFF_TTL)
+            # Files not yet taken are memory too: at most max_memory of them.
+            self._handoff = HandoffDir(config.uuid, HANDOFF_TTL, max_bytes=max_memory)
         except OSError as err:
             logger.warning(
                 "large bodies go over HTTP only: no handoff directory (%s)", err

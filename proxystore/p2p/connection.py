@@ -161,6 +161,7 @@ class PeerConnection:
         idle: float | None = None,
         deadline: float | None = None,
         allocate: Allocate | None = None,
+        began: float | None = None,
     ) -> PeerMessage:
         """Send a request and wait for the peer handler's response.
 
@@ -176,6 +177,9 @@ class PeerConnection:
                 `time()` (default: none).
             allocate: Makes the buffer a response body coming over the
                 fast path is received into (default: a new bytearray).
+            began: When the caller's request began, in the running loop's
+                `time()` (default: now): errors count from there, so a
+                deadline error quotes the seconds the caller gave.
 
         Raises:
             PeerConnectionError: If the connection is or gets lost.
@@ -190,7 +194,8 @@ class PeerConnection:
         message_id = next(self._ids)
         future: asyncio.Future[Envelope] = asyncio.get_running_loop().create_future()
         self._pending[message_id] = future
-        started = (asyncio.get_running_loop().time(), self.bytes_moved)
+        loop = asyncio.get_running_loop()
+        started = (loop.time() if began is None else began, self.bytes_moved)
         try:
             await self._send(
                 message_id, False, {"header": message.header}, message.body

@@ -277,7 +277,7 @@ class FastPathServer:
         self._binding: dict[str, asyncio.Future[_Listener]] = {}
         self._offers: dict[bytes, _Offer] = {}
         self._connections: set[asyncio.Task[None]] = set()
-        self._sockets: set[socket.socket] = set()
+        self._sockets: set[_Served] = set()
         self._context = server_context(identity)
         self.served = 0
         """Number of bodies handed out so far."""
@@ -450,9 +450,8 @@ class FastPathServer:
                 server.task.cancel()
             server.sock.close()
         # Worker threads blocked in a send or receive fail at once.
-        for sock in list(self._sockets):
-            with contextlib.suppress(OSError):
-                sock.shutdown(socket.SHUT_RDWR)
+        for served in list(self._sockets):
+            served.shutdown()
         for task in list(self._connections):
             task.cancel()
         waiting = [s.task for s in servers if s.task is not None]
@@ -490,10 +489,17 @@ class FastPathServer:
             self._connections.add(task)
             task.add_done_callback(self._connections.discard)
 
-    def _handshake(self, sock: socket.socket) -> tuple[ssl.SSLSocket, bytes]:
+    def _handshake(self, served: _Served) -> tuple[ssl.SSLSocket, bytes]:
         """In a worker thread: TLS handshake, then the client's hello."""
-        sock.settimeout(self._timeout)
-        tls = self._context.wrap_socket(sock, server_side=True)
+        served.sock.settimeout(self._timeout)
+        # Wrapping moves the descriptor to the TLS socket: published before
+        # the handshake, so `close` can shut it down and the connection's
+        # cleanup closes it, whatever fails from here on.
+        tls = self._context.wrap_socket(
+            served.sock, server_side=True, do_handshake_on_connect=False
+        )
+        served.sock = tls
+        tls.do_handshake()
         return tls, _recv_exactly(tls, HELLO_SIZE)
 
     def _send_body(self, tls: ssl.SSLSocket, body: memoryview) -> None:
@@ -508,11 +514,10 @@ class FastPathServer:
         except OSError:  # gone already
             sock.close()
             return
-        self._sockets.add(sock)
-        tls: ssl.SSLSocket | None = None
+        served = _Served(sock)
+        self._sockets.add(served)
         try:
-            tls, hello = await _in_thread(self._handshake, sock)
-            assert tls is not None
+            tls, hello = await _in_thread(self._handshake, served)
             offer = self._claim(hello)
             if offer is None:
                 logger.warning(
@@ -526,10 +531,25 @@ class FastPathServer:
         except (OSError, ssl.SSLError) as err:
             logger.debug("fast-path transfer with %s aborted: %r", peer, err)
         finally:
-            self._sockets.discard(sock)
-            if tls is not None:
-                tls.close()
+            self._sockets.discard(served)
+            served.sock.close()
             sock.close()
+
+
+class _Served:
+    """A connection the listener serves: its socket, the TLS one once wrapped."""
+
+    __slots__ = ("sock",)
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+
+    def shutdown(self) -> None:
+        """Make a worker thread blocked on the connection fail at once."""
+        with contextlib.suppress(OSError):
+            # The plain socket's shutdown: `SSLSocket.shutdown` would also
+            # drop the TLS state under the thread still using it.
+            socket.socket.shutdown(self.sock, socket.SHUT_RDWR)
 
 
 PROGRESS_LOG_BYTES = 100 * 1024 * 1024
@@ -599,12 +619,22 @@ class _Fetch:
         self.sock = sock
         with sock:
             try:
-                tls = client_context().wrap_socket(sock, server_hostname=None)
+                tls = client_context().wrap_socket(
+                    sock, server_hostname=None, do_handshake_on_connect=False
+                )
             except (OSError, ssl.SSLError) as err:
                 raise PeerConnectionError(
                     self.target, f"cannot connect: {err!r}"
                 ) from err
+            # Wrapping moved the descriptor: a cancelled fetch shuts this down.
+            self.sock = tls
             with tls:
+                try:
+                    tls.do_handshake()
+                except (OSError, ssl.SSLError) as err:
+                    raise PeerConnectionError(
+                        self.target, f"cannot connect: {err!r}"
+                    ) from err
                 self._check_listener(tls)
                 token = bytes.fromhex(self.ticket.token)
                 proof = _client_proof(token, self.peer_public)
@@ -777,5 +807,6 @@ async def fetch(
         # The thread fails at once on a shut-down socket.
         if job.sock is not None:
             with contextlib.suppress(OSError):
-                job.sock.shutdown(socket.SHUT_RDWR)
+                # The plain socket's shutdown, as in `_Served.shutdown`.
+                socket.socket.shutdown(job.sock, socket.SHUT_RDWR)
         raise

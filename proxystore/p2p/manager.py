@@ -265,13 +265,14 @@ class PeerManager:
             )
         timeout = self._timeout if timeout is None else timeout
         loop = asyncio.get_running_loop()
-        end = None if deadline is None else loop.time() + deadline
-        connect = timeout if end is None else min(timeout, end - loop.time())
+        began = loop.time()
+        end = None if deadline is None else began + deadline
+        connect = timeout if end is None else min(timeout, end - began)
         connection = self._connections.get(peer_uuid)
         if connection is not None and connection.is_open and self._allow(peer_uuid):
             # Connected already: no wait to bound (saves a task per request).
             return await connection.request(
-                message, idle=timeout, deadline=end, allocate=allocate
+                message, idle=timeout, deadline=end, allocate=allocate, began=began
             )
         try:
             connection = await asyncio.wait_for(self._connect(peer_uuid), connect)
@@ -284,7 +285,7 @@ class PeerManager:
         except asyncio.TimeoutError as err:
             raise StoreTimeoutError(f"peer {peer_uuid}", connect, "connect") from err
         return await connection.request(
-            message, idle=timeout, deadline=end, allocate=allocate
+            message, idle=timeout, deadline=end, allocate=allocate, began=began
         )
 
     async def close(self) -> None:

@@ -185,6 +185,7 @@ class SignalingClient:
         while True:
             replaced = False
             was_up = False
+            opened: ClientConnection | None = None
             try:
                 async with connect(
                     self.url,
@@ -195,6 +196,7 @@ class SignalingClient:
                     ssl=self._tls,
                     max_size=MAX_MESSAGE_SIZE,
                 ) as websocket:
+                    opened = websocket
                     await self._register(websocket)
                     delay = 0.05
                     self.last_error = None
@@ -230,6 +232,12 @@ class SignalingClient:
                 self.refused = self.last_error
                 return
             finally:
+                if opened is not None:
+                    # Python 3.10's TLS transport stays "open" when the server
+                    # closed the connection first (as it does once the close
+                    # handshake is done) and warns when collected; closing it
+                    # again is a no-op.
+                    opened.transport.close()
                 self._websocket = None
                 self._connected.clear()
                 self._attempted.set()

@@ -131,12 +131,14 @@ async def test_untaken_files_expire_and_stale_dirs_are_swept(tmp_path: Path) -> 
     try:
         assert not stale.exists()
         file = handoff.new(5)
+        assert file is not None
         file.write(b"hello")
         name = handoff.publish(file)
         deadline = time.monotonic() + 10
         while (handoff.path / name).exists():
             assert time.monotonic() < deadline, "handed-off file never expired"
             await asyncio.sleep(0.02)
+        assert handoff.outstanding == 0  # an expired file no longer counts
     finally:
         handoff.close()
 
@@ -160,3 +162,62 @@ async def test_client_follows_a_restarted_endpoint_to_its_new_directory(
             assert store._handoff == _handoff_dir(second)
     finally:
         await store.aclose()
+
+
+async def test_untaken_files_count_against_the_cap(tmp_path: Path) -> None:
+    handoff = HandoffDir(str(uuid.uuid4()), ttl=600.0, base=tmp_path, max_bytes=10)
+    try:
+        first = handoff.new(6)
+        assert first is not None
+        assert handoff.new(5) is None  # 11 > 10 while the first is outstanding
+        discarded = handoff.new(4)
+        assert discarded is not None
+        discarded.discard()
+        assert handoff.outstanding == 6
+        first.write(b"x" * 6)
+        name = handoff.publish(first)
+        assert handoff.new(5) is None  # published and not taken: still counted
+        take_handoff(handoff.path, name, 6).release()
+        second = handoff.new(10)  # the taken file is noticed at the cap
+        assert second is not None
+        assert handoff.outstanding == 10
+        second.discard()
+        assert handoff.outstanding == 0
+    finally:
+        handoff.close()
+
+
+async def test_gets_beyond_the_cap_come_in_the_response(tmp_path: Path) -> None:
+    # Untaken files count up to max_memory: room for one of them, not two.
+    config = EndpointConfig(
+        name="cap", uuid=str(uuid.uuid4()), port=0, max_memory=BIG + 1
+    )
+    token_file = str(create_api_token(tmp_path))
+    auth = {"Authorization": f"Bearer {read_api_token(token_file)}"}
+    data = os.urandom(BIG)
+    token = read_api_token(token_file)
+    async with (
+        EndpointServer(config, api_token=token) as server,
+        httpx.AsyncClient(base_url=server.url, headers=auth) as http,
+    ):
+        put = await http.put("/objects/a", content=data)
+        assert put.status_code == 204
+        handed = await http.get("/objects/a", headers={HANDOFF_HEADER: "1"})
+        assert handed.status_code == 200
+        name = handed.headers[HANDOFF_HEADER]
+        # A client that never takes its files gets bodies in the response.
+        for key in ("a", "a", "a"):
+            inline = await http.get(f"/objects/{key}", headers={HANDOFF_HEADER: "1"})
+            assert inline.status_code == 200
+            assert HANDOFF_HEADER not in inline.headers
+            assert inline.content == data
+        files = [p.name for p in _handoff_dir(server).iterdir()]
+        assert sorted(files) == sorted(["nonce", "owner", name])
+        # Once the file is taken, large bodies are handed off again.
+        take_handoff(_handoff_dir(server), name, BIG).release()
+        again = await http.get("/objects/a", headers={HANDOFF_HEADER: "1"})
+        assert again.status_code == 200
+        assert again.content == b""
+        view = take_handoff(_handoff_dir(server), again.headers[HANDOFF_HEADER], BIG)
+        assert view == data
+        view.release()

@@ -3,9 +3,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import gc
 import os
 import secrets
-from collections.abc import AsyncIterator
+import time
+import warnings
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 
@@ -16,6 +19,7 @@ from proxystore.p2p.fastpath import (
     TOKEN_SIZE,
     FastPathServer,
     FastPathTicket,
+    client_context,
     fetch,
     server_context,
 )
@@ -181,22 +185,36 @@ async def test_reclaim_returns_the_body_once(server: FastPathServer) -> None:
         await get(ticket)
 
 
-async def test_stream_cut_mid_transfer() -> None:
-    async def truncating(
-        reader: asyncio.StreamReader, writer: asyncio.StreamWriter
-    ) -> None:
-        await reader.readexactly(TOKEN_SIZE + 64)
-        writer.write(LENGTH.pack(1000) + b"x" * 10)
-        await writer.drain()
-        writer.close()
-        await writer.wait_closed()
+@contextlib.asynccontextmanager
+async def _ten_of_a_thousand(
+    then: Callable[[asyncio.StreamReader], Awaitable[None]] | None = None,
+) -> AsyncIterator[FastPathTicket]:
+    """A TLS listener that announces 1000 bytes and sends 10, then `then`."""
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        # Closed whatever the client did first: on Python 3.10 a TLS
+        # transport left open warns (unclosed transport) when collected.
+        try:
+            await reader.readexactly(TOKEN_SIZE + 64)
+            writer.write(LENGTH.pack(1000) + b"x" * 10)
+            await writer.drain()
+            if then is not None:
+                await then(reader)
+        finally:
+            writer.close()
+            with contextlib.suppress(OSError):
+                await writer.wait_closed()
 
     listener = await asyncio.start_server(
-        truncating, "127.0.0.1", 0, ssl=server_context(HOLDER)
+        serve, "127.0.0.1", 0, ssl=server_context(HOLDER)
     )
     async with listener:
         port = listener.sockets[0].getsockname()[1]
-        ticket = FastPathTicket("127.0.0.1", port, "00" * TOKEN_SIZE, 1000)
+        yield FastPathTicket("127.0.0.1", port, "00" * TOKEN_SIZE, 1000)
+
+
+async def test_stream_cut_mid_transfer() -> None:
+    async with _ten_of_a_thousand() as ticket:
         with pytest.raises(PeerConnectionError, match="after 10 of 1000 bytes"):
             await get(ticket)
 
@@ -225,3 +243,75 @@ def test_ticket_json_round_trip_and_validation() -> None:
             FastPathTicket.from_json(bad)
     with pytest.raises(LimitExceededError, match="max_object_size of 9 bytes"):
         FastPathTicket.from_json(ticket.to_json(), max_length=9)
+
+
+async def _tls_client(
+    server: FastPathServer,
+) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """A client that completes the TLS handshake and sends nothing more."""
+    host, port = server.address
+    return await asyncio.wait_for(
+        asyncio.open_connection(host, port, ssl=client_context()), WAIT
+    )
+
+
+async def _close(writer: asyncio.StreamWriter) -> None:
+    writer.close()
+    with contextlib.suppress(OSError):
+        await asyncio.wait_for(writer.wait_closed(), WAIT)
+
+
+async def test_close_ends_a_connection_waiting_for_its_hello() -> None:
+    server = FastPathServer(HOLDER, "127.0.0.1", timeout=WAIT)
+    await server.start()
+    reader, writer = await _tls_client(server)
+    try:
+        # Its worker thread waits (up to WAIT) for the hello on the TLS
+        # socket; close shuts that socket down instead of leaving the
+        # thread (and the connection) to its timeout.
+        start = time.monotonic()
+        await server.close()
+        with contextlib.suppress(OSError):
+            assert await asyncio.wait_for(reader.read(), WAIT) == b""
+        assert time.monotonic() - start < WAIT / 2
+    finally:
+        await _close(writer)
+
+
+async def test_client_gone_before_its_hello_leaves_no_open_socket(
+    server: FastPathServer,
+) -> None:
+    gc.collect()
+    _, writer = await _tls_client(server)
+    await _close(writer)
+    deadline = time.monotonic() + WAIT
+    while server._sockets or server._connections:
+        assert time.monotonic() < deadline, "the server never ended the connection"
+        await asyncio.sleep(0.01)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ResourceWarning)
+        gc.collect()
+    assert [str(w.message) for w in caught] == []
+
+
+async def test_cancelled_fetch_stops_receiving_at_once() -> None:
+    gone = asyncio.Event()
+    started = asyncio.Event()
+
+    async def stall(reader: asyncio.StreamReader) -> None:
+        started.set()
+        # Nothing more is sent: the fetch waits (up to WAIT) for bytes.
+        with contextlib.suppress(OSError):
+            await reader.read()
+        gone.set()
+
+    async with _ten_of_a_thousand(stall) as ticket:
+        fetching = asyncio.create_task(get(ticket))
+        await asyncio.wait_for(started.wait(), WAIT)
+        start = time.monotonic()
+        fetching.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await fetching
+        # Its thread let go of the connection, not at its own timeout.
+        await asyncio.wait_for(gone.wait(), WAIT)
+        assert time.monotonic() - start < WAIT / 2

@@ -67,27 +67,37 @@ async def test_request_round_trip(
     assert served == ([1, 1] if fast_path and big else [0, 0])
 
 
+@pytest.mark.timeout(180)
 async def test_fast_path_only_when_both_sides_enable_it(
     signaling: SignalingServer, make_manager: ManagerFactory
 ) -> None:
-    a = await make_manager(signaling.url, fast_path=True)
-    b = await make_manager(signaling.url, fast_path=False)
+    a = await make_manager(signaling.url, fast_path=True, timeout=BULK_WAIT)
+    b = await make_manager(signaling.url, fast_path=False, timeout=BULK_WAIT)
     body = os.urandom(2 * MiB)
-    reply = await asyncio.wait_for(a.request(b.uuid, PeerMessage({}, body)), WAIT)
+    # Connecting and 2 MiB each way over the data channel: a loaded machine
+    # takes many seconds.
+    reply = await asyncio.wait_for(a.request(b.uuid, PeerMessage({}, body)), BULK_WAIT)
     assert bytes(reply.body) == body
     assert a.fast_path_server is not None
     assert a.fast_path_server.served == 0
 
 
+@pytest.mark.timeout(180)
 async def test_unreachable_fast_path_falls_back_to_data_channel(
     signaling: SignalingServer, make_manager: ManagerFactory
 ) -> None:
     # 127.0.0.2 is loopback too, but nothing listens there: connecting fails.
-    a = await make_manager(signaling.url, fast_path_advertised_host="127.0.0.2")
-    b = await make_manager(signaling.url, fast_path_advertised_host="127.0.0.2")
+    a = await make_manager(
+        signaling.url, fast_path_advertised_host="127.0.0.2", timeout=BULK_WAIT
+    )
+    b = await make_manager(
+        signaling.url, fast_path_advertised_host="127.0.0.2", timeout=BULK_WAIT
+    )
     for _ in range(2):
         body = os.urandom(2 * MiB)
-        reply = await asyncio.wait_for(a.request(b.uuid, PeerMessage({}, body)), WAIT)
+        reply = await asyncio.wait_for(
+            a.request(b.uuid, PeerMessage({}, body)), BULK_WAIT
+        )
         assert bytes(reply.body) == body
     for manager in (a, b):
         assert manager.fast_path_server is not None
@@ -116,6 +126,7 @@ async def test_unknown_peer_fails_fast(pair: tuple[PeerManager, PeerManager]) ->
     assert "registered" in str(info.value)
 
 
+@pytest.mark.timeout(180)
 async def test_concurrent_requests_are_multiplexed(
     signaling: SignalingServer, make_manager: ManagerFactory
 ) -> None:
@@ -142,7 +153,7 @@ async def test_concurrent_requests_are_multiplexed(
     await asyncio.wait_for(asyncio.gather(*others), BULK_WAIT)
     assert not first.done()
     all_others_done.set()
-    await asyncio.wait_for(first, WAIT)
+    await asyncio.wait_for(first, BULK_WAIT)
     assert a.peers == [b.uuid]
     assert b.peers == [a.uuid]
 
@@ -318,28 +329,60 @@ async def test_closed_manager_refuses_requests(
         await a.request(b.uuid, PeerMessage({}))
 
 
+@pytest.mark.timeout(180)
 async def test_transfer_longer_than_the_timeout_succeeds_while_moving(
     signaling: SignalingServer, make_manager: ManagerFactory
 ) -> None:
-    # The data channel: slow enough that a few MiB take longer than `idle`.
-    a = await make_manager(signaling.url, fast_path=False, timeout=BULK_WAIT)
-    b = await make_manager(signaling.url, fast_path=False, timeout=BULK_WAIT)
-    await asyncio.wait_for(a.request(b.uuid, PeerMessage({})), WAIT)
+    # A request outlasts its idle timeout several times over while bytes keep
+    # moving on its connection. The test sets the pace: the peer holds the
+    # request until the test has kept bytes moving past 3 * idle. Moving
+    # bodies are small messages, several in flight, each step awaited: a
+    # bulk body can lose packets on a loaded machine and wait a whole
+    # retransmission timeout (1 s in SCTP) with nothing moving.
     idle = 0.5
-    size = 4 * MiB
-    while True:
-        body = os.urandom(size)
-        start = time.monotonic()
-        reply = await a.request(b.uuid, PeerMessage({}, body), timeout=idle)
-        elapsed = time.monotonic() - start
-        assert bytes(reply.body) == body
-        # Proven once a transfer outlasted the idle timeout several times over.
-        if elapsed > 3 * idle or size >= 64 * MiB:
-            break
-        size *= 2
+    hold = asyncio.Event()
+
+    async def held(peer: str, request: PeerMessage) -> PeerMessage:
+        if request.header.get("held"):
+            await asyncio.wait_for(hold.wait(), BULK_WAIT)
+        return PeerMessage({}, request.body)
+
+    a = await make_manager(signaling.url, fast_path=False, timeout=BULK_WAIT)
+    b = await make_manager(
+        signaling.url, fast_path=False, handler=held, timeout=BULK_WAIT
+    )
+    await asyncio.wait_for(a.request(b.uuid, PeerMessage({})), BULK_WAIT)
+    loop = asyncio.get_running_loop()
+    body = os.urandom(64 * 1024)
+    start = loop.time()
+    transfer = asyncio.create_task(
+        a.request(b.uuid, PeerMessage({"held": True}, body), timeout=idle)
+    )
+    steps = 0
+
+    async def keep_moving() -> None:
+        nonlocal steps
+        while loop.time() - start <= 3 * idle and not transfer.done():
+            step = os.urandom(1024)
+            reply = await asyncio.wait_for(
+                a.request(b.uuid, PeerMessage({}, step)), BULK_WAIT
+            )
+            assert bytes(reply.body) == step
+            steps += 1
+
+    await asyncio.wait_for(
+        asyncio.gather(*(keep_moving() for _ in range(4))), BULK_WAIT
+    )
+    assert not transfer.done(), transfer
+    hold.set()
+    reply = await asyncio.wait_for(transfer, BULK_WAIT)
+    elapsed = loop.time() - start
+    assert bytes(reply.body) == body
     assert elapsed > 3 * idle
+    assert steps > 0
 
 
+@pytest.mark.timeout(180)
 async def test_stalled_request_says_how_much_moved(
     signaling: SignalingServer, make_manager: ManagerFactory
 ) -> None:
@@ -349,11 +392,11 @@ async def test_stalled_request_says_how_much_moved(
         await asyncio.wait_for(release.wait(), BULK_WAIT)
         return PeerMessage({})
 
-    a = await make_manager(signaling.url)
-    b = await make_manager(signaling.url, handler=stuck)
+    a = await make_manager(signaling.url, timeout=BULK_WAIT)
+    b = await make_manager(signaling.url, handler=stuck, timeout=BULK_WAIT)
     try:
         # Connect first, so only the request's own wait is measured.
-        await asyncio.wait_for(b.request(a.uuid, PeerMessage({})), WAIT)
+        await asyncio.wait_for(b.request(a.uuid, PeerMessage({})), BULK_WAIT)
         with pytest.raises(
             StoreTimeoutError,
             match=r"stalled: no bytes moved for 0.5s \(\d+ bytes moved",

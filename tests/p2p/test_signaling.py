@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import logging
 import os
@@ -8,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -323,3 +325,34 @@ async def test_client_defect_is_reported_as_permanent_not_retried(
         assert not client.connected
     finally:
         await client.close()
+
+
+async def test_wss_client_closed_leaves_no_open_transport(tmp_path: Path) -> None:
+    """The TLS link is closed with the client (Python 3.10 warned at collection)."""
+    from proxystore.endpoint.testing import write_test_certificate
+    from proxystore.p2p.signaling import tls_context
+    from proxystore.p2p.signaling_client import SignalingClient
+
+    ca, cert, key = write_test_certificate(tmp_path, "127.0.0.1")
+    tls = tls_context(str(cert), str(key))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ResourceWarning)
+        async with await serve("127.0.0.1", 0, SECRET, tls=tls) as server:
+            client = SignalingClient(
+                server.url,
+                IDS["w"],
+                "wss",
+                SECRET,
+                lambda message: None,
+                timeout=WAIT,
+                ca_file=str(ca),
+            )
+            client.start()
+            try:
+                assert await client.wait_attempted(WAIT)
+                assert client.connected, client.last_error
+            finally:
+                await client.close()
+        del client
+        gc.collect()
+    assert [str(w.message) for w in caught if w.category is ResourceWarning] == []
