@@ -108,7 +108,7 @@ def min_deps(session: nox.Session) -> None:
     constraints.write_text("\n".join(pins) + "\n")
     session.log("constraints: " + ", ".join(pins))
     session.install("-c", str(constraints), "-e", ".[test]")
-    _pytest(session, *NOT_HEAVY)
+    _pytest(session, "-m", "not heavy and not parsl")
 
 
 @nox.session(python=False)

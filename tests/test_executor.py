@@ -249,6 +249,7 @@ def _parsl_run(
         parsl.clear()
 
 
+@pytest.mark.parsl
 def test_parsl_thread_pool_executor(file_store: FileStore, tmp_path: Path) -> None:
     from parsl.executors import ThreadPoolExecutor
 
@@ -276,6 +277,7 @@ def test_parsl_thread_pool_executor(file_store: FileStore, tmp_path: Path) -> No
 
 
 @pytest.mark.heavy
+@pytest.mark.parsl
 @pytest.mark.timeout(180)
 def test_parsl_high_throughput_executor(
     file_store: FileStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
