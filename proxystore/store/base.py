@@ -633,6 +633,19 @@ class Store(Generic[KeyT]):
             if any(key is not None for key in keys):
                 wanted = [None if key is None else self._user_key(key) for key in keys]
         payloads = [self._payload(obj, serialize, serializer) for obj in objs]
+        return self._set_payloads(payloads, wanted, lifetime)
+
+    def _set_payloads(
+        self,
+        payloads: list[Payload],
+        wanted: list[KeyT | None] | None = None,
+        lifetime: Lifetime | None = None,
+    ) -> list[KeyT]:
+        """Write serialized objects as `set_batch` does (keys checked by the caller).
+
+        For callers that serialize themselves (`proxystore.store.stream`
+        decides by the payload's size where an object goes).
+        """
         start = _clock()
         expiry = None if lifetime is None else lifetime.expiry
         if expiry is not None:

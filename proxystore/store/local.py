@@ -190,18 +190,10 @@ class LocalStore(Store[str]):
             return NOT_PLAIN
         if not self._direct or not key:
             return NOT_PLAIN
-        # The cache's get and put (`LRUCache`), inlined: same steps, each
-        # one atomic, a step that loses a race with another thread skipped.
         cache = self._cache
-        entries = cache._data
-        if entries:
-            entry = entries.get(key)
-            if entry is not None:
-                try:  # noqa: SIM105 (contextlib.suppress costs more)
-                    entries.move_to_end(key)
-                except KeyError:
-                    pass
-                return entry[0]
+        cached = cache.get(key)
+        if cached is not MISSING:
+            return cached
         version = self._versions.get(key, 0)
         objects = _local_objects.get(self.name)
         data = None if objects is None else objects.get(key)
@@ -213,14 +205,8 @@ class LocalStore(Store[str]):
         except SerializationError as err:
             err.args = (f"cannot load key {key!r} from store {self.name!r}: {err}",)
             raise
-        if obj is not NOT_PLAIN and cache.maxsize:
-            entries[key] = (obj, version)
-            try:
-                entries.move_to_end(key)
-                if len(entries) > cache.maxsize:
-                    entries.popitem(last=False)
-            except KeyError:
-                pass
+        if obj is not NOT_PLAIN:
+            cache.put(key, obj, version)
         return obj
 
     def _validate_key(self, key: Any) -> str:

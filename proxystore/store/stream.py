@@ -649,26 +649,17 @@ def _check_count(value: Any, option: str, low: int) -> int:
 def _store_payloads(
     store: Store[Any], payloads: list[Payload], lifetime: Lifetime | None
 ) -> list[Any]:
-    """Write payloads made by `Store._dump` as `set` / `set_batch` would.
+    """Write payloads made by `Store._dump` as `set_batch` would.
 
     The stored bytes are those `set(obj)` stores (the same `_dump`), so a
     proxy of the key resolves them exactly as it would any object; only the
-    serialization is not repeated.
+    serialization is not repeated. A lifetime is set as `set_batch` sets it
+    (on Redis, leases in the batch's own transaction).
     """
     store._check_open()
     if lifetime is not None:
-        return [
-            store._set_in_lifetime(payload, None, lifetime)
-            for payload in payloads
-        ]
-    start = time.perf_counter()
-    if len(payloads) == 1:
-        keys = [store._set_bytes(payloads[0])]
-        store._record("set", start, payloads[0], keys[0])
-        return keys
-    keys = store._set_bytes_batch(payloads)
-    store._record("set_batch", start, [part for p in payloads for part in p])
-    return keys
+        check_lifetime(lifetime, False, f"set_batch on store {store.name!r}")
+    return store._set_payloads(payloads, lifetime=lifetime)
 
 
 def _nbytes(payload: Payload) -> int:
