@@ -211,7 +211,8 @@ class LocalStore(Store[str]):
         objects = _local_objects.get(self.name)
         data = None if objects is None else objects.get(key)
         if type(data) is not bytes:
-            # Absent, or a user's store_dict holding another buffer type.
+            # Absent, a large bytes part kept by reference (a Split), or a
+            # user's store_dict holding another buffer type.
             return NOT_PLAIN
         try:
             obj = plain_loads(data)
