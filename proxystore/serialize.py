@@ -53,6 +53,9 @@ _BYTES, _STR, _PICKLE, _OUT_OF_BAND, _DILL, _CUSTOM = b"BSPODC"
 _LEGACY_TAGS = frozenset(b"BSPOD")
 
 _SLICE_LIMIT = 4096
+# `plain_frame` leaves `bytes` over this size to `serialize_parts`, whose
+# frame keeps them by reference (see `LocalStore`).
+_BY_REFERENCE = 64 * 1024
 _COUNT = struct.Struct("<I")
 _LENGTH = struct.Struct("<Q")
 
@@ -311,10 +314,14 @@ def plain_frame(obj: Any) -> bytes | None:
     What `LocalStore` writes when it has no signing keys, in fewer steps
     than ``join(serialize_parts(obj, checksum=False))``, which it equals.
     None when the object needs more than that (out-of-band buffers, dill,
-    a part longer than a frame takes): serialize it with `serialize_parts`.
+    a part longer than a frame takes) or is a `bytes` object over 64 KiB,
+    which `LocalStore` keeps by reference instead of copying it into a
+    frame (`proxystore.frame.split`): serialize it with `serialize_parts`.
     """
     kind = type(obj)
     if kind is bytes:
+        if len(obj) > _BY_REFERENCE:
+            return None
         tag, part = _BYTES, obj
     elif kind is str:
         tag, part = _STR, obj.encode("utf-8", "surrogatepass")

@@ -18,6 +18,7 @@ from proxystore.serialize import (
     deserialize_custom,
     frame_custom,
     join,
+    plain_frame,
     serialize_parts,
 )
 from proxystore.signing import SigningKeys
@@ -287,3 +288,12 @@ def test_local_store_copies_every_mutable_buffer(store_name: str) -> None:
     assert store.get(keys["raw bytearray"], deserialize=False) == original
     assert store.get(keys["raw view"], deserialize=False) == original
     store.close()
+
+
+def test_plain_frame_leaves_large_bytes_to_the_frame_that_keeps_them() -> None:
+    limit = 64 * 1024
+    assert plain_frame(b"x" * limit) == join(
+        serialize_parts(b"x" * limit, checksum=False)
+    )
+    assert plain_frame(b"x" * (limit + 1)) is None
+    assert frame.split(serialize_parts(b"x" * (limit + 1), checksum=False)) is not None

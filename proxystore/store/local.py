@@ -37,10 +37,6 @@ from proxystore.signing import SigningKeysOption
 
 _IS_SYNC = True
 
-# A `bytes` object over this size is kept by reference, not copied into a
-# joined frame (see `LocalStore`).
-_BY_REFERENCE = 64 * 1024
-
 
 class LocalStore(Store[str]):
     """An in-process store.
@@ -188,8 +184,6 @@ class LocalStore(Store[str]):
             return None
         if not self._direct:
             return None
-        if type(obj) is bytes and len(obj) > _BY_REFERENCE:
-            return None  # the generic way keeps it by reference (a Split)
         data = plain_frame(obj)
         if data is None:
             return None
