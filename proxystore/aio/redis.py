@@ -49,6 +49,9 @@ replicas of its master have it.
 from __future__ import annotations
 
 import contextlib
+import io
+import re
+import socket
 import struct
 import time
 from collections.abc import Sequence
@@ -87,6 +90,7 @@ from proxystore.exceptions import (
     StoreOperationError,
     StoreTimeoutError,
 )
+from proxystore.frame import Split, Stored, head_size
 from proxystore.serialize import Buffer, Payload
 from proxystore.signing import SigningKeysOption
 
@@ -651,11 +655,11 @@ class RedisStore(Store[str]):
             return False
         return True
 
-    async def _aget_bytes(self, key: str) -> Buffer | None:
+    async def _aget_bytes(self, key: str) -> Stored | None:
         found = await self._aget_versioned(key)
         return None if found is None else found[0]
 
-    async def _aget_versioned(self, key: str) -> tuple[Buffer, int] | None:
+    async def _aget_versioned(self, key: str) -> tuple[Stored, int] | None:
         pair: list[Any] | None = None
         # async-only: begin
         if not self._cluster and (queue := self._client().queue).busy():
@@ -665,8 +669,10 @@ class RedisStore(Store[str]):
         # async-only: end
         if pair is None:
             try:
+                # A large value is read straight into its own buffer
+                # (`_read_large_value`).
                 (pair,) = await self._aexecute(
-                    [_command("MGET", key, _version_key(key))], 1, key
+                    [_command("MGET", key, _version_key(key))], 1, key, large=True
                 )
             except _DRIVER_ERRORS as err:
                 raise self._error(err, "get") from err
@@ -896,18 +902,25 @@ class RedisStore(Store[str]):
     # -- helpers --------------------------------------------------------------
 
     async def _aexecute(
-        self, packed: Sequence[Buffer], replies: int, key: str | None = None
+        self,
+        packed: Sequence[Buffer],
+        replies: int,
+        key: str | None = None,
+        *,
+        large: bool = False,
     ) -> list[Any]:
         """Send packed commands on a pooled connection and read their replies.
 
         redis-py's connection and parser (hiredis), without its client
         layer: the store's commands need no reply callbacks, and large
         values go out by reference. On a cluster, every key of the
-        commands is in `key`'s slot, and they go to its master.
+        commands is in `key`'s slot, and they go to its master. With
+        `large`, the last reply is an array whose first element may be a
+        large value, read straight into its own buffer (`_aread_last`).
         """
         client = self._client()
         async with client.slots:
-            return await self._aexecute_on(client, packed, replies, key)
+            return await self._aexecute_on(client, packed, replies, key, large=large)
 
     async def _aexecute_on(
         self,
@@ -915,15 +928,17 @@ class RedisStore(Store[str]):
         packed: Sequence[Buffer],
         replies: int,
         key: str | None = None,
+        *,
+        large: bool = False,
     ) -> list[Any]:
         """`_aexecute` for a caller that holds one of the client's slots."""
         if self._cluster:
             assert key is not None
-            return await self._aexecute_slot(client, packed, replies, key)
+            return await self._aexecute_slot(client, packed, replies, key, large)
         connection = await client.pool.get_connection()
         try:
             await _asend(connection, packed)
-            return [await connection.read_response() for _ in range(replies)]
+            return await _aread_replies(connection, replies, large)
         except BaseException:
             # Unread replies or a half-sent command: never reuse it.
             await connection.disconnect()
@@ -932,7 +947,12 @@ class RedisStore(Store[str]):
             await client.pool.release(connection)
 
     async def _aexecute_slot(
-        self, client: _Client, packed: Sequence[Buffer], replies: int, key: str
+        self,
+        client: _Client,
+        packed: Sequence[Buffer],
+        replies: int,
+        key: str,
+        large: bool = False,
     ) -> list[Any]:
         """Cluster: send packed commands to the master of `key`'s slot.
 
@@ -956,9 +976,11 @@ class RedisStore(Store[str]):
                 # async-only: end
                 node = asking or cluster.nodes_manager.get_node_from_slot(slot)
                 if asking is None:
-                    return await self._aexecute_node(cluster, node, packed, replies)
+                    return await self._aexecute_node(
+                        cluster, node, packed, replies, large
+                    )
                 results = await self._aexecute_node(
-                    cluster, node, [_ASKING, *packed], replies + 1
+                    cluster, node, [_ASKING, *packed], replies + 1, large
                 )
                 return results[1:]
             except redis_errors.AskError as err:
@@ -979,13 +1001,18 @@ class RedisStore(Store[str]):
             attempt += 1
 
     async def _aexecute_node(
-        self, cluster: Any, node: Any, packed: Sequence[Buffer], replies: int
+        self,
+        cluster: Any,
+        node: Any,
+        packed: Sequence[Buffer],
+        replies: int,
+        large: bool = False,
     ) -> list[Any]:
         """Send packed commands on one of a cluster node's pooled connections."""
         connection, release = _node_connection(cluster, node)
         try:
             await _asend(connection, packed)
-            return [await connection.read_response() for _ in range(replies)]
+            return await _aread_replies(connection, replies, large)
         # async-only: begin
         except (AttributeError, TypeError) as err:
             await connection.disconnect()
@@ -1275,6 +1302,133 @@ async def _asend(connection: Any, packed: Sequence[Buffer]) -> None:
         return
     # async-only: end
     await connection.send_packed_command(packed, check_health=False)
+
+
+async def _aread_replies(connection: Any, replies: int, large: bool) -> list[Any]:
+    """Read `replies` replies; with `large`, the last one by `_aread_last`."""
+    results = [await connection.read_response() for _ in range(replies - large)]
+    if large:
+        results.append(await _aread_last(connection))
+    return results
+
+
+async def _aread_last(connection: Any) -> Any:
+    """Read an array reply whose first element may be a large value.
+
+    The sync face reads such a value straight from the socket into a buffer
+    of its own (`_read_large_value`); on an event loop, and for anything
+    else, redis-py reads the reply.
+    """
+    # async-only: begin
+    return await connection.read_response()
+    # async-only: end
+    reply = _read_large_value(connection)
+    return connection.read_response() if reply is _NOT_LARGE else reply
+
+
+# A value at least this large, first in an array reply, is read straight
+# from the socket (`_read_large_value`); smaller ones by redis-py's parser.
+_LARGE_VALUE = 1 << 20
+# Enough for an array header and its first bulk header.
+_PEEK = 64
+# A frame header's fixed fields (magic, version, flags, tag, key id length,
+# part count), from which `frame.head_size` tells the header's length, and
+# room for the longest one-part header after them.
+_FRAME_FIXED = 12
+_HEAD_ROOM = bytes(320)
+_LARGE_HEAD = re.compile(rb"\*([1-9][0-9]{0,8})\r\n\$([0-9]{1,15})\r\n")
+_NOT_LARGE: Any = object()
+
+
+def _read_large_value(connection: Any) -> Any:
+    """Read an array reply whose first element is a large value, from the socket.
+
+    redis-py's hiredis parser gathers a bulk value in hiredis's own buffer
+    (64 KiB reads, grown to the value's size) and then copies it into a
+    `bytes`: two copies of the value at once. Here the headers are peeked
+    (``MSG_PEEK``; nothing is consumed unless the value is large), so are
+    the value's first bytes, and the value is read with exact-size
+    reads (a `BufferedReader` of buffer size 1 reads into the `bytes` it
+    returns, never ahead): a one-part frame as a `Split` (its header, then
+    its part in a `bytes` of its own), anything else as one `bytes`. The
+    rest of the array goes to redis-py's parser (fed the array header of
+    the remaining elements). Nothing is checked here but the protocol: the
+    store decodes what comes back as any other value.
+
+    Returns:
+        The reply (a list), or `_NOT_LARGE` having consumed nothing if the
+        reply does not start with a value of at least `_LARGE_VALUE` bytes,
+        or the connection is not a plain TCP socket read by hiredis with
+        nothing buffered.
+
+    Raises:
+        redis.exceptions.TimeoutError: If a read waits longer than the
+            connection's socket timeout.
+        redis.exceptions.ConnectionError: If the connection fails or closes,
+            or the reply is malformed (the caller then drops the connection).
+    """
+    sock = getattr(connection, "_sock", None)
+    reader: Any = getattr(getattr(connection, "_parser", None), "_reader", None)
+    if (
+        type(sock) is not socket.socket
+        or not hasattr(reader, "has_data")
+        or reader.has_data()
+    ):
+        return _NOT_LARGE
+    try:
+        peeked = sock.recv(_PEEK, socket.MSG_PEEK)
+        found = _LARGE_HEAD.match(peeked)
+        if found is None or int(found[2]) < _LARGE_VALUE:
+            return _NOT_LARGE
+        count, size = int(found[1]), int(found[2])
+        with io.BufferedReader(socket.SocketIO(sock, "rb"), 1) as stream:
+            _read_exactly(stream, found.end())
+            # The value's first bytes (waiting for them if they are not in yet).
+            head = _head_size(sock.recv(_FRAME_FIXED, socket.MSG_PEEK))
+            value: Stored
+            if head is None:
+                value = _read_exactly(stream, size)
+            else:
+                value = Split(
+                    _read_exactly(stream, head), _read_exactly(stream, size - head)
+                )
+            if _read_exactly(stream, 2) != b"\r\n":
+                raise redis_errors.ConnectionError(
+                    "malformed reply: a bulk value not followed by CRLF"
+                )
+    except TimeoutError:
+        raise redis_errors.TimeoutError("Timeout reading from socket") from None
+    except OSError as err:
+        raise redis_errors.ConnectionError(
+            f"Error while reading from socket: {err}"
+        ) from err
+    if count == 1:
+        return [value]
+    # The other elements (a version) through redis-py's parser.
+    reader.feed(b"*%d\r\n" % (count - 1))
+    rest: list[Any] = connection.read_response()
+    return [value, *rest]
+
+
+def _head_size(start: bytes) -> int | None:
+    """The header length of the one-part frame a value starts with, if it is one.
+
+    `start` holds the value's first bytes (up to `_FRAME_FIXED`): the fixed
+    fields of a frame's header decide its length (`frame.head_size` reads
+    nothing else), so they are given room for the rest. None: not a one-part
+    frame, or fewer bytes had arrived (the value is then read whole).
+    """
+    if len(start) < _FRAME_FIXED:
+        return None
+    return head_size(start + _HEAD_ROOM)
+
+
+def _read_exactly(stream: io.BufferedReader[Any], size: int) -> bytes:
+    """Read `size` bytes, into one `bytes` object of that size."""
+    data = stream.read(size)
+    if len(data) != size:
+        raise redis_errors.ConnectionError("Connection closed by server.")
+    return data
 
 
 def _node_connection(cluster: Any, node: Any) -> tuple[Any, Any]:

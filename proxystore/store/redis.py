@@ -50,6 +50,9 @@ replicas of its master have it.
 from __future__ import annotations
 
 import contextlib
+import io
+import re
+import socket
 import struct
 import time
 from collections.abc import Sequence
@@ -88,6 +91,7 @@ from proxystore.exceptions import (
     StoreOperationError,
     StoreTimeoutError,
 )
+from proxystore.frame import Split, Stored, head_size
 from proxystore.serialize import Buffer, Payload
 from proxystore.signing import SigningKeysOption
 
@@ -641,16 +645,18 @@ class RedisStore(Store[str]):
             return False
         return True
 
-    def _get_bytes(self, key: str) -> Buffer | None:
+    def _get_bytes(self, key: str) -> Stored | None:
         found = self._get_versioned(key)
         return None if found is None else found[0]
 
-    def _get_versioned(self, key: str) -> tuple[Buffer, int] | None:
+    def _get_versioned(self, key: str) -> tuple[Stored, int] | None:
         pair: list[Any] | None = None
         if pair is None:
             try:
+                # A large value is read straight into its own buffer
+                # (`_read_large_value`).
                 (pair,) = self._execute(
-                    [_command("MGET", key, _version_key(key))], 1, key
+                    [_command("MGET", key, _version_key(key))], 1, key, large=True
                 )
             except _DRIVER_ERRORS as err:
                 raise self._error(err, "get") from err
@@ -868,18 +874,25 @@ class RedisStore(Store[str]):
     # -- helpers --------------------------------------------------------------
 
     def _execute(
-        self, packed: Sequence[Buffer], replies: int, key: str | None = None
+        self,
+        packed: Sequence[Buffer],
+        replies: int,
+        key: str | None = None,
+        *,
+        large: bool = False,
     ) -> list[Any]:
         """Send packed commands on a pooled connection and read their replies.
 
         redis-py's connection and parser (hiredis), without its client
         layer: the store's commands need no reply callbacks, and large
         values go out by reference. On a cluster, every key of the
-        commands is in `key`'s slot, and they go to its master.
+        commands is in `key`'s slot, and they go to its master. With
+        `large`, the last reply is an array whose first element may be a
+        large value, read straight into its own buffer (`_read_last`).
         """
         client = self._client()
         with client.slots:
-            return self._execute_on(client, packed, replies, key)
+            return self._execute_on(client, packed, replies, key, large=large)
 
     def _execute_on(
         self,
@@ -887,15 +900,17 @@ class RedisStore(Store[str]):
         packed: Sequence[Buffer],
         replies: int,
         key: str | None = None,
+        *,
+        large: bool = False,
     ) -> list[Any]:
         """`_execute` for a caller that holds one of the client's slots."""
         if self._cluster:
             assert key is not None
-            return self._execute_slot(client, packed, replies, key)
+            return self._execute_slot(client, packed, replies, key, large)
         connection = client.pool.get_connection()
         try:
             _send(connection, packed)
-            return [connection.read_response() for _ in range(replies)]
+            return _read_replies(connection, replies, large)
         except BaseException:
             # Unread replies or a half-sent command: never reuse it.
             connection.disconnect()
@@ -904,7 +919,12 @@ class RedisStore(Store[str]):
             client.pool.release(connection)
 
     def _execute_slot(
-        self, client: _Client, packed: Sequence[Buffer], replies: int, key: str
+        self,
+        client: _Client,
+        packed: Sequence[Buffer],
+        replies: int,
+        key: str,
+        large: bool = False,
     ) -> list[Any]:
         """Cluster: send packed commands to the master of `key`'s slot.
 
@@ -925,9 +945,11 @@ class RedisStore(Store[str]):
             try:
                 node = asking or cluster.nodes_manager.get_node_from_slot(slot)
                 if asking is None:
-                    return self._execute_node(cluster, node, packed, replies)
+                    return self._execute_node(
+                        cluster, node, packed, replies, large
+                    )
                 results = self._execute_node(
-                    cluster, node, [_ASKING, *packed], replies + 1
+                    cluster, node, [_ASKING, *packed], replies + 1, large
                 )
                 return results[1:]
             except redis_errors.AskError as err:
@@ -948,13 +970,18 @@ class RedisStore(Store[str]):
             attempt += 1
 
     def _execute_node(
-        self, cluster: Any, node: Any, packed: Sequence[Buffer], replies: int
+        self,
+        cluster: Any,
+        node: Any,
+        packed: Sequence[Buffer],
+        replies: int,
+        large: bool = False,
     ) -> list[Any]:
         """Send packed commands on one of a cluster node's pooled connections."""
         connection, release = _node_connection(cluster, node)
         try:
             _send(connection, packed)
-            return [connection.read_response() for _ in range(replies)]
+            return _read_replies(connection, replies, large)
         except BaseException:
             connection.disconnect()
             raise
@@ -1227,6 +1254,130 @@ def _send(connection: Any, packed: Sequence[Buffer]) -> None:
     connection not yet open is opened by redis-py's ``send_packed_command``.
     """
     connection.send_packed_command(packed, check_health=False)
+
+
+def _read_replies(connection: Any, replies: int, large: bool) -> list[Any]:
+    """Read `replies` replies; with `large`, the last one by `_read_last`."""
+    results = [connection.read_response() for _ in range(replies - large)]
+    if large:
+        results.append(_read_last(connection))
+    return results
+
+
+def _read_last(connection: Any) -> Any:
+    """Read an array reply whose first element may be a large value.
+
+    The sync face reads such a value straight from the socket into a buffer
+    of its own (`_read_large_value`); on an event loop, and for anything
+    else, redis-py reads the reply.
+    """
+    reply = _read_large_value(connection)
+    return connection.read_response() if reply is _NOT_LARGE else reply
+
+
+# A value at least this large, first in an array reply, is read straight
+# from the socket (`_read_large_value`); smaller ones by redis-py's parser.
+_LARGE_VALUE = 1 << 20
+# Enough for an array header and its first bulk header.
+_PEEK = 64
+# A frame header's fixed fields (magic, version, flags, tag, key id length,
+# part count), from which `frame.head_size` tells the header's length, and
+# room for the longest one-part header after them.
+_FRAME_FIXED = 12
+_HEAD_ROOM = bytes(320)
+_LARGE_HEAD = re.compile(rb"\*([1-9][0-9]{0,8})\r\n\$([0-9]{1,15})\r\n")
+_NOT_LARGE: Any = object()
+
+
+def _read_large_value(connection: Any) -> Any:
+    """Read an array reply whose first element is a large value, from the socket.
+
+    redis-py's hiredis parser gathers a bulk value in hiredis's own buffer
+    (64 KiB reads, grown to the value's size) and then copies it into a
+    `bytes`: two copies of the value at once. Here the headers are peeked
+    (``MSG_PEEK``; nothing is consumed unless the value is large), so are
+    the value's first bytes, and the value is read with exact-size
+    reads (a `BufferedReader` of buffer size 1 reads into the `bytes` it
+    returns, never ahead): a one-part frame as a `Split` (its header, then
+    its part in a `bytes` of its own), anything else as one `bytes`. The
+    rest of the array goes to redis-py's parser (fed the array header of
+    the remaining elements). Nothing is checked here but the protocol: the
+    store decodes what comes back as any other value.
+
+    Returns:
+        The reply (a list), or `_NOT_LARGE` having consumed nothing if the
+        reply does not start with a value of at least `_LARGE_VALUE` bytes,
+        or the connection is not a plain TCP socket read by hiredis with
+        nothing buffered.
+
+    Raises:
+        redis.exceptions.TimeoutError: If a read waits longer than the
+            connection's socket timeout.
+        redis.exceptions.ConnectionError: If the connection fails or closes,
+            or the reply is malformed (the caller then drops the connection).
+    """
+    sock = getattr(connection, "_sock", None)
+    reader: Any = getattr(getattr(connection, "_parser", None), "_reader", None)
+    if (
+        type(sock) is not socket.socket
+        or not hasattr(reader, "has_data")
+        or reader.has_data()
+    ):
+        return _NOT_LARGE
+    try:
+        peeked = sock.recv(_PEEK, socket.MSG_PEEK)
+        found = _LARGE_HEAD.match(peeked)
+        if found is None or int(found[2]) < _LARGE_VALUE:
+            return _NOT_LARGE
+        count, size = int(found[1]), int(found[2])
+        with io.BufferedReader(socket.SocketIO(sock, "rb"), 1) as stream:
+            _read_exactly(stream, found.end())
+            # The value's first bytes (waiting for them if they are not in yet).
+            head = _head_size(sock.recv(_FRAME_FIXED, socket.MSG_PEEK))
+            value: Stored
+            if head is None:
+                value = _read_exactly(stream, size)
+            else:
+                value = Split(
+                    _read_exactly(stream, head), _read_exactly(stream, size - head)
+                )
+            if _read_exactly(stream, 2) != b"\r\n":
+                raise redis_errors.ConnectionError(
+                    "malformed reply: a bulk value not followed by CRLF"
+                )
+    except TimeoutError:
+        raise redis_errors.TimeoutError("Timeout reading from socket") from None
+    except OSError as err:
+        raise redis_errors.ConnectionError(
+            f"Error while reading from socket: {err}"
+        ) from err
+    if count == 1:
+        return [value]
+    # The other elements (a version) through redis-py's parser.
+    reader.feed(b"*%d\r\n" % (count - 1))
+    rest: list[Any] = connection.read_response()
+    return [value, *rest]
+
+
+def _head_size(start: bytes) -> int | None:
+    """The header length of the one-part frame a value starts with, if it is one.
+
+    `start` holds the value's first bytes (up to `_FRAME_FIXED`): the fixed
+    fields of a frame's header decide its length (`frame.head_size` reads
+    nothing else), so they are given room for the rest. None: not a one-part
+    frame, or fewer bytes had arrived (the value is then read whole).
+    """
+    if len(start) < _FRAME_FIXED:
+        return None
+    return head_size(start + _HEAD_ROOM)
+
+
+def _read_exactly(stream: io.BufferedReader[Any], size: int) -> bytes:
+    """Read `size` bytes, into one `bytes` object of that size."""
+    data = stream.read(size)
+    if len(data) != size:
+        raise redis_errors.ConnectionError("Connection closed by server.")
+    return data
 
 
 def _node_connection(cluster: Any, node: Any) -> tuple[Any, Any]:
