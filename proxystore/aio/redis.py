@@ -97,6 +97,7 @@ from proxystore.signing import SigningKeysOption
 # async-only: begin
 from proxystore.aio._redis_async import (  # isort: skip
     QueuedGets,
+    read_large_value,
     send_by_reference,
     unclosed_connection_error,
 )
@@ -1316,11 +1317,12 @@ async def _aread_last(connection: Any) -> Any:
     """Read an array reply whose first element may be a large value.
 
     The sync face reads such a value straight from the socket into a buffer
-    of its own (`_read_large_value`); on an event loop, and for anything
-    else, redis-py reads the reply.
+    of its own (`_read_large_value`); on an event loop, it is read from the
+    stream into one buffer (`proxystore.aio._redis_async.read_large_value`).
+    Anything else is read by redis-py.
     """
     # async-only: begin
-    return await connection.read_response()
+    return await read_large_value(connection)
     # async-only: end
     reply = _read_large_value(connection)
     return connection.read_response() if reply is _NOT_LARGE else reply

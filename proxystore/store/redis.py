@@ -1268,8 +1268,9 @@ def _read_last(connection: Any) -> Any:
     """Read an array reply whose first element may be a large value.
 
     The sync face reads such a value straight from the socket into a buffer
-    of its own (`_read_large_value`); on an event loop, and for anything
-    else, redis-py reads the reply.
+    of its own (`_read_large_value`); on an event loop, it is read from the
+    stream into one buffer (`proxystore.store._redis_async.read_large_value`).
+    Anything else is read by redis-py.
     """
     reply = _read_large_value(connection)
     return connection.read_response() if reply is _NOT_LARGE else reply

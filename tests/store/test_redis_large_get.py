@@ -242,18 +242,99 @@ def test_wrong_manifest_count_is_refused_or_missing(
 # -- the async face and a cluster: the same values, read by redis-py ------------
 
 
-async def test_async_face_reads_large_values(
-    redis_server: RedisServer, store_name: str
+async def test_async_face_reads_a_large_value_into_one_buffer(
+    redis_server: RedisServer, store_name: str, raw: redis.Redis
 ) -> None:
     obj = os.urandom(BIG)
-    array = np.arange(BIG // 8, dtype=np.int64)
+    array = np.frombuffer(os.urandom(BIG), dtype=np.float64).copy()
     async with AsyncRedisStore(
-        store_name, redis_server.host, redis_server.port, cache_size=0
+        store_name,
+        redis_server.host,
+        redis_server.port,
+        cache_size=0,
+        max_connections=1,
     ) as store:
         key = await store.aset(obj)
         array_key = await store.aset(array)
+        found = await store._aget_versioned(key)
+        assert found is not None
+        data, version = found
+        assert isinstance(data, frame.Split)
+        assert type(data.body) is bytearray
+        assert len(data.head) == frame.head_size(data.head)
+        assert version == int(raw.get(f"{{{key}}}:v") or b"0") > 0
         assert await store.aget(key) == obj
-        np.testing.assert_array_equal(await store.aget(array_key), array)
+        first = await store.aget(array_key)
+        second = await store.aget(array_key)
+        np.testing.assert_array_equal(first, array)
+        assert not np.shares_memory(first, second)
+        assert not np.shares_memory(first, array)
+        # One connection, still in step: small gets, a missing key, an
+        # unframed large value.
+        assert await store.aget(await store.aset("small")) == "small"
+        assert await store.aget("absent") is None
+        unframed = b"\x89PXF" + os.urandom(BIG)
+        raw_key = await store.aset(unframed, serialize=False)
+        assert await store.aget(raw_key, deserialize=False) == unframed
+
+
+@pytest.mark.parametrize("damage", ["flip", "truncate", "length"])
+async def test_async_face_refuses_a_damaged_large_value(
+    redis_server: RedisServer, store_name: str, raw: redis.Redis, damage: str
+) -> None:
+    async with AsyncRedisStore(
+        store_name,
+        redis_server.host,
+        redis_server.port,
+        cache_size=0,
+        max_connections=1,
+    ) as store:
+        key = await store.aset(os.urandom(BIG))
+        data = bytearray(raw.get(key) or b"")
+        if damage == "flip":
+            data[BIG // 2] ^= 1
+        elif damage == "truncate":
+            del data[-1]
+        else:
+            data[12] ^= 1
+        raw.set(key, bytes(data))
+        with pytest.raises(SerializationError, match=key):
+            await store.aget(key)
+        assert await store.aget(await store.aset("next")) == "next"
+
+
+async def test_async_face_signed_large_value(
+    redis_server: RedisServer, store_name: str
+) -> None:
+    obj = os.urandom(BIG)
+    async with (
+        AsyncRedisStore(
+            store_name, redis_server.host, redis_server.port, signing_keys=KEYS
+        ) as store,
+        AsyncRedisStore(
+            store_name + "-other",
+            redis_server.host,
+            redis_server.port,
+            signing_keys=OTHER_KEYS,
+        ) as other,
+    ):
+        key = await store.aset(obj)
+        store._cache.clear()
+        assert await store.aget(key) == obj
+        with pytest.raises(PayloadSignatureError):
+            await other.aget(key)
+
+
+async def test_async_face_chunked_large_value(
+    redis_server: RedisServer, store_name: str
+) -> None:
+    obj = os.urandom(BIG + 12345)
+    async with AsyncRedisStore(
+        store_name, redis_server.host, redis_server.port, chunk_size=MiB
+    ) as store:
+        key = await store.aset(obj)
+        store._cache.clear()
+        assert await store.aget(key) == obj
 
 
 def test_cluster_large_get(
