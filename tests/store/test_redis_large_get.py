@@ -2,7 +2,8 @@
 
 The sync face reads a value of at least 1 MiB that starts an ``MGET`` reply
 itself (`_read_large_value`): a one-part frame as a `frame.Split` (its part
-in a `bytes` of its own), anything else as one `bytes`. These tests check
+in a `bytes` of its own), anything else as one `bytes`; the async face
+reads it from the stream into one `bytearray`. These tests check
 what must not change (damage and signature checks, the chunked layout, the
 version read after the value, the connection left in step) on a real
 redis-server, and that the path is the one taken.
@@ -59,6 +60,10 @@ def counted(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
 
 def _store(server: RedisServer, name: str, **options: Any) -> RedisStore:
     return RedisStore(name, server.host, server.port, cache_size=0, **options)
+
+
+def _async_store(server: RedisServer, name: str, **options: Any) -> AsyncRedisStore:
+    return AsyncRedisStore(name, server.host, server.port, cache_size=0, **options)
 
 
 def test_large_bytes_come_back_split_without_a_copy(
@@ -247,13 +252,7 @@ async def test_async_face_reads_a_large_value_into_one_buffer(
 ) -> None:
     obj = os.urandom(BIG)
     array = np.frombuffer(os.urandom(BIG), dtype=np.float64).copy()
-    async with AsyncRedisStore(
-        store_name,
-        redis_server.host,
-        redis_server.port,
-        cache_size=0,
-        max_connections=1,
-    ) as store:
+    async with _async_store(redis_server, store_name, max_connections=1) as store:
         key = await store.aset(obj)
         array_key = await store.aset(array)
         found = await store._aget_versioned(key)
@@ -282,13 +281,7 @@ async def test_async_face_reads_a_large_value_into_one_buffer(
 async def test_async_face_refuses_a_damaged_large_value(
     redis_server: RedisServer, store_name: str, raw: redis.Redis, damage: str
 ) -> None:
-    async with AsyncRedisStore(
-        store_name,
-        redis_server.host,
-        redis_server.port,
-        cache_size=0,
-        max_connections=1,
-    ) as store:
+    async with _async_store(redis_server, store_name, max_connections=1) as store:
         key = await store.aset(os.urandom(BIG))
         data = bytearray(raw.get(key) or b"")
         if damage == "flip":
@@ -308,18 +301,10 @@ async def test_async_face_signed_large_value(
 ) -> None:
     obj = os.urandom(BIG)
     async with (
-        AsyncRedisStore(
-            store_name, redis_server.host, redis_server.port, signing_keys=KEYS
-        ) as store,
-        AsyncRedisStore(
-            store_name + "-other",
-            redis_server.host,
-            redis_server.port,
-            signing_keys=OTHER_KEYS,
-        ) as other,
+        _async_store(redis_server, store_name, signing_keys=KEYS) as store,
+        _async_store(redis_server, store_name + "-o", signing_keys=OTHER_KEYS) as other,
     ):
         key = await store.aset(obj)
-        store._cache.clear()
         assert await store.aget(key) == obj
         with pytest.raises(PayloadSignatureError):
             await other.aget(key)
@@ -329,11 +314,8 @@ async def test_async_face_chunked_large_value(
     redis_server: RedisServer, store_name: str
 ) -> None:
     obj = os.urandom(BIG + 12345)
-    async with AsyncRedisStore(
-        store_name, redis_server.host, redis_server.port, chunk_size=MiB
-    ) as store:
+    async with _async_store(redis_server, store_name, chunk_size=MiB) as store:
         key = await store.aset(obj)
-        store._cache.clear()
         assert await store.aget(key) == obj
 
 
