@@ -51,12 +51,13 @@ from __future__ import annotations
 
 import contextlib
 import io
+import mmap
 import re
 import socket
 import struct
 import time
-from collections.abc import Sequence
-from typing import Any, Literal, Protocol
+from collections.abc import Iterator, Sequence
+from typing import Any, Literal, NamedTuple, Protocol
 from urllib.parse import unquote, urlsplit
 
 import redis as redis
@@ -656,7 +657,7 @@ class RedisStore(Store[str]):
                 # A large value is read straight into its own buffer
                 # (`_read_large_value`).
                 (pair,) = self._execute(
-                    [_command("MGET", key, _version_key(key))], 1, key, large=True
+                    [_command("MGET", key, _version_key(key))], 1, key, large="value"
                 )
             except _DRIVER_ERRORS as err:
                 raise self._error(err, "get") from err
@@ -672,9 +673,13 @@ class RedisStore(Store[str]):
 
     def _get_chunks(
         self, counts: dict[str, int], operation: str
-    ) -> list[bytes | None]:
-        """Join the chunks of manifests' objects (None where a chunk is gone)."""
-        values: list[Any]
+    ) -> list[Buffer | None]:
+        """Join the chunks of manifests' objects (None where a chunk is gone).
+
+        One object's large chunks are read into one buffer on the sync
+        face (`_read_large_chunks`).
+        """
+        values: Any
         if self._cluster and len(counts) > 1:
             # One MGET per object (its chunks share its slot).
             replies = self._per_object(
@@ -693,11 +698,16 @@ class RedisStore(Store[str]):
             ]
             try:
                 (values,) = self._execute(
-                    [_command("MGET", *names)], 1, next(iter(counts))
+                    [_command("MGET", *names)],
+                    1,
+                    next(iter(counts)),
+                    large="chunks" if len(counts) == 1 else "",
                 )
             except _DRIVER_ERRORS as err:
                 raise self._error(err, operation) from err
-        joined: list[bytes | None] = []
+            if isinstance(values, _Joined):
+                return [values.value]
+        joined: list[Buffer | None] = []
         start = 0
         for count in counts.values():
             chunks = values[start : start + count]
@@ -879,7 +889,7 @@ class RedisStore(Store[str]):
         replies: int,
         key: str | None = None,
         *,
-        large: bool = False,
+        large: _Large = "",
     ) -> list[Any]:
         """Send packed commands on a pooled connection and read their replies.
 
@@ -888,7 +898,8 @@ class RedisStore(Store[str]):
         values go out by reference. On a cluster, every key of the
         commands is in `key`'s slot, and they go to its master. With
         `large`, the last reply is an array whose first element may be a
-        large value, read straight into its own buffer (`_read_last`).
+        large value (``"value"``) or an object's chunks (``"chunks"``), read
+        straight into one buffer (`_read_last`).
         """
         client = self._client()
         with client.slots:
@@ -901,7 +912,7 @@ class RedisStore(Store[str]):
         replies: int,
         key: str | None = None,
         *,
-        large: bool = False,
+        large: _Large = "",
     ) -> list[Any]:
         """`_execute` for a caller that holds one of the client's slots."""
         if self._cluster:
@@ -924,7 +935,7 @@ class RedisStore(Store[str]):
         packed: Sequence[Buffer],
         replies: int,
         key: str,
-        large: bool = False,
+        large: _Large = "",
     ) -> list[Any]:
         """Cluster: send packed commands to the master of `key`'s slot.
 
@@ -975,7 +986,7 @@ class RedisStore(Store[str]):
         node: Any,
         packed: Sequence[Buffer],
         replies: int,
-        large: bool = False,
+        large: _Large = "",
     ) -> list[Any]:
         """Send packed commands on one of a cluster node's pooled connections."""
         connection, release = _node_connection(cluster, node)
@@ -1256,23 +1267,28 @@ def _send(connection: Any, packed: Sequence[Buffer]) -> None:
     connection.send_packed_command(packed, check_health=False)
 
 
-def _read_replies(connection: Any, replies: int, large: bool) -> list[Any]:
+def _read_replies(connection: Any, replies: int, large: _Large) -> list[Any]:
     """Read `replies` replies; with `large`, the last one by `_read_last`."""
-    results = [connection.read_response() for _ in range(replies - large)]
+    results = [connection.read_response() for _ in range(replies - bool(large))]
     if large:
-        results.append(_read_last(connection))
+        results.append(_read_last(connection, large))
     return results
 
 
-def _read_last(connection: Any) -> Any:
-    """Read an array reply whose first element may be a large value.
+def _read_last(connection: Any, large: _Large) -> Any:
+    """Read an array reply whose first element may be large.
 
-    The sync face reads such a value straight from the socket into a buffer
-    of its own (`_read_large_value`); on an event loop, it is read from the
-    stream into one buffer (`proxystore.store._redis_async.read_large_value`).
-    Anything else is read by redis-py.
+    The sync face reads a large value straight from the socket into a
+    buffer of its own (`_read_large_value`), an object's large chunks into
+    one buffer (`_read_large_chunks`); on an event loop, a large value is
+    read from the stream into one buffer
+    (`proxystore.store._redis_async.read_large_value`). Anything else is read
+    by redis-py.
     """
-    reply = _read_large_value(connection)
+    if large == "chunks":
+        reply = _read_large_chunks(connection)
+    else:
+        reply = _read_large_value(connection)
     return connection.read_response() if reply is _NOT_LARGE else reply
 
 
@@ -1288,6 +1304,19 @@ _FRAME_FIXED = 12
 _HEAD_ROOM = bytes(320)
 _LARGE_HEAD = re.compile(rb"\*([1-9][0-9]{0,8})\r\n\$([0-9]{1,15})\r\n")
 _NOT_LARGE: Any = object()
+_Large = Literal["", "value", "chunks"]
+"""How `_read_last` reads: as redis-py does, a large value first, or chunks."""
+_BULK_HEAD = re.compile(rb"\$([0-9]{1,15})\r\n")
+# A missing key in an array reply (RESP2, RESP3).
+_NULLS = (b"$-1\r\n", b"_\r\n")
+# Longest bulk header line read (``$<length>\r\n``).
+_MAX_LINE = 32
+
+
+class _Joined(NamedTuple):
+    """An object's chunks read into one buffer (None: one of them is missing)."""
+
+    value: Buffer | None
 
 
 def _read_large_value(connection: Any) -> Any:
@@ -1317,6 +1346,45 @@ def _read_large_value(connection: Any) -> Any:
         redis.exceptions.ConnectionError: If the connection fails or closes,
             or the reply is malformed (the caller then drops the connection).
     """
+    started = _large_reply(connection)
+    if started is None:
+        return _NOT_LARGE
+    sock, reader, found = started
+    count, size = int(found[1]), int(found[2])
+    with (
+        _socket_errors(),
+        io.BufferedReader(socket.SocketIO(sock, "rb"), 1) as stream,
+    ):
+        _read_exactly(stream, found.end())
+        # The value's first bytes (waiting for them if they are not in yet).
+        head = _head_size(sock.recv(_FRAME_FIXED, socket.MSG_PEEK))
+        value: Stored
+        if head is None:
+            value = _read_exactly(stream, size)
+        else:
+            value = Split(
+                _read_exactly(stream, head), _read_exactly(stream, size - head)
+            )
+        if _read_exactly(stream, 2) != b"\r\n":
+            raise redis_errors.ConnectionError(
+                "malformed reply: a bulk value not followed by CRLF"
+            )
+    if count == 1:
+        return [value]
+    # The other elements (a version) through redis-py's parser.
+    reader.feed(b"*%d\r\n" % (count - 1))
+    rest: list[Any] = connection.read_response()
+    return [value, *rest]
+
+
+def _large_reply(connection: Any) -> tuple[socket.socket, Any, re.Match[bytes]] | None:
+    """The socket, hiredis reader and headers of a reply starting with a large value.
+
+    The headers are peeked (``MSG_PEEK``): nothing is consumed. None if the
+    reply does not start with an array whose first element is a value of
+    at least `_LARGE_VALUE` bytes, or the connection is not a plain TCP
+    socket read by hiredis with nothing buffered.
+    """
     sock = getattr(connection, "_sock", None)
     reader: Any = getattr(getattr(connection, "_parser", None), "_reader", None)
     if (
@@ -1324,40 +1392,101 @@ def _read_large_value(connection: Any) -> Any:
         or not hasattr(reader, "has_data")
         or reader.has_data()
     ):
-        return _NOT_LARGE
+        return None
+    with _socket_errors():
+        found = _LARGE_HEAD.match(sock.recv(_PEEK, socket.MSG_PEEK))
+    if found is None or int(found[2]) < _LARGE_VALUE:
+        return None
+    return sock, reader, found
+
+
+@contextlib.contextmanager
+def _socket_errors() -> Iterator[None]:
+    """Raise a socket's timeout or failure as redis-py's errors."""
     try:
-        peeked = sock.recv(_PEEK, socket.MSG_PEEK)
-        found = _LARGE_HEAD.match(peeked)
-        if found is None or int(found[2]) < _LARGE_VALUE:
-            return _NOT_LARGE
-        count, size = int(found[1]), int(found[2])
-        with io.BufferedReader(socket.SocketIO(sock, "rb"), 1) as stream:
-            _read_exactly(stream, found.end())
-            # The value's first bytes (waiting for them if they are not in yet).
-            head = _head_size(sock.recv(_FRAME_FIXED, socket.MSG_PEEK))
-            value: Stored
-            if head is None:
-                value = _read_exactly(stream, size)
-            else:
-                value = Split(
-                    _read_exactly(stream, head), _read_exactly(stream, size - head)
-                )
-            if _read_exactly(stream, 2) != b"\r\n":
-                raise redis_errors.ConnectionError(
-                    "malformed reply: a bulk value not followed by CRLF"
-                )
+        yield
     except TimeoutError:
         raise redis_errors.TimeoutError("Timeout reading from socket") from None
     except OSError as err:
         raise redis_errors.ConnectionError(
             f"Error while reading from socket: {err}"
         ) from err
-    if count == 1:
-        return [value]
-    # The other elements (a version) through redis-py's parser.
-    reader.feed(b"*%d\r\n" % (count - 1))
-    rest: list[Any] = connection.read_response()
-    return [value, *rest]
+
+
+def _read_large_chunks(connection: Any) -> Any:
+    """Read an ``MGET`` reply of one object's chunks into one buffer, from the socket.
+
+    redis-py would gather the whole reply in hiredis's buffer, copy each
+    chunk into a `bytes`, and the store would join them: three copies of
+    the object. Here, once the array header and the first chunk's length
+    are peeked, an anonymous private memory map as large as that many
+    chunks of the first one's length is made (the writer's chunks all have
+    that length but the last, which is shorter: pages never written take
+    no memory) and every chunk is read into it with exact-size reads, a
+    larger one first moving what came before into a larger map.
+
+    Returns:
+        A `_Joined` (a view of the bytes read, or None if a chunk is
+        missing), or `_NOT_LARGE` having consumed nothing (as
+        `_read_large_value`).
+
+    Raises:
+        redis.exceptions.TimeoutError: As `_read_large_value`.
+        redis.exceptions.ConnectionError: As `_read_large_value`.
+    """
+    started = _large_reply(connection)
+    if started is None:
+        return _NOT_LARGE
+    sock, _, found = started
+    count, first = int(found[1]), int(found[2])
+    try:
+        buffer = mmap.mmap(-1, count * first, flags=mmap.MAP_PRIVATE)
+    except (OSError, OverflowError, ValueError):
+        return _NOT_LARGE  # no such map (a damaged manifest's count?)
+    size = 0
+    missing = False
+    with (
+        _socket_errors(),
+        io.BufferedReader(socket.SocketIO(sock, "rb"), 1) as stream,
+    ):
+        _read_exactly(stream, len(b"*%d\r\n" % count))
+        for _ in range(count):
+            line = stream.readline(_MAX_LINE)
+            if line in _NULLS:
+                missing = True
+                continue
+            bulk = _BULK_HEAD.fullmatch(line)
+            if bulk is None:
+                raise redis_errors.ConnectionError(
+                    f"malformed reply: {line!r} where a chunk's length was"
+                )
+            length = int(bulk[1])
+            if size + length > len(buffer):
+                larger = mmap.mmap(-1, size + length, flags=mmap.MAP_PRIVATE)
+                larger[:size] = buffer[:size]
+                buffer.close()
+                buffer = larger
+            with memoryview(buffer) as view:
+                _readinto_exactly(stream, view[size : size + length])
+            size += length
+            if _read_exactly(stream, 2) != b"\r\n":
+                raise redis_errors.ConnectionError(
+                    "malformed reply: a bulk value not followed by CRLF"
+                )
+    if missing:
+        buffer.close()
+        return _Joined(None)
+    return _Joined(memoryview(buffer)[:size])
+
+
+def _readinto_exactly(stream: io.BufferedReader[Any], view: memoryview) -> None:
+    """Fill `view` from the stream."""
+    done = 0
+    while done < view.nbytes:
+        read = stream.readinto(view[done:])
+        if not read:
+            raise redis_errors.ConnectionError("Connection closed by server.")
+        done += read
 
 
 def _head_size(start: bytes) -> int | None:

@@ -43,19 +43,24 @@ def raw(redis_server: RedisServer) -> Iterator[redis.Redis]:
     client.close()
 
 
-@pytest.fixture
-def counted(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
-    """The replies `_read_large_value` returned (`_NOT_LARGE` included)."""
+def _spy(monkeypatch: pytest.MonkeyPatch, name: str) -> list[Any]:
+    """The replies the sync face's reader `name` returned (`_NOT_LARGE` too)."""
     seen: list[Any] = []
-    original = sync_redis._read_large_value
+    original = getattr(sync_redis, name)
 
     def spy(connection: Any) -> Any:
         reply = original(connection)
         seen.append(reply)
         return reply
 
-    monkeypatch.setattr(sync_redis, "_read_large_value", spy)
+    monkeypatch.setattr(sync_redis, name, spy)
     return seen
+
+
+@pytest.fixture
+def counted(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
+    """The replies `_read_large_value` returned."""
+    return _spy(monkeypatch, "_read_large_value")
 
 
 def _store(server: RedisServer, name: str, **options: Any) -> RedisStore:
@@ -202,7 +207,19 @@ def chunked(redis_server: RedisServer, store_name: str) -> Iterator[RedisStore]:
     store.close()
 
 
-def test_chunked_large_value_round_trip(chunked: RedisStore, raw: redis.Redis) -> None:
+@pytest.fixture
+def joined(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
+    """The replies `_read_large_chunks` returned."""
+    return _spy(monkeypatch, "_read_large_chunks")
+
+
+def _chunk(raw: redis.Redis, key: str, index: int) -> bytes:
+    return raw.get(f"{{{key}}}:c:{index}") or b""
+
+
+def test_chunked_large_value_round_trip(
+    chunked: RedisStore, raw: redis.Redis, joined: list[Any]
+) -> None:
     obj = os.urandom(BIG + 12345)
     array = np.frombuffer(os.urandom(BIG), dtype=np.uint8).copy()
     key = chunked.set(obj)
@@ -211,14 +228,41 @@ def test_chunked_large_value_round_trip(chunked: RedisStore, raw: redis.Redis) -
     assert raw.exists(f"{{{key}}}:c:3")
     assert not raw.exists(f"{{{key}}}:c:4")
     assert chunked.get(key) == obj
-    np.testing.assert_array_equal(chunked.get(array_key), array)
+    first = chunked.get(array_key)
+    second = chunked.get(array_key)
+    np.testing.assert_array_equal(first, array)
+    assert not np.shares_memory(first, second)
+    assert [type(reply).__name__ for reply in joined] == ["_Joined"] * 3
+    stored = b"".join(_chunk(raw, key, index) for index in range(4))
+    assert chunked.get(key, deserialize=False) == stored
 
 
-def test_missing_chunk_reads_as_missing(chunked: RedisStore, raw: redis.Redis) -> None:
+def test_chunks_longer_than_the_first_are_joined_too(
+    chunked: RedisStore, raw: redis.Redis, joined: list[Any]
+) -> None:
+    obj = os.urandom(BIG)
+    key = chunked.set(obj)
+    # 4 chunks: 3 of 1 MiB, then the rest of the frame's header's length.
+    data = b"".join(_chunk(raw, key, index) for index in range(4))
+    # Another writer's layout: two chunks, the second one longer.
+    raw.delete(*(f"{{{key}}}:c:{index}" for index in range(4)))
+    raw.set(f"{{{key}}}:c:0", data[: MiB + 5])
+    raw.set(f"{{{key}}}:c:1", data[MiB + 5 :])
+    raw.set(key, b"\x00PXC" + (2).to_bytes(4, "little"))
+    assert chunked.get(key) == obj
+    assert type(joined[-1]).__name__ == "_Joined"
+
+
+def test_missing_chunk_reads_as_missing(
+    chunked: RedisStore, raw: redis.Redis, joined: list[Any]
+) -> None:
     key = chunked.set(os.urandom(BIG))
     raw.delete(f"{{{key}}}:c:1")
     assert chunked.get(key) is None
+    assert joined[-1].value is None
     assert not chunked.exists(key)
+    # The connection is in step after the chunks that were read.
+    assert chunked.get(chunked.set("next")) == "next"
 
 
 def test_damaged_chunk_is_refused(chunked: RedisStore, raw: redis.Redis) -> None:
@@ -235,9 +279,9 @@ def test_damaged_chunk_is_refused(chunked: RedisStore, raw: redis.Redis) -> None
 def test_wrong_manifest_count_is_refused_or_missing(
     chunked: RedisStore, raw: redis.Redis, count: int
 ) -> None:
-    key = chunked.set(os.urandom(BIG))  # 3 chunks
+    key = chunked.set(os.urandom(BIG))  # 4 chunks (the last 28 bytes)
     raw.set(key, b"\x00PXC" + count.to_bytes(4, "little"))
-    if count < 3:
+    if count < 4:
         with pytest.raises(SerializationError, match="truncated"):
             chunked.get(key)
     else:
