@@ -62,7 +62,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialWithJitterBackoff
 from redis.crc import key_slot
 
-from proxystore._clients import ClientsPerLoop
+from proxystore._clients import ClientsPerLoop, Lease
 from proxystore._compat import (
     ASemaphore,
     ATimeoutError,
@@ -345,7 +345,7 @@ class RedisStore(Store[str]):
         self._target = f"cluster {','.join(seeds)}" if seeds else f"{hostname}:{port}"
         self._cluster = seeds is not None
         self._clients: ClientsPerLoop[_Client] = ClientsPerLoop(
-            self._new_client, _aclose_client
+            self._new_client, _aclose_client, name
         )
 
     def config(self) -> dict[str, Any]:
@@ -658,10 +658,11 @@ class RedisStore(Store[str]):
     async def _aget_versioned(self, key: str) -> tuple[Buffer, int] | None:
         pair: list[Any] | None = None
         # async-only: begin
-        if not self._cluster and (queue := self._client().queue).busy():
+        if not self._cluster and self._client().queue.busy():
             # Every connection is busy: wait for one together with the
             # other gets queued meanwhile, as one MGET.
-            pair = await queue.aget(key)
+            async with self._lease() as client:
+                pair = await client.queue.aget(key)
         # async-only: end
         if pair is None:
             try:
@@ -882,7 +883,8 @@ class RedisStore(Store[str]):
             try:
                 # Outside the slots bounding operations: waiters blocked on
                 # futures must never starve the set_result that wakes them.
-                (token,) = await self._aexecute_on(self._client(), [command], 1, key)
+                async with self._lease() as client:
+                    (token,) = await self._aexecute_on(client, [command], 1, key)
             except _DRIVER_ERRORS as err:
                 raise self._error(err, "waiting for a future") from err
             if isinstance(token, Exception):
@@ -905,8 +907,7 @@ class RedisStore(Store[str]):
         values go out by reference. On a cluster, every key of the
         commands is in `key`'s slot, and they go to its master.
         """
-        client = self._client()
-        async with client.slots:
+        async with self._lease() as client, client.slots:
             return await self._aexecute_on(client, packed, replies, key)
 
     async def _aexecute_on(
@@ -1009,10 +1010,9 @@ class RedisStore(Store[str]):
         has its units sent again one by one (`_aexecute_slot`, which
         follows the redirects).
         """
-        client = self._client()
-        cluster: Any = client.pool
         after = self._wait if wait else []
-        async with client.slots:
+        async with self._lease() as client, client.slots:
+            cluster: Any = client.pool
             # async-only: begin
             await cluster.initialize()
             # async-only: end
@@ -1117,6 +1117,10 @@ class RedisStore(Store[str]):
 
     def _client(self) -> _Client:
         return self._clients.client_for(acurrent_loop())
+
+    def _lease(self) -> Lease[_Client]:
+        """This loop's (or the sync face's) client, held for one request."""
+        return self._clients.lease(acurrent_loop())
 
     def _new_client(self) -> _Client:
         # Bounds connections per pool: a thousand concurrent tasks share
