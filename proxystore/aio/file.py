@@ -3,11 +3,11 @@
 Every write goes to a temporary file in the same directory that is renamed
 into place, so a reader sees a whole object or none. Keys are plain file names:
 anything that could leave the directory is refused. Temporary files are named
-after their writer (`proxystore._tempfiles`), so opening a store (and
-`FileStore.sweep`) removes those whose writer was killed mid-write. An
-object's version is its file's ``st_mtime_ns``, which every write sets
-explicitly (file system clocks can be too coarse to tell two quick writes
-apart).
+after their writer (`proxystore._tempfiles`), so the first store a process
+opens on a directory (and `FileStore.sweep`) removes those whose writer was
+killed mid-write. An object's version is its file's ``st_mtime_ns``, which
+every write sets explicitly (file system clocks can be too coarse to tell
+two quick writes apart).
 """
 
 from __future__ import annotations
@@ -20,7 +20,14 @@ from typing import Any
 
 from proxystore._compat import ato_thread, remove_files
 from proxystore._shared import new_object_id, next_version
-from proxystore._tempfiles import fsync_directory, host_name, is_orphan, temp_name
+from proxystore._tempfiles import (
+    first_open,
+    fsync_directory,
+    host_name,
+    is_orphan,
+    not_swept,
+    temp_name,
+)
 from proxystore.aio.base import Store
 from proxystore.exceptions import (
     ConfigurationError,
@@ -118,11 +125,13 @@ class FileStore(Store[str]):
             raise ConfigurationError(
                 f"cannot create store_dir {self.store_dir!r} for store {name!r}: {err}"
             ) from err
-        try:
-            self.sweep()
-        except StoreOperationError as err:
-            # A directory we may only read is still a usable store.
-            logger.debug("%s", err)
+        if first_open(self.store_dir):
+            try:
+                self.sweep()
+            except StoreOperationError as err:
+                # A directory we may only read is still a usable store.
+                not_swept(self.store_dir)
+                logger.debug("%s", err)
 
     def config(self) -> dict[str, Any]:
         """Return the keyword arguments that rebuild this store anywhere."""
@@ -135,12 +144,15 @@ class FileStore(Store[str]):
     def sweep(self) -> int:
         """Remove the files in `store_dir` that writers now gone left behind.
 
-        Runs when the store is created, and whenever called (it blocks while
-        it lists the directory). Only temporary files written on this host
-        by a process that no longer exists are removed: a slow writer's
-        file, or another host's, is left alone. Objects whose lease file
-        (``.lease-K``, `proxystore.lifetimes.LeaseLifetime`) has expired are
-        removed with it.
+        Runs when a process first creates a store on this directory (a
+        forked child again at its first), and whenever called (it blocks
+        while it lists the directory): a long-running process calls it to
+        clear writers that crashed after it opened the directory. Only
+        temporary files written on this host by a process that no longer
+        exists are removed: a slow writer's file, or another host's, is
+        left alone. Objects whose lease file (``.lease-K``,
+        `proxystore.lifetimes.LeaseLifetime`) has expired are removed with
+        it.
 
         Returns:
             How many files were removed.
