@@ -408,6 +408,7 @@ class PeerConnection:
                     deadline=deadline,
                     progress=self._moved,
                     allocate=allocate,
+                    began=None if started is None else started[0],
                 )
             except PeerConnectionError as err:
                 self._check_open()

@@ -751,6 +751,7 @@ async def fetch(
     deadline: float | None = None,
     progress: Callable[[int], None] | None = None,
     allocate: Allocate | None = None,
+    began: float | None = None,
 ) -> Body:
     """Fetch the body a ticket stands for from the peer holding ``peer_public``.
 
@@ -768,6 +769,9 @@ async def fetch(
         progress: Called with the size of each piece received.
         allocate: Makes the buffer the body is received into (default: a
             new bytearray), e.g. a shared-memory file for a local client.
+        began: When the caller's request began, in the running loop's
+            `time()` (default: now): the deadline error quotes
+            ``deadline - began``, the seconds the caller gave.
 
     Returns:
         The body.
@@ -800,6 +804,7 @@ async def fetch(
         body,
         report,
         target,
+        started=time.monotonic() + (began - loop.time() if began is not None else 0),
     )
     try:
         return await _in_thread(job.run)

@@ -13,7 +13,12 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 import pytest
 
 from proxystore.endpoint.identity import Identity
-from proxystore.exceptions import LimitExceededError, PeerConnectionError, PeerError
+from proxystore.exceptions import (
+    LimitExceededError,
+    PeerConnectionError,
+    PeerError,
+    StoreTimeoutError,
+)
 from proxystore.p2p.fastpath import (
     LENGTH,
     TOKEN_SIZE,
@@ -315,3 +320,30 @@ async def test_cancelled_fetch_stops_receiving_at_once() -> None:
         # Its thread let go of the connection, not at its own timeout.
         await asyncio.wait_for(gone.wait(), WAIT)
         assert time.monotonic() - start < WAIT / 2
+
+
+async def test_deadline_error_quotes_the_callers_deadline() -> None:
+    async def stall(reader: asyncio.StreamReader) -> None:
+        with contextlib.suppress(OSError):
+            await reader.read()
+
+    loop = asyncio.get_running_loop()
+    # The caller's request began earlier (it waited for the peer's answer
+    # that carried the ticket) and gave 0.3 s in all.
+    began = loop.time() - 0.1
+    async with _ten_of_a_thousand(stall) as ticket:
+        with pytest.raises(
+            StoreTimeoutError,
+            match=r"total deadline of 0\.3s with 10 of 1000 bytes moved",
+        ):
+            await asyncio.wait_for(
+                fetch(
+                    ticket,
+                    identity=FETCHER,
+                    peer_public=HOLDER.public_bytes,
+                    timeout=WAIT,
+                    deadline=began + 0.3,
+                    began=began,
+                ),
+                2 * WAIT,
+            )
