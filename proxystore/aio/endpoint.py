@@ -143,14 +143,7 @@ class EndpointStore(Store[EndpointKey]):
         signing_keys: SigningKeysOption = None,
         sign_full_data: bool = False,
     ) -> None:
-        super().__init__(
-            name,
-            cache_size=cache_size,
-            metrics=metrics,
-            stats=stats,
-            signing_keys=signing_keys,
-            sign_full_data=sign_full_data,
-        )
+        super().__init__(name, **self._base_options(locals()))
         if isinstance(endpoints, (str, uuid.UUID)):
             endpoints = [endpoints]
         if not isinstance(endpoints, Iterable):

@@ -94,14 +94,7 @@ class FileStore(Store[str]):
         signing_keys: SigningKeysOption = None,
         sign_full_data: bool = False,
     ) -> None:
-        super().__init__(
-            name,
-            cache_size=cache_size,
-            metrics=metrics,
-            stats=stats,
-            signing_keys=signing_keys,
-            sign_full_data=sign_full_data,
-        )
+        super().__init__(name, **self._base_options(locals()))
         if not isinstance(store_dir, (str, os.PathLike)) or not isinstance(
             os.fspath(store_dir), str
         ):

@@ -273,14 +273,7 @@ class RedisStore(Store[str]):
         wait_replicas: int = 0,
         wait_timeout: float = 1.0,
     ) -> None:
-        super().__init__(
-            name,
-            cache_size=cache_size,
-            metrics=metrics,
-            stats=stats,
-            signing_keys=signing_keys,
-            sign_full_data=sign_full_data,
-        )
+        super().__init__(name, **self._base_options(locals()))
         if url is not None:
             hostname, port, db, username, password, ssl = _parse_url(
                 url, hostname, port, db, username, password, ssl
