@@ -33,7 +33,7 @@ thread (so waiting for a shared CPU counts for neither side):
 The process pins itself to one CPU (``--cpu``, default the last one).
 
 Usage: python benchmarks/bench_stores.py [--quick] [--max-mb 100]
-       [--cells small|sizes|all] [--cpu C]
+       [--cells small|sizes|floor|all] [--cpu C] [--baseline-tree DIR]
 """
 
 from __future__ import annotations
@@ -425,8 +425,13 @@ print(json.dumps({"times": times, "extra_peak": vm("VmHWM:") - rss}))
 """
 
 
-def run_floor(size: int, rounds: int, reps: int) -> None:
-    """Print ours / floor and the extra peak RSS for large objects."""
+def run_floor(size: int, rounds: int, reps: int, baseline: str | None = None) -> None:
+    """Print ours / floor and the extra peak RSS for large objects.
+
+    With `baseline` (a source tree, e.g. an older commit's ``git archive``),
+    a third mode runs the same child against it, interleaved with the other
+    two: ``before``.
+    """
     from tests.redis_server import RedisServer
 
     print(
@@ -437,6 +442,7 @@ def run_floor(size: int, rounds: int, reps: int) -> None:
     print(
         f"{'store':6} {'kind':6} {'ours':>9} {'floor':>9} {'ratio':>6} "
         f"{'spread':>11} {'peak ours':>10} {'peak floor':>11}"
+        + (f" {'before':>6} {'spread':>11} {'peak before':>12}" if baseline else "")
     )
     with RedisServer() as server, tempfile.TemporaryDirectory() as directory:
         for store_kind, obj_kind in itertools.product(
@@ -444,8 +450,11 @@ def run_floor(size: int, rounds: int, reps: int) -> None:
         ):
             where = str(server.port) if store_kind == "redis" else directory
             samples: dict[str, list[dict[str, Any]]] = {"ours": [], "floor": []}
+            if baseline:
+                samples["before"] = []
             for _ in range(rounds):
                 for mode in samples:
+                    tree = baseline if mode == "before" else str(ROOT)
                     out = subprocess.run(
                         [
                             sys.executable,
@@ -453,7 +462,7 @@ def run_floor(size: int, rounds: int, reps: int) -> None:
                             FLOOR_CHILD,
                             store_kind,
                             obj_kind,
-                            mode,
+                            "ours" if mode == "before" else mode,
                             str(size),
                             str(reps),
                             where,
@@ -461,7 +470,8 @@ def run_floor(size: int, rounds: int, reps: int) -> None:
                         check=True,
                         capture_output=True,
                         text=True,
-                        env={**os.environ, "PYTHONPATH": str(ROOT)},
+                        cwd=tree,
+                        env={**os.environ, "PYTHONPATH": tree},
                     ).stdout
                     samples[mode].append(json.loads(out))
             medians = {
@@ -477,11 +487,23 @@ def run_floor(size: int, rounds: int, reps: int) -> None:
             }
             ours_s = statistics.median(medians["ours"])
             floor_s = statistics.median(medians["floor"])
+            extra = ""
+            if baseline:
+                before = [
+                    a / b
+                    for a, b in zip(medians["before"], medians["floor"], strict=True)
+                ]
+                before_s = statistics.median(medians["before"])
+                extra = (
+                    f" {before_s / floor_s:6.2f} "
+                    f"{min(before):5.2f}-{max(before):<5.2f} "
+                    f"{peaks['before']:11.2f}x"
+                )
             print(
                 f"{store_kind:6} {obj_kind:6} {format_time(ours_s)} "
                 f"{format_time(floor_s)} {ours_s / floor_s:6.2f} "
                 f"{min(ratios):5.2f}-{max(ratios):<5.2f} "
-                f"{peaks['ours']:9.2f}x {peaks['floor']:10.2f}x",
+                f"{peaks['ours']:9.2f}x {peaks['floor']:10.2f}x" + extra,
                 flush=True,
             )
 
@@ -501,6 +523,11 @@ def main() -> int:
     )
     parser.add_argument("--floor-mb", type=float, default=100)
     parser.add_argument("--cpu", type=int, default=None, help="pin to this CPU")
+    parser.add_argument(
+        "--baseline-tree",
+        default=None,
+        help="floor cells: also run this source tree (interleaved), as 'before'",
+    )
     args = parser.parse_args()
     if hasattr(os, "sched_setaffinity"):
         cpu = max(os.sched_getaffinity(0)) if args.cpu is None else args.cpu
@@ -511,7 +538,7 @@ def main() -> int:
         run_small(args.quick)
     if args.cells in ("floor", "all"):
         rounds = 3 if args.quick else 5
-        run_floor(int(args.floor_mb * 1e6), rounds, 3)
+        run_floor(int(args.floor_mb * 1e6), rounds, 3, args.baseline_tree)
     if args.cells in ("small", "floor"):
         return 0
     print(

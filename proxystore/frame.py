@@ -24,7 +24,10 @@ and MAC before returning anything that could reach a deserializer.
 
 `encode` returns the frame as parts written back to back: large parts are
 passed through by reference, never joined. `decode` returns read-only views
-of the buffer it was given.
+of the buffer it was given. A store may also hold or read a frame as a
+`Split`: its header and the rest as separate buffers (a large part 0 read
+into, or kept as, a `bytes` object of its own); `decode` checks it exactly
+as it checks the joined frame, without joining it.
 """
 
 from __future__ import annotations
@@ -97,6 +100,90 @@ class Frame(NamedTuple):
     flags: int
     kid: str | None
     parts: list[memoryview]
+
+
+class Split(NamedTuple):
+    """A frame held as two buffers: its header, then everything after it.
+
+    The bytes are the frame's, byte for byte (``head + body``); only the
+    buffers differ. Stores return one where part 0 is an object of its own
+    (`FileStore` reads a large part 0 straight into a `bytes`; `LocalStore`
+    keeps a caller's `bytes` by reference), so a ``B`` payload comes back as
+    that very object, with no copy.
+
+    Attributes:
+        head: The header: every byte before part 0, exactly.
+        body: The rest of the frame (part 0; in a frame of several parts,
+            the padding and the later parts too).
+    """
+
+    head: bytes
+    body: Buffer
+
+
+Stored: TypeAlias = Buffer | Split
+"""What a store's driver returns for a key: the frame (or a pre-frame or
+unframed payload) in one buffer, or a framed payload as a `Split`."""
+
+
+def stored_size(data: Stored) -> int:
+    """The number of bytes of a stored payload."""
+    if isinstance(data, Split):
+        return len(data.head) + memoryview(data.body).nbytes
+    return memoryview(data).nbytes
+
+
+def stored_bytes(data: Stored) -> bytes:
+    """A stored payload as one `bytes` object (joined, if a `Split`)."""
+    if isinstance(data, Split):
+        return data.head + bytes(data.body)
+    return bytes(data)
+
+
+def head_size(data: Buffer) -> int | None:
+    """How long the header of the one-part frame that `data` starts with is.
+
+    Only the fixed fields are read (magic, version, flags, key id length and
+    part count); `decode` checks the rest.
+
+    Returns:
+        The header's length, or None if `data` does not start with the whole
+        header of a one-part frame (not a frame, several parts, cut short).
+    """
+    if memoryview(data).nbytes < _FIXED.size:
+        return None
+    magic, version, flags, _tag, kid_len, count = _FIXED.unpack_from(data)
+    if magic != MAGIC or version != VERSION or count != 1:
+        return None
+    size = (
+        _ONE_PART.size
+        + kid_len
+        + (8 if flags & CHECKSUM else 0)
+        + (_MAC_SIZE if flags & MAC else 0)
+    )
+    return size if size <= memoryview(data).nbytes else None
+
+
+def split(payload: Sequence[Buffer]) -> Split | None:
+    """`payload` as a `Split` if it is a one-part frame with a `bytes` part.
+
+    That is what `encode` returns for a large `bytes` part: ``[header,
+    part]``. The part is kept by reference, which is safe only because a
+    `bytes` object cannot change; a part in any other buffer (bytearray,
+    memoryview, an array) is never taken.
+
+    Returns:
+        The split frame, or None if `payload` is anything else.
+    """
+    if len(payload) != 2:
+        return None
+    head, body = payload
+    if type(head) is not bytes or type(body) is not bytes:
+        return None
+    if head_size(head) != len(head):
+        return None
+    (length,) = _U64.unpack_from(head, _FIXED.size)
+    return Split(head, body) if length == len(body) else None
 
 
 def _nbytes(part: Buffer) -> int:
@@ -238,7 +325,7 @@ def is_frame(data: Buffer) -> bool:
 
 
 def decode(
-    data: Buffer,
+    data: Buffer | Split,
     *,
     keys: SigningKeys | None = None,
     require_checksum: bool = False,
@@ -250,7 +337,7 @@ def decode(
     exactly, then the checksum and the MAC are verified.
 
     Args:
-        data: The whole frame.
+        data: The whole frame, in one buffer or as a `Split`.
         keys: The reader's signing keys. With keys, a frame must be signed by
             one of them; without, a signed frame is refused (its signature
             cannot be checked).
@@ -266,14 +353,23 @@ def decode(
         SerializationError: If the frame is truncated, has trailing bytes, a
             malformed header or a wrong checksum.
     """
-    view = memoryview(data)
-    if type(data) is not bytes:  # a bytes object's view is flat and read-only
-        if not view.c_contiguous:
-            raise SerializationError("cannot decode a non-contiguous buffer")
-        if view.ndim != 1 or view.format != "B":
-            view = view.cast("B")
-        view = view.toreadonly()
-    size = view.nbytes
+    body: memoryview | None = None
+    if isinstance(data, Split):
+        # The header in `view`, the rest in `body`, starting at frame
+        # offset `base`: checked and hashed in place, never joined.
+        view = memoryview(data.head)
+        body = _readonly(data.body)
+        base = view.nbytes
+        size = base + body.nbytes
+        if base < _FIXED.size:
+            raise SerializationError(
+                f"split frame: a {base}-byte head cannot hold a frame header"
+            )
+    else:
+        view = memoryview(data)
+        if type(data) is not bytes:  # a bytes object's view is flat, read-only
+            view = _readonly(data)
+        size = view.nbytes
     if keys is None and type(data) is bytes:
         found = decode_one(data, require_checksum)
         if found is not None:
@@ -317,6 +413,10 @@ def decode(
         raise SerializationError(
             f"truncated payload: {size} bytes, its frame header needs {header_size}"
         )
+    if body is not None and base != header_size:
+        raise SerializationError(
+            f"split frame: the head is {base} bytes, the frame header {header_size}"
+        )
     if count == 1:
         lengths: tuple[int, ...] = _U64.unpack_from(view, _FIXED.size)
     else:
@@ -343,10 +443,16 @@ def decode(
         if not _KID_BYTES.issuperset(kid_raw):
             raise SerializationError("frame key id is not [A-Za-z0-9_.-]")
         kid = kid_raw.decode("ascii")
-    parts = [
-        view[offset : offset + length]
-        for offset, length in zip(offsets, lengths, strict=True)
-    ]
+    if body is None:
+        parts = [
+            view[offset : offset + length]
+            for offset, length in zip(offsets, lengths, strict=True)
+        ]
+    else:
+        parts = [
+            body[offset - base : offset - base + length]
+            for offset, length in zip(offsets, lengths, strict=True)
+        ]
     key = _verifying_key(kid, keys)
     if has_checksum:
         hasher = xxhash.xxh3_64(view[:checksum_start])
@@ -371,6 +477,16 @@ def decode(
                 "was altered or signed with another key of the same id"
             )
     return Frame(tag, flags, kid, parts)
+
+
+def _readonly(data: Buffer) -> memoryview:
+    """A flat, read-only byte view of a contiguous buffer."""
+    view = memoryview(data)
+    if not view.c_contiguous:
+        raise SerializationError("cannot decode a non-contiguous buffer")
+    if view.ndim != 1 or view.format != "B":
+        view = view.cast("B")
+    return view.toreadonly()
 
 
 def decode_one(

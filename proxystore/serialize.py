@@ -53,6 +53,9 @@ _BYTES, _STR, _PICKLE, _OUT_OF_BAND, _DILL, _CUSTOM = b"BSPODC"
 _LEGACY_TAGS = frozenset(b"BSPOD")
 
 _SLICE_LIMIT = 4096
+# `plain_frame` leaves `bytes` over this size to `serialize_parts`, whose
+# frame keeps them by reference (see `LocalStore`).
+_BY_REFERENCE = 64 * 1024
 _COUNT = struct.Struct("<I")
 _LENGTH = struct.Struct("<Q")
 
@@ -202,7 +205,10 @@ def _dill_dumps(obj: Any, pickle_error: Exception) -> bytes:
 
 
 def deserialize(
-    data: Buffer, *, keys: SigningKeys | None = None, require_checksum: bool = False
+    data: Buffer | frame.Split,
+    *,
+    keys: SigningKeys | None = None,
+    require_checksum: bool = False,
 ) -> Any:
     """Rebuild an object from a payload made by `serialize` or `serialize_parts`.
 
@@ -210,7 +216,9 @@ def deserialize(
     is unpickled.
 
     Args:
-        data: The payload, as bytes, bytearray or memoryview.
+        data: The payload, as bytes, bytearray or memoryview, or a
+            `proxystore.frame.Split` (a ``B`` payload whose body is a `bytes`
+            object then comes back as that object, not a copy).
         keys: The reader's signing keys: with keys, only payloads signed by
             one of them are deserialized; without, signed payloads are
             refused (their signature cannot be checked).
@@ -229,19 +237,28 @@ def deserialize(
         found = frame.decode_one(data, require_checksum)
         if found is not None:
             return _loads_one(data, found[0], found[2])
-    view = _as_view(data)
-    if _is_legacy(view):
-        if keys is not None:
-            raise PayloadSignatureError(
-                f"payload is in the pre-frame format (tag {bytes(view[:1])!r}), "
-                "which carries no signature; this store has signing keys"
-            )
-        return _legacy_loads(view)
-    payload = frame.decode(
-        data if type(data) is bytes else view,
-        keys=keys,
-        require_checksum=require_checksum,
-    )
+    if isinstance(data, frame.Split):
+        payload = frame.decode(data, keys=keys, require_checksum=require_checksum)
+        if payload.tag == _BYTES and type(data.body) is bytes:
+            # One part (decode checked), which is the whole body: bytes
+            # cannot change, so the body itself is the object.
+            return data.body
+        size = frame.stored_size(data)
+    else:
+        view = _as_view(data)
+        if _is_legacy(view):
+            if keys is not None:
+                raise PayloadSignatureError(
+                    f"payload is in the pre-frame format (tag {bytes(view[:1])!r}), "
+                    "which carries no signature; this store has signing keys"
+                )
+            return _legacy_loads(view)
+        payload = frame.decode(
+            data if type(data) is bytes else view,
+            keys=keys,
+            require_checksum=require_checksum,
+        )
+        size = view.nbytes
     tag = payload.tag
     if tag == _CUSTOM:
         raise SerializationError(
@@ -260,7 +277,7 @@ def deserialize(
         return _dill_loads(part0)
     except Exception as err:
         raise SerializationError(
-            f"corrupt payload ({view.nbytes} bytes, tag {bytes([tag])!r}): {err!r}"
+            f"corrupt payload ({size} bytes, tag {bytes([tag])!r}): {err!r}"
         ) from err
 
 
@@ -297,10 +314,14 @@ def plain_frame(obj: Any) -> bytes | None:
     What `LocalStore` writes when it has no signing keys, in fewer steps
     than ``join(serialize_parts(obj, checksum=False))``, which it equals.
     None when the object needs more than that (out-of-band buffers, dill,
-    a part longer than a frame takes): serialize it with `serialize_parts`.
+    a part longer than a frame takes) or is a `bytes` object over 64 KiB,
+    which `LocalStore` keeps by reference instead of copying it into a
+    frame (`proxystore.frame.split`): serialize it with `serialize_parts`.
     """
     kind = type(obj)
     if kind is bytes:
+        if len(obj) > _BY_REFERENCE:
+            return None
         tag, part = _BYTES, obj
     elif kind is str:
         tag, part = _STR, obj.encode("utf-8", "surrogatepass")
@@ -358,7 +379,7 @@ NOT_PLAIN: Any = object()
 
 
 def deserialize_custom(
-    data: Buffer,
+    data: Buffer | frame.Split,
     deserializer: Callable[[bytes], Any],
     *,
     keys: SigningKeys | None = None,
@@ -375,8 +396,13 @@ def deserialize_custom(
         SerializationError: If the payload is corrupt, was made by the
             default serializer, or `deserializer` raises.
     """
-    view = _as_view(data)
-    if not frame.is_frame(view):
+    framed: memoryview | frame.Split | None
+    if isinstance(data, frame.Split):
+        framed = data
+    else:
+        view = _as_view(data)
+        framed = view if frame.is_frame(view) else None
+    if framed is None:
         if keys is not None:
             raise PayloadSignatureError(
                 "payload is in the pre-frame format, which carries no "
@@ -384,14 +410,17 @@ def deserialize_custom(
             )
         body = bytes(view)
     else:
-        payload = frame.decode(view, keys=keys, require_checksum=require_checksum)
+        payload = frame.decode(framed, keys=keys, require_checksum=require_checksum)
         if payload.tag not in (_CUSTOM, _BYTES):
             raise SerializationError(
                 f"payload was stored by proxystore's serializer (tag "
                 f"{bytes([payload.tag])!r}), not a custom one; read it without "
                 "a deserializer"
             )
-        body = bytes(payload.parts[0])
+        if isinstance(framed, frame.Split) and type(framed.body) is bytes:
+            body = framed.body  # the one part, whole: no copy
+        else:
+            body = bytes(payload.parts[0])
     try:
         return deserializer(body)
     except Exception as err:

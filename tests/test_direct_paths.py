@@ -66,6 +66,7 @@ def test_corrupt_plain_payload_names_key_and_store(store_name: str) -> None:
     store = LocalStore(store_name)
     key = store.set([1, 2, 3])
     data = store._objects[key]
+    assert type(data) is bytes
     # Same length, pickle body replaced by garbage.
     store._objects[key] = data[:20] + b"\xff" * (len(data) - 20)
     with pytest.raises(SerializationError, match=f"key {key!r} from store"):

@@ -23,10 +23,10 @@ from proxystore._shared import (
 from proxystore.aio.base import Deserializer, Serializer, Store
 from proxystore.cache import MISSING
 from proxystore.exceptions import InvalidKeyError, SerializationError
+from proxystore.frame import Stored, split
 from proxystore.lifetimes import Lifetime
 from proxystore.serialize import (
     NOT_PLAIN,
-    Buffer,
     Payload,
     join,
     plain_frame,
@@ -44,6 +44,14 @@ class LocalStore(Store[str]):
     process's memory, so there is nothing for a checksum to catch (measured
     in ``benchmarks/bench_frame.py``: skipping it saves one xxh3 pass per set
     and per get). With signing keys, payloads are still signed and verified.
+
+    A payload is kept as one `bytes` frame, except a frame of one large
+    `bytes` part (a `bytes` object over 64 KiB, or a large pickle stream),
+    which is kept as a `proxystore.frame.Split` holding that very object:
+    `bytes` cannot change, so neither `set` nor `get` copies it, and `get`
+    returns the object that was stored. Every other buffer (bytearray,
+    arrays, memoryviews) is copied into the frame, so no caller can change
+    what the store holds.
 
     Args:
         name: The store's name.
@@ -97,7 +105,7 @@ class LocalStore(Store[str]):
         )
 
     @property
-    def _objects(self) -> dict[str, bytes]:
+    def _objects(self) -> dict[str, Stored]:
         # Looked up on each use: the name's mapping is the latest `store_dict`
         # given, so every face and instance of the name sees the same objects.
         return local_objects(self.name)
@@ -197,7 +205,8 @@ class LocalStore(Store[str]):
         objects = _local_objects.get(self.name)
         data = None if objects is None else objects.get(key)
         if type(data) is not bytes:
-            # Absent, or a user's store_dict holding another buffer type.
+            # Absent, a large bytes part kept by reference (a Split), or a
+            # user's store_dict holding another buffer type.
             return NOT_PLAIN
         try:
             obj = plain_loads(data)
@@ -216,14 +225,14 @@ class LocalStore(Store[str]):
     async def _aset_bytes(self, payload: Payload, key: str | None = None) -> str:
         if key is None:
             key = new_object_id()
-        local_objects(self.name)[key] = join(payload)
+        local_objects(self.name)[key] = split(payload) or join(payload)
         self._versions[key] = next_version()
         return key
 
-    async def _aget_bytes(self, key: str) -> Buffer | None:
+    async def _aget_bytes(self, key: str) -> Stored | None:
         return local_objects(self.name).get(key)
 
-    async def _aget_versioned(self, key: str) -> tuple[Buffer, int] | None:
+    async def _aget_versioned(self, key: str) -> tuple[Stored, int] | None:
         version = self._versions.get(key, 0)
         # Through _aget_bytes: subclasses hook fetches there.
         data = await self._aget_bytes(key)

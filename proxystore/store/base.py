@@ -42,13 +42,12 @@ from proxystore.exceptions import (
     StoreClosedError,
     StoreTimeoutError,
 )
-from proxystore.frame import is_frame
+from proxystore.frame import Split, Stored, is_frame, stored_bytes, stored_size
 from proxystore.lifetimes import Lifetime, check_lifetime
 from proxystore.metrics import DEFAULT_STATS_KEYS, OperationMetrics, StoreMetrics
 from proxystore.proxy import Proxy, _set_target, get_factory
 from proxystore.registry import StoreConfig, config_of, forget
 from proxystore.serialize import (
-    Buffer,
     Payload,
     deserialize,
     deserialize_custom,
@@ -270,11 +269,15 @@ class Store(Generic[KeyT]):
             remaining=remaining,
         ) from error
 
-    def _get_bytes(self, key: KeyT) -> Buffer | None:
-        """Return the payload stored under `key`, or None if there is none."""
+    def _get_bytes(self, key: KeyT) -> Stored | None:
+        """Return the payload stored under `key`, or None if there is none.
+
+        A framed payload may come back as a `proxystore.frame.Split` (its
+        header and the rest in separate buffers).
+        """
         raise NotImplementedError
 
-    def _get_versioned(self, key: KeyT) -> tuple[Buffer, int] | None:
+    def _get_versioned(self, key: KeyT) -> tuple[Stored, int] | None:
         """Return the payload under `key` and its version, or None if there is none.
 
         Drivers without user keys never overwrite a key: version 0.
@@ -286,7 +289,7 @@ class Store(Generic[KeyT]):
         """Return the version of the object under `key`, or None if there is none."""
         return 0 if self._exists(key) else None
 
-    def _get_bytes_batch(self, keys: Sequence[KeyT]) -> list[Buffer | None]:
+    def _get_bytes_batch(self, keys: Sequence[KeyT]) -> Sequence[Stored | None]:
         """Fetch several payloads; drivers override this with one round trip."""
         return gather(*[self._get_bytes(key) for key in keys])
 
@@ -757,7 +760,7 @@ class Store(Generic[KeyT]):
             start = _clock()
             payloads = self._get_bytes_batch(wanted)
             if self.metrics is not None:
-                nbytes = sum(memoryview(p).nbytes for p in payloads if p is not None)
+                nbytes = sum(stored_size(p) for p in payloads if p is not None)
                 self.metrics.record("get_batch", _clock() - start, nbytes)
             fetched = dict(zip(wanted, payloads, strict=True))
             for index, key in enumerate(keys):
@@ -1084,13 +1087,13 @@ class Store(Generic[KeyT]):
             sign_full_data=self.sign_full_data,
         )
 
-    def _raise_future_error(self, key: KeyT, data: Buffer) -> None:
+    def _raise_future_error(self, key: KeyT, data: Stored) -> None:
         """Raise `FutureError` if a future's payload is an error, not a value.
 
         A future's value is always written by the default serializer, which
         never makes a ``C`` frame, so a ``C`` frame is an error.
         """
-        view = memoryview(data)
+        view = memoryview(data.head if isinstance(data, Split) else data)
         if not is_frame(view) or view.nbytes <= _TAG_OFFSET:
             return
         if view[_TAG_OFFSET] != ord("C"):
@@ -1145,7 +1148,7 @@ class Store(Generic[KeyT]):
         data, version = found
         obj = self._load(key, data, deserializer, version)
         if metrics is not None:
-            metrics.record("get", _clock() - start, memoryview(data).nbytes, key)
+            metrics.record("get", _clock() - start, stored_size(data), key)
         return obj
 
     def _dump(self, obj: Any, serializer: Serializer | None) -> Payload:
@@ -1168,12 +1171,12 @@ class Store(Generic[KeyT]):
         start = _clock()
         data = self._get_bytes(key)
         self._record("get", start, key=key)
-        return MISSING if data is None else bytes(data)
+        return MISSING if data is None else stored_bytes(data)
 
     def _load(
         self,
         key: KeyT,
-        data: Buffer,
+        data: Stored,
         deserializer: Deserializer | None,
         version: int | None = None,
     ) -> Any:

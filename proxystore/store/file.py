@@ -35,6 +35,7 @@ from proxystore.exceptions import (
     InvalidKeyError,
     StoreOperationError,
 )
+from proxystore.frame import Split, Stored, head_size
 from proxystore.serialize import Buffer, Payload
 from proxystore.signing import SigningKeysOption
 
@@ -236,11 +237,11 @@ class FileStore(Store[str]):
             raise self._error("set", err) from err
         return key
 
-    def _get_bytes(self, key: str) -> Buffer | None:
+    def _get_bytes(self, key: str) -> Stored | None:
         found = self._get_versioned(key)
         return None if found is None else found[0]
 
-    def _get_versioned(self, key: str) -> tuple[Buffer, int] | None:
+    def _get_versioned(self, key: str) -> tuple[Stored, int] | None:
         try:
             return to_thread(_read_versioned, self._path(key))
         except OSError as err:
@@ -346,7 +347,16 @@ def _write_all(file: Any, part: Buffer) -> None:
         written += file.write(view[written:])
 
 
-def _read_versioned(path: str) -> tuple[bytes, int] | None:
+# Above this size, a one-part frame's part 0 is read into a `bytes` object of
+# its own (a `Split`): a stored `bytes` comes back with no copy after the
+# read, as from a raw file read. Below it, one read of the whole file costs
+# less than two.
+_SPLIT_READ = 64 * 1024
+# Enough for any one-part frame's header (20 + 255 + 8 + 32 bytes).
+_HEAD_READ = 512
+
+
+def _read_versioned(path: str) -> tuple[Stored, int] | None:
     """Read a whole file and its version (``st_mtime_ns``); None if missing."""
     try:
         with open(path, "rb", buffering=0) as file:
@@ -354,14 +364,41 @@ def _read_versioned(path: str) -> tuple[bytes, int] | None:
             # mix another version's time or length with these bytes.
             status = os.fstat(file.fileno())
             size = status.st_size
-            # One read into a bytes object of the exact size: no copy after.
-            data: bytes = file.read(size) if size else b""
-            if len(data) != size:
-                # A short read (over 2 GiB on Linux): the rest, then joined.
-                data += file.read()
+            data: Stored | None = None
+            if size > _SPLIT_READ:
+                data = _read_split(file, size)
+            if data is None:
+                data = _read_exactly(file, size)
     except FileNotFoundError:
         return None
     return data, status.st_mtime_ns
+
+
+def _read_split(file: Any, size: int) -> Split | None:
+    """Read a one-part frame as its header and its part; None if it is not one.
+
+    The header's length comes from its first bytes (`frame.head_size`);
+    the part is then one read into a `bytes` of its exact size. Nothing is
+    checked here: the store decodes the `Split` as it would the whole file.
+    Anything else leaves the file's position at its start.
+    """
+    head = file.read(_HEAD_READ)
+    length = head_size(head)
+    if length is None:
+        file.seek(0)
+        return None
+    file.seek(length)
+    return Split(head[:length], _read_exactly(file, size - length))
+
+
+def _read_exactly(file: Any, size: int) -> bytes:
+    """Read `size` bytes (or to the end) from the file's position."""
+    # One read into a bytes object of the exact size: no copy after.
+    data: bytes = file.read(size) if size else b""
+    if len(data) != size:
+        # A short read (over 2 GiB on Linux): the rest, then joined.
+        data += file.read()
+    return data
 
 
 def _stat_version(path: str) -> int | None:
