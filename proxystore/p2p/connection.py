@@ -176,6 +176,9 @@ class PeerConnection:
             and identity is not None
         )
         self._streams: list[RequestChannel] = []
+        # The channel ticket we issued last: a new one withdraws it, so a
+        # peer holds at most one unused channel token of ours.
+        self._channel_ticket: FastPathTicket | None = None
         self._opening_stream = False
         self._stream_retry_at = 0.0
         self._stream_backoff = CHANNEL_RETRY_FIRST
@@ -329,6 +332,8 @@ class PeerConnection:
             if not future.done():
                 future.set_exception(self._lost_error())
         self._writable.set()
+        if self._channel_ticket is not None and self._fast_path is not None:
+            self._fast_path.withdraw(self._channel_ticket)
         for stream in list(self._streams):
             stream.close(reason)
         self._on_lost(self)
@@ -713,12 +718,15 @@ class PeerConnection:
             # (No offer either once the peer could not reach our listener.)
             fields["error"] = "no fast-path listener for this connection"
         else:
+            if self._channel_ticket is not None:
+                self._fast_path.withdraw(self._channel_ticket)
             ticket = self._fast_path.offer_channel(
                 self.peer_public,
                 self._accept_stream,
                 ttl=self._timeout,
                 local_host=self.local_host,
             )
+            self._channel_ticket = ticket
             fields["channel"] = ticket.to_json()
         try:
             await self._send(envelope.message_id, True, fields, b"", inline=True)

@@ -507,8 +507,14 @@ class FastPathServer:
         return FastPathTicket(host, port, token.hex(), len(view))
 
     def withdraw(self, ticket: FastPathTicket) -> None:
-        """Invalidate a ticket that will not be fetched."""
-        self.reclaim(ticket.token)
+        """Invalidate a ticket (a body's or a channel's) that will not be used."""
+        try:
+            key = bytes.fromhex(ticket.token)
+        except ValueError:
+            return
+        offer = self._offers.pop(key, None)
+        if offer is not None:
+            offer.expiry.cancel()
 
     def reclaim(self, token: str) -> memoryview | None:
         """Invalidate a token and return its body, if it was still valid.

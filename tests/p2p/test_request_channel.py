@@ -329,3 +329,29 @@ async def test_oversized_frame_from_a_peer_closes_the_connection(
     # The peers connect again on the next request.
     reply = await asyncio.wait_for(a.request(b.uuid, PeerMessage({"again": 1})), WAIT)
     assert reply.header["echo"] == {"again": 1}
+
+
+async def test_a_peer_holds_at_most_one_channel_token(
+    pair: tuple[PeerManager, PeerManager],
+) -> None:
+    a, b = pair
+    await _until_channel(a, b)
+    connection = _connection(a, b.uuid)
+    first = await connection._ask_channel_ticket()
+    second = await connection._ask_channel_ticket()
+    assert b.fast_path_server is not None
+    assert b.fast_path_server.pending_channel_offers == 1
+    with pytest.raises(PeerConnectionError, match="refused"):
+        await dial_channel(
+            first,
+            identity=a.identity,
+            peer_public=b.identity.public_bytes,
+            timeout=WAIT,
+        )
+    # The last one opens a (second) channel; the connection keeps at most two.
+    _, writer = await dial_channel(
+        second, identity=a.identity, peer_public=b.identity.public_bytes, timeout=WAIT
+    )
+    assert b.fast_path_server.pending_channel_offers == 0
+    assert b.peer_stats()[a.uuid]["channels_opened"] == 2
+    writer.close()
