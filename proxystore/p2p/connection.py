@@ -16,6 +16,7 @@ from proxystore.exceptions import (
     PeerConnectionError,
     PeerError,
     SerializationError,
+    StoreTimeoutError,
 )
 from proxystore.p2p.channel import (
     CHANNEL_CHUNK_SIZE,
@@ -273,6 +274,14 @@ class PeerConnection:
         try:
             await self._send(message_id, False, fields, message.body, via=stream)
             envelope = await self._wait_moving(future, idle, deadline, started)
+        except StoreTimeoutError:
+            on_stream = self._on_stream.pop(message_id, None)
+            if on_stream is not None and on_stream[0].is_open:
+                # Nothing came back on the channel for the idle timeout: it
+                # may be dead without an error (a peer gone silently), so the
+                # next requests take the data channel until it is reopened.
+                on_stream[0].close(f"a request on it moved nothing for {idle:g}s")
+            raise
         finally:
             self._pending.pop(message_id, None)
             self._on_stream.pop(message_id, None)

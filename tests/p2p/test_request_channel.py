@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from proxystore.endpoint.identity import Identity
-from proxystore.exceptions import PeerConnectionError
+from proxystore.exceptions import PeerConnectionError, StoreTimeoutError
 from proxystore.p2p import PeerManager, PeerMessage
 from proxystore.p2p.channel import RequestChannel, dial_channel
 from proxystore.p2p.connection import PeerConnection
@@ -355,3 +355,28 @@ async def test_a_peer_holds_at_most_one_channel_token(
     assert b.fast_path_server.pending_channel_offers == 0
     assert b.peer_stats()[a.uuid]["channels_opened"] == 2
     writer.close()
+
+
+async def test_a_request_stalled_on_the_channel_sends_the_next_ones_another_way(
+    signaling: SignalingServer, make_manager: ManagerFactory
+) -> None:
+    never = asyncio.Event()
+
+    async def handler(peer: str, request: PeerMessage) -> PeerMessage:
+        if request.header.get("stuck"):
+            await never.wait()
+        return PeerMessage({"n": request.header.get("n")}, request.body)
+
+    a = await make_manager(signaling.url)
+    b = await make_manager(signaling.url, handler=handler)
+    await _until_channel(a, b)
+    with pytest.raises(StoreTimeoutError, match=r"no bytes moved for 0\.5s"):
+        await a.request(b.uuid, PeerMessage({"stuck": True}), timeout=0.5)
+    before = a.peer_stats()[b.uuid]
+    assert before["request_channel"] is False
+    reply = await asyncio.wait_for(a.request(b.uuid, PeerMessage({"n": 7})), WAIT)
+    assert reply.header == {"n": 7}
+    after = a.peer_stats()[b.uuid]
+    assert (
+        after["requests_over_data_channel"] == before["requests_over_data_channel"] + 1
+    )
