@@ -25,7 +25,7 @@ from typing import Any
 import httpx
 
 from proxystore._clients import ClientsPerLoop, Lease
-from proxystore._compat import acurrent_loop, asleep
+from proxystore._compat import acurrent_loop, asleep, ato_thread
 from proxystore._shared import new_object_id
 from proxystore._validate import check_seconds
 from proxystore.aio.base import Store
@@ -66,7 +66,8 @@ from proxystore.exceptions import (
     StoreOperationError,
     StoreTimeoutError,
 )
-from proxystore.serialize import Buffer, Payload
+from proxystore.frame import Split, Stored, head_size
+from proxystore.serialize import Payload
 from proxystore.signing import SigningKeysOption
 
 _IS_SYNC = False
@@ -470,7 +471,7 @@ class EndpointStore(Store[EndpointKey]):
             if bool(response.json().get("exists")):
                 return True
 
-    async def _aget_bytes(self, key: EndpointKey) -> Buffer | None:
+    async def _aget_bytes(self, key: EndpointKey) -> Stored | None:
         async with self._lease() as client:
             await self._connected(client)
             response = await self._send(
@@ -498,10 +499,10 @@ class EndpointStore(Store[EndpointKey]):
 
     async def _take_handoff(
         self, client: httpx.AsyncClient, name: str, length: int
-    ) -> Buffer:
+    ) -> Stored:
         assert self._handoff is not None
         try:
-            return take_handoff(self._handoff, name, length)
+            return await ato_thread(_taken, self._handoff, name, length)
         except StoreOperationError:
             # A restarted endpoint hands off from a new directory: look it up.
             description = await self._describe(
@@ -514,7 +515,7 @@ class EndpointStore(Store[EndpointKey]):
             if moved is None or moved == self._handoff:
                 raise
             self._handoff = moved
-            return take_handoff(moved, name, length)
+            return await ato_thread(_taken, moved, name, length)
 
     async def _aexists(self, key: EndpointKey) -> bool:
         async with self._lease() as client:
@@ -576,3 +577,9 @@ def _is_missing(response: httpx.Response) -> bool:
     except ValueError:
         return False
     return isinstance(data, dict) and data.get("error") == MISSING_KEY
+
+
+def _taken(directory: Path, name: str, length: int) -> Stored:
+    """A handed-off body; a large one-part frame as a `Split` (no copy after)."""
+    body = take_handoff(directory, name, length, head_size)
+    return Split(*body) if isinstance(body, tuple) else body

@@ -26,7 +26,7 @@ from typing import Any
 import httpx
 
 from proxystore._clients import ClientsPerLoop, Lease
-from proxystore._compat import current_loop, sleep
+from proxystore._compat import current_loop, sleep, to_thread
 from proxystore._shared import new_object_id
 from proxystore._validate import check_seconds
 from proxystore.store.base import Store
@@ -67,7 +67,8 @@ from proxystore.exceptions import (
     StoreOperationError,
     StoreTimeoutError,
 )
-from proxystore.serialize import Buffer, Payload
+from proxystore.frame import Split, Stored, head_size
+from proxystore.serialize import Payload
 from proxystore.signing import SigningKeysOption
 
 _IS_SYNC = True
@@ -471,7 +472,7 @@ class EndpointStore(Store[EndpointKey]):
             if bool(response.json().get("exists")):
                 return True
 
-    def _get_bytes(self, key: EndpointKey) -> Buffer | None:
+    def _get_bytes(self, key: EndpointKey) -> Stored | None:
         with self._lease() as client:
             self._connected(client)
             response = self._send(
@@ -499,10 +500,10 @@ class EndpointStore(Store[EndpointKey]):
 
     def _take_handoff(
         self, client: httpx.Client, name: str, length: int
-    ) -> Buffer:
+    ) -> Stored:
         assert self._handoff is not None
         try:
-            return take_handoff(self._handoff, name, length)
+            return to_thread(_taken, self._handoff, name, length)
         except StoreOperationError:
             # A restarted endpoint hands off from a new directory: look it up.
             description = self._describe(
@@ -515,7 +516,7 @@ class EndpointStore(Store[EndpointKey]):
             if moved is None or moved == self._handoff:
                 raise
             self._handoff = moved
-            return take_handoff(moved, name, length)
+            return to_thread(_taken, moved, name, length)
 
     def _exists(self, key: EndpointKey) -> bool:
         with self._lease() as client:
@@ -577,3 +578,9 @@ def _is_missing(response: httpx.Response) -> bool:
     except ValueError:
         return False
     return isinstance(data, dict) and data.get("error") == MISSING_KEY
+
+
+def _taken(directory: Path, name: str, length: int) -> Stored:
+    """A handed-off body; a large one-part frame as a `Split` (no copy after)."""
+    body = take_handoff(directory, name, length, head_size)
+    return Split(*body) if isinstance(body, tuple) else body
