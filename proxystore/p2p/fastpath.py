@@ -55,6 +55,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from proxystore._ratelimit import RateLimitedLog
 from proxystore.exceptions import (
     LimitExceededError,
     PeerConnectionError,
@@ -79,6 +80,9 @@ CHANNEL_CONTEXT = b"proxystore-channel-v1\x00"
 CHANNEL_PREAMBLE = b"PSRC/1\r\n"
 """Sent in plaintext before a request channel's TLS handshake; its first byte
 is never the first byte of a TLS record (0x16), which tells the two apart."""
+DEFAULT_MAX_CONNECTIONS = 64
+"""Fast-path connections a listener serves at once, by default."""
+
 CHANNEL_ACCEPTED = b"\x01"
 DEFAULT_STREAM_CHUNK = 4 * 1024 * 1024
 MAX_HOST_LENGTH = 255
@@ -304,6 +308,10 @@ class FastPathServer:
         chunk_size: Bytes written per ``drain()``.
         advertised_host: Address put in tickets, when peers must use another
             address than the listener's (NAT, containers). Never a wildcard.
+        max_connections: Connections served at once, at most; others are
+            closed at once (each costs a worker thread until it
+            authenticates or times out, so unbounded ones could exhaust the
+            process).
     """
 
     def __init__(
@@ -315,7 +323,13 @@ class FastPathServer:
         timeout: float = 30.0,
         chunk_size: int = DEFAULT_STREAM_CHUNK,
         advertised_host: str | None = None,
+        max_connections: int = DEFAULT_MAX_CONNECTIONS,
     ) -> None:
+        if type(max_connections) is not int or max_connections < 1:
+            raise PeerError(
+                "fast-path max_connections must be a positive integer, not "
+                f"{max_connections!r}"
+            )
         if advertised_host is not None and is_wildcard(advertised_host):
             raise PeerError(
                 f"fast-path advertised address {advertised_host!r} is a wildcard; "
@@ -333,6 +347,10 @@ class FastPathServer:
         self._connections: set[asyncio.Task[None]] = set()
         self._sockets: set[_Served] = set()
         self._context = server_context(identity)
+        self._max_connections = max_connections
+        self._refusals = RateLimitedLog(logger)
+        self.refused = 0
+        """Connections closed unserved because `max_connections` were open."""
         self.served = 0
         """Number of bodies handed out so far."""
 
@@ -585,9 +603,28 @@ class FastPathServer:
                     return
                 logger.debug("fast-path accept failed: %r", err)
                 continue
+            if len(self._connections) >= self._max_connections:
+                self._refuse_busy(sock)
+                continue
             task = loop.create_task(self._serve_connection(sock))
             self._connections.add(task)
             task.add_done_callback(self._connections.discard)
+
+    def _refuse_busy(self, sock: socket.socket) -> None:
+        self.refused += 1
+        try:
+            peer = sock.getpeername()
+        except OSError:
+            peer = None
+        finally:
+            sock.close()
+        self._refusals.warning(
+            "busy",
+            "fast path refused a connection from %s: %d connections are being "
+            "served (max_connections)",
+            peer,
+            len(self._connections),
+        )
 
     def _handshake(self, served: _Served) -> tuple[ssl.SSLSocket, bytes]:
         """In a worker thread: TLS handshake, then the client's hello."""
@@ -629,7 +666,8 @@ class FastPathServer:
             tls, hello = await _in_thread(self._handshake, served)
             offer = self._claim(hello)
             if offer is None:
-                logger.warning(
+                self._refusals.warning(
+                    "token",
                     "fast path refused a connection from %s: unknown or used "
                     "token, or not signed by the peer it was offered to",
                     peer,
@@ -654,8 +692,10 @@ class FastPathServer:
                 _sock_recv_exactly(sock, len(CHANNEL_PREAMBLE)), self._timeout
             )
             if preamble != CHANNEL_PREAMBLE:
-                logger.warning(
-                    "fast path refused a connection from %s: bad preamble", peer
+                self._refusals.warning(
+                    "preamble",
+                    "fast path refused a connection from %s: bad preamble",
+                    peer,
                 )
                 return
             reader = asyncio.StreamReader(limit=CHANNEL_READ_LIMIT)
@@ -675,7 +715,8 @@ class FastPathServer:
             )
             offer = self._claim(hello, channel=True)
             if offer is None:
-                logger.warning(
+                self._refusals.warning(
+                    "token",
                     "fast path refused a request channel from %s: unknown or used "
                     "token, or not signed by the peer it was offered to",
                     peer,

@@ -4,6 +4,7 @@ import asyncio
 import contextlib
 import dataclasses
 import gc
+import logging
 import os
 import secrets
 import time
@@ -347,3 +348,51 @@ async def test_deadline_error_quotes_the_callers_deadline() -> None:
                 ),
                 2 * WAIT,
             )
+
+
+async def test_connections_beyond_the_cap_are_closed_unserved() -> None:
+    server = FastPathServer(HOLDER, "127.0.0.1", timeout=WAIT, max_connections=3)
+    await server.start()
+    held = [await _tls_client(server) for _ in range(3)]
+    try:
+        # Each held connection is a worker thread waiting for its hello.
+        assert len(server._connections) == 3
+        reader, writer = await asyncio.wait_for(
+            asyncio.open_connection(*server.address), WAIT
+        )
+        with contextlib.suppress(OSError):
+            assert await asyncio.wait_for(reader.read(), WAIT) == b""
+        await _close(writer)
+        assert server.refused == 1
+        ticket = server.offer(b"still served", FETCHER.public_bytes)
+        for _, held_writer in held:
+            await _close(held_writer)
+        held = []
+        deadline = time.monotonic() + WAIT
+        while server._connections:
+            assert time.monotonic() < deadline, "held connections never ended"
+            await asyncio.sleep(0.01)
+        assert await get(ticket) == b"still served"
+    finally:
+        for _, held_writer in held:
+            await _close(held_writer)
+        await server.close()
+
+
+async def test_refused_tokens_log_a_bounded_number_of_lines(
+    server: FastPathServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="proxystore.p2p.fastpath")
+    real = server.offer(b"payload", FETCHER.public_bytes)
+    for _ in range(10):
+        bogus = dataclasses.replace(real, token=secrets.token_hex(TOKEN_SIZE))
+        with pytest.raises(PeerConnectionError, match="token refused"):
+            await get(bogus)
+    refusals = [r for r in caplog.records if "refused" in r.getMessage()]
+    assert len(refusals) == 1
+
+
+@pytest.mark.parametrize("cap", [0, -1, 1.5])
+def test_connection_cap_must_be_a_positive_integer(cap: object) -> None:
+    with pytest.raises(PeerError, match="max_connections"):
+        FastPathServer(HOLDER, "127.0.0.1", max_connections=cap)  # type: ignore[arg-type]
