@@ -12,9 +12,11 @@ two quick writes apart).
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import re
+import stat
 import time
 from typing import Any
 
@@ -321,7 +323,9 @@ def _write_atomically(
     try:
         # Unbuffered: each part goes to the kernel as it is, no copy into a
         # buffer (and no later flush that would move the mtime).
-        with open(temp, "wb", buffering=0) as file:
+        # "x": a file already at the (random) temporary name, or a symlink
+        # planted there, is an error, never followed or truncated.
+        with open(temp, "xb", buffering=0) as file:
             for part in payload:
                 _write_all(file, part)
             if mtime_ns is not None:
@@ -355,13 +359,34 @@ _SPLIT_READ = 64 * 1024
 _HEAD_READ = 512
 
 
+# Objects are regular files renamed into place: a symlink or a FIFO planted
+# at a key's path by another writer of the directory is refused, not
+# followed or waited on.
+_READ_FLAGS = (
+    os.O_RDONLY
+    | getattr(os, "O_NOFOLLOW", 0)
+    | getattr(os, "O_NONBLOCK", 0)
+    | getattr(os, "O_CLOEXEC", 0)
+)
+
+
 def _read_versioned(path: str) -> tuple[Stored, int] | None:
-    """Read a whole file and its version (``st_mtime_ns``); None if missing."""
+    """Read a whole file and its version (``st_mtime_ns``); None if missing.
+
+    Raises:
+        OSError: The path is not a regular file (ELOOP for a symlink,
+            EISDIR for a directory, EINVAL for anything else), or cannot be
+            read.
+    """
     try:
-        with open(path, "rb", buffering=0) as file:
+        with open(os.open(path, _READ_FLAGS), "rb", buffering=0) as file:
             # The open file's own size and mtime: a rename over it cannot
             # mix another version's time or length with these bytes.
             status = os.fstat(file.fileno())
+            if not stat.S_ISREG(status.st_mode):
+                # OSError picks the subclass: IsADirectoryError for EISDIR.
+                code = errno.EISDIR if stat.S_ISDIR(status.st_mode) else errno.EINVAL
+                raise OSError(code, "not a regular file", path)
             size = status.st_size
             data: Stored | None = None
             if size > _SPLIT_READ:

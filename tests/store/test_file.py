@@ -54,7 +54,7 @@ class Held:
         return len(part)
 
 def held_open(path, mode="r", *args, **kwargs):
-    if "w" in mode:
+    if "w" in mode or "x" in mode:
         return Held(path, mode)
     return real_open(path, mode, *args, **kwargs)
 
@@ -397,3 +397,48 @@ def test_batch_that_fills_the_disk_leaves_nothing(
     assert isinstance(info.value.__cause__.__cause__, OSError)
     assert info.value.__cause__.__cause__.errno == errno.ENOSPC
     assert list(small_tmpfs.iterdir()) == []
+
+
+@pytest.mark.parametrize("face", ["sync", "async"])
+def test_planted_symlink_or_fifo_at_a_key_is_refused_not_followed(
+    tmp_path: Path, store_name: str, face: str
+) -> None:
+    secret = tmp_path / "secret.txt"
+    secret.write_bytes(b"not for the store")
+    directory = tmp_path / "store"
+    directory.mkdir()
+    (directory / "link").symlink_to(secret)
+    os.mkfifo(directory / "fifo")  # opening it for reading would block
+    store = FileStore(store_name, directory)
+    aio = AsyncFileStore(store_name, directory)
+
+    def get(key: str) -> Any:
+        if face == "sync":
+            return store.get(key, deserialize=False)
+        return asyncio.run(asyncio.wait_for(aio.aget(key, deserialize=False), TIMEOUT))
+
+    with pytest.raises(StoreOperationError) as info:
+        get("link")
+    _assert_names_store(info.value, store, "get")
+    assert isinstance(info.value.__cause__, OSError)
+    assert info.value.__cause__.errno == errno.ELOOP
+    with pytest.raises(StoreOperationError) as info:
+        get("fifo")
+    assert isinstance(info.value.__cause__, OSError)
+    assert info.value.__cause__.errno == errno.EINVAL
+
+
+def test_a_file_at_the_temporary_name_is_never_overwritten(
+    tmp_path: Path, store_name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    victim = tmp_path / "victim"
+    victim.write_bytes(b"intact")
+    directory = tmp_path / "store"
+    directory.mkdir()
+    monkeypatch.setattr("proxystore.store.file.temp_name", lambda: ".planted")
+    (directory / ".planted").symlink_to(victim)
+    store = FileStore(store_name, directory)
+    with pytest.raises(StoreOperationError) as info:
+        store.set(b"data")
+    assert isinstance(info.value.__cause__, FileExistsError)
+    assert victim.read_bytes() == b"intact"
