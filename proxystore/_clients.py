@@ -16,7 +16,9 @@ import os
 import threading
 import weakref
 from collections.abc import AsyncGenerator, Awaitable, Callable, Iterator, Mapping
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
+
+from proxystore.exceptions import StoreClosedError
 
 C = TypeVar("C")
 
@@ -44,57 +46,121 @@ class ClientsPerLoop(Mapping[Owner, C]):
     received proxy built, then unregistered or replaced) does not leave
     its sockets to the garbage collector, which reports each as unclosed.
 
+    Closing (`close_all`, `aclose_all`) is final: afterwards no client is
+    made and `client_for` and `lease` raise `StoreClosedError`. A client
+    leased when the map is closed stays open for its holders (a worker
+    thread or task mid-request finishes with it) and is closed when the
+    last of them returns it, in the holder's thread or loop.
+
     Args:
         create: Makes a new client for the calling loop (or thread, if sync).
         close: Closes a client (a coroutine function for loop owners); None
             to never close clients when their loop shuts down.
+        name: The store's name, for `StoreClosedError`.
     """
 
-    def __init__(self, create: Callable[[], C], close: Close[C] | None = None) -> None:
+    def __init__(
+        self,
+        create: Callable[[], C],
+        close: Close[C] | None = None,
+        name: str = "",
+    ) -> None:
         self._create = create
         self._close = close
+        self._name = name
         self._clients: dict[Owner, C] = {}
         self._guards: dict[Owner, _Guard] = {}
         self._finalizers: dict[Owner, weakref.finalize[Any, Any]] = {}
         self._lock = threading.Lock()
         self._pid = os.getpid()
         self._inherited: list[object] = []
+        self._is_closed = False
+        # id(client) -> holders, and the closes owed to leased clients.
+        self._holders: dict[int, int] = {}
+        self._owed: dict[int, Close[C]] = {}
         _instances[id(self)] = self
 
     def client_for(self, owner: Owner) -> C:
-        """Return the owner's client, creating it on first use."""
+        """Return the owner's client, creating it on first use.
+
+        Raises:
+            StoreClosedError: The map was closed.
+        """
         client = self._clients.get(owner)
         if client is not None and self._pid == os.getpid():
             return client
-        stale: list[_Guard] = []
         with self._lock:
-            if self._pid != os.getpid():
-                self._inherited.extend(self._clients.values())
-                self._inherited.extend(self._guards.values())
-                self._clients = {}
-                self._guards = {}
-                _detach(self._finalizers)
-                self._pid = os.getpid()
-            for loop in [loop for loop in self._clients if _closed(loop)]:
-                del self._clients[loop]
-                if (guard := self._guards.pop(loop, None)) is not None:
-                    stale.append(guard)
+            client, guard, stale = self._locked_client(owner)
+        self._started(owner, guard, stale)
+        return client
+
+    def lease(self, owner: Owner) -> Lease[C]:
+        """The owner's client, held for one request (``with``/``async with``).
+
+        While held, closing the map does not close it: the holder returned
+        last closes it (see the class docstring).
+        """
+        return Lease(self, owner)
+
+    def _acquire(self, owner: Owner) -> C:
+        holders = self._holders
+        with self._lock:
             client = self._clients.get(owner)
-            if client is None:
-                client = self._clients[owner] = self._create()
-                if owner is not None and self._close is not None:
-                    self._guards[owner] = _Guard(
-                        _guard(weakref.ref(self), owner, client, self._close)
-                    )
-                elif owner is None and _closes_in_place(self._close):
-                    assert self._close is not None
-                    self._finalizers[None] = _finalizer(self, client, self._close)
-            guard = self._guards.get(owner)
+            if client is not None and self._pid == os.getpid():
+                holders[id(client)] = holders.get(id(client), 0) + 1
+                return client  # the common case: open, made, same process
+            client, guard, stale = self._locked_client(owner)
+            holders = self._holders  # a forked child's new count
+            holders[id(client)] = holders.get(id(client), 0) + 1
+        self._started(owner, guard, stale)
+        return client
+
+    def _give_back(self, client: C) -> Close[C] | None:
+        """Count a holder out; return the close owed if it was the last one."""
+        with self._lock:
+            holders = self._holders.pop(id(client), 0) - 1
+            if holders > 0:
+                self._holders[id(client)] = holders
+                return None
+            return self._owed.pop(id(client), None)
+
+    def _locked_client(self, owner: Owner) -> tuple[C, _Guard | None, list[_Guard]]:
+        """`client_for` under the lock: the client, its guard, stale guards."""
+        if self._pid != os.getpid():
+            self._inherited.extend(self._clients.values())
+            self._inherited.extend(self._guards.values())
+            self._clients = {}
+            self._guards = {}
+            _detach(self._finalizers)
+            self._holders = {}
+            self._owed = {}
+            self._pid = os.getpid()
+        if self._is_closed:
+            raise StoreClosedError(self._name)
+        stale: list[_Guard] = []
+        for loop in [loop for loop in self._clients if _closed(loop)]:
+            del self._clients[loop]
+            if (guard := self._guards.pop(loop, None)) is not None:
+                stale.append(guard)
+        client = self._clients.get(owner)
+        if client is None:
+            client = self._clients[owner] = self._create()
+            if owner is not None and self._close is not None:
+                self._guards[owner] = _Guard(
+                    _guard(weakref.ref(self), owner, client, self._close)
+                )
+            elif owner is None and _closes_in_place(self._close):
+                assert self._close is not None
+                self._finalizers[None] = _finalizer(self, client, self._close)
+        return client, self._guards.get(owner), stale
+
+    @staticmethod
+    def _started(owner: Owner, guard: _Guard | None, stale: list[_Guard]) -> None:
+        """Outside the lock: finish stale guards, start the owner's."""
         for old in stale:
             old.discard()
         if guard is not None and owner is not None and _running(owner):
             guard.start()
-        return client
 
     def _release(self, owner: Owner, client: C) -> bool:
         """Forget `client` if it is still the owner's; return whether it was."""
@@ -114,20 +180,33 @@ class ClientsPerLoop(Mapping[Owner, C]):
     def __len__(self) -> int:
         return len(self._clients)
 
-    def take_all(self) -> dict[Owner, C]:
-        """Forget every client and return those this process may close."""
+    def take_all(self, close: Close[C] | None = None) -> dict[Owner, C]:
+        """Close the map: forget every client, return those to close now.
+
+        Those are the clients this process made and nobody holds; a held
+        one is closed with `close` (else the map's) by its last holder.
+        """
         with self._lock:
+            self._is_closed = True
             clients, self._clients = self._clients, {}
             guards, self._guards = self._guards, {}
             _detach(self._finalizers)
+            if self._pid != os.getpid():
+                clients = {}
+            idle = {}
+            for owner, client in clients.items():
+                if id(client) not in self._holders:
+                    idle[owner] = client
+                elif (owed := close or self._close) is not None:
+                    self._owed[id(client)] = owed
         for guard in guards.values():
             guard.discard()
-        return clients if self._pid == os.getpid() else {}
+        return idle
 
     async def aclose_all(self, close: Callable[[C], Awaitable[None]]) -> None:
         """Close every client, each in the loop that owns it."""
         current = asyncio.get_running_loop()
-        for owner, client in self.take_all().items():
+        for owner, client in self.take_all(close).items():
             if owner is current:
                 await close(client)
             elif owner is not None and not owner.is_closed():
@@ -137,8 +216,42 @@ class ClientsPerLoop(Mapping[Owner, C]):
 
     def close_all(self, close: Callable[[C], None]) -> None:
         """Close every client of the sync face."""
-        for client in self.take_all().values():
+        for client in self.take_all(close).values():
             close(client)
+
+
+class Lease(Generic[C]):
+    """One holder's use of a map's client; see `ClientsPerLoop.lease`.
+
+    A class, not a generator: it wraps every request of a store.
+    """
+
+    __slots__ = ("_client", "_clients", "_owner")
+
+    def __init__(self, clients: ClientsPerLoop[C], owner: Owner) -> None:
+        self._clients = clients
+        self._owner = owner
+
+    def __enter__(self) -> C:
+        self._client = self._clients._acquire(self._owner)
+        return self._client
+
+    def __exit__(self, *exc_info: object) -> None:
+        close = self._clients._give_back(self._client)
+        if close is not None:
+            result = close(self._client)
+            if inspect.iscoroutine(result):  # never for the sync face's clients
+                result.close()
+
+    async def __aenter__(self) -> C:
+        return self.__enter__()
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        close = self._clients._give_back(self._client)
+        if close is not None:
+            result = close(self._client)
+            if inspect.isawaitable(result):
+                await result
 
 
 # Every map, so a forked child can replace their locks: another thread of the

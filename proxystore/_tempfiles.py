@@ -109,6 +109,32 @@ def is_orphan(name: str, host: str | None = None) -> bool:
     return current != start
 
 
+_swept: set[str] = set()
+
+
+def first_open(directory: str) -> bool:
+    """Whether this process opens `directory` for the first time; claims it.
+
+    A file store sweeps its directory once per process (the first store
+    made on it, of either face), not at every construction: a crashed
+    writer's files are removed by the next process to open the directory,
+    or by `FileStore.sweep`. A forked child is a new process and sweeps
+    again. Call `not_swept` if the sweep failed, so the next open retries.
+    """
+    if directory in _swept:
+        return False
+    _swept.add(directory)  # two threads racing here both sweep: harmless
+    return True
+
+
+def not_swept(directory: str) -> None:
+    """Undo `first_open`: the sweep it claimed did not complete."""
+    _swept.discard(directory)
+
+
+os.register_at_fork(after_in_child=_swept.clear)
+
+
 def fsync_directory(directory: str) -> None:
     """Make a rename in `directory` durable (no-op where directories cannot open)."""
     try:

@@ -7,8 +7,8 @@
   themselves do, so objects of a producer that crashed still go on time:
   `RedisStore` sets a server-side expiry (``PEXPIREAT``) on every key of the
   object in the transaction that writes it; `FileStore` writes a lease file
-  ``.lease-K`` that the next sweep (`FileStore.sweep`, run whenever a store
-  opens the directory) removes together with the object once expired.
+  ``.lease-K`` that the next sweep (`FileStore.sweep`, run when a process
+  first opens the directory) removes together with the object once expired.
   `LocalStore` and endpoint stores expire in their own process: one daemon
   thread per process ends every lease at its expiry.
 - `StaticLifetime`: everything is evicted when the interpreter exits.

@@ -24,8 +24,8 @@ from typing import Any
 
 import httpx
 
-from proxystore._clients import ClientsPerLoop
-from proxystore._compat import acurrent_loop, asleep
+from proxystore._clients import ClientsPerLoop, Lease
+from proxystore._compat import acurrent_loop, asleep, ato_thread
 from proxystore._shared import new_object_id
 from proxystore._validate import check_seconds
 from proxystore.aio.base import Store
@@ -66,7 +66,8 @@ from proxystore.exceptions import (
     StoreOperationError,
     StoreTimeoutError,
 )
-from proxystore.serialize import Buffer, Payload
+from proxystore.frame import Split, Stored, head_size
+from proxystore.serialize import Payload
 from proxystore.signing import SigningKeysOption
 
 _IS_SYNC = False
@@ -143,14 +144,7 @@ class EndpointStore(Store[EndpointKey]):
         signing_keys: SigningKeysOption = None,
         sign_full_data: bool = False,
     ) -> None:
-        super().__init__(
-            name,
-            cache_size=cache_size,
-            metrics=metrics,
-            stats=stats,
-            signing_keys=signing_keys,
-            sign_full_data=sign_full_data,
-        )
+        super().__init__(name, **self._base_options(locals()))
         if isinstance(endpoints, (str, uuid.UUID)):
             endpoints = [endpoints]
         if not isinstance(endpoints, Iterable):
@@ -177,7 +171,7 @@ class EndpointStore(Store[EndpointKey]):
         self.token_file = str(token_file) if token_file is not None else None
         self.timeout = timeout
         self._clients: ClientsPerLoop[httpx.AsyncClient] = ClientsPerLoop(
-            self._new_http_client, _aclose_http_client
+            self._new_http_client, _aclose_http_client, name
         )
         self._endpoint_url = ""
         self._endpoint_uuid = ""
@@ -205,8 +199,8 @@ class EndpointStore(Store[EndpointKey]):
         """Uuid of the endpoint this store talks to, once connected."""
         return self._endpoint_uuid or None
 
-    async def _connected(self) -> httpx.AsyncClient:
-        client = self._http_client()
+    async def _connected(self, client: httpx.AsyncClient) -> None:
+        """Find the endpoint (once) with a leased `client` (see `_lease`)."""
         if not self._endpoint_uuid:
             # Concurrent first calls may both look the endpoint up; they find
             # the same one, so no lock is held across the network wait.
@@ -216,10 +210,10 @@ class EndpointStore(Store[EndpointKey]):
             self._api_token, self._token_source = token
             self._handoff = verify_handoff(description)
             self._endpoint_url, self._endpoint_uuid = url, description["uuid"]
-        return client
 
-    def _http_client(self) -> httpx.AsyncClient:
-        return self._clients.client_for(acurrent_loop())
+    def _lease(self) -> Lease[httpx.AsyncClient]:
+        """This loop's (or the sync face's) HTTP client, held for one request."""
+        return self._clients.lease(acurrent_loop())
 
     def _new_http_client(self) -> httpx.AsyncClient:
         return httpx.AsyncClient(
@@ -389,32 +383,37 @@ class EndpointStore(Store[EndpointKey]):
     async def _aset_bytes(
         self, payload: Payload, key: EndpointKey | None = None
     ) -> EndpointKey:
-        client = await self._connected()
-        if key is None:
-            key = EndpointKey(new_object_id(), self._endpoint_uuid)
-        stream = PayloadStream(payload)
-        if self._max_object_size is not None and stream.nbytes > self._max_object_size:
-            raise LimitExceededError(
-                "max_object_size",
-                f"object of {stream.nbytes} bytes is larger than the "
-                f"max_object_size of {self._max_object_size} bytes of the endpoint "
-                f"at {_host_port(self._endpoint_url)}",
+        async with self._lease() as client:
+            await self._connected(client)
+            if key is None:
+                key = EndpointKey(new_object_id(), self._endpoint_uuid)
+            stream = PayloadStream(payload)
+            if (
+                self._max_object_size is not None
+                and stream.nbytes > self._max_object_size
+            ):
+                raise LimitExceededError(
+                    "max_object_size",
+                    f"object of {stream.nbytes} bytes is larger than the "
+                    f"max_object_size of {self._max_object_size} bytes of the endpoint "
+                    f"at {_host_port(self._endpoint_url)}",
+                )
+            response = await self._send(
+                client,
+                "PUT",
+                self._object_url(key),
+                "set",
+                params={OWNER_PARAM: key.endpoint_id},
+                stream=stream,
             )
-        response = await self._send(
-            client,
-            "PUT",
-            self._object_url(key),
-            "set",
-            params={OWNER_PARAM: key.endpoint_id},
-            stream=stream,
-        )
-        self._raise_for_error(response, self._endpoint_url)
-        return key
+            self._raise_for_error(response, self._endpoint_url)
+            return key
 
     async def _afuture_key(self) -> EndpointKey:
         # Minted here as for any write (users never choose endpoint keys);
         # the value goes to this endpoint, which wakes its waiters.
-        await self._connected()
+        async with self._lease() as client:
+            await self._connected(client)
         return EndpointKey(new_object_id(), self._endpoint_uuid)
 
     async def _aexists_within(self, key: EndpointKey, timeout: float | None) -> bool:
@@ -425,7 +424,8 @@ class EndpointStore(Store[EndpointKey]):
         to peers), as are all objects while the endpoint refuses waits over
         its cap (429) or is too old to have the route (404).
         """
-        client = await self._connected()
+        async with self._lease() as client:
+            await self._connected(client)
         if key.endpoint_id != self._endpoint_uuid:
             return await super()._aexists_within(key, timeout)
         deadline = None if timeout is None else time.monotonic() + timeout
@@ -440,16 +440,18 @@ class EndpointStore(Store[EndpointKey]):
                 if remaining <= 0:
                     return await self._aexists(key)
                 wait = min(wait, remaining)
-            request = client.build_request(
-                "GET",
-                self._object_url(key) + WAIT_SUFFIX,
-                params={OWNER_PARAM: key.endpoint_id, WAIT_PARAM: f"{wait:.3f}"},
-                headers={"Authorization": authorization_header(self._api_token)},
-                timeout=httpx.Timeout(self.timeout, read=wait + self.timeout),
-            )
-            response = await self._send_once(
-                client, request, self._endpoint_url, "waiting for a future"
-            )
+            # One lease per wait: a store closed meanwhile ends the loop.
+            async with self._lease() as client:
+                request = client.build_request(
+                    "GET",
+                    self._object_url(key) + WAIT_SUFFIX,
+                    params={OWNER_PARAM: key.endpoint_id, WAIT_PARAM: f"{wait:.3f}"},
+                    headers={"Authorization": authorization_header(self._api_token)},
+                    timeout=httpx.Timeout(self.timeout, read=wait + self.timeout),
+                )
+                response = await self._send_once(
+                    client, request, self._endpoint_url, "waiting for a future"
+                )
             if response.status_code == 404 and not _is_missing(response):
                 # An endpoint without the wait route: poll (the base way).
                 rest = None if deadline is None else deadline - time.monotonic()
@@ -469,37 +471,38 @@ class EndpointStore(Store[EndpointKey]):
             if bool(response.json().get("exists")):
                 return True
 
-    async def _aget_bytes(self, key: EndpointKey) -> Buffer | None:
-        client = await self._connected()
-        response = await self._send(
-            client,
-            "GET",
-            self._object_url(key),
-            "get",
-            params={OWNER_PARAM: key.endpoint_id},
-            handoff=self._handoff is not None,
-        )
-        if response.status_code == 404 and _is_missing(response):
-            return None
-        self._raise_for_error(response, self._endpoint_url)
-        name = response.headers.get(HANDOFF_HEADER)
-        if name is not None and self._handoff is not None:
-            try:
-                length = int(response.headers.get(LENGTH_HEADER, ""))
-            except ValueError:
-                raise StoreOperationError(
-                    f"endpoint at {_host_port(self._endpoint_url)} handed off "
-                    "a body without its length"
-                ) from None
-            return await self._take_handoff(client, name, length)
-        return response.content
+    async def _aget_bytes(self, key: EndpointKey) -> Stored | None:
+        async with self._lease() as client:
+            await self._connected(client)
+            response = await self._send(
+                client,
+                "GET",
+                self._object_url(key),
+                "get",
+                params={OWNER_PARAM: key.endpoint_id},
+                handoff=self._handoff is not None,
+            )
+            if response.status_code == 404 and _is_missing(response):
+                return None
+            self._raise_for_error(response, self._endpoint_url)
+            name = response.headers.get(HANDOFF_HEADER)
+            if name is not None and self._handoff is not None:
+                try:
+                    length = int(response.headers.get(LENGTH_HEADER, ""))
+                except ValueError:
+                    raise StoreOperationError(
+                        f"endpoint at {_host_port(self._endpoint_url)} handed off "
+                        "a body without its length"
+                    ) from None
+                return await self._take_handoff(client, name, length)
+            return response.content
 
     async def _take_handoff(
         self, client: httpx.AsyncClient, name: str, length: int
-    ) -> Buffer:
+    ) -> Stored:
         assert self._handoff is not None
         try:
-            return take_handoff(self._handoff, name, length)
+            return await ato_thread(_taken, self._handoff, name, length)
         except StoreOperationError:
             # A restarted endpoint hands off from a new directory: look it up.
             description = await self._describe(
@@ -512,30 +515,32 @@ class EndpointStore(Store[EndpointKey]):
             if moved is None or moved == self._handoff:
                 raise
             self._handoff = moved
-            return take_handoff(moved, name, length)
+            return await ato_thread(_taken, moved, name, length)
 
     async def _aexists(self, key: EndpointKey) -> bool:
-        client = await self._connected()
-        response = await self._send(
-            client,
-            "GET",
-            f"{self._object_url(key)}/exists",
-            "exists",
-            params={OWNER_PARAM: key.endpoint_id},
-        )
-        self._raise_for_error(response, self._endpoint_url)
-        return bool(response.json().get("exists"))
+        async with self._lease() as client:
+            await self._connected(client)
+            response = await self._send(
+                client,
+                "GET",
+                f"{self._object_url(key)}/exists",
+                "exists",
+                params={OWNER_PARAM: key.endpoint_id},
+            )
+            self._raise_for_error(response, self._endpoint_url)
+            return bool(response.json().get("exists"))
 
     async def _aevict(self, key: EndpointKey) -> None:
-        client = await self._connected()
-        response = await self._send(
-            client,
-            "DELETE",
-            self._object_url(key),
-            "evict",
-            params={OWNER_PARAM: key.endpoint_id},
-        )
-        self._raise_for_error(response, self._endpoint_url)
+        async with self._lease() as client:
+            await self._connected(client)
+            response = await self._send(
+                client,
+                "DELETE",
+                self._object_url(key),
+                "evict",
+                params={OWNER_PARAM: key.endpoint_id},
+            )
+            self._raise_for_error(response, self._endpoint_url)
 
     async def _aclose(self) -> None:
         await self._clients.aclose_all(_aclose_http_client)
@@ -572,3 +577,9 @@ def _is_missing(response: httpx.Response) -> bool:
     except ValueError:
         return False
     return isinstance(data, dict) and data.get("error") == MISSING_KEY
+
+
+def _taken(directory: Path, name: str, length: int) -> Stored:
+    """A handed-off body; a large one-part frame as a `Split` (no copy after)."""
+    body = take_handoff(directory, name, length, head_size)
+    return Split(*body) if isinstance(body, tuple) else body

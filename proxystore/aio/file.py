@@ -3,24 +3,33 @@
 Every write goes to a temporary file in the same directory that is renamed
 into place, so a reader sees a whole object or none. Keys are plain file names:
 anything that could leave the directory is refused. Temporary files are named
-after their writer (`proxystore._tempfiles`), so opening a store (and
-`FileStore.sweep`) removes those whose writer was killed mid-write. An
-object's version is its file's ``st_mtime_ns``, which every write sets
-explicitly (file system clocks can be too coarse to tell two quick writes
-apart).
+after their writer (`proxystore._tempfiles`), so the first store a process
+opens on a directory (and `FileStore.sweep`) removes those whose writer was
+killed mid-write. An object's version is its file's ``st_mtime_ns``, which
+every write sets explicitly (file system clocks can be too coarse to tell
+two quick writes apart).
 """
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import re
+import stat
 import time
 from typing import Any
 
 from proxystore._compat import ato_thread, remove_files
 from proxystore._shared import new_object_id, next_version
-from proxystore._tempfiles import fsync_directory, host_name, is_orphan, temp_name
+from proxystore._tempfiles import (
+    first_open,
+    fsync_directory,
+    host_name,
+    is_orphan,
+    not_swept,
+    temp_name,
+)
 from proxystore.aio.base import Store
 from proxystore.exceptions import (
     ConfigurationError,
@@ -87,14 +96,7 @@ class FileStore(Store[str]):
         signing_keys: SigningKeysOption = None,
         sign_full_data: bool = False,
     ) -> None:
-        super().__init__(
-            name,
-            cache_size=cache_size,
-            metrics=metrics,
-            stats=stats,
-            signing_keys=signing_keys,
-            sign_full_data=sign_full_data,
-        )
+        super().__init__(name, **self._base_options(locals()))
         if not isinstance(store_dir, (str, os.PathLike)) or not isinstance(
             os.fspath(store_dir), str
         ):
@@ -119,11 +121,13 @@ class FileStore(Store[str]):
             raise ConfigurationError(
                 f"cannot create store_dir {self.store_dir!r} for store {name!r}: {err}"
             ) from err
-        try:
-            self.sweep()
-        except StoreOperationError as err:
-            # A directory we may only read is still a usable store.
-            logger.debug("%s", err)
+        if first_open(self.store_dir):
+            try:
+                self.sweep()
+            except StoreOperationError as err:
+                # A directory we may only read is still a usable store.
+                not_swept(self.store_dir)
+                logger.debug("%s", err)
 
     def config(self) -> dict[str, Any]:
         """Return the keyword arguments that rebuild this store anywhere."""
@@ -136,12 +140,15 @@ class FileStore(Store[str]):
     def sweep(self) -> int:
         """Remove the files in `store_dir` that writers now gone left behind.
 
-        Runs when the store is created, and whenever called (it blocks while
-        it lists the directory). Only temporary files written on this host
-        by a process that no longer exists are removed: a slow writer's
-        file, or another host's, is left alone. Objects whose lease file
-        (``.lease-K``, `proxystore.lifetimes.LeaseLifetime`) has expired are
-        removed with it.
+        Runs when a process first creates a store on this directory (a
+        forked child again at its first), and whenever called (it blocks
+        while it lists the directory): a long-running process calls it to
+        clear writers that crashed after it opened the directory. Only
+        temporary files written on this host by a process that no longer
+        exists are removed: a slow writer's file, or another host's, is
+        left alone. Objects whose lease file (``.lease-K``,
+        `proxystore.lifetimes.LeaseLifetime`) has expired are removed with
+        it.
 
         Returns:
             How many files were removed.
@@ -316,7 +323,9 @@ def _write_atomically(
     try:
         # Unbuffered: each part goes to the kernel as it is, no copy into a
         # buffer (and no later flush that would move the mtime).
-        with open(temp, "wb", buffering=0) as file:
+        # "x": a file already at the (random) temporary name, or a symlink
+        # planted there, is an error, never followed or truncated.
+        with open(temp, "xb", buffering=0) as file:
             for part in payload:
                 _write_all(file, part)
             if mtime_ns is not None:
@@ -350,13 +359,34 @@ _SPLIT_READ = 64 * 1024
 _HEAD_READ = 512
 
 
+# Objects are regular files renamed into place: a symlink or a FIFO planted
+# at a key's path by another writer of the directory is refused, not
+# followed or waited on.
+_READ_FLAGS = (
+    os.O_RDONLY
+    | getattr(os, "O_NOFOLLOW", 0)
+    | getattr(os, "O_NONBLOCK", 0)
+    | getattr(os, "O_CLOEXEC", 0)
+)
+
+
 def _read_versioned(path: str) -> tuple[Stored, int] | None:
-    """Read a whole file and its version (``st_mtime_ns``); None if missing."""
+    """Read a whole file and its version (``st_mtime_ns``); None if missing.
+
+    Raises:
+        OSError: The path is not a regular file (ELOOP for a symlink,
+            EISDIR for a directory, EINVAL for anything else), or cannot be
+            read.
+    """
     try:
-        with open(path, "rb", buffering=0) as file:
+        with open(os.open(path, _READ_FLAGS), "rb", buffering=0) as file:
             # The open file's own size and mtime: a rename over it cannot
             # mix another version's time or length with these bytes.
             status = os.fstat(file.fileno())
+            if not stat.S_ISREG(status.st_mode):
+                # OSError picks the subclass: IsADirectoryError for EISDIR.
+                code = errno.EISDIR if stat.S_ISDIR(status.st_mode) else errno.EINVAL
+                raise OSError(code, "not a regular file", path)
             size = status.st_size
             data: Stored | None = None
             if size > _SPLIT_READ:

@@ -66,7 +66,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialWithJitterBackoff
 from redis.crc import key_slot
 
-from proxystore._clients import ClientsPerLoop
+from proxystore._clients import ClientsPerLoop, Lease
 from proxystore._compat import (
     ASemaphore,
     ATimeoutError,
@@ -289,14 +289,7 @@ class RedisStore(Store[str]):
         wait_replicas: int = 0,
         wait_timeout: float = 1.0,
     ) -> None:
-        super().__init__(
-            name,
-            cache_size=cache_size,
-            metrics=metrics,
-            stats=stats,
-            signing_keys=signing_keys,
-            sign_full_data=sign_full_data,
-        )
+        super().__init__(name, **self._base_options(locals()))
         if url is not None:
             hostname, port, db, username, password, ssl = _parse_url(
                 url, hostname, port, db, username, password, ssl
@@ -351,7 +344,7 @@ class RedisStore(Store[str]):
         self._target = f"cluster {','.join(seeds)}" if seeds else f"{hostname}:{port}"
         self._cluster = seeds is not None
         self._clients: ClientsPerLoop[_Client] = ClientsPerLoop(
-            self._new_client, _aclose_client
+            self._new_client, _aclose_client, name
         )
 
     def config(self) -> dict[str, Any]:
@@ -664,10 +657,11 @@ class RedisStore(Store[str]):
     async def _aget_versioned(self, key: str) -> tuple[Stored, int] | None:
         pair: list[Any] | None = None
         # async-only: begin
-        if not self._cluster and (queue := self._client().queue).busy():
+        if not self._cluster and self._client().queue.busy():
             # Every connection is busy: wait for one together with the
             # other gets queued meanwhile, as one MGET.
-            pair = await queue.aget(key)
+            async with self._lease() as client:
+                pair = await client.queue.aget(key)
         # async-only: end
         if pair is None:
             try:
@@ -899,7 +893,8 @@ class RedisStore(Store[str]):
             try:
                 # Outside the slots bounding operations: waiters blocked on
                 # futures must never starve the set_result that wakes them.
-                (token,) = await self._aexecute_on(self._client(), [command], 1, key)
+                async with self._lease() as client:
+                    (token,) = await self._aexecute_on(client, [command], 1, key)
             except _DRIVER_ERRORS as err:
                 raise self._error(err, "waiting for a future") from err
             if isinstance(token, Exception):
@@ -930,8 +925,7 @@ class RedisStore(Store[str]):
         large value (``"value"``) or an object's chunks (``"chunks"``), read
         straight into one buffer (`_aread_last`).
         """
-        client = self._client()
-        async with client.slots:
+        async with self._lease() as client, client.slots:
             return await self._aexecute_on(client, packed, replies, key, large=large)
 
     async def _aexecute_on(
@@ -1048,10 +1042,9 @@ class RedisStore(Store[str]):
         has its units sent again one by one (`_aexecute_slot`, which
         follows the redirects).
         """
-        client = self._client()
-        cluster: Any = client.pool
         after = self._wait if wait else []
-        async with client.slots:
+        async with self._lease() as client, client.slots:
+            cluster: Any = client.pool
             # async-only: begin
             await cluster.initialize()
             # async-only: end
@@ -1156,6 +1149,10 @@ class RedisStore(Store[str]):
 
     def _client(self) -> _Client:
         return self._clients.client_for(acurrent_loop())
+
+    def _lease(self) -> Lease[_Client]:
+        """This loop's (or the sync face's) client, held for one request."""
+        return self._clients.lease(acurrent_loop())
 
     def _new_client(self) -> _Client:
         # Bounds connections per pool: a thousand concurrent tasks share

@@ -7,7 +7,9 @@ uuid of the endpoint that owns the object; it defaults to this endpoint):
   "signaling"}`` (``signaling``: registered with the signaling server now);
   an endpoint that peers adds ``signaling_attempted`` (a first registration
   attempt finished) and ``signaling_error`` (why the server refused the
-  registration, e.g. a wrong secret, or null).
+  registration, e.g. a wrong secret, or null) and ``peers``: per connected
+  peer uuid, whether a request channel is open and how many requests went
+  over it and over the data channel (`PeerManager.peer_stats`).
 - ``PUT /objects/{key}?endpoint=OWNER``: store the raw request body.
 - ``GET /objects/{key}?endpoint=OWNER``: the raw bytes, or 404. A client
   on the same host may take large bodies as shared-memory files instead
@@ -724,6 +726,7 @@ class EndpointServer:
         return {
             "signaling_attempted": self._peers.signaling_attempted,
             "signaling_error": self._peers.signaling_refused,
+            "peers": self._peers.peer_stats(),
         }
 
     def _is_signaling(self) -> bool:

@@ -21,6 +21,21 @@ The listener accepts in the event loop but runs each connection's TLS
 (handshake, hello, body) in a worker thread on a blocking socket, as a plain
 TLS sender would: encryption and ``send`` release the GIL, and no
 intermediate buffer of the event loop's TLS layer copies the body.
+
+The same listener also accepts *request channels*
+(`proxystore.p2p.channel`): a connection that starts with the plaintext
+`CHANNEL_PREAMBLE` instead of a TLS ClientHello is served in the event loop
+(asyncio TLS streams), authenticated with a channel token the same way (the
+signature over `CHANNEL_CONTEXT` instead of `CONTEXT`), and handed to the
+callback registered with the token (`FastPathServer.offer_channel`)::
+
+    client -> server   CHANNEL_PREAMBLE (plaintext)
+    TLS 1.3 handshake  (as above: the client pins the listener's key)
+    client -> server   token (32 bytes) | Ed25519 signature (64 bytes) over
+                       CHANNEL_CONTEXT + token + the listener's raw public key
+    server -> client   CHANNEL_ACCEPTED (1 byte), then length-prefixed frames
+
+A token is only good for the kind of connection it was issued for.
 """
 
 from __future__ import annotations
@@ -40,6 +55,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from proxystore._ratelimit import RateLimitedLog
 from proxystore.exceptions import (
     LimitExceededError,
     PeerConnectionError,
@@ -60,6 +76,14 @@ HELLO_SIZE = TOKEN_SIZE + SIGNATURE_SIZE
 PUBLIC_KEY_SIZE = 32
 LENGTH = struct.Struct("!Q")
 CONTEXT = b"proxystore-fastpath-v1\x00"
+CHANNEL_CONTEXT = b"proxystore-channel-v1\x00"
+CHANNEL_PREAMBLE = b"PSRC/1\r\n"
+"""Sent in plaintext before a request channel's TLS handshake; its first byte
+is never the first byte of a TLS record (0x16), which tells the two apart."""
+DEFAULT_MAX_CONNECTIONS = 64
+"""Fast-path connections a listener serves at once, by default."""
+
+CHANNEL_ACCEPTED = b"\x01"
 DEFAULT_STREAM_CHUNK = 4 * 1024 * 1024
 MAX_HOST_LENGTH = 255
 MAX_TICKET_LENGTH = 2**48
@@ -102,6 +126,34 @@ def is_wildcard(host: str) -> bool:
 
 def _client_proof(token: bytes, server_public: bytes) -> bytes:
     return CONTEXT + token + server_public
+
+
+def channel_proof(token: bytes, server_public: bytes) -> bytes:
+    """Return what a request channel's dialer signs: unlike a fetch's proof."""
+    return CHANNEL_CONTEXT + token + server_public
+
+
+def check_pinned(der: bytes | None, peer_public: bytes, target: str) -> None:
+    """Check that a listener's certificate carries ``peer_public``.
+
+    Raises:
+        PeerConnectionError: If it does not (or there is no certificate).
+    """
+    from proxystore.endpoint.identity import (
+        IdentityError,
+        public_key_of_certificate,
+    )
+
+    try:
+        presented = public_key_of_certificate(der) if der else b""
+    except IdentityError:
+        presented = b""
+    if len(peer_public) != PUBLIC_KEY_SIZE or not hmac.compare_digest(
+        presented, peer_public
+    ):
+        raise PeerConnectionError(
+            target, "listener does not hold the expected peer's identity key"
+        )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -191,11 +243,17 @@ def _recv_exactly(tls: ssl.SSLSocket, size: int) -> bytes:
     return bytes(data)
 
 
+ChannelAcceptor = Callable[[asyncio.StreamReader, asyncio.StreamWriter], bool]
+"""Takes an authenticated request channel's streams; returns whether it kept them."""
+
+
 @dataclasses.dataclass
 class _Offer:
     body: memoryview
     peer_public: bytes
     expiry: asyncio.TimerHandle
+    acceptor: ChannelAcceptor | None = None
+    """Set for a request channel token (then ``body`` is empty)."""
 
     def expired(self) -> bool:
         return asyncio.get_running_loop().time() >= self.expiry.when()
@@ -250,6 +308,10 @@ class FastPathServer:
         chunk_size: Bytes written per ``drain()``.
         advertised_host: Address put in tickets, when peers must use another
             address than the listener's (NAT, containers). Never a wildcard.
+        max_connections: Connections served at once, at most; others are
+            closed at once (each costs a worker thread until it
+            authenticates or times out, so unbounded ones could exhaust the
+            process).
     """
 
     def __init__(
@@ -261,7 +323,13 @@ class FastPathServer:
         timeout: float = 30.0,
         chunk_size: int = DEFAULT_STREAM_CHUNK,
         advertised_host: str | None = None,
+        max_connections: int = DEFAULT_MAX_CONNECTIONS,
     ) -> None:
+        if type(max_connections) is not int or max_connections < 1:
+            raise PeerError(
+                "fast-path max_connections must be a positive integer, not "
+                f"{max_connections!r}"
+            )
         if advertised_host is not None and is_wildcard(advertised_host):
             raise PeerError(
                 f"fast-path advertised address {advertised_host!r} is a wildcard; "
@@ -279,6 +347,10 @@ class FastPathServer:
         self._connections: set[asyncio.Task[None]] = set()
         self._sockets: set[_Served] = set()
         self._context = server_context(identity)
+        self._max_connections = max_connections
+        self._refusals = RateLimitedLog(logger)
+        self.refused = 0
+        """Connections closed unserved because `max_connections` were open."""
         self.served = 0
         """Number of bodies handed out so far."""
 
@@ -300,8 +372,13 @@ class FastPathServer:
 
     @property
     def pending_offers(self) -> int:
-        """Number of tokens issued and not yet used or expired."""
-        return len(self._offers)
+        """Number of body tokens issued and not yet used or expired."""
+        return sum(offer.acceptor is None for offer in self._offers.values())
+
+    @property
+    def pending_channel_offers(self) -> int:
+        """Number of request channel tokens issued and not yet used or expired."""
+        return len(self._offers) - self.pending_offers
 
     async def start(self) -> None:
         """Start listening (with ``host`` ``None``: only mark the server started).
@@ -402,6 +479,35 @@ class FastPathServer:
             PeerError: If no listener serves ``local_host`` or no reachable
                 address is known for it.
         """
+        return self._register(body, peer_public, ttl, local_host, None)
+
+    def offer_channel(
+        self,
+        peer_public: bytes,
+        acceptor: ChannelAcceptor,
+        ttl: float | None = None,
+        local_host: str | None = None,
+    ) -> FastPathTicket:
+        """Register one request channel for one peer and return its ticket.
+
+        The peer dials the ticket's address with `CHANNEL_PREAMBLE`; once it
+        proves the token with its identity key, ``acceptor`` is called with
+        the TLS streams (in the event loop) and the listener is done with
+        them. The ticket's ``length`` is 0.
+
+        Raises:
+            PeerError: As `offer`.
+        """
+        return self._register(b"", peer_public, ttl, local_host, acceptor)
+
+    def _register(
+        self,
+        body: bytes | bytearray | memoryview,
+        peer_public: bytes,
+        ttl: float | None,
+        local_host: str | None,
+        acceptor: ChannelAcceptor | None,
+    ) -> FastPathTicket:
         if local_host is None and self._host is None and self._servers:
             local_host = next(iter(self._servers))
         host = self.ticket_host(local_host)
@@ -415,12 +521,18 @@ class FastPathServer:
         expiry = asyncio.get_running_loop().call_later(
             self._timeout if ttl is None else ttl, self._offers.pop, token, None
         )
-        self._offers[token] = _Offer(view, bytes(peer_public), expiry)
+        self._offers[token] = _Offer(view, bytes(peer_public), expiry, acceptor)
         return FastPathTicket(host, port, token.hex(), len(view))
 
     def withdraw(self, ticket: FastPathTicket) -> None:
-        """Invalidate a ticket that will not be fetched."""
-        self.reclaim(ticket.token)
+        """Invalidate a ticket (a body's or a channel's) that will not be used."""
+        try:
+            key = bytes.fromhex(ticket.token)
+        except ValueError:
+            return
+        offer = self._offers.pop(key, None)
+        if offer is not None:
+            offer.expiry.cancel()
 
     def reclaim(self, token: str) -> memoryview | None:
         """Invalidate a token and return its body, if it was still valid.
@@ -432,9 +544,10 @@ class FastPathServer:
             key = bytes.fromhex(token)
         except ValueError:
             return None
-        offer = self._offers.pop(key, None)
-        if offer is None:
+        offer = self._offers.get(key)
+        if offer is None or offer.acceptor is not None:
             return None
+        del self._offers[key]
         offer.expiry.cancel()
         return None if offer.expired() else offer.body
 
@@ -459,15 +572,20 @@ class FastPathServer:
         if waiting:
             await asyncio.wait(waiting, timeout=self._timeout)
 
-    def _claim(self, hello: bytes) -> _Offer | None:
-        """Return and consume the offer ``hello`` proves a right to, else None."""
+    def _claim(self, hello: bytes, *, channel: bool = False) -> _Offer | None:
+        """Return and consume the offer ``hello`` proves a right to, else None.
+
+        A body's token only opens a fetch and a channel's token only a
+        channel (``channel``), each with its own signed context.
+        """
         from proxystore.endpoint.identity import verify_signature
 
         token, signature = hello[:TOKEN_SIZE], hello[TOKEN_SIZE:]
         offer = self._offers.get(token)
-        if offer is None or offer.expired():
+        if offer is None or offer.expired() or (offer.acceptor is not None) != channel:
             return None
-        proof = _client_proof(token, self._identity.public_bytes)
+        prove = channel_proof if channel else _client_proof
+        proof = prove(token, self._identity.public_bytes)
         if not verify_signature(offer.peer_public, signature, proof):
             # Not the peer it was offered to: keep the offer for that peer.
             return None
@@ -485,9 +603,28 @@ class FastPathServer:
                     return
                 logger.debug("fast-path accept failed: %r", err)
                 continue
+            if len(self._connections) >= self._max_connections:
+                self._refuse_busy(sock)
+                continue
             task = loop.create_task(self._serve_connection(sock))
             self._connections.add(task)
             task.add_done_callback(self._connections.discard)
+
+    def _refuse_busy(self, sock: socket.socket) -> None:
+        self.refused += 1
+        try:
+            peer = sock.getpeername()
+        except OSError:
+            peer = None
+        finally:
+            sock.close()
+        self._refusals.warning(
+            "busy",
+            "fast path refused a connection from %s: %d connections are being "
+            "served (max_connections)",
+            peer,
+            len(self._connections),
+        )
 
     def _handshake(self, served: _Served) -> tuple[ssl.SSLSocket, bytes]:
         """In a worker thread: TLS handshake, then the client's hello."""
@@ -514,13 +651,23 @@ class FastPathServer:
         except OSError:  # gone already
             sock.close()
             return
+        try:
+            first = await _peek(sock, self._timeout)
+        except (OSError, asyncio.TimeoutError) as err:
+            logger.debug("fast-path connection from %s sent nothing: %r", peer, err)
+            sock.close()
+            return
+        if first == CHANNEL_PREAMBLE[:1]:
+            await self._serve_channel(sock, peer)
+            return
         served = _Served(sock)
         self._sockets.add(served)
         try:
             tls, hello = await _in_thread(self._handshake, served)
             offer = self._claim(hello)
             if offer is None:
-                logger.warning(
+                self._refusals.warning(
+                    "token",
                     "fast path refused a connection from %s: unknown or used "
                     "token, or not signed by the peer it was offered to",
                     peer,
@@ -534,6 +681,59 @@ class FastPathServer:
             self._sockets.discard(served)
             served.sock.close()
             sock.close()
+
+    async def _serve_channel(self, sock: socket.socket, peer: object) -> None:
+        """Authenticate a request channel in the event loop and hand it over."""
+        loop = asyncio.get_running_loop()
+        writer: asyncio.StreamWriter | None = None
+        kept = False
+        try:
+            preamble = await asyncio.wait_for(
+                _sock_recv_exactly(sock, len(CHANNEL_PREAMBLE)), self._timeout
+            )
+            if preamble != CHANNEL_PREAMBLE:
+                self._refusals.warning(
+                    "preamble",
+                    "fast path refused a connection from %s: bad preamble",
+                    peer,
+                )
+                return
+            reader = asyncio.StreamReader(limit=CHANNEL_READ_LIMIT)
+            protocol = asyncio.StreamReaderProtocol(reader)
+            transport, _ = await asyncio.wait_for(
+                loop.connect_accepted_socket(
+                    lambda: protocol,
+                    sock,
+                    ssl=self._context,
+                    ssl_handshake_timeout=self._timeout,
+                ),
+                self._timeout,
+            )
+            writer = asyncio.StreamWriter(transport, protocol, reader, loop)
+            hello = await asyncio.wait_for(
+                reader.readexactly(HELLO_SIZE), self._timeout
+            )
+            offer = self._claim(hello, channel=True)
+            if offer is None:
+                self._refusals.warning(
+                    "token",
+                    "fast path refused a request channel from %s: unknown or used "
+                    "token, or not signed by the peer it was offered to",
+                    peer,
+                )
+                return
+            assert offer.acceptor is not None
+            kept = offer.acceptor(reader, writer)
+            if kept:
+                # Before anything the new owner writes (no await in between).
+                writer.write(CHANNEL_ACCEPTED)
+        except (OSError, ssl.SSLError, asyncio.TimeoutError, EOFError) as err:
+            logger.debug("request channel from %s not opened: %r", peer, err)
+        finally:
+            if writer is None:
+                sock.close()
+            elif not kept:
+                writer.close()
 
 
 class _Served:
@@ -550,6 +750,42 @@ class _Served:
             # The plain socket's shutdown: `SSLSocket.shutdown` would also
             # drop the TLS state under the thread still using it.
             socket.socket.shutdown(self.sock, socket.SHUT_RDWR)
+
+
+CHANNEL_READ_LIMIT = 2 * 1024 * 1024
+"""Read buffer of a request channel's stream (above the largest frame)."""
+
+
+async def _peek(sock: socket.socket, timeout: float) -> bytes:
+    """Return the first byte a non-blocking socket receives, left unread."""
+    loop = asyncio.get_running_loop()
+    while True:
+        try:
+            return sock.recv(1, socket.MSG_PEEK)
+        except (BlockingIOError, InterruptedError):
+            pass
+        readable: asyncio.Future[None] = loop.create_future()
+        loop.add_reader(sock.fileno(), _settle_none, readable)
+        try:
+            await asyncio.wait_for(readable, timeout)
+        finally:
+            loop.remove_reader(sock.fileno())
+
+
+def _settle_none(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
+
+
+async def _sock_recv_exactly(sock: socket.socket, size: int) -> bytes:
+    loop = asyncio.get_running_loop()
+    data = b""
+    while len(data) < size:
+        piece = await loop.sock_recv(sock, size - len(data))
+        if not piece:
+            raise EOFError(f"closed after {len(data)} of {size} bytes")
+        data += piece
+    return data
 
 
 PROGRESS_LOG_BYTES = 100 * 1024 * 1024
@@ -655,20 +891,7 @@ class _Fetch:
         return self.body
 
     def _check_listener(self, tls: ssl.SSLSocket) -> None:
-        from proxystore.endpoint.identity import (
-            IdentityError,
-            public_key_of_certificate,
-        )
-
-        der = tls.getpeercert(binary_form=True)
-        try:
-            presented = public_key_of_certificate(der) if der else b""
-        except IdentityError:
-            presented = b""
-        if not hmac.compare_digest(presented, self.peer_public):
-            raise PeerConnectionError(
-                self.target, "listener does not hold the expected peer's identity key"
-            )
+        check_pinned(tls.getpeercert(binary_form=True), self.peer_public, self.target)
 
     def _read_header(self, tls: ssl.SSLSocket) -> bytes | None:
         header = bytearray()
@@ -751,6 +974,7 @@ async def fetch(
     deadline: float | None = None,
     progress: Callable[[int], None] | None = None,
     allocate: Allocate | None = None,
+    began: float | None = None,
 ) -> Body:
     """Fetch the body a ticket stands for from the peer holding ``peer_public``.
 
@@ -768,6 +992,9 @@ async def fetch(
         progress: Called with the size of each piece received.
         allocate: Makes the buffer the body is received into (default: a
             new bytearray), e.g. a shared-memory file for a local client.
+        began: When the caller's request began, in the running loop's
+            `time()` (default: now): the deadline error quotes
+            ``deadline - began``, the seconds the caller gave.
 
     Returns:
         The body.
@@ -800,6 +1027,7 @@ async def fetch(
         body,
         report,
         target,
+        started=time.monotonic() + (began - loop.time() if began is not None else 0),
     )
     try:
         return await _in_thread(job.run)

@@ -92,6 +92,9 @@ class PeerManager:
         signaling_ca_file: CA file trusted for a ``wss://`` signaling server
             (default: the system trust store).
         max_body: Largest body accepted from a peer over the fast path.
+        request_channel: Whether requests to a peer that also has the fast
+            path travel over a TLS request channel to its fast-path listener
+            (`proxystore.p2p.channel`) rather than the data channel.
 
     Example:
         ```
@@ -123,8 +126,10 @@ class PeerManager:
         reconnect_max_delay: float = 2.0,
         signaling_ca_file: str | None = None,
         max_body: int = DEFAULT_MAX_BODY,
+        request_channel: bool = True,
     ) -> None:
         self.identity = identity
+        self._request_channel = request_channel
         self.uuid = identity.uuid
         self.name = name
         self._allow = allow if allow is not None else PeerAllowlist()
@@ -196,6 +201,21 @@ class PeerManager:
     def peers(self) -> list[str]:
         """UUIDs of peers with an open connection."""
         return [uuid for uuid, conn in self._connections.items() if conn.is_open]
+
+    def peer_stats(self) -> dict[str, dict[str, Any]]:
+        """Return, per peer with an open connection, its state and counters.
+
+        ``request_channel`` says whether a request channel is open;
+        ``requests_over_channel`` / ``requests_over_data_channel`` count our
+        requests by transport, ``served_over_*`` the peer's, and
+        ``resent_after_channel_loss`` the requests sent again over the data
+        channel because their request channel broke.
+        """
+        return {
+            uuid: conn.describe()
+            for uuid, conn in self._connections.items()
+            if conn.is_open
+        }
 
     async def start(self) -> None:
         """Start the fast-path listener and connect to signaling in the background.
@@ -402,6 +422,7 @@ class PeerManager:
             allow=self._allow,
             max_body=self._max_body,
             local_host=local_host,
+            request_channel=self._request_channel,
         )
         previous = self._connections.get(peer_uuid)
         self._connections[peer_uuid] = connection

@@ -38,6 +38,7 @@ import websockets
 from websockets.asyncio.server import Server, ServerConnection
 from websockets.exceptions import ConnectionClosed
 
+from proxystore._ratelimit import RateLimitedLog
 from proxystore.exceptions import ConfigurationError, StoreConnectionError
 from proxystore.p2p import signaling_protocol as protocol
 
@@ -47,6 +48,12 @@ SECRET_ENV = "PROXYSTORE_SIGNALING_SECRET"
 REGISTRATION_WINDOW = 120.0
 MAX_MESSAGE_SIZE = 256 * 1024
 """Largest signaling message accepted (SDPs are a few KiB)."""
+DEFAULT_MAX_PENDING = 64
+"""Connections that have not registered yet, at most, by default."""
+DEFAULT_MAX_ENDPOINTS = 4096
+"""Registered endpoints, at most, by default."""
+CLOSE_TRY_AGAIN_LATER = 1013
+"""Websocket close code for a connection refused because a limit is reached."""
 
 
 def is_loopback(host: str) -> bool:
@@ -100,11 +107,21 @@ class SignalingServer:
     """
 
     def __init__(
-        self, secret: str, *, auth_timeout: float, tls: ssl.SSLContext | None = None
+        self,
+        secret: str,
+        *,
+        auth_timeout: float,
+        tls: ssl.SSLContext | None = None,
+        max_pending: int = DEFAULT_MAX_PENDING,
+        max_endpoints: int = DEFAULT_MAX_ENDPOINTS,
     ) -> None:
         self._secret = secret
         self._tls = tls
         self._auth_timeout = auth_timeout
+        self._max_pending = max_pending
+        self._max_endpoints = max_endpoints
+        self._pending = 0
+        self._refusals = RateLimitedLog(logger)
         self._clients: dict[str, ServerConnection] = {}
         self._names: dict[str, str] = {}
         self._server: Server | None = None
@@ -190,7 +207,25 @@ class SignalingServer:
         await self.close()
 
     async def _handle(self, websocket: ServerConnection) -> None:
-        uuid = await self._register(websocket)
+        if self._pending >= self._max_pending:
+            self._refusals.warning(
+                "pending",
+                "refused a connection from %s: %d connections are still "
+                "registering (max_pending)",
+                websocket.remote_address,
+                self._pending,
+            )
+            await self._refuse(
+                websocket,
+                CLOSE_TRY_AGAIN_LATER,
+                f"too many connections registering at once (max {self._max_pending})",
+            )
+            return
+        self._pending += 1
+        try:
+            uuid = await self._register(websocket)
+        finally:
+            self._pending -= 1
         if uuid is None:
             return
         try:
@@ -229,19 +264,38 @@ class SignalingServer:
         except (ConnectionClosed, asyncio.TimeoutError):
             return None
         except protocol.SignalingProtocolError as err:
-            logger.warning(
-                "refused a registration from %s: %s", websocket.remote_address, err
+            self._refusals.warning(
+                "invalid",
+                "refused a registration from %s: %s",
+                websocket.remote_address,
+                err,
             )
             await self._refuse(websocket, protocol.CLOSE_AUTH_FAILED, str(err))
             return None
         if not accepted:
-            logger.warning(
+            self._refusals.warning(
+                "secret",
                 "refused endpoint %s from %s: bad secret",
                 uuid,
                 websocket.remote_address,
             )
             await self._refuse(
                 websocket, protocol.CLOSE_AUTH_FAILED, "authentication failed"
+            )
+            return None
+        if uuid not in self._clients and len(self._clients) >= self._max_endpoints:
+            self._refusals.warning(
+                "endpoints",
+                "refused endpoint %s from %s: %d endpoints are registered "
+                "(max_endpoints)",
+                uuid,
+                websocket.remote_address,
+                len(self._clients),
+            )
+            await self._refuse(
+                websocket,
+                CLOSE_TRY_AGAIN_LATER,
+                f"too many endpoints registered (max {self._max_endpoints})",
             )
             return None
 
@@ -315,6 +369,8 @@ async def serve(
     auth_timeout: float = 10.0,
     ping_interval: float = 20.0,
     tls: ssl.SSLContext | None = None,
+    max_pending: int = DEFAULT_MAX_PENDING,
+    max_endpoints: int = DEFAULT_MAX_ENDPOINTS,
 ) -> SignalingServer:
     """Start a signaling server.
 
@@ -326,17 +382,36 @@ async def serve(
         ping_interval: Seconds between websocket keepalive pings; a client
             silent for as long again is dropped and reported gone to peers.
         tls: Server-side TLS context: serve ``wss://`` (see `tls_context`).
+        max_pending: Connections that have not registered yet, at most;
+            more are closed at once (code 1013, "try again later").
+        max_endpoints: Registered endpoints, at most; a new one beyond is
+            refused (code 1013), a registered one may always log in again.
 
     Returns:
         The running server.
 
     Raises:
-        ConfigurationError: If ``secret`` is empty.
+        ConfigurationError: If ``secret`` is empty or a limit is not a
+            positive integer.
         StoreConnectionError: If the address cannot be bound.
     """
     if not secret:
         raise ConfigurationError("the signaling server needs a non-empty secret")
-    server = SignalingServer(secret, auth_timeout=auth_timeout, tls=tls)
+    for option, value in (
+        ("max_pending", max_pending),
+        ("max_endpoints", max_endpoints),
+    ):
+        if type(value) is not int or value < 1:
+            raise ConfigurationError(
+                f"signaling server {option} must be a positive integer, not {value!r}"
+            )
+    server = SignalingServer(
+        secret,
+        auth_timeout=auth_timeout,
+        tls=tls,
+        max_pending=max_pending,
+        max_endpoints=max_endpoints,
+    )
     await server._start(host, port, ping_interval)
     return server
 
@@ -358,8 +433,14 @@ def tls_context(certfile: str, keyfile: str) -> ssl.SSLContext:
     return context
 
 
-async def _run(host: str, port: int, secret: str, tls: ssl.SSLContext | None) -> None:
-    async with await serve(host, port, secret, tls=tls) as server:
+async def _run(
+    host: str,
+    port: int,
+    secret: str,
+    tls: ssl.SSLContext | None,
+    limits: dict[str, int],
+) -> None:
+    async with await serve(host, port, secret, tls=tls, **limits) as server:
         print(f"signaling server listening on {server.url}", flush=True)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
@@ -395,6 +476,18 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--certfile", default=None, help="TLS certificate (PEM)")
     parser.add_argument("--keyfile", default=None, help="TLS private key (PEM)")
+    parser.add_argument(
+        "--max-pending",
+        type=int,
+        default=DEFAULT_MAX_PENDING,
+        help="connections not yet registered, at most (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--max-endpoints",
+        type=int,
+        default=DEFAULT_MAX_ENDPOINTS,
+        help="registered endpoints, at most (default: %(default)s)",
+    )
     parser.add_argument("--log-level", default="INFO", help="logging level")
     parser.add_argument(
         "--log-file",
@@ -419,7 +512,11 @@ def main(argv: list[str] | None = None) -> int:
             if args.certfile is not None
             else None
         )
-        asyncio.run(_run(args.host, args.port, secret, tls))
+        limits = {
+            "max_pending": args.max_pending,
+            "max_endpoints": args.max_endpoints,
+        }
+        asyncio.run(_run(args.host, args.port, secret, tls, limits))
     except ConfigurationError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

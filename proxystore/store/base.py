@@ -12,6 +12,7 @@ for every driver and for both faces.
 from __future__ import annotations
 
 import copy
+import inspect
 import os
 import time
 import warnings
@@ -1246,6 +1247,17 @@ class Store(Generic[KeyT]):
         )
         return Proxy(factory)
 
+    @staticmethod
+    def _base_options(arguments: dict[str, Any]) -> dict[str, Any]:
+        """The `Store.__init__` keywords among a driver constructor's arguments.
+
+        A driver's signature lists the keywords it shares with `Store` (so
+        its documentation and signature show them) and forwards them with
+        ``super().__init__(name, **self._base_options(locals()))``: which
+        keywords are shared is said once, by this class's signature.
+        """
+        return {name: arguments[name] for name in _BASE_KEYWORDS}
+
     def _check_open(self) -> None:
         if self._closed:
             raise StoreClosedError(self.name)
@@ -1263,6 +1275,14 @@ def _deprecated(name: str, replacement: str) -> None:
         DeprecationWarning,
         stacklevel=3,
     )
+
+
+_BASE_KEYWORDS = tuple(
+    name
+    for name, parameter in inspect.signature(Store.__init__).parameters.items()
+    if parameter.kind is inspect.Parameter.KEYWORD_ONLY
+)
+"""The keywords every driver's constructor takes and hands to `Store.__init__`."""
 
 
 def _settled(

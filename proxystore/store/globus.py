@@ -150,14 +150,7 @@ class GlobusStore(Store[GlobusKey]):
         signing_keys: SigningKeysOption = None,
         sign_full_data: bool = False,
     ) -> None:
-        super().__init__(
-            name,
-            cache_size=cache_size,
-            metrics=metrics,
-            stats=stats,
-            signing_keys=signing_keys,
-            sign_full_data=sign_full_data,
-        )
+        super().__init__(name, **self._base_options(locals()))
         self.endpoints = _as_endpoints(endpoints)
         if len(self.endpoints) < 2:
             raise ConfigurationError(

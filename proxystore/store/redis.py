@@ -67,7 +67,7 @@ from redis.retry import Retry
 from redis.backoff import ExponentialWithJitterBackoff
 from redis.crc import key_slot
 
-from proxystore._clients import ClientsPerLoop
+from proxystore._clients import ClientsPerLoop, Lease
 from proxystore._compat import (
     Semaphore,
     TimeoutError,
@@ -278,14 +278,7 @@ class RedisStore(Store[str]):
         wait_replicas: int = 0,
         wait_timeout: float = 1.0,
     ) -> None:
-        super().__init__(
-            name,
-            cache_size=cache_size,
-            metrics=metrics,
-            stats=stats,
-            signing_keys=signing_keys,
-            sign_full_data=sign_full_data,
-        )
+        super().__init__(name, **self._base_options(locals()))
         if url is not None:
             hostname, port, db, username, password, ssl = _parse_url(
                 url, hostname, port, db, username, password, ssl
@@ -340,7 +333,7 @@ class RedisStore(Store[str]):
         self._target = f"cluster {','.join(seeds)}" if seeds else f"{hostname}:{port}"
         self._cluster = seeds is not None
         self._clients: ClientsPerLoop[_Client] = ClientsPerLoop(
-            self._new_client, _close_client
+            self._new_client, _close_client, name
         )
 
     def config(self) -> dict[str, Any]:
@@ -870,7 +863,8 @@ class RedisStore(Store[str]):
             try:
                 # Outside the slots bounding operations: waiters blocked on
                 # futures must never starve the set_result that wakes them.
-                (token,) = self._execute_on(self._client(), [command], 1, key)
+                with self._lease() as client:
+                    (token,) = self._execute_on(client, [command], 1, key)
             except _DRIVER_ERRORS as err:
                 raise self._error(err, "waiting for a future") from err
             if isinstance(token, Exception):
@@ -901,8 +895,7 @@ class RedisStore(Store[str]):
         large value (``"value"``) or an object's chunks (``"chunks"``), read
         straight into one buffer (`_read_last`).
         """
-        client = self._client()
-        with client.slots:
+        with self._lease() as client, client.slots:
             return self._execute_on(client, packed, replies, key, large=large)
 
     def _execute_on(
@@ -1011,10 +1004,9 @@ class RedisStore(Store[str]):
         has its units sent again one by one (`_execute_slot`, which
         follows the redirects).
         """
-        client = self._client()
-        cluster: Any = client.pool
         after = self._wait if wait else []
-        with client.slots:
+        with self._lease() as client, client.slots:
+            cluster: Any = client.pool
             groups: dict[str, tuple[Any, list[int]]] = {}
             for index, (key, _, _) in enumerate(units):
                 try:
@@ -1116,6 +1108,10 @@ class RedisStore(Store[str]):
 
     def _client(self) -> _Client:
         return self._clients.client_for(current_loop())
+
+    def _lease(self) -> Lease[_Client]:
+        """This loop's (or the sync face's) client, held for one request."""
+        return self._clients.lease(current_loop())
 
     def _new_client(self) -> _Client:
         # Bounds connections per pool: a thousand concurrent tasks share

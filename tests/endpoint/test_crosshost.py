@@ -13,10 +13,12 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
 from proxystore.endpoint.netns import NamespacePair, TwoSites, start_two_sites
+from proxystore.endpoint.testing import describe_endpoint
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -81,6 +83,27 @@ def test_small_object_crosses_hosts(crosshost: TwoSites) -> None:
     assert re.search(
         rf" GET \S+ 200 \d+ bytes [\d.]+ ms owner={owner}", log.read_text()
     )
+
+
+def test_requests_cross_over_the_request_channel(crosshost: TwoSites) -> None:
+    a, b = crosshost.sites["site-a"], crosshost.sites["site-b"]
+
+    def stats() -> tuple[dict[str, Any], dict[str, Any]]:
+        at_a = crosshost.pair.a.run(lambda: describe_endpoint(a.url, a.api_token))
+        at_b = crosshost.pair.b.run(lambda: describe_endpoint(b.url, b.api_token))
+        return at_a["peers"][b.uuid], at_b["peers"][a.uuid]
+
+    # The first request to a peer goes over the data channel while B dials A.
+    for _ in range(5):
+        _cross(crosshost, "dict")
+        of_a, of_b = stats()
+        if of_b["requests_over_channel"]:
+            break
+    assert of_b["request_channel"]
+    assert of_a["request_channel"]
+    assert of_a["served_over_channel"] == of_b["requests_over_channel"] >= 1
+    log = crosshost.root / "site-b" / "endpoints" / "site-b" / "endpoint.log"
+    assert f"request channel to {a.uuid} open (dialed)" in log.read_text()
 
 
 def test_only_configured_addresses_listen(crosshost: TwoSites) -> None:

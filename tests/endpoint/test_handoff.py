@@ -24,7 +24,9 @@ from proxystore.endpoint.handoff import (
     verify_handoff,
 )
 from proxystore.endpoint.server import EndpointServer
-from proxystore.exceptions import StoreOperationError
+from proxystore.exceptions import SerializationError, StoreOperationError
+from proxystore.frame import Split, head_size
+from proxystore.serialize import deserialize, serialize
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -120,6 +122,59 @@ async def test_take_refuses_bad_names_sizes_and_links(tmp_path: Path) -> None:
         assert take_handoff(handoff.path, name, 10) == b"0123456789"
     finally:
         handoff.close()
+
+
+def _publish(handoff: HandoffDir, data: bytes) -> str:
+    file = handoff.new(len(data))
+    file.write(data)
+    return handoff.publish(file)
+
+
+async def test_large_frames_are_taken_as_header_and_body_without_a_copy(
+    tmp_path: Path,
+) -> None:
+    handoff = HandoffDir(str(uuid.uuid4()), ttl=5, base=tmp_path)
+    try:
+        data = os.urandom(BIG)
+        framed = serialize(data)
+        taken = take_handoff(
+            handoff.path, _publish(handoff, framed), len(framed), head_size
+        )
+        assert isinstance(taken, tuple)
+        split = Split(*taken)
+        assert bytes(split.head) + split.body == framed
+        # The bytes object read from the file is the one returned.
+        assert deserialize(split) is split.body
+        # A body that is not a one-part frame is mapped as before.
+        plain = take_handoff(handoff.path, _publish(handoff, data), BIG, head_size)
+        assert isinstance(plain, memoryview)
+        assert plain == data
+        # Damage in the body is caught when the split is decoded.
+        damaged = bytearray(framed)
+        damaged[-1] ^= 1
+        name = _publish(handoff, bytes(damaged))
+        taken = take_handoff(handoff.path, name, len(damaged), head_size)
+        assert isinstance(taken, tuple)
+        with pytest.raises(SerializationError, match="checksum"):
+            deserialize(Split(*taken))
+    finally:
+        handoff.close()
+
+
+async def test_store_get_of_a_large_bytes_reads_it_split(
+    site: tuple[EndpointServer, str],
+) -> None:
+    server, token_file = site
+    store = EndpointStore("shm", url=server.url, token_file=token_file)
+    try:
+        data = os.urandom(BIG)
+        key = await store.aset(data)
+        raw = await store._aget_bytes(key)
+        assert isinstance(raw, Split)
+        key = await store.aset(data)
+        assert await store.aget(key) == data
+    finally:
+        await store.aclose()
 
 
 async def test_untaken_files_expire_and_stale_dirs_are_swept(tmp_path: Path) -> None:

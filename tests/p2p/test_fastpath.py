@@ -4,6 +4,7 @@ import asyncio
 import contextlib
 import dataclasses
 import gc
+import logging
 import os
 import secrets
 import time
@@ -13,7 +14,12 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 import pytest
 
 from proxystore.endpoint.identity import Identity
-from proxystore.exceptions import LimitExceededError, PeerConnectionError, PeerError
+from proxystore.exceptions import (
+    LimitExceededError,
+    PeerConnectionError,
+    PeerError,
+    StoreTimeoutError,
+)
 from proxystore.p2p.fastpath import (
     LENGTH,
     TOKEN_SIZE,
@@ -315,3 +321,78 @@ async def test_cancelled_fetch_stops_receiving_at_once() -> None:
         # Its thread let go of the connection, not at its own timeout.
         await asyncio.wait_for(gone.wait(), WAIT)
         assert time.monotonic() - start < WAIT / 2
+
+
+async def test_deadline_error_quotes_the_callers_deadline() -> None:
+    async def stall(reader: asyncio.StreamReader) -> None:
+        with contextlib.suppress(OSError):
+            await reader.read()
+
+    loop = asyncio.get_running_loop()
+    # The caller's request began earlier (it waited for the peer's answer
+    # that carried the ticket) and gave 0.3 s in all.
+    began = loop.time() - 0.1
+    async with _ten_of_a_thousand(stall) as ticket:
+        with pytest.raises(
+            StoreTimeoutError,
+            match=r"total deadline of 0\.3s with 10 of 1000 bytes moved",
+        ):
+            await asyncio.wait_for(
+                fetch(
+                    ticket,
+                    identity=FETCHER,
+                    peer_public=HOLDER.public_bytes,
+                    timeout=WAIT,
+                    deadline=began + 0.3,
+                    began=began,
+                ),
+                2 * WAIT,
+            )
+
+
+async def test_connections_beyond_the_cap_are_closed_unserved() -> None:
+    server = FastPathServer(HOLDER, "127.0.0.1", timeout=WAIT, max_connections=3)
+    await server.start()
+    held = [await _tls_client(server) for _ in range(3)]
+    try:
+        # Each held connection is a worker thread waiting for its hello.
+        assert len(server._connections) == 3
+        reader, writer = await asyncio.wait_for(
+            asyncio.open_connection(*server.address), WAIT
+        )
+        with contextlib.suppress(OSError):
+            assert await asyncio.wait_for(reader.read(), WAIT) == b""
+        await _close(writer)
+        assert server.refused == 1
+        ticket = server.offer(b"still served", FETCHER.public_bytes)
+        for _, held_writer in held:
+            await _close(held_writer)
+        held = []
+        deadline = time.monotonic() + WAIT
+        while server._connections:
+            assert time.monotonic() < deadline, "held connections never ended"
+            await asyncio.sleep(0.01)
+        assert await get(ticket) == b"still served"
+    finally:
+        for _, held_writer in held:
+            await _close(held_writer)
+        await server.close()
+
+
+async def test_refused_tokens_log_a_bounded_number_of_lines(
+    server: FastPathServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="proxystore.p2p.fastpath")
+    real = server.offer(b"payload", FETCHER.public_bytes)
+    for _ in range(10):
+        bogus = dataclasses.replace(real, token=secrets.token_hex(TOKEN_SIZE))
+        with pytest.raises(PeerConnectionError, match="token refused"):
+            await get(bogus)
+    refusals = [r for r in caplog.records if "refused" in r.getMessage()]
+    assert len(refusals) == 1
+
+
+@pytest.mark.parametrize("cap", [0, -1, 1.5])
+def test_connection_cap_must_be_a_positive_integer(cap: object) -> None:
+    with pytest.raises(PeerError, match="max_connections"):
+        FastPathServer(HOLDER, "127.0.0.1", max_connections=cap)  # type: ignore[arg-type]

@@ -356,3 +356,71 @@ async def test_wss_client_closed_leaves_no_open_transport(tmp_path: Path) -> Non
         del client
         gc.collect()
     assert [str(w.message) for w in caught if w.category is ResourceWarning] == []
+
+
+async def test_connections_registering_at_once_are_capped() -> None:
+    async with await serve("127.0.0.1", 0, SECRET, max_pending=3) as server:
+        idle = [
+            await connect(server.url, open_timeout=WAIT, **DIRECT_CONNECTION)
+            for _ in range(3)
+        ]
+        for ws in idle:
+            assert (await recv(ws))["type"] == "challenge"
+        async with connect(server.url, open_timeout=WAIT, **DIRECT_CONNECTION) as extra:
+            refusal = await recv(extra)
+            assert refusal["type"] == "error"
+            assert "max 3" in refusal["reason"]
+            with pytest.raises(ConnectionClosed) as info:
+                await asyncio.wait_for(extra.recv(), WAIT)
+            assert info.value.rcvd is not None
+            assert info.value.rcvd.code == 1013
+        # Once those go away, endpoints register again.
+        for ws in idle:
+            await ws.close()
+        ws = await register(server, IDS["a"])
+        assert (await recv(ws))["type"] == "registered"
+        await ws.close()
+
+
+async def test_registered_endpoints_are_capped_but_may_log_in_again() -> None:
+    async with await serve("127.0.0.1", 0, SECRET, max_endpoints=1) as server:
+        a = await register(server, IDS["a"])
+        assert (await recv(a))["type"] == "registered"
+        b = await register(server, IDS["b"])
+        refusal = await recv(b)
+        assert refusal["type"] == "error"
+        assert "max 1" in refusal["reason"]
+        assert server.registered == {U["a"]: U["a"]}
+        again = await register(server, IDS["a"])
+        assert (await recv(again))["type"] == "registered"
+        for ws in (a, b, again):
+            await ws.close()
+
+
+async def test_refused_registrations_log_a_bounded_number_of_lines(
+    signaling: SignalingServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="proxystore.p2p.signaling")
+    for _ in range(20):
+        ws = await register(signaling, IDS["w"], secret="wrong")
+        assert (await recv(ws))["type"] == "error"
+        await ws.close()
+    refusals = [r for r in caplog.records if "bad secret" in r.getMessage()]
+    assert len(refusals) == 1
+
+
+@pytest.mark.parametrize("limit", [0, -1, 2.5, "8"])
+async def test_limits_must_be_positive_integers(limit: Any) -> None:
+    with pytest.raises(ConfigurationError, match="max_pending"):
+        await serve("127.0.0.1", 0, SECRET, max_pending=limit)
+
+
+def test_cli_limit_mistake_is_one_line(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(SECRET_ENV, SECRET)
+    assert main(["--port", "0", "--max-endpoints", "0"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ")
+    assert "max_endpoints" in err
+    assert "Traceback" not in err

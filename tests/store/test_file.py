@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import multiprocessing
 import os
 import pickle
 import shutil
@@ -53,7 +54,7 @@ class Held:
         return len(part)
 
 def held_open(path, mode="r", *args, **kwargs):
-    if "w" in mode:
+    if "w" in mode or "x" in mode:
         return Held(path, mode)
     return real_open(path, mode, *args, **kwargs)
 
@@ -126,8 +127,78 @@ def test_killed_writers_temp_file_is_swept_on_open(
     assert held_writer.temp.exists()
     held_writer.kill()
     assert held_writer.temp.exists()
-    FileStore(store_name, tmp_path)  # opening the directory sweeps it
+    # This process swept the directory when it first opened it: later opens
+    # leave the sweep to `sweep()` and to processes opening it afresh.
+    FileStore(store_name, tmp_path)
+    assert held_writer.temp.exists()
+    _open_in_new_process(tmp_path)  # a process's first open sweeps it
     assert _hidden(tmp_path) == []
+
+
+def _open_in_new_process(directory: Path) -> None:
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[2])}
+    subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys; from proxystore.store.file import FileStore; "
+            "FileStore('opener', sys.argv[1])",
+            str(directory),
+        ],
+        env=env,
+        check=True,
+        timeout=TIMEOUT,
+    )
+
+
+def _orphan(directory: Path) -> Path:
+    """A temp file of a writer on this host that is gone."""
+    path = directory / f".tmp-{_tempfiles.host_name()}-{_dead_pid()}-1-{'e' * 16}"
+    path.write_bytes(b"x")
+    return path
+
+
+def test_each_directory_is_swept_once_per_process(
+    tmp_path: Path, store_name: str
+) -> None:
+    first, second = tmp_path / "first", tmp_path / "second"
+    FileStore(store_name, first)
+    left = _orphan(first)
+    FileStore(store_name, first)
+    AsyncFileStore(store_name, first)  # both faces: one sweep per process
+    assert left.exists()
+    second.mkdir()
+    swept = _orphan(second)
+    FileStore(store_name, second)  # another directory: its first open sweeps
+    assert not swept.exists()
+    assert FileStore(store_name, first).sweep() == 1  # on demand, always
+    assert not left.exists()
+
+
+def _open_and_report(directory: str, orphan: str, outbox: Any) -> None:
+    FileStore("child", directory)
+    outbox.put(os.path.exists(orphan))
+
+
+def test_forked_child_sweeps_on_its_first_open(tmp_path: Path, store_name: str) -> None:
+    FileStore(store_name, tmp_path)
+    orphan = _orphan(tmp_path)
+    context = multiprocessing.get_context("fork")
+    outbox = context.Queue()
+    child = context.Process(
+        target=_open_and_report, args=(str(tmp_path), str(orphan), outbox)
+    )
+    child.start()
+    try:
+        assert outbox.get(timeout=TIMEOUT) is False  # a new process: it sweeps
+        child.join(TIMEOUT)
+        assert child.exitcode == 0
+    finally:
+        if child.is_alive():
+            child.kill()
+            child.join(TIMEOUT)
+        outbox.close()
+        outbox.join_thread()
 
 
 def test_sweep_keeps_other_hosts_and_foreign_files(
@@ -326,3 +397,48 @@ def test_batch_that_fills_the_disk_leaves_nothing(
     assert isinstance(info.value.__cause__.__cause__, OSError)
     assert info.value.__cause__.__cause__.errno == errno.ENOSPC
     assert list(small_tmpfs.iterdir()) == []
+
+
+@pytest.mark.parametrize("face", ["sync", "async"])
+def test_planted_symlink_or_fifo_at_a_key_is_refused_not_followed(
+    tmp_path: Path, store_name: str, face: str
+) -> None:
+    secret = tmp_path / "secret.txt"
+    secret.write_bytes(b"not for the store")
+    directory = tmp_path / "store"
+    directory.mkdir()
+    (directory / "link").symlink_to(secret)
+    os.mkfifo(directory / "fifo")  # opening it for reading would block
+    store = FileStore(store_name, directory)
+    aio = AsyncFileStore(store_name, directory)
+
+    def get(key: str) -> Any:
+        if face == "sync":
+            return store.get(key, deserialize=False)
+        return asyncio.run(asyncio.wait_for(aio.aget(key, deserialize=False), TIMEOUT))
+
+    with pytest.raises(StoreOperationError) as info:
+        get("link")
+    _assert_names_store(info.value, store, "get")
+    assert isinstance(info.value.__cause__, OSError)
+    assert info.value.__cause__.errno == errno.ELOOP
+    with pytest.raises(StoreOperationError) as info:
+        get("fifo")
+    assert isinstance(info.value.__cause__, OSError)
+    assert info.value.__cause__.errno == errno.EINVAL
+
+
+def test_a_file_at_the_temporary_name_is_never_overwritten(
+    tmp_path: Path, store_name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    victim = tmp_path / "victim"
+    victim.write_bytes(b"intact")
+    directory = tmp_path / "store"
+    directory.mkdir()
+    monkeypatch.setattr("proxystore.store.file.temp_name", lambda: ".planted")
+    (directory / ".planted").symlink_to(victim)
+    store = FileStore(store_name, directory)
+    with pytest.raises(StoreOperationError) as info:
+        store.set(b"data")
+    assert isinstance(info.value.__cause__, FileExistsError)
+    assert victim.read_bytes() == b"intact"
