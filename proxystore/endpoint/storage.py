@@ -22,6 +22,7 @@ import shutil
 import tempfile
 from collections.abc import AsyncIterator, Iterable
 from pathlib import Path
+from typing import Any
 
 from proxystore.endpoint.keys import validate_object_id
 from proxystore.exceptions import LimitExceededError, StoreOperationError
@@ -131,6 +132,19 @@ class ObjectStorage:
 
     def __len__(self) -> int:
         return len(self._memory) + len(self._spilled)
+
+    def stats(self) -> dict[str, Any]:
+        """Return counts and limits of what is held (for ``GET /endpoint/status``)."""
+        return {
+            "objects": len(self),
+            "memory_objects": len(self._memory),
+            "memory_bytes": self._memory_bytes,
+            "max_memory": self.max_memory,
+            "spill_objects": len(self._spilled),
+            "spill_bytes": self._spill_bytes,
+            "max_spill": self.max_spill,
+            "spill_dir": None if self._spill_path is None else str(self._spill_path),
+        }
 
     def is_spilled(self, object_id: str) -> bool:
         """Return whether the object is held in the spill directory."""
