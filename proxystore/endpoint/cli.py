@@ -137,6 +137,12 @@ def _parser() -> argparse.ArgumentParser:
         "--spill-dir", default=None, help="where objects beyond --max-memory go"
     )
     configure.add_argument(
+        "--persist",
+        action="store_true",
+        help="keep objects across stops, restarts and crashes, in objects/ of "
+        "the endpoint's directory (default: objects go with the process)",
+    )
+    configure.add_argument(
         "--max-object-size",
         type=_size,
         default=None,
@@ -301,6 +307,7 @@ def _configure(args: argparse.Namespace) -> int:
         "fast_path_host": args.fast_path_host,
         "fast_path_port": args.fast_path_port,
         "fast_path_advertise": args.fast_path_advertise,
+        "persist": args.persist,
     }
     check_local_address(args.host, "--host")
     if args.fast_path_host is not None:
@@ -566,15 +573,17 @@ def _list(args: argparse.Namespace) -> int:
     if not configs:
         print("no endpoints configured")
         return 0
-    rows = [("NAME", "UUID", "ADDRESS", "STATUS")]
+    rows = [("NAME", "UUID", "ADDRESS", "PERSIST", "STATUS")]
     for config in configs:
         pid = read_pid(config.name)
         status = f"running (pid {pid})" if pid is not None else "stopped"
-        rows.append((config.name, config.uuid, f"{config.host}:{config.port}", status))
-    widths = [max(len(row[i]) for row in rows) for i in range(3)]
+        address = f"{config.host}:{config.port}"
+        persist = "yes" if config.persist else "no"
+        rows.append((config.name, config.uuid, address, persist, status))
+    widths = [max(len(row[i]) for row in rows) for i in range(4)]
     for row in rows:
-        cells = [row[i].ljust(widths[i]) for i in range(3)]
-        print("  ".join([*cells, row[3]]))
+        cells = [row[i].ljust(widths[i]) for i in range(4)]
+        print("  ".join([*cells, row[4]]))
     return 0
 
 

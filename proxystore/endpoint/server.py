@@ -78,6 +78,7 @@ from proxystore.endpoint.limits import (
     default_max_memory,
     default_max_spill,
 )
+from proxystore.endpoint.persist import OBJECTS_DIR
 from proxystore.endpoint.protocol import MISSING_KEY, OWNER_PARAM, TIMEOUT_HEADER
 from proxystore.endpoint.storage import ObjectStorage
 from proxystore.exceptions import (
@@ -704,10 +705,16 @@ class EndpointServer:
         max_memory = config.max_memory
         if max_memory is None:
             max_memory = default_max_memory()
+        persist_dir = (
+            endpoint_dir(config.name) / OBJECTS_DIR if config.persist else None
+        )
+        disk = persist_dir if persist_dir is not None else config.spill_dir
         max_spill = config.max_spill
-        if max_spill is None and config.spill_dir is not None:
-            max_spill = default_max_spill(config.spill_dir)
-        self._storage = ObjectStorage(max_memory, config.spill_dir, max_spill)
+        if max_spill is None and disk is not None:
+            max_spill = default_max_spill(disk)
+        self._storage = ObjectStorage(
+            max_memory, config.spill_dir, max_spill, persist_dir=persist_dir
+        )
         endpoint = Endpoint(
             config.uuid,
             config.name,
@@ -773,13 +780,14 @@ class EndpointServer:
         )
         logger.info(
             "limits: max_object_size=%d max_memory=%d spill_dir=%s max_spill=%s "
-            "max_connections=%d max_requests=%d",
+            "max_connections=%d max_requests=%d persist=%s",
             config.max_object_size,
             max_memory,
-            config.spill_dir,
+            persist_dir or config.spill_dir,
             max_spill,
             config.max_connections,
             config.max_requests,
+            config.persist,
         )
 
     def _signaling_state(self) -> dict[str, Any]:
