@@ -1,4 +1,4 @@
-"""The ``proxystore-endpoint`` command: configure, start, stop, list, remove, peers.
+"""The ``proxystore-endpoint`` command: configure, start, stop, status, list...
 
 Example:
     ```
@@ -7,6 +7,7 @@ Example:
     $ proxystore-endpoint peers add site-a 5d3c...-site-b-uuid
     $ proxystore-endpoint start site-a --detach
     $ proxystore-endpoint list
+    $ proxystore-endpoint status site-a        # --json for scripts
     $ proxystore-endpoint stop site-a
     $ proxystore-endpoint rotate-token site-a   # then restart it
     ```
@@ -78,6 +79,12 @@ def _size(text: str) -> int:
     return value
 
 
+def _timeout_option(parser: argparse.ArgumentParser, default: float, text: str) -> None:
+    parser.add_argument(
+        "--timeout", type=float, default=default, help=f"{text} (default {default:g})"
+    )
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="proxystore-endpoint",
@@ -128,6 +135,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     configure.add_argument(
         "--spill-dir", default=None, help="where objects beyond --max-memory go"
+    )
+    configure.add_argument(
+        "--persist",
+        action="store_true",
+        help="keep objects across stops, restarts and crashes, in objects/ of "
+        "the endpoint's directory (default: objects go with the process)",
     )
     configure.add_argument(
         "--max-object-size",
@@ -196,19 +209,27 @@ def _parser() -> argparse.ArgumentParser:
     start.add_argument(
         "--detach", action="store_true", help="run in the background and return"
     )
-    start.add_argument(
-        "--timeout",
-        type=float,
-        default=30.0,
-        help="with --detach: seconds to wait for the endpoint to answer",
+    _timeout_option(
+        start, 30.0, "with --detach: seconds to wait for the endpoint to answer"
     )
     start.add_argument("--log-level", default="INFO")
 
     stop = commands.add_parser("stop", help="stop a running endpoint")
     stop.add_argument("name")
-    stop.add_argument(
-        "--timeout", type=float, default=10.0, help="seconds to wait for exit"
+    _timeout_option(stop, 10.0, "seconds to wait for exit")
+
+    status = commands.add_parser(
+        "status",
+        help="show a running endpoint's objects, peers, transfers and signaling",
+        description="Ask a running endpoint for its live status. Exit codes: "
+        "0 running, 1 no such endpoint (or unreadable configuration or token), "
+        "3 not running, 4 no answer within --timeout, 5 API token refused.",
     )
+    status.add_argument("name")
+    status.add_argument(
+        "--json", action="store_true", help="print the status as one JSON object"
+    )
+    _timeout_option(status, 5.0, "seconds to wait for the endpoint to answer")
 
     commands.add_parser("list", help="list configured endpoints")
 
@@ -286,6 +307,7 @@ def _configure(args: argparse.Namespace) -> int:
         "fast_path_host": args.fast_path_host,
         "fast_path_port": args.fast_path_port,
         "fast_path_advertise": args.fast_path_advertise,
+        "persist": args.persist,
     }
     check_local_address(args.host, "--host")
     if args.fast_path_host is not None:
@@ -509,6 +531,32 @@ def _stop(args: argparse.Namespace) -> int:
     return 0
 
 
+def _status(args: argparse.Namespace) -> int:
+    from proxystore.endpoint.status import (
+        EXIT_NOT_RUNNING,
+        StatusUnavailable,
+        fetch_status,
+        format_status,
+    )
+
+    config = read_config(args.name)
+    check = check_pid_file(config.name)
+    if check.pid is None:
+        stale = f" (removed a stale pid file: {check.stale})" if check.stale else ""
+        print(f"endpoint {config.name} is not running{stale}", file=sys.stderr)
+        return EXIT_NOT_RUNNING
+    try:
+        data = fetch_status(config, args.timeout)
+    except StatusUnavailable as err:
+        print(f"error: {err}", file=sys.stderr)
+        return err.code
+    if args.json:
+        print(json.dumps({"name": config.name, "pid": check.pid, **data}))
+    else:
+        print(format_status(config, check.pid, data))
+    return 0
+
+
 def _rotate_token(args: argparse.Namespace) -> int:
     config = read_config(args.name)
     path = create_api_token(endpoint_dir(config.name))
@@ -525,15 +573,17 @@ def _list(args: argparse.Namespace) -> int:
     if not configs:
         print("no endpoints configured")
         return 0
-    rows = [("NAME", "UUID", "ADDRESS", "STATUS")]
+    rows = [("NAME", "UUID", "ADDRESS", "PERSIST", "STATUS")]
     for config in configs:
         pid = read_pid(config.name)
         status = f"running (pid {pid})" if pid is not None else "stopped"
-        rows.append((config.name, config.uuid, f"{config.host}:{config.port}", status))
-    widths = [max(len(row[i]) for row in rows) for i in range(3)]
+        address = f"{config.host}:{config.port}"
+        persist = "yes" if config.persist else "no"
+        rows.append((config.name, config.uuid, address, persist, status))
+    widths = [max(len(row[i]) for row in rows) for i in range(4)]
     for row in rows:
-        cells = [row[i].ljust(widths[i]) for i in range(3)]
-        print("  ".join([*cells, row[3]]))
+        cells = [row[i].ljust(widths[i]) for i in range(4)]
+        print("  ".join([*cells, row[4]]))
     return 0
 
 
@@ -560,6 +610,7 @@ _COMMANDS = {
     "configure": _configure,
     "start": _start,
     "stop": _stop,
+    "status": _status,
     "list": _list,
     "rotate-token": _rotate_token,
     "remove": _remove,
@@ -574,7 +625,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         argv: Arguments without the program name (default: ``sys.argv[1:]``).
 
     Returns:
-        The process exit code: 0 on success, 1 on a reported failure.
+        The process exit code: 0 on success, 1 on a reported failure, 2 on
+        a usage error (from argparse). ``status`` also returns 3 (not
+        running), 4 (no answer in time) and 5 (API token refused); see
+        `proxystore.endpoint.status`.
     """
     parser = _parser()
     argv = sys.argv[1:] if argv is None else list(argv)

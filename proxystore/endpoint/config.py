@@ -164,6 +164,10 @@ class EndpointConfig:
         fast_path_advertise: Address put in fast-path tickets (``None``:
             ``fast_path_host`` if it is an address, else the local address of
             the selected ICE pair). Never a wildcard.
+        persist: Keep every object in ``objects/`` of the endpoint's
+            directory, so objects survive a stop, restart or crash (memory is
+            then a cache, ``spill_dir`` unused, ``max_spill`` the limit of
+            that directory). Default ``False``: objects go with the process.
     """
 
     name: str
@@ -185,6 +189,7 @@ class EndpointConfig:
     fast_path_port: int = 0
     fast_path_advertise: str | None = None
     peer_deadline: float | None = None
+    persist: bool = False
 
     def __post_init__(self) -> None:
         validate_name(self.name)

@@ -10,6 +10,14 @@ uuid of the endpoint that owns the object; it defaults to this endpoint):
   registration, e.g. a wrong secret, or null) and ``peers``: per connected
   peer uuid, whether a request channel is open and how many requests went
   over it and over the data channel (`PeerManager.peer_stats`).
+- ``GET /endpoint/status``: a live status for ``proxystore-endpoint status``:
+  ``uptime`` (seconds), ``storage`` (objects and bytes held in memory and
+  in the spill directory, with their limits: `ObjectStorage.stats`),
+  ``requests_in_flight``, ``waiting`` (long-polls in progress),
+  ``signaling_state`` (``off``, ``connecting``, ``connected``, ``refused``
+  or ``retrying``), ``peers`` (as in ``GET /endpoint``, ``{}`` when not
+  peering) and ``fast_path`` (pending body and channel offers, bodies
+  served, connections refused; ``null`` without a fast path).
 - ``PUT /objects/{key}?endpoint=OWNER``: store the raw request body.
 - ``GET /objects/{key}?endpoint=OWNER``: the raw bytes, or 404. A client
   on the same host may take large bodies as shared-memory files instead
@@ -70,6 +78,7 @@ from proxystore.endpoint.limits import (
     default_max_memory,
     default_max_spill,
 )
+from proxystore.endpoint.persist import OBJECTS_DIR
 from proxystore.endpoint.protocol import MISSING_KEY, OWNER_PARAM, TIMEOUT_HEADER
 from proxystore.endpoint.storage import ObjectStorage
 from proxystore.exceptions import (
@@ -96,6 +105,8 @@ _SIGNALING_STATE_KEY: web.AppKey[Callable[[], dict[str, Any]]] = web.AppKey(
     "signaling_state"
 )
 _GATE_KEY: web.AppKey[_Gate] = web.AppKey("gate")
+_STATUS_KEY: web.AppKey[Callable[[], dict[str, Any]]] = web.AppKey("status")
+_STARTED_KEY = web.AppKey("started", float)
 _HANDOFF_KEY: web.AppKey[HandoffDir | None] = web.AppKey("handoff")
 
 DEFAULT_BODY_IDLE_TIMEOUT = 60.0
@@ -308,6 +319,52 @@ async def _describe(request: web.Request) -> web.Response:
             "signaling": request.app[_SIGNALING_KEY](),
             **request.app[_SIGNALING_STATE_KEY](),
             **_describe_handoff(request.app[_HANDOFF_KEY]),
+        }
+    )
+
+
+def signaling_state(
+    peering: bool, connected: bool, attempted: bool, refused: str | None
+) -> str:
+    """Name the state of an endpoint's registration with its signaling server.
+
+    ``off`` (no signaling server configured), ``connected``, ``refused``
+    (the server refused the registration: wrong secret, identity refused),
+    ``connecting`` (no attempt finished yet) or ``retrying`` (not
+    registered: the endpoint keeps reconnecting with backoff).
+    """
+    if not peering:
+        return "off"
+    if connected:
+        return "connected"
+    if refused:
+        return "refused"
+    return "retrying" if attempted else "connecting"
+
+
+async def _status(request: web.Request) -> web.Response:
+    app = request.app
+    endpoint = app[_ENDPOINT_KEY]
+    signaling = app[_SIGNALING_STATE_KEY]()
+    return web.json_response(
+        {
+            "uuid": endpoint.uuid,
+            "name": endpoint.name,
+            "uptime": time.monotonic() - app[_STARTED_KEY],
+            "storage": endpoint.storage.stats(),
+            # This request is one of them: count the others.
+            "requests_in_flight": max(app[_GATE_KEY].in_flight - 1, 0),
+            "waiting": waiters.waiters_of(app).waiting,
+            "signaling_state": signaling_state(
+                endpoint.peers is not None,
+                app[_SIGNALING_KEY](),
+                bool(signaling.get("signaling_attempted")),
+                signaling.get("signaling_error"),
+            ),
+            "signaling_error": signaling.get("signaling_error"),
+            "peers": signaling.get("peers", {}),
+            "fast_path": None,
+            **app[_STATUS_KEY](),
         }
     )
 
@@ -533,6 +590,7 @@ def create_app(
     body_budget: int | None = None,
     signaling_state: Callable[[], dict[str, Any]] | None = None,
     handoff: HandoffDir | None = None,
+    status: Callable[[], dict[str, Any]] | None = None,
 ) -> web.Application:
     """Return the aiohttp application serving ``endpoint``.
 
@@ -553,6 +611,7 @@ def create_app(
             (``signaling_attempted``, ``signaling_error``).
         handoff: Where large bodies are handed to same-host clients as
             files (``None``: always in the response).
+        status: More fields for ``GET /endpoint/status`` (``fast_path``).
     """
     if not isinstance(api_token, str) or not api_token:
         raise ConfigurationError(
@@ -578,7 +637,10 @@ def create_app(
     app[_SIGNALING_STATE_KEY] = signaling_state or dict
     app[_IDLE_TIMEOUT_KEY] = body_idle_timeout
     app[_HANDOFF_KEY] = handoff
+    app[_STATUS_KEY] = status or dict
+    app[_STARTED_KEY] = time.monotonic()
     app.router.add_get("/endpoint", _describe)
+    app.router.add_get("/endpoint/status", _status)
     app.router.add_put("/objects/{key}", _put)
     app.router.add_get("/objects/{key}", _get)
     app.router.add_get("/objects/{key}/exists", _exists)
@@ -643,10 +705,16 @@ class EndpointServer:
         max_memory = config.max_memory
         if max_memory is None:
             max_memory = default_max_memory()
+        persist_dir = (
+            endpoint_dir(config.name) / OBJECTS_DIR if config.persist else None
+        )
+        disk = persist_dir if persist_dir is not None else config.spill_dir
         max_spill = config.max_spill
-        if max_spill is None and config.spill_dir is not None:
-            max_spill = default_max_spill(config.spill_dir)
-        self._storage = ObjectStorage(max_memory, config.spill_dir, max_spill)
+        if max_spill is None and disk is not None:
+            max_spill = default_max_spill(disk)
+        self._storage = ObjectStorage(
+            max_memory, config.spill_dir, max_spill, persist_dir=persist_dir
+        )
         endpoint = Endpoint(
             config.uuid,
             config.name,
@@ -681,6 +749,7 @@ class EndpointServer:
             body_budget=max(max_memory, config.max_object_size),
             signaling_state=self._signaling_state,
             handoff=self._handoff,
+            status=self._status,
         )
         self._runner = web.AppRunner(
             app,
@@ -711,13 +780,14 @@ class EndpointServer:
         )
         logger.info(
             "limits: max_object_size=%d max_memory=%d spill_dir=%s max_spill=%s "
-            "max_connections=%d max_requests=%d",
+            "max_connections=%d max_requests=%d persist=%s",
             config.max_object_size,
             max_memory,
-            config.spill_dir,
+            persist_dir or config.spill_dir,
             max_spill,
             config.max_connections,
             config.max_requests,
+            config.persist,
         )
 
     def _signaling_state(self) -> dict[str, Any]:
@@ -727,6 +797,19 @@ class EndpointServer:
             "signaling_attempted": self._peers.signaling_attempted,
             "signaling_error": self._peers.signaling_refused,
             "peers": self._peers.peer_stats(),
+        }
+
+    def _status(self) -> dict[str, Any]:
+        server = None if self._peers is None else self._peers.fast_path_server
+        if server is None:
+            return {}
+        return {
+            "fast_path": {
+                "pending_offers": server.pending_offers,
+                "pending_channel_offers": server.pending_channel_offers,
+                "served": server.served,
+                "refused": server.refused,
+            }
         }
 
     def _is_signaling(self) -> bool:

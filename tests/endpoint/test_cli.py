@@ -369,3 +369,142 @@ def test_signaling_server_logs_with_timestamps_to_its_log_file(
         server.stop()
     first = log.read_text().splitlines()[0]
     assert re.match(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} INFO ", first), first
+
+
+def _put(site: EndpointProcess, key: str, data: bytes) -> None:
+    request = urllib.request.Request(
+        f"{site.url}/objects/{key}", data=data, method="PUT", headers=site.auth_headers
+    )
+    with urllib.request.urlopen(request, timeout=5) as response:
+        assert response.status == 204
+
+
+def test_status_of_a_running_endpoint(tmp_path: Path) -> None:
+    site = configure_endpoint(tmp_path, "live", "--max-memory", "1M")
+    site.start()
+    try:
+        result = run_cli(tmp_path, "status", "live", "--json")
+        assert result.returncode == 0, result.stderr
+        before = json.loads(result.stdout)
+        assert before["name"] == "live"
+        assert before["pid"] == site.pid
+        assert before["uptime"] >= 0
+        assert before["storage"]["objects"] == 0
+        assert before["storage"]["max_memory"] == 1024 * 1024
+        assert before["signaling_state"] == "off"
+        assert before["peers"] == {}
+        assert before["requests_in_flight"] == 0
+        assert before["waiting"] == 0
+
+        _put(site, "a" * 16, b"x" * 1000)
+        after = json.loads(run_cli(tmp_path, "status", "live", "--json").stdout)
+        assert after["storage"]["objects"] == 1
+        assert after["storage"]["memory_bytes"] == 1000
+
+        text = run_cli(tmp_path, "status", "live")
+        assert text.returncode == 0, text.stderr
+        assert f"endpoint live ({site.uuid}) running, pid {site.pid}" in text.stdout
+        assert "objects    1" in text.stdout
+        assert "1000 B of 1.0 MiB" in text.stdout
+        assert "signaling  off" in text.stdout
+        assert "peers      0 connected" in text.stdout
+    finally:
+        site.stop()
+
+
+def test_status_errors_are_one_line_with_an_exit_code(tmp_path: Path) -> None:
+    import os
+    import signal
+
+    unknown = run_cli(tmp_path, "status", "ghost")
+    assert unknown.returncode == 1
+    assert unknown.stderr.count("\n") == 1
+    assert "no endpoint named" in unknown.stderr
+
+    site = configure_endpoint(tmp_path, "st")
+    stopped = run_cli(tmp_path, "status", "st", "--json")
+    assert (stopped.returncode, stopped.stdout) == (3, "")
+    assert stopped.stderr == "endpoint st is not running\n"
+
+    # A pid file naming a process that is not the endpoint is stale.
+    pid_path = tmp_path / "endpoints" / "st" / "endpoint.pid"
+    pid_path.write_text(json.dumps({"pid": 1, "start_time": 0, "command": ["x"]}))
+    stale = run_cli(tmp_path, "status", "st")
+    assert stale.returncode == 3
+    assert stale.stderr.count("\n") == 1
+    assert "removed a stale pid file" in stale.stderr
+    assert not pid_path.exists()
+
+    site.start()
+    try:
+        assert site.pid is not None
+        os.kill(site.pid, signal.SIGSTOP)
+        try:
+            silent = run_cli(tmp_path, "status", "st", "--timeout", "0.5")
+        finally:
+            os.kill(site.pid, signal.SIGCONT)
+        assert silent.returncode == 4
+        assert silent.stderr.count("\n") == 1
+        assert "did not answer" in silent.stderr
+
+        assert run_cli(tmp_path, "rotate-token", "st").returncode == 0
+        refused = run_cli(tmp_path, "status", "st")
+        assert refused.returncode == 5
+        assert refused.stderr.count("\n") == 1
+        assert "refused the API token" in refused.stderr
+    finally:
+        site.stop()
+
+
+def test_status_of_peering_endpoints(tmp_path: Path) -> None:
+    from proxystore.endpoint.testing import wait_until_registered
+
+    secret = "status-test-secret-" + "s" * 16
+    server = start_signaling_server(secret)
+    sites: list[EndpointProcess] = []
+    try:
+        for name in ("pa", "pb"):
+            sites.append(
+                configure_endpoint(
+                    tmp_path / name, name, "--server", server.url, secret=secret
+                )
+            )
+        a, b = sites
+        a.allow(b.uuid)
+        b.allow(a.uuid)
+        for site in sites:
+            site.start()
+            wait_until_registered(site, 30)
+        _put(a, "b" * 16 + f"?endpoint={b.uuid}", b"y" * 100)
+        result = run_cli(a.home, "status", "pa", "--json")
+        assert result.returncode == 0, result.stderr
+        data = json.loads(result.stdout)
+        assert data["signaling_state"] == "connected"
+        assert data["signaling_error"] is None
+        assert set(data["fast_path"]) == {
+            "pending_offers",
+            "pending_channel_offers",
+            "served",
+            "refused",
+        }
+        stats = data["peers"][b.uuid]
+        sent = stats["requests_over_channel"] + stats["requests_over_data_channel"]
+        assert sent == 1
+        remote = json.loads(run_cli(b.home, "status", "pb", "--json").stdout)
+        assert remote["storage"]["objects"] == 1
+        text = run_cli(a.home, "status", "pa").stdout
+        assert f"signaling  connected ({server.url})" in text
+        assert "peers      1 connected" in text
+        assert b.uuid in text
+    finally:
+        for site in sites:
+            site.stop()
+        server.stop()
+
+
+def test_help_lists_status(tmp_path: Path) -> None:
+    result = run_cli(tmp_path, "help")
+    assert "status" in result.stdout
+    topic = run_cli(tmp_path, "help", "status")
+    assert topic.returncode == 0
+    assert "3 not running" in topic.stdout

@@ -102,6 +102,7 @@ def _log(site: EndpointProcess) -> str:
 
 ROUTES = [
     ("GET", "/endpoint"),
+    ("GET", "/endpoint/status"),
     ("PUT", "/objects/{key}"),
     ("GET", "/objects/{key}"),
     ("GET", "/objects/{key}/exists"),

@@ -15,7 +15,12 @@ from aiohttp import web
 from proxystore.endpoint.config import EndpointConfig, endpoint_dir
 from proxystore.endpoint.credentials import create_api_token, read_api_token
 from proxystore.endpoint.endpoint import Endpoint
-from proxystore.endpoint.server import EndpointServer, create_app, serve
+from proxystore.endpoint.server import (
+    EndpointServer,
+    create_app,
+    serve,
+    signaling_state,
+)
 from proxystore.endpoint.storage import ObjectStorage
 from proxystore.exceptions import ConfigurationError
 
@@ -215,3 +220,19 @@ async def test_default_server_without_a_token_file_refuses_to_start(
         await serve(config, stop)
     with pytest.raises(ConfigurationError, match="non-empty API token"):
         create_app(Endpoint(config.uuid, "x", ObjectStorage(1024)), 1024, api_token="")
+
+
+@pytest.mark.parametrize(
+    ("peering", "connected", "attempted", "refused", "state"),
+    [
+        (False, False, False, None, "off"),
+        (True, False, False, None, "connecting"),
+        (True, True, True, None, "connected"),
+        (True, False, True, "wrong secret", "refused"),
+        (True, False, True, None, "retrying"),
+    ],
+)
+def test_signaling_state_names(
+    peering: bool, connected: bool, attempted: bool, refused: str | None, state: str
+) -> None:
+    assert signaling_state(peering, connected, attempted, refused) == state
