@@ -165,6 +165,7 @@ class PeerConnection:
         self._tasks: set[asyncio.Task[None]] = set()
         self._writable = asyncio.Event()
         self._lost_reason: str | None = None
+        self._lost = asyncio.Event()
         self._target = f"peer {peer_uuid}"
         self.bytes_moved = 0
         """Bytes sent and received on this connection (data channel and fast
@@ -208,6 +209,14 @@ class PeerConnection:
     def is_open(self) -> bool:
         """Whether requests can be sent."""
         return self._lost_reason is None and self._channel.readyState == "open"
+
+    async def wait_lost(self, timeout: float) -> bool:
+        """Wait until the connection is lost; return whether it was in time."""
+        try:
+            await asyncio.wait_for(self._lost.wait(), timeout)
+        except asyncio.TimeoutError:
+            return False
+        return True
 
     @property
     def request_channel_open(self) -> bool:
@@ -336,6 +345,7 @@ class PeerConnection:
         if self._lost_reason is not None:
             return
         self._lost_reason = reason
+        self._lost.set()
         logger.debug("connection to %s lost: %s", self.peer_uuid, reason)
         for future in self._pending.values():
             if not future.done():

@@ -12,6 +12,7 @@ import os
 import socket
 import ssl
 import struct
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -46,16 +47,23 @@ def _connection(manager: PeerManager, peer: str) -> PeerConnection:
     return manager._connections[peer]
 
 
-async def _until_channel(a: PeerManager, b: PeerManager, tries: int = 200) -> None:
-    """Send requests from a to b until one went over a request channel."""
-    for i in range(tries):
+async def _until_channel(a: PeerManager, b: PeerManager) -> None:
+    """Send requests from a to b until one went over a request channel.
+
+    The channel opens in the background after the first request; requests
+    keep going (over the data channel) until it is used, for up to WAIT.
+    """
+    deadline = time.monotonic() + WAIT
+    i = 0
+    while time.monotonic() < deadline:
         reply = await asyncio.wait_for(
             a.request(b.uuid, PeerMessage({"n": i}, b"x" * 1000)), WAIT
         )
         assert bytes(reply.body) == b"x" * 1000
         if a.peer_stats()[b.uuid]["requests_over_channel"]:
             return
-    raise AssertionError(f"no request channel after {tries} requests")
+        i += 1
+    raise AssertionError(f"no request channel after {i} requests in {WAIT}s")
 
 
 async def test_requests_go_over_the_channel_both_ways(
@@ -115,6 +123,7 @@ async def test_channel_cut_mid_run_loses_no_request(
     signaling: SignalingServer, make_manager: ManagerFactory
 ) -> None:
     release = asyncio.Event()
+    all_held = asyncio.Event()
     held = 0
     seen: list[int] = []
 
@@ -122,6 +131,8 @@ async def test_channel_cut_mid_run_loses_no_request(
         nonlocal held
         if request.header.get("hold"):
             held += 1
+            if held == 5:
+                all_held.set()
             await release.wait()
         seen.append(request.header["n"])
         return PeerMessage({"n": request.header["n"]}, request.body)
@@ -137,10 +148,7 @@ async def test_channel_cut_mid_run_loses_no_request(
         )
         for i in range(5)
     ]
-    for _ in range(100):
-        if held == 5:
-            break
-        await asyncio.wait_for(a.request(b.uuid, PeerMessage({"n": -1})), WAIT)
+    await asyncio.wait_for(all_held.wait(), WAIT)
     assert held == 5
     before = a.peer_stats()[b.uuid]
     assert before["requests_over_channel"] >= 6
@@ -317,15 +325,16 @@ async def test_oversized_frame_from_a_peer_closes_the_connection(
     a, b = pair
     await _until_channel(a, b)
     connection_at_b = _connection(b, a.uuid)
-    channel = _connection(a, b.uuid)._streams[-1]
+    connection_at_a = _connection(a, b.uuid)
+    channel = connection_at_a._streams[-1]
     with contextlib.suppress(Exception):
         await channel.send_frame(b"\0" * (DEFAULT_MAX_FRAME_SIZE + 1))
-    for _ in range(100):
-        if not connection_at_b.is_open:
-            break
-        await asyncio.wait_for(b.request(b.uuid, PeerMessage({})), WAIT)
+    assert await connection_at_b.wait_lost(WAIT)
     assert not connection_at_b.is_open
     assert a.uuid not in b.peer_stats()
+    # A request racing a's own discovery of the close would fail; once a
+    # has seen it, the next request connects again.
+    assert await connection_at_a.wait_lost(WAIT)
     # The peers connect again on the next request.
     reply = await asyncio.wait_for(a.request(b.uuid, PeerMessage({"again": 1})), WAIT)
     assert reply.header["echo"] == {"again": 1}
