@@ -76,6 +76,10 @@ _ONE_PART = struct.Struct("<4sBBBBIQ")
 _ONE_PART_CHECKED = struct.Struct("<4sBBBBIQQ")
 _U64 = struct.Struct("<Q")
 _MAC_SIZE = 32
+HEAD_FIXED_SIZE = _FIXED.size
+"""Bytes of a header's fixed fields: what `header_length` reads."""
+MAX_ONE_PART_HEAD = _ONE_PART.size + 255 + 8 + _MAC_SIZE
+"""Longest header of a one-part frame (a 255-byte key id, checksum, MAC)."""
 _PADDING = bytes(ALIGN)
 _KNOWN_FLAGS = CHECKSUM | MAC | MAC_FULL
 # Below this many bytes, joining a part to the header costs less than a
@@ -140,28 +144,41 @@ def stored_bytes(data: Stored) -> bytes:
     return bytes(data)
 
 
-def head_size(data: Buffer) -> int | None:
-    """How long the header of the one-part frame that `data` starts with is.
+def header_length(fixed: Buffer) -> int | None:
+    """How long the header of a one-part frame is, from its fixed fields alone.
 
-    Only the fixed fields are read (magic, version, flags, key id length and
-    part count); `decode` checks the rest.
+    `fixed` starts with the header's first `HEAD_FIXED_SIZE` bytes (magic,
+    version, flags, tag, key id length, part count); nothing after them is
+    read, so a reader can size its next read from them; `decode` checks
+    the rest.
 
     Returns:
-        The header's length, or None if `data` does not start with the whole
-        header of a one-part frame (not a frame, several parts, cut short).
+        The header's length, or None if `fixed` is shorter than the fixed
+        fields or does not start a one-part frame.
     """
-    if memoryview(data).nbytes < _FIXED.size:
+    if memoryview(fixed).nbytes < _FIXED.size:
         return None
-    magic, version, flags, _tag, kid_len, count = _FIXED.unpack_from(data)
+    magic, version, flags, _tag, kid_len, count = _FIXED.unpack_from(fixed)
     if magic != MAGIC or version != VERSION or count != 1:
         return None
-    size = (
+    size: int = (
         _ONE_PART.size
         + kid_len
         + (8 if flags & CHECKSUM else 0)
         + (_MAC_SIZE if flags & MAC else 0)
     )
-    return size if size <= memoryview(data).nbytes else None
+    return size
+
+
+def head_size(data: Buffer) -> int | None:
+    """How long the header of the one-part frame that `data` starts with is.
+
+    Returns:
+        The header's length, or None if `data` does not start with the whole
+        header of a one-part frame (not a frame, several parts, cut short).
+    """
+    size = header_length(data)
+    return size if size is not None and size <= memoryview(data).nbytes else None
 
 
 def split(payload: Sequence[Buffer]) -> Split | None:

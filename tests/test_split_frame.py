@@ -19,6 +19,7 @@ from proxystore.serialize import (
     frame_custom,
     join,
     plain_frame,
+    serialize,
     serialize_parts,
 )
 from proxystore.signing import SigningKeys
@@ -297,3 +298,14 @@ def test_plain_frame_leaves_large_bytes_to_the_frame_that_keeps_them() -> None:
     )
     assert plain_frame(b"x" * (limit + 1)) is None
     assert frame.split(serialize_parts(b"x" * (limit + 1), checksum=False)) is not None
+
+
+def test_header_length_needs_only_the_fixed_fields() -> None:
+    framed = serialize(b"x" * 100_000)
+    size = frame.head_size(framed)
+    assert size is not None
+    assert size <= frame.MAX_ONE_PART_HEAD
+    assert frame.header_length(framed[: frame.HEAD_FIXED_SIZE]) == size
+    assert frame.header_length(framed[: frame.HEAD_FIXED_SIZE - 1]) is None
+    # The whole header is not there: head_size says so, header_length need not.
+    assert frame.head_size(framed[: frame.HEAD_FIXED_SIZE]) is None

@@ -24,7 +24,7 @@ from typing import Any
 from redis import exceptions as redis_errors
 
 from proxystore.exceptions import ProxyStoreError
-from proxystore.frame import Split, Stored, head_size
+from proxystore.frame import HEAD_FIXED_SIZE, Split, Stored, header_length
 from proxystore.serialize import Buffer
 
 if sys.version_info >= (3, 11, 3):  # as redis-py times its reads
@@ -162,10 +162,6 @@ async def send_by_reference(connection: Any, packed: Sequence[Buffer]) -> bool:
 # A value at least this large, first in an array reply, is read by
 # `read_large_value`; smaller ones by redis-py's parser.
 LARGE_VALUE = 1 << 20
-# A frame header's fixed fields, from which `frame.head_size` tells the
-# header's length, and room for the longest one-part header after them.
-_FRAME_FIXED = 12
-_HEAD_ROOM = bytes(320)
 # Most bytes taken from the stream at a time (its buffer stays small).
 _PIECE = 1 << 20
 # As much as redis-py's parser reads at a time.
@@ -230,9 +226,9 @@ async def _read_large_value(
     count, size = int(found[1]), int(found[2])
     # The value's first bytes (less than all of it: it is over 64 KiB).
     pending = data[found.end() :]
-    if len(pending) < _FRAME_FIXED:
-        pending += await stream.readexactly(_FRAME_FIXED - len(pending))
-    head = head_size(pending[:_FRAME_FIXED] + _HEAD_ROOM)
+    if len(pending) < HEAD_FIXED_SIZE:
+        pending += await stream.readexactly(HEAD_FIXED_SIZE - len(pending))
+    head = header_length(pending)
     if head is not None and len(pending) < head:
         pending += await stream.readexactly(head - len(pending))
     start = 0 if head is None else head

@@ -36,7 +36,7 @@ from proxystore.exceptions import (
     InvalidKeyError,
     StoreOperationError,
 )
-from proxystore.frame import Split, Stored, head_size
+from proxystore.frame import MAX_ONE_PART_HEAD, Split, Stored, head_size
 from proxystore.serialize import Buffer, Payload
 from proxystore.signing import SigningKeysOption
 
@@ -355,8 +355,6 @@ def _write_all(file: Any, part: Buffer) -> None:
 # read, as from a raw file read. Below it, one read of the whole file costs
 # less than two.
 _SPLIT_READ = 64 * 1024
-# Enough for any one-part frame's header (20 + 255 + 8 + 32 bytes).
-_HEAD_READ = 512
 
 
 # Objects are regular files renamed into place: a symlink or a FIFO planted
@@ -406,7 +404,7 @@ def _read_split(file: Any, size: int) -> Split | None:
     checked here: the store decodes the `Split` as it would the whole file.
     Anything else leaves the file's position at its start.
     """
-    head = file.read(_HEAD_READ)
+    head = file.read(MAX_ONE_PART_HEAD)
     length = head_size(head)
     if length is None:
         file.seek(0)

@@ -91,7 +91,7 @@ from proxystore.exceptions import (
     StoreOperationError,
     StoreTimeoutError,
 )
-from proxystore.frame import Split, Stored, head_size
+from proxystore.frame import HEAD_FIXED_SIZE, Split, Stored, header_length
 from proxystore.serialize import Buffer, Payload
 from proxystore.signing import SigningKeysOption
 
@@ -1348,11 +1348,6 @@ async def _aread_last(connection: Any, large: _Large) -> Any:
 _LARGE_VALUE = 1 << 20
 # Enough for an array header and its first bulk header.
 _PEEK = 64
-# A frame header's fixed fields (magic, version, flags, tag, key id length,
-# part count), from which `frame.head_size` tells the header's length, and
-# room for the longest one-part header after them.
-_FRAME_FIXED = 12
-_HEAD_ROOM = bytes(320)
 _LARGE_HEAD = re.compile(rb"\*([1-9][0-9]{0,8})\r\n\$([0-9]{1,15})\r\n")
 _NOT_LARGE: Any = object()
 _Large = Literal["", "value", "chunks"]
@@ -1408,7 +1403,7 @@ def _read_large_value(connection: Any) -> Any:
     ):
         _read_exactly(stream, found.end())
         # The value's first bytes (waiting for them if they are not in yet).
-        head = _head_size(sock.recv(_FRAME_FIXED, socket.MSG_PEEK))
+        head = header_length(sock.recv(HEAD_FIXED_SIZE, socket.MSG_PEEK))
         value: Stored
         if head is None:
             value = _read_exactly(stream, size)
@@ -1538,19 +1533,6 @@ def _readinto_exactly(stream: io.BufferedReader[Any], view: memoryview) -> None:
         if not read:
             raise redis_errors.ConnectionError("Connection closed by server.")
         done += read
-
-
-def _head_size(start: bytes) -> int | None:
-    """The header length of the one-part frame a value starts with, if it is one.
-
-    `start` holds the value's first bytes (up to `_FRAME_FIXED`): the fixed
-    fields of a frame's header decide its length (`frame.head_size` reads
-    nothing else), so they are given room for the rest. None: not a one-part
-    frame, or fewer bytes had arrived (the value is then read whole).
-    """
-    if len(start) < _FRAME_FIXED:
-        return None
-    return head_size(start + _HEAD_ROOM)
 
 
 def _read_exactly(stream: io.BufferedReader[Any], size: int) -> bytes:

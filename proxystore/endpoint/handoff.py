@@ -375,7 +375,8 @@ def take_handoff(
 # Above this size a framed body is read as its header and the rest (see
 # `take_handoff`); below it, mapping the file is as cheap.
 _SPLIT_READ = 64 * 1024
-# Enough for any one-part frame's header.
+# Enough for any one-part frame's header (`proxystore.frame.MAX_ONE_PART_HEAD`,
+# not imported: this module stays standard-library only).
 _HEAD_READ = 512
 
 
